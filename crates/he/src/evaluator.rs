@@ -1,0 +1,575 @@
+//! Homomorphic operations: addition, plaintext and ciphertext multiplication,
+//! relinearization, rescaling / modulus switching, rotations (plain and hoisted), and the
+//! lazy multiply-accumulate.
+
+use crate::bfv_mul::{ext_indices, extend, scale_down};
+use crate::context::Context;
+use crate::crypt::{message_term, plain_poly};
+use crate::errors::{HeError, Result};
+use crate::keys::{GaloisKeys, KeySwitchingKey, RelinKey};
+use crate::keyswitch::{decompose, drop_last_rounded, inner_product, key_switch, mod_down};
+use crate::math::poly::RnsPoly;
+use crate::params::Scheme;
+use crate::plaintext::{Ciphertext, Plaintext};
+
+/// Performs homomorphic operations for one context.
+#[derive(Clone, Debug)]
+pub struct Evaluator {
+    ctx: Context,
+}
+
+/// A ciphertext decomposed once for key switching: rotations from it skip the
+/// decomposition (hoisting).
+#[derive(Clone, Debug)]
+pub struct HoistedCiphertext {
+    c0: RnsPoly,
+    digits: Vec<RnsPoly>,
+    level: usize,
+    scale: f64,
+}
+
+/// A ciphertext prepared as a factor of many products (BFV: lifted to `Q ∪ R`).
+#[derive(Clone, Debug)]
+pub struct ProductOperand {
+    polys: [RnsPoly; 2],
+    level: usize,
+    scale: f64,
+}
+
+impl ProductOperand {
+    /// Level of the prepared ciphertext.
+    pub fn level(&self) -> usize {
+        self.level
+    }
+}
+
+/// Sums many products in NTT form and reduces, relinearizes (and for BFV scales) once.
+#[derive(Clone, Debug)]
+pub struct ProductAccumulator {
+    ctx: Context,
+    level: usize,
+    tensor: Option<[RnsPoly; 3]>,
+    plain: Option<[RnsPoly; 2]>,
+    scale: Option<f64>,
+    plain_scale: Option<f64>,
+}
+
+fn scales_match(a: f64, b: f64) -> bool {
+    (a - b).abs() <= a.abs().max(b.abs()) * 1e-9
+}
+
+impl Evaluator {
+    /// An evaluator for `ctx`.
+    pub fn new(ctx: &Context) -> Self {
+        Self { ctx: ctx.clone() }
+    }
+
+    /// The context.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    fn check_shape(&self, ct: &Ciphertext) -> Result<()> {
+        let n = self.ctx.degree();
+        if ct.level > self.ctx.max_level() {
+            return Err(HeError::LevelMismatch {
+                expected: self.ctx.max_level(),
+                actual: ct.level,
+            });
+        }
+        if ct.polys.len() < 2 {
+            return Err(HeError::CiphertextSize {
+                expected: 2,
+                actual: ct.polys.len(),
+            });
+        }
+        for p in &ct.polys {
+            if p.degree() != n || p.count() != ct.level + 1 {
+                return Err(HeError::LengthMismatch {
+                    what: "ciphertext residues",
+                    expected: ct.level + 1,
+                    actual: p.count(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn check_pair(&self, a: &Ciphertext, b: &Ciphertext) -> Result<()> {
+        self.check_shape(a)?;
+        self.check_shape(b)?;
+        if a.level != b.level {
+            return Err(HeError::LevelMismatch {
+                expected: a.level,
+                actual: b.level,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_add_scale(&self, a: f64, b: f64) -> Result<()> {
+        if self.ctx.scheme() == Scheme::Ckks && !scales_match(a, b) {
+            return Err(HeError::ScaleMismatch {
+                expected: a.log2(),
+                actual: b.log2(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `a + b`.
+    pub fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        let mut out = a.clone();
+        self.add_assign(&mut out, b)?;
+        Ok(out)
+    }
+
+    /// `a += b`.
+    pub fn add_assign(&self, a: &mut Ciphertext, b: &Ciphertext) -> Result<()> {
+        self.combine(a, b, false)
+    }
+
+    /// `a - b`.
+    pub fn sub(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        let mut out = a.clone();
+        self.combine(&mut out, b, true)?;
+        Ok(out)
+    }
+
+    fn combine(&self, a: &mut Ciphertext, b: &Ciphertext, subtract: bool) -> Result<()> {
+        self.check_pair(a, b)?;
+        self.check_add_scale(a.scale, b.scale)?;
+        let q = self.ctx.q_primes(a.level);
+        while a.polys.len() < b.polys.len() {
+            a.polys.push(RnsPoly::zero(self.ctx.degree(), a.level + 1));
+        }
+        for (x, y) in a.polys.iter_mut().zip(&b.polys) {
+            if subtract {
+                x.sub_assign(y, &q);
+            } else {
+                x.add_assign(y, &q);
+            }
+        }
+        a.seed = None;
+        Ok(())
+    }
+
+    /// `-a`.
+    pub fn negate(&self, a: &Ciphertext) -> Result<Ciphertext> {
+        self.check_shape(a)?;
+        let q = self.ctx.q_primes(a.level);
+        let mut out = a.clone();
+        for p in &mut out.polys {
+            p.neg_assign(&q);
+        }
+        out.seed = None;
+        Ok(out)
+    }
+
+    /// `ct + pt`.
+    pub fn add_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
+        self.plain_combine(ct, pt, false)
+    }
+
+    /// `ct - pt`.
+    pub fn sub_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
+        self.plain_combine(ct, pt, true)
+    }
+
+    fn plain_combine(&self, ct: &Ciphertext, pt: &Plaintext, subtract: bool) -> Result<Ciphertext> {
+        self.check_shape(ct)?;
+        self.check_add_scale(ct.scale, pt.scale)?;
+        let m = message_term(&self.ctx, pt, ct.level)?;
+        let q = self.ctx.q_primes(ct.level);
+        let mut out = ct.clone();
+        if subtract {
+            out.polys[0].sub_assign(&m, &q);
+        } else {
+            out.polys[0].add_assign(&m, &q);
+        }
+        out.seed = None;
+        Ok(out)
+    }
+
+    /// `ct · pt` (CKKS: scales multiply).
+    pub fn mul_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
+        self.check_shape(ct)?;
+        let m = plain_poly(&self.ctx, pt, ct.level)?;
+        let q = self.ctx.q_primes(ct.level);
+        let mut out = ct.clone();
+        for p in &mut out.polys {
+            p.mul_assign(&m, &q);
+        }
+        out.scale = ct.scale * pt.scale;
+        out.seed = None;
+        Ok(out)
+    }
+
+    /// `a · b` without relinearization: a 3-polynomial ciphertext (the tensor product;
+    /// BFV includes the scaling by `t/Q`).
+    pub fn multiply(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        self.check_pair(a, b)?;
+        for ct in [a, b] {
+            if ct.polys.len() != 2 {
+                return Err(HeError::CiphertextSize {
+                    expected: 2,
+                    actual: ct.polys.len(),
+                });
+            }
+        }
+        let (pa, pb) = (self.prepare_product(a)?, self.prepare_product(b)?);
+        let mut acc = ProductAccumulator::new(&self.ctx, a.level)?;
+        acc.add_product(&pa, &pb)?;
+        acc.tensor_ciphertext()
+    }
+
+    /// `a · b` relinearized.
+    pub fn multiply_relin(
+        &self,
+        a: &Ciphertext,
+        b: &Ciphertext,
+        rk: &RelinKey,
+    ) -> Result<Ciphertext> {
+        self.relinearize(&self.multiply(a, b)?, rk)
+    }
+
+    /// Relinearizes a 3-polynomial ciphertext to 2 polynomials.
+    pub fn relinearize(&self, ct: &Ciphertext, rk: &RelinKey) -> Result<Ciphertext> {
+        self.check_shape(ct)?;
+        self.ctx.check_fingerprint(&rk.fingerprint)?;
+        match ct.polys.len() {
+            2 => Ok(ct.clone()),
+            3 => {
+                let q = self.ctx.q_primes(ct.level);
+                let (u0, u1) = key_switch(&self.ctx, ct.level, &ct.polys[2], &rk.key)?;
+                let mut c0 = ct.polys[0].clone();
+                let mut c1 = ct.polys[1].clone();
+                c0.add_assign(&u0, &q);
+                c1.add_assign(&u1, &q);
+                Ok(Ciphertext {
+                    polys: vec![c0, c1],
+                    level: ct.level,
+                    scale: ct.scale,
+                    seed: None,
+                })
+            }
+            k => Err(HeError::CiphertextSize {
+                expected: 3,
+                actual: k,
+            }),
+        }
+    }
+
+    /// CKKS: divides by the last modulus `q_ℓ` (scale `/= q_ℓ`), dropping a level.
+    pub fn rescale(&self, ct: &Ciphertext) -> Result<Ciphertext> {
+        if self.ctx.scheme() != Scheme::Ckks {
+            return Err(HeError::WrongScheme {
+                operation: "rescale",
+                scheme: "BFV",
+            });
+        }
+        let mut out = self.divide_by_last(ct)?;
+        out.scale = ct.scale / self.ctx.inner.primes[ct.level].value() as f64;
+        Ok(out)
+    }
+
+    /// Drops the last modulus. BFV: modulus switching (divide by `q_ℓ` with rounding; the
+    /// message is kept). CKKS: the residues of `q_ℓ` are discarded (value and scale kept).
+    pub fn mod_switch_down(&self, ct: &Ciphertext) -> Result<Ciphertext> {
+        match self.ctx.scheme() {
+            Scheme::Bfv => self.divide_by_last(ct),
+            Scheme::Ckks => {
+                self.check_shape(ct)?;
+                if ct.level == 0 {
+                    return Err(HeError::LevelExhausted);
+                }
+                let mut out = ct.clone();
+                for p in &mut out.polys {
+                    p.truncate(ct.level);
+                }
+                out.level -= 1;
+                out.seed = None;
+                Ok(out)
+            }
+        }
+    }
+
+    /// Switches down to `level`.
+    pub fn mod_switch_to(&self, ct: &Ciphertext, level: usize) -> Result<Ciphertext> {
+        if level > ct.level {
+            return Err(HeError::LevelMismatch {
+                expected: ct.level,
+                actual: level,
+            });
+        }
+        let mut out = ct.clone();
+        while out.level > level {
+            out = self.mod_switch_down(&out)?;
+        }
+        Ok(out)
+    }
+
+    fn divide_by_last(&self, ct: &Ciphertext) -> Result<Ciphertext> {
+        self.check_shape(ct)?;
+        if ct.level == 0 {
+            return Err(HeError::LevelExhausted);
+        }
+        let polys = ct
+            .polys
+            .iter()
+            .map(|p| drop_last_rounded(&self.ctx, ct.level, p))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Ciphertext {
+            polys,
+            level: ct.level - 1,
+            scale: ct.scale,
+            seed: None,
+        })
+    }
+
+    /// Rotates the slots left by `step` (right if negative). BFV rotates both rows.
+    pub fn rotate(&self, ct: &Ciphertext, step: i64, keys: &GaloisKeys) -> Result<Ciphertext> {
+        let g = self.ctx.galois_element(step);
+        self.apply_galois(ct, g, keys.get(g, Some(step))?, keys)
+    }
+
+    /// BFV: swaps the two rows. CKKS: conjugates every slot.
+    pub fn conjugate(&self, ct: &Ciphertext, keys: &GaloisKeys) -> Result<Ciphertext> {
+        let g = self.ctx.conjugation_element();
+        self.apply_galois(ct, g, keys.get(g, None)?, keys)
+    }
+
+    fn apply_galois(
+        &self,
+        ct: &Ciphertext,
+        g: u64,
+        key: &KeySwitchingKey,
+        keys: &GaloisKeys,
+    ) -> Result<Ciphertext> {
+        self.ctx.check_fingerprint(&keys.fingerprint)?;
+        let h = self.hoist(ct)?;
+        self.galois_hoisted(&h, g, key)
+    }
+
+    /// Decomposes a ciphertext once for many rotations.
+    pub fn hoist(&self, ct: &Ciphertext) -> Result<HoistedCiphertext> {
+        self.check_shape(ct)?;
+        if ct.polys.len() != 2 {
+            return Err(HeError::CiphertextSize {
+                expected: 2,
+                actual: ct.polys.len(),
+            });
+        }
+        Ok(HoistedCiphertext {
+            c0: ct.polys[0].clone(),
+            digits: decompose(&self.ctx, ct.level, &ct.polys[1])?,
+            level: ct.level,
+            scale: ct.scale,
+        })
+    }
+
+    /// Rotation by `step` from a hoisted decomposition.
+    pub fn rotate_hoisted(
+        &self,
+        h: &HoistedCiphertext,
+        step: i64,
+        keys: &GaloisKeys,
+    ) -> Result<Ciphertext> {
+        self.ctx.check_fingerprint(&keys.fingerprint)?;
+        let g = self.ctx.galois_element(step);
+        self.galois_hoisted(h, g, keys.get(g, Some(step))?)
+    }
+
+    fn galois_hoisted(
+        &self,
+        h: &HoistedCiphertext,
+        g: u64,
+        key: &KeySwitchingKey,
+    ) -> Result<Ciphertext> {
+        let perm = self.ctx.galois_permutation(g);
+        let q = self.ctx.q_primes(h.level);
+        let (a0, a1) = inner_product(&self.ctx, h.level, &h.digits, key, Some(&perm))?;
+        let mut c0 = h.c0.permuted(&perm);
+        c0.add_assign(&mod_down(&self.ctx, h.level, &a0)?, &q);
+        let c1 = mod_down(&self.ctx, h.level, &a1)?;
+        Ok(Ciphertext {
+            polys: vec![c0, c1],
+            level: h.level,
+            scale: h.scale,
+            seed: None,
+        })
+    }
+
+    /// Prepares a ciphertext as a factor of products (BFV: lifts it to `Q ∪ R` once).
+    pub fn prepare_product(&self, ct: &Ciphertext) -> Result<ProductOperand> {
+        self.check_shape(ct)?;
+        if ct.polys.len() != 2 {
+            return Err(HeError::CiphertextSize {
+                expected: 2,
+                actual: ct.polys.len(),
+            });
+        }
+        let polys = match self.ctx.scheme() {
+            Scheme::Bfv => [
+                extend(&self.ctx, ct.level, &ct.polys[0])?,
+                extend(&self.ctx, ct.level, &ct.polys[1])?,
+            ],
+            Scheme::Ckks => [ct.polys[0].clone(), ct.polys[1].clone()],
+        };
+        Ok(ProductOperand {
+            polys,
+            level: ct.level,
+            scale: ct.scale,
+        })
+    }
+}
+
+impl ProductAccumulator {
+    /// An empty accumulator for products at `level`.
+    pub fn new(ctx: &Context, level: usize) -> Result<Self> {
+        ctx.level(level)?;
+        Ok(Self {
+            ctx: ctx.clone(),
+            level,
+            tensor: None,
+            plain: None,
+            scale: None,
+            plain_scale: None,
+        })
+    }
+
+    fn tensor_indices(&self) -> Result<Vec<usize>> {
+        match self.ctx.scheme() {
+            Scheme::Bfv => ext_indices(&self.ctx, self.level),
+            Scheme::Ckks => Ok((0..=self.level).collect()),
+        }
+    }
+
+    /// Adds `a · b` (both prepared with [`Evaluator::prepare_product`]).
+    pub fn add_product(&mut self, a: &ProductOperand, b: &ProductOperand) -> Result<()> {
+        for op in [a, b] {
+            if op.level != self.level {
+                return Err(HeError::LevelMismatch {
+                    expected: self.level,
+                    actual: op.level,
+                });
+            }
+        }
+        let scale = a.scale * b.scale;
+        match self.scale {
+            Some(s) if self.ctx.scheme() == Scheme::Ckks && !scales_match(s, scale) => {
+                return Err(HeError::ScaleMismatch {
+                    expected: s.log2(),
+                    actual: scale.log2(),
+                });
+            }
+            _ => self.scale = Some(scale),
+        }
+        let idx = self.tensor_indices()?;
+        let primes = self.ctx.primes_at(&idx);
+        let n = self.ctx.degree();
+        for p in a.polys.iter().chain(&b.polys) {
+            if p.count() != idx.len() {
+                return Err(HeError::LengthMismatch {
+                    what: "product operand residues",
+                    expected: idx.len(),
+                    actual: p.count(),
+                });
+            }
+        }
+        let acc = self
+            .tensor
+            .get_or_insert_with(|| std::array::from_fn(|_| RnsPoly::zero(n, idx.len())));
+        let [d0, d1, d2] = acc;
+        d0.mul_acc(&a.polys[0], &b.polys[0], &primes);
+        d1.mul_acc(&a.polys[0], &b.polys[1], &primes);
+        d1.mul_acc(&a.polys[1], &b.polys[0], &primes);
+        d2.mul_acc(&a.polys[1], &b.polys[1], &primes);
+        Ok(())
+    }
+
+    /// Adds `ct · pt`.
+    pub fn add_plain_product(&mut self, ct: &Ciphertext, pt: &Plaintext) -> Result<()> {
+        if ct.level != self.level || ct.polys.len() != 2 {
+            return Err(HeError::LevelMismatch {
+                expected: self.level,
+                actual: ct.level,
+            });
+        }
+        let scale = ct.scale * pt.scale;
+        match self.plain_scale {
+            Some(s) if self.ctx.scheme() == Scheme::Ckks && !scales_match(s, scale) => {
+                return Err(HeError::ScaleMismatch {
+                    expected: s.log2(),
+                    actual: scale.log2(),
+                });
+            }
+            _ => self.plain_scale = Some(scale),
+        }
+        let m = plain_poly(&self.ctx, pt, self.level)?;
+        let q = self.ctx.q_primes(self.level);
+        let n = self.ctx.degree();
+        let acc = self
+            .plain
+            .get_or_insert_with(|| std::array::from_fn(|_| RnsPoly::zero(n, q.len())));
+        acc[0].mul_acc(&ct.polys[0], &m, &q);
+        acc[1].mul_acc(&ct.polys[1], &m, &q);
+        Ok(())
+    }
+
+    /// The sum of the ciphertext products as a 3-polynomial ciphertext (no relinearization).
+    fn tensor_ciphertext(&self) -> Result<Ciphertext> {
+        let Some(t) = &self.tensor else {
+            return Err(HeError::CiphertextSize {
+                expected: 3,
+                actual: 0,
+            });
+        };
+        let polys = match self.ctx.scheme() {
+            Scheme::Bfv => t
+                .iter()
+                .map(|p| scale_down(&self.ctx, self.level, p))
+                .collect::<Result<Vec<_>>>()?,
+            Scheme::Ckks => t.to_vec(),
+        };
+        Ok(Ciphertext {
+            polys,
+            level: self.level,
+            scale: self.scale.unwrap_or(1.0),
+            seed: None,
+        })
+    }
+
+    /// Reduces the sum once: BFV scales the tensor by `t/Q`; then one relinearization; the
+    /// plaintext products are added last.
+    pub fn finish(&self, ev: &Evaluator, rk: &RelinKey) -> Result<Ciphertext> {
+        let q = self.ctx.q_primes(self.level);
+        let mut out = match &self.tensor {
+            Some(_) => ev.relinearize(&self.tensor_ciphertext()?, rk)?,
+            None => {
+                let n = self.ctx.degree();
+                Ciphertext {
+                    polys: vec![RnsPoly::zero(n, q.len()), RnsPoly::zero(n, q.len())],
+                    level: self.level,
+                    scale: self.plain_scale.unwrap_or(1.0),
+                    seed: None,
+                }
+            }
+        };
+        if let Some([p0, p1]) = &self.plain {
+            let ps = self.plain_scale.unwrap_or(1.0);
+            if self.tensor.is_some()
+                && self.ctx.scheme() == Scheme::Ckks
+                && !scales_match(out.scale, ps)
+            {
+                return Err(HeError::ScaleMismatch {
+                    expected: out.scale.log2(),
+                    actual: ps.log2(),
+                });
+            }
+            out.polys[0].add_assign(p0, &q);
+            out.polys[1].add_assign(p1, &q);
+        }
+        Ok(out)
+    }
+}

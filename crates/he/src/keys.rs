@@ -1,0 +1,218 @@
+//! Keys: the ternary secret key, the public key, and key-switching keys (relinearization and
+//! Galois) for hybrid key switching with the special primes `P`.
+
+use crate::context::Context;
+use crate::errors::{HeError, Result};
+use crate::math::poly::RnsPoly;
+use crate::math::sample::{Csprng, centered_binomial, os_rng, os_seed, ternary, uniform_from_seed};
+use std::collections::BTreeMap;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// The secret key: a uniform ternary polynomial. Never leaves the client.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct SecretKey {
+    /// Coefficients in {-1, 0, 1}.
+    pub(crate) coeffs: Vec<i64>,
+    /// NTT form over every ciphertext and special prime.
+    pub(crate) ntt: RnsPoly,
+    #[zeroize(skip)]
+    pub(crate) fingerprint: [u8; 32],
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(<redacted>)")
+    }
+}
+
+impl SecretKey {
+    /// A fresh secret key from the OS-seeded CSPRNG.
+    pub fn generate(ctx: &Context) -> Result<Self> {
+        let mut rng = os_rng()?;
+        Ok(Self::from_coeffs(ctx, ternary(ctx.degree(), &mut rng)))
+    }
+
+    pub(crate) fn from_coeffs(ctx: &Context, coeffs: Vec<i64>) -> Self {
+        let all = all_qp(ctx);
+        let primes = ctx.primes_at(&all);
+        let mut ntt = RnsPoly::from_small(&coeffs, &primes);
+        ntt.forward(&primes);
+        Self {
+            coeffs,
+            ntt,
+            fingerprint: ctx.params().fingerprint(),
+        }
+    }
+
+    /// `s` restricted to the given prime indices (NTT form).
+    pub(crate) fn restricted(&self, idx: &[usize]) -> RnsPoly {
+        let n = self.ntt.degree();
+        let mut out = RnsPoly::zero(n, idx.len());
+        for (o, &i) in out.comps_mut().zip(idx) {
+            o.copy_from_slice(self.ntt.comp(i));
+        }
+        out
+    }
+}
+
+/// Indices of every ciphertext and special prime (the key-switching basis at the top level).
+pub(crate) fn all_qp(ctx: &Context) -> Vec<usize> {
+    (0..ctx.inner.num_q + ctx.inner.num_p).collect()
+}
+
+/// An RLWE sample `(b, a)` with `b = -a s + e (+ message)`, `a` expanded from `seed`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SeededPair {
+    pub b: RnsPoly,
+    pub a: RnsPoly,
+    pub seed: [u8; 32],
+}
+
+/// Encryption of zero (NTT form) over the primes `idx`, with `a` from a fresh seed.
+pub(crate) fn rlwe_zero(
+    ctx: &Context,
+    sk: &SecretKey,
+    idx: &[usize],
+    rng: &mut Csprng,
+) -> Result<SeededPair> {
+    let primes = ctx.primes_at(idx);
+    let seed = os_seed()?;
+    let a = uniform_from_seed(&seed, ctx.degree(), &primes);
+    let mut b = RnsPoly::from_small(&centered_binomial(ctx.degree(), rng), &primes);
+    b.forward(&primes);
+    let s = sk.restricted(idx);
+    let mut as_ = a.clone();
+    as_.mul_assign(&s, &primes);
+    b.sub_assign(&as_, &primes);
+    Ok(SeededPair { b, a, seed })
+}
+
+/// The public key: an encryption of zero at the top level (modulus `Q`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicKey {
+    pub(crate) pair: SeededPair,
+    pub(crate) fingerprint: [u8; 32],
+}
+
+impl PublicKey {
+    /// Derives a public key from the secret key.
+    pub fn generate(ctx: &Context, sk: &SecretKey) -> Result<Self> {
+        let mut rng = os_rng()?;
+        let idx: Vec<usize> = (0..ctx.inner.num_q).collect();
+        Ok(Self {
+            pair: rlwe_zero(ctx, sk, &idx, &mut rng)?,
+            fingerprint: ctx.params().fingerprint(),
+        })
+    }
+}
+
+/// A key-switching key from `s'` to `s`: one RLWE sample over `Q ∪ P` per ciphertext
+/// prime `q_i`, encrypting `P · [Q/q_i · (Q/q_i)^-1]_Q · s'` (the RNS gadget).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeySwitchingKey {
+    pub(crate) digits: Vec<SeededPair>,
+}
+
+impl KeySwitchingKey {
+    pub(crate) fn generate(ctx: &Context, sk: &SecretKey, s_prime: &RnsPoly) -> Result<Self> {
+        let mut rng = os_rng()?;
+        let all = all_qp(ctx);
+        let primes = ctx.primes_at(&all);
+        let top = ctx.level(ctx.max_level())?;
+        let mut digits = Vec::with_capacity(ctx.inner.num_q);
+        for i in 0..ctx.inner.num_q {
+            let mut pair = rlwe_zero(ctx, sk, &all, &mut rng)?;
+            let m = &primes[i].m;
+            let c = top.p_mod_q[i];
+            let cs = m.shoup(c);
+            for (b, &sp) in pair.b.comp_mut(i).iter_mut().zip(s_prime.comp(i)) {
+                *b = m.add(*b, m.mul_shoup(sp, c, cs));
+            }
+            digits.push(pair);
+        }
+        Ok(Self { digits })
+    }
+}
+
+/// Relinearization key: switches `s^2` to `s`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelinKey {
+    pub(crate) key: KeySwitchingKey,
+    pub(crate) fingerprint: [u8; 32],
+}
+
+impl RelinKey {
+    /// Derives the relinearization key from the secret key.
+    pub fn generate(ctx: &Context, sk: &SecretKey) -> Result<Self> {
+        let all = all_qp(ctx);
+        let primes = ctx.primes_at(&all);
+        let mut s2 = sk.ntt.clone();
+        s2.mul_assign(&sk.ntt, &primes);
+        let key = KeySwitchingKey::generate(ctx, sk, &s2)?;
+        s2.zeroize();
+        Ok(Self {
+            key,
+            fingerprint: ctx.params().fingerprint(),
+        })
+    }
+}
+
+/// Galois keys: one key-switching key per Galois element (`X -> X^g`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GaloisKeys {
+    pub(crate) keys: BTreeMap<u64, KeySwitchingKey>,
+    pub(crate) fingerprint: [u8; 32],
+}
+
+impl GaloisKeys {
+    /// Keys for rotations by each of `steps` (left, negative for right) and, if
+    /// `conjugation`, for the BFV row swap / CKKS conjugation.
+    pub fn generate(
+        ctx: &Context,
+        sk: &SecretKey,
+        steps: &[i64],
+        conjugation: bool,
+    ) -> Result<Self> {
+        let mut elements: Vec<u64> = steps.iter().map(|&s| ctx.galois_element(s)).collect();
+        if conjugation {
+            elements.push(ctx.conjugation_element());
+        }
+        Self::for_elements(ctx, sk, &elements)
+    }
+
+    /// Keys for explicit Galois elements (odd, `< 2N`).
+    pub fn for_elements(ctx: &Context, sk: &SecretKey, elements: &[u64]) -> Result<Self> {
+        let mut keys = BTreeMap::new();
+        for &g in elements {
+            if g % 2 == 0 || g >= 2 * ctx.degree() as u64 {
+                return Err(HeError::ValueOutOfRange {
+                    what: "Galois element",
+                    value: g.to_string(),
+                    hint: "Galois elements are odd and below 2N",
+                });
+            }
+            if g == 1 || keys.contains_key(&g) {
+                continue;
+            }
+            let perm = ctx.galois_permutation(g);
+            let mut s_g = sk.ntt.permuted(&perm);
+            keys.insert(g, KeySwitchingKey::generate(ctx, sk, &s_g)?);
+            s_g.zeroize();
+        }
+        Ok(Self {
+            keys,
+            fingerprint: ctx.params().fingerprint(),
+        })
+    }
+
+    /// The Galois elements covered.
+    pub fn elements(&self) -> impl Iterator<Item = u64> + '_ {
+        self.keys.keys().copied()
+    }
+
+    pub(crate) fn get(&self, g: u64, step: Option<i64>) -> Result<&KeySwitchingKey> {
+        self.keys
+            .get(&g)
+            .ok_or(HeError::MissingGaloisKey { element: g, step })
+    }
+}

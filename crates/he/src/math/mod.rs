@@ -1,0 +1,9 @@
+//! Arithmetic foundations: modular arithmetic, NTT, RNS polynomials, sampling, base
+//! conversion. Everything here works on raw `u64` residues; the scheme layer sits above.
+
+pub mod convert;
+pub mod modulus;
+pub mod ntt;
+pub mod poly;
+pub mod primes;
+pub mod sample;

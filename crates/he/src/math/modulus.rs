@@ -1,0 +1,201 @@
+//! Arithmetic modulo a word-sized prime: Barrett reduction of 128-bit values and
+//! Shoup multiplication by precomputed constants.
+
+/// A prime modulus `p < 2^62` with precomputed reduction constants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Modulus {
+    value: u64,
+    /// floor(2^128 / p), low and high words.
+    ratio_lo: u64,
+    ratio_hi: u64,
+}
+
+/// Largest modulus bit size the arithmetic supports.
+pub const MAX_MODULUS_BITS: u32 = 61;
+
+impl Modulus {
+    /// Builds the reduction constants for `p`. The caller guarantees `2 <= p < 2^62`.
+    pub const fn new(p: u64) -> Self {
+        let ratio = u128::MAX / p as u128;
+        // u128::MAX / p == floor((2^128 - 1)/p) == floor(2^128/p) because p is not a power
+        // of two (it is an odd prime > 2).
+        Self {
+            value: p,
+            ratio_lo: ratio as u64,
+            ratio_hi: (ratio >> 64) as u64,
+        }
+    }
+
+    /// The modulus.
+    #[inline(always)]
+    pub const fn value(&self) -> u64 {
+        self.value
+    }
+
+    /// Number of bits of the modulus.
+    pub const fn bits(&self) -> u32 {
+        64 - self.value.leading_zeros()
+    }
+
+    /// `(a + b) mod p` for `a, b < p`.
+    #[inline(always)]
+    pub fn add(&self, a: u64, b: u64) -> u64 {
+        let s = a + b;
+        if s >= self.value { s - self.value } else { s }
+    }
+
+    /// `(a - b) mod p` for `a, b < p`.
+    #[inline(always)]
+    pub fn sub(&self, a: u64, b: u64) -> u64 {
+        if a >= b { a - b } else { a + self.value - b }
+    }
+
+    /// `-a mod p` for `a < p`.
+    #[inline(always)]
+    pub fn neg(&self, a: u64) -> u64 {
+        if a == 0 { 0 } else { self.value - a }
+    }
+
+    /// Reduces any 128-bit value modulo p (Barrett with a 128-bit ratio).
+    #[inline(always)]
+    pub fn reduce_u128(&self, x: u128) -> u64 {
+        let x0 = x as u64;
+        let x1 = (x >> 64) as u64;
+        // q ~ floor(x * ratio / 2^128), off by at most one.
+        let carry = ((x0 as u128 * self.ratio_lo as u128) >> 64) as u64;
+        let t = x0 as u128 * self.ratio_hi as u128;
+        let (mid, c1) = (t as u64).overflowing_add(carry);
+        let hi = ((t >> 64) as u64).wrapping_add(c1 as u64);
+        let t2 = x1 as u128 * self.ratio_lo as u128;
+        let (_, c2) = mid.overflowing_add(t2 as u64);
+        let carry2 = ((t2 >> 64) as u64).wrapping_add(c2 as u64);
+        let q = x1
+            .wrapping_mul(self.ratio_hi)
+            .wrapping_add(hi)
+            .wrapping_add(carry2);
+        let r = x0.wrapping_sub(q.wrapping_mul(self.value));
+        if r >= self.value { r - self.value } else { r }
+    }
+
+    /// Reduces a 64-bit value modulo p.
+    #[inline(always)]
+    pub fn reduce(&self, x: u64) -> u64 {
+        self.reduce_u128(x as u128)
+    }
+
+    /// `a * b mod p`.
+    #[inline(always)]
+    pub fn mul(&self, a: u64, b: u64) -> u64 {
+        self.reduce_u128(a as u128 * b as u128)
+    }
+
+    /// The Shoup companion `floor(w * 2^64 / p)` of a constant `w < p`.
+    #[inline(always)]
+    pub fn shoup(&self, w: u64) -> u64 {
+        (((w as u128) << 64) / self.value as u128) as u64
+    }
+
+    /// `a * w mod p` with `w_shoup = self.shoup(w)`; any `a < 2^64`.
+    #[inline(always)]
+    pub fn mul_shoup(&self, a: u64, w: u64, w_shoup: u64) -> u64 {
+        let q = ((a as u128 * w_shoup as u128) >> 64) as u64;
+        let r = a.wrapping_mul(w).wrapping_sub(q.wrapping_mul(self.value));
+        if r >= self.value { r - self.value } else { r }
+    }
+
+    /// `a^e mod p`.
+    pub fn pow(&self, mut a: u64, mut e: u64) -> u64 {
+        let mut r = 1 % self.value;
+        a = self.reduce(a);
+        while e > 0 {
+            if e & 1 == 1 {
+                r = self.mul(r, a);
+            }
+            a = self.mul(a, a);
+            e >>= 1;
+        }
+        r
+    }
+
+    /// `a^-1 mod p` (p prime); `None` for `a ≡ 0`.
+    pub fn inv(&self, a: u64) -> Option<u64> {
+        let a = self.reduce(a);
+        if a == 0 {
+            None
+        } else {
+            Some(self.pow(a, self.value - 2))
+        }
+    }
+
+    /// Maps a signed value into `[0, p)`.
+    #[inline(always)]
+    pub fn from_i64(&self, a: i64) -> u64 {
+        if a >= 0 {
+            self.reduce(a as u64)
+        } else {
+            self.neg(self.reduce(a.unsigned_abs()))
+        }
+    }
+
+    /// Centered representative of `a < p` in `(-p/2, p/2]`.
+    #[inline(always)]
+    pub fn center(&self, a: u64) -> i64 {
+        if a > self.value / 2 {
+            a as i64 - self.value as i64
+        } else {
+            a as i64
+        }
+    }
+
+    /// Reduces a value `x` known to lie in `[0, other)` (a residue of another prime,
+    /// centered around `other/2`) into this modulus, keeping the centered meaning:
+    /// values above `other/2` stand for `x - other`.
+    #[inline(always)]
+    pub fn reduce_centered(&self, x: u64, other: u64) -> u64 {
+        if x > other / 2 {
+            self.neg(self.reduce(other - x))
+        } else {
+            self.reduce(x)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PRIMES: [u64; 4] = [65537, 1099511480321, 1125899906826241, 1152921504606830593];
+
+    proptest! {
+        #[test]
+        fn reduce_matches_remainder(x in any::<u128>(), i in 0usize..4) {
+            let m = Modulus::new(PRIMES[i]);
+            prop_assert_eq!(m.reduce_u128(x) as u128, x % PRIMES[i] as u128);
+        }
+
+        #[test]
+        fn mul_and_shoup_match(a in any::<u64>(), b in any::<u64>(), i in 0usize..4) {
+            let p = PRIMES[i];
+            let m = Modulus::new(p);
+            let (a, b) = (a % p, b % p);
+            let want = (a as u128 * b as u128 % p as u128) as u64;
+            prop_assert_eq!(m.mul(a, b), want);
+            prop_assert_eq!(m.mul_shoup(a, b, m.shoup(b)), want);
+        }
+
+        #[test]
+        fn inverse_is_inverse(a in 1u64..u64::MAX, i in 0usize..4) {
+            let m = Modulus::new(PRIMES[i]);
+            if let Some(inv) = m.inv(a) {
+                prop_assert_eq!(m.mul(m.reduce(a), inv), 1);
+            }
+        }
+
+        #[test]
+        fn signed_round_trip(a in -(1i64 << 38)..(1i64 << 38), i in 1usize..4) {
+            let m = Modulus::new(PRIMES[i]);
+            prop_assert_eq!(m.center(m.from_i64(a)), a);
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! Negacyclic NTT over one prime (tfhe-ntt underneath) and the order of its evaluation
+//! points, from which automorphisms in the NTT domain are derived as permutations.
+
+use super::modulus::Modulus;
+use std::collections::HashMap;
+
+/// A prime together with its NTT plan.
+#[derive(Clone, Debug)]
+pub struct Prime {
+    /// Arithmetic modulo the prime.
+    pub m: Modulus,
+    plan: tfhe_ntt::prime64::Plan,
+}
+
+impl Prime {
+    /// Plans the NTT of size `n` for prime `p`; `None` if `p` is not an NTT prime for `n`.
+    pub fn new(p: u64, n: usize) -> Option<Self> {
+        let plan = tfhe_ntt::prime64::Plan::try_new(n, p)?;
+        Some(Self {
+            m: Modulus::new(p),
+            plan,
+        })
+    }
+
+    /// The prime.
+    #[inline(always)]
+    pub fn value(&self) -> u64 {
+        self.m.value()
+    }
+
+    /// Forward negacyclic NTT in place (coefficients → evaluations).
+    #[inline]
+    pub fn forward(&self, a: &mut [u64]) {
+        self.plan.fwd(a);
+    }
+
+    /// Inverse negacyclic NTT in place (evaluations → coefficients), normalized.
+    #[inline]
+    pub fn backward(&self, a: &mut [u64]) {
+        self.plan.inv(a);
+        self.plan.normalize(a);
+    }
+
+    /// `acc[i] += a[i] * b[i] mod p` (SIMD).
+    #[inline]
+    pub fn mul_acc(&self, acc: &mut [u64], a: &[u64], b: &[u64]) {
+        self.plan.mul_accumulate(acc, a, b);
+    }
+
+    /// `out[i] = a[i] * b[i] mod p`.
+    #[inline]
+    pub fn mul_into(&self, out: &mut [u64], a: &[u64], b: &[u64]) {
+        out.fill(0);
+        self.plan.mul_accumulate(out, a, b);
+    }
+
+    /// `a[i] = a[i] * b[i] mod p`.
+    #[inline]
+    pub fn mul_assign(&self, a: &mut [u64], b: &[u64]) {
+        for (x, &y) in a.iter_mut().zip(b) {
+            *x = self.m.mul(*x, y);
+        }
+    }
+}
+
+/// The exponents of the evaluation points of the NTT outputs: output `i` is the polynomial
+/// evaluated at `ψ^exponent[i]` for a primitive `2n`-th root `ψ` (the same table for every
+/// prime, which is checked when the context is built).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NttOrder {
+    exponent: Vec<u32>,
+    index_of: Vec<u32>,
+}
+
+impl NttOrder {
+    /// Reads the order off a prime's NTT by transforming the monomial `X`.
+    pub fn of(prime: &Prime, n: usize) -> Option<Self> {
+        let two_n = 2 * n;
+        let mut x = vec![0u64; n];
+        x[1] = 1;
+        prime.forward(&mut x);
+        let psi = x[0];
+        let m = &prime.m;
+        let mut log = HashMap::with_capacity(two_n);
+        let mut acc = 1u64;
+        for k in 0..two_n {
+            log.insert(acc, k as u32);
+            acc = m.mul(acc, psi);
+        }
+        if acc != 1 || log.len() != two_n {
+            return None; // psi is not a primitive 2n-th root
+        }
+        let mut exponent = Vec::with_capacity(n);
+        let mut index_of = vec![u32::MAX; two_n];
+        for (i, v) in x.iter().enumerate() {
+            let e = *log.get(v)?;
+            if e % 2 == 0 || index_of[e as usize] != u32::MAX {
+                return None;
+            }
+            index_of[e as usize] = i as u32;
+            exponent.push(e);
+        }
+        Some(Self { exponent, index_of })
+    }
+
+    /// Index of the NTT output that holds the evaluation at `ψ^e` (`e` odd, `< 2n`).
+    #[inline]
+    pub fn index_of(&self, e: usize) -> usize {
+        self.index_of[e] as usize
+    }
+
+    /// The permutation realizing `X -> X^g` in the NTT domain:
+    /// `ntt(σ_g(a))[i] = ntt(a)[perm[i]]`.
+    pub fn galois_permutation(&self, g: u64) -> Vec<u32> {
+        let two_n = self.index_of.len() as u64;
+        self.exponent
+            .iter()
+            .map(|&e| self.index_of[((e as u64 * g) % two_n) as usize])
+            .collect()
+    }
+}
+
+/// Applies an NTT-domain automorphism permutation to one residue polynomial.
+#[inline]
+pub fn permute(out: &mut [u64], a: &[u64], perm: &[u32]) {
+    for (o, &j) in out.iter_mut().zip(perm) {
+        *o = a[j as usize];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::math::primes::ntt_primes;
+
+    fn negacyclic_mul(a: &[u64], b: &[u64], m: &Modulus) -> Vec<u64> {
+        let n = a.len();
+        let mut out = vec![0u64; n];
+        for i in 0..n {
+            for j in 0..n {
+                let p = m.mul(a[i], b[j]);
+                if i + j < n {
+                    out[i + j] = m.add(out[i + j], p);
+                } else {
+                    out[i + j - n] = m.sub(out[i + j - n], p);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn ntt_multiplies_and_inverts() {
+        let n = 64;
+        let p = ntt_primes(&[50], n, &mut Vec::new()).unwrap()[0];
+        let prime = Prime::new(p, n).unwrap();
+        let a: Vec<u64> = (0..n as u64).map(|i| (i * i * 31 + 7) % p).collect();
+        let b: Vec<u64> = (0..n as u64).map(|i| (i * 977 + 3) % p).collect();
+        let want = negacyclic_mul(&a, &b, &prime.m);
+        let (mut fa, mut fb) = (a.clone(), b.clone());
+        prime.forward(&mut fa);
+        prime.forward(&mut fb);
+        let mut prod = vec![0; n];
+        prime.mul_into(&mut prod, &fa, &fb);
+        prime.backward(&mut prod);
+        assert_eq!(prod, want);
+        prime.backward(&mut fa);
+        assert_eq!(fa, a);
+    }
+
+    #[test]
+    fn galois_permutation_is_the_automorphism() {
+        let n = 32;
+        let primes = ntt_primes(&[40, 50], n, &mut Vec::new()).unwrap();
+        let p0 = Prime::new(primes[0], n).unwrap();
+        let order = NttOrder::of(&p0, n).unwrap();
+        let p1 = Prime::new(primes[1], n).unwrap();
+        assert_eq!(NttOrder::of(&p1, n).unwrap(), order);
+        let m = &p0.m;
+        let a: Vec<u64> = (0..n as u64)
+            .map(|i| (i * 12345 + 17) % m.value())
+            .collect();
+        for g in [3u64, 5, 25, 2 * n as u64 - 1] {
+            // σ_g(a) in the coefficient domain: X^i -> X^(i*g mod 2n), with sign.
+            let mut want = vec![0u64; n];
+            for (i, &c) in a.iter().enumerate() {
+                let e = (i as u64 * g) % (2 * n as u64);
+                if e < n as u64 {
+                    want[e as usize] = m.add(want[e as usize], c);
+                } else {
+                    let k = (e - n as u64) as usize;
+                    want[k] = m.sub(want[k], c);
+                }
+            }
+            let mut fa = a.clone();
+            p0.forward(&mut fa);
+            let mut out = vec![0; n];
+            permute(&mut out, &fa, &order.galois_permutation(g));
+            p0.backward(&mut out);
+            assert_eq!(out, want, "g = {g}");
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Plaintexts and ciphertexts.
+
+use crate::math::poly::RnsPoly;
+
+/// An encoded message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plaintext {
+    pub(crate) data: PlainData,
+    pub(crate) level: usize,
+    pub(crate) scale: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum PlainData {
+    /// BFV: coefficients modulo `t`.
+    Bfv(Vec<u64>),
+    /// CKKS: the scaled polynomial over `Q_level`, NTT form.
+    Ckks(RnsPoly),
+}
+
+impl Plaintext {
+    /// Level (CKKS: number of moduli minus one it is encoded over; BFV: always the top).
+    pub fn level(&self) -> usize {
+        self.level
+    }
+    /// CKKS scale (1 for BFV).
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+}
+
+/// An RLWE ciphertext in NTT form: `c_0 + c_1 s (+ c_2 s^2) ≈ message`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ciphertext {
+    pub(crate) polys: Vec<RnsPoly>,
+    pub(crate) level: usize,
+    pub(crate) scale: f64,
+    /// Seed of `c_1` for a fresh secret-key encryption (serialized instead of `c_1`).
+    pub(crate) seed: Option<[u8; 32]>,
+}
+
+impl Ciphertext {
+    /// Level: the ciphertext lives modulo `q_0 ⋯ q_level`.
+    pub fn level(&self) -> usize {
+        self.level
+    }
+    /// Number of polynomials (2, or 3 after a multiplication before relinearization).
+    pub fn size(&self) -> usize {
+        self.polys.len()
+    }
+    /// CKKS scale (1 for BFV).
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+    /// Whether `c_1` can be serialized as a 32-byte seed.
+    pub fn is_seeded(&self) -> bool {
+        self.seed.is_some()
+    }
+    /// Forgets the seed (the ciphertext then serializes in full).
+    pub fn drop_seed(&mut self) {
+        self.seed = None;
+    }
+}

@@ -1,0 +1,203 @@
+//! BFV: every operation against its plaintext counterpart.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use blindsight_he::*;
+use common::{STEPS, bfv};
+use proptest::prelude::*;
+
+fn t() -> u64 {
+    bfv().ctx.params().plain_modulus()
+}
+
+fn enc(v: &[u64]) -> Ciphertext {
+    let f = bfv();
+    let e = BfvEncoder::new(&f.ctx).unwrap();
+    f.sk.encrypt(&f.ctx, &e.encode(v).unwrap()).unwrap()
+}
+
+fn dec(ct: &Ciphertext) -> Vec<u64> {
+    let f = bfv();
+    let e = BfvEncoder::new(&f.ctx).unwrap();
+    e.decode(&f.sk.decrypt(&f.ctx, ct).unwrap()).unwrap()
+}
+
+fn random_vec(seed: u64) -> Vec<u64> {
+    let t = t();
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..8192)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % t
+        })
+        .collect()
+}
+
+/// Rotating the two rows of N/2 columns left by `step`.
+fn rotate_rows(v: &[u64], step: i64) -> Vec<u64> {
+    let half = v.len() / 2;
+    let k = step.rem_euclid(half as i64) as usize;
+    let mut out = Vec::with_capacity(v.len());
+    for row in 0..2 {
+        let r = &v[row * half..(row + 1) * half];
+        out.extend(r[k..].iter().chain(&r[..k]));
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8))]
+
+    #[test]
+    fn encrypt_decrypt_is_identity(seed in any::<u64>()) {
+        let v = random_vec(seed);
+        prop_assert_eq!(dec(&enc(&v)), v.clone());
+        let f = bfv();
+        let e = BfvEncoder::new(&f.ctx).unwrap();
+        let ct = f.pk.encrypt(&f.ctx, &e.encode(&v).unwrap()).unwrap();
+        prop_assert_eq!(dec(&ct), v);
+    }
+
+    #[test]
+    fn add_sub_mul_agree_with_plaintext(s1 in any::<u64>(), s2 in any::<u64>()) {
+        let f = bfv();
+        let tm = t() as u128;
+        let (a, b) = (random_vec(s1), random_vec(s2));
+        let (ca, cb) = (enc(&a), enc(&b));
+        let e = BfvEncoder::new(&f.ctx).unwrap();
+        let pb = e.encode(&b).unwrap();
+        let sum: Vec<u64> = a.iter().zip(&b).map(|(&x, &y)| ((x as u128 + y as u128) % tm) as u64).collect();
+        let diff: Vec<u64> = a.iter().zip(&b).map(|(&x, &y)| ((x as u128 + tm - y as u128) % tm) as u64).collect();
+        let prod: Vec<u64> = a.iter().zip(&b).map(|(&x, &y)| (x as u128 * y as u128 % tm) as u64).collect();
+        prop_assert_eq!(dec(&f.ev.add(&ca, &cb).unwrap()), sum.clone());
+        prop_assert_eq!(dec(&f.ev.sub(&ca, &cb).unwrap()), diff.clone());
+        prop_assert_eq!(dec(&f.ev.add_plain(&ca, &pb).unwrap()), sum);
+        prop_assert_eq!(dec(&f.ev.sub_plain(&ca, &pb).unwrap()), diff);
+        prop_assert_eq!(dec(&f.ev.mul_plain(&ca, &pb).unwrap()), prod.clone());
+        let ct3 = f.ev.multiply(&ca, &cb).unwrap();
+        prop_assert_eq!(ct3.size(), 3);
+        prop_assert_eq!(dec(&ct3), prod.clone());
+        prop_assert_eq!(dec(&f.ev.relinearize(&ct3, &f.rk).unwrap()), prod);
+    }
+}
+
+#[test]
+fn every_rotation_step_and_the_row_swap() {
+    let f = bfv();
+    let v = random_vec(42);
+    let ct = enc(&v);
+    let h = f.ev.hoist(&ct).unwrap();
+    for step in STEPS {
+        let want = rotate_rows(&v, step);
+        let plain = f.ev.rotate(&ct, step, &f.gk).unwrap();
+        assert_eq!(dec(&plain), want, "step {step}");
+        let hoisted = f.ev.rotate_hoisted(&h, step, &f.gk).unwrap();
+        assert_eq!(dec(&hoisted), want, "hoisted step {step}");
+    }
+    let swapped = f.ev.conjugate(&ct, &f.gk).unwrap();
+    let half = v.len() / 2;
+    let want: Vec<u64> = v[half..].iter().chain(&v[..half]).copied().collect();
+    assert_eq!(dec(&swapped), want);
+    assert!(matches!(
+        f.ev.rotate(&ct, 7, &f.gk),
+        Err(HeError::MissingGaloisKey { .. })
+    ));
+}
+
+#[test]
+fn depth_one_product_then_4096_slot_inner_sum_is_exact() {
+    let f = bfv();
+    // 8-bit images: the worst case of the search (all 255) and a random one.
+    let a: Vec<u64> = (0..8192)
+        .map(|i| if i < 4096 { 255 } else { (i * 37 % 256) as u64 })
+        .collect();
+    let b: Vec<u64> = (0..8192)
+        .map(|i| if i < 4096 { 255 } else { (i * 91 % 256) as u64 })
+        .collect();
+    let prod = f.ev.multiply_relin(&enc(&a), &enc(&b), &f.rk).unwrap();
+    let mut acc = prod;
+    for k in 0..12 {
+        let r = f.ev.rotate(&acc, 1 << k, &f.gk).unwrap();
+        acc = f.ev.add(&acc, &r).unwrap();
+    }
+    let budget = f.sk.noise_budget(&f.ctx, &acc).unwrap();
+    assert!(budget > 10.0, "noise budget {budget}");
+    let out = dec(&acc);
+    let row0: u64 = (0..4096).map(|i| a[i] * b[i]).sum();
+    let row1: u64 = (4096..8192).map(|i| a[i] * b[i]).sum();
+    assert_eq!(row0, 4096 * 255 * 255);
+    assert_eq!(out[0], row0 % t());
+    assert_eq!(out[0], row0, "no wrap: t exceeds the largest dot product");
+    assert_eq!(out[4096], row1);
+    assert!(out[..4096].iter().all(|&x| x == row0));
+    // switched down to one modulus, the result still decrypts
+    let small = f.ev.mod_switch_to(&acc, 0).unwrap();
+    assert_eq!(dec(&small)[0], row0);
+}
+
+#[test]
+fn multiply_accumulate_equals_sum_of_products() {
+    let f = bfv();
+    let tm = t() as u128;
+    let vs: Vec<Vec<u64>> = (0..6).map(|i| random_vec(1000 + i)).collect();
+    let cts: Vec<Ciphertext> = vs.iter().map(|v| enc(v)).collect();
+    let ops: Vec<ProductOperand> = cts
+        .iter()
+        .map(|c| f.ev.prepare_product(c).unwrap())
+        .collect();
+    let mut acc = ProductAccumulator::new(&f.ctx, f.ctx.max_level()).unwrap();
+    let mut want = vec![0u128; 8192];
+    for i in 0..3 {
+        acc.add_product(&ops[2 * i], &ops[2 * i + 1]).unwrap();
+        for (w, (&x, &y)) in want.iter_mut().zip(vs[2 * i].iter().zip(&vs[2 * i + 1])) {
+            *w = (*w + x as u128 * y as u128) % tm;
+        }
+    }
+    let e = BfvEncoder::new(&f.ctx).unwrap();
+    let pt = e.encode(&vs[1]).unwrap();
+    acc.add_plain_product(&cts[0], &pt).unwrap();
+    for (w, (&x, &y)) in want.iter_mut().zip(vs[0].iter().zip(&vs[1])) {
+        *w = (*w + x as u128 * y as u128) % tm;
+    }
+    let out = acc.finish(&f.ev, &f.rk).unwrap();
+    let want: Vec<u64> = want.into_iter().map(|w| w as u64).collect();
+    assert_eq!(dec(&out), want);
+}
+
+#[test]
+fn signed_encoding_and_modulus_switching() {
+    let f = bfv();
+    let e = BfvEncoder::new(&f.ctx).unwrap();
+    let v: Vec<i64> = (0..8192).map(|i| (i as i64 - 4096) * 1000).collect();
+    let ct = f.sk.encrypt(&f.ctx, &e.encode_signed(&v).unwrap()).unwrap();
+    let fresh = f.sk.noise_budget(&f.ctx, &ct).unwrap();
+    assert!(fresh > 80.0, "fresh budget {fresh}");
+    let down = f.ev.mod_switch_down(&ct).unwrap();
+    assert_eq!(down.level(), ct.level() - 1);
+    assert_eq!(
+        e.decode_signed(&f.sk.decrypt(&f.ctx, &down).unwrap())
+            .unwrap(),
+        v
+    );
+    assert!(e.encode(&[t()]).is_err());
+    assert!(e.encode(&vec![0; 8193]).is_err());
+}
+
+#[test]
+fn independent_key_generations_differ() {
+    let f = bfv();
+    let sk2 = SecretKey::generate(&f.ctx).unwrap();
+    let e = BfvEncoder::new(&f.ctx).unwrap();
+    let v = random_vec(5);
+    let ct = sk2.encrypt(&f.ctx, &e.encode(&v).unwrap()).unwrap();
+    assert_ne!(
+        dec(&ct),
+        v,
+        "a second secret key must not decrypt the first one's ciphertexts"
+    );
+    assert_eq!(e.decode(&sk2.decrypt(&f.ctx, &ct).unwrap()).unwrap(), v);
+    let pk2 = PublicKey::generate(&f.ctx, &f.sk).unwrap();
+    assert_ne!(pk2, f.pk);
+}
