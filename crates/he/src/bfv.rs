@@ -41,7 +41,7 @@ impl BfvEncoder {
     /// Encodes signed values in `(-t/2, t/2]`.
     pub fn encode_signed(&self, values: &[i64]) -> Result<Plaintext> {
         let t = self.t() as i64;
-        if let Some(&v) = values.iter().find(|&&v| v > t / 2 || v <= -t / 2 - 1) {
+        if let Some(&v) = values.iter().find(|&&v| v > t / 2 || v < -t / 2) {
             return Err(HeError::ValueOutOfRange {
                 what: "BFV slot",
                 value: v.to_string(),

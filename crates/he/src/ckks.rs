@@ -140,7 +140,7 @@ impl CkksEncoder {
         for (j, v) in vals.iter().enumerate() {
             for (k, x) in [(j, v.re * scale), (j + slots, v.im * scale)] {
                 let r = x.round();
-                if !(r.abs() < MAX_COEFF) {
+                if r.is_nan() || r.abs() >= MAX_COEFF {
                     return Err(HeError::ValueOutOfRange {
                         what: "CKKS value",
                         value: format!("{}", x / scale),

@@ -273,10 +273,14 @@ impl Context {
 
     /// The NTT-domain permutation of `X -> X^g`, cached.
     pub(crate) fn galois_permutation(&self, g: u64) -> Arc<[u32]> {
-        if let Ok(cache) = self.inner.galois.read() {
-            if let Some(p) = cache.get(&g) {
-                return p.clone();
-            }
+        if let Some(p) = self
+            .inner
+            .galois
+            .read()
+            .ok()
+            .and_then(|c| c.get(&g).cloned())
+        {
+            return p;
         }
         let perm: Arc<[u32]> = self.inner.order.galois_permutation(g).into();
         if let Ok(mut cache) = self.inner.galois.write() {

@@ -26,6 +26,7 @@ mod keyswitch;
 pub mod math;
 pub mod params;
 pub mod plaintext;
+pub mod serialize;
 
 pub use bfv::BfvEncoder;
 pub use ckks::{CkksEncoder, Complex};
@@ -35,3 +36,4 @@ pub use evaluator::{Evaluator, HoistedCiphertext, ProductAccumulator, ProductOpe
 pub use keys::{GaloisKeys, PublicKey, RelinKey, SecretKey};
 pub use params::{Parameters, Scheme};
 pub use plaintext::{Ciphertext, Plaintext};
+pub use serialize::{Kind, Serializable};

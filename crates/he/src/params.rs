@@ -313,7 +313,7 @@ mod tests {
         }
         assert!(is_prime(BFV_DOT_PRODUCT_T));
         assert_eq!(BFV_DOT_PRODUCT_T % 32768, 1);
-        assert!(BFV_DOT_PRODUCT_T > 2 * 4096 * 255 * 255);
+        const { assert!(BFV_DOT_PRODUCT_T > 2 * 4096 * 255 * 255) };
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! BFV: every operation against its plaintext counterpart.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, reason = "tests")]
 
 mod common;
 use blindsight_he::*;

@@ -22,7 +22,7 @@ impl RnsPoly {
 
     /// Wraps raw residues (`data.len()` must be a multiple of `n`).
     pub fn from_raw(data: Vec<u64>, n: usize) -> Self {
-        debug_assert!(n > 0 && data.len() % n == 0);
+        debug_assert!(n > 0 && data.len().is_multiple_of(n));
         Self { data, n }
     }
 

@@ -1,5 +1,5 @@
 //! Shared fixtures: one context and key set per preset, built once per test binary.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, clippy::unwrap_used, reason = "shared test fixtures")]
 
 use blindsight_he::*;
 use std::sync::OnceLock;
