@@ -386,14 +386,16 @@ impl Evaluator {
         g: u64,
         key: &KeySwitchingKey,
     ) -> Result<Ciphertext> {
-        let perm = self.ctx.galois_permutation(g);
+        // The Galois key switches from s to σ^-1(s): switch the unpermuted digits, then apply
+        // σ once to the result (σ commutes with the rounding of mod-down).
         let q = self.ctx.q_primes(h.level);
-        let (a0, a1) = inner_product(&self.ctx, h.level, &h.digits, key, Some(&perm))?;
-        let mut c0 = h.c0.permuted(&perm);
-        c0.add_assign(&mod_down(&self.ctx, h.level, &a0)?, &q);
-        let c1 = mod_down(&self.ctx, h.level, &a1)?;
+        let (a0, a1) = inner_product(&self.ctx, h.level, &h.digits, key)?;
+        let mut c0 = mod_down(&self.ctx, h.level, a0)?;
+        c0.add_assign(&h.c0, &q);
+        let c1 = mod_down(&self.ctx, h.level, a1)?;
+        let perm = self.ctx.galois_permutation(g);
         Ok(Ciphertext {
-            polys: vec![c0, c1],
+            polys: vec![c0.permuted(&perm), c1.permuted(&perm)],
             level: h.level,
             scale: h.scale,
             seed: None,

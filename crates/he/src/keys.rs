@@ -1,10 +1,11 @@
 //! Keys: the ternary secret key, the public key, and key-switching keys (relinearization and
 //! Galois) for hybrid key switching with the special primes `P`.
 
-use crate::context::Context;
+use crate::context::{Context, pow_mod};
 use crate::errors::{HeError, Result};
 use crate::math::poly::RnsPoly;
-use crate::math::sample::{Csprng, centered_binomial, os_rng, os_seed, ternary, uniform_from_seed};
+use crate::math::sample::{Csprng, centered_binomial, os_rng, ternary, uniform_from_seed};
+use rand_core::RngCore;
 use std::collections::BTreeMap;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -75,16 +76,21 @@ pub(crate) fn rlwe_zero(
     idx: &[usize],
     rng: &mut Csprng,
 ) -> Result<SeededPair> {
+    Ok(rlwe_zero_under(ctx, &sk.restricted(idx), idx, rng))
+}
+
+/// Encryption of zero under the secret polynomial `s` (NTT form over the primes `idx`).
+fn rlwe_zero_under(ctx: &Context, s: &RnsPoly, idx: &[usize], rng: &mut Csprng) -> SeededPair {
     let primes = ctx.primes_at(idx);
-    let seed = os_seed()?;
+    let mut seed = [0u8; 32];
+    rng.fill_bytes(&mut seed);
     let a = uniform_from_seed(&seed, ctx.degree(), &primes);
     let mut b = RnsPoly::from_small(&centered_binomial(ctx.degree(), rng), &primes);
     b.forward(&primes);
-    let s = sk.restricted(idx);
     let mut as_ = a.clone();
-    as_.mul_assign(&s, &primes);
+    as_.mul_assign(s, &primes);
     b.sub_assign(&as_, &primes);
-    Ok(SeededPair { b, a, seed })
+    SeededPair { b, a, seed }
 }
 
 /// The public key: an encryption of zero at the top level (modulus `Q`).
@@ -106,22 +112,24 @@ impl PublicKey {
     }
 }
 
-/// A key-switching key from `s'` to `s`: one RLWE sample over `Q ∪ P` per ciphertext
-/// prime `q_i`, encrypting `P · [Q/q_i · (Q/q_i)^-1]_Q · s'` (the RNS gadget).
+/// A key-switching key from `s'` to a secret `u`: one RLWE sample under `u` over `Q ∪ P`
+/// per ciphertext prime `q_i`, encrypting `P · [Q/q_i · (Q/q_i)^-1]_Q · s'` (the RNS gadget).
+/// Relinearization: `s' = s²`, `u = s`. Galois element `g`: `s' = s`, `u = σ_g^-1(s)`, so
+/// that the automorphism is applied once to the switched result instead of to every digit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeySwitchingKey {
     pub(crate) digits: Vec<SeededPair>,
 }
 
 impl KeySwitchingKey {
-    pub(crate) fn generate(ctx: &Context, sk: &SecretKey, s_prime: &RnsPoly) -> Result<Self> {
+    pub(crate) fn generate(ctx: &Context, under: &RnsPoly, s_prime: &RnsPoly) -> Result<Self> {
         let mut rng = os_rng()?;
         let all = all_qp(ctx);
         let primes = ctx.primes_at(&all);
         let top = ctx.level(ctx.max_level())?;
         let mut digits = Vec::with_capacity(ctx.inner.num_q);
         for i in 0..ctx.inner.num_q {
-            let mut pair = rlwe_zero(ctx, sk, &all, &mut rng)?;
+            let mut pair = rlwe_zero_under(ctx, under, &all, &mut rng);
             let m = &primes[i].m;
             let c = top.p_mod_q[i];
             let cs = m.shoup(c);
@@ -148,7 +156,7 @@ impl RelinKey {
         let primes = ctx.primes_at(&all);
         let mut s2 = sk.ntt.clone();
         s2.mul_assign(&sk.ntt, &primes);
-        let key = KeySwitchingKey::generate(ctx, sk, &s2)?;
+        let key = KeySwitchingKey::generate(ctx, &sk.ntt, &s2)?;
         s2.zeroize();
         Ok(Self {
             key,
@@ -194,10 +202,11 @@ impl GaloisKeys {
             if g == 1 || keys.contains_key(&g) {
                 continue;
             }
-            let perm = ctx.galois_permutation(g);
-            let mut s_g = sk.ntt.permuted(&perm);
-            keys.insert(g, KeySwitchingKey::generate(ctx, sk, &s_g)?);
-            s_g.zeroize();
+            // u = σ_g^-1(s): the inverse of g in (Z/2NZ)*, a group of order N.
+            let g_inv = pow_mod(g, ctx.degree() as u64 - 1, 2 * ctx.degree() as u64);
+            let mut u = sk.ntt.permuted(&ctx.galois_permutation(g_inv));
+            keys.insert(g, KeySwitchingKey::generate(ctx, &u, &sk.ntt)?);
+            u.zeroize();
         }
         Ok(Self {
             keys,

@@ -5,7 +5,6 @@
 use crate::context::Context;
 use crate::errors::Result;
 use crate::keys::KeySwitchingKey;
-use crate::math::ntt::permute;
 use crate::math::poly::RnsPoly;
 
 /// The RNS digits of a polynomial at level `ℓ`: digit `i` is `[d]_{q_i}` (centered), lifted to
@@ -49,58 +48,56 @@ pub(crate) fn decompose(ctx: &Context, level: usize, d: &RnsPoly) -> Result<Vec<
     Ok(digits)
 }
 
-/// `Σ_i σ(digit_i) · key_i` over `Q_ℓ ∪ P` (σ the permutation `perm`, if any): the two
-/// accumulators before mod-down.
+/// `Σ_i digit_i · key_i` over `Q_ℓ ∪ P`: the two accumulators before mod-down.
 pub(crate) fn inner_product(
     ctx: &Context,
     level: usize,
     digits: &[RnsPoly],
     key: &KeySwitchingKey,
-    perm: Option<&[u32]>,
 ) -> Result<(RnsPoly, RnsPoly)> {
     let lv = ctx.level(level)?;
     let qp = ctx.primes_at(&lv.qp);
     let n = ctx.degree();
     let mut acc0 = RnsPoly::zero(n, qp.len());
     let mut acc1 = RnsPoly::zero(n, qp.len());
-    let mut scratch = vec![0u64; n];
-    for (digit, pair) in digits.iter().zip(&key.digits) {
+    for (i, (digit, pair)) in digits.iter().zip(&key.digits).enumerate() {
         for (j, (&kj, prime)) in lv.qp.iter().zip(&qp).enumerate() {
-            let src = match perm {
-                Some(p) => {
-                    permute(&mut scratch, digit.comp(j), p);
-                    &scratch[..]
-                }
-                None => digit.comp(j),
-            };
-            prime.mul_acc(acc0.comp_mut(j), src, pair.b.comp(kj));
-            prime.mul_acc(acc1.comp_mut(j), src, pair.a.comp(kj));
+            let src = digit.comp(j);
+            if i == 0 {
+                prime.mul_into(acc0.comp_mut(j), src, pair.b.comp(kj));
+                prime.mul_into(acc1.comp_mut(j), src, pair.a.comp(kj));
+            } else {
+                prime.mul_acc(acc0.comp_mut(j), src, pair.b.comp(kj));
+                prime.mul_acc(acc1.comp_mut(j), src, pair.a.comp(kj));
+            }
         }
     }
     Ok((acc0, acc1))
 }
 
-/// Divides a polynomial over `Q_ℓ ∪ P` (NTT form) by `P` with rounding, leaving it over `Q_ℓ`.
-pub(crate) fn mod_down(ctx: &Context, level: usize, x: &RnsPoly) -> Result<RnsPoly> {
+/// Divides a polynomial over `Q_ℓ ∪ P` (NTT form) by `P` with rounding, leaving it over `Q_ℓ`
+/// (in place: the residues of `P` are dropped).
+pub(crate) fn mod_down(ctx: &Context, level: usize, mut x: RnsPoly) -> Result<RnsPoly> {
     let lv = ctx.level(level)?;
     let k = level + 1;
-    let num_p = ctx.inner.num_p;
     let q = ctx.q_primes(level);
     let p_primes = ctx.primes_at(&lv.qp[k..]);
-    let mut tail = x.slice(k, k + num_p);
-    tail.backward(&p_primes);
     let n = ctx.degree();
     let mut conv = RnsPoly::zero(n, k);
     {
-        let input: Vec<&[u64]> = tail.comps().collect();
+        let data = x.data_mut();
+        let tail = &mut data[k * n..];
+        for (c, p) in tail.chunks_exact_mut(n).zip(&p_primes) {
+            p.backward(c);
+        }
+        let input: Vec<&[u64]> = tail.chunks_exact(n).collect();
         let mut output: Vec<&mut [u64]> = conv.comps_mut().collect();
         lv.p_to_q.convert(&input, &mut output);
     }
     conv.forward(&q);
-    let mut out = x.slice(0, k);
-    out.sub_assign(&conv, &q);
-    out.mul_scalar_assign(&lv.p_inv, &q);
-    Ok(out)
+    x.truncate(k);
+    x.sub_mul_scalar_assign(&conv, &lv.p_inv, &q);
+    Ok(x)
 }
 
 /// Key-switches `d` (NTT form at `level`): returns `(u0, u1)` with `u0 + u1 s ≈ d s'`.
@@ -111,8 +108,8 @@ pub(crate) fn key_switch(
     key: &KeySwitchingKey,
 ) -> Result<(RnsPoly, RnsPoly)> {
     let digits = decompose(ctx, level, d)?;
-    let (a0, a1) = inner_product(ctx, level, &digits, key, None)?;
-    Ok((mod_down(ctx, level, &a0)?, mod_down(ctx, level, &a1)?))
+    let (a0, a1) = inner_product(ctx, level, &digits, key)?;
+    Ok((mod_down(ctx, level, a0)?, mod_down(ctx, level, a1)?))
 }
 
 /// Divides a polynomial over `Q_ℓ` (NTT form) by `q_ℓ` with rounding, leaving it over
@@ -132,11 +129,11 @@ pub(crate) fn drop_last_rounded(ctx: &Context, level: usize, x: &RnsPoly) -> Res
             *s = prime.m.reduce_centered(v, ql);
         }
         prime.forward(&mut scratch);
-        let inv = lv.q_last_inv[j];
-        let inv_s = prime.m.shoup(inv);
-        for (o, &s) in out.comp_mut(j).iter_mut().zip(&scratch) {
-            *o = prime.m.mul_shoup(prime.m.sub(*o, s), inv, inv_s);
+        let o = out.comp_mut(j);
+        for (o, &s) in o.iter_mut().zip(&scratch) {
+            *o = prime.m.sub(*o, s);
         }
+        prime.mul_const_assign(o, lv.q_last_inv[j]);
     }
     Ok(out)
 }

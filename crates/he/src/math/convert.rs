@@ -95,24 +95,55 @@ impl BaseConverter {
     pub fn convert(&self, input: &[&[u64]], output: &mut [&mut [u64]]) {
         let k = self.from.len();
         let n = input.first().map_or(0, |c| c.len());
-        let mut y = vec![0u64; k];
-        for c in 0..n {
-            let mut v = 0.0f64;
-            for i in 0..k {
-                let (w, ws) = self.inv_punctured[i];
-                y[i] = self.from[i].mul_shoup(input[i][c], w, ws);
-                v += y[i] as f64 * self.inv_from[i];
+        if k == 1 {
+            // One source prime: the centered residue reduced into each target.
+            let p = self.from[0].value();
+            for (out, t) in output.iter_mut().zip(&self.to) {
+                if p / 2 < t.value() {
+                    // |centered x| < t: no reduction, only the sign to apply
+                    for (o, &x) in out.iter_mut().zip(input[0]) {
+                        let neg = ((x > p / 2) as u64).wrapping_neg();
+                        let magnitude = x ^ ((x ^ (p - x)) & neg);
+                        *o = magnitude ^ ((magnitude ^ t.neg(magnitude)) & neg);
+                    }
+                } else {
+                    for (o, &x) in out.iter_mut().zip(input[0]) {
+                        *o = t.reduce_centered(x, p);
+                    }
+                }
             }
-            let v = v.round() as u64;
-            for (j, out) in output.iter_mut().enumerate() {
-                let t = &self.to[j];
-                let row = &self.punctured_mod_to[j];
+            return;
+        }
+        // y_i = x_i (F/f_i)^-1 mod f_i, and the overflow count v = round(Σ y_i / f_i).
+        let mut y = vec![0u64; k * n];
+        let mut v = vec![0.5f64; n];
+        for i in 0..k {
+            let (w, ws) = self.inv_punctured[i];
+            let m = &self.from[i];
+            let inv = self.inv_from[i];
+            for ((yc, &x), vc) in y[i * n..(i + 1) * n]
+                .iter_mut()
+                .zip(input[i])
+                .zip(v.iter_mut())
+            {
+                *yc = m.mul_shoup(x, w, ws);
+                *vc += *yc as f64 * inv;
+            }
+        }
+        let v: Vec<u8> = v.iter().map(|&x| x as u8).collect();
+        for (j, out) in output.iter_mut().enumerate() {
+            let t = &self.to[j];
+            let row = &self.punctured_mod_to[j];
+            // multiples of F mod t_j, by overflow count (v <= k)
+            let f_multiples: Vec<u64> = (0..=k as u64)
+                .map(|c| t.mul(t.reduce(c), self.f_mod_to[j]))
+                .collect();
+            for c in 0..n {
                 let mut acc: u128 = 0;
                 for i in 0..k {
-                    acc += y[i] as u128 * row[i] as u128;
+                    acc += y[i * n + c] as u128 * row[i] as u128;
                 }
-                let r = t.reduce_u128(acc);
-                out[c] = t.sub(r, t.mul(t.reduce(v), self.f_mod_to[j]));
+                out[c] = t.sub(t.reduce_u128(acc), f_multiples[v[c] as usize]);
             }
         }
     }

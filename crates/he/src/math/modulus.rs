@@ -40,20 +40,20 @@ impl Modulus {
     /// `(a + b) mod p` for `a, b < p`.
     #[inline(always)]
     pub fn add(&self, a: u64, b: u64) -> u64 {
-        let s = a + b;
-        if s >= self.value { s - self.value } else { s }
+        csub(a + b, self.value)
     }
 
     /// `(a - b) mod p` for `a, b < p`.
     #[inline(always)]
     pub fn sub(&self, a: u64, b: u64) -> u64 {
-        if a >= b { a - b } else { a + self.value - b }
+        let d = a.wrapping_sub(b);
+        d.wrapping_add(self.value & sign_mask(d))
     }
 
     /// `-a mod p` for `a < p`.
     #[inline(always)]
     pub fn neg(&self, a: u64) -> u64 {
-        if a == 0 { 0 } else { self.value - a }
+        (self.value - a) & ((a != 0) as u64).wrapping_neg()
     }
 
     /// Reduces any 128-bit value modulo p (Barrett with a 128-bit ratio).
@@ -73,14 +73,14 @@ impl Modulus {
             .wrapping_mul(self.ratio_hi)
             .wrapping_add(hi)
             .wrapping_add(carry2);
-        let r = x0.wrapping_sub(q.wrapping_mul(self.value));
-        if r >= self.value { r - self.value } else { r }
+        csub(x0.wrapping_sub(q.wrapping_mul(self.value)), self.value)
     }
 
-    /// Reduces a 64-bit value modulo p.
+    /// Reduces a 64-bit value modulo p (one high multiplication: `ratio_hi = ⌊2^64/p⌋`).
     #[inline(always)]
     pub fn reduce(&self, x: u64) -> u64 {
-        self.reduce_u128(x as u128)
+        let q = ((x as u128 * self.ratio_hi as u128) >> 64) as u64;
+        csub(x - q * self.value, self.value)
     }
 
     /// `a * b mod p`.
@@ -99,8 +99,10 @@ impl Modulus {
     #[inline(always)]
     pub fn mul_shoup(&self, a: u64, w: u64, w_shoup: u64) -> u64 {
         let q = ((a as u128 * w_shoup as u128) >> 64) as u64;
-        let r = a.wrapping_mul(w).wrapping_sub(q.wrapping_mul(self.value));
-        if r >= self.value { r - self.value } else { r }
+        csub(
+            a.wrapping_mul(w).wrapping_sub(q.wrapping_mul(self.value)),
+            self.value,
+        )
     }
 
     /// `a^e mod p`.
@@ -152,12 +154,24 @@ impl Modulus {
     /// values above `other/2` stand for `x - other`.
     #[inline(always)]
     pub fn reduce_centered(&self, x: u64, other: u64) -> u64 {
-        if x > other / 2 {
-            self.neg(self.reduce(other - x))
-        } else {
-            self.reduce(x)
-        }
+        let neg = ((x > other / 2) as u64).wrapping_neg();
+        let magnitude = x ^ ((x ^ (other - x)) & neg);
+        let r = self.reduce(magnitude);
+        r ^ ((r ^ self.neg(r)) & neg)
     }
+}
+
+/// All ones if the top bit of `d` is set (a wrapped subtraction of values `< 2^63`).
+#[inline(always)]
+fn sign_mask(d: u64) -> u64 {
+    ((d as i64) >> 63) as u64
+}
+
+/// `x mod p` for `x < 2p`, `p < 2^63`, without a branch.
+#[inline(always)]
+pub fn csub(x: u64, p: u64) -> u64 {
+    let d = x.wrapping_sub(p);
+    d.wrapping_add(p & sign_mask(d))
 }
 
 #[cfg(test)]
@@ -172,6 +186,25 @@ mod tests {
         fn reduce_matches_remainder(x in any::<u128>(), i in 0usize..4) {
             let m = Modulus::new(PRIMES[i]);
             prop_assert_eq!(m.reduce_u128(x) as u128, x % PRIMES[i] as u128);
+        }
+
+        #[test]
+        fn centered_reduction_matches(x in any::<u64>(), i in 0usize..4, j in 0usize..4) {
+            let (p, other) = (PRIMES[i], PRIMES[j]);
+            let x = x % other;
+            let signed = if x > other / 2 { x as i128 - other as i128 } else { x as i128 };
+            let m = Modulus::new(p);
+            prop_assert_eq!(m.reduce_centered(x, other) as i128, signed.rem_euclid(p as i128));
+            let a = x % p;
+            let b = (x >> 7) % p;
+            prop_assert_eq!(m.add(a, b) as u128, (a as u128 + b as u128) % p as u128);
+            prop_assert_eq!(m.sub(a, b) as i128, (a as i128 - b as i128).rem_euclid(p as i128));
+            prop_assert_eq!(m.neg(a) as i128, (-(a as i128)).rem_euclid(p as i128));
+        }
+
+        #[test]
+        fn reduce_u64_matches_remainder(x in any::<u64>(), i in 0usize..4) {
+            prop_assert_eq!(Modulus::new(PRIMES[i]).reduce(x), x % PRIMES[i]);
         }
 
         #[test]

@@ -54,13 +54,44 @@ impl Prime {
         self.plan.mul_accumulate(out, a, b);
     }
 
-    /// `a[i] = a[i] * b[i] mod p`.
+    /// `a[i] = a[i] * b[i] mod p` (SIMD).
     #[inline]
     pub fn mul_assign(&self, a: &mut [u64], b: &[u64]) {
-        for (x, &y) in a.iter_mut().zip(b) {
-            *x = self.m.mul(*x, y);
-        }
+        with_scratch(a.len(), |s| {
+            s.fill(0);
+            self.plan.mul_accumulate(s, a, b);
+            a.copy_from_slice(s);
+        });
     }
+
+    /// `a[i] = a[i] * c mod p` for a constant `c < p` (SIMD: the constant is pre-multiplied
+    /// by `n` so that the plan's normalizing product yields exactly `a·c`).
+    #[inline]
+    pub fn mul_const_assign(&self, a: &mut [u64], c: u64) {
+        let cn = self.m.mul(c, self.m.reduce(a.len() as u64));
+        with_scratch(a.len(), |s| {
+            s.fill(cn);
+            self.plan.mul_assign_normalize(a, s);
+        });
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with a thread-local scratch buffer of `n` words (contents unspecified).
+fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [u64]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < n {
+                buf.resize(n, 0);
+            }
+            f(&mut buf[..n])
+        }
+        // re-entrant use: fall back to a fresh buffer
+        Err(_) => f(&mut vec![0u64; n]),
+    })
 }
 
 /// The exponents of the evaluation points of the NTT outputs: output `i` is the polynomial

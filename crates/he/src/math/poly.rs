@@ -150,11 +150,14 @@ impl RnsPoly {
     /// `self *= c_i` residue by residue, for per-prime constants `c` (each `< p_i`).
     pub fn mul_scalar_assign(&mut self, c: &[u64], primes: &[&Prime]) {
         for ((a, &c), p) in self.comps_mut().zip(c).zip(primes) {
-            let cs = p.m.shoup(c);
-            for x in a.iter_mut() {
-                *x = p.m.mul_shoup(*x, c, cs);
-            }
+            p.mul_const_assign(a, c);
         }
+    }
+
+    /// `self = (self - other) * c_i` residue by residue (mod-down and rescale).
+    pub fn sub_mul_scalar_assign(&mut self, other: &RnsPoly, c: &[u64], primes: &[&Prime]) {
+        self.sub_assign(other, primes);
+        self.mul_scalar_assign(c, primes);
     }
 
     /// The automorphism with NTT-domain permutation `perm` (NTT form in, NTT form out).
