@@ -79,6 +79,7 @@ impl SecretKey {
         let mut c0 = pair.b;
         c0.add_assign(&message_term(ctx, pt, level)?, &ctx.q_primes(level));
         Ok(Ciphertext {
+            fingerprint: ctx.params().fingerprint(),
             polys: vec![c0, pair.a],
             level,
             scale: pt.scale,
@@ -89,6 +90,7 @@ impl SecretKey {
     /// `c_0 + c_1 s + c_2 s^2 + …` in coefficient form over `Q_level`.
     fn phase(&self, ctx: &Context, ct: &Ciphertext) -> Result<RnsPoly> {
         ctx.check_fingerprint(&self.fingerprint)?;
+        ctx.check_ciphertext(ct)?;
         let level = ct.level;
         let q = ctx.q_primes(level);
         let idx: Vec<usize> = (0..=level).collect();
@@ -214,6 +216,7 @@ impl PublicKey {
         c1.mul_acc(&a, &u, &q);
         c0.add_assign(&message_term(ctx, pt, level)?, &q);
         Ok(Ciphertext {
+            fingerprint: ctx.params().fingerprint(),
             polys: vec![c0, c1],
             level,
             scale: pt.scale,

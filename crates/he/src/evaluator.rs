@@ -26,6 +26,7 @@ pub struct HoistedCiphertext {
     digits: Vec<RnsPoly>,
     level: usize,
     scale: f64,
+    fingerprint: [u8; 32],
 }
 
 /// A ciphertext prepared as a factor of many products (BFV: lifted to `Q ∪ R`).
@@ -34,6 +35,7 @@ pub struct ProductOperand {
     polys: [RnsPoly; 2],
     level: usize,
     scale: f64,
+    fingerprint: [u8; 32],
 }
 
 impl ProductOperand {
@@ -70,29 +72,7 @@ impl Evaluator {
     }
 
     fn check_shape(&self, ct: &Ciphertext) -> Result<()> {
-        let n = self.ctx.degree();
-        if ct.level > self.ctx.max_level() {
-            return Err(HeError::LevelMismatch {
-                expected: self.ctx.max_level(),
-                actual: ct.level,
-            });
-        }
-        if ct.polys.len() < 2 {
-            return Err(HeError::CiphertextSize {
-                expected: 2,
-                actual: ct.polys.len(),
-            });
-        }
-        for p in &ct.polys {
-            if p.degree() != n || p.count() != ct.level + 1 {
-                return Err(HeError::LengthMismatch {
-                    what: "ciphertext residues",
-                    expected: ct.level + 1,
-                    actual: p.count(),
-                });
-            }
-        }
-        Ok(())
+        self.ctx.check_ciphertext(ct)
     }
 
     fn check_pair(&self, a: &Ciphertext, b: &Ciphertext) -> Result<()> {
@@ -247,6 +227,7 @@ impl Evaluator {
                 c0.add_assign(&u0, &q);
                 c1.add_assign(&u1, &q);
                 Ok(Ciphertext {
+                    fingerprint: self.ctx.params().fingerprint(),
                     polys: vec![c0, c1],
                     level: ct.level,
                     scale: ct.scale,
@@ -320,6 +301,7 @@ impl Evaluator {
             .map(|p| drop_last_rounded(&self.ctx, ct.level, p))
             .collect::<Result<Vec<_>>>()?;
         Ok(Ciphertext {
+            fingerprint: self.ctx.params().fingerprint(),
             polys,
             level: ct.level - 1,
             scale: ct.scale,
@@ -361,6 +343,7 @@ impl Evaluator {
             });
         }
         Ok(HoistedCiphertext {
+            fingerprint: self.ctx.params().fingerprint(),
             c0: ct.polys[0].clone(),
             digits: decompose(&self.ctx, ct.level, &ct.polys[1])?,
             level: ct.level,
@@ -386,6 +369,22 @@ impl Evaluator {
         g: u64,
         key: &KeySwitchingKey,
     ) -> Result<Ciphertext> {
+        self.ctx.check_fingerprint(&h.fingerprint)?;
+        let lv = self.ctx.level(h.level)?;
+        let n = self.ctx.degree();
+        let shape_ok = h.c0.degree() == n
+            && h.c0.count() == h.level + 1
+            && h.digits.len() == h.level + 1
+            && h.digits
+                .iter()
+                .all(|d| d.degree() == n && d.count() == lv.qp.len());
+        if !shape_ok {
+            return Err(HeError::LengthMismatch {
+                what: "hoisted ciphertext digits",
+                expected: h.level + 1,
+                actual: h.digits.len(),
+            });
+        }
         // The Galois key switches from s to σ^-1(s): switch the unpermuted digits, then apply
         // σ once to the result (σ commutes with the rounding of mod-down).
         let q = self.ctx.q_primes(h.level);
@@ -395,6 +394,7 @@ impl Evaluator {
         let c1 = mod_down(&self.ctx, h.level, a1)?;
         let perm = self.ctx.galois_permutation(g);
         Ok(Ciphertext {
+            fingerprint: self.ctx.params().fingerprint(),
             polys: vec![c0.permuted(&perm), c1.permuted(&perm)],
             level: h.level,
             scale: h.scale,
@@ -422,6 +422,7 @@ impl Evaluator {
             polys,
             level: ct.level,
             scale: ct.scale,
+            fingerprint: ct.fingerprint,
         })
     }
 }
@@ -450,6 +451,7 @@ impl ProductAccumulator {
     /// Adds `a · b` (both prepared with [`Evaluator::prepare_product`]).
     pub fn add_product(&mut self, a: &ProductOperand, b: &ProductOperand) -> Result<()> {
         for op in [a, b] {
+            self.ctx.check_fingerprint(&op.fingerprint)?;
             if op.level != self.level {
                 return Err(HeError::LevelMismatch {
                     expected: self.level,
@@ -471,7 +473,7 @@ impl ProductAccumulator {
         let primes = self.ctx.primes_at(&idx);
         let n = self.ctx.degree();
         for p in a.polys.iter().chain(&b.polys) {
-            if p.count() != idx.len() {
+            if p.count() != idx.len() || p.degree() != self.ctx.degree() {
                 return Err(HeError::LengthMismatch {
                     what: "product operand residues",
                     expected: idx.len(),
@@ -492,6 +494,7 @@ impl ProductAccumulator {
 
     /// Adds `ct · pt`.
     pub fn add_plain_product(&mut self, ct: &Ciphertext, pt: &Plaintext) -> Result<()> {
+        self.ctx.check_ciphertext(ct)?;
         if ct.level != self.level || ct.polys.len() != 2 {
             return Err(HeError::LevelMismatch {
                 expected: self.level,
@@ -535,6 +538,7 @@ impl ProductAccumulator {
             Scheme::Ckks => t.to_vec(),
         };
         Ok(Ciphertext {
+            fingerprint: self.ctx.params().fingerprint(),
             polys,
             level: self.level,
             scale: self.scale.unwrap_or(1.0),
@@ -551,6 +555,7 @@ impl ProductAccumulator {
             None => {
                 let n = self.ctx.degree();
                 Ciphertext {
+                    fingerprint: self.ctx.params().fingerprint(),
                     polys: vec![RnsPoly::zero(n, q.len()), RnsPoly::zero(n, q.len())],
                     level: self.level,
                     scale: self.plain_scale.unwrap_or(1.0),

@@ -37,6 +37,8 @@ pub struct Ciphertext {
     pub(crate) scale: f64,
     /// Seed of `c_1` for a fresh secret-key encryption (serialized instead of `c_1`).
     pub(crate) seed: Option<[u8; 32]>,
+    /// Fingerprint of the parameter set the ciphertext belongs to.
+    pub(crate) fingerprint: [u8; 32],
 }
 
 impl Ciphertext {

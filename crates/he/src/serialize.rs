@@ -432,6 +432,7 @@ impl Serializable for Ciphertext {
         }
         r.finish()?;
         Ok(Ciphertext {
+            fingerprint: ctx.params().fingerprint(),
             polys,
             level,
             scale,
