@@ -1,0 +1,103 @@
+//! The scheme abstraction the engine is written against: a client side that encrypts and
+//! decrypts slot vectors (it holds the secret key) and a server side that evaluates (it holds
+//! only evaluation keys). The no-op scheme puts plaintext slot vectors in place of
+//! ciphertexts, so layout logic is tested fast and exactly; BFV and CKKS implement the same
+//! traits in [`crate::he_backend`].
+
+use crate::errors::Result;
+use crate::slots::{Slot, SlotShape};
+use std::marker::PhantomData;
+
+/// Client side: encryption and decryption of slot vectors.
+pub trait SlotCipher: Send + Sync {
+    /// Slot value type.
+    type Slot: Slot;
+    /// Ciphertext type.
+    type Ct: Clone + Send + Sync;
+    /// The slot shape of a ciphertext.
+    fn shape(&self) -> SlotShape;
+    /// Encrypts a full slot vector (`shape().len()` values).
+    fn encrypt(&self, slots: &[Self::Slot]) -> Result<Self::Ct>;
+    /// Decrypts to the full slot vector.
+    fn decrypt(&self, ct: &Self::Ct) -> Result<Vec<Self::Slot>>;
+}
+
+/// Server side: the homomorphic operations of the matrix-vector product.
+pub trait SlotEvaluator: Send + Sync {
+    /// Ciphertext type.
+    type Ct: Clone + Send + Sync;
+    /// A ciphertext prepared as a factor of products.
+    type Operand: Send + Sync;
+    /// Rotations of one ciphertext by each of `steps` (hoisted: decomposed once).
+    fn rotations(&self, ct: &Self::Ct, steps: &[i64]) -> Result<Vec<Self::Ct>>;
+    /// Prepares a factor of products.
+    fn operand(&self, ct: &Self::Ct) -> Result<Self::Operand>;
+    /// `Σ a·b`, reduced and relinearized once.
+    fn sum_of_products(&self, pairs: &[(&Self::Operand, &Self::Operand)]) -> Result<Self::Ct>;
+    /// Rotation by `step`.
+    fn rotate(&self, ct: &Self::Ct, step: i64) -> Result<Self::Ct>;
+    /// `a + b`.
+    fn add(&self, a: &Self::Ct, b: &Self::Ct) -> Result<Self::Ct>;
+    /// Makes a result ready to send: rescale (CKKS) and switch to the smallest modulus.
+    fn finish(&self, ct: Self::Ct) -> Result<Self::Ct>;
+}
+
+/// The no-op scheme: "ciphertexts" are the slot vectors themselves.
+#[derive(Clone, Debug)]
+pub struct NoOp<S> {
+    shape: SlotShape,
+    _slot: PhantomData<S>,
+}
+
+impl<S: Slot> NoOp<S> {
+    /// A no-op scheme with the slot shape of a real one.
+    pub fn new(shape: SlotShape) -> Self {
+        Self {
+            shape,
+            _slot: PhantomData,
+        }
+    }
+}
+
+impl<S: Slot> SlotCipher for NoOp<S> {
+    type Slot = S;
+    type Ct = Vec<S>;
+    fn shape(&self) -> SlotShape {
+        self.shape
+    }
+    fn encrypt(&self, slots: &[S]) -> Result<Vec<S>> {
+        Ok(slots.to_vec())
+    }
+    fn decrypt(&self, ct: &Vec<S>) -> Result<Vec<S>> {
+        Ok(ct.clone())
+    }
+}
+
+impl<S: Slot> SlotEvaluator for NoOp<S> {
+    type Ct = Vec<S>;
+    type Operand = Vec<S>;
+    fn rotations(&self, ct: &Vec<S>, steps: &[i64]) -> Result<Vec<Vec<S>>> {
+        Ok(steps.iter().map(|&s| self.shape.rotate(ct, s)).collect())
+    }
+    fn operand(&self, ct: &Vec<S>) -> Result<Vec<S>> {
+        Ok(ct.clone())
+    }
+    fn sum_of_products(&self, pairs: &[(&Vec<S>, &Vec<S>)]) -> Result<Vec<S>> {
+        let mut acc = vec![S::default(); self.shape.len()];
+        for (a, b) in pairs {
+            for ((o, &x), &y) in acc.iter_mut().zip(a.iter()).zip(b.iter()) {
+                *o = o.add(x.mul(y));
+            }
+        }
+        Ok(acc)
+    }
+    fn rotate(&self, ct: &Vec<S>, step: i64) -> Result<Vec<S>> {
+        Ok(self.shape.rotate(ct, step))
+    }
+    fn add(&self, a: &Vec<S>, b: &Vec<S>) -> Result<Vec<S>> {
+        Ok(a.iter().zip(b).map(|(&x, &y)| x.add(y)).collect())
+    }
+    fn finish(&self, ct: Vec<S>) -> Result<Vec<S>> {
+        Ok(ct)
+    }
+}

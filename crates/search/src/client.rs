@@ -1,0 +1,159 @@
+//! Client side: packing gallery segments into diagonals (pre-rotated by their giant-step
+//! offsets) and encrypting them in parallel, packing the query, and reading scores out of a
+//! decrypted response.
+
+use crate::backend::SlotCipher;
+use crate::errors::{Result, SearchError};
+use crate::layout::Layout;
+use crate::slots::Slot;
+use rayon::prelude::*;
+
+/// Ciphertexts of one gallery segment: per channel, `layout.ciphertexts_per_channel()`
+/// ciphertexts, group after group.
+#[derive(Clone, Debug)]
+pub struct EncryptedSegment<C> {
+    /// The packing.
+    pub layout: Layout,
+    /// R, G, B ciphertexts.
+    pub channels: [Vec<C>; 3],
+}
+
+/// The slot vector of ciphertext `i` of `group` (one channel): diagonal `i` of each lane's
+/// block, rotated right by its giant-step offset.
+pub fn diagonal_slots<S: Slot>(
+    layout: &Layout,
+    vectors: &[Vec<S>],
+    group: usize,
+    i: usize,
+) -> Vec<S> {
+    let v = layout.vector_slots;
+    let m = layout.block;
+    let mut out = vec![S::default(); layout.shape.len()];
+    for lane in 0..layout.lanes() {
+        let block = group * layout.lanes() + lane;
+        for j in 0..v {
+            if let Some(img) = vectors.get(block * m + j % m) {
+                out[lane * v + j] = img[(j + i) % v];
+            }
+        }
+    }
+    let offset = (i / layout.baby * layout.baby) as i64;
+    layout.shape.rotate(&out, -offset)
+}
+
+/// The query slot vector: the packed query in every lane.
+pub fn query_slots<S: Slot>(layout: &Layout, query: &[S]) -> Vec<S> {
+    let mut out = Vec::with_capacity(layout.shape.len());
+    for _ in 0..layout.lanes() {
+        out.extend_from_slice(query);
+    }
+    out
+}
+
+/// Packs one encoded vector into its `V` slots (gallery side).
+pub fn pack_gallery_vector<S: Slot>(values: &[f64]) -> Vec<S> {
+    let mut out = vec![S::default(); S::vector_slots(values.len())];
+    S::pack_gallery(values, &mut out);
+    out
+}
+
+/// Packs one encoded vector into its `V` slots (query side).
+pub fn pack_query_vector<S: Slot>(values: &[f64]) -> Vec<S> {
+    let mut out = vec![S::default(); S::vector_slots(values.len())];
+    S::pack_query(values, &mut out);
+    out
+}
+
+/// Encrypts a segment: `vectors[c][k]` is channel `c` of image `k` (encoded values).
+pub fn encrypt_segment<C: SlotCipher>(
+    cipher: &C,
+    vectors: &[Vec<Vec<f64>>; 3],
+) -> Result<EncryptedSegment<C::Ct>> {
+    let count = vectors[0].len();
+    let dim = vectors[0].first().map_or(0, |v| v.len());
+    for ch in vectors {
+        if ch.len() != count {
+            return Err(SearchError::DimensionMismatch {
+                what: "images per channel",
+                expected: count,
+                actual: ch.len(),
+            });
+        }
+        if let Some(bad) = ch.iter().find(|v| v.len() != dim) {
+            return Err(SearchError::DimensionMismatch {
+                what: "values per channel",
+                expected: dim,
+                actual: bad.len(),
+            });
+        }
+    }
+    let layout = Layout::new(count, dim, C::Slot::vector_slots(dim), cipher.shape())?;
+    let packed: Vec<Vec<Vec<C::Slot>>> = vectors
+        .iter()
+        .map(|ch| {
+            ch.iter()
+                .map(|v| pack_gallery_vector::<C::Slot>(v))
+                .collect()
+        })
+        .collect();
+    let per_channel = layout.ciphertexts_per_channel();
+    let mut channels: [Vec<C::Ct>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    for (c, out) in channels.iter_mut().enumerate() {
+        *out = (0..per_channel)
+            .into_par_iter()
+            .map(|k| {
+                let slots = diagonal_slots(&layout, &packed[c], k / layout.block, k % layout.block);
+                cipher.encrypt(&slots)
+            })
+            .collect::<Result<Vec<_>>>()?;
+    }
+    Ok(EncryptedSegment { layout, channels })
+}
+
+/// Encrypts a query (three encoded channel vectors) for segments of vectors of `dim` values.
+pub fn encrypt_query<C: SlotCipher>(cipher: &C, channels: &[Vec<f64>; 3]) -> Result<[C::Ct; 3]> {
+    let dim = channels[0].len();
+    let layout = Layout::new(1, dim, C::Slot::vector_slots(dim), cipher.shape())?;
+    let cts = channels
+        .par_iter()
+        .map(|v| cipher.encrypt(&query_slots(&layout, &pack_query_vector::<C::Slot>(v))))
+        .collect::<Result<Vec<_>>>()?;
+    let mut it = cts.into_iter();
+    match (it.next(), it.next(), it.next()) {
+        (Some(r), Some(g), Some(b)) => Ok([r, g, b]),
+        _ => Err(SearchError::CiphertextCount {
+            what: "query channels",
+            expected: 3,
+            actual: 0,
+        }),
+    }
+}
+
+/// Reads the per-channel dot products of every image of a segment from its response
+/// (per channel, one ciphertext per group).
+pub fn decrypt_scores<C: SlotCipher>(
+    cipher: &C,
+    layout: &Layout,
+    response: &[Vec<C::Ct>; 3],
+) -> Result<Vec<[f64; 3]>> {
+    let mut dots = vec![[0f64; 3]; layout.count];
+    for (c, cts) in response.iter().enumerate() {
+        if cts.len() != layout.groups() {
+            return Err(SearchError::CiphertextCount {
+                what: "response ciphertexts",
+                expected: layout.groups(),
+                actual: cts.len(),
+            });
+        }
+        let slots = cts
+            .par_iter()
+            .map(|ct| cipher.decrypt(ct))
+            .collect::<Result<Vec<_>>>()?;
+        for (k, d) in dots.iter_mut().enumerate() {
+            let (group, slot) = layout.score_slot(k);
+            let value = slots[group].get(slot).copied().unwrap_or_default();
+            d[c] = value.score();
+        }
+    }
+    Ok(dots)
+}

@@ -1,0 +1,140 @@
+//! Server side: the encrypted matrix-vector product over every segment of a gallery.
+//!
+//! Per channel the query is decomposed once and rotated by every baby step (hoisted); per
+//! group and giant step the products are summed lazily and relinearized once; giant-step
+//! sums are rotated into place and added; short blocks are folded by rotate-and-add; the
+//! result is switched to the smallest modulus. Segments, channels, groups and giant steps
+//! run in parallel (rayon). No rotation is ever done per image.
+
+use crate::backend::SlotEvaluator;
+use crate::errors::{Result, SearchError};
+use crate::layout::Layout;
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+
+/// A segment ready for queries: its gallery ciphertexts prepared as product operands
+/// (BFV: lifted to the extension basis once, and kept resident).
+pub struct PreparedSegment<E: SlotEvaluator> {
+    /// The packing.
+    pub layout: Layout,
+    channels: [Vec<E::Operand>; 3],
+}
+
+impl<E: SlotEvaluator> PreparedSegment<E> {
+    /// Prepares a segment's ciphertexts (in parallel).
+    pub fn new(ev: &E, layout: Layout, channels: [Vec<E::Ct>; 3]) -> Result<Self> {
+        let expected = layout.ciphertexts_per_channel();
+        let mut out: [Vec<E::Operand>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        for (o, cts) in out.iter_mut().zip(channels) {
+            if cts.len() != expected {
+                return Err(SearchError::CiphertextCount {
+                    what: "segment ciphertexts",
+                    expected,
+                    actual: cts.len(),
+                });
+            }
+            *o = cts
+                .par_iter()
+                .map(|ct| ev.operand(ct))
+                .collect::<Result<Vec<_>>>()?;
+        }
+        Ok(Self {
+            layout,
+            channels: out,
+        })
+    }
+}
+
+/// The encrypted response for one segment: per channel, one ciphertext per group.
+pub type SegmentResponse<C> = [Vec<C>; 3];
+
+/// Scores an encrypted query (one ciphertext per channel) against every segment.
+pub fn score<E: SlotEvaluator>(
+    ev: &E,
+    segments: &[PreparedSegment<E>],
+    query: &[E::Ct; 3],
+) -> Result<Vec<SegmentResponse<E::Ct>>> {
+    // Baby steps of every segment, computed once per channel.
+    let mut steps: Vec<i64> = segments
+        .iter()
+        .flat_map(|s| s.layout.baby_steps())
+        .collect();
+    steps.sort_unstable();
+    steps.dedup();
+    let babies: Vec<BTreeMap<i64, E::Operand>> = query
+        .par_iter()
+        .map(|q| {
+            let rotated = ev.rotations(q, &steps)?;
+            let mut all: Vec<(i64, &E::Ct)> = vec![(0, q)];
+            all.extend(steps.iter().copied().zip(rotated.iter()));
+            all.into_par_iter()
+                .map(|(s, ct)| Ok((s, ev.operand(ct)?)))
+                .collect::<Result<BTreeMap<_, _>>>()
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    segments
+        .par_iter()
+        .map(|seg| {
+            let per_channel = (0..3usize)
+                .into_par_iter()
+                .map(|c| {
+                    (0..seg.layout.groups())
+                        .into_par_iter()
+                        .map(|g| score_group(ev, seg, &seg.channels[c], &babies[c], g))
+                        .collect::<Result<Vec<_>>>()
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut it = per_channel.into_iter();
+            match (it.next(), it.next(), it.next()) {
+                (Some(r), Some(g), Some(b)) => Ok([r, g, b]),
+                _ => Err(SearchError::CiphertextCount {
+                    what: "channels",
+                    expected: 3,
+                    actual: 0,
+                }),
+            }
+        })
+        .collect()
+}
+
+fn score_group<E: SlotEvaluator>(
+    ev: &E,
+    seg: &PreparedSegment<E>,
+    gallery: &[E::Operand],
+    babies: &BTreeMap<i64, E::Operand>,
+    group: usize,
+) -> Result<E::Ct> {
+    let l = &seg.layout;
+    let base = group * l.block;
+    let giant_sums = (0..l.giant())
+        .into_par_iter()
+        .map(|gi| {
+            let mut pairs = Vec::with_capacity(l.baby);
+            for b in 0..l.baby {
+                let i = gi * l.baby + b;
+                if i >= l.block {
+                    break;
+                }
+                let baby = babies.get(&(b as i64)).ok_or_else(|| SearchError::Layout {
+                    reason: format!("baby step {b} was not computed"),
+                })?;
+                pairs.push((&gallery[base + i], baby));
+            }
+            let sum = ev.sum_of_products(&pairs)?;
+            ev.rotate(&sum, (gi * l.baby) as i64)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut it = giant_sums.into_iter();
+    let mut acc = it.next().ok_or_else(|| SearchError::Layout {
+        reason: "empty block".into(),
+    })?;
+    for s in it {
+        acc = ev.add(&acc, &s)?;
+    }
+    for step in l.fold_steps() {
+        let r = ev.rotate(&acc, step)?;
+        acc = ev.add(&acc, &r)?;
+    }
+    ev.finish(acc)
+}

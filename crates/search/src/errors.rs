@@ -1,0 +1,76 @@
+//! Errors of the search layer.
+
+use blindsight_he::HeError;
+use thiserror::Error;
+
+/// Every failure the search layer reports.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SearchError {
+    /// An image could not be decoded.
+    #[error(
+        "cannot read image `{name}`: {reason}; supported formats are PNG, JPEG, WebP, BMP and GIF"
+    )]
+    ImageDecode {
+        /// File or image name.
+        name: String,
+        /// Decoder message.
+        reason: String,
+    },
+
+    /// An image is larger than the decoder is allowed to allocate (decompression bomb guard).
+    #[error(
+        "image `{name}` is too large: {actual} pixels, at most {expected} allowed; resize it first"
+    )]
+    ImageTooLarge {
+        /// File or image name.
+        name: String,
+        /// Largest pixel count accepted.
+        expected: u64,
+        /// Pixel count of the image.
+        actual: u64,
+    },
+
+    /// Vectors of different lengths were mixed.
+    #[error("{what}: expected vectors of {expected} values, got {actual}")]
+    DimensionMismatch {
+        /// What was being checked.
+        what: &'static str,
+        /// Expected length.
+        expected: usize,
+        /// Actual length.
+        actual: usize,
+    },
+
+    /// The layout cannot hold vectors of this size with these parameters.
+    #[error("layout: {reason}")]
+    Layout {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A response or gallery does not match the layout it claims.
+    #[error("{what}: expected {expected} ciphertexts, got {actual}")]
+    CiphertextCount {
+        /// What was being checked.
+        what: &'static str,
+        /// Expected count.
+        expected: usize,
+        /// Actual count.
+        actual: usize,
+    },
+
+    /// Serialized layout bytes are malformed.
+    #[error("malformed layout bytes: {reason}")]
+    MalformedLayout {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// An error of the homomorphic-encryption layer.
+    #[error(transparent)]
+    He(#[from] HeError),
+}
+
+/// Result type of the search layer.
+pub type Result<T> = core::result::Result<T, SearchError>;

@@ -1,0 +1,301 @@
+//! The packing of a gallery segment: generalized diagonals with baby-step/giant-step
+//! (Halevi–Shoup), in the hybrid form for short blocks and rows-in-slots for tall ones.
+//!
+//! A ciphertext has `rows × row_len` slots; an image vector takes `V` of them (a power of
+//! two dividing `row_len`), so a ciphertext holds `L = rows·row_len/V` *lanes*. Images are
+//! cut into blocks of `m` (a power of two, `m ≤ V`) and `L` blocks form a *group*, one per
+//! lane. For a group, ciphertext `i < m` holds in lane `ℓ` the diagonal
+//!
+//! ```text
+//! diag_i[j] = G[block(ℓ)·m + (j mod m)][(j + i) mod V]      (j < V)
+//! ```
+//!
+//! rotated right by its giant-step offset `⌊i/B⌋·B`. The server multiplies ciphertext
+//! `g·B + b` with the query rotated by `b` (hoisted baby steps), sums each giant step once,
+//! rotates it by `g·B`, and, when `m < V`, rotate-and-adds by `m, 2m, …, V/2`. Slot
+//! `ℓ·V + r` then holds `⟨G[block(ℓ)·m + r], q⟩`. When `m = V` (a tall block, every slot an
+//! image) no final rotation is needed: that is the rows-in-slots layout with a replicated
+//! query. The cost is `⌈n/(L·m)⌉·m` ciphertext products per channel, `B + ⌈m/B⌉ + log2(V/m)`
+//! rotations and `⌈m/B⌉` relinearizations per group: never one rotation per image.
+
+use crate::errors::{Result, SearchError};
+use crate::slots::SlotShape;
+
+/// The packing of one segment of a gallery. Serializable; the Galois keys a gallery needs
+/// are derived from its layouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Layout {
+    /// Images in the segment.
+    pub count: usize,
+    /// Values per image channel.
+    pub dim: usize,
+    /// Slots per image vector `V`.
+    pub vector_slots: usize,
+    /// Ciphertext slot shape.
+    pub shape: SlotShape,
+    /// Images per block `m`.
+    pub block: usize,
+    /// Baby steps `B`.
+    pub baby: usize,
+}
+
+const LAYOUT_MAGIC: [u8; 4] = *b"BLSL";
+const LAYOUT_VERSION: u8 = 1;
+const LAYOUT_BYTES: usize = 4 + 1 + 7 * 8;
+
+impl Layout {
+    /// Chooses the layout of a segment of `count` images of `dim` values in slot vectors of
+    /// `vector_slots` slots each.
+    pub fn new(count: usize, dim: usize, vector_slots: usize, shape: SlotShape) -> Result<Self> {
+        let layout_err = |reason: String| SearchError::Layout { reason };
+        if count == 0 {
+            return Err(layout_err("a segment needs at least one image".into()));
+        }
+        if !vector_slots.is_power_of_two()
+            || !shape.row_len.is_power_of_two()
+            || vector_slots > shape.row_len
+        {
+            return Err(layout_err(format!(
+                "vectors of {dim} values need {vector_slots} slots, more than the {} slots of a \
+                 ciphertext row; use smaller images or a larger parameter set",
+                shape.row_len
+            )));
+        }
+        let lanes = shape.len() / vector_slots;
+        let block = count.div_ceil(lanes).next_power_of_two().min(vector_slots);
+        // Baby steps ≈ √m (a power of two), so that B + m/B rotations is smallest.
+        let baby = 1usize << block.trailing_zeros().div_ceil(2);
+        let layout = Self {
+            count,
+            dim,
+            vector_slots,
+            shape,
+            block,
+            baby,
+        };
+        layout.validate()?;
+        Ok(layout)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let ok = self.count > 0
+            && self.dim > 0
+            && self.vector_slots.is_power_of_two()
+            && self.shape.rows > 0
+            && self.shape.row_len.is_power_of_two()
+            && self.vector_slots <= self.shape.row_len
+            && self.vector_slots >= self.dim.div_ceil(2)
+            && self.block.is_power_of_two()
+            && self.block <= self.vector_slots
+            && self.baby.is_power_of_two()
+            && self.baby <= self.block
+            && self.count
+                <= self
+                    .groups()
+                    .saturating_mul(self.lanes())
+                    .saturating_mul(self.block);
+        if ok {
+            Ok(())
+        } else {
+            Err(SearchError::Layout {
+                reason: format!("inconsistent layout {self:?}"),
+            })
+        }
+    }
+
+    /// Lanes per ciphertext `L`.
+    pub fn lanes(&self) -> usize {
+        self.shape.len() / self.vector_slots
+    }
+
+    /// Groups of `L` blocks.
+    pub fn groups(&self) -> usize {
+        self.count.div_ceil(self.lanes() * self.block)
+    }
+
+    /// Giant steps per group `⌈m/B⌉`.
+    pub fn giant(&self) -> usize {
+        self.block.div_ceil(self.baby)
+    }
+
+    /// Ciphertexts per channel (`groups × m`).
+    pub fn ciphertexts_per_channel(&self) -> usize {
+        self.groups() * self.block
+    }
+
+    /// Whether every slot is an image (rows-in-slots; no final rotate-and-add).
+    pub fn is_tall(&self) -> bool {
+        self.block == self.vector_slots
+    }
+
+    /// Baby-step rotations of the query: `1..B`.
+    pub fn baby_steps(&self) -> Vec<i64> {
+        (1..self.baby as i64).collect()
+    }
+
+    /// Giant-step rotations: `g·B` for `0 < g < ⌈m/B⌉`.
+    pub fn giant_steps(&self) -> Vec<i64> {
+        (1..self.giant()).map(|g| (g * self.baby) as i64).collect()
+    }
+
+    /// Final rotate-and-add steps: `m, 2m, …, V/2`.
+    pub fn fold_steps(&self) -> Vec<i64> {
+        let mut steps = Vec::new();
+        let mut s = self.block;
+        while s < self.vector_slots {
+            steps.push(s as i64);
+            s *= 2;
+        }
+        steps
+    }
+
+    /// Every rotation step the server performs, sorted: the Galois keys this layout needs.
+    pub fn galois_steps(&self) -> Vec<i64> {
+        let mut steps: Vec<i64> = self
+            .baby_steps()
+            .into_iter()
+            .chain(self.giant_steps())
+            .chain(self.fold_steps())
+            .collect();
+        steps.sort_unstable();
+        steps.dedup();
+        steps
+    }
+
+    /// Where the score of image `index` lands: (group, slot).
+    pub fn score_slot(&self, index: usize) -> (usize, usize) {
+        let block = index / self.block;
+        let r = index % self.block;
+        let group = block / self.lanes();
+        let lane = block % self.lanes();
+        (group, lane * self.vector_slots + r)
+    }
+
+    /// Serializes the layout (magic, version, fields).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(LAYOUT_BYTES);
+        out.extend_from_slice(&LAYOUT_MAGIC);
+        out.push(LAYOUT_VERSION);
+        let fields = [
+            self.count,
+            self.dim,
+            self.vector_slots,
+            self.shape.rows,
+            self.shape.row_len,
+            self.block,
+            self.baby,
+        ];
+        for v in fields {
+            out.extend_from_slice(&(v as u64).to_le_bytes());
+        }
+        out
+    }
+
+    /// Reads and validates a serialized layout.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let bad = |reason: &str| SearchError::MalformedLayout {
+            reason: reason.to_string(),
+        };
+        if bytes.len() != LAYOUT_BYTES {
+            return Err(bad(&format!(
+                "expected {LAYOUT_BYTES} bytes, got {}",
+                bytes.len()
+            )));
+        }
+        if bytes[..4] != LAYOUT_MAGIC {
+            return Err(bad("bad magic bytes"));
+        }
+        if bytes[4] != LAYOUT_VERSION {
+            return Err(bad(&format!("unsupported version {}", bytes[4])));
+        }
+        let mut fields = [0usize; 7];
+        for (i, f) in fields.iter_mut().enumerate() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[5 + 8 * i..13 + 8 * i]);
+            *f = usize::try_from(u64::from_le_bytes(w)).map_err(|_| bad("field out of range"))?;
+            if *f > 1 << 40 {
+                return Err(bad("field out of range"));
+            }
+        }
+        let [count, dim, vector_slots, rows, row_len, block, baby] = fields;
+        let layout = Self {
+            count,
+            dim,
+            vector_slots,
+            shape: SlotShape { rows, row_len },
+            block,
+            baby,
+        };
+        layout.validate().map_err(|_| bad("inconsistent fields"))?;
+        Ok(layout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BFV: SlotShape = SlotShape {
+        rows: 2,
+        row_len: 4096,
+    };
+    const CKKS: SlotShape = SlotShape {
+        rows: 1,
+        row_len: 4096,
+    };
+
+    #[test]
+    fn the_demo_gallery_takes_512_products_per_channel() {
+        for (shape, v) in [(BFV, 4096), (CKKS, 2048)] {
+            let l = Layout::new(1001, 4096, v, shape).unwrap();
+            assert_eq!(l.block, 512);
+            assert_eq!(l.ciphertexts_per_channel(), 512);
+            assert_eq!(l.baby, 32);
+            assert_eq!(l.giant(), 16);
+            assert!(l.galois_steps().len() < 60);
+            assert!(!l.is_tall());
+        }
+    }
+
+    #[test]
+    fn large_galleries_go_tall() {
+        let l = Layout::new(16384, 4096, 4096, BFV).unwrap();
+        assert!(l.is_tall());
+        assert_eq!(l.ciphertexts_per_channel(), 16384 * 4096 / 8192);
+        assert!(l.fold_steps().is_empty());
+    }
+
+    #[test]
+    fn score_slots_are_distinct() {
+        for n in [1, 7, 64, 1001, 9000] {
+            let l = Layout::new(n, 4096, 4096, BFV).unwrap();
+            let mut seen: Vec<(usize, usize)> = (0..n).map(|i| l.score_slot(i)).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(seen.len(), n);
+            assert!(seen.iter().all(|&(g, s)| g < l.groups() && s < BFV.len()));
+        }
+    }
+
+    #[test]
+    fn serialization_round_trips_and_rejects_garbage() {
+        let l = Layout::new(1001, 4096, 2048, CKKS).unwrap();
+        let bytes = l.to_bytes();
+        assert_eq!(Layout::from_bytes(&bytes).unwrap(), l);
+        for cut in [0, 4, 20, bytes.len() - 1] {
+            assert!(Layout::from_bytes(&bytes[..cut]).is_err());
+        }
+        let mut bad = bytes.clone();
+        bad[5 + 8 * 5] = 3; // block = 3, not a power of two
+        assert!(Layout::from_bytes(&bad).is_err());
+        let mut bad = bytes;
+        bad[0] = b'X';
+        assert!(Layout::from_bytes(&bad).is_err());
+    }
+
+    #[test]
+    fn oversized_vectors_are_refused() {
+        assert!(Layout::new(10, 16384, 16384, BFV).is_err());
+        assert!(Layout::new(0, 4096, 4096, BFV).is_err());
+    }
+}

@@ -1,0 +1,30 @@
+//! # blindsight-search — similarity on ciphertexts
+//!
+//! The engine of blindsight, on top of `blindsight-he`:
+//!
+//! - [`vectors`]: image files to R, G, B vectors (alpha on white, resized square).
+//! - [`encoding`]: the numerics: exact integers for BFV (no dot product can wrap), unit
+//!   vectors for CKKS; cosines from dot products; norms stay with the client.
+//! - [`slots`], [`layout`]: slot shapes and the serialized [`Layout`] of a gallery segment
+//!   (generalized diagonals with baby-step/giant-step; hybrid or rows-in-slots), from which
+//!   the Galois keys are derived.
+//! - [`backend`]: the scheme traits the engine is generic over, and the no-op scheme;
+//!   [`he_backend`]: BFV and CKKS behind them.
+//! - [`client`]: packing and encrypting segments and queries, decrypting scores.
+//! - [`engine`]: the server's encrypted matrix-vector product over all segments.
+//! - [`rank`]: cosines, the demo's channel-triple rule, whole-vector cosine, top-k, and the
+//!   f64 reference engine.
+
+pub mod backend;
+pub mod client;
+pub mod encoding;
+pub mod engine;
+pub mod errors;
+pub mod he_backend;
+pub mod layout;
+pub mod rank;
+pub mod slots;
+pub mod vectors;
+
+pub use errors::{Result, SearchError};
+pub use layout::Layout;

@@ -1,0 +1,98 @@
+//! Images to vectors: decode (PNG, JPEG, WebP, BMP, GIF), composite alpha on white, resize to
+//! a square (default 64×64, as the original TenSEAL demo), split into R, G, B channels.
+
+use crate::errors::{Result, SearchError};
+use image::imageops::FilterType;
+use image::{ImageReader, Limits, Rgb, RgbImage};
+use std::io::Cursor;
+
+/// Side of the square images are resized to by default.
+pub const DEFAULT_SIDE: u32 = 64;
+
+/// Largest decoded image accepted, in pixels (a decompression-bomb guard).
+pub const MAX_DECODED_PIXELS: u64 = 40_000_000;
+
+/// One image as three channel vectors of `side²` bytes (row-major).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ImageVector {
+    /// Side of the square.
+    pub side: u32,
+    /// R, G and B values.
+    pub channels: [Vec<u8>; 3],
+}
+
+impl ImageVector {
+    /// Number of values per channel.
+    pub fn dim(&self) -> usize {
+        (self.side * self.side) as usize
+    }
+
+    /// Rebuilds an RGB image (for display / debugging).
+    pub fn to_rgb(&self) -> RgbImage {
+        RgbImage::from_fn(self.side, self.side, |x, y| {
+            let i = (y * self.side + x) as usize;
+            Rgb([
+                self.channels[0][i],
+                self.channels[1][i],
+                self.channels[2][i],
+            ])
+        })
+    }
+}
+
+/// Decodes an image file and turns it into channel vectors of `side × side`.
+pub fn image_vector(bytes: &[u8], name: &str, side: u32) -> Result<ImageVector> {
+    let decode_err = |reason: String| SearchError::ImageDecode {
+        name: name.to_string(),
+        reason,
+    };
+    if side == 0 || side > 1024 {
+        return Err(SearchError::Layout {
+            reason: format!("image side {side} must be in 1..=1024"),
+        });
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| decode_err(e.to_string()))?;
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| decode_err(e.to_string()))?;
+    let pixels = w as u64 * h as u64;
+    if pixels > MAX_DECODED_PIXELS {
+        return Err(SearchError::ImageTooLarge {
+            name: name.to_string(),
+            expected: MAX_DECODED_PIXELS,
+            actual: pixels,
+        });
+    }
+    reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| decode_err(e.to_string()))?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(w);
+    limits.max_image_height = Some(h);
+    limits.max_alloc = Some(MAX_DECODED_PIXELS * 16);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| decode_err(e.to_string()))?;
+    let rgba = img.to_rgba8();
+    // Alpha-composite on white.
+    let rgb = RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let p = rgba.get_pixel(x, y).0;
+        let a = p[3] as u32;
+        let blend = |c: u8| ((c as u32 * a + 255 * (255 - a) + 127) / 255) as u8;
+        Rgb([blend(p[0]), blend(p[1]), blend(p[2])])
+    });
+    let resized = image::imageops::resize(&rgb, side, side, FilterType::CatmullRom);
+    let n = (side * side) as usize;
+    let mut channels = [
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    ];
+    for p in resized.pixels() {
+        for (c, ch) in channels.iter_mut().enumerate() {
+            ch.push(p.0[c]);
+        }
+    }
+    Ok(ImageVector { side, channels })
+}

@@ -1,0 +1,339 @@
+//! Encrypted top-k equals the f64 reference, for the no-op scheme, BFV and CKKS (the same
+//! test body for all), on real images, for galleries of 1, 7, 64, 1001 images and one larger
+//! than the slot count, across layouts (hybrid and rows-in-slots) and several segments.
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
+
+use blindsight_he::{Complex, Context, SecretKey};
+use blindsight_search::backend::{NoOp, SlotCipher, SlotEvaluator};
+use blindsight_search::client::{decrypt_scores, encrypt_query, encrypt_segment};
+use blindsight_search::encoding::VectorEncoding;
+use blindsight_search::engine::{PreparedSegment, score};
+use blindsight_search::he_backend::{
+    BfvCipher, CkksCipher, HeEvaluator, evaluation_keys, shape_of,
+};
+use blindsight_search::rank::{
+    EncodedImage, RankRule, Similarity, reference_dots, similarities, top_k,
+};
+use blindsight_search::slots::{Slot, SlotShape};
+use blindsight_search::vectors::{ImageVector, image_vector};
+use blindsight_search::{Layout, Result};
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+/// Distinct (by content) real images at `side × side`: the embedded emoji, then their
+/// mirror images and rotations when more are needed.
+fn images(n: usize, side: u32) -> Vec<ImageVector> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for variant in 0..4 {
+        for e in blindsight_testdata::all() {
+            if out.len() == n {
+                return out;
+            }
+            let mut v = image_vector(e.png, e.name, side).unwrap();
+            v = transform(&v, variant);
+            if seen.insert(v.clone()) {
+                out.push(v);
+            }
+        }
+    }
+    assert_eq!(out.len(), n, "not enough distinct images");
+    out
+}
+
+fn transform(v: &ImageVector, variant: usize) -> ImageVector {
+    let s = v.side as usize;
+    let map = |i: usize| {
+        let (y, x) = (i / s, i % s);
+        match variant {
+            0 => i,
+            1 => y * s + (s - 1 - x),
+            2 => (s - 1 - y) * s + x,
+            _ => x * s + y,
+        }
+    };
+    let channels = v
+        .channels
+        .clone()
+        .map(|ch| (0..ch.len()).map(|i| ch[map(i)]).collect());
+    ImageVector {
+        side: v.side,
+        channels,
+    }
+}
+
+/// A perturbed copy: every pixel moved by a small deterministic offset.
+fn perturbed(v: &ImageVector) -> ImageVector {
+    let channels = v.channels.clone().map(|ch| {
+        ch.iter()
+            .enumerate()
+            .map(|(i, &p)| (p as i32 + ((i * 7919) % 7) as i32 - 3).clamp(0, 255) as u8)
+            .collect()
+    });
+    ImageVector {
+        side: v.side,
+        channels,
+    }
+}
+
+/// Encrypts `gallery` as segments of `segment_sizes`, scores the query, returns the
+/// similarities computed from the decrypted dot products.
+fn encrypted_similarities<C, E>(
+    cipher: &C,
+    ev: &E,
+    encoding: &VectorEncoding,
+    gallery: &[EncodedImage],
+    query: &EncodedImage,
+    segment_sizes: &[usize],
+) -> Result<(Vec<Similarity>, Vec<Layout>)>
+where
+    C: SlotCipher,
+    E: SlotEvaluator<Ct = C::Ct>,
+{
+    let mut segments = Vec::new();
+    let mut start = 0;
+    for &size in segment_sizes {
+        let part = &gallery[start..start + size];
+        start += size;
+        let vectors =
+            [0, 1, 2].map(|c| part.iter().map(|g| g.channels[c].values.clone()).collect());
+        let enc = encrypt_segment(cipher, &vectors)?;
+        segments.push(PreparedSegment::new(ev, enc.layout, enc.channels)?);
+    }
+    assert_eq!(start, gallery.len());
+    let q = encrypt_query(cipher, &query.channels.clone().map(|c| c.values))?;
+    let responses = score(ev, &segments, &q)?;
+    let mut dots = Vec::new();
+    for (seg, resp) in segments.iter().zip(&responses) {
+        dots.extend(decrypt_scores(cipher, &seg.layout, resp)?);
+    }
+    Ok((
+        similarities(encoding, gallery, query, &dots),
+        segments.iter().map(|s| s.layout).collect(),
+    ))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Exactness {
+    Exact,
+    Within(f64),
+}
+
+struct Case {
+    n: usize,
+    side: u32,
+    segments: Vec<usize>,
+    query_of: usize,
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            n: 1,
+            side: 64,
+            segments: vec![1],
+            query_of: 0,
+        },
+        Case {
+            n: 7,
+            side: 64,
+            segments: vec![7],
+            query_of: 3,
+        },
+        Case {
+            n: 64,
+            side: 64,
+            segments: vec![64],
+            query_of: 40,
+        },
+        Case {
+            n: 1001,
+            side: 64,
+            segments: vec![1001],
+            query_of: 700,
+        },
+        Case {
+            n: 1001,
+            side: 64,
+            segments: vec![600, 300, 101],
+            query_of: 950,
+        },
+        // more images than slots (8192): rows-in-slots blocks, two segments
+        Case {
+            n: 9000,
+            side: 16,
+            segments: vec![8500, 500],
+            query_of: 8600,
+        },
+    ]
+}
+
+fn run_cases<C, E>(
+    cipher: &C,
+    ev: &E,
+    encoding: &VectorEncoding,
+    exactness: Exactness,
+) -> Vec<Layout>
+where
+    C: SlotCipher,
+    E: SlotEvaluator<Ct = C::Ct>,
+{
+    let mut layouts = Vec::new();
+    for case in cases() {
+        let imgs = images(case.n, case.side);
+        let gallery: Vec<EncodedImage> = imgs
+            .iter()
+            .map(|v| EncodedImage::new(encoding, &v.channels))
+            .collect();
+        let query = EncodedImage::new(encoding, &perturbed(&imgs[case.query_of]).channels);
+        let reference = similarities(
+            encoding,
+            &gallery,
+            &query,
+            &reference_dots(&gallery, &query),
+        );
+        let (got, seg_layouts) =
+            encrypted_similarities(cipher, ev, encoding, &gallery, &query, &case.segments).unwrap();
+        layouts.extend(seg_layouts);
+        for rule in [RankRule::ChannelTriple, RankRule::WholeCosine] {
+            let want_top = top_k(&reference, rule, 10);
+            let got_top = top_k(&got, rule, 10);
+            assert_eq!(
+                got_top[0], case.query_of,
+                "n={} rule={rule:?}: perturbed copy ranks first",
+                case.n
+            );
+            assert_eq!(want_top[0], case.query_of);
+            match exactness {
+                Exactness::Exact => {
+                    assert_eq!(got_top, want_top, "n={} rule={rule:?}", case.n);
+                    assert_eq!(got, reference, "n={}: scores equal to the last bit", case.n);
+                }
+                Exactness::Within(tol) => {
+                    for (g, w) in got.iter().zip(&reference) {
+                        for c in 0..3 {
+                            let err = (g.channel_cosines[c] - w.channel_cosines[c]).abs();
+                            assert!(err <= tol, "n={}: channel cosine error {err}", case.n);
+                        }
+                        assert!((g.whole_cosine - w.whole_cosine).abs() <= tol);
+                    }
+                }
+            }
+        }
+    }
+    layouts
+}
+
+fn all_steps(shape: SlotShape, vector_slots: impl Fn(usize) -> usize) -> Vec<i64> {
+    let mut steps = Vec::new();
+    for case in cases() {
+        let mut start = 0;
+        for &size in &case.segments {
+            let dim = (case.side * case.side) as usize;
+            steps.extend(
+                Layout::new(size, dim, vector_slots(dim), shape)
+                    .unwrap()
+                    .galois_steps(),
+            );
+            start += size;
+        }
+        assert_eq!(start, case.n);
+    }
+    steps.sort_unstable();
+    steps.dedup();
+    steps
+}
+
+#[test]
+fn no_op_scheme_with_the_bfv_shape_is_exact() {
+    let shape = SlotShape {
+        rows: 2,
+        row_len: 4096,
+    };
+    let s = NoOp::<i64>::new(shape);
+    let layouts = run_cases(
+        &s,
+        &s,
+        &VectorEncoding::for_bfv(532_709_377, 4096),
+        Exactness::Exact,
+    );
+    assert!(layouts.iter().any(|l| l.is_tall()) && layouts.iter().any(|l| !l.is_tall()));
+}
+
+#[test]
+fn no_op_scheme_with_the_ckks_shape_is_exact_to_rounding() {
+    let s = NoOp::<Complex>::new(SlotShape {
+        rows: 1,
+        row_len: 4096,
+    });
+    let layouts = run_cases(&s, &s, &VectorEncoding::Unit, Exactness::Within(1e-12));
+    assert!(layouts.iter().any(|l| l.is_tall()) && layouts.iter().any(|l| !l.is_tall()));
+}
+
+fn he_setup(preset: &str) -> (Context, SecretKey, HeEvaluator) {
+    let ctx = Context::preset(preset).unwrap();
+    let sk = SecretKey::generate(&ctx).unwrap();
+    let shape = shape_of(&ctx);
+    let steps = match ctx.scheme() {
+        blindsight_he::Scheme::Bfv => all_steps(shape, i64::vector_slots),
+        _ => all_steps(shape, Complex::vector_slots),
+    };
+    let (rk, gk) = evaluation_keys(&ctx, &sk, &steps).unwrap();
+    let ev = HeEvaluator::new(&ctx, rk, gk);
+    (ctx, sk, ev)
+}
+
+#[test]
+fn bfv_top10_and_scores_are_exact() {
+    let (ctx, sk, ev) = he_setup("bfv-8192");
+    let cipher = BfvCipher::new(&ctx, sk).unwrap();
+    let encoding = VectorEncoding::for_bfv(ctx.params().plain_modulus(), 4096);
+    run_cases(&cipher, &ev, &encoding, Exactness::Exact);
+}
+
+#[test]
+fn ckks_scores_within_1e_4() {
+    let (ctx, sk, ev) = he_setup("ckks-8192");
+    let cipher = CkksCipher::new(&ctx, sk).unwrap();
+    run_cases(&cipher, &ev, &VectorEncoding::Unit, Exactness::Within(1e-4));
+}
+
+#[test]
+fn all_white_and_all_black_images_do_not_wrap() {
+    // The extreme images of the BFV bound: 4096 values of 255 (and 0) in every channel.
+    static CTX: OnceLock<(Context, SecretKey, HeEvaluator)> = OnceLock::new();
+    let (ctx, sk, ev) = CTX.get_or_init(|| {
+        let ctx = Context::preset("bfv-8192").unwrap();
+        let sk = SecretKey::generate(&ctx).unwrap();
+        let layout = Layout::new(3, 4096, 4096, shape_of(&ctx)).unwrap();
+        let (rk, gk) = evaluation_keys(&ctx, &sk, &layout.galois_steps()).unwrap();
+        let ev = HeEvaluator::new(&ctx, rk, gk);
+        (ctx, sk, ev)
+    });
+    let cipher = BfvCipher::new(ctx, sk.clone()).unwrap();
+    let encoding = VectorEncoding::for_bfv(ctx.params().plain_modulus(), 4096);
+    let white = EncodedImage::new(
+        &encoding,
+        &[vec![255; 4096], vec![255; 4096], vec![255; 4096]],
+    );
+    let black = EncodedImage::new(&encoding, &[vec![0; 4096], vec![0; 4096], vec![0; 4096]]);
+    let grey = EncodedImage::new(
+        &encoding,
+        &[vec![128; 4096], vec![254; 4096], vec![1; 4096]],
+    );
+    let gallery = vec![white.clone(), black, grey];
+    let (got, _) = encrypted_similarities(&cipher, ev, &encoding, &gallery, &white, &[3]).unwrap();
+    let reference = similarities(
+        &encoding,
+        &gallery,
+        &white,
+        &reference_dots(&gallery, &white),
+    );
+    assert_eq!(got, reference);
+    assert_eq!(got[0].channel_cosines, [1.0; 3]);
+    assert_eq!(got[1].channel_cosines, [0.0; 3]);
+    assert_eq!(
+        reference_dots(&gallery, &white)[0],
+        [(4096 * 255 * 255) as f64; 3]
+    );
+}
