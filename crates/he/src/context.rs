@@ -97,14 +97,21 @@ impl Context {
         let num_p = params.special_moduli().len();
         let mut r_idx = Vec::new();
         if params.scheme() == Scheme::Bfv {
-            // R must hold round(t * tensor / Q) < t N Q (centered, with margin 2^6).
+            // R must hold y = round(t·x/Q) for the tensor x: |x| ≤ N·Q²/2, so |y| ≤ t·N·Q/2,
+            // and the exact R → Q lift needs |y| < R/2 with room for its floating-point
+            // estimate: log2 R ≥ log2 Q + log2 t + log2 N + 2.
             let log_q: f64 = params.moduli().iter().map(|&q| (q as f64).log2()).sum();
-            let need = log_q + (params.plain_modulus() as f64).log2() + (n as f64).log2() + 6.0;
-            let count = (need / 49.0).ceil() as usize;
+            let need = log_q + (params.plain_modulus() as f64).log2() + (n as f64).log2() + 2.0;
             let mut used = values.clone();
             used.push(params.plain_modulus());
-            let r = ntt_primes(&vec![50; count], n, &mut used)
-                .ok_or_else(|| internal("no extension primes"))?;
+            let mut r = Vec::new();
+            let mut have = 0.0;
+            while have < need {
+                let p = ntt_primes(&[50], n, &mut used)
+                    .ok_or_else(|| internal("no extension primes"))?;
+                have += (p[0] as f64).log2();
+                r.extend(p);
+            }
             r_idx = (values.len()..values.len() + r.len()).collect();
             values.extend(r);
         }

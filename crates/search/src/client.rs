@@ -69,6 +69,21 @@ pub fn encrypt_segment<C: SlotCipher>(
     cipher: &C,
     vectors: &[Vec<Vec<f64>>; 3],
 ) -> Result<EncryptedSegment<C::Ct>> {
+    encrypt_segment_with(cipher, vectors, Ok)
+}
+
+/// Encrypts a segment and hands every ciphertext to `sink` as soon as it exists (to
+/// serialize it, say), so that the ciphertexts of a whole segment never sit in memory.
+pub fn encrypt_segment_with<C, T, F>(
+    cipher: &C,
+    vectors: &[Vec<Vec<f64>>; 3],
+    sink: F,
+) -> Result<EncryptedSegment<T>>
+where
+    C: SlotCipher,
+    T: Send,
+    F: Fn(C::Ct) -> Result<T> + Sync,
+{
     let count = vectors[0].len();
     let dim = vectors[0].first().map_or(0, |v| v.len());
     for ch in vectors {
@@ -97,13 +112,13 @@ pub fn encrypt_segment<C: SlotCipher>(
         })
         .collect();
     let per_channel = layout.ciphertexts_per_channel();
-    let mut channels: [Vec<C::Ct>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    let mut channels: [Vec<T>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     for (c, out) in channels.iter_mut().enumerate() {
         *out = (0..per_channel)
             .into_par_iter()
             .map(|k| {
                 let slots = diagonal_slots(&layout, &packed[c], k / layout.block, k % layout.block);
-                cipher.encrypt(&slots)
+                sink(cipher.encrypt(&slots)?)
             })
             .collect::<Result<Vec<_>>>()?;
     }

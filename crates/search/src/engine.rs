@@ -24,18 +24,29 @@ impl<E: SlotEvaluator> PreparedSegment<E> {
     /// Prepares a segment's ciphertexts (in parallel).
     pub fn new(ev: &E, layout: Layout, channels: [Vec<E::Ct>; 3]) -> Result<Self> {
         let expected = layout.ciphertexts_per_channel();
+        if let Some(bad) = channels.iter().find(|c| c.len() != expected) {
+            return Err(SearchError::CiphertextCount {
+                what: "segment ciphertexts",
+                expected,
+                actual: bad.len(),
+            });
+        }
+        Self::load(ev, layout, |c, k| Ok(channels[c][k].clone()))
+    }
+
+    /// Prepares a segment whose ciphertext `k` of channel `c` is produced by `load(c, k)`
+    /// (deserialized, say): each is turned into an operand and dropped, so only the operands
+    /// stay in memory.
+    pub fn load<F>(ev: &E, layout: Layout, load: F) -> Result<Self>
+    where
+        F: Fn(usize, usize) -> Result<E::Ct> + Sync,
+    {
+        let per_channel = layout.ciphertexts_per_channel();
         let mut out: [Vec<E::Operand>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-        for (o, cts) in out.iter_mut().zip(channels) {
-            if cts.len() != expected {
-                return Err(SearchError::CiphertextCount {
-                    what: "segment ciphertexts",
-                    expected,
-                    actual: cts.len(),
-                });
-            }
-            *o = cts
-                .par_iter()
-                .map(|ct| ev.operand(ct))
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = (0..per_channel)
+                .into_par_iter()
+                .map(|k| ev.operand(&load(c, k)?))
                 .collect::<Result<Vec<_>>>()?;
         }
         Ok(Self {

@@ -1,0 +1,99 @@
+//! `blindsight bench`: the benchmark contract of DESIGN.md. Builds a gallery from the first
+//! N images of a folder (sorted by name), queries a perturbed copy of one of them through the
+//! whole client/server path in-process, and reports timings, sizes, accuracy and memory.
+
+use crate::errors::{AppError, Result};
+use crate::images::{NamedImage, load_embedded, load_folder, perturbed};
+use crate::pipeline::{AnySession, peak_rss_bytes};
+use blindsight_search::rank::{RankRule, top_k};
+use serde_json::json;
+use std::path::PathBuf;
+
+/// Options of `blindsight bench`.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Folder of images (None: the embedded Twemoji images).
+    pub images: Option<PathBuf>,
+    /// Gallery size.
+    pub count: usize,
+    /// Parameter preset (`bfv-8192`, `ckks-8192`, ...).
+    pub preset: String,
+    /// Side of the square images are resized to.
+    pub side: u32,
+    /// Index of the gallery image whose perturbed copy is the query.
+    pub query_index: Option<usize>,
+    /// Largest segment.
+    pub segment_size: usize,
+    /// Where to write the perturbed query as PNG (for the TenSEAL reference).
+    pub write_query: Option<PathBuf>,
+}
+
+/// Runs the benchmark; returns the JSON report.
+pub fn run(opts: &BenchOptions) -> Result<serde_json::Value> {
+    let (gallery, skipped): (Vec<NamedImage>, Vec<String>) = match &opts.images {
+        Some(dir) => load_folder(dir, opts.count, opts.side)?,
+        None => (load_embedded(opts.count, opts.side)?, Vec::new()),
+    };
+    for s in &skipped {
+        eprintln!("skipped: {s}");
+    }
+    if gallery.is_empty() {
+        return Err(AppError::Usage("no readable images in the gallery".into()));
+    }
+    let source = opts
+        .query_index
+        .unwrap_or(gallery.len() * 2 / 3)
+        .min(gallery.len() - 1);
+    let query = perturbed(&gallery[source].vector);
+    if let Some(path) = &opts.write_query {
+        query
+            .to_rgb()
+            .save(path)
+            .map_err(|e| AppError::Usage(format!("{}: {e}", path.display())))?;
+    }
+    let vectors: Vec<_> = gallery.iter().map(|g| g.vector.clone()).collect();
+    let session = AnySession::build(&opts.preset, &vectors, opts.segment_size)?;
+    let q = session.query(&query)?;
+    let setup = session.setup();
+    let top = top_k(&q.similarities, RankRule::ChannelTriple, 1);
+    let top_whole = top_k(&q.similarities, RankRule::WholeCosine, 1);
+    // Any pixel-identical twin of the source counts as the right answer.
+    let correct = |i: &usize| gallery[*i].vector == gallery[source].vector;
+    let scheme = if opts.preset.starts_with("bfv") {
+        "bfv"
+    } else {
+        "ckks"
+    };
+    Ok(json!({
+        "system": "blindsight",
+        "scheme": scheme,
+        "preset": setup.preset,
+        "n": setup.n,
+        "d": setup.d,
+        "threads": rayon::current_num_threads(),
+        "segments": setup.layouts.len(),
+        "layout": setup.layouts.iter().map(|l| json!({
+            "count": l.count, "block": l.block, "baby": l.baby, "giant": l.giant(),
+            "ciphertexts_per_channel": l.ciphertexts_per_channel(), "tall": l.is_tall(),
+            "rotations_keys": l.galois_steps().len(),
+        })).collect::<Vec<_>>(),
+        "keygen_s": setup.keygen_s,
+        "encrypt_s": setup.encrypt_s,
+        "load_s": setup.load_s,
+        "query_encrypt_s": q.query_encrypt_s,
+        "score_s": q.score_s,
+        "decrypt_s": q.decrypt_s,
+        "query_s": q.query_s(),
+        "gallery_bytes": setup.gallery_bytes,
+        "eval_key_bytes": setup.eval_key_bytes,
+        "query_bytes": q.query_bytes,
+        "response_bytes": q.response_bytes,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "query_source": gallery[source].name,
+        "top1_name": top.first().map(|&i| gallery[i].name.clone()),
+        "top1_correct": top.first().is_some_and(correct),
+        "top1_whole_cosine_correct": top_whole.first().is_some_and(correct),
+        "max_abs_err": q.max_abs_err(),
+        "skipped_files": skipped.len(),
+    }))
+}

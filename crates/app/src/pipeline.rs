@@ -1,0 +1,335 @@
+//! The whole search path, client and server in one process, with every message serialized
+//! as it would cross the network: key generation, gallery encryption, server load, query
+//! encryption, scoring, decryption and ranking, each timed.
+
+use crate::errors::{AppError, Result};
+use blindsight_he::{Ciphertext, Context, GaloisKeys, RelinKey, Scheme, SecretKey, Serializable};
+use blindsight_search::backend::SlotCipher;
+use blindsight_search::client::{decrypt_scores, encrypt_query, encrypt_segment_with};
+use blindsight_search::encoding::VectorEncoding;
+use blindsight_search::engine::{PreparedSegment, score};
+use blindsight_search::he_backend::{BfvCipher, CkksCipher, HeEvaluator, evaluation_keys};
+use blindsight_search::rank::{EncodedImage, Similarity, reference_dots, similarities};
+use blindsight_search::slots::Slot;
+use blindsight_search::vectors::ImageVector;
+use blindsight_search::{Layout, SearchError};
+use rayon::prelude::*;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// What building a gallery measured.
+#[derive(Clone, Debug)]
+pub struct SetupReport {
+    /// Parameter preset.
+    pub preset: String,
+    /// Gallery size.
+    pub n: usize,
+    /// Values per channel.
+    pub d: usize,
+    /// Layouts of the segments.
+    pub layouts: Vec<Layout>,
+    /// Secret, relinearization and Galois key generation (s).
+    pub keygen_s: f64,
+    /// Gallery encoding, encryption and serialization (s).
+    pub encrypt_s: f64,
+    /// Server: deserializing keys and gallery, preparing operands (s).
+    pub load_s: f64,
+    /// Serialized gallery ciphertexts (bytes).
+    pub gallery_bytes: usize,
+    /// Serialized evaluation keys (bytes).
+    pub eval_key_bytes: usize,
+}
+
+/// What one query measured and found.
+#[derive(Clone, Debug)]
+pub struct QueryReport {
+    /// Client: query encryption and serialization (s).
+    pub query_encrypt_s: f64,
+    /// Server: scoring, from query bytes to response bytes (s).
+    pub score_s: f64,
+    /// Client: response decryption and ranking (s).
+    pub decrypt_s: f64,
+    /// Serialized query (bytes).
+    pub query_bytes: usize,
+    /// Serialized response (bytes).
+    pub response_bytes: usize,
+    /// Similarities from the decrypted scores.
+    pub similarities: Vec<Similarity>,
+    /// Similarities from the f64 reference engine.
+    pub reference: Vec<Similarity>,
+}
+
+impl QueryReport {
+    /// End-to-end query time: encryption, scoring, decryption.
+    pub fn query_s(&self) -> f64 {
+        self.query_encrypt_s + self.score_s + self.decrypt_s
+    }
+
+    /// Largest difference between a decrypted and a reference cosine (channels and whole).
+    pub fn max_abs_err(&self) -> f64 {
+        self.similarities
+            .iter()
+            .zip(&self.reference)
+            .flat_map(|(a, b)| {
+                (0..3)
+                    .map(|c| (a.channel_cosines[c] - b.channel_cosines[c]).abs())
+                    .chain([(a.whole_cosine - b.whole_cosine).abs()])
+            })
+            .fold(0.0, f64::max)
+    }
+}
+
+/// A gallery encrypted by a client and loaded by a server, ready for queries.
+pub struct Session<C: SlotCipher<Ct = Ciphertext>> {
+    ctx: Context,
+    cipher: C,
+    encoding: VectorEncoding,
+    encoded: Vec<EncodedImage>,
+    ev: HeEvaluator,
+    segments: Vec<PreparedSegment<HeEvaluator>>,
+    setup: SetupReport,
+}
+
+/// A session of either scheme.
+pub enum AnySession {
+    /// BFV.
+    Bfv(Session<BfvCipher>),
+    /// CKKS.
+    Ckks(Session<CkksCipher>),
+}
+
+impl AnySession {
+    /// Generates keys for `preset`, encrypts `gallery` (segments of at most `segment_size`
+    /// images) and loads it into the in-process server.
+    pub fn build(preset: &str, gallery: &[ImageVector], segment_size: usize) -> Result<Self> {
+        let ctx = Context::preset(preset)?;
+        let t = Instant::now();
+        let sk = SecretKey::generate(&ctx)?;
+        let d = gallery.first().map_or(0, ImageVector::dim);
+        Ok(match ctx.scheme() {
+            Scheme::Bfv => {
+                let encoding = VectorEncoding::for_bfv(ctx.params().plain_modulus(), d);
+                let cipher = BfvCipher::new(&ctx, sk.clone())?;
+                Self::Bfv(Session::build(
+                    &ctx,
+                    cipher,
+                    &sk,
+                    encoding,
+                    gallery,
+                    segment_size,
+                    t,
+                )?)
+            }
+            _ => {
+                let cipher = CkksCipher::new(&ctx, sk.clone())?;
+                Self::Ckks(Session::build(
+                    &ctx,
+                    cipher,
+                    &sk,
+                    VectorEncoding::Unit,
+                    gallery,
+                    segment_size,
+                    t,
+                )?)
+            }
+        })
+    }
+
+    /// What building measured.
+    pub fn setup(&self) -> &SetupReport {
+        match self {
+            Self::Bfv(s) => &s.setup,
+            Self::Ckks(s) => &s.setup,
+        }
+    }
+
+    /// Runs one query.
+    pub fn query(&self, query: &ImageVector) -> Result<QueryReport> {
+        match self {
+            Self::Bfv(s) => s.query(query),
+            Self::Ckks(s) => s.query(query),
+        }
+    }
+}
+
+impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
+    fn build(
+        ctx: &Context,
+        cipher: C,
+        sk: &SecretKey,
+        encoding: VectorEncoding,
+        gallery: &[ImageVector],
+        segment_size: usize,
+        keygen_start: Instant,
+    ) -> Result<Self> {
+        if gallery.is_empty() || segment_size == 0 {
+            return Err(AppError::Usage("the gallery is empty".into()));
+        }
+        let d = gallery[0].dim();
+        let shape = cipher.shape();
+        let layouts = gallery
+            .chunks(segment_size)
+            .map(|c| Layout::new(c.len(), d, C::Slot::vector_slots(d), shape))
+            .collect::<blindsight_search::Result<Vec<_>>>()?;
+        let mut steps: Vec<i64> = layouts.iter().flat_map(Layout::galois_steps).collect();
+        steps.sort_unstable();
+        steps.dedup();
+        let (rk, gk) = evaluation_keys(ctx, sk, &steps)?;
+        let keygen_s = keygen_start.elapsed().as_secs_f64();
+
+        // Client: encode and encrypt the gallery, serialize what goes to the server.
+        let t = Instant::now();
+        let encoded: Vec<EncodedImage> = gallery
+            .par_iter()
+            .map(|g| EncodedImage::new(&encoding, &g.channels))
+            .collect();
+        // The "wire": serialized ciphertexts, each taken (and freed) by the server as it loads.
+        let mut blobs: Vec<(Layout, WireChannels)> = Vec::new();
+        for chunk in encoded.chunks(segment_size) {
+            let vectors =
+                [0, 1, 2].map(|c| chunk.iter().map(|g| g.channels[c].values.clone()).collect());
+            let seg =
+                encrypt_segment_with(&cipher, &vectors, |ct| Ok(Mutex::new(ct.to_bytes(ctx))))?;
+            blobs.push((seg.layout, seg.channels));
+        }
+        let key_blobs = (rk.to_bytes(ctx), gk.to_bytes(ctx));
+        let encrypt_s = t.elapsed().as_secs_f64();
+        let gallery_bytes = blobs
+            .iter()
+            .flat_map(|(_, ch)| ch.iter().flatten())
+            .map(|b| b.lock().map_or(0, |b| b.len()))
+            .sum();
+        let eval_key_bytes = key_blobs.0.len() + key_blobs.1.len();
+
+        // Server: load keys and gallery.
+        let t = Instant::now();
+        let ev = HeEvaluator::new(
+            ctx,
+            RelinKey::from_bytes(ctx, &key_blobs.0)?,
+            GaloisKeys::from_bytes(ctx, &key_blobs.1)?,
+        );
+        let segments = blobs
+            .iter()
+            .map(|(layout, ch)| {
+                PreparedSegment::load(&ev, *layout, |c, k| {
+                    let slot = ch[c].get(k).ok_or(SearchError::CiphertextCount {
+                        what: "stored ciphertexts",
+                        expected: layout.ciphertexts_per_channel(),
+                        actual: ch[c].len(),
+                    })?;
+                    let bytes = slot
+                        .lock()
+                        .map(|mut b| std::mem::take(&mut *b))
+                        .unwrap_or_default();
+                    Ok(Ciphertext::from_bytes(ctx, &bytes)?)
+                })
+            })
+            .collect::<blindsight_search::Result<Vec<_>>>()?;
+        drop(blobs);
+        let load_s = t.elapsed().as_secs_f64();
+        let setup = SetupReport {
+            preset: ctx.params().name().to_string(),
+            n: gallery.len(),
+            d,
+            layouts,
+            keygen_s,
+            encrypt_s,
+            load_s,
+            gallery_bytes,
+            eval_key_bytes,
+        };
+        Ok(Self {
+            ctx: ctx.clone(),
+            cipher,
+            encoding,
+            encoded,
+            ev,
+            segments,
+            setup,
+        })
+    }
+
+    fn query(&self, query: &ImageVector) -> Result<QueryReport> {
+        let ctx = &self.ctx;
+        // Client: encrypt the query.
+        let t = Instant::now();
+        let query_encoded = EncodedImage::new(&self.encoding, &query.channels);
+        let q = encrypt_query(
+            &self.cipher,
+            &query_encoded.channels.clone().map(|c| c.values),
+        )?;
+        let query_blobs = q.map(|ct| ct.to_bytes(ctx));
+        let query_encrypt_s = t.elapsed().as_secs_f64();
+        let query_bytes = query_blobs.iter().map(Vec::len).sum();
+
+        // Server: score.
+        let t = Instant::now();
+        let [r, g, b] = [0, 1, 2].map(|c| Ciphertext::from_bytes(ctx, &query_blobs[c]));
+        let responses = score(&self.ev, &self.segments, &[r?, g?, b?])?;
+        let response_blobs: Vec<[Vec<Vec<u8>>; 3]> = responses
+            .iter()
+            .map(|resp| {
+                resp.clone()
+                    .map(|cts| cts.iter().map(|ct| ct.to_bytes(ctx)).collect())
+            })
+            .collect();
+        let score_s = t.elapsed().as_secs_f64();
+        let response_bytes = response_blobs
+            .iter()
+            .flat_map(|r| r.iter().flatten())
+            .map(Vec::len)
+            .sum();
+
+        // Client: decrypt and rank.
+        let t = Instant::now();
+        let mut dots = Vec::with_capacity(self.encoded.len());
+        for (seg, blobs) in self.segments.iter().zip(&response_blobs) {
+            dots.extend(decrypt_scores(
+                &self.cipher,
+                &seg.layout,
+                &read_channels(ctx, blobs)?,
+            )?);
+        }
+        let sims = similarities(&self.encoding, &self.encoded, &query_encoded, &dots);
+        let decrypt_s = t.elapsed().as_secs_f64();
+
+        let reference_dots = reference_dots(&self.encoded, &query_encoded);
+        let reference = similarities(
+            &self.encoding,
+            &self.encoded,
+            &query_encoded,
+            &reference_dots,
+        );
+        Ok(QueryReport {
+            query_encrypt_s,
+            score_s,
+            decrypt_s,
+            query_bytes,
+            response_bytes,
+            similarities: sims,
+            reference,
+        })
+    }
+}
+
+/// Serialized ciphertexts of the three channels of a segment, each taken once by the server.
+type WireChannels = [Vec<Mutex<Vec<u8>>>; 3];
+
+fn read_channels(ctx: &Context, blobs: &[Vec<Vec<u8>>; 3]) -> Result<[Vec<Ciphertext>; 3]> {
+    let mut cts: [Vec<Ciphertext>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    for (out, ch) in cts.iter_mut().zip(blobs) {
+        *out = ch
+            .par_iter()
+            .map(|b| Ciphertext::from_bytes(ctx, b))
+            .collect::<blindsight_he::Result<_>>()?;
+    }
+    Ok(cts)
+}
+
+/// Peak resident set size of this process (bytes), from `/proc/self/status`.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
