@@ -26,6 +26,8 @@ pub struct BenchOptions {
     pub segment_size: usize,
     /// Where to write the perturbed query as PNG (for the TenSEAL reference).
     pub write_query: Option<PathBuf>,
+    /// Bytes of memory for resident gallery operands (beyond it, segments are streamed).
+    pub memory_budget: usize,
 }
 
 /// Runs the benchmark; returns the JSON report.
@@ -52,7 +54,12 @@ pub fn run(opts: &BenchOptions) -> Result<serde_json::Value> {
             .map_err(|e| AppError::Usage(format!("{}: {e}", path.display())))?;
     }
     let vectors: Vec<_> = gallery.iter().map(|g| g.vector.clone()).collect();
-    let session = AnySession::build(&opts.preset, &vectors, opts.segment_size)?;
+    let session = AnySession::build(
+        &opts.preset,
+        &vectors,
+        opts.segment_size,
+        opts.memory_budget,
+    )?;
     let q = session.query(&query)?;
     let setup = session.setup();
     let top = top_k(&q.similarities, RankRule::ChannelTriple, 1);
@@ -72,6 +79,7 @@ pub fn run(opts: &BenchOptions) -> Result<serde_json::Value> {
         "d": setup.d,
         "threads": rayon::current_num_threads(),
         "segments": setup.layouts.len(),
+        "resident": setup.resident,
         "layout": setup.layouts.iter().map(|l| json!({
             "count": l.count, "block": l.block, "baby": l.baby, "giant": l.giant(),
             "ciphertexts_per_channel": l.ciphertexts_per_channel(), "tall": l.is_tall(),

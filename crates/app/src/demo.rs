@@ -4,7 +4,7 @@
 
 use crate::errors::Result;
 use crate::images::{load_embedded, perturbed};
-use crate::pipeline::AnySession;
+use crate::pipeline::{AnySession, default_memory_budget};
 use blindsight_search::rank::{RankRule, top_k};
 
 /// Options of `blindsight demo`.
@@ -28,7 +28,7 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
     );
     let picks = [gallery.len() / 7, gallery.len() / 2, gallery.len() * 9 / 10];
     for preset in &opts.presets {
-        let session = AnySession::build(preset, &vectors, 4096)?;
+        let session = AnySession::build(preset, &vectors, 4096, default_memory_budget())?;
         let s = session.setup();
         println!("== {preset}: gallery of {} images encrypted", s.n);
         println!(

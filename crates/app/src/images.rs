@@ -65,9 +65,12 @@ pub fn load_folder(dir: &Path, count: usize, side: u32) -> Result<(Vec<NamedImag
     Ok((ok, failed))
 }
 
-/// The first `count` embedded Twemoji images.
+/// The first `count` embedded Twemoji images, by name. When more are asked for than the
+/// crate ships, the gallery continues with their rotations and mirror images (the 8
+/// symmetries of the square), skipping any that are pixel-identical to one already taken;
+/// augmented images are named `<file>#<k>`.
 pub fn load_embedded(count: usize, side: u32) -> Result<Vec<NamedImage>> {
-    blindsight_testdata::first(count)
+    let base: Vec<NamedImage> = blindsight_testdata::all()
         .par_iter()
         .map(|e| {
             Ok(NamedImage {
@@ -76,7 +79,40 @@ pub fn load_embedded(count: usize, side: u32) -> Result<Vec<NamedImage>> {
                 bytes: e.png.to_vec(),
             })
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(count);
+    for k in 0..8 {
+        for img in &base {
+            if out.len() == count {
+                return Ok(out);
+            }
+            let vector = img.vector.dihedral(k);
+            if k > 0 && !seen.insert(vector.clone()) {
+                continue;
+            }
+            if k == 0 {
+                seen.insert(vector.clone());
+            }
+            let name = if k == 0 {
+                img.name.clone()
+            } else {
+                format!("{}#{k}", img.name)
+            };
+            out.push(NamedImage {
+                name,
+                vector,
+                bytes: img.bytes.clone(),
+            });
+        }
+    }
+    if out.len() < count {
+        return Err(AppError::Usage(format!(
+            "only {} distinct embedded images are available",
+            out.len()
+        )));
+    }
+    Ok(out)
 }
 
 /// A perturbed copy of an image: every pixel moved by a small deterministic offset in

@@ -63,6 +63,10 @@ enum Command {
         /// Write the perturbed query as PNG (to feed the TenSEAL reference the same query).
         #[arg(long)]
         write_query: Option<PathBuf>,
+        /// Memory for resident gallery operands, MiB (default: half the RAM); larger
+        /// galleries are streamed from their serialized form by every query.
+        #[arg(long)]
+        memory_budget_mb: Option<usize>,
         /// Print one JSON object (otherwise, one field per line).
         #[arg(long)]
         json: bool,
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
             query_index,
             segment_size,
             write_query,
+            memory_budget_mb,
             json,
         } => {
             let opts = BenchOptions {
@@ -108,6 +113,8 @@ fn main() -> ExitCode {
                 query_index,
                 segment_size,
                 write_query,
+                memory_budget: memory_budget_mb
+                    .map_or_else(blindsight::pipeline::default_memory_budget, |mb| mb << 20),
             };
             bench::run(&opts).map(|report| {
                 if json {

@@ -14,7 +14,7 @@ use blindsight_search::slots::Slot;
 use blindsight_search::vectors::ImageVector;
 use blindsight_search::{Layout, SearchError};
 use rayon::prelude::*;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// What building a gallery measured.
@@ -38,6 +38,8 @@ pub struct SetupReport {
     pub gallery_bytes: usize,
     /// Serialized evaluation keys (bytes).
     pub eval_key_bytes: usize,
+    /// Whether the gallery operands are kept in memory (otherwise streamed per query).
+    pub resident: bool,
 }
 
 /// What one query measured and found.
@@ -101,7 +103,14 @@ pub enum AnySession {
 impl AnySession {
     /// Generates keys for `preset`, encrypts `gallery` (segments of at most `segment_size`
     /// images) and loads it into the in-process server.
-    pub fn build(preset: &str, gallery: &[ImageVector], segment_size: usize) -> Result<Self> {
+    /// Operands are kept resident when they fit in `memory_budget` bytes, and streamed
+    /// from their serialized form by every query otherwise.
+    pub fn build(
+        preset: &str,
+        gallery: &[ImageVector],
+        segment_size: usize,
+        memory_budget: usize,
+    ) -> Result<Self> {
         let ctx = Context::preset(preset)?;
         let t = Instant::now();
         let sk = SecretKey::generate(&ctx)?;
@@ -116,7 +125,7 @@ impl AnySession {
                     &sk,
                     encoding,
                     gallery,
-                    segment_size,
+                    (segment_size, memory_budget),
                     t,
                 )?)
             }
@@ -128,7 +137,7 @@ impl AnySession {
                     &sk,
                     VectorEncoding::Unit,
                     gallery,
-                    segment_size,
+                    (segment_size, memory_budget),
                     t,
                 )?)
             }
@@ -159,7 +168,7 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
         sk: &SecretKey,
         encoding: VectorEncoding,
         gallery: &[ImageVector],
-        segment_size: usize,
+        (segment_size, memory_budget): (usize, usize),
         keygen_start: Instant,
     ) -> Result<Self> {
         if gallery.is_empty() || segment_size == 0 {
@@ -208,10 +217,30 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
             RelinKey::from_bytes(ctx, &key_blobs.0)?,
             GaloisKeys::from_bytes(ctx, &key_blobs.1)?,
         );
-        let segments = blobs
+        let resident_bytes: usize = layouts
             .iter()
+            .map(|l| 3 * l.ciphertexts_per_channel() * ctx.product_operand_bytes(ctx.max_level()))
+            .sum();
+        let resident = resident_bytes <= memory_budget;
+        let segments = blobs
+            .into_iter()
             .map(|(layout, ch)| {
-                PreparedSegment::load(&ev, *layout, |c, k| {
+                if !resident {
+                    let ch = Arc::new(ch);
+                    let ctx = ctx.clone();
+                    let loader =
+                        move |c: usize, k: usize| -> blindsight_search::Result<Ciphertext> {
+                            let slot = ch[c].get(k).ok_or(SearchError::CiphertextCount {
+                                what: "stored ciphertexts",
+                                expected: layout.ciphertexts_per_channel(),
+                                actual: ch[c].len(),
+                            })?;
+                            let bytes = slot.lock().map(|b| b.clone()).unwrap_or_default();
+                            Ok(Ciphertext::from_bytes(&ctx, &bytes)?)
+                        };
+                    return Ok(PreparedSegment::streamed(layout, Box::new(loader)));
+                }
+                PreparedSegment::load(&ev, layout, |c, k| {
                     let slot = ch[c].get(k).ok_or(SearchError::CiphertextCount {
                         what: "stored ciphertexts",
                         expected: layout.ciphertexts_per_channel(),
@@ -225,7 +254,6 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
                 })
             })
             .collect::<blindsight_search::Result<Vec<_>>>()?;
-        drop(blobs);
         let load_s = t.elapsed().as_secs_f64();
         let setup = SetupReport {
             preset: ctx.params().name().to_string(),
@@ -237,6 +265,7 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
             load_s,
             gallery_bytes,
             eval_key_bytes,
+            resident,
         };
         Ok(Self {
             ctx: ctx.clone(),
@@ -324,6 +353,20 @@ fn read_channels(ctx: &Context, blobs: &[Vec<Vec<u8>>; 3]) -> Result<[Vec<Cipher
             .collect::<blindsight_he::Result<_>>()?;
     }
     Ok(cts)
+}
+
+/// Default memory for resident gallery operands: half of the machine's RAM (4 GiB if it
+/// cannot be read).
+pub fn default_memory_budget() -> usize {
+    let total_kb = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemTotal:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<usize>()
+            .ok()
+    });
+    total_kb.map_or(4 << 30, |kb| kb * 1024 / 2)
 }
 
 /// Peak resident set size of this process (bytes), from `/proc/self/status`.

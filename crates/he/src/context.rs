@@ -234,6 +234,13 @@ impl Context {
         self.inner.params.slots()
     }
 
+    /// Bytes of a ciphertext prepared as a product operand at `level` (BFV: lifted to the
+    /// extension basis `Q ∪ R`).
+    pub fn product_operand_bytes(&self, level: usize) -> usize {
+        let primes = level + 1 + self.inner.bfv.as_ref().map_or(0, |b| b.r.len());
+        2 * primes * self.inner.n * size_of::<u64>()
+    }
+
     /// Galois element of a rotation by `step` slots to the left (negative: to the right).
     /// BFV rotates each of its two rows of N/2 slots; CKKS its N/2 complex slots.
     pub fn galois_element(&self, step: i64) -> u64 {

@@ -12,16 +12,28 @@ use crate::layout::Layout;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 
-/// A segment ready for queries: its gallery ciphertexts prepared as product operands
-/// (BFV: lifted to the extension basis once, and kept resident).
+/// A segment ready for queries.
 pub struct PreparedSegment<E: SlotEvaluator> {
     /// The packing.
     pub layout: Layout,
-    channels: [Vec<E::Operand>; 3],
+    operands: Operands<E>,
 }
 
+/// Where the gallery operands of a segment come from.
+enum Operands<E: SlotEvaluator> {
+    /// Prepared once and kept in memory (BFV: lifted to the extension basis once).
+    Resident([Vec<E::Operand>; 3]),
+    /// Loaded and prepared for every query, a giant step at a time: for galleries larger
+    /// than memory. BFV then pays one basis extension per gallery ciphertext per query.
+    Streamed(Box<CiphertextLoader<E>>),
+}
+
+/// Produces ciphertext `k` of channel `c` of a segment.
+pub type CiphertextLoader<E> =
+    dyn Fn(usize, usize) -> Result<<E as SlotEvaluator>::Ct> + Send + Sync;
+
 impl<E: SlotEvaluator> PreparedSegment<E> {
-    /// Prepares a segment's ciphertexts (in parallel).
+    /// Prepares a segment's ciphertexts (in parallel) and keeps the operands resident.
     pub fn new(ev: &E, layout: Layout, channels: [Vec<E::Ct>; 3]) -> Result<Self> {
         let expected = layout.ciphertexts_per_channel();
         if let Some(bad) = channels.iter().find(|c| c.len() != expected) {
@@ -51,8 +63,21 @@ impl<E: SlotEvaluator> PreparedSegment<E> {
         }
         Ok(Self {
             layout,
-            channels: out,
+            operands: Operands::Resident(out),
         })
+    }
+
+    /// A segment whose ciphertexts are loaded on demand by every query.
+    pub fn streamed(layout: Layout, load: Box<CiphertextLoader<E>>) -> Self {
+        Self {
+            layout,
+            operands: Operands::Streamed(load),
+        }
+    }
+
+    /// Whether the operands are resident.
+    pub fn is_resident(&self) -> bool {
+        matches!(self.operands, Operands::Resident(_))
     }
 }
 
@@ -92,7 +117,7 @@ pub fn score<E: SlotEvaluator>(
                 .map(|c| {
                     (0..seg.layout.groups())
                         .into_par_iter()
-                        .map(|g| score_group(ev, seg, &seg.channels[c], &babies[c], g))
+                        .map(|g| score_group(ev, seg, c, &babies[c], g))
                         .collect::<Result<Vec<_>>>()
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -112,7 +137,7 @@ pub fn score<E: SlotEvaluator>(
 fn score_group<E: SlotEvaluator>(
     ev: &E,
     seg: &PreparedSegment<E>,
-    gallery: &[E::Operand],
+    channel: usize,
     babies: &BTreeMap<i64, E::Operand>,
     group: usize,
 ) -> Result<E::Ct> {
@@ -121,19 +146,31 @@ fn score_group<E: SlotEvaluator>(
     let giant_sums = (0..l.giant())
         .into_par_iter()
         .map(|gi| {
-            let mut pairs = Vec::with_capacity(l.baby);
-            for b in 0..l.baby {
-                let i = gi * l.baby + b;
-                if i >= l.block {
-                    break;
+            let first = gi * l.baby;
+            let count = l.baby.min(l.block - first);
+            let streamed: Vec<E::Operand>;
+            let gallery: &[E::Operand] = match &seg.operands {
+                Operands::Resident(ch) => &ch[channel][base + first..base + first + count],
+                Operands::Streamed(load) => {
+                    streamed = (0..count)
+                        .into_par_iter()
+                        .map(|b| ev.operand(&load(channel, base + first + b)?))
+                        .collect::<Result<Vec<_>>>()?;
+                    &streamed
                 }
-                let baby = babies.get(&(b as i64)).ok_or_else(|| SearchError::Layout {
-                    reason: format!("baby step {b} was not computed"),
-                })?;
-                pairs.push((&gallery[base + i], baby));
-            }
+            };
+            let pairs = gallery
+                .iter()
+                .enumerate()
+                .map(|(b, g)| {
+                    let baby = babies.get(&(b as i64)).ok_or_else(|| SearchError::Layout {
+                        reason: format!("baby step {b} was not computed"),
+                    })?;
+                    Ok((g, baby))
+                })
+                .collect::<Result<Vec<_>>>()?;
             let sum = ev.sum_of_products(&pairs)?;
-            ev.rotate(&sum, (gi * l.baby) as i64)
+            ev.rotate(&sum, first as i64)
         })
         .collect::<Result<Vec<_>>>()?;
     let mut it = giant_sums.into_iter();

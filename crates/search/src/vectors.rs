@@ -27,6 +27,29 @@ impl ImageVector {
         (self.side * self.side) as usize
     }
 
+    /// One of the 8 symmetries of the square (`k mod 8`: rotations by `k·90°`, then the
+    /// same after a mirror flip): augmented copies of real images for large test galleries.
+    pub fn dihedral(&self, k: usize) -> ImageVector {
+        let s = self.side as usize;
+        let source = |y: usize, x: usize| -> usize {
+            let (y, x) = if k % 8 >= 4 { (y, s - 1 - x) } else { (y, x) };
+            match k % 4 {
+                0 => y * s + x,
+                1 => (s - 1 - x) * s + y,
+                2 => (s - 1 - y) * s + (s - 1 - x),
+                _ => x * s + (s - 1 - y),
+            }
+        };
+        let channels = self
+            .channels
+            .clone()
+            .map(|ch| (0..s * s).map(|i| ch[source(i / s, i % s)]).collect());
+        ImageVector {
+            side: self.side,
+            channels,
+        }
+    }
+
     /// Rebuilds an RGB image (for display / debugging).
     pub fn to_rgb(&self) -> RgbImage {
         RgbImage::from_fn(self.side, self.side, |x, y| {

@@ -30,8 +30,7 @@ fn images(n: usize, side: u32) -> Vec<ImageVector> {
             if out.len() == n {
                 return out;
             }
-            let mut v = image_vector(e.png, e.name, side).unwrap();
-            v = transform(&v, variant);
+            let v = image_vector(e.png, e.name, side).unwrap().dihedral(variant);
             if seen.insert(v.clone()) {
                 out.push(v);
             }
@@ -39,27 +38,6 @@ fn images(n: usize, side: u32) -> Vec<ImageVector> {
     }
     assert_eq!(out.len(), n, "not enough distinct images");
     out
-}
-
-fn transform(v: &ImageVector, variant: usize) -> ImageVector {
-    let s = v.side as usize;
-    let map = |i: usize| {
-        let (y, x) = (i / s, i % s);
-        match variant {
-            0 => i,
-            1 => y * s + (s - 1 - x),
-            2 => (s - 1 - y) * s + x,
-            _ => x * s + y,
-        }
-    };
-    let channels = v
-        .channels
-        .clone()
-        .map(|ch| (0..ch.len()).map(|i| ch[map(i)]).collect());
-    ImageVector {
-        side: v.side,
-        channels,
-    }
 }
 
 /// A perturbed copy: every pixel moved by a small deterministic offset.

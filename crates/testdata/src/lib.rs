@@ -91,6 +91,7 @@ mod tests {
     #[test]
     fn there_are_enough_distinct_images() {
         let all = all();
+        println!("{} embedded images", all.len());
         assert!(all.len() >= 4096 / 2, "{} images", all.len());
         assert!(all.windows(2).all(|w| w[0].name < w[1].name));
         assert!(all.iter().all(|i| i.png.starts_with(b"\x89PNG")));
