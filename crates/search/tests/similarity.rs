@@ -315,3 +315,41 @@ fn all_white_and_all_black_images_do_not_wrap() {
         [(4096 * 255 * 255) as f64; 3]
     );
 }
+
+mod layouts {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Any gallery size and vector size, any split into segments: the no-op engine
+        /// reproduces the reference dot products exactly.
+        #[test]
+        fn no_op_engine_matches_reference(
+            n in 1usize..400,
+            dim in 1usize..300,
+            rows in 1usize..3,
+            row_len_log in 8u32..11,
+            split in 0.0f64..1.0,
+            seed in any::<u64>(),
+        ) {
+            let shape = SlotShape { rows, row_len: 1 << row_len_log };
+            prop_assume!(i64::vector_slots(dim) <= shape.row_len);
+            let s = NoOp::<i64>::new(shape);
+            let encoding = VectorEncoding::Integer { levels: 255 };
+            let mut x = seed | 1;
+            let mut next = || { x ^= x << 13; x ^= x >> 7; x ^= x << 17; (x % 256) as u8 };
+            let pixels: Vec<[Vec<u8>; 3]> = (0..=n)
+                .map(|_| [0, 1, 2].map(|_| (0..dim).map(|_| next()).collect()))
+                .collect();
+            let gallery: Vec<EncodedImage> = pixels[..n].iter().map(|p| EncodedImage::new(&encoding, p)).collect();
+            let query = EncodedImage::new(&encoding, &pixels[n]);
+            let first = ((n as f64 * split) as usize).clamp(1, n);
+            let sizes: Vec<usize> = if first < n { vec![first, n - first] } else { vec![n] };
+            let (got, _) = encrypted_similarities(&s, &s, &encoding, &gallery, &query, &sizes).unwrap();
+            let want = similarities(&encoding, &gallery, &query, &reference_dots(&gallery, &query));
+            prop_assert_eq!(got, want);
+        }
+    }
+}
