@@ -3,7 +3,7 @@
 //! whole client/server path in-process, and reports timings, sizes, accuracy and memory.
 
 use crate::errors::{AppError, Result};
-use crate::images::{NamedImage, load_embedded, load_folder, perturbed};
+use crate::images::{NamedImage, load_embedded, load_folder};
 use crate::pipeline::{AnySession, peak_rss_bytes};
 use blindsight_search::rank::{RankRule, top_k};
 use serde_json::json;
@@ -46,7 +46,7 @@ pub fn run(opts: &BenchOptions) -> Result<serde_json::Value> {
         .query_index
         .unwrap_or(gallery.len() * 2 / 3)
         .min(gallery.len() - 1);
-    let query = perturbed(&gallery[source].vector);
+    let query = gallery[source].vector.perturbed();
     if let Some(path) = &opts.write_query {
         query
             .to_rgb()

@@ -3,7 +3,7 @@
 //! perturbed copies of three of them, and prints the ranked matches and the timings.
 
 use crate::errors::Result;
-use crate::images::{load_embedded, perturbed};
+use crate::images::load_embedded;
 use crate::pipeline::{AnySession, default_memory_budget};
 use blindsight_search::rank::{RankRule, top_k};
 
@@ -40,7 +40,7 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
             s.eval_key_bytes as f64 / 1e6
         );
         for &pick in &picks {
-            let q = session.query(&perturbed(&gallery[pick].vector))?;
+            let q = session.query(&gallery[pick].vector.perturbed())?;
             println!("\n   query: perturbed copy of {}", gallery[pick].name);
             println!(
                 "   encrypt {:.3} s · server {:.3} s · decrypt {:.3} s · up {:.0} KB · down {:.0} KB · max error vs plaintext {:.1e}",

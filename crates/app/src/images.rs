@@ -114,18 +114,3 @@ pub fn load_embedded(count: usize, side: u32) -> Result<Vec<NamedImage>> {
     }
     Ok(out)
 }
-
-/// A perturbed copy of an image: every pixel moved by a small deterministic offset in
-/// `[-3, 3]` (a stand-in for a re-encoded or slightly edited photo).
-pub fn perturbed(v: &ImageVector) -> ImageVector {
-    let channels = v.channels.clone().map(|ch| {
-        ch.iter()
-            .enumerate()
-            .map(|(i, &p)| (p as i32 + ((i * 7919) % 7) as i32 - 3).clamp(0, 255) as u8)
-            .collect()
-    });
-    ImageVector {
-        side: v.side,
-        channels,
-    }
-}

@@ -301,6 +301,16 @@ impl<'a> Reader<'a> {
         s.copy_from_slice(self.take(32)?);
         Ok(s)
     }
+    fn level(&mut self, ctx: &Context) -> Result<usize> {
+        let level = self.u8()? as usize;
+        if level > ctx.max_level() {
+            return Err(self.malformed(format!(
+                "level {level} above the maximum {}",
+                ctx.max_level()
+            )));
+        }
+        Ok(level)
+    }
     fn malformed(&self, reason: impl Into<String>) -> HeError {
         HeError::Malformed {
             kind: self.kind,
@@ -393,13 +403,7 @@ impl Serializable for Ciphertext {
 
     fn from_bytes(ctx: &Context, bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new(open(ctx, Self::KIND, bytes)?, Self::KIND);
-        let level = r.u8()? as usize;
-        if level > ctx.max_level() {
-            return Err(r.malformed(format!(
-                "level {level} above the maximum {}",
-                ctx.max_level()
-            )));
-        }
+        let level = r.level(ctx)?;
         let size = r.u8()? as usize;
         if !(2..=3).contains(&size) {
             return Err(r.malformed(format!("{size} polynomials (expected 2 or 3)")));
@@ -460,13 +464,7 @@ impl Serializable for Plaintext {
 
     fn from_bytes(ctx: &Context, bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new(open(ctx, Self::KIND, bytes)?, Self::KIND);
-        let level = r.u8()? as usize;
-        if level > ctx.max_level() {
-            return Err(r.malformed(format!(
-                "level {level} above the maximum {}",
-                ctx.max_level()
-            )));
-        }
+        let level = r.level(ctx)?;
         let scale = r.f64()?;
         let n = ctx.degree();
         let data = match ctx.scheme() {

@@ -133,15 +133,17 @@ pub fn encrypt_query<C: SlotCipher>(cipher: &C, channels: &[Vec<f64>; 3]) -> Res
         .par_iter()
         .map(|v| cipher.encrypt(&query_slots(&layout, &pack_query_vector::<C::Slot>(v))))
         .collect::<Result<Vec<_>>>()?;
-    let mut it = cts.into_iter();
-    match (it.next(), it.next(), it.next()) {
-        (Some(r), Some(g), Some(b)) => Ok([r, g, b]),
-        _ => Err(SearchError::CiphertextCount {
-            what: "query channels",
-            expected: 3,
-            actual: 0,
-        }),
-    }
+    into_channels(cts, "query channels")
+}
+
+/// The three channels of a `Vec` (an error unless it has exactly three).
+pub(crate) fn into_channels<T>(v: Vec<T>, what: &'static str) -> Result<[T; 3]> {
+    let actual = v.len();
+    <[T; 3]>::try_from(v).map_err(|_| SearchError::CiphertextCount {
+        what,
+        expected: 3,
+        actual,
+    })
 }
 
 /// Reads the per-channel dot products of every image of a segment from its response

@@ -7,6 +7,7 @@
 //! run in parallel (rayon). No rotation is ever done per image.
 
 use crate::backend::SlotEvaluator;
+use crate::client::into_channels;
 use crate::errors::{Result, SearchError};
 use crate::layout::Layout;
 use rayon::prelude::*;
@@ -121,15 +122,7 @@ pub fn score<E: SlotEvaluator>(
                         .collect::<Result<Vec<_>>>()
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let mut it = per_channel.into_iter();
-            match (it.next(), it.next(), it.next()) {
-                (Some(r), Some(g), Some(b)) => Ok([r, g, b]),
-                _ => Err(SearchError::CiphertextCount {
-                    what: "channels",
-                    expected: 3,
-                    actual: 0,
-                }),
-            }
+            into_channels(per_channel, "channels")
         })
         .collect()
 }

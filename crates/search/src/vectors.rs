@@ -50,6 +50,21 @@ impl ImageVector {
         }
     }
 
+    /// A perturbed copy: every pixel moved by a small deterministic offset in `[-3, 3]`
+    /// (a stand-in for a re-encoded or slightly edited photo, used as a query).
+    pub fn perturbed(&self) -> ImageVector {
+        let channels = self.channels.clone().map(|ch| {
+            ch.iter()
+                .enumerate()
+                .map(|(i, &p)| (p as i32 + ((i * 7919) % 7) as i32 - 3).clamp(0, 255) as u8)
+                .collect()
+        });
+        ImageVector {
+            side: self.side,
+            channels,
+        }
+    }
+
     /// Rebuilds an RGB image (for display / debugging).
     pub fn to_rgb(&self) -> RgbImage {
         RgbImage::from_fn(self.side, self.side, |x, y| {

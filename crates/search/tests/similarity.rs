@@ -40,20 +40,6 @@ fn images(n: usize, side: u32) -> Vec<ImageVector> {
     out
 }
 
-/// A perturbed copy: every pixel moved by a small deterministic offset.
-fn perturbed(v: &ImageVector) -> ImageVector {
-    let channels = v.channels.clone().map(|ch| {
-        ch.iter()
-            .enumerate()
-            .map(|(i, &p)| (p as i32 + ((i * 7919) % 7) as i32 - 3).clamp(0, 255) as u8)
-            .collect()
-    });
-    ImageVector {
-        side: v.side,
-        channels,
-    }
-}
-
 /// Encrypts `gallery` as segments of `segment_sizes`, scores the query, returns the
 /// similarities computed from the decrypted dot products.
 fn encrypted_similarities<C, E>(
@@ -163,7 +149,7 @@ where
             .iter()
             .map(|v| EncodedImage::new(encoding, &v.channels))
             .collect();
-        let query = EncodedImage::new(encoding, &perturbed(&imgs[case.query_of]).channels);
+        let query = EncodedImage::new(encoding, &imgs[case.query_of].perturbed().channels);
         let reference = similarities(
             encoding,
             &gallery,
