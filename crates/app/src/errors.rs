@@ -19,6 +19,47 @@ pub enum AppError {
     #[error("{0}")]
     Usage(String),
 
+    /// The keystore file is missing, unreadable or corrupted.
+    #[error("keystore {path}: {reason}")]
+    Keystore {
+        /// The keystore path.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// Refusing to overwrite an existing keystore.
+    #[error("keystore {path} already exists; refusing to overwrite it (move it away first)")]
+    KeystoreExists {
+        /// The keystore path.
+        path: String,
+    },
+
+    /// The keystore is passphrase-protected and no passphrase was given.
+    #[error(
+        "keystore {path} is protected by a passphrase; provide it (--passphrase-file or BLINDSIGHT_PASSPHRASE)"
+    )]
+    PassphraseRequired {
+        /// The keystore path.
+        path: String,
+    },
+
+    /// The passphrase does not open the keystore.
+    #[error("wrong passphrase for keystore {path} (or the file was tampered with)")]
+    WrongPassphrase {
+        /// The keystore path.
+        path: String,
+    },
+
+    /// A sealed payload does not open with this key for this image.
+    #[error(
+        "sealed payload of image {image} does not open: wrong key, wrong image or corrupted data"
+    )]
+    PayloadAuthentication {
+        /// The image id.
+        image: String,
+    },
+
     /// An error of the search layer.
     #[error(transparent)]
     Search(#[from] blindsight_search::SearchError),

@@ -4,14 +4,19 @@
 //! - [`pipeline`]: the full client/server path in one process, every message serialized.
 //! - [`bench`]: `blindsight bench`, the benchmark contract of DESIGN.md.
 //! - [`demo`]: `blindsight demo`.
+//! - [`keystore`]: the client's secret material (HE secret key, payload key), mode 0600,
+//!   optionally sealed under a passphrase.
+//! - [`seal`]: image payloads sealed with XChaCha20-Poly1305.
 //!
-//! The store (SQLite), the HTTP server and client, and the rest of the CLI come with the
-//! product issue.
+//! The SQLite store, the HTTP server and client, and the rest of the CLI are being built
+//! (issue #4).
 
 pub mod bench;
 pub mod demo;
 pub mod errors;
 pub mod images;
+pub mod keystore;
 pub mod pipeline;
+pub mod seal;
 
 pub use errors::{AppError, Result};

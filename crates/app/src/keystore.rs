@@ -1,0 +1,373 @@
+//! The client's keystore: the HE secret key of a preset and the payload key, in one file
+//! created with mode 0600 and never overwritten, optionally sealed under a passphrase
+//! (Argon2id → XChaCha20-Poly1305).
+//!
+//! ```text
+//! "BLSK" | version u8 = 1 | protection u8 (0 none, 1 passphrase) | preset: len u8, bytes
+//! protection 1: salt [16] | m_cost u32 | t_cost u32 | p_cost u32 | nonce [24]
+//! body length u32 | body | CRC-32 of everything before
+//! body (after opening) = payload key [32] | secret-key envelope
+//! ```
+//! With a passphrase the body is the AEAD ciphertext and the whole header is associated
+//! data, so any change is detected.
+
+use crate::errors::{AppError, Result};
+use argon2::{Algorithm, Argon2, Params, Version};
+use blindsight_he::{Context, SecretKey};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand_core::{OsRng, TryRngCore};
+use std::io::Write;
+use std::path::Path;
+use zeroize::Zeroizing;
+
+const MAGIC: [u8; 4] = *b"BLSK";
+const VERSION: u8 = 1;
+const PLAIN: u8 = 0;
+const SEALED: u8 = 1;
+
+/// Argon2id cost of new keystores: 64 MiB, 3 passes, 1 lane.
+pub const KDF_MEMORY_KIB: u32 = 64 * 1024;
+/// Argon2id passes.
+pub const KDF_PASSES: u32 = 3;
+
+/// The client's secret material.
+pub struct Keystore {
+    /// Parameter preset of the secret key.
+    pub preset: String,
+    /// The context of the preset.
+    pub context: Context,
+    /// The HE secret key.
+    pub secret_key: SecretKey,
+    /// The key sealing image payloads (XChaCha20-Poly1305).
+    pub payload_key: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Keystore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keystore")
+            .field("preset", &self.preset)
+            .finish_non_exhaustive()
+    }
+}
+
+fn random<const N: usize>() -> Result<[u8; N]> {
+    let mut out = [0u8; N];
+    OsRng
+        .try_fill_bytes(&mut out)
+        .map_err(|e| AppError::Usage(format!("OS random number generator: {e}")))?;
+    Ok(out)
+}
+
+impl Keystore {
+    /// Fresh secret material for `preset`.
+    pub fn generate(preset: &str) -> Result<Self> {
+        let context = Context::preset(preset)?;
+        let secret_key = SecretKey::generate(&context)?;
+        Ok(Self {
+            preset: preset.to_string(),
+            context,
+            secret_key,
+            payload_key: Zeroizing::new(random()?),
+        })
+    }
+
+    /// Writes the keystore to `path` (mode 0600), refusing to overwrite an existing file.
+    pub fn save(&self, path: &Path, passphrase: Option<&str>) -> Result<()> {
+        if path.exists() {
+            return Err(AppError::KeystoreExists {
+                path: path.display().to_string(),
+            });
+        }
+        let bytes = self.to_bytes(passphrase)?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(
+            ".blindsight-keystore-{:016x}.tmp",
+            u64::from_le_bytes(random()?)
+        ));
+        let write = || -> std::io::Result<()> {
+            let mut f = create_private(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            // hard_link fails if `path` appeared meanwhile: never overwrites.
+            std::fs::hard_link(&tmp, path)
+        };
+        let result = write();
+        let _ = std::fs::remove_file(&tmp);
+        result.map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => AppError::KeystoreExists {
+                path: path.display().to_string(),
+            },
+            _ => AppError::io(path, e),
+        })
+    }
+
+    /// Serializes the keystore, sealed under `passphrase` if given.
+    pub fn to_bytes(&self, passphrase: Option<&str>) -> Result<Vec<u8>> {
+        let sk = self.secret_key.to_bytes(&self.context);
+        let mut body = Zeroizing::new(Vec::with_capacity(32 + sk.len()));
+        body.extend_from_slice(&self.payload_key[..]);
+        body.extend_from_slice(&sk);
+        let mut out = Vec::new();
+        out.extend_from_slice(&MAGIC);
+        out.push(VERSION);
+        out.push(if passphrase.is_some() { SEALED } else { PLAIN });
+        let name = self.preset.as_bytes();
+        out.push(name.len() as u8);
+        out.extend_from_slice(name);
+        let body = match passphrase {
+            None => body.to_vec(),
+            Some(pass) => {
+                let salt: [u8; 16] = random()?;
+                let nonce: [u8; 24] = random()?;
+                out.extend_from_slice(&salt);
+                for v in [KDF_MEMORY_KIB, KDF_PASSES, 1] {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                out.extend_from_slice(&nonce);
+                let key = derive_key(pass, &salt, KDF_MEMORY_KIB, KDF_PASSES, 1)?;
+                let cipher = XChaCha20Poly1305::new(key.as_slice().into());
+                cipher
+                    .encrypt(
+                        XNonce::from_slice(&nonce),
+                        Payload {
+                            msg: &body,
+                            aad: &out,
+                        },
+                    )
+                    .map_err(|_| AppError::Usage("keystore encryption failed".into()))?
+            }
+        };
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&body);
+        let crc = crc32(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        Ok(out)
+    }
+
+    /// Reads a keystore.
+    pub fn load(path: &Path, passphrase: Option<&str>) -> Result<Self> {
+        let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| AppError::io(path, e))?);
+        Self::from_bytes(&bytes, passphrase, &path.display().to_string())
+    }
+
+    /// Parses keystore bytes (`name` is used in error messages).
+    pub fn from_bytes(bytes: &[u8], passphrase: Option<&str>, name: &str) -> Result<Self> {
+        let bad = |reason: &str| AppError::Keystore {
+            path: name.to_string(),
+            reason: reason.to_string(),
+        };
+        if bytes.len() < 4 + 2 + 1 + 4 + 4 || bytes[..4] != MAGIC {
+            return Err(bad("not a blindsight keystore"));
+        }
+        let (content, crc_bytes) = bytes.split_at(bytes.len() - 4);
+        if crc32(content).to_le_bytes() != crc_bytes {
+            return Err(bad("checksum mismatch: the file is corrupted"));
+        }
+        let mut r = Cursor {
+            buf: content,
+            pos: 4,
+        };
+        if r.u8().ok_or_else(|| bad("truncated"))? != VERSION {
+            return Err(bad("unsupported keystore version"));
+        }
+        let protection = r.u8().ok_or_else(|| bad("truncated"))?;
+        let name_len = r.u8().ok_or_else(|| bad("truncated"))? as usize;
+        let preset = std::str::from_utf8(r.take(name_len).ok_or_else(|| bad("truncated"))?)
+            .map_err(|_| bad("preset name is not UTF-8"))?
+            .to_string();
+        let body = match protection {
+            PLAIN => Zeroizing::new(r.body().ok_or_else(|| bad("truncated"))?.to_vec()),
+            SEALED => {
+                let salt = r.take(16).ok_or_else(|| bad("truncated"))?.to_vec();
+                let m = r.u32().ok_or_else(|| bad("truncated"))?;
+                let t = r.u32().ok_or_else(|| bad("truncated"))?;
+                let p = r.u32().ok_or_else(|| bad("truncated"))?;
+                let nonce = r.take(24).ok_or_else(|| bad("truncated"))?.to_vec();
+                let header_end = r.pos;
+                let sealed = r.body().ok_or_else(|| bad("truncated"))?;
+                let pass = passphrase.ok_or_else(|| AppError::PassphraseRequired {
+                    path: name.to_string(),
+                })?;
+                if m > 4 * 1024 * 1024 || t > 64 || p == 0 || p > 64 {
+                    return Err(bad("key-derivation parameters out of range"));
+                }
+                let key = derive_key(pass, &salt, m, t, p)?;
+                let cipher = XChaCha20Poly1305::new(key.as_slice().into());
+                Zeroizing::new(
+                    cipher
+                        .decrypt(
+                            XNonce::from_slice(&nonce),
+                            Payload {
+                                msg: sealed,
+                                aad: &content[..header_end],
+                            },
+                        )
+                        .map_err(|_| AppError::WrongPassphrase {
+                            path: name.to_string(),
+                        })?,
+                )
+            }
+            _ => return Err(bad("unknown protection")),
+        };
+        if r.pos != content.len() {
+            return Err(bad("trailing bytes"));
+        }
+        if body.len() < 32 {
+            return Err(bad("truncated secret material"));
+        }
+        let context = Context::preset(&preset)?;
+        let mut payload_key = Zeroizing::new([0u8; 32]);
+        payload_key.copy_from_slice(&body[..32]);
+        let secret_key = SecretKey::from_bytes(&context, &body[32..])
+            .map_err(|e| bad(&format!("secret key: {e}")))?;
+        Ok(Self {
+            preset,
+            context,
+            secret_key,
+            payload_key,
+        })
+    }
+}
+
+fn derive_key(
+    passphrase: &str,
+    salt: &[u8],
+    m: u32,
+    t: u32,
+    p: u32,
+) -> Result<Zeroizing<[u8; 32]>> {
+    let params = Params::new(m, t, p, Some(32))
+        .map_err(|e| AppError::Usage(format!("Argon2 parameters: {e}")))?;
+    let mut key = Zeroizing::new([0u8; 32]);
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into(passphrase.as_bytes(), salt, &mut key[..])
+        .map_err(|e| AppError::Usage(format!("Argon2: {e}")))?;
+    Ok(key)
+}
+
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(data);
+    h.finalize()
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len())?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Some(s)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        let b = self.take(4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn body(&mut self) -> Option<&'a [u8]> {
+        let len = self.u32()? as usize;
+        self.take(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use blindsight_he::{BfvEncoder, Ciphertext};
+
+    fn encrypt_ramp(ks: &Keystore) -> (Ciphertext, Vec<u64>) {
+        let enc = BfvEncoder::new(&ks.context).unwrap();
+        let v: Vec<u64> = (0..8192).map(|i| i % 251).collect();
+        (
+            ks.secret_key
+                .encrypt(&ks.context, &enc.encode(&v).unwrap())
+                .unwrap(),
+            v,
+        )
+    }
+
+    #[test]
+    fn round_trip_plain_and_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = Keystore::generate("bfv-8192").unwrap();
+        for (file, pass) in [("plain.key", None), ("sealed.key", Some("correct horse"))] {
+            let path = dir.path().join(file);
+            ks.save(&path, pass).unwrap();
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                assert_eq!(
+                    std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                    0o600
+                );
+            }
+            let back = Keystore::load(&path, pass).unwrap();
+            assert_eq!(back.preset, "bfv-8192");
+            assert_eq!(*back.payload_key, *ks.payload_key);
+            let (ct, v) = encrypt_ramp(&ks);
+            let enc = BfvEncoder::new(&back.context).unwrap();
+            assert_eq!(
+                enc.decode(&back.secret_key.decrypt(&back.context, &ct).unwrap())
+                    .unwrap(),
+                v
+            );
+            // never overwritten
+            assert!(matches!(
+                ks.save(&path, pass),
+                Err(AppError::KeystoreExists { .. })
+            ));
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 2, "no temporary files left behind");
+    }
+
+    #[test]
+    fn wrong_missing_passphrase_and_corruption_are_errors() {
+        let ks = Keystore::generate("ckks-8192").unwrap();
+        let sealed = ks.to_bytes(Some("pw")).unwrap();
+        assert!(matches!(
+            Keystore::from_bytes(&sealed, Some("nope"), "k"),
+            Err(AppError::WrongPassphrase { .. })
+        ));
+        assert!(matches!(
+            Keystore::from_bytes(&sealed, None, "k"),
+            Err(AppError::PassphraseRequired { .. })
+        ));
+        let plain = ks.to_bytes(None).unwrap();
+        for bytes in [&sealed, &plain] {
+            for cut in [0, 5, bytes.len() / 2, bytes.len() - 1] {
+                assert!(Keystore::from_bytes(&bytes[..cut], Some("pw"), "k").is_err());
+            }
+            for pos in [0, 5, 8, bytes.len() / 2, bytes.len() - 2] {
+                let mut bad = bytes.clone();
+                bad[pos] ^= 0x10;
+                assert!(
+                    Keystore::from_bytes(&bad, Some("pw"), "k").is_err(),
+                    "flip at {pos}"
+                );
+            }
+        }
+        assert!(Keystore::from_bytes(b"hello world, not a key", None, "k").is_err());
+    }
+}
