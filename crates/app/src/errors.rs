@@ -60,6 +60,39 @@ pub enum AppError {
         image: String,
     },
 
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] rusqlite::Error),
+
+    /// The database was written by a newer blindsight.
+    #[error(
+        "database schema version {actual} is newer than this build's {expected}; upgrade blindsight"
+    )]
+    SchemaTooNew {
+        /// Newest version this build knows.
+        expected: i64,
+        /// Version found.
+        actual: i64,
+    },
+
+    /// A named thing does not exist.
+    #[error("{what} `{name}` not found")]
+    NotFound {
+        /// What was looked up.
+        what: &'static str,
+        /// Its name or id.
+        name: String,
+    },
+
+    /// A thing to create exists already.
+    #[error("{what} `{name}` already exists")]
+    AlreadyExists {
+        /// What.
+        what: &'static str,
+        /// Its name or id.
+        name: String,
+    },
+
     /// An error of the search layer.
     #[error(transparent)]
     Search(#[from] blindsight_search::SearchError),

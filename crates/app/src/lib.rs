@@ -7,6 +7,7 @@
 //! - [`keystore`]: the client's secret material (HE secret key, payload key), mode 0600,
 //!   optionally sealed under a passphrase.
 //! - [`seal`]: image payloads sealed with XChaCha20-Poly1305.
+//! - [`store`]: the SQLite store (WAL, versioned schema, one transaction per ingest batch).
 //!
 //! The SQLite store, the HTTP server and client, and the rest of the CLI are being built
 //! (issue #4).
@@ -18,5 +19,6 @@ pub mod images;
 pub mod keystore;
 pub mod pipeline;
 pub mod seal;
+pub mod store;
 
 pub use errors::{AppError, Result};
