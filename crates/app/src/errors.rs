@@ -15,6 +15,23 @@ pub enum AppError {
         source: std::io::Error,
     },
 
+    /// A request or response body is malformed.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+
+    /// The server answered with an error.
+    #[error("server answered {status}: {message}")]
+    Remote {
+        /// HTTP status.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
+
+    /// The server could not be reached.
+    #[error("cannot reach the server: {0}")]
+    Connection(String),
+
     /// The command line asks for something impossible.
     #[error("{0}")]
     Usage(String),

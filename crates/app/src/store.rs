@@ -95,6 +95,8 @@ pub struct ImageEntry {
     pub segment_id: i64,
     /// Position in the segment.
     pub position: usize,
+    /// Keyed content tag.
+    pub tag: Vec<u8>,
     /// Sealed metadata.
     pub meta: Vec<u8>,
     /// Whether the image was deleted.
@@ -224,16 +226,24 @@ impl Store {
         )?)
     }
 
-    /// Appends one ingest batch (a segment and its images) in one transaction. Fails as a
-    /// whole, leaving nothing, if any image id or tag already exists.
+    /// Appends one ingest batch (a segment and its images, and the collection's Galois keys
+    /// if they changed) in one transaction. Fails as a whole, leaving nothing, if any image
+    /// id or tag already exists.
     pub fn append_segment(
         &mut self,
         collection: i64,
         layout: &[u8],
         ciphertexts: &[Vec<Vec<u8>>; 3],
         images: &[ImageRecord],
+        galois_keys: Option<&[u8]>,
     ) -> Result<i64> {
         let tx = self.conn.transaction()?;
+        if let Some(keys) = galois_keys {
+            tx.execute(
+                "UPDATE collections SET galois_keys = ?1 WHERE id = ?2",
+                params![keys, collection],
+            )?;
+        }
         tx.execute(
             "INSERT INTO segments (collection_id, layout) VALUES (?1, ?2)",
             params![collection, layout],
@@ -298,7 +308,7 @@ impl Store {
     /// Every image of a collection (without payloads), by segment and position.
     pub fn images(&self, collection: i64) -> Result<Vec<ImageEntry>> {
         let mut st = self.conn.prepare(
-            "SELECT i.id, i.segment_id, i.position, i.meta, t.image_id IS NOT NULL
+            "SELECT i.id, i.segment_id, i.position, i.tag, i.meta, t.image_id IS NOT NULL
              FROM images i LEFT JOIN tombstones t ON t.image_id = i.id
              WHERE i.collection_id = ?1 ORDER BY i.segment_id, i.position",
         )?;
@@ -307,8 +317,9 @@ impl Store {
                 id: r.get(0)?,
                 segment_id: r.get(1)?,
                 position: r.get::<_, i64>(2)? as usize,
-                meta: r.get(3)?,
-                deleted: r.get(4)?,
+                tag: r.get(3)?,
+                meta: r.get(4)?,
+                deleted: r.get(5)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -394,7 +405,7 @@ mod tests {
             assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
             let c = collection(&mut s, "photos");
             let (cts, images) = batch(100, 3);
-            let seg = s.append_segment(c, b"layout", &cts, &images).unwrap();
+            let seg = s.append_segment(c, b"layout", &cts, &images, None).unwrap();
             assert_eq!(s.segment_ciphertexts(seg).unwrap(), cts);
             assert!(matches!(
                 s.create_collection("photos", b"", b"", 1, b"", b"", b""),
@@ -425,11 +436,14 @@ mod tests {
         let mut s = Store::in_memory().unwrap();
         let c = collection(&mut s, "photos");
         let (cts, images) = batch(1, 3);
-        s.append_segment(c, b"layout", &cts, &images).unwrap();
+        s.append_segment(c, b"layout", &cts, &images, None).unwrap();
         // same tags again: the whole batch is refused
         let (cts2, mut images2) = batch(50, 3);
         images2[2].tag = images[0].tag.clone();
-        assert!(s.append_segment(c, b"layout2", &cts2, &images2).is_err());
+        assert!(
+            s.append_segment(c, b"layout2", &cts2, &images2, Some(b"new keys"))
+                .is_err()
+        );
         assert_eq!(s.segments(c).unwrap().len(), 1);
         assert_eq!(s.images(c).unwrap().len(), 3);
         assert_eq!(
@@ -445,7 +459,7 @@ mod tests {
         let a = collection(&mut s, "a");
         let b = collection(&mut s, "b");
         let (cts, images) = batch(1, 2);
-        s.append_segment(a, b"l", &cts, &images).unwrap();
+        s.append_segment(a, b"l", &cts, &images, None).unwrap();
         // collection b sees nothing of a, and cannot delete it
         assert!(s.payloads(b, &[1, 2]).unwrap().is_empty());
         assert_eq!(s.delete_images(b, &[1]).unwrap(), 0);

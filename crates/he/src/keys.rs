@@ -214,6 +214,25 @@ impl GaloisKeys {
         })
     }
 
+    /// Adds the keys of `other` (same parameter set) that this set lacks.
+    pub fn merge(&mut self, other: GaloisKeys) -> Result<()> {
+        if other.fingerprint != self.fingerprint {
+            return Err(HeError::ParameterMismatch {
+                expected: crate::params::short_hex(&self.fingerprint),
+                actual: crate::params::short_hex(&other.fingerprint),
+            });
+        }
+        for (g, k) in other.keys {
+            self.keys.entry(g).or_insert(k);
+        }
+        Ok(())
+    }
+
+    /// Whether the set holds the key of a rotation by `step`.
+    pub fn has_step(&self, ctx: &Context, step: i64) -> bool {
+        self.keys.contains_key(&ctx.galois_element(step))
+    }
+
     /// The Galois elements covered.
     pub fn elements(&self) -> impl Iterator<Item = u64> + '_ {
         self.keys.keys().copied()

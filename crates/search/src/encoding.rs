@@ -80,14 +80,14 @@ impl VectorEncoding {
         }
     }
 
-    /// The cosine of two encoded vectors from their (decrypted) dot product.
-    pub fn cosine(&self, dot: f64, a: &EncodedVector, b: &EncodedVector) -> f64 {
+    /// The cosine of two encoded vectors from their (decrypted) dot product and their norms.
+    pub fn cosine(&self, dot: f64, a_norm: f64, b_norm: f64) -> f64 {
         match self {
             Self::Integer { .. } => {
-                if a.norm == 0.0 || b.norm == 0.0 {
+                if a_norm == 0.0 || b_norm == 0.0 {
                     0.0
                 } else {
-                    dot / (a.norm * b.norm)
+                    dot / (a_norm * b_norm)
                 }
             }
             Self::Unit => dot,

@@ -86,15 +86,19 @@ impl<E: SlotEvaluator> PreparedSegment<E> {
 pub type SegmentResponse<C> = [Vec<C>; 3];
 
 /// Scores an encrypted query (one ciphertext per channel) against every segment.
-pub fn score<E: SlotEvaluator>(
+pub fn score<E, S>(
     ev: &E,
-    segments: &[PreparedSegment<E>],
+    segments: &[S],
     query: &[E::Ct; 3],
-) -> Result<Vec<SegmentResponse<E::Ct>>> {
+) -> Result<Vec<SegmentResponse<E::Ct>>>
+where
+    E: SlotEvaluator,
+    S: std::borrow::Borrow<PreparedSegment<E>> + Sync,
+{
     // Baby steps of every segment, computed once per channel.
     let mut steps: Vec<i64> = segments
         .iter()
-        .flat_map(|s| s.layout.baby_steps())
+        .flat_map(|s| s.borrow().layout.baby_steps())
         .collect();
     steps.sort_unstable();
     steps.dedup();
@@ -113,6 +117,7 @@ pub fn score<E: SlotEvaluator>(
     segments
         .par_iter()
         .map(|seg| {
+            let seg = seg.borrow();
             let per_channel = (0..3usize)
                 .into_par_iter()
                 .map(|c| {

@@ -23,13 +23,52 @@ impl EncodedImage {
         }
     }
 
+    /// The norms the client keeps for this image.
+    pub fn norms(&self) -> ImageNorms {
+        ImageNorms {
+            encoded: [0, 1, 2].map(|c| self.channels[c].norm),
+            pixel: [0, 1, 2].map(|c| self.channels[c].pixel_norm),
+        }
+    }
+}
+
+/// The norms of an image the client keeps (or seals) to turn dot products into cosines.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ImageNorms {
+    /// Norms of the encoded channel vectors.
+    pub encoded: [f64; 3],
+    /// Norms of the pixel channel vectors.
+    pub pixel: [f64; 3],
+}
+
+impl ImageNorms {
     /// Norm of the whole RGB pixel vector.
     pub fn pixel_norm(&self) -> f64 {
-        self.channels
+        self.pixel.iter().map(|p| p * p).sum::<f64>().sqrt()
+    }
+
+    /// Serializes the six norms (48 bytes).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encoded
             .iter()
-            .map(|c| c.pixel_norm * c.pixel_norm)
-            .sum::<f64>()
-            .sqrt()
+            .chain(&self.pixel)
+            .flat_map(|v| v.to_le_bytes())
+            .collect()
+    }
+
+    /// Reads six norms.
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() != 48 {
+            return None;
+        }
+        let v: Vec<f64> = b
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
+        Some(Self {
+            encoded: [v[0], v[1], v[2]],
+            pixel: [v[3], v[4], v[5]],
+        })
     }
 }
 
@@ -78,6 +117,17 @@ pub fn similarities(
     query: &EncodedImage,
     dots: &[[f64; 3]],
 ) -> Vec<Similarity> {
+    let norms: Vec<ImageNorms> = gallery.iter().map(EncodedImage::norms).collect();
+    similarities_from_norms(encoding, &norms, &query.norms(), dots)
+}
+
+/// Similarities from dot products and the norms the client kept.
+pub fn similarities_from_norms(
+    encoding: &VectorEncoding,
+    gallery: &[ImageNorms],
+    query: &ImageNorms,
+    dots: &[[f64; 3]],
+) -> Vec<Similarity> {
     let qn = query.pixel_norm();
     gallery
         .iter()
@@ -86,8 +136,8 @@ pub fn similarities(
             let mut channel_cosines = [0f64; 3];
             let mut raw = 0f64;
             for c in 0..3 {
-                channel_cosines[c] = encoding.cosine(d[c], &g.channels[c], &query.channels[c]);
-                raw += channel_cosines[c] * g.channels[c].pixel_norm * query.channels[c].pixel_norm;
+                channel_cosines[c] = encoding.cosine(d[c], g.encoded[c], query.encoded[c]);
+                raw += channel_cosines[c] * g.pixel[c] * query.pixel[c];
             }
             let gn = g.pixel_norm();
             let whole_cosine = if gn == 0.0 || qn == 0.0 {

@@ -1,0 +1,431 @@
+//! The client: everything that needs the secret key happens here. Creating a collection
+//! (uploading evaluation keys), ingesting images (encrypting segments, sealing payloads and
+//! metadata, skipping duplicates by keyed content tag), searching (encrypting the query,
+//! decrypting the scores, ranking with the norms only the client knows), fetching and
+//! opening images, deleting.
+
+use crate::errors::{AppError, Result};
+use crate::keystore::Keystore;
+use crate::remote::Remote;
+use crate::seal;
+use crate::store::ImageRecord;
+use crate::wire::{AppendSegment, CreateCollection};
+use blindsight_he::{Ciphertext, Context, GaloisKeys, RelinKey, Scheme, Serializable};
+use blindsight_search::Layout;
+use blindsight_search::backend::SlotCipher;
+use blindsight_search::client::{decrypt_scores, encrypt_query, encrypt_segment_with};
+use blindsight_search::encoding::VectorEncoding;
+use blindsight_search::he_backend::{BfvCipher, CkksCipher};
+use blindsight_search::rank::{EncodedImage, ImageNorms, RankRule, similarities_from_norms, top_k};
+use blindsight_search::vectors::{DEFAULT_SIDE, image_vector};
+use rand_core::{OsRng, TryRngCore};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+/// Images per ingest batch (one segment each).
+pub const BATCH: usize = 1024;
+
+/// A client of one collection.
+pub struct Client {
+    keystore: Keystore,
+    remote: Remote,
+    collection: String,
+    encoding: VectorEncoding,
+    cipher: AnyCipher,
+}
+
+enum AnyCipher {
+    Bfv(BfvCipher),
+    Ckks(CkksCipher),
+}
+
+/// The outcome of an ingest.
+#[derive(Clone, Debug, Default)]
+pub struct IngestReport {
+    /// Images added.
+    pub added: usize,
+    /// Images skipped because the collection already holds them.
+    pub duplicates: usize,
+    /// Files that could not be read, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+/// One search result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Match {
+    /// Image id.
+    pub id: i64,
+    /// Original file name.
+    pub name: String,
+    /// Per-channel cosines.
+    pub channel_cosines: [f64; 3],
+    /// Whole-image cosine.
+    pub whole_cosine: f64,
+}
+
+/// Where a search spent its time (seconds).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SearchTiming {
+    /// Query encryption.
+    pub encrypt_s: f64,
+    /// Upload and download (request time minus server time).
+    pub transfer_s: f64,
+    /// Server.
+    pub server_s: f64,
+    /// Decryption and ranking.
+    pub decrypt_s: f64,
+    /// Query bytes sent.
+    pub up_bytes: usize,
+    /// Response bytes received.
+    pub down_bytes: usize,
+}
+
+/// A decoded ingest candidate: file index, encoded vectors, keyed tag.
+type Candidate = (usize, EncodedImage, Vec<u8>);
+
+/// Live images by their place (segment, position): id, name, norms.
+type Catalog = HashMap<(i64, usize), (i64, String, ImageNorms)>;
+
+fn hmac_sha256(key: &[u8; 32], data: &[u8]) -> Vec<u8> {
+    let mut k = [0u8; 64];
+    k[..32].copy_from_slice(key);
+    let inner: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
+    let outer: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
+    let ih = Sha256::new()
+        .chain_update(&inner)
+        .chain_update(data)
+        .finalize();
+    Sha256::new()
+        .chain_update(&outer)
+        .chain_update(ih)
+        .finalize()
+        .to_vec()
+}
+
+fn meta_bytes(name: &str, norms: &ImageNorms) -> Vec<u8> {
+    let mut out = norms.to_bytes();
+    out.extend_from_slice(name.as_bytes());
+    out
+}
+
+fn parse_meta(bytes: &[u8]) -> Option<(String, ImageNorms)> {
+    let norms = ImageNorms::from_bytes(bytes.get(..48)?)?;
+    Some((String::from_utf8_lossy(&bytes[48..]).into_owned(), norms))
+}
+
+fn meta_context(collection: &str) -> String {
+    format!("{collection}/meta")
+}
+
+impl Client {
+    /// Creates `collection` on the server with the keystore's public evaluation keys;
+    /// returns the collection's bearer token.
+    pub fn create(keystore: &Keystore, remote: &Remote, collection: &str) -> Result<String> {
+        let ctx = &keystore.context;
+        let rk = RelinKey::generate(ctx, &keystore.secret_key)?;
+        let gk = GaloisKeys::generate(ctx, &keystore.secret_key, &[], false)?;
+        remote.create(&CreateCollection {
+            name: collection.to_string(),
+            params: ctx.params().to_envelope(),
+            dim: (DEFAULT_SIDE * DEFAULT_SIDE) as u64,
+            relin_key: rk.to_bytes(ctx),
+            galois_keys: gk.to_bytes(ctx),
+        })
+    }
+
+    /// A client of `collection` (the remote must carry the collection's token).
+    pub fn new(keystore: Keystore, remote: Remote, collection: &str) -> Result<Self> {
+        let ctx = keystore.context.clone();
+        let (encoding, cipher) = match ctx.scheme() {
+            Scheme::Bfv => (
+                VectorEncoding::for_bfv(
+                    ctx.params().plain_modulus(),
+                    (DEFAULT_SIDE * DEFAULT_SIDE) as usize,
+                ),
+                AnyCipher::Bfv(BfvCipher::new(&ctx, keystore.secret_key.clone())?),
+            ),
+            _ => (
+                VectorEncoding::Unit,
+                AnyCipher::Ckks(CkksCipher::new(&ctx, keystore.secret_key.clone())?),
+            ),
+        };
+        Ok(Self {
+            keystore,
+            remote,
+            collection: collection.to_string(),
+            encoding,
+            cipher,
+        })
+    }
+
+    fn ctx(&self) -> &Context {
+        &self.keystore.context
+    }
+
+    /// Checks that the collection was made for this keystore's parameter set.
+    pub fn check_collection(&self) -> Result<()> {
+        let info = self.remote.info(&self.collection)?;
+        let preset = info
+            .get("preset")
+            .and_then(|p| p.as_str())
+            .unwrap_or_default();
+        if preset != self.keystore.preset {
+            return Err(AppError::Usage(format!(
+                "collection `{}` uses {preset}, but the keystore holds a {} key",
+                self.collection, self.keystore.preset
+            )));
+        }
+        Ok(())
+    }
+
+    /// Ingests image files (name, bytes): undecodable ones are reported and skipped, files
+    /// the collection already holds are skipped, the rest is added in batches of
+    /// [`BATCH`], each one transaction on the server.
+    pub fn ingest(
+        &self,
+        files: &[(String, Vec<u8>)],
+        mut progress: impl FnMut(usize),
+    ) -> Result<IngestReport> {
+        self.check_collection()?;
+        let mut report = IngestReport::default();
+        let known: HashSet<Vec<u8>> = self
+            .remote
+            .images(&self.collection)?
+            .into_iter()
+            .map(|i| i.tag)
+            .collect();
+        let decoded: Vec<std::result::Result<Candidate, (String, String)>> = files
+            .par_iter()
+            .enumerate()
+            .map(|(k, (name, bytes))| {
+                let v = image_vector(bytes, name, DEFAULT_SIDE)
+                    .map_err(|e| (name.clone(), e.to_string()))?;
+                Ok((
+                    k,
+                    EncodedImage::new(&self.encoding, &v.channels),
+                    hmac_sha256(&self.keystore.payload_key, bytes),
+                ))
+            })
+            .collect();
+        let mut batch_tags = HashSet::new();
+        let mut todo = Vec::new();
+        for d in decoded {
+            match d {
+                Err(f) => report.failed.push(f),
+                Ok((k, enc, tag)) => {
+                    if known.contains(&tag) || !batch_tags.insert(tag.clone()) {
+                        report.duplicates += 1;
+                    } else {
+                        todo.push((k, enc, tag));
+                    }
+                }
+            }
+        }
+        let info = self.remote.info(&self.collection)?;
+        let mut elements: HashSet<u64> = info
+            .get("galois_elements")
+            .and_then(|e| e.as_array())
+            .map(|a| a.iter().filter_map(|g| g.as_u64()).collect())
+            .unwrap_or_default();
+        for chunk in todo.chunks(BATCH) {
+            let msg = self.batch(files, chunk, &mut elements)?;
+            self.remote.append(&self.collection, &msg)?;
+            report.added += chunk.len();
+            progress(report.added);
+        }
+        Ok(report)
+    }
+
+    fn batch(
+        &self,
+        files: &[(String, Vec<u8>)],
+        chunk: &[(usize, EncodedImage, Vec<u8>)],
+        elements: &mut HashSet<u64>,
+    ) -> Result<AppendSegment> {
+        let ctx = self.ctx();
+        let vectors = [0, 1, 2].map(|c| {
+            chunk
+                .iter()
+                .map(|(_, e, _)| e.channels[c].values.clone())
+                .collect()
+        });
+        let (layout, ciphertexts) = match &self.cipher {
+            AnyCipher::Bfv(c) => encrypt_bytes(c, ctx, &vectors)?,
+            AnyCipher::Ckks(c) => encrypt_bytes(c, ctx, &vectors)?,
+        };
+        let needed: Vec<i64> = layout
+            .galois_steps()
+            .into_iter()
+            .filter(|&s| !elements.contains(&ctx.galois_element(s)))
+            .collect();
+        let galois_keys = if needed.is_empty() {
+            Vec::new()
+        } else {
+            let gk = GaloisKeys::generate(ctx, &self.keystore.secret_key, &needed, false)?;
+            elements.extend(gk.elements());
+            gk.to_bytes(ctx)
+        };
+        let images = chunk
+            .iter()
+            .enumerate()
+            .map(|(position, (k, enc, tag))| {
+                let mut raw = [0u8; 8];
+                OsRng
+                    .try_fill_bytes(&mut raw)
+                    .map_err(|e| AppError::Usage(e.to_string()))?;
+                let id = (u64::from_le_bytes(raw) >> 1) as i64;
+                let (name, bytes) = &files[*k];
+                Ok(ImageRecord {
+                    id,
+                    position,
+                    tag: tag.clone(),
+                    meta: seal::seal(
+                        &self.keystore.payload_key,
+                        &meta_context(&self.collection),
+                        id as u64,
+                        &meta_bytes(name, &enc.norms()),
+                    )?,
+                    payload: seal::seal(
+                        &self.keystore.payload_key,
+                        &self.collection,
+                        id as u64,
+                        bytes,
+                    )?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(AppendSegment {
+            layout: layout.to_bytes(),
+            ciphertexts,
+            images,
+            galois_keys,
+        })
+    }
+
+    /// The live images of the collection: id → (name, norms), with their places.
+    fn catalog(&self) -> Result<Catalog> {
+        let entries = self.remote.images(&self.collection)?;
+        let mut map = HashMap::new();
+        for e in &entries {
+            if e.deleted {
+                continue;
+            }
+            let meta = seal::open(
+                &self.keystore.payload_key,
+                &meta_context(&self.collection),
+                e.id as u64,
+                &e.meta,
+            )?;
+            let (name, norms) =
+                parse_meta(&meta).ok_or_else(|| AppError::Malformed("image metadata".into()))?;
+            map.insert((e.segment_id, e.position), (e.id, name, norms));
+        }
+        Ok(map)
+    }
+
+    /// Searches for `image` (file bytes); returns the `k` best live images under `rule`.
+    pub fn search(
+        &self,
+        image: &[u8],
+        name: &str,
+        k: usize,
+        rule: RankRule,
+    ) -> Result<(Vec<Match>, SearchTiming)> {
+        let ctx = self.ctx();
+        let mut timing = SearchTiming::default();
+        let catalog = self.catalog()?;
+        let t = Instant::now();
+        let v = image_vector(image, name, DEFAULT_SIDE)?;
+        let query = EncodedImage::new(&self.encoding, &v.channels);
+        let channels = query.channels.clone().map(|c| c.values);
+        let cts = match &self.cipher {
+            AnyCipher::Bfv(c) => encrypt_query(c, &channels)?,
+            AnyCipher::Ckks(c) => encrypt_query(c, &channels)?,
+        };
+        let q = cts.map(|ct| ct.to_bytes(ctx));
+        timing.up_bytes = q.iter().map(Vec::len).sum();
+        timing.encrypt_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let (resp, server_s) = self.remote.search(&self.collection, &q)?;
+        let request_s = t.elapsed().as_secs_f64();
+        timing.server_s = server_s.unwrap_or(0.0);
+        timing.transfer_s = (request_s - timing.server_s).max(0.0);
+        let t = Instant::now();
+        let mut found = Vec::new();
+        for seg in &resp {
+            timing.down_bytes += seg
+                .ciphertexts
+                .iter()
+                .flatten()
+                .map(Vec::len)
+                .sum::<usize>();
+            let layout = Layout::from_bytes(&seg.layout)?;
+            let mut cts: [Vec<Ciphertext>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+            for (out, ch) in cts.iter_mut().zip(&seg.ciphertexts) {
+                *out = ch
+                    .iter()
+                    .map(|b| Ciphertext::from_bytes(ctx, b))
+                    .collect::<blindsight_he::Result<_>>()?;
+            }
+            let dots = match &self.cipher {
+                AnyCipher::Bfv(c) => decrypt_scores(c, &layout, &cts)?,
+                AnyCipher::Ckks(c) => decrypt_scores(c, &layout, &cts)?,
+            };
+            for (position, d) in dots.into_iter().enumerate() {
+                if let Some((id, name, norms)) = catalog.get(&(seg.segment, position)) {
+                    found.push((*id, name.clone(), *norms, d));
+                }
+            }
+        }
+        let norms: Vec<ImageNorms> = found.iter().map(|f| f.2).collect();
+        let dots: Vec<[f64; 3]> = found.iter().map(|f| f.3).collect();
+        let sims = similarities_from_norms(&self.encoding, &norms, &query.norms(), &dots);
+        let matches = top_k(&sims, rule, k)
+            .into_iter()
+            .map(|i| Match {
+                id: found[i].0,
+                name: found[i].1.clone(),
+                channel_cosines: sims[i].channel_cosines,
+                whole_cosine: sims[i].whole_cosine,
+            })
+            .collect();
+        timing.decrypt_s = t.elapsed().as_secs_f64();
+        Ok((matches, timing))
+    }
+
+    /// Fetches and opens the original files of `ids`: (id, bytes).
+    pub fn fetch(&self, ids: &[i64]) -> Result<Vec<(i64, Vec<u8>)>> {
+        self.remote
+            .payloads(&self.collection, ids)?
+            .into_iter()
+            .map(|(id, sealed)| {
+                Ok((
+                    id,
+                    seal::open(
+                        &self.keystore.payload_key,
+                        &self.collection,
+                        id as u64,
+                        &sealed,
+                    )?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Deletes images; returns how many were live.
+    pub fn delete(&self, ids: &[i64]) -> Result<u64> {
+        self.remote.delete(&self.collection, ids)
+    }
+}
+
+/// Encrypts a segment, serializing each ciphertext as soon as it exists.
+fn encrypt_bytes<C: SlotCipher<Ct = Ciphertext>>(
+    cipher: &C,
+    ctx: &Context,
+    vectors: &[Vec<Vec<f64>>; 3],
+) -> Result<(Layout, [Vec<Vec<u8>>; 3])> {
+    let seg = encrypt_segment_with(cipher, vectors, |ct| Ok(ct.to_bytes(ctx)))?;
+    Ok((seg.layout, seg.channels))
+}

@@ -1,0 +1,479 @@
+//! The wire format of the HTTP API: every binary request and response body is one frame.
+//!
+//! ```text
+//! "BLSW" | version u16 = 1 | kind u8 | payload: u64 integers and length-prefixed byte
+//! strings, in the order the message defines | CRC-32 of everything before
+//! ```
+//!
+//! Ciphertexts, keys and parameters inside a frame are `blindsight-he` envelopes, checked
+//! again when they are used. Readers bound every count and length by the bytes actually
+//! present, so a malformed body is an error, never a panic or a huge allocation.
+
+use crate::errors::{AppError, Result};
+use crate::store::{ImageEntry, ImageRecord};
+
+const MAGIC: [u8; 4] = *b"BLSW";
+const VERSION: u16 = 1;
+
+/// Message kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum MessageKind {
+    /// Create a collection: name, parameters, dimension, evaluation keys.
+    CreateCollection = 1,
+    /// Append a segment: layout, ciphertexts, images.
+    AppendSegment = 2,
+    /// Search: three query ciphertexts.
+    Search = 3,
+    /// Search response: per segment, per channel, ciphertexts.
+    SearchResponse = 4,
+    /// Image ids (payload fetch, deletion).
+    ImageIds = 5,
+    /// Sealed payloads by id.
+    Payloads = 6,
+    /// Image list (ids, places, sealed metadata, deletion marks).
+    ImageList = 7,
+}
+
+/// Builds a frame.
+pub struct FrameWriter {
+    buf: Vec<u8>,
+}
+
+impl FrameWriter {
+    /// Starts a frame of `kind`.
+    pub fn new(kind: MessageKind) -> Self {
+        let mut buf = Vec::new();
+        buf.extend_from_slice(&MAGIC);
+        buf.extend_from_slice(&VERSION.to_le_bytes());
+        buf.push(kind as u8);
+        Self { buf }
+    }
+    /// Appends an integer.
+    pub fn u64(&mut self, v: u64) -> &mut Self {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    /// Appends a byte string.
+    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        self.u64(b.len() as u64);
+        self.buf.extend_from_slice(b);
+        self
+    }
+    /// Appends a list of byte strings.
+    pub fn list(&mut self, items: &[Vec<u8>]) -> &mut Self {
+        self.u64(items.len() as u64);
+        for i in items {
+            self.bytes(i);
+        }
+        self
+    }
+    /// Finishes the frame (appends the checksum).
+    pub fn finish(mut self) -> Vec<u8> {
+        let crc = crc32fast::hash(&self.buf);
+        self.buf.extend_from_slice(&crc.to_le_bytes());
+        self.buf
+    }
+}
+
+/// Reads a frame.
+pub struct FrameReader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+fn malformed(reason: impl Into<String>) -> AppError {
+    AppError::Malformed(reason.into())
+}
+
+impl<'a> FrameReader<'a> {
+    /// Checks magic, version, kind and checksum.
+    pub fn open(bytes: &'a [u8], kind: MessageKind) -> Result<Self> {
+        if bytes.len() < 4 + 2 + 1 + 4 || bytes[..4] != MAGIC {
+            return Err(malformed("not a blindsight message"));
+        }
+        let (content, crc) = bytes.split_at(bytes.len() - 4);
+        if crc32fast::hash(content).to_le_bytes() != crc {
+            return Err(malformed("checksum mismatch: the message was corrupted"));
+        }
+        let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+        if version != VERSION {
+            return Err(malformed(format!("unsupported message version {version}")));
+        }
+        if bytes[6] != kind as u8 {
+            return Err(malformed(format!(
+                "expected message kind {}, got {}",
+                kind as u8, bytes[6]
+            )));
+        }
+        Ok(Self {
+            buf: content,
+            pos: 7,
+        })
+    }
+    /// Reads an integer.
+    pub fn u64(&mut self) -> Result<u64> {
+        let end = self.pos + 8;
+        let b = self
+            .buf
+            .get(self.pos..end)
+            .ok_or_else(|| malformed("truncated message"))?;
+        self.pos = end;
+        let mut w = [0u8; 8];
+        w.copy_from_slice(b);
+        Ok(u64::from_le_bytes(w))
+    }
+    /// Reads a count of items that each take at least `min_item` bytes.
+    pub fn count(&mut self, min_item: usize) -> Result<usize> {
+        let n = self.u64()?;
+        let remaining = (self.buf.len() - self.pos) as u64;
+        if n.saturating_mul(min_item.max(1) as u64) > remaining {
+            return Err(malformed("count exceeds the message size"));
+        }
+        Ok(n as usize)
+    }
+    /// Reads a byte string.
+    pub fn bytes(&mut self) -> Result<&'a [u8]> {
+        let len = self.count(1)?;
+        let b = &self.buf[self.pos..self.pos + len];
+        self.pos += len;
+        Ok(b)
+    }
+    /// Reads a list of byte strings.
+    pub fn list(&mut self) -> Result<Vec<Vec<u8>>> {
+        let n = self.count(8)?;
+        (0..n).map(|_| Ok(self.bytes()?.to_vec())).collect()
+    }
+    /// Checks that the whole frame was read.
+    pub fn finish(self) -> Result<()> {
+        if self.pos != self.buf.len() {
+            return Err(malformed("unexpected bytes at the end of the message"));
+        }
+        Ok(())
+    }
+}
+
+/// Body of `CreateCollection`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateCollection {
+    /// Collection name.
+    pub name: String,
+    /// Parameter set envelope.
+    pub params: Vec<u8>,
+    /// Values per channel.
+    pub dim: u64,
+    /// Relinearization key envelope.
+    pub relin_key: Vec<u8>,
+    /// Galois keys envelope.
+    pub galois_keys: Vec<u8>,
+}
+
+impl CreateCollection {
+    /// Encodes the message.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = FrameWriter::new(MessageKind::CreateCollection);
+        w.bytes(self.name.as_bytes())
+            .bytes(&self.params)
+            .u64(self.dim)
+            .bytes(&self.relin_key)
+            .bytes(&self.galois_keys);
+        w.finish()
+    }
+    /// Decodes the message.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = FrameReader::open(bytes, MessageKind::CreateCollection)?;
+        let name =
+            String::from_utf8(r.bytes()?.to_vec()).map_err(|_| malformed("name is not UTF-8"))?;
+        let msg = Self {
+            name,
+            params: r.bytes()?.to_vec(),
+            dim: r.u64()?,
+            relin_key: r.bytes()?.to_vec(),
+            galois_keys: r.bytes()?.to_vec(),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+/// Body of `AppendSegment`: one ingest batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendSegment {
+    /// Serialized layout.
+    pub layout: Vec<u8>,
+    /// Ciphertext envelopes per channel.
+    pub ciphertexts: [Vec<Vec<u8>>; 3],
+    /// The images of the segment.
+    pub images: Vec<ImageRecord>,
+    /// Galois keys the layout needs and the collection lacks (envelope; empty if none).
+    pub galois_keys: Vec<u8>,
+}
+
+impl AppendSegment {
+    /// Encodes the message.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = FrameWriter::new(MessageKind::AppendSegment);
+        w.bytes(&self.layout);
+        for ch in &self.ciphertexts {
+            w.list(ch);
+        }
+        w.u64(self.images.len() as u64);
+        for img in &self.images {
+            w.u64(img.id as u64)
+                .u64(img.position as u64)
+                .bytes(&img.tag)
+                .bytes(&img.meta)
+                .bytes(&img.payload);
+        }
+        w.bytes(&self.galois_keys);
+        w.finish()
+    }
+    /// Decodes the message.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = FrameReader::open(bytes, MessageKind::AppendSegment)?;
+        let layout = r.bytes()?.to_vec();
+        let ciphertexts = [r.list()?, r.list()?, r.list()?];
+        let n = r.count(40)?;
+        let mut images = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = i64::try_from(r.u64()?).map_err(|_| malformed("image id out of range"))?;
+            let position =
+                usize::try_from(r.u64()?).map_err(|_| malformed("position out of range"))?;
+            images.push(ImageRecord {
+                id,
+                position,
+                tag: r.bytes()?.to_vec(),
+                meta: r.bytes()?.to_vec(),
+                payload: r.bytes()?.to_vec(),
+            });
+        }
+        let galois_keys = r.bytes()?.to_vec();
+        r.finish()?;
+        Ok(Self {
+            layout,
+            ciphertexts,
+            images,
+            galois_keys,
+        })
+    }
+}
+
+/// Encodes a search request (three query ciphertext envelopes).
+pub fn encode_search(query: &[Vec<u8>; 3]) -> Vec<u8> {
+    let mut w = FrameWriter::new(MessageKind::Search);
+    for q in query {
+        w.bytes(q);
+    }
+    w.finish()
+}
+
+/// Decodes a search request.
+pub fn decode_search(bytes: &[u8]) -> Result<[Vec<u8>; 3]> {
+    let mut r = FrameReader::open(bytes, MessageKind::Search)?;
+    let q = [
+        r.bytes()?.to_vec(),
+        r.bytes()?.to_vec(),
+        r.bytes()?.to_vec(),
+    ];
+    r.finish()?;
+    Ok(q)
+}
+
+/// The response for one segment: its row id, its layout, per channel one ciphertext per group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentScores {
+    /// Segment row id.
+    pub segment: i64,
+    /// Serialized layout.
+    pub layout: Vec<u8>,
+    /// Response ciphertext envelopes per channel.
+    pub ciphertexts: [Vec<Vec<u8>>; 3],
+}
+
+/// A search response: every segment of the collection.
+pub type SearchResponse = Vec<SegmentScores>;
+
+/// Encodes a search response.
+pub fn encode_search_response(resp: &SearchResponse) -> Vec<u8> {
+    let mut w = FrameWriter::new(MessageKind::SearchResponse);
+    w.u64(resp.len() as u64);
+    for s in resp {
+        w.u64(s.segment as u64).bytes(&s.layout);
+        for c in &s.ciphertexts {
+            w.list(c);
+        }
+    }
+    w.finish()
+}
+
+/// Decodes a search response.
+pub fn decode_search_response(bytes: &[u8]) -> Result<SearchResponse> {
+    let mut r = FrameReader::open(bytes, MessageKind::SearchResponse)?;
+    let n = r.count(32)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let segment = i64::try_from(r.u64()?).map_err(|_| malformed("segment id out of range"))?;
+        let layout = r.bytes()?.to_vec();
+        out.push(SegmentScores {
+            segment,
+            layout,
+            ciphertexts: [r.list()?, r.list()?, r.list()?],
+        });
+    }
+    r.finish()?;
+    Ok(out)
+}
+
+/// Encodes a list of image ids.
+pub fn encode_ids(ids: &[i64]) -> Vec<u8> {
+    let mut w = FrameWriter::new(MessageKind::ImageIds);
+    w.u64(ids.len() as u64);
+    for &id in ids {
+        w.u64(id as u64);
+    }
+    w.finish()
+}
+
+/// Decodes a list of image ids.
+pub fn decode_ids(bytes: &[u8]) -> Result<Vec<i64>> {
+    let mut r = FrameReader::open(bytes, MessageKind::ImageIds)?;
+    let n = r.count(8)?;
+    let ids = (0..n)
+        .map(|_| i64::try_from(r.u64()?).map_err(|_| malformed("image id out of range")))
+        .collect::<Result<Vec<_>>>()?;
+    r.finish()?;
+    Ok(ids)
+}
+
+/// Encodes sealed payloads by id.
+pub fn encode_payloads(payloads: &[(i64, Vec<u8>)]) -> Vec<u8> {
+    let mut w = FrameWriter::new(MessageKind::Payloads);
+    w.u64(payloads.len() as u64);
+    for (id, p) in payloads {
+        w.u64(*id as u64).bytes(p);
+    }
+    w.finish()
+}
+
+/// Decodes sealed payloads by id.
+pub fn decode_payloads(bytes: &[u8]) -> Result<Vec<(i64, Vec<u8>)>> {
+    let mut r = FrameReader::open(bytes, MessageKind::Payloads)?;
+    let n = r.count(16)?;
+    let out = (0..n)
+        .map(|_| {
+            let id = i64::try_from(r.u64()?).map_err(|_| malformed("image id out of range"))?;
+            Ok((id, r.bytes()?.to_vec()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    r.finish()?;
+    Ok(out)
+}
+
+/// Encodes an image list.
+pub fn encode_image_list(images: &[ImageEntry]) -> Vec<u8> {
+    let mut w = FrameWriter::new(MessageKind::ImageList);
+    w.u64(images.len() as u64);
+    for i in images {
+        w.u64(i.id as u64)
+            .u64(i.segment_id as u64)
+            .u64(i.position as u64)
+            .bytes(&i.tag)
+            .bytes(&i.meta);
+        w.u64(i.deleted as u64);
+    }
+    w.finish()
+}
+
+/// Decodes an image list.
+pub fn decode_image_list(bytes: &[u8]) -> Result<Vec<ImageEntry>> {
+    let mut r = FrameReader::open(bytes, MessageKind::ImageList)?;
+    let n = r.count(40)?;
+    let out = (0..n)
+        .map(|_| {
+            let id = i64::try_from(r.u64()?).map_err(|_| malformed("image id out of range"))?;
+            let segment_id =
+                i64::try_from(r.u64()?).map_err(|_| malformed("segment id out of range"))?;
+            let position =
+                usize::try_from(r.u64()?).map_err(|_| malformed("position out of range"))?;
+            let tag = r.bytes()?.to_vec();
+            let meta = r.bytes()?.to_vec();
+            let deleted = r.u64()? != 0;
+            Ok(ImageEntry {
+                id,
+                segment_id,
+                position,
+                tag,
+                meta,
+                deleted,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    r.finish()?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> AppendSegment {
+        AppendSegment {
+            layout: vec![1, 2, 3],
+            ciphertexts: [vec![vec![9; 5]], vec![vec![8; 3], vec![7]], vec![]],
+            images: vec![ImageRecord {
+                id: 5,
+                position: 0,
+                tag: vec![1],
+                meta: vec![2, 2],
+                payload: vec![3; 7],
+            }],
+            galois_keys: vec![4, 4],
+        }
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let a = sample();
+        assert_eq!(AppendSegment::decode(&a.encode()).unwrap(), a);
+        let c = CreateCollection {
+            name: "x".into(),
+            params: vec![1],
+            dim: 4096,
+            relin_key: vec![2],
+            galois_keys: vec![3],
+        };
+        assert_eq!(CreateCollection::decode(&c.encode()).unwrap(), c);
+        let q = [vec![1u8], vec![2, 2], vec![]];
+        assert_eq!(decode_search(&encode_search(&q)).unwrap(), q);
+        let resp: SearchResponse = vec![SegmentScores {
+            segment: 3,
+            layout: vec![5],
+            ciphertexts: [vec![vec![1]], vec![], vec![vec![2], vec![3]]],
+        }];
+        assert_eq!(
+            decode_search_response(&encode_search_response(&resp)).unwrap(),
+            resp
+        );
+        assert_eq!(decode_ids(&encode_ids(&[1, 2, 3])).unwrap(), vec![1, 2, 3]);
+        let p = vec![(1, vec![4u8; 4])];
+        assert_eq!(decode_payloads(&encode_payloads(&p)).unwrap(), p);
+    }
+
+    #[test]
+    fn damaged_messages_are_errors() {
+        let bytes = sample().encode();
+        for cut in 0..bytes.len() {
+            assert!(AppendSegment::decode(&bytes[..cut]).is_err());
+        }
+        for pos in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[pos] ^= 0x40;
+            assert!(AppendSegment::decode(&bad).is_err(), "flip at {pos}");
+        }
+        assert!(decode_ids(&bytes).is_err(), "wrong kind");
+        // a huge declared count is refused before allocating
+        let mut w = FrameWriter::new(MessageKind::ImageIds);
+        w.u64(u64::MAX);
+        assert!(decode_ids(&w.finish()).is_err());
+    }
+}

@@ -1,0 +1,238 @@
+//! End to end over real HTTP on 127.0.0.1: create, ingest real images, search a perturbed
+//! copy, fetch it back byte-identical, delete, search again, token isolation on every
+//! endpoint, restart on the same file; for both schemes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+
+use blindsight::client::Client;
+use blindsight::errors::AppError;
+use blindsight::keystore::Keystore;
+use blindsight::remote::Remote;
+use blindsight::server::{ServerOptions, serve};
+use blindsight::wire::{self, AppendSegment};
+use blindsight_search::rank::RankRule;
+use blindsight_search::vectors::{DEFAULT_SIDE, image_vector};
+use std::io::Cursor;
+use std::path::Path;
+
+/// A server on an ephemeral loopback port, stopped on drop.
+struct TestServer {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    fn start(db: &Path) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let options = ServerOptions::new(db.to_path_buf());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                serve(listener, options, async move {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let server = Self {
+            url,
+            stop: Some(tx),
+            thread: Some(thread),
+        };
+        let remote = Remote::new(&server.url).unwrap();
+        for _ in 0..100 {
+            if remote.health().is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        server
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn real_images(n: usize) -> Vec<(String, Vec<u8>)> {
+    blindsight_testdata::first(n)
+        .iter()
+        .map(|e| (e.name.to_string(), e.png.to_vec()))
+        .collect()
+}
+
+fn perturbed_png(bytes: &[u8]) -> Vec<u8> {
+    let v = image_vector(bytes, "q", DEFAULT_SIDE).unwrap().perturbed();
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(v.to_rgb())
+        .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+/// Same images in the same order, cosines equal up to CKKS noise (fresh query encryption
+/// every time; BFV is exact).
+fn assert_same_results(a: &[blindsight::client::Match], b: &[blindsight::client::Match]) {
+    assert_eq!(
+        a.iter().map(|m| m.id).collect::<Vec<_>>(),
+        b.iter().map(|m| m.id).collect::<Vec<_>>()
+    );
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x.name, y.name);
+        for c in 0..3 {
+            assert!((x.channel_cosines[c] - y.channel_cosines[c]).abs() < 1e-6);
+        }
+        assert!((x.whole_cosine - y.whole_cosine).abs() < 1e-6);
+    }
+}
+
+fn expect_status<T: std::fmt::Debug>(r: Result<T, AppError>, status: u16) {
+    match r {
+        Err(AppError::Remote { status: s, .. }) => assert_eq!(s, status),
+        other => panic!("expected HTTP {status}, got {other:?}"),
+    }
+}
+
+fn run(preset: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gallery.db");
+    let server = TestServer::start(&db);
+    let remote = Remote::new(&server.url).unwrap();
+    let ks = Keystore::generate(preset).unwrap();
+    let token = Client::create(&ks, &remote, "photos").unwrap();
+    let client = Client::new(
+        Keystore::from_bytes(&ks.to_bytes(None).unwrap(), None, "ks").unwrap(),
+        remote.with_token(&token),
+        "photos",
+    )
+    .unwrap();
+
+    // ingest ~50 real images plus a non-image and a truncated PNG
+    let mut files = real_images(48);
+    files.push(("notes.txt.png".into(), b"not an image at all".to_vec()));
+    let truncated = files[3].1[..files[3].1.len() / 2].to_vec();
+    files.push(("truncated.png".into(), truncated));
+    let report = client.ingest(&files, |_| {}).unwrap();
+    assert_eq!(report.added, 48);
+    assert_eq!(report.failed.len(), 2, "{:?}", report.failed);
+    assert!(report.failed.iter().any(|(n, _)| n == "truncated.png"));
+    // ingesting again adds nothing
+    let again = client.ingest(&files[..10], |_| {}).unwrap();
+    assert_eq!((again.added, again.duplicates), (0, 10));
+
+    // search a perturbed copy of image 17: it comes first
+    let (target_name, target_bytes) = files[17].clone();
+    let query = perturbed_png(&target_bytes);
+    let (matches, timing) = client
+        .search(&query, "query.png", 5, RankRule::ChannelTriple)
+        .unwrap();
+    assert_eq!(matches[0].name, target_name);
+    assert!(timing.server_s > 0.0 && timing.up_bytes > 0 && timing.down_bytes > 0);
+    let (whole, _) = client
+        .search(&query, "query.png", 5, RankRule::WholeCosine)
+        .unwrap();
+    assert_eq!(whole[0].name, target_name);
+
+    // fetch: the original file, byte for byte
+    let fetched = client.fetch(&[matches[0].id]).unwrap();
+    assert_eq!(fetched, vec![(matches[0].id, target_bytes.clone())]);
+
+    // a second collection's token is refused on the first collection's data, everywhere
+    let other = Client::create(&ks, &remote, "other").unwrap();
+    let intruder = remote.with_token(&other);
+    let nobody = remote.with_token("0000");
+    for r in [&intruder, &nobody, &remote] {
+        expect_status(r.info("photos"), 401);
+        expect_status(r.images("photos"), 401);
+        expect_status(r.payloads("photos", &[matches[0].id]), 401);
+        expect_status(r.delete("photos", &[matches[0].id]), 401);
+        expect_status(r.search("photos", &[vec![], vec![], vec![]]), 401);
+        let empty = AppendSegment {
+            layout: vec![],
+            ciphertexts: [vec![], vec![], vec![]],
+            images: vec![],
+            galois_keys: vec![],
+        };
+        expect_status(r.append("photos", &empty), 401);
+    }
+    // and the other collection cannot reach the first one's images through its own name
+    assert!(
+        intruder
+            .payloads("other", &[matches[0].id])
+            .unwrap()
+            .is_empty()
+    );
+
+    // delete, search again: the deleted image is absent
+    assert_eq!(client.delete(&[matches[0].id]).unwrap(), 1);
+    let (after, _) = client
+        .search(&query, "query.png", 5, RankRule::ChannelTriple)
+        .unwrap();
+    assert!(after.iter().all(|m| m.id != matches[0].id));
+    assert!(client.fetch(&[matches[0].id]).unwrap().is_empty());
+
+    // bad bodies: 4xx, and the server keeps serving
+    let authed = remote.with_token(&token);
+    expect_status(
+        authed.search("photos", &[vec![1, 2, 3], vec![], vec![]]),
+        400,
+    );
+    let mut bad_query = wire::encode_search(&[vec![], vec![], vec![]]);
+    bad_query[10] ^= 1;
+    let raw = reqwest::blocking::Client::new()
+        .post(format!("{}/v1/collections/photos/search", server.url))
+        .bearer_auth(&token)
+        .body(bad_query)
+        .send()
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 400);
+    let huge = vec![0u8; 17 << 20];
+    let raw = reqwest::blocking::Client::new()
+        .post(format!("{}/v1/collections/photos/search", server.url))
+        .bearer_auth(&token)
+        .body(huge)
+        .send()
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 413);
+    let (still, _) = client
+        .search(&query, "query.png", 5, RankRule::ChannelTriple)
+        .unwrap();
+    assert_same_results(&still, &after);
+
+    // restart on the same file: same results
+    drop(client);
+    drop(server);
+    let server = TestServer::start(&db);
+    let remote = Remote::new(&server.url).unwrap();
+    let client = Client::new(ks, remote.with_token(&token), "photos").unwrap();
+    let (restarted, _) = client
+        .search(&query, "query.png", 5, RankRule::ChannelTriple)
+        .unwrap();
+    assert_same_results(&restarted, &after);
+}
+
+#[test]
+fn ckks_end_to_end_over_http() {
+    run("ckks-8192");
+}
+
+#[test]
+fn bfv_end_to_end_over_http() {
+    run("bfv-8192");
+}
