@@ -1,11 +1,18 @@
-//! `blindsight demo`: zero-setup end to end on images shipped inside the binary's crates.
-//! For each scheme it encrypts a gallery of about a thousand Twemoji images, searches for
-//! perturbed copies of three of them, and prints the ranked matches and the timings.
+//! `blindsight demo`: zero-setup end to end, on images shipped inside a crate (no network).
+//! For each scheme, in a temporary directory: a keystore, an SQLite store, the server on a
+//! loopback port, a collection of about a thousand Twemoji images ingested over HTTP, then
+//! searches for perturbed copies of three of them, with ranked results and timings, and the
+//! decrypted best matches written as PNG files.
 
-use crate::errors::Result;
-use crate::images::load_embedded;
-use crate::pipeline::{AnySession, default_memory_budget};
-use blindsight_search::rank::{RankRule, top_k};
+use crate::client::Client;
+use crate::errors::{AppError, Result};
+use crate::keystore::Keystore;
+use crate::remote::Remote;
+use crate::server::{LocalServer, ServerOptions};
+use blindsight_search::rank::RankRule;
+use blindsight_search::vectors::{DEFAULT_SIDE, image_vector};
+use std::io::Cursor;
+use std::time::Instant;
 
 /// Options of `blindsight demo`.
 #[derive(Clone, Debug)]
@@ -18,46 +25,72 @@ pub struct DemoOptions {
     pub top: usize,
 }
 
+fn png_of_perturbed_copy(bytes: &[u8], name: &str) -> Result<Vec<u8>> {
+    let v = image_vector(bytes, name, DEFAULT_SIDE)?.perturbed();
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(v.to_rgb())
+        .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+        .map_err(|e| AppError::Usage(format!("encoding the query: {e}")))?;
+    Ok(out)
+}
+
 /// Runs the demo, printing to stdout.
 pub fn run(opts: &DemoOptions) -> Result<()> {
-    let gallery = load_embedded(opts.count, 64)?;
-    let vectors: Vec<_> = gallery.iter().map(|g| g.vector.clone()).collect();
+    let files: Vec<(String, Vec<u8>)> = blindsight_testdata::first(opts.count)
+        .iter()
+        .map(|e| (e.name.to_string(), e.png.to_vec()))
+        .collect();
+    let dir = std::env::temp_dir().join(format!("blindsight-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| AppError::io(&dir, e))?;
     println!(
-        "blindsight demo: {} Twemoji images, 64×64 RGB, searched under encryption\n",
-        gallery.len()
+        "blindsight demo: {} Twemoji images (64×64 RGB), encrypted, stored in SQLite, searched over HTTP\nworking directory: {}\n",
+        files.len(),
+        dir.display()
     );
-    let picks = [gallery.len() / 7, gallery.len() / 2, gallery.len() * 9 / 10];
+    let picks = [files.len() / 7, files.len() / 2, files.len() * 9 / 10];
     for preset in &opts.presets {
-        let session = AnySession::build(preset, &vectors, 4096, default_memory_budget())?;
-        let s = session.setup();
-        println!("== {preset}: gallery of {} images encrypted", s.n);
+        let work = dir.join(preset);
+        std::fs::create_dir_all(&work).map_err(|e| AppError::io(&work, e))?;
+        let t = Instant::now();
+        let ks = Keystore::generate(preset)?;
+        ks.save(&work.join("keystore"), None)?;
+        let server = LocalServer::start(ServerOptions::new(work.join("gallery.db")))?;
+        let remote = Remote::new(server.url())?;
+        let token = Client::create(&ks, &remote, "demo")?;
+        let keygen_s = t.elapsed().as_secs_f64();
+        let client = Client::new(ks, remote.with_token(&token), "demo")?;
+        let t = Instant::now();
+        let report = client.ingest(&files, |_| {})?;
         println!(
-            "   keygen {:.2} s · encrypt {:.2} s · server load {:.2} s · {:.1} MB of ciphertexts · {:.1} MB of evaluation keys",
-            s.keygen_s,
-            s.encrypt_s,
-            s.load_s,
-            s.gallery_bytes as f64 / 1e6,
-            s.eval_key_bytes as f64 / 1e6
+            "== {preset}: server at {}, store {}",
+            server.url(),
+            work.join("gallery.db").display()
+        );
+        println!(
+            "   keys and collection {:.2} s · encrypted and ingested {} images in {:.2} s ({} skipped as duplicates)",
+            keygen_s,
+            report.added,
+            t.elapsed().as_secs_f64(),
+            report.duplicates
         );
         for &pick in &picks {
-            let q = session.query(&gallery[pick].vector.perturbed())?;
-            println!("\n   query: perturbed copy of {}", gallery[pick].name);
+            let (name, bytes) = &files[pick];
+            let query = png_of_perturbed_copy(bytes, name)?;
+            let (matches, timing) =
+                client.search(&query, "query.png", opts.top, RankRule::ChannelTriple)?;
+            println!("\n   query: perturbed copy of {name}");
             println!(
-                "   encrypt {:.3} s · server {:.3} s · decrypt {:.3} s · up {:.0} KB · down {:.0} KB · max error vs plaintext {:.1e}",
-                q.query_encrypt_s,
-                q.score_s,
-                q.decrypt_s,
-                q.query_bytes as f64 / 1e3,
-                q.response_bytes as f64 / 1e3,
-                q.max_abs_err()
+                "   encrypt {:.3} s · upload+download {:.3} s ({:.0} KB up, {:.0} KB down) · server {:.3} s · decrypt {:.3} s",
+                timing.encrypt_s,
+                timing.transfer_s,
+                timing.up_bytes as f64 / 1e3,
+                timing.down_bytes as f64 / 1e3,
+                timing.server_s,
+                timing.decrypt_s
             );
             println!("   rank  image                      cos R    cos G    cos B    whole");
-            for (rank, &i) in top_k(&q.similarities, RankRule::ChannelTriple, opts.top)
-                .iter()
-                .enumerate()
-            {
-                let sim = &q.similarities[i];
-                let mark = if gallery[i].vector == gallery[pick].vector {
+            for (rank, m) in matches.iter().enumerate() {
+                let mark = if &m.name == name {
                     "  <- the original"
                 } else {
                     ""
@@ -65,12 +98,29 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
                 println!(
                     "   {:>4}  {:<24} {:>7.4}  {:>7.4}  {:>7.4}  {:>7.4}{mark}",
                     rank + 1,
-                    gallery[i].name,
-                    sim.channel_cosines[0],
-                    sim.channel_cosines[1],
-                    sim.channel_cosines[2],
-                    sim.whole_cosine
+                    m.name,
+                    m.channel_cosines[0],
+                    m.channel_cosines[1],
+                    m.channel_cosines[2],
+                    m.whole_cosine
                 );
+            }
+            if let Some(best) = matches.first() {
+                for (_, data) in client.fetch(&[best.id])? {
+                    let path = work.join(format!("best-match-for-{}", name));
+                    std::fs::write(&path, &data).map_err(|e| AppError::io(&path, e))?;
+                    let same = &data == bytes;
+                    println!(
+                        "   decrypted best match written to {} ({} bytes{})",
+                        path.display(),
+                        data.len(),
+                        if same {
+                            ", identical to the original file"
+                        } else {
+                            ""
+                        }
+                    );
+                }
             }
         }
         println!();

@@ -5,6 +5,7 @@
 //! - [`bench`]: `blindsight bench`, the benchmark contract of DESIGN.md.
 //! - [`demo`]: `blindsight demo`.
 //! - [`client`]: create, ingest, search, fetch, delete: all the secret-key work.
+//! - [`commands`]: the CLI commands (keygen, create, ingest, search, delete, info, serve).
 //! - [`keystore`]: the client's secret material (HE secret key, payload key), mode 0600,
 //!   optionally sealed under a passphrase.
 //! - [`seal`]: image payloads sealed with XChaCha20-Poly1305.
@@ -19,6 +20,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod commands;
 pub mod demo;
 pub mod errors;
 pub mod images;

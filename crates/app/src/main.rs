@@ -1,8 +1,10 @@
 //! The `blindsight` command line.
 
 use blindsight::bench::{self, BenchOptions};
+use blindsight::commands::{self, Env};
 use blindsight::demo::{self, DemoOptions};
-use clap::{Parser, Subcommand, ValueEnum};
+use blindsight_search::rank::RankRule;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,8 +25,112 @@ enum SchemeArg {
     Ckks,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum RuleArg {
+    /// Per-channel cosine triple closest to (1, 1, 1) (the original demo's rule).
+    Triple,
+    /// Cosine of the whole RGB vectors.
+    Whole,
+}
+
+/// Where the client finds its keystore, its tokens and its server.
+#[derive(Args, Clone)]
+struct ClientArgs {
+    /// Keystore file (default: ~/.blindsight/keystore, or $BLINDSIGHT_HOME/keystore).
+    #[arg(long, global = true)]
+    keystore: Option<PathBuf>,
+    /// File holding the keystore passphrase (or set BLINDSIGHT_PASSPHRASE).
+    #[arg(long, global = true)]
+    passphrase_file: Option<PathBuf>,
+    /// Server URL; without it the server runs in-process on --db.
+    #[arg(long, global = true)]
+    server: Option<String>,
+    /// SQLite file of the in-process server (default: ~/.blindsight/gallery.db).
+    #[arg(long, global = true)]
+    db: Option<PathBuf>,
+    /// Collection name.
+    #[arg(long, global = true, default_value = "default")]
+    collection: String,
+}
+
+impl ClientArgs {
+    fn env(&self) -> Env {
+        let home = Env::default_home();
+        Env {
+            keystore: self
+                .keystore
+                .clone()
+                .unwrap_or_else(|| home.join("keystore")),
+            passphrase_file: self.passphrase_file.clone(),
+            server: self.server.clone(),
+            db: self.db.clone().unwrap_or_else(|| home.join("gallery.db")),
+            collection: self.collection.clone(),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Create the client's keystore (HE secret key and payload key), mode 0600.
+    Keygen {
+        /// Scheme.
+        #[arg(long, value_enum, default_value = "ckks")]
+        scheme: SchemeArg,
+        /// Parameter preset (default: bfv-8192 / ckks-8192).
+        #[arg(long)]
+        preset: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Create a collection on the server and upload the public evaluation keys.
+    Create {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Encrypt the images of a folder and add them to the collection.
+    Ingest {
+        /// Folder of images.
+        dir: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Search the collection for the images most similar to IMAGE.
+    Search {
+        /// Query image.
+        image: PathBuf,
+        /// Number of matches.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// Ranking rule.
+        #[arg(long, value_enum, default_value = "triple")]
+        rule: RuleArg,
+        /// Write the decrypted matches into this folder.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete images by id.
+    Delete {
+        /// Image ids (as printed by `search`).
+        ids: Vec<i64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the collection.
+    Info {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Run the server.
+    Serve {
+        /// SQLite file.
+        #[arg(long)]
+        db: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        listen: String,
+    },
     /// Encrypted search end to end on ~1000 embedded images, both schemes.
     Demo {
         /// Gallery size.
@@ -80,8 +186,31 @@ fn preset_of(scheme: SchemeArg) -> String {
     }
 }
 
-fn main() -> ExitCode {
-    let result = match Cli::parse().command {
+fn run(command: Command) -> blindsight::Result<()> {
+    match command {
+        Command::Keygen {
+            scheme,
+            preset,
+            client,
+        } => commands::keygen(&client.env(), &preset.unwrap_or_else(|| preset_of(scheme))),
+        Command::Create { client } => commands::create(&client.env()),
+        Command::Ingest { dir, client } => commands::ingest(&client.env(), &dir).map(|_| ()),
+        Command::Search {
+            image,
+            top,
+            rule,
+            out,
+            client,
+        } => {
+            let rule = match rule {
+                RuleArg::Triple => RankRule::ChannelTriple,
+                RuleArg::Whole => RankRule::WholeCosine,
+            };
+            commands::search(&client.env(), &image, top, rule, out.as_deref())
+        }
+        Command::Delete { ids, client } => commands::delete(&client.env(), &ids),
+        Command::Info { client } => commands::info(&client.env()),
+        Command::Serve { db, listen } => commands::serve(&db, &listen),
         Command::Demo { count, scheme, top } => {
             let presets = match scheme {
                 Some(s) => vec![preset_of(s)],
@@ -126,8 +255,18 @@ fn main() -> ExitCode {
                 }
             })
         }
-    };
-    match result {
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse().command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

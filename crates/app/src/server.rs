@@ -513,3 +513,73 @@ async fn delete(
     })
     .await
 }
+
+/// A server running on a loopback port in a background thread (the CLI's in-process mode,
+/// the demo, tests). Stops, letting requests finish, when dropped.
+pub struct LocalServer {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<crate::Result<()>>>,
+}
+
+impl LocalServer {
+    /// Starts a server on `127.0.0.1:0` over the database `db`.
+    pub fn start(options: ServerOptions) -> crate::Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| AppError::io("127.0.0.1:0", e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| AppError::io("listener", e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| AppError::io("listener", e))?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || -> crate::Result<()> {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| AppError::io("tokio runtime", e))?;
+            rt.block_on(async move {
+                let listener =
+                    TcpListener::from_std(listener).map_err(|e| AppError::io("listener", e))?;
+                serve(listener, options, async move {
+                    let _ = rx.await;
+                })
+                .await
+            })
+        });
+        let server = Self {
+            url: format!("http://{addr}"),
+            stop: Some(tx),
+            thread: Some(thread),
+        };
+        let remote = crate::remote::Remote::new(&server.url)?;
+        for _ in 0..200 {
+            if remote.health().is_ok() {
+                return Ok(server);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Err(AppError::Connection(format!(
+            "the in-process server at {} did not start",
+            server.url
+        )))
+    }
+
+    /// The server's base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

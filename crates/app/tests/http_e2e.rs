@@ -1,13 +1,18 @@
 //! End to end over real HTTP on 127.0.0.1: create, ingest real images, search a perturbed
 //! copy, fetch it back byte-identical, delete, search again, token isolation on every
 //! endpoint, restart on the same file; for both schemes.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 
 use blindsight::client::Client;
 use blindsight::errors::AppError;
 use blindsight::keystore::Keystore;
 use blindsight::remote::Remote;
-use blindsight::server::{ServerOptions, serve};
+use blindsight::server::{LocalServer, ServerOptions};
 use blindsight::wire::{self, AppendSegment};
 use blindsight_search::rank::RankRule;
 use blindsight_search::vectors::{DEFAULT_SIDE, image_vector};
@@ -17,55 +22,15 @@ use std::path::Path;
 /// A server on an ephemeral loopback port, stopped on drop.
 struct TestServer {
     url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: LocalServer,
 }
 
 impl TestServer {
     fn start(db: &Path) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let options = ServerOptions::new(db.to_path_buf());
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                serve(listener, options, async move {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
-        let server = Self {
-            url,
-            stop: Some(tx),
-            thread: Some(thread),
-        };
-        let remote = Remote::new(&server.url).unwrap();
-        for _ in 0..100 {
-            if remote.health().is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        server
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        let server = LocalServer::start(ServerOptions::new(db.to_path_buf())).unwrap();
+        Self {
+            url: server.url().to_string(),
+            _server: server,
         }
     }
 }

@@ -1,0 +1,314 @@
+//! The commands of the CLI, on top of [`crate::client`]. Secrets come from the keystore
+//! file (and a passphrase from a file or `BLINDSIGHT_PASSPHRASE`), collection tokens from a
+//! tokens file beside it (mode 0600). Without `--server`, the commands start the server
+//! in-process on the local SQLite file and talk to it over loopback HTTP.
+
+use crate::client::{Client, IngestReport};
+use crate::errors::{AppError, Result};
+use crate::images::list_images;
+use crate::keystore::Keystore;
+use crate::remote::Remote;
+use crate::server::{LocalServer, ServerOptions};
+use blindsight_search::rank::RankRule;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+/// Where the commands find their files and their server.
+#[derive(Clone, Debug)]
+pub struct Env {
+    /// Keystore file.
+    pub keystore: PathBuf,
+    /// File holding the passphrase of the keystore, if any.
+    pub passphrase_file: Option<PathBuf>,
+    /// Server URL (None: in-process server on `db`).
+    pub server: Option<String>,
+    /// SQLite file of the in-process server.
+    pub db: PathBuf,
+    /// Collection name.
+    pub collection: String,
+}
+
+impl Env {
+    /// The default home: `$BLINDSIGHT_HOME`, else `~/.blindsight`, else `./.blindsight`.
+    pub fn default_home() -> PathBuf {
+        if let Some(h) = std::env::var_os("BLINDSIGHT_HOME") {
+            return PathBuf::from(h);
+        }
+        std::env::var_os("HOME").map_or_else(
+            || PathBuf::from(".blindsight"),
+            |h| PathBuf::from(h).join(".blindsight"),
+        )
+    }
+
+    fn passphrase(&self) -> Result<Option<Zeroizing<String>>> {
+        if let Some(f) = &self.passphrase_file {
+            let text = Zeroizing::new(std::fs::read_to_string(f).map_err(|e| AppError::io(f, e))?);
+            return Ok(Some(Zeroizing::new(
+                text.trim_end_matches(['\n', '\r']).to_string(),
+            )));
+        }
+        Ok(std::env::var("BLINDSIGHT_PASSPHRASE")
+            .ok()
+            .map(Zeroizing::new))
+    }
+
+    fn load_keystore(&self) -> Result<Keystore> {
+        let pass = self.passphrase()?;
+        Keystore::load(&self.keystore, pass.as_deref().map(String::as_str))
+    }
+
+    fn endpoint(&self) -> String {
+        match &self.server {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite:{}",
+                std::path::absolute(&self.db)
+                    .unwrap_or_else(|_| self.db.clone())
+                    .display()
+            ),
+        }
+    }
+
+    fn tokens_path(&self) -> PathBuf {
+        let mut p = self.keystore.clone().into_os_string();
+        p.push(".tokens");
+        PathBuf::from(p)
+    }
+
+    fn token(&self) -> Result<String> {
+        let path = self.tokens_path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let endpoint = self.endpoint();
+        text.lines()
+            .filter_map(|l| {
+                let mut f = l.split('\t');
+                Some((f.next()?, f.next()?, f.next()?))
+            })
+            .filter(|(e, c, _)| *e == endpoint && *c == self.collection)
+            .map(|(_, _, t)| t.to_string())
+            .last()
+            .ok_or_else(|| AppError::Usage(format!(
+                "no token for collection `{}` at {endpoint}; run `blindsight create` first (tokens live in {})",
+                self.collection,
+                path.display()
+            )))
+    }
+
+    fn save_token(&self, token: &str) -> Result<()> {
+        let path = self.tokens_path();
+        let mut opts = std::fs::OpenOptions::new();
+        opts.append(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&path).map_err(|e| AppError::io(&path, e))?;
+        writeln!(f, "{}\t{}\t{token}", self.endpoint(), self.collection)
+            .map_err(|e| AppError::io(&path, e))
+    }
+
+    /// Connects to the server, starting it in-process when no URL was given.
+    fn connect(&self) -> Result<(Option<LocalServer>, Remote)> {
+        match &self.server {
+            Some(url) => Ok((None, Remote::new(url)?)),
+            None => {
+                if let Some(dir) = self.db.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| AppError::io(dir, e))?;
+                }
+                let server = LocalServer::start(ServerOptions::new(self.db.clone()))?;
+                let remote = Remote::new(server.url())?;
+                Ok((Some(server), remote))
+            }
+        }
+    }
+
+    fn client(&self) -> Result<(Option<LocalServer>, Client)> {
+        let keystore = self.load_keystore()?;
+        let (server, remote) = self.connect()?;
+        let token = self.token()?;
+        Ok((
+            server,
+            Client::new(keystore, remote.with_token(&token), &self.collection)?,
+        ))
+    }
+}
+
+/// `blindsight keygen`.
+pub fn keygen(env: &Env, preset: &str) -> Result<()> {
+    if let Some(dir) = env.keystore.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| AppError::io(dir, e))?;
+    }
+    let ks = Keystore::generate(preset)?;
+    let pass = env.passphrase()?;
+    ks.save(&env.keystore, pass.as_deref().map(String::as_str))?;
+    println!(
+        "wrote {} keystore {} (mode 0600{})",
+        preset,
+        env.keystore.display(),
+        if pass.is_some() {
+            ", passphrase-protected"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+/// `blindsight create`.
+pub fn create(env: &Env) -> Result<()> {
+    let ks = env.load_keystore()?;
+    let (_server, remote) = env.connect()?;
+    let token = Client::create(&ks, &remote, &env.collection)?;
+    env.save_token(&token)?;
+    println!(
+        "created collection `{}` ({}) at {}",
+        env.collection,
+        ks.preset,
+        env.endpoint()
+    );
+    Ok(())
+}
+
+/// `blindsight ingest DIR`.
+pub fn ingest(env: &Env, dir: &Path) -> Result<IngestReport> {
+    let (_server, client) = env.client()?;
+    let paths = list_images(dir)?;
+    let mut files = Vec::with_capacity(paths.len());
+    let mut unreadable = Vec::new();
+    for p in &paths {
+        let name = p
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        match std::fs::read(p) {
+            Ok(b) => files.push((name, b)),
+            Err(e) => unreadable.push((name, e.to_string())),
+        }
+    }
+    let bar = indicatif::ProgressBar::new(files.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} encrypting and uploading [{bar:30}] {pos}/{len} images",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let mut report = client.ingest(&files, |added| bar.set_position(added as u64))?;
+    bar.finish_and_clear();
+    report.failed.extend(unreadable);
+    println!(
+        "added {} images, skipped {} already present",
+        report.added, report.duplicates
+    );
+    for (name, reason) in &report.failed {
+        println!("skipped {name}: {reason}");
+    }
+    Ok(report)
+}
+
+/// `blindsight search IMAGE`.
+pub fn search(
+    env: &Env,
+    image: &Path,
+    top: usize,
+    rule: RankRule,
+    out: Option<&Path>,
+) -> Result<()> {
+    let (_server, client) = env.client()?;
+    let bytes = std::fs::read(image).map_err(|e| AppError::io(image, e))?;
+    let name = image.display().to_string();
+    let (matches, t) = client.search(&bytes, &name, top, rule)?;
+    println!(
+        "rank  id                    name                          cos R    cos G    cos B    whole"
+    );
+    for (i, m) in matches.iter().enumerate() {
+        println!(
+            "{:>4}  {:<20}  {:<28} {:>7.4}  {:>7.4}  {:>7.4}  {:>7.4}",
+            i + 1,
+            m.id,
+            m.name,
+            m.channel_cosines[0],
+            m.channel_cosines[1],
+            m.channel_cosines[2],
+            m.whole_cosine
+        );
+    }
+    println!(
+        "timing: encrypt {:.3} s · upload+download {:.3} s ({:.0} KB up, {:.0} KB down) · server {:.3} s · decrypt {:.3} s",
+        t.encrypt_s,
+        t.transfer_s,
+        t.up_bytes as f64 / 1e3,
+        t.down_bytes as f64 / 1e3,
+        t.server_s,
+        t.decrypt_s
+    );
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).map_err(|e| AppError::io(dir, e))?;
+        let ids: Vec<i64> = matches.iter().map(|m| m.id).collect();
+        let files = client.fetch(&ids)?;
+        for (rank, m) in matches.iter().enumerate() {
+            if let Some((_, data)) = files.iter().find(|(id, _)| *id == m.id) {
+                let safe: String = m
+                    .name
+                    .chars()
+                    .map(|c| if c == '/' || c == '\\' { '_' } else { c })
+                    .collect();
+                let path = dir.join(format!("{:02}-{safe}", rank + 1));
+                std::fs::write(&path, data).map_err(|e| AppError::io(&path, e))?;
+            }
+        }
+        println!(
+            "wrote {} decrypted matches to {}",
+            files.len(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// `blindsight delete ID...`.
+pub fn delete(env: &Env, ids: &[i64]) -> Result<()> {
+    let (_server, client) = env.client()?;
+    println!("deleted {} images", client.delete(ids)?);
+    Ok(())
+}
+
+/// `blindsight info`.
+pub fn info(env: &Env) -> Result<()> {
+    let (_server, remote) = env.connect()?;
+    let token = env.token()?;
+    let info = remote.with_token(&token).info(&env.collection)?;
+    for key in [
+        "collection",
+        "preset",
+        "dim",
+        "segments",
+        "images",
+        "deleted",
+    ] {
+        if let Some(v) = info.get(key) {
+            println!("{key}: {v}");
+        }
+    }
+    Ok(())
+}
+
+/// `blindsight serve`: runs until Ctrl-C, then finishes in-flight requests.
+pub fn serve(db: &Path, listen: &str) -> Result<()> {
+    let rt = tokio::runtime::Runtime::new().map_err(|e| AppError::io("tokio runtime", e))?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| AppError::io(listen, e))?;
+        println!(
+            "blindsight serving {} on http://{}",
+            db.display(),
+            listener.local_addr().map_err(|e| AppError::io(listen, e))?
+        );
+        crate::server::serve(listener, ServerOptions::new(db.to_path_buf()), async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+    })
+}
