@@ -87,7 +87,7 @@ impl Env {
             })
             .filter(|(e, c, _)| *e == endpoint && *c == self.collection)
             .map(|(_, _, t)| t.to_string())
-            .last()
+            .next_back()
             .ok_or_else(|| AppError::Usage(format!(
                 "no token for collection `{}` at {endpoint}; run `blindsight create` first (tokens live in {})",
                 self.collection,
