@@ -132,6 +132,7 @@ impl Client {
             dim: (DEFAULT_SIDE * DEFAULT_SIDE) as u64,
             relin_key: rk.to_bytes(ctx),
             galois_keys: gk.to_bytes(ctx),
+            key_id: keystore.key_id(),
         })
     }
 
@@ -335,6 +336,7 @@ impl Client {
     ) -> Result<(Vec<Match>, SearchTiming)> {
         let ctx = self.ctx();
         let mut timing = SearchTiming::default();
+        self.check_collection()?;
         let catalog = self.catalog()?;
         let t = Instant::now();
         let v = image_vector(image, name, DEFAULT_SIDE)?;

@@ -19,6 +19,22 @@ pub enum AppError {
     #[error("malformed message: {0}")]
     Malformed(String),
 
+    /// The keystore is not the one the collection was created with.
+    #[error(
+        "the keystore does not match collection `{collection}` ({preset}, created with key {expected}; \
+         this keystore is {actual}): use the keystore the collection was created with"
+    )]
+    KeyMismatch {
+        /// Collection.
+        collection: String,
+        /// Key id of the collection.
+        expected: String,
+        /// Key id of this keystore.
+        actual: String,
+        /// The collection's preset.
+        preset: String,
+    },
+
     /// The server answered with an error.
     #[error("server answered {status}: {message}")]
     Remote {

@@ -72,6 +72,19 @@ impl Keystore {
         })
     }
 
+    /// A public identifier of this secret material: a domain-separated SHA-256 of it (safe
+    /// to show the server; used to refuse a keystore that does not match a collection).
+    pub fn key_id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let sk = self.secret_key.to_bytes(&self.context);
+        let digest = Sha256::new()
+            .chain_update(b"blindsight/key-id/v1")
+            .chain_update(&self.payload_key[..])
+            .chain_update(&sk[..])
+            .finalize();
+        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Writes the keystore to `path` (mode 0600), refusing to overwrite an existing file.
     pub fn save(&self, path: &Path, passphrase: Option<&str>) -> Result<()> {
         if path.exists() {

@@ -252,15 +252,19 @@ async fn create(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Respo
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
         let hash = Sha256::digest(token.as_bytes());
-        lock(&state.store)?.create_collection(
-            &msg.name,
-            &msg.params,
-            &params.fingerprint(),
-            msg.dim as usize,
-            &msg.relin_key,
-            &msg.galois_keys,
-            &hash,
-        )?;
+        if msg.key_id.is_empty() || msg.key_id.len() > 128 {
+            return Err(AppError::Malformed("key id must be 1–128 bytes".into()).into());
+        }
+        lock(&state.store)?.create_collection(&crate::store::NewCollection {
+            name: &msg.name,
+            params: &msg.params,
+            fingerprint: &params.fingerprint(),
+            dim: msg.dim as usize,
+            relin_key: &msg.relin_key,
+            galois_keys: &msg.galois_keys,
+            token_hash: &hash,
+            key_id: &msg.key_id,
+        })?;
         tracing::info!(collection = %msg.name, preset = params.name(), "collection created");
         let body = format!(
             "{{\"collection\":{},\"token\":\"{token}\"}}",
@@ -292,9 +296,10 @@ async fn info(
         let keys = GaloisKeys::from_bytes(&ctx, &store.evaluation_keys(id)?.1)?;
         let elements: Vec<String> = keys.elements().map(|g| g.to_string()).collect();
         let body = format!(
-            "{{\"collection\":{},\"preset\":{},\"dim\":{},\"segments\":{},\"images\":{},\"deleted\":{},\"galois_elements\":[{}]}}",
+            "{{\"collection\":{},\"preset\":{},\"key_id\":{},\"dim\":{},\"segments\":{},\"images\":{},\"deleted\":{},\"galois_elements\":[{}]}}",
             json_string(&name),
             json_string(params.name()),
+            json_string(&record.key_id),
             record.dim,
             store.segments(id)?.len(),
             images.len() - deleted,

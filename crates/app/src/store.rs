@@ -22,6 +22,7 @@ CREATE TABLE collections (
     relin_key   BLOB NOT NULL,
     galois_keys BLOB NOT NULL,
     token_hash  BLOB NOT NULL,
+    key_id      TEXT NOT NULL,
     created_at  INTEGER NOT NULL
 );
 CREATE TABLE segments (
@@ -69,6 +70,29 @@ pub struct CollectionRecord {
     pub dim: usize,
     /// SHA-256 of the bearer token.
     pub token_hash: Vec<u8>,
+    /// Identifier of the client key the collection was made with (a hash, not a secret).
+    pub key_id: String,
+}
+
+/// A collection to create.
+#[derive(Clone, Copy, Debug)]
+pub struct NewCollection<'a> {
+    /// Unique name.
+    pub name: &'a str,
+    /// Serialized parameter set.
+    pub params: &'a [u8],
+    /// Parameter fingerprint.
+    pub fingerprint: &'a [u8],
+    /// Values per channel.
+    pub dim: usize,
+    /// Relinearization key envelope.
+    pub relin_key: &'a [u8],
+    /// Galois keys envelope.
+    pub galois_keys: &'a [u8],
+    /// SHA-256 of the bearer token.
+    pub token_hash: &'a [u8],
+    /// Identifier of the client key.
+    pub key_id: &'a str,
 }
 
 /// One image of an ingest batch, as the server receives it.
@@ -160,20 +184,17 @@ impl Store {
     }
 
     /// Creates a collection; its name must be new.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one row of the collections table"
-    )]
-    pub fn create_collection(
-        &mut self,
-        name: &str,
-        params: &[u8],
-        fingerprint: &[u8],
-        dim: usize,
-        relin_key: &[u8],
-        galois_keys: &[u8],
-        token_hash: &[u8],
-    ) -> Result<i64> {
+    pub fn create_collection(&mut self, c: &NewCollection<'_>) -> Result<i64> {
+        let NewCollection {
+            name,
+            params,
+            fingerprint,
+            dim,
+            relin_key,
+            galois_keys,
+            token_hash,
+            key_id,
+        } = *c;
         let tx = self.conn.transaction()?;
         let exists: Option<i64> = tx
             .query_row("SELECT id FROM collections WHERE name = ?1", [name], |r| {
@@ -187,9 +208,9 @@ impl Store {
             });
         }
         tx.execute(
-            "INSERT INTO collections (name, params, fingerprint, dim, relin_key, galois_keys, token_hash, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![name, params, fingerprint, dim as i64, relin_key, galois_keys, token_hash, now()],
+            "INSERT INTO collections (name, params, fingerprint, dim, relin_key, galois_keys, token_hash, key_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![name, params, fingerprint, dim as i64, relin_key, galois_keys, token_hash, key_id, now()],
         )?;
         let id = tx.last_insert_rowid();
         tx.commit()?;
@@ -200,7 +221,7 @@ impl Store {
     pub fn collection(&self, name: &str) -> Result<CollectionRecord> {
         self.conn
             .query_row(
-                "SELECT id, name, params, fingerprint, dim, token_hash FROM collections WHERE name = ?1",
+                "SELECT id, name, params, fingerprint, dim, token_hash, key_id FROM collections WHERE name = ?1",
                 [name],
                 |r| {
                     Ok(CollectionRecord {
@@ -210,6 +231,7 @@ impl Store {
                         fingerprint: r.get(3)?,
                         dim: r.get::<_, i64>(4)? as usize,
                         token_hash: r.get(5)?,
+                        key_id: r.get(6)?,
                     })
                 },
             )
@@ -390,10 +412,21 @@ mod tests {
         (cts, images)
     }
 
+    fn new_collection(name: &str) -> NewCollection<'_> {
+        NewCollection {
+            name,
+            params: b"params",
+            fingerprint: b"fp",
+            dim: 4096,
+            relin_key: b"rk",
+            galois_keys: b"gk",
+            token_hash: b"hash",
+            key_id: "k1",
+        }
+    }
+
     fn collection(store: &mut Store, name: &str) -> i64 {
-        store
-            .create_collection(name, b"params", b"fp", 4096, b"rk", b"gk", b"hash")
-            .unwrap()
+        store.create_collection(&new_collection(name)).unwrap()
     }
 
     #[test]
@@ -408,7 +441,7 @@ mod tests {
             let seg = s.append_segment(c, b"layout", &cts, &images, None).unwrap();
             assert_eq!(s.segment_ciphertexts(seg).unwrap(), cts);
             assert!(matches!(
-                s.create_collection("photos", b"", b"", 1, b"", b"", b""),
+                s.create_collection(&new_collection("photos")),
                 Err(AppError::AlreadyExists { .. })
             ));
         }

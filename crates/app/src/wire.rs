@@ -166,6 +166,8 @@ pub struct CreateCollection {
     pub relin_key: Vec<u8>,
     /// Galois keys envelope.
     pub galois_keys: Vec<u8>,
+    /// Identifier of the client key (a hash, not a secret).
+    pub key_id: String,
 }
 
 impl CreateCollection {
@@ -176,7 +178,8 @@ impl CreateCollection {
             .bytes(&self.params)
             .u64(self.dim)
             .bytes(&self.relin_key)
-            .bytes(&self.galois_keys);
+            .bytes(&self.galois_keys)
+            .bytes(self.key_id.as_bytes());
         w.finish()
     }
     /// Decodes the message.
@@ -190,6 +193,8 @@ impl CreateCollection {
             dim: r.u64()?,
             relin_key: r.bytes()?.to_vec(),
             galois_keys: r.bytes()?.to_vec(),
+            key_id: String::from_utf8(r.bytes()?.to_vec())
+                .map_err(|_| malformed("key id is not UTF-8"))?,
         };
         r.finish()?;
         Ok(msg)
@@ -441,6 +446,7 @@ mod tests {
             dim: 4096,
             relin_key: vec![2],
             galois_keys: vec![3],
+            key_id: "k".into(),
         };
         assert_eq!(CreateCollection::decode(&c.encode()).unwrap(), c);
         let q = [vec![1u8], vec![2, 2], vec![]];
