@@ -165,18 +165,24 @@ impl Client {
         &self.keystore.context
     }
 
-    /// Checks that the collection was made for this keystore's parameter set.
+    /// Checks that the collection was made with this keystore.
     pub fn check_collection(&self) -> Result<()> {
         let info = self.remote.info(&self.collection)?;
-        let preset = info
-            .get("preset")
+        let key_id = info
+            .get("key_id")
             .and_then(|p| p.as_str())
             .unwrap_or_default();
-        if preset != self.keystore.preset {
-            return Err(AppError::Usage(format!(
-                "collection `{}` uses {preset}, but the keystore holds a {} key",
-                self.collection, self.keystore.preset
-            )));
+        if key_id != self.keystore.key_id() {
+            let preset = info
+                .get("preset")
+                .and_then(|p| p.as_str())
+                .unwrap_or_default();
+            return Err(AppError::KeyMismatch {
+                collection: self.collection.clone(),
+                expected: key_id.to_string(),
+                actual: self.keystore.key_id(),
+                preset: preset.to_string(),
+            });
         }
         Ok(())
     }
