@@ -156,9 +156,24 @@ pub fn keygen(env: &Env, preset: &str) -> Result<()> {
     Ok(())
 }
 
-/// `blindsight create`.
-pub fn create(env: &Env) -> Result<()> {
+/// `blindsight create [--scheme S]`: creates the keystore first if there is none (for
+/// `preset`), and refuses a keystore of another scheme.
+pub fn create(env: &Env, preset: Option<&str>) -> Result<()> {
+    if let Some(p) = preset
+        && !env.keystore.exists()
+    {
+        keygen(env, p)?;
+    }
     let ks = env.load_keystore()?;
+    if let Some(p) = preset
+        && ks.preset != p
+    {
+        return Err(AppError::Usage(format!(
+            "the keystore {} holds a {} key, not {p}; use another --keystore",
+            env.keystore.display(),
+            ks.preset
+        )));
+    }
     let (_server, remote) = env.connect()?;
     let token = Client::create(&ks, &remote, &env.collection)?;
     env.save_token(&token)?;

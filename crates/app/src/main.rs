@@ -82,8 +82,15 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Create a collection on the server and upload the public evaluation keys.
+    /// Create a collection on the server and upload the public evaluation keys (and the
+    /// keystore first, if there is none).
     Create {
+        /// Scheme (default: the keystore's).
+        #[arg(long, value_enum)]
+        scheme: Option<SchemeArg>,
+        /// Parameter preset (default: bfv-8192 / ckks-8192 for --scheme).
+        #[arg(long)]
+        preset: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -193,7 +200,14 @@ fn run(command: Command) -> blindsight::Result<()> {
             preset,
             client,
         } => commands::keygen(&client.env(), &preset.unwrap_or_else(|| preset_of(scheme))),
-        Command::Create { client } => commands::create(&client.env()),
+        Command::Create {
+            scheme,
+            preset,
+            client,
+        } => {
+            let preset = preset.or_else(|| scheme.map(preset_of));
+            commands::create(&client.env(), preset.as_deref())
+        }
         Command::Ingest { dir, client } => commands::ingest(&client.env(), &dir).map(|_| ()),
         Command::Search {
             image,

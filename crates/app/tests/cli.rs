@@ -227,3 +227,39 @@ fn an_ingest_killed_mid_batch_leaves_a_consistent_store() {
         "{again}"
     );
 }
+
+#[test]
+fn create_with_a_scheme_makes_the_keystore_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let out = ok(
+        &home,
+        &["create", "--scheme", "ckks", "--collection", "pics"],
+    );
+    assert!(
+        out.contains("wrote ckks-8192 keystore") && out.contains("created collection `pics`"),
+        "{out}"
+    );
+    fails_with(
+        &home,
+        &["create", "--scheme", "bfv", "--collection", "more"],
+        "holds a ckks-8192 key",
+    );
+    let imgs = tmp.path().join("imgs");
+    write_images(&imgs, 5);
+    let out = ok(
+        &home,
+        &["ingest", imgs.to_str().unwrap(), "--collection", "pics"],
+    );
+    assert!(out.contains("added 5 images"), "{out}");
+    let info = ok(&home, &["info", "--collection", "pics"]);
+    assert!(
+        info.contains("preset: \"ckks-8192\"") && info.contains("images: 5"),
+        "{info}"
+    );
+    fails_with(
+        &home,
+        &["info", "--collection", "nope"],
+        "no token for collection `nope`",
+    );
+}

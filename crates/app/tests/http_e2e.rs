@@ -167,6 +167,50 @@ fn run(preset: &str) {
         .send()
         .unwrap();
     assert_eq!(raw.status().as_u16(), 400);
+    // a truncated ciphertext, and ciphertexts of another parameter set, in well-formed frames
+    let other_ctx = blindsight_he::Context::preset(if preset.starts_with("bfv") {
+        "ckks-8192"
+    } else {
+        "bfv-8192"
+    })
+    .unwrap();
+    let other_sk = blindsight_he::SecretKey::generate(&other_ctx).unwrap();
+    let foreign_pt = match other_ctx.scheme() {
+        blindsight_he::Scheme::Bfv => blindsight_he::BfvEncoder::new(&other_ctx)
+            .unwrap()
+            .encode(&[1, 2, 3])
+            .unwrap(),
+        _ => {
+            let e = blindsight_he::CkksEncoder::new(&other_ctx).unwrap();
+            e.encode(&[0.5], e.default_scale(), other_ctx.max_level())
+                .unwrap()
+        }
+    };
+    let foreign = blindsight_he::Serializable::to_bytes(
+        &other_sk.encrypt(&other_ctx, &foreign_pt).unwrap(),
+        &other_ctx,
+    );
+    expect_status(
+        authed.search(
+            "photos",
+            &[foreign.clone(), foreign.clone(), foreign.clone()],
+        ),
+        400,
+    );
+    let truncated_ct = foreign[..foreign.len() / 2].to_vec();
+    expect_status(
+        authed.search(
+            "photos",
+            &[truncated_ct.clone(), truncated_ct.clone(), truncated_ct],
+        ),
+        400,
+    );
+    let mut flipped = foreign.clone();
+    flipped[200] ^= 4;
+    expect_status(
+        authed.search("photos", &[flipped.clone(), flipped.clone(), flipped]),
+        400,
+    );
     let huge = vec![0u8; 17 << 20];
     let raw = reqwest::blocking::Client::new()
         .post(format!("{}/v1/collections/photos/search", server.url))
