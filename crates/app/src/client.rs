@@ -70,10 +70,12 @@ pub struct Match {
 pub struct SearchTiming {
     /// Query encryption.
     pub encrypt_s: f64,
-    /// Upload and download (request time minus server time).
-    pub transfer_s: f64,
+    /// Upload of the query.
+    pub upload_s: f64,
     /// Server.
     pub server_s: f64,
+    /// Download of the response.
+    pub download_s: f64,
     /// Decryption and ranking.
     pub decrypt_s: f64,
     /// Query bytes sent.
@@ -355,11 +357,10 @@ impl Client {
         let q = cts.map(|ct| ct.to_bytes(ctx));
         timing.up_bytes = q.iter().map(Vec::len).sum();
         timing.encrypt_s = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let (resp, server_s) = self.remote.search(&self.collection, &q)?;
-        let request_s = t.elapsed().as_secs_f64();
-        timing.server_s = server_s.unwrap_or(0.0);
-        timing.transfer_s = (request_s - timing.server_s).max(0.0);
+        let (resp, request) = self.remote.search(&self.collection, &q)?;
+        timing.upload_s = request.upload_s;
+        timing.server_s = request.server_s;
+        timing.download_s = request.download_s;
         let t = Instant::now();
         let mut found = Vec::new();
         for seg in &resp {

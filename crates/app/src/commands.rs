@@ -250,12 +250,13 @@ pub fn search(
         );
     }
     println!(
-        "timing: encrypt {:.3} s · upload+download {:.3} s ({:.0} KB up, {:.0} KB down) · server {:.3} s · decrypt {:.3} s",
+        "timing: encrypt {:.3} s · upload {:.3} s ({:.0} KB) · server {:.3} s · download {:.3} s ({:.0} KB) · decrypt {:.3} s",
         t.encrypt_s,
-        t.transfer_s,
+        t.upload_s,
         t.up_bytes as f64 / 1e3,
-        t.down_bytes as f64 / 1e3,
         t.server_s,
+        t.download_s,
+        t.down_bytes as f64 / 1e3,
         t.decrypt_s
     );
     if let Some(dir) = out {

@@ -80,12 +80,13 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
                 client.search(&query, "query.png", opts.top, RankRule::ChannelTriple)?;
             println!("\n   query: perturbed copy of {name}");
             println!(
-                "   encrypt {:.3} s · upload+download {:.3} s ({:.0} KB up, {:.0} KB down) · server {:.3} s · decrypt {:.3} s",
+                "   encrypt {:.3} s · upload {:.3} s ({:.0} KB) · server {:.3} s · download {:.3} s ({:.0} KB) · decrypt {:.3} s",
                 timing.encrypt_s,
-                timing.transfer_s,
+                timing.upload_s,
                 timing.up_bytes as f64 / 1e3,
-                timing.down_bytes as f64 / 1e3,
                 timing.server_s,
+                timing.download_s,
+                timing.down_bytes as f64 / 1e3,
                 timing.decrypt_s
             );
             println!("   rank  image                      cos R    cos G    cos B    whole");

@@ -14,6 +14,17 @@ pub struct Remote {
     token: Option<String>,
 }
 
+/// Where the time of a request went (seconds).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RequestTiming {
+    /// Sending the request (and everything before the server started).
+    pub upload_s: f64,
+    /// The server's own time, as it reports it.
+    pub server_s: f64,
+    /// Receiving the response body.
+    pub download_s: f64,
+}
+
 /// A JSON answer of the server, as text.
 pub type Json = serde_json::Value;
 
@@ -127,21 +138,30 @@ impl Remote {
             .ok_or_else(|| AppError::Malformed("no segment in the answer".into()))
     }
 
-    /// Searches; returns the encrypted scores and the server's time in seconds.
+    /// Searches; returns the encrypted scores and where the time went.
     pub fn search(
         &self,
         collection: &str,
         query: &[Vec<u8>; 3],
-    ) -> Result<(SearchResponse, Option<f64>)> {
+    ) -> Result<(SearchResponse, RequestTiming)> {
         let url = self.url(&format!("/v1/collections/{collection}/search"));
+        let started = std::time::Instant::now();
         let resp = self.send(self.http.post(url).body(wire::encode_search(query)))?;
+        // `send` returns once the response head is in: the upload and the server are done.
+        let head_s = started.elapsed().as_secs_f64();
         let server_s = resp
             .headers()
             .get("x-blindsight-server-ms")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<f64>().ok())
-            .map(|ms| ms / 1000.0);
-        Ok((wire::decode_search_response(&Self::bytes(resp)?)?, server_s))
+            .map_or(0.0, |ms| ms / 1000.0);
+        let body = Self::bytes(resp)?;
+        let timing = RequestTiming {
+            upload_s: (head_s - server_s).max(0.0),
+            server_s,
+            download_s: started.elapsed().as_secs_f64() - head_s,
+        };
+        Ok((wire::decode_search_response(&body)?, timing))
     }
 
     /// Sealed payloads of the given images.
