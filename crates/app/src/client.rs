@@ -90,6 +90,22 @@ type Candidate = (usize, EncodedImage, Vec<u8>);
 /// Live images by their place (segment, position): id, name, norms.
 type Catalog = HashMap<(i64, usize), (i64, String, ImageNorms)>;
 
+impl std::fmt::Display for SearchTiming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "encrypt {:.3} s · upload {:.3} s ({:.0} KB) · server {:.3} s · download {:.3} s ({:.0} KB) · decrypt {:.3} s",
+            self.encrypt_s,
+            self.upload_s,
+            self.up_bytes as f64 / 1e3,
+            self.server_s,
+            self.download_s,
+            self.down_bytes as f64 / 1e3,
+            self.decrypt_s
+        )
+    }
+}
+
 fn hmac_sha256(key: &[u8; 32], data: &[u8]) -> Vec<u8> {
     let mut k = [0u8; 64];
     k[..32].copy_from_slice(key);

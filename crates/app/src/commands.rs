@@ -249,16 +249,7 @@ pub fn search(
             m.whole_cosine
         );
     }
-    println!(
-        "timing: encrypt {:.3} s · upload {:.3} s ({:.0} KB) · server {:.3} s · download {:.3} s ({:.0} KB) · decrypt {:.3} s",
-        t.encrypt_s,
-        t.upload_s,
-        t.up_bytes as f64 / 1e3,
-        t.server_s,
-        t.download_s,
-        t.down_bytes as f64 / 1e3,
-        t.decrypt_s
-    );
+    println!("timing: {t}");
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).map_err(|e| AppError::io(dir, e))?;
         let ids: Vec<i64> = matches.iter().map(|m| m.id).collect();

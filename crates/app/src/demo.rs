@@ -79,16 +79,7 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
             let (matches, timing) =
                 client.search(&query, "query.png", opts.top, RankRule::ChannelTriple)?;
             println!("\n   query: perturbed copy of {name}");
-            println!(
-                "   encrypt {:.3} s · upload {:.3} s ({:.0} KB) · server {:.3} s · download {:.3} s ({:.0} KB) · decrypt {:.3} s",
-                timing.encrypt_s,
-                timing.upload_s,
-                timing.up_bytes as f64 / 1e3,
-                timing.server_s,
-                timing.download_s,
-                timing.down_bytes as f64 / 1e3,
-                timing.decrypt_s
-            );
+            println!("   {timing}");
             println!("   rank  image                      cos R    cos G    cos B    whole");
             for (rank, m) in matches.iter().enumerate() {
                 let mark = if &m.name == name {

@@ -408,29 +408,13 @@ fn collection(state: &AppState, name: &str, id: i64) -> Result<Arc<Collection>, 
         let blobs = lock(&state.store)?.segment_ciphertexts(*seg_id)?;
         let seg = if resident {
             PreparedSegment::load(&*ev, layout, |c, k| {
-                let b = blobs[c].get(k).ok_or_else(|| {
-                    blindsight_search::SearchError::CiphertextCount {
-                        what: "stored ciphertexts",
-                        expected: layout.ciphertexts_per_channel(),
-                        actual: blobs[c].len(),
-                    }
-                })?;
-                Ok(Ciphertext::from_bytes(&ctx, b)?)
+                stored_ciphertext(&ctx, &layout, &blobs, c, k)
             })?
         } else {
             let ctx = ctx.clone();
             PreparedSegment::streamed(
                 layout,
-                Box::new(move |c, k| {
-                    let b = blobs[c].get(k).ok_or_else(|| {
-                        blindsight_search::SearchError::CiphertextCount {
-                            what: "stored ciphertexts",
-                            expected: layout.ciphertexts_per_channel(),
-                            actual: blobs[c].len(),
-                        }
-                    })?;
-                    Ok(Ciphertext::from_bytes(&ctx, b)?)
-                }),
+                Box::new(move |c, k| stored_ciphertext(&ctx, &layout, &blobs, c, k)),
             )
         };
         prepared.push((*seg_id, seg));
@@ -444,6 +428,24 @@ fn collection(state: &AppState, name: &str, id: i64) -> Result<Arc<Collection>, 
     lock(&state.cache)?.insert(name.to_string(), c.clone());
     tracing::info!(collection = %name, segments = c.segments.len(), resident, ms = started.elapsed().as_millis() as u64, "collection loaded");
     Ok(c)
+}
+
+/// Ciphertext `k` of channel `c` of a stored segment.
+fn stored_ciphertext(
+    ctx: &Context,
+    layout: &Layout,
+    blobs: &[Vec<Vec<u8>>; 3],
+    c: usize,
+    k: usize,
+) -> blindsight_search::Result<Ciphertext> {
+    let b = blobs[c]
+        .get(k)
+        .ok_or_else(|| blindsight_search::SearchError::CiphertextCount {
+            what: "stored ciphertexts",
+            expected: layout.ciphertexts_per_channel(),
+            actual: blobs[c].len(),
+        })?;
+    Ok(Ciphertext::from_bytes(ctx, b)?)
 }
 
 async fn search(
