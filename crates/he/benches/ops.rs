@@ -102,7 +102,25 @@ fn bench_scheme(c: &mut Criterion, s: &Setup) {
     g.bench_function("keygen_one_galois", |b| {
         b.iter(|| GaloisKeys::generate(ctx, &s.sk, &[1], false).unwrap())
     });
-    g.bench_function("encode", |b| b.iter(|| encode(ctx, black_box(3))));
+    match ctx.scheme() {
+        Scheme::Bfv => {
+            let e = BfvEncoder::new(ctx).unwrap();
+            let v: Vec<u64> = (0..ctx.degree() as u64).map(|i| (i * 3) % 256).collect();
+            g.bench_function("encode", |b| b.iter(|| e.encode(black_box(&v)).unwrap()));
+        }
+        _ => {
+            let e = CkksEncoder::new(ctx).unwrap();
+            let v: Vec<f64> = (0..ctx.slots())
+                .map(|i| ((i * 3) % 256) as f64 / 256.0)
+                .collect();
+            g.bench_function("encode", |b| {
+                b.iter(|| {
+                    e.encode(black_box(&v), e.default_scale(), ctx.max_level())
+                        .unwrap()
+                })
+            });
+        }
+    }
     g.bench_function("encrypt_sk", |b| {
         b.iter(|| s.sk.encrypt(ctx, &s.pt).unwrap())
     });
