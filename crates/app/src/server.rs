@@ -336,6 +336,14 @@ async fn append(
         let msg = AppendSegment::decode(&body)?;
         let ctx = context_of(&state, &name)?;
         let layout = Layout::from_bytes(&msg.layout)?;
+        if msg.images.len() != layout.count {
+            return Err(AppError::Malformed(format!(
+                "the layout holds {} images but the batch has {}",
+                layout.count,
+                msg.images.len()
+            ))
+            .into());
+        }
         let expected = layout.ciphertexts_per_channel();
         for ch in &msg.ciphertexts {
             if ch.len() != expected {
