@@ -211,6 +211,21 @@ fn run(preset: &str) {
         authed.search("photos", &[flipped.clone(), flipped.clone(), flipped]),
         400,
     );
+    // an ingest batch inconsistent with its own layout is refused, nothing is stored
+    let shape = blindsight_search::slots::SlotShape {
+        rows: 1,
+        row_len: 4096,
+    };
+    let layout = blindsight_search::Layout::new(5, 4096, 2048, shape)
+        .unwrap()
+        .to_bytes();
+    let bogus = AppendSegment {
+        layout,
+        ciphertexts: [vec![], vec![], vec![]],
+        images: vec![],
+        galois_keys: vec![],
+    };
+    expect_status(authed.append("photos", &bogus), 400);
     let huge = vec![0u8; 17 << 20];
     let raw = reqwest::blocking::Client::new()
         .post(format!("{}/v1/collections/photos/search", server.url))
