@@ -248,12 +248,7 @@ impl Client {
                 }
             }
         }
-        let info = self.remote.info(&self.collection)?;
-        let mut elements: HashSet<u64> = info
-            .get("galois_elements")
-            .and_then(|e| e.as_array())
-            .map(|a| a.iter().filter_map(|g| g.as_u64()).collect())
-            .unwrap_or_default();
+        let mut elements = self.galois_elements()?;
         for chunk in todo.chunks(BATCH) {
             let msg = self.batch(files, chunk, &mut elements)?;
             self.remote.append(&self.collection, &msg)?;
@@ -269,29 +264,6 @@ impl Client {
         chunk: &[(usize, EncodedImage, Vec<u8>)],
         elements: &mut HashSet<u64>,
     ) -> Result<AppendSegment> {
-        let ctx = self.ctx();
-        let vectors = [0, 1, 2].map(|c| {
-            chunk
-                .iter()
-                .map(|(_, e, _)| e.channels[c].values.clone())
-                .collect()
-        });
-        let (layout, ciphertexts) = match &self.cipher {
-            AnyCipher::Bfv(c) => encrypt_bytes(c, ctx, &vectors)?,
-            AnyCipher::Ckks(c) => encrypt_bytes(c, ctx, &vectors)?,
-        };
-        let needed: Vec<i64> = layout
-            .galois_steps()
-            .into_iter()
-            .filter(|&s| !elements.contains(&ctx.galois_element(s)))
-            .collect();
-        let galois_keys = if needed.is_empty() {
-            Vec::new()
-        } else {
-            let gk = GaloisKeys::generate(ctx, &self.keystore.secret_key, &needed, false)?;
-            elements.extend(gk.elements());
-            gk.to_bytes(ctx)
-        };
         let images = chunk
             .iter()
             .enumerate()
@@ -321,12 +293,122 @@ impl Client {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let encoded: Vec<&EncodedImage> = chunk.iter().map(|(_, e, _)| e).collect();
+        self.segment_message(&encoded, images, elements)
+    }
+
+    /// An ingest batch: `encoded[k]` is the image of `images[k]` (position `k`).
+    fn segment_message(
+        &self,
+        encoded: &[&EncodedImage],
+        images: Vec<ImageRecord>,
+        elements: &mut HashSet<u64>,
+    ) -> Result<AppendSegment> {
+        let ctx = self.ctx();
+        let vectors = [0, 1, 2].map(|c| {
+            encoded
+                .iter()
+                .map(|e| e.channels[c].values.clone())
+                .collect()
+        });
+        let (layout, ciphertexts) = match &self.cipher {
+            AnyCipher::Bfv(c) => encrypt_bytes(c, ctx, &vectors)?,
+            AnyCipher::Ckks(c) => encrypt_bytes(c, ctx, &vectors)?,
+        };
+        let needed: Vec<i64> = layout
+            .galois_steps()
+            .into_iter()
+            .filter(|&s| !elements.contains(&ctx.galois_element(s)))
+            .collect();
+        let galois_keys = if needed.is_empty() {
+            Vec::new()
+        } else {
+            let gk = GaloisKeys::generate(ctx, &self.keystore.secret_key, &needed, false)?;
+            elements.extend(gk.elements());
+            gk.to_bytes(ctx)
+        };
         Ok(AppendSegment {
             layout: layout.to_bytes(),
             ciphertexts,
             images,
             galois_keys,
         })
+    }
+
+    fn galois_elements(&self) -> Result<HashSet<u64>> {
+        let info = self.remote.info(&self.collection)?;
+        Ok(info
+            .get("galois_elements")
+            .and_then(|e| e.as_array())
+            .map(|a| a.iter().filter_map(|g| g.as_u64()).collect())
+            .unwrap_or_default())
+    }
+
+    /// Rebuilds every segment holding deleted images from its live images (fetched,
+    /// decrypted and re-encrypted here, ids and sealed data kept), one segment per
+    /// transaction on the server. Returns (segments rebuilt, deleted images purged).
+    pub fn compact(&self) -> Result<(usize, usize)> {
+        self.check_collection()?;
+        let entries = self.remote.images(&self.collection)?;
+        let mut by_segment: std::collections::BTreeMap<i64, Vec<&crate::store::ImageEntry>> =
+            Default::default();
+        for e in &entries {
+            by_segment.entry(e.segment_id).or_default().push(e);
+        }
+        let mut elements = self.galois_elements()?;
+        let (mut rebuilt, mut purged) = (0, 0);
+        for (segment, mut images) in by_segment {
+            if !images.iter().any(|e| e.deleted) {
+                continue;
+            }
+            purged += images.iter().filter(|e| e.deleted).count();
+            images.retain(|e| !e.deleted);
+            images.sort_by_key(|e| e.position);
+            let batch = if images.is_empty() {
+                None
+            } else {
+                let ids: Vec<i64> = images.iter().map(|e| e.id).collect();
+                let sealed: HashMap<i64, Vec<u8>> = self
+                    .remote
+                    .payloads(&self.collection, &ids)?
+                    .into_iter()
+                    .collect();
+                let mut encoded = Vec::with_capacity(images.len());
+                let mut records = Vec::with_capacity(images.len());
+                for (position, e) in images.iter().enumerate() {
+                    let payload = sealed.get(&e.id).ok_or_else(|| AppError::NotFound {
+                        what: "image payload",
+                        name: e.id.to_string(),
+                    })?;
+                    let file = seal::open(
+                        &self.keystore.payload_key,
+                        &self.collection,
+                        e.id as u64,
+                        payload,
+                    )?;
+                    let v = image_vector(&file, &e.id.to_string(), DEFAULT_SIDE)?;
+                    encoded.push(EncodedImage::new(&self.encoding, &v.channels));
+                    records.push(ImageRecord {
+                        id: e.id,
+                        position,
+                        tag: e.tag.clone(),
+                        meta: e.meta.clone(),
+                        payload: payload.clone(),
+                    });
+                }
+                let refs: Vec<&EncodedImage> = encoded.iter().collect();
+                Some(self.segment_message(&refs, records, &mut elements)?)
+            };
+            self.remote.compact(
+                &self.collection,
+                &crate::wire::CompactSegment {
+                    old: segment,
+                    batch,
+                },
+            )?;
+            rebuilt += 1;
+        }
+        Ok((rebuilt, purged))
     }
 
     /// The live images of the collection: id → (name, norms), with their places.

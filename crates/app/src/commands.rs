@@ -281,6 +281,14 @@ pub fn delete(env: &Env, ids: &[i64]) -> Result<()> {
     Ok(())
 }
 
+/// `blindsight compact`.
+pub fn compact(env: &Env) -> Result<()> {
+    let (_server, client) = env.client()?;
+    let (segments, purged) = client.compact()?;
+    println!("rebuilt {segments} segments, purged {purged} deleted images");
+    Ok(())
+}
+
 /// `blindsight info`.
 pub fn info(env: &Env) -> Result<()> {
     let (_server, remote) = env.connect()?;

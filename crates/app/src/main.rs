@@ -124,6 +124,11 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Rebuild the segments that hold deleted images (re-encrypted on this client).
+    Compact {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show the collection.
     Info {
         #[command(flatten)]
@@ -224,6 +229,7 @@ fn run(command: Command) -> blindsight::Result<()> {
         }
         Command::Delete { ids, client } => commands::delete(&client.env(), &ids),
         Command::Info { client } => commands::info(&client.env()),
+        Command::Compact { client } => commands::compact(&client.env()),
         Command::Serve { db, listen } => commands::serve(&db, &listen),
         Command::Demo { count, scheme, top } => {
             let presets = match scheme {

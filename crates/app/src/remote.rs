@@ -172,6 +172,16 @@ impl Remote {
         )?)
     }
 
+    /// Replaces (or drops) one segment in a single transaction; returns the new segment id.
+    pub fn compact(&self, collection: &str, msg: &wire::CompactSegment) -> Result<Option<i64>> {
+        let url = self.url(&format!("/v1/collections/{collection}/compact"));
+        Ok(
+            Self::json(self.send(self.http.post(url).body(msg.encode()))?)?
+                .get("segment")
+                .and_then(|s| s.as_i64()),
+        )
+    }
+
     /// Deletes images; returns how many were live.
     pub fn delete(&self, collection: &str, ids: &[i64]) -> Result<u64> {
         let url = self.url(&format!("/v1/collections/{collection}/delete"));

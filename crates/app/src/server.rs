@@ -110,6 +110,10 @@ where
             "/v1/collections/{name}/delete",
             post(delete).layer(DefaultBodyLimit::max(MAX_IDS_BODY)),
         )
+        .route(
+            "/v1/collections/{name}/compact",
+            post(compact).layer(DefaultBodyLimit::max(max_segment)),
+        )
         .with_state(state);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "blindsight server listening");
@@ -334,50 +338,104 @@ async fn append(
         let id = authorize(&state, &name, &headers)?;
         let started = Instant::now();
         let msg = AppendSegment::decode(&body)?;
-        let ctx = context_of(&state, &name)?;
-        let layout = Layout::from_bytes(&msg.layout)?;
-        if msg.images.len() != layout.count {
-            return Err(AppError::Malformed(format!(
-                "the layout holds {} images but the batch has {}",
-                layout.count,
-                msg.images.len()
-            ))
-            .into());
-        }
-        let expected = layout.ciphertexts_per_channel();
-        for ch in &msg.ciphertexts {
-            if ch.len() != expected {
-                return Err(AppError::Malformed(format!("expected {expected} ciphertexts per channel, got {}", ch.len())).into());
-            }
-            for ct in ch {
-                Ciphertext::from_bytes(&ctx, ct)?;
-            }
-        }
-        // Galois keys: the stored set, completed by the batch's; the layout's steps must
-        // all be covered.
-        let (_, stored) = lock(&state.store)?.evaluation_keys(id)?;
-        let mut keys = GaloisKeys::from_bytes(&ctx, &stored)?;
-        let updated = if msg.galois_keys.is_empty() {
-            None
-        } else {
-            keys.merge(GaloisKeys::from_bytes(&ctx, &msg.galois_keys)?)?;
-            Some(keys.to_bytes(&ctx))
-        };
-        let missing: Vec<i64> = layout.galois_steps().into_iter().filter(|&s| !keys.has_step(&ctx, s)).collect();
-        if !missing.is_empty() {
-            return Err(AppError::Malformed(format!("the layout needs Galois keys for rotation steps {missing:?}; send them with the batch")).into());
-        }
-        let mut positions: Vec<usize> = msg.images.iter().map(|i| i.position).collect();
-        positions.sort_unstable();
-        if positions != (0..layout.count).collect::<Vec<_>>() {
-            return Err(AppError::Malformed("image positions must be 0..count of the layout, each once".into()).into());
-        }
-        let segment = lock(&state.store)?.append_segment(id, &msg.layout, &msg.ciphertexts, &msg.images, updated.as_deref())?;
+        let keys = check_batch(&state, &name, id, &msg)?;
+        let segment = lock(&state.store)?.append_segment(id, &msg.layout, &msg.ciphertexts, &msg.images, keys.as_deref())?;
         lock(&state.cache)?.remove(&name);
         tracing::info!(collection = %name, segment, images = msg.images.len(), bytes = body.len(), ms = started.elapsed().as_millis() as u64, "segment appended");
         Ok((StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], format!("{{\"segment\":{segment}}}")).into_response())
     })
     .await
+}
+
+async fn compact(
+    State(state): State<Arc<AppState>>,
+    UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    blocking(move || {
+        let id = authorize(&state, &name, &headers)?;
+        let msg = wire::CompactSegment::decode(&body)?;
+        let (batch, keys) = match &msg.batch {
+            Some(b) => (
+                Some((b.layout.as_slice(), &b.ciphertexts, b.images.as_slice())),
+                check_batch(&state, &name, id, b)?,
+            ),
+            None => (None, None),
+        };
+        let new = lock(&state.store)?.replace_segment(id, msg.old, batch, keys.as_deref())?;
+        lock(&state.cache)?.remove(&name);
+        tracing::info!(collection = %name, old = msg.old, new = ?new, "segment compacted");
+        let new = new.map_or_else(|| "null".to_string(), |n| n.to_string());
+        Ok((
+            [(header::CONTENT_TYPE, "application/json")],
+            format!("{{\"segment\":{new}}}"),
+        )
+            .into_response())
+    })
+    .await
+}
+
+/// Validates an ingest batch against the collection: layout, counts, every ciphertext, image
+/// positions, and Galois keys covering the layout. Returns the collection's Galois keys
+/// completed by the batch's, if it brought any.
+fn check_batch(
+    state: &AppState,
+    name: &str,
+    id: i64,
+    msg: &AppendSegment,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    let ctx = context_of(state, name)?;
+    let layout = Layout::from_bytes(&msg.layout)?;
+    if msg.images.len() != layout.count {
+        return Err(AppError::Malformed(format!(
+            "the layout holds {} images but the batch has {}",
+            layout.count,
+            msg.images.len()
+        ))
+        .into());
+    }
+    let expected = layout.ciphertexts_per_channel();
+    for ch in &msg.ciphertexts {
+        if ch.len() != expected {
+            return Err(AppError::Malformed(format!(
+                "expected {expected} ciphertexts per channel, got {}",
+                ch.len()
+            ))
+            .into());
+        }
+        for ct in ch {
+            Ciphertext::from_bytes(&ctx, ct)?;
+        }
+    }
+    let (_, stored) = lock(&state.store)?.evaluation_keys(id)?;
+    let mut keys = GaloisKeys::from_bytes(&ctx, &stored)?;
+    let updated = if msg.galois_keys.is_empty() {
+        None
+    } else {
+        keys.merge(GaloisKeys::from_bytes(&ctx, &msg.galois_keys)?)?;
+        Some(keys.to_bytes(&ctx))
+    };
+    let missing: Vec<i64> = layout
+        .galois_steps()
+        .into_iter()
+        .filter(|&s| !keys.has_step(&ctx, s))
+        .collect();
+    if !missing.is_empty() {
+        return Err(AppError::Malformed(format!(
+            "the layout needs Galois keys for rotation steps {missing:?}; send them with the batch"
+        ))
+        .into());
+    }
+    let mut positions: Vec<usize> = msg.images.iter().map(|i| i.position).collect();
+    positions.sort_unstable();
+    if positions != (0..layout.count).collect::<Vec<_>>() {
+        return Err(AppError::Malformed(
+            "image positions must be 0..count of the layout, each once".into(),
+        )
+        .into());
+    }
+    Ok(updated)
 }
 
 fn context_of(state: &AppState, name: &str) -> Result<Context, ApiError> {

@@ -95,6 +95,9 @@ pub struct NewCollection<'a> {
     pub key_id: &'a str,
 }
 
+/// A segment to insert: serialized layout, ciphertexts per channel, images.
+pub type SegmentBatch<'a> = (&'a [u8], &'a [Vec<Vec<u8>>; 3], &'a [ImageRecord]);
+
 /// One image of an ingest batch, as the server receives it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageRecord {
@@ -266,38 +269,49 @@ impl Store {
                 params![keys, collection],
             )?;
         }
-        tx.execute(
-            "INSERT INTO segments (collection_id, layout) VALUES (?1, ?2)",
-            params![collection, layout],
-        )?;
-        let segment = tx.last_insert_rowid();
-        {
-            let mut ins = tx.prepare(
-                "INSERT INTO ciphertexts (segment_id, channel, idx, data) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for (c, cts) in ciphertexts.iter().enumerate() {
-                for (k, data) in cts.iter().enumerate() {
-                    ins.execute(params![segment, c as i64, k as i64, data])?;
-                }
-            }
-            let mut ins = tx.prepare(
-                "INSERT INTO images (id, collection_id, segment_id, position, tag, meta, payload)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for img in images {
-                ins.execute(params![
-                    img.id,
-                    collection,
-                    segment,
-                    img.position as i64,
-                    img.tag,
-                    img.meta,
-                    img.payload
-                ])?;
-            }
-        }
+        let segment = insert_segment(&tx, collection, layout, ciphertexts, images)?;
         tx.commit()?;
         Ok(segment)
+    }
+
+    /// Replaces a segment of the collection by a rebuilt one (compaction: its live images,
+    /// re-encrypted by the client), or drops it when `batch` is `None`, in one transaction.
+    pub fn replace_segment(
+        &mut self,
+        collection: i64,
+        old: i64,
+        batch: Option<SegmentBatch<'_>>,
+        galois_keys: Option<&[u8]>,
+    ) -> Result<Option<i64>> {
+        let tx = self.conn.transaction()?;
+        let removed = tx.execute(
+            "DELETE FROM segments WHERE id = ?1 AND collection_id = ?2",
+            params![old, collection],
+        )?;
+        if removed == 0 {
+            return Err(AppError::NotFound {
+                what: "segment",
+                name: old.to_string(),
+            });
+        }
+        if let Some(keys) = galois_keys {
+            tx.execute(
+                "UPDATE collections SET galois_keys = ?1 WHERE id = ?2",
+                params![keys, collection],
+            )?;
+        }
+        let new = match batch {
+            Some((layout, ciphertexts, images)) => Some(insert_segment(
+                &tx,
+                collection,
+                layout,
+                ciphertexts,
+                images,
+            )?),
+            None => None,
+        };
+        tx.commit()?;
+        Ok(new)
     }
 
     /// The segments of a collection: (row id, serialized layout), in order.
@@ -392,6 +406,46 @@ impl Store {
         tx.commit()?;
         Ok(n)
     }
+}
+
+fn insert_segment(
+    tx: &rusqlite::Transaction<'_>,
+    collection: i64,
+    layout: &[u8],
+    ciphertexts: &[Vec<Vec<u8>>; 3],
+    images: &[ImageRecord],
+) -> Result<i64> {
+    tx.execute(
+        "INSERT INTO segments (collection_id, layout) VALUES (?1, ?2)",
+        params![collection, layout],
+    )?;
+    let segment = tx.last_insert_rowid();
+    {
+        let mut ins = tx.prepare(
+            "INSERT INTO ciphertexts (segment_id, channel, idx, data) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (c, cts) in ciphertexts.iter().enumerate() {
+            for (k, data) in cts.iter().enumerate() {
+                ins.execute(params![segment, c as i64, k as i64, data])?;
+            }
+        }
+        let mut ins = tx.prepare(
+            "INSERT INTO images (id, collection_id, segment_id, position, tag, meta, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for img in images {
+            ins.execute(params![
+                img.id,
+                collection,
+                segment,
+                img.position as i64,
+                img.tag,
+                img.meta,
+                img.payload
+            ])?;
+        }
+    }
+    Ok(segment)
 }
 
 #[cfg(test)]
@@ -500,6 +554,42 @@ mod tests {
         assert_eq!(s.payloads(a, &[1, 2]).unwrap().len(), 1);
         let listed = s.images(a).unwrap();
         assert!(listed[0].deleted && !listed[1].deleted);
+    }
+
+    #[test]
+    fn replacing_a_segment_is_atomic() {
+        let mut s = Store::in_memory().unwrap();
+        let c = collection(&mut s, "photos");
+        let (cts, images) = batch(1, 3);
+        let old = s.append_segment(c, b"l", &cts, &images, None).unwrap();
+        let (other_cts, other) = batch(10, 1);
+        s.append_segment(c, b"l", &other_cts, &other, None).unwrap();
+        s.delete_images(c, &[2]).unwrap();
+        // a rebuilt segment that collides with another segment's image fails as a whole
+        let (cts2, mut rebuilt) = batch(1, 2);
+        rebuilt[1].id = 10;
+        assert!(
+            s.replace_segment(c, old, Some((b"l2", &cts2, &rebuilt)), None)
+                .is_err()
+        );
+        assert_eq!(s.images(c).unwrap().len(), 4);
+        // a good one replaces the segment; tombstones go with the purged images
+        let (cts3, mut good) = batch(1, 2);
+        good[1].id = 3;
+        let new = s
+            .replace_segment(c, old, Some((b"l3", &cts3, &good)), None)
+            .unwrap()
+            .unwrap();
+        let listed = s.images(c).unwrap();
+        assert_eq!(listed.len(), 3);
+        assert!(listed.iter().all(|i| !i.deleted));
+        assert_eq!(listed.iter().filter(|i| i.segment_id == new).count(), 2);
+        // another collection cannot replace it
+        let b = collection(&mut s, "b");
+        assert!(matches!(
+            s.replace_segment(b, new, None, None),
+            Err(AppError::NotFound { .. })
+        ));
     }
 
     #[test]

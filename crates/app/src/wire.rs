@@ -33,6 +33,8 @@ pub enum MessageKind {
     Payloads = 6,
     /// Image list (ids, places, sealed metadata, deletion marks).
     ImageList = 7,
+    /// Compaction of one segment.
+    Compact = 8,
 }
 
 /// Builds a frame.
@@ -218,6 +220,11 @@ impl AppendSegment {
     /// Encodes the message.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = FrameWriter::new(MessageKind::AppendSegment);
+        self.write(&mut w);
+        w.finish()
+    }
+
+    fn write(&self, w: &mut FrameWriter) {
         w.bytes(&self.layout);
         for ch in &self.ciphertexts {
             w.list(ch);
@@ -231,11 +238,17 @@ impl AppendSegment {
                 .bytes(&img.payload);
         }
         w.bytes(&self.galois_keys);
-        w.finish()
     }
+
     /// Decodes the message.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let mut r = FrameReader::open(bytes, MessageKind::AppendSegment)?;
+        let msg = Self::read(&mut r)?;
+        r.finish()?;
+        Ok(msg)
+    }
+
+    fn read(r: &mut FrameReader<'_>) -> Result<Self> {
         let layout = r.bytes()?.to_vec();
         let ciphertexts = [r.list()?, r.list()?, r.list()?];
         let n = r.count(40)?;
@@ -253,13 +266,53 @@ impl AppendSegment {
             });
         }
         let galois_keys = r.bytes()?.to_vec();
-        r.finish()?;
         Ok(Self {
             layout,
             ciphertexts,
             images,
             galois_keys,
         })
+    }
+}
+
+/// Body of `Compact`: replace segment `old` by `batch` (its live images, re-encrypted), or
+/// drop it when `batch` is `None` (nothing in it is live).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompactSegment {
+    /// Row id of the segment to replace.
+    pub old: i64,
+    /// The rebuilt segment.
+    pub batch: Option<AppendSegment>,
+}
+
+impl CompactSegment {
+    /// Encodes the message.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = FrameWriter::new(MessageKind::Compact);
+        w.u64(self.old as u64);
+        match &self.batch {
+            Some(b) => {
+                w.u64(1);
+                b.write(&mut w);
+            }
+            None => {
+                w.u64(0);
+            }
+        }
+        w.finish()
+    }
+
+    /// Decodes the message.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = FrameReader::open(bytes, MessageKind::Compact)?;
+        let old = i64::try_from(r.u64()?).map_err(|_| malformed("segment id out of range"))?;
+        let batch = match r.u64()? {
+            0 => None,
+            1 => Some(AppendSegment::read(&mut r)?),
+            _ => return Err(malformed("bad compaction flag")),
+        };
+        r.finish()?;
+        Ok(Self { old, batch })
     }
 }
 
@@ -440,6 +493,10 @@ mod tests {
     fn messages_round_trip() {
         let a = sample();
         assert_eq!(AppendSegment::decode(&a.encode()).unwrap(), a);
+        for batch in [None, Some(a.clone())] {
+            let c = CompactSegment { old: 7, batch };
+            assert_eq!(CompactSegment::decode(&c.encode()).unwrap(), c);
+        }
         let c = CreateCollection {
             name: "x".into(),
             params: vec![1],

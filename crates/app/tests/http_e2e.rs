@@ -152,6 +152,24 @@ fn run(preset: &str) {
     assert!(after.iter().all(|m| m.id != matches[0].id));
     assert!(client.fetch(&[matches[0].id]).unwrap().is_empty());
 
+    // compaction rebuilds the segment without the deleted image; results are unchanged
+    assert_eq!(client.compact().unwrap(), (1, 1));
+    assert_eq!(client.compact().unwrap(), (0, 0), "nothing left to compact");
+    let info = remote.with_token(&token).info("photos").unwrap();
+    assert_eq!(
+        (info["images"].as_u64(), info["deleted"].as_u64()),
+        (Some(47), Some(0))
+    );
+    let (compacted, _) = client
+        .search(&query, "query.png", 5, RankRule::ChannelTriple)
+        .unwrap();
+    assert_same_results(&compacted, &after);
+    assert_eq!(
+        client.fetch(&[after[0].id]).unwrap().len(),
+        1,
+        "live images keep their ids and payloads"
+    );
+
     // bad bodies: 4xx, and the server keeps serving
     let authed = remote.with_token(&token);
     expect_status(
