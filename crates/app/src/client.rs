@@ -6,7 +6,7 @@
 
 use crate::errors::{AppError, Result};
 use crate::keystore::Keystore;
-use crate::remote::Remote;
+use crate::remote::{Json, Remote};
 use crate::seal;
 use crate::store::ImageRecord;
 use crate::wire::{AppendSegment, CreateCollection};
@@ -183,8 +183,8 @@ impl Client {
         &self.keystore.context
     }
 
-    /// Checks that the collection was made with this keystore.
-    pub fn check_collection(&self) -> Result<()> {
+    /// Checks that the collection was made with this keystore; returns its information.
+    pub fn check_collection(&self) -> Result<Json> {
         let info = self.remote.info(&self.collection)?;
         let key_id = info
             .get("key_id")
@@ -202,7 +202,7 @@ impl Client {
                 preset: preset.to_string(),
             });
         }
-        Ok(())
+        Ok(info)
     }
 
     /// Ingests image files (name, bytes): undecodable ones are reported and skipped, files
@@ -213,7 +213,7 @@ impl Client {
         files: &[(String, Vec<u8>)],
         mut progress: impl FnMut(usize),
     ) -> Result<IngestReport> {
-        self.check_collection()?;
+        let info = self.check_collection()?;
         let mut report = IngestReport::default();
         let known: HashSet<Vec<u8>> = self
             .remote
@@ -248,7 +248,7 @@ impl Client {
                 }
             }
         }
-        let mut elements = self.galois_elements()?;
+        let mut elements = Self::galois_elements(&info);
         for chunk in todo.chunks(BATCH) {
             let msg = self.batch(files, chunk, &mut elements)?;
             self.remote.append(&self.collection, &msg)?;
@@ -335,27 +335,26 @@ impl Client {
         })
     }
 
-    fn galois_elements(&self) -> Result<HashSet<u64>> {
-        let info = self.remote.info(&self.collection)?;
-        Ok(info
-            .get("galois_elements")
+    /// The Galois elements the collection already holds keys for (from its information).
+    fn galois_elements(info: &Json) -> HashSet<u64> {
+        info.get("galois_elements")
             .and_then(|e| e.as_array())
             .map(|a| a.iter().filter_map(|g| g.as_u64()).collect())
-            .unwrap_or_default())
+            .unwrap_or_default()
     }
 
     /// Rebuilds every segment holding deleted images from its live images (fetched,
     /// decrypted and re-encrypted here, ids and sealed data kept), one segment per
     /// transaction on the server. Returns (segments rebuilt, deleted images purged).
     pub fn compact(&self) -> Result<(usize, usize)> {
-        self.check_collection()?;
+        let info = self.check_collection()?;
         let entries = self.remote.images(&self.collection)?;
         let mut by_segment: std::collections::BTreeMap<i64, Vec<&crate::store::ImageEntry>> =
             Default::default();
         for e in &entries {
             by_segment.entry(e.segment_id).or_default().push(e);
         }
-        let mut elements = self.galois_elements()?;
+        let mut elements = Self::galois_elements(&info);
         let (mut rebuilt, mut purged) = (0, 0);
         for (segment, mut images) in by_segment {
             if !images.iter().any(|e| e.deleted) {

@@ -156,7 +156,7 @@ impl Keystore {
         };
         out.extend_from_slice(&(body.len() as u32).to_le_bytes());
         out.extend_from_slice(&body);
-        let crc = crc32(&out);
+        let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         Ok(out)
     }
@@ -177,7 +177,7 @@ impl Keystore {
             return Err(bad("not a blindsight keystore"));
         }
         let (content, crc_bytes) = bytes.split_at(bytes.len() - 4);
-        if crc32(content).to_le_bytes() != crc_bytes {
+        if crc32fast::hash(content).to_le_bytes() != crc_bytes {
             return Err(bad("checksum mismatch: the file is corrupted"));
         }
         let mut r = Cursor {
@@ -271,12 +271,6 @@ fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
         opts.mode(0o600);
     }
     opts.open(path)
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(data);
-    h.finalize()
 }
 
 struct Cursor<'a> {

@@ -8,7 +8,7 @@
 //! carry routes, sizes and timings, never key or ciphertext bytes.
 
 use crate::errors::AppError;
-use crate::store::Store;
+use crate::store::{CollectionRecord, Store};
 use crate::wire::{self, AppendSegment, CreateCollection};
 use axum::Router;
 use axum::body::Bytes;
@@ -58,7 +58,6 @@ const MAX_IDS_BODY: usize = 4 << 20;
 const MAX_CREATE_BODY: usize = 512 << 20;
 
 struct Collection {
-    id: i64,
     ev: Arc<HeEvaluator>,
     ctx: Context,
     segments: Vec<(i64, PreparedSegment<HeEvaluator>)>,
@@ -160,23 +159,18 @@ impl IntoResponse for ApiError {
         } else {
             tracing::info!(status = %self.0, error = %self.1, "request refused");
         }
-        let body = format!("{{\"error\":{}}}", json_string(&self.1));
-        (self.0, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        json(self.0, serde_json::json!({ "error": self.1 }))
     }
 }
 
-fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// A JSON response.
+fn json(status: StatusCode, value: serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
 }
 
 fn unauthorized() -> ApiError {
@@ -211,8 +205,12 @@ fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, ApiError> {
     })
 }
 
-/// Checks the bearer token; returns the collection row id.
-fn authorize(state: &AppState, name: &str, headers: &HeaderMap) -> Result<i64, ApiError> {
+/// Checks the bearer token; returns the collection.
+fn authorize(
+    state: &AppState,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<CollectionRecord, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -225,26 +223,46 @@ fn authorize(state: &AppState, name: &str, headers: &HeaderMap) -> Result<i64, A
     };
     let digest = Sha256::digest(token.trim().as_bytes());
     if bool::from(digest.as_slice().ct_eq(&record.token_hash)) {
-        Ok(record.id)
+        Ok(record)
     } else {
         Err(unauthorized())
     }
 }
 
+/// Authorizes a request for collection `name`, then runs `f` off the async workers.
+async fn for_collection<F>(
+    state: Arc<AppState>,
+    name: String,
+    headers: HeaderMap,
+    f: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce(&AppState, &str, &CollectionRecord) -> Result<Response, ApiError> + Send + 'static,
+{
+    blocking(move || {
+        let record = authorize(&state, &name, &headers)?;
+        f(&state, &name, &record)
+    })
+    .await
+}
+
 async fn create(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     blocking(move || {
         let msg = CreateCollection::decode(&body)?;
-        if msg.name.is_empty()
-            || msg.name.len() > 128
-            || !msg
+        let name_ok = !msg.name.is_empty()
+            && msg.name.len() <= 128
+            && msg
                 .name
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !name_ok {
             return Err(AppError::Malformed(
                 "collection names are 1–128 characters of [A-Za-z0-9-_.]".into(),
             )
             .into());
+        }
+        if msg.key_id.is_empty() || msg.key_id.len() > 128 {
+            return Err(AppError::Malformed("key id must be 1–128 bytes".into()).into());
         }
         let params = Parameters::from_envelope(&msg.params)?;
         let ctx = Context::new(&params)?;
@@ -256,9 +274,6 @@ async fn create(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Respo
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
         let hash = Sha256::digest(token.as_bytes());
-        if msg.key_id.is_empty() || msg.key_id.len() > 128 {
-            return Err(AppError::Malformed("key id must be 1–128 bytes".into()).into());
-        }
         lock(&state.store)?.create_collection(&crate::store::NewCollection {
             name: &msg.name,
             params: &msg.params,
@@ -270,16 +285,10 @@ async fn create(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Respo
             key_id: &msg.key_id,
         })?;
         tracing::info!(collection = %msg.name, preset = params.name(), "collection created");
-        let body = format!(
-            "{{\"collection\":{},\"token\":\"{token}\"}}",
-            json_string(&msg.name)
-        );
-        Ok((
+        Ok(json(
             StatusCode::CREATED,
-            [(header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response())
+            serde_json::json!({ "collection": msg.name, "token": token }),
+        ))
     })
     .await
 }
@@ -289,28 +298,25 @@ async fn info(
     UrlPath(name): UrlPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    blocking(move || {
-        let id = authorize(&state, &name, &headers)?;
+    for_collection(state, name, headers, |state, name, record| {
         let store = lock(&state.store)?;
-        let record = store.collection(&name)?;
-        let params = Parameters::from_envelope(&record.params)?;
-        let images = store.images(id)?;
+        let ctx = context_of(record)?;
+        let images = store.images(record.id)?;
         let deleted = images.iter().filter(|i| i.deleted).count();
-        let ctx = Context::new(&params)?;
-        let keys = GaloisKeys::from_bytes(&ctx, &store.evaluation_keys(id)?.1)?;
-        let elements: Vec<String> = keys.elements().map(|g| g.to_string()).collect();
-        let body = format!(
-            "{{\"collection\":{},\"preset\":{},\"key_id\":{},\"dim\":{},\"segments\":{},\"images\":{},\"deleted\":{},\"galois_elements\":[{}]}}",
-            json_string(&name),
-            json_string(params.name()),
-            json_string(&record.key_id),
-            record.dim,
-            store.segments(id)?.len(),
-            images.len() - deleted,
-            deleted,
-            elements.join(",")
-        );
-        Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+        let keys = GaloisKeys::from_bytes(&ctx, &store.evaluation_keys(record.id)?.1)?;
+        Ok(json(
+            StatusCode::OK,
+            serde_json::json!({
+                "collection": name,
+                "preset": ctx.params().name(),
+                "key_id": record.key_id,
+                "dim": record.dim,
+                "segments": store.segments(record.id)?.len(),
+                "images": images.len() - deleted,
+                "deleted": deleted,
+                "galois_elements": keys.elements().collect::<Vec<_>>(),
+            }),
+        ))
     })
     .await
 }
@@ -320,10 +326,10 @@ async fn images(
     UrlPath(name): UrlPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    blocking(move || {
-        let id = authorize(&state, &name, &headers)?;
-        let list = lock(&state.store)?.images(id)?;
-        Ok(binary(wire::encode_image_list(&list)))
+    for_collection(state, name, headers, |state, _, record| {
+        Ok(binary(wire::encode_image_list(
+            &lock(&state.store)?.images(record.id)?,
+        )))
     })
     .await
 }
@@ -334,15 +340,20 @@ async fn append(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    blocking(move || {
-        let id = authorize(&state, &name, &headers)?;
+    for_collection(state, name, headers, move |state, name, record| {
         let started = Instant::now();
         let msg = AppendSegment::decode(&body)?;
-        let keys = check_batch(&state, &name, id, &msg)?;
-        let segment = lock(&state.store)?.append_segment(id, &msg.layout, &msg.ciphertexts, &msg.images, keys.as_deref())?;
-        lock(&state.cache)?.remove(&name);
+        let keys = check_batch(state, record, &msg)?;
+        let segment = lock(&state.store)?.append_segment(
+            record.id,
+            &msg.layout,
+            &msg.ciphertexts,
+            &msg.images,
+            keys.as_deref(),
+        )?;
+        lock(&state.cache)?.remove(name);
         tracing::info!(collection = %name, segment, images = msg.images.len(), bytes = body.len(), ms = started.elapsed().as_millis() as u64, "segment appended");
-        Ok((StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], format!("{{\"segment\":{segment}}}")).into_response())
+        Ok(json(StatusCode::CREATED, serde_json::json!({ "segment": segment })))
     })
     .await
 }
@@ -353,25 +364,20 @@ async fn compact(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    blocking(move || {
-        let id = authorize(&state, &name, &headers)?;
+    for_collection(state, name, headers, move |state, name, record| {
         let msg = wire::CompactSegment::decode(&body)?;
         let (batch, keys) = match &msg.batch {
             Some(b) => (
                 Some((b.layout.as_slice(), &b.ciphertexts, b.images.as_slice())),
-                check_batch(&state, &name, id, b)?,
+                check_batch(state, record, b)?,
             ),
             None => (None, None),
         };
-        let new = lock(&state.store)?.replace_segment(id, msg.old, batch, keys.as_deref())?;
-        lock(&state.cache)?.remove(&name);
+        let new =
+            lock(&state.store)?.replace_segment(record.id, msg.old, batch, keys.as_deref())?;
+        lock(&state.cache)?.remove(name);
         tracing::info!(collection = %name, old = msg.old, new = ?new, "segment compacted");
-        let new = new.map_or_else(|| "null".to_string(), |n| n.to_string());
-        Ok((
-            [(header::CONTENT_TYPE, "application/json")],
-            format!("{{\"segment\":{new}}}"),
-        )
-            .into_response())
+        Ok(json(StatusCode::OK, serde_json::json!({ "segment": new })))
     })
     .await
 }
@@ -381,11 +387,10 @@ async fn compact(
 /// completed by the batch's, if it brought any.
 fn check_batch(
     state: &AppState,
-    name: &str,
-    id: i64,
+    record: &CollectionRecord,
     msg: &AppendSegment,
 ) -> Result<Option<Vec<u8>>, ApiError> {
-    let ctx = context_of(state, name)?;
+    let ctx = context_of(record)?;
     let layout = Layout::from_bytes(&msg.layout)?;
     if msg.images.len() != layout.count {
         return Err(AppError::Malformed(format!(
@@ -408,7 +413,7 @@ fn check_batch(
             Ciphertext::from_bytes(&ctx, ct)?;
         }
     }
-    let (_, stored) = lock(&state.store)?.evaluation_keys(id)?;
+    let (_, stored) = lock(&state.store)?.evaluation_keys(record.id)?;
     let mut keys = GaloisKeys::from_bytes(&ctx, &stored)?;
     let updated = if msg.galois_keys.is_empty() {
         None
@@ -438,18 +443,22 @@ fn check_batch(
     Ok(updated)
 }
 
-fn context_of(state: &AppState, name: &str) -> Result<Context, ApiError> {
-    let record = lock(&state.store)?.collection(name)?;
+fn context_of(record: &CollectionRecord) -> Result<Context, ApiError> {
     Ok(Context::new(&Parameters::from_envelope(&record.params)?)?)
 }
 
 /// The evaluator and prepared segments of a collection, loaded on first use.
-fn collection(state: &AppState, name: &str, id: i64) -> Result<Arc<Collection>, ApiError> {
+fn collection(
+    state: &AppState,
+    name: &str,
+    record: &CollectionRecord,
+) -> Result<Arc<Collection>, ApiError> {
+    let id = record.id;
     if let Some(c) = lock(&state.cache)?.get(name) {
         return Ok(c.clone());
     }
     let started = Instant::now();
-    let ctx = context_of(state, name)?;
+    let ctx = context_of(record)?;
     let (rk, gk, segments) = {
         let store = lock(&state.store)?;
         let (rk, gk) = store.evaluation_keys(id)?;
@@ -486,7 +495,6 @@ fn collection(state: &AppState, name: &str, id: i64) -> Result<Arc<Collection>, 
         prepared.push((*seg_id, seg));
     }
     let c = Arc::new(Collection {
-        id,
         ev,
         ctx,
         segments: prepared,
@@ -520,12 +528,10 @@ async fn search(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    blocking(move || {
-        let id = authorize(&state, &name, &headers)?;
+    for_collection(state, name, headers, move |state, name, record| {
         let started = Instant::now();
         let query = wire::decode_search(&body)?;
-        let col = collection(&state, &name, id)?;
-        debug_assert_eq!(col.id, id);
+        let col = collection(state, name, record)?;
         let [r, g, b] = [0, 1, 2].map(|c| Ciphertext::from_bytes(&col.ctx, &query[c]));
         let q = [r?, g?, b?];
         let segs: Vec<&PreparedSegment<HeEvaluator>> = col.segments.iter().map(|(_, s)| s).collect();
@@ -558,11 +564,11 @@ async fn payloads(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    blocking(move || {
-        let id = authorize(&state, &name, &headers)?;
+    for_collection(state, name, headers, move |state, _, record| {
         let ids = wire::decode_ids(&body)?;
-        let found = lock(&state.store)?.payloads(id, &ids)?;
-        Ok(binary(wire::encode_payloads(&found)))
+        Ok(binary(wire::encode_payloads(
+            &lock(&state.store)?.payloads(record.id, &ids)?,
+        )))
     })
     .await
 }
@@ -573,16 +579,11 @@ async fn delete(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    blocking(move || {
-        let id = authorize(&state, &name, &headers)?;
+    for_collection(state, name, headers, move |state, name, record| {
         let ids = wire::decode_ids(&body)?;
-        let n = lock(&state.store)?.delete_images(id, &ids)?;
+        let n = lock(&state.store)?.delete_images(record.id, &ids)?;
         tracing::info!(collection = %name, deleted = n, "images deleted");
-        Ok((
-            [(header::CONTENT_TYPE, "application/json")],
-            format!("{{\"deleted\":{n}}}"),
-        )
-            .into_response())
+        Ok(json(StatusCode::OK, serde_json::json!({ "deleted": n })))
     })
     .await
 }
