@@ -217,11 +217,7 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
             RelinKey::from_bytes(ctx, &key_blobs.0)?,
             GaloisKeys::from_bytes(ctx, &key_blobs.1)?,
         );
-        let resident_bytes: usize = layouts
-            .iter()
-            .map(|l| 3 * l.ciphertexts_per_channel() * ctx.product_operand_bytes(ctx.max_level()))
-            .sum();
-        let resident = resident_bytes <= memory_budget;
+        let resident = fits_in_memory(ctx, &layouts, memory_budget);
         let segments = blobs
             .into_iter()
             .map(|(layout, ch)| {
@@ -353,6 +349,16 @@ fn read_channels(ctx: &Context, blobs: &[Vec<Vec<u8>>; 3]) -> Result<[Vec<Cipher
             .collect::<blindsight_he::Result<_>>()?;
     }
     Ok(cts)
+}
+
+/// Whether the prepared operands of segments with these layouts fit in `budget` bytes
+/// (otherwise they are streamed from their serialized form by every query).
+pub fn fits_in_memory(ctx: &Context, layouts: &[Layout], budget: usize) -> bool {
+    let bytes: usize = layouts
+        .iter()
+        .map(|l| 3 * l.ciphertexts_per_channel() * ctx.product_operand_bytes(ctx.max_level()))
+        .sum();
+    bytes <= budget
 }
 
 /// Default memory for resident gallery operands: half of the machine's RAM (4 GiB if it

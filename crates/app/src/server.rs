@@ -473,11 +473,7 @@ fn collection(
         .iter()
         .map(|(_, l)| Layout::from_bytes(l))
         .collect::<blindsight_search::Result<Vec<_>>>()?;
-    let resident_bytes: usize = layouts
-        .iter()
-        .map(|l| 3 * l.ciphertexts_per_channel() * ctx.product_operand_bytes(ctx.max_level()))
-        .sum();
-    let resident = resident_bytes <= state.options.memory_budget;
+    let resident = crate::pipeline::fits_in_memory(&ctx, &layouts, state.options.memory_budget);
     let mut prepared = Vec::with_capacity(segments.len());
     for ((seg_id, _), layout) in segments.iter().zip(layouts) {
         let blobs = lock(&state.store)?.segment_ciphertexts(*seg_id)?;

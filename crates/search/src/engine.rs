@@ -75,11 +75,6 @@ impl<E: SlotEvaluator> PreparedSegment<E> {
             operands: Operands::Streamed(load),
         }
     }
-
-    /// Whether the operands are resident.
-    pub fn is_resident(&self) -> bool {
-        matches!(self.operands, Operands::Resident(_))
-    }
 }
 
 /// The encrypted response for one segment: per channel, one ciphertext per group.

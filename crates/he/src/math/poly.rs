@@ -20,12 +20,6 @@ impl RnsPoly {
         }
     }
 
-    /// Wraps raw residues (`data.len()` must be a multiple of `n`).
-    pub fn from_raw(data: Vec<u64>, n: usize) -> Self {
-        debug_assert!(n > 0 && data.len().is_multiple_of(n));
-        Self { data, n }
-    }
-
     /// Degree `n`.
     #[inline]
     pub fn degree(&self) -> usize {

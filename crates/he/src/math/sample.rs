@@ -20,14 +20,6 @@ pub fn os_rng() -> Result<Csprng> {
     })
 }
 
-/// A fresh 32-byte seed drawn from the operating system generator.
-pub fn os_seed() -> Result<[u8; 32]> {
-    let mut rng = os_rng()?;
-    let mut seed = [0u8; 32];
-    rng.fill_bytes(&mut seed);
-    Ok(seed)
-}
-
 /// `n` coefficients uniform in {-1, 0, 1}.
 pub fn ternary(n: usize, rng: &mut Csprng) -> Vec<i64> {
     let mut out = Vec::with_capacity(n);
