@@ -15,7 +15,7 @@ use blindsight_search::Layout;
 use blindsight_search::backend::SlotCipher;
 use blindsight_search::client::{decrypt_scores, encrypt_query, encrypt_segment_with};
 use blindsight_search::encoding::VectorEncoding;
-use blindsight_search::he_backend::{BfvCipher, CkksCipher};
+use blindsight_search::he_backend::{BfvCipher, CkksCipher, segment_layout};
 use blindsight_search::rank::{EncodedImage, ImageNorms, RankRule, similarities_from_norms, top_k};
 use blindsight_search::vectors::{DEFAULT_SIDE, image_vector};
 use rand_core::{OsRng, TryRngCore};
@@ -34,6 +34,7 @@ pub struct Client {
     collection: String,
     encoding: VectorEncoding,
     cipher: AnyCipher,
+    dim: usize,
 }
 
 enum AnyCipher {
@@ -87,8 +88,8 @@ pub struct SearchTiming {
 /// A decoded ingest candidate: file index, encoded vectors, keyed tag.
 type Candidate = (usize, EncodedImage, Vec<u8>);
 
-/// Live images by their place (segment, position): id, name, norms.
-type Catalog = HashMap<(i64, usize), (i64, String, ImageNorms)>;
+/// Images by id: name, norms (from their sealed metadata).
+type Catalog = HashMap<i64, (String, ImageNorms)>;
 
 impl std::fmt::Display for SearchTiming {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -176,6 +177,7 @@ impl Client {
             collection: collection.to_string(),
             encoding,
             cipher,
+            dim: (DEFAULT_SIDE * DEFAULT_SIDE) as usize,
         })
     }
 
@@ -218,6 +220,7 @@ impl Client {
         let known: HashSet<Vec<u8>> = self
             .remote
             .images(&self.collection)?
+            .images
             .into_iter()
             .map(|i| i.tag)
             .collect();
@@ -348,7 +351,7 @@ impl Client {
     /// transaction on the server. Returns (segments rebuilt, deleted images purged).
     pub fn compact(&self) -> Result<(usize, usize)> {
         let info = self.check_collection()?;
-        let entries = self.remote.images(&self.collection)?;
+        let entries = self.remote.images(&self.collection)?.images;
         let mut by_segment: std::collections::BTreeMap<i64, Vec<&crate::store::ImageEntry>> =
             Default::default();
         for e in &entries {
@@ -363,6 +366,7 @@ impl Client {
             purged += images.iter().filter(|e| e.deleted).count();
             images.retain(|e| !e.deleted);
             images.sort_by_key(|e| e.position);
+            let live: Vec<i64> = images.iter().map(|e| e.id).collect();
             let batch = if images.is_empty() {
                 None
             } else {
@@ -402,6 +406,7 @@ impl Client {
                 &self.collection,
                 &crate::wire::CompactSegment {
                     old: segment,
+                    live,
                     batch,
                 },
             )?;
@@ -410,11 +415,11 @@ impl Client {
         Ok((rebuilt, purged))
     }
 
-    /// The live images of the collection: id → (name, norms), with their places.
-    fn catalog(&self) -> Result<Catalog> {
-        let entries = self.remote.images(&self.collection)?;
+    /// The live images of the collection: id → (name, norms), and the version listed.
+    fn catalog(&self) -> Result<(i64, Catalog)> {
+        let list = self.remote.images(&self.collection)?;
         let mut map = HashMap::new();
-        for e in &entries {
+        for e in &list.images {
             if e.deleted {
                 continue;
             }
@@ -426,12 +431,19 @@ impl Client {
             )?;
             let (name, norms) =
                 parse_meta(&meta).ok_or_else(|| AppError::Malformed("image metadata".into()))?;
-            map.insert((e.segment_id, e.position), (e.id, name, norms));
+            map.insert(e.id, (name, norms));
         }
-        Ok(map)
+        Ok((list.version, map))
     }
 
     /// Searches for `image` (file bytes); returns the `k` best live images under `rule`.
+    ///
+    /// The response names the collection version it was computed at and, per segment,
+    /// exactly the live images at that version: the ranking covers every image added before
+    /// the search and none deleted before it. Everything in the response is checked against
+    /// what this client can bound (layouts derived from its own parameters, counts against
+    /// the ciphertexts received, positions and ids unique) before anything is allocated for
+    /// it.
     pub fn search(
         &self,
         image: &[u8],
@@ -442,7 +454,7 @@ impl Client {
         let ctx = self.ctx();
         let mut timing = SearchTiming::default();
         self.check_collection()?;
-        let catalog = self.catalog()?;
+        let (mut listed_version, mut catalog) = self.catalog()?;
         let t = Instant::now();
         let v = image_vector(image, name, DEFAULT_SIDE)?;
         let query = EncodedImage::new(&self.encoding, &v.channels);
@@ -459,17 +471,36 @@ impl Client {
         timing.server_s = request.server_s;
         timing.download_s = request.download_s;
         let t = Instant::now();
+        // appends acknowledged after the listing: list again (once)
+        let all_known = |c: &Catalog| {
+            resp.segments
+                .iter()
+                .flat_map(|s| &s.live)
+                .all(|(_, id)| c.contains_key(id))
+        };
+        if !all_known(&catalog) && resp.version != listed_version {
+            (listed_version, catalog) = self.catalog()?;
+        }
+        let _ = listed_version;
         let mut found = Vec::new();
-        for seg in &resp {
+        let mut ids = HashSet::new();
+        for seg in &resp.segments {
             timing.down_bytes += seg
                 .ciphertexts
                 .iter()
                 .flatten()
                 .map(Vec::len)
                 .sum::<usize>();
-            let layout = Layout::from_bytes(&seg.layout)?;
+            let layout = self.checked_layout(&seg.layout)?;
             let mut cts: [Vec<Ciphertext>; 3] = [Vec::new(), Vec::new(), Vec::new()];
             for (out, ch) in cts.iter_mut().zip(&seg.ciphertexts) {
+                if ch.len() != layout.groups() {
+                    return Err(AppError::Malformed(format!(
+                        "the server sent {} ciphertexts for a segment of {} groups",
+                        ch.len(),
+                        layout.groups()
+                    )));
+                }
                 *out = ch
                     .iter()
                     .map(|b| Ciphertext::from_bytes(ctx, b))
@@ -479,10 +510,24 @@ impl Client {
                 AnyCipher::Bfv(c) => decrypt_scores(c, &layout, &cts)?,
                 AnyCipher::Ckks(c) => decrypt_scores(c, &layout, &cts)?,
             };
-            for (position, d) in dots.into_iter().enumerate() {
-                if let Some((id, name, norms)) = catalog.get(&(seg.segment, position)) {
-                    found.push((*id, name.clone(), *norms, d));
+            for &(position, id) in &seg.live {
+                let d = dots.get(position).ok_or_else(|| {
+                    AppError::Malformed(format!(
+                        "the server placed image {id} at position {position} of a segment of {}",
+                        layout.count
+                    ))
+                })?;
+                if !ids.insert(id) {
+                    return Err(AppError::Malformed(format!(
+                        "the server listed image {id} twice"
+                    )));
                 }
+                let (name, norms) = catalog.get(&id).ok_or_else(|| {
+                    AppError::Malformed(format!(
+                        "the server scored image {id}, which its image list does not hold"
+                    ))
+                })?;
+                found.push((id, name.clone(), *norms, *d));
             }
         }
         let norms: Vec<ImageNorms> = found.iter().map(|f| f.2).collect();
@@ -499,6 +544,20 @@ impl Client {
             .collect();
         timing.decrypt_s = t.elapsed().as_secs_f64();
         Ok((matches, timing))
+    }
+
+    /// A segment layout from the server, accepted only if it is the one this client's
+    /// parameters give for its image count (so every size derived from it is bounded by
+    /// what the client itself would encrypt).
+    fn checked_layout(&self, bytes: &[u8]) -> Result<Layout> {
+        let layout = Layout::from_bytes(bytes)?;
+        let expected = segment_layout(self.ctx(), layout.count, self.dim)?;
+        if layout != expected {
+            return Err(AppError::Malformed(
+                "the server sent a segment layout this collection's parameters do not give".into(),
+            ));
+        }
+        Ok(layout)
     }
 
     /// Fetches and opens the original files of `ids`: (id, bytes).

@@ -174,7 +174,14 @@ pub fn create(env: &Env, preset: Option<&str>) -> Result<()> {
             ks.preset
         )));
     }
-    let (_server, remote) = env.connect()?;
+    let (server, remote) = env.connect()?;
+    let remote = match &server {
+        Some(local) => remote.with_token(local.admin_token()),
+        None => match std::env::var("BLINDSIGHT_ADMIN_TOKEN") {
+            Ok(t) => remote.with_token(&t),
+            Err(_) => remote,
+        },
+    };
     let token = Client::create(&ks, &remote, &env.collection)?;
     env.save_token(&token)?;
     println!(

@@ -126,6 +126,29 @@ pub enum AppError {
         name: String,
     },
 
+    /// The write conflicts with the collection's current state (an id or image it already
+    /// holds, or a compaction computed from a live set that has changed since).
+    #[error("conflict: {0}")]
+    Conflict(String),
+
+    /// A per-collection quota would be exceeded.
+    #[error(
+        "quota exceeded: {what} would be {actual}, over the collection's limit of {limit}; \
+         delete and compact, or ask the server's operator for a larger quota"
+    )]
+    QuotaExceeded {
+        /// What is limited.
+        what: &'static str,
+        /// The limit.
+        limit: u64,
+        /// What the write would make it.
+        actual: u64,
+    },
+
+    /// A fault inside the program or its environment (not the caller's input).
+    #[error("internal error: {0}")]
+    Internal(String),
+
     /// An error of the search layer.
     #[error(transparent)]
     Search(#[from] blindsight_search::SearchError),

@@ -1,17 +1,41 @@
 //! The HTTP client of the API (reqwest, rustls). Blocking: the CLI is synchronous.
+//!
+//! The server is not trusted: every response body is read under a size cap (so a hostile
+//! server cannot make the client allocate without bound), id lists are sent in chunks the
+//! server accepts, and multi-request answers stop when the server stops making progress.
 
 use crate::errors::{AppError, Result};
-use crate::store::ImageEntry;
-use crate::wire::{self, AppendSegment, CreateCollection, SearchResponse};
+use crate::store::PayloadBatch;
+use crate::wire::{self, AppendSegment, CreateCollection, ImageList, SearchResponse};
 use reqwest::blocking::{Client, Response};
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::Path;
 use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// Largest JSON answer read.
+const MAX_JSON: usize = 1 << 20;
+/// Largest binary answer read (image lists, search responses, payload batches).
+pub const MAX_BINARY: usize = 1 << 30;
+/// Ids per payload or deletion request (the server's default cap).
+pub const IDS_PER_REQUEST: usize = 1024;
 
 /// A connection to a blindsight server, optionally holding a collection's bearer token.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Remote {
     base: String,
     http: Client,
-    token: Option<String>,
+    token: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Where the time of a request went (seconds).
@@ -31,9 +55,32 @@ pub type Json = serde_json::Value;
 impl Remote {
     /// A client for the server at `base` (e.g. `http://127.0.0.1:7878`).
     pub fn new(base: &str) -> Result<Self> {
-        let http = Client::builder()
+        Self::with_ca_file(base, None)
+    }
+
+    /// A client that also trusts the CA certificate(s) in the PEM file `ca_file` (for a
+    /// server with a private CA or a self-signed certificate).
+    pub fn with_ca_file(base: &str, ca_file: Option<&Path>) -> Result<Self> {
+        let mut builder = Client::builder()
             .timeout(Duration::from_secs(3600))
             .connect_timeout(Duration::from_secs(10))
+            .https_only(false);
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path).map_err(|e| AppError::io(path, e))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                AppError::Usage(format!("{}: not a PEM CA certificate: {e}", path.display()))
+            })?;
+            if certs.is_empty() {
+                return Err(AppError::Usage(format!(
+                    "{}: no certificate found",
+                    path.display()
+                )));
+            }
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| AppError::Connection(e.to_string()))?;
         Ok(Self {
@@ -46,7 +93,7 @@ impl Remote {
     /// The same client with a bearer token.
     pub fn with_token(&self, token: &str) -> Self {
         Self {
-            token: Some(token.to_string()),
+            token: Some(Zeroizing::new(token.to_string())),
             ..self.clone()
         }
     }
@@ -57,7 +104,7 @@ impl Remote {
 
     fn send(&self, req: reqwest::blocking::RequestBuilder) -> Result<Response> {
         let req = match &self.token {
-            Some(t) => req.bearer_auth(t),
+            Some(t) => req.bearer_auth(t.as_str()),
             None => req,
         };
         let resp = req
@@ -67,7 +114,8 @@ impl Remote {
             return Ok(resp);
         }
         let status = resp.status().as_u16();
-        let text = resp.text().unwrap_or_default();
+        let text =
+            String::from_utf8_lossy(&Self::capped(resp, MAX_JSON).unwrap_or_default()).into_owned();
         let message = serde_json::from_str::<Json>(&text)
             .ok()
             .and_then(|j| j.get("error").and_then(|e| e.as_str()).map(str::to_string))
@@ -75,24 +123,53 @@ impl Remote {
         Err(AppError::Remote { status, message })
     }
 
+    /// Reads a body of at most `max` bytes (an error beyond, without reading it all).
+    fn capped(resp: Response, max: usize) -> Result<Vec<u8>> {
+        if resp.content_length().is_some_and(|l| l > max as u64) {
+            return Err(AppError::Malformed(format!(
+                "the server's answer is larger than {max} bytes"
+            )));
+        }
+        let mut out = Vec::new();
+        resp.take(max as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| AppError::Connection(e.to_string()))?;
+        if out.len() > max {
+            return Err(AppError::Malformed(format!(
+                "the server's answer is larger than {max} bytes"
+            )));
+        }
+        Ok(out)
+    }
+
     fn bytes(resp: Response) -> Result<Vec<u8>> {
-        Ok(resp
-            .bytes()
-            .map_err(|e| AppError::Connection(e.to_string()))?
-            .to_vec())
+        Self::capped(resp, MAX_BINARY)
     }
 
     fn json(resp: Response) -> Result<Json> {
-        let text = resp
-            .text()
-            .map_err(|e| AppError::Connection(e.to_string()))?;
-        serde_json::from_str(&text).map_err(|e| AppError::Malformed(e.to_string()))
+        let bytes = Self::capped(resp, MAX_JSON)?;
+        serde_json::from_slice(&bytes).map_err(|e| AppError::Malformed(e.to_string()))
     }
 
-    /// `GET /health`.
-    pub fn health(&self) -> Result<()> {
-        self.send(self.http.get(self.url("/health")))?;
-        Ok(())
+    /// `GET /health`: the server's JSON status.
+    pub fn health(&self) -> Result<Json> {
+        Self::json(self.send(self.http.get(self.url("/health")))?)
+    }
+
+    /// The random identity of the server's database (tokens are filed under it).
+    pub fn store_id(&self) -> Result<String> {
+        let id = self
+            .health()?
+            .get("store_id")
+            .and_then(|s| s.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| AppError::Malformed("the server did not say its store id".into()))?;
+        if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(AppError::Malformed(
+                "the server's store id is not a hexadecimal string".into(),
+            ));
+        }
+        Ok(id)
     }
 
     /// Creates a collection; returns its bearer token.
@@ -119,8 +196,8 @@ impl Remote {
         )
     }
 
-    /// Every image of the collection (sealed metadata).
-    pub fn images(&self, collection: &str) -> Result<Vec<ImageEntry>> {
+    /// Every image of the collection (sealed metadata) and the version it was read at.
+    pub fn images(&self, collection: &str) -> Result<ImageList> {
         let resp = self.send(
             self.http
                 .get(self.url(&format!("/v1/collections/{collection}/images"))),
@@ -164,12 +241,41 @@ impl Remote {
         Ok((wire::decode_search_response(&body)?, timing))
     }
 
-    /// Sealed payloads of the given images.
+    /// Sealed payloads of the given images (ids that are not live images are absent).
+    /// Asks in chunks, and again for what a capped answer left out, while the server makes
+    /// progress; answers for ids that were not asked for are an error.
     pub fn payloads(&self, collection: &str, ids: &[i64]) -> Result<Vec<(i64, Vec<u8>)>> {
         let url = self.url(&format!("/v1/collections/{collection}/payloads"));
-        wire::decode_payloads(&Self::bytes(
-            self.send(self.http.post(url).body(wire::encode_ids(ids)))?,
-        )?)
+        let mut seen = HashSet::new();
+        let mut todo: Vec<i64> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
+        let mut out = Vec::new();
+        while !todo.is_empty() {
+            let chunk: Vec<i64> = todo.iter().take(IDS_PER_REQUEST).copied().collect();
+            let batch: PayloadBatch = wire::decode_payloads(&Self::bytes(
+                self.send(self.http.post(&url).body(wire::encode_ids(&chunk)))?,
+            )?)?;
+            let asked: HashSet<i64> = chunk.iter().copied().collect();
+            let mut answered = HashSet::new();
+            for id in batch
+                .missing
+                .iter()
+                .chain(batch.found.iter().map(|(id, _)| id))
+            {
+                if !asked.contains(id) || !answered.insert(*id) {
+                    return Err(AppError::Malformed(format!(
+                        "the server answered for image {id}, which was not asked for (or twice)"
+                    )));
+                }
+            }
+            if answered.is_empty() {
+                return Err(AppError::Malformed(
+                    "the server answered a payload request with nothing".into(),
+                ));
+            }
+            out.extend(batch.found);
+            todo.retain(|id| !answered.contains(id));
+        }
+        Ok(out)
     }
 
     /// Replaces (or drops) one segment in a single transaction; returns the new segment id.
@@ -182,12 +288,23 @@ impl Remote {
         )
     }
 
-    /// Deletes images; returns how many were live.
+    /// Deletes images (in chunks the server accepts); returns how many were live.
     pub fn delete(&self, collection: &str, ids: &[i64]) -> Result<u64> {
         let url = self.url(&format!("/v1/collections/{collection}/delete"));
-        Self::json(self.send(self.http.post(url).body(wire::encode_ids(ids)))?)?
-            .get("deleted")
-            .and_then(|d| d.as_u64())
-            .ok_or_else(|| AppError::Malformed("no count in the answer".into()))
+        let mut deleted = 0u64;
+        for chunk in ids.chunks(IDS_PER_REQUEST) {
+            let n = Self::json(self.send(self.http.post(&url).body(wire::encode_ids(chunk)))?)?
+                .get("deleted")
+                .and_then(|d| d.as_u64())
+                .ok_or_else(|| AppError::Malformed("no count in the answer".into()))?;
+            if n > chunk.len() as u64 {
+                return Err(AppError::Malformed(format!(
+                    "the server says it deleted {n} of {} images",
+                    chunk.len()
+                )));
+            }
+            deleted += n;
+        }
+        Ok(deleted)
     }
 }

@@ -1,18 +1,33 @@
-//! The server's store: SQLite (bundled, WAL), a versioned schema with migrations.
+//! The server's store: SQLite (bundled, WAL, `synchronous=FULL`), a versioned schema with
+//! migrations.
 //!
 //! It holds only what the server may hold: parameter sets, evaluation keys, layouts,
 //! gallery ciphertexts, sealed payloads and metadata, keyed content tags, a hash of each
-//! collection's access token. Every ingest batch (one segment and its images) is one
-//! transaction: a crash never leaves half a batch visible.
+//! collection's access token.
+//!
+//! - Every write (an ingest batch, a deletion, a compaction) is one transaction that also
+//!   bumps the collection's `version`: a reader that sees version `v` sees exactly the
+//!   writes acknowledged up to `v` ([`Store::snapshot`] reads a whole collection in one read
+//!   transaction).
+//! - `collections` is narrow (name, token hash, parameters, counters): authorization never
+//!   reads a multi-MB row. Evaluation keys live in `collection_keys`.
+//! - Image ids are unique per collection (and only per collection: one collection cannot
+//!   probe another's ids). A compaction replaces a segment only if the live set it was
+//!   computed from is still the segment's live set, so no live image is dropped and no
+//!   deleted image comes back.
+//! - `synchronous=FULL`: an acknowledged batch survives a power loss, not only a crash.
 
 use crate::errors::{AppError, Result};
-use rusqlite::{Connection, OptionalExtension, params};
+use rand_core::{OsRng, TryRngCore};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+use std::collections::HashSet;
 use std::path::Path;
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: [&str; 2] = [
+    r#"
 CREATE TABLE collections (
     id          INTEGER PRIMARY KEY,
     name        TEXT NOT NULL UNIQUE,
@@ -53,9 +68,55 @@ CREATE TABLE tombstones (
     image_id   INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
     deleted_at INTEGER NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE store_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE collection_keys (
+    collection_id   INTEGER PRIMARY KEY REFERENCES collections(id) ON DELETE CASCADE,
+    relin_key       BLOB NOT NULL,
+    galois_keys     BLOB NOT NULL,
+    galois_elements TEXT NOT NULL DEFAULT ''
+);
+INSERT INTO collection_keys (collection_id, relin_key, galois_keys)
+    SELECT id, relin_key, galois_keys FROM collections;
+ALTER TABLE collections ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE collections ADD COLUMN keys_version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE collections ADD COLUMN key_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE collections ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE collections SET key_bytes = length(relin_key) + length(galois_keys);
+ALTER TABLE collections DROP COLUMN relin_key;
+ALTER TABLE collections DROP COLUMN galois_keys;
+CREATE TABLE images_v2 (
+    collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+    id            INTEGER NOT NULL,
+    segment_id    INTEGER NOT NULL REFERENCES segments(id) ON DELETE CASCADE,
+    position      INTEGER NOT NULL,
+    tag           BLOB NOT NULL,
+    meta          BLOB NOT NULL,
+    deleted_at    INTEGER,
+    payload       BLOB NOT NULL,
+    UNIQUE (collection_id, id),
+    UNIQUE (collection_id, tag),
+    UNIQUE (segment_id, position)
+);
+INSERT INTO images_v2 (collection_id, id, segment_id, position, tag, meta, deleted_at, payload)
+    SELECT i.collection_id, i.id, i.segment_id, i.position, i.tag, i.meta, t.deleted_at, i.payload
+    FROM images i LEFT JOIN tombstones t ON t.image_id = i.id;
+DROP TABLE tombstones;
+DROP TABLE images;
+ALTER TABLE images_v2 RENAME TO images;
+UPDATE collections SET stored_bytes =
+      (SELECT COALESCE(SUM(length(c.data)), 0) FROM ciphertexts c
+         JOIN segments s ON s.id = c.segment_id WHERE s.collection_id = collections.id)
+    + (SELECT COALESCE(SUM(length(i.tag) + length(i.meta) + length(i.payload)), 0)
+         FROM images i WHERE i.collection_id = collections.id);
+"#,
+];
 
-/// A collection as stored.
+/// A collection as the authorization path and the handlers see it: one narrow row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CollectionRecord {
     /// Row id.
@@ -74,6 +135,45 @@ pub struct CollectionRecord {
     pub key_id: String,
 }
 
+/// A collection's counters, changed by every write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Bumped by every append, deletion and compaction, in the write's transaction.
+    pub version: i64,
+    /// Bumped whenever the evaluation keys change.
+    pub keys_version: i64,
+    /// Bytes of evaluation keys.
+    pub key_bytes: u64,
+    /// Bytes of ciphertexts, tags, sealed metadata and payloads.
+    pub stored_bytes: u64,
+    /// Images stored (live and deleted, until compaction).
+    pub images: u64,
+    /// Live images.
+    pub live: u64,
+    /// Segments.
+    pub segments: u64,
+}
+
+/// Per-collection limits enforced by the store in the write's transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    /// Largest total of evaluation key bytes.
+    pub key_bytes: u64,
+    /// Most images stored (live and deleted).
+    pub images: u64,
+    /// Largest total of stored bytes (ciphertexts, tags, metadata, payloads).
+    pub stored_bytes: u64,
+}
+
+impl Quota {
+    /// No limit (tests, tools).
+    pub const UNLIMITED: Quota = Quota {
+        key_bytes: u64::MAX,
+        images: u64::MAX,
+        stored_bytes: u64::MAX,
+    };
+}
+
 /// A collection to create.
 #[derive(Clone, Copy, Debug)]
 pub struct NewCollection<'a> {
@@ -89,19 +189,46 @@ pub struct NewCollection<'a> {
     pub relin_key: &'a [u8],
     /// Galois keys envelope.
     pub galois_keys: &'a [u8],
+    /// Galois elements the keys hold.
+    pub galois_elements: &'a [u64],
     /// SHA-256 of the bearer token.
     pub token_hash: &'a [u8],
     /// Identifier of the client key.
     pub key_id: &'a str,
 }
 
+/// New Galois keys for a collection (the old ones completed by a batch's).
+#[derive(Clone, Copy, Debug)]
+pub struct KeyUpdate<'a> {
+    /// Galois keys envelope.
+    pub galois_keys: &'a [u8],
+    /// Galois elements the keys hold.
+    pub galois_elements: &'a [u64],
+}
+
 /// A segment to insert: serialized layout, ciphertexts per channel, images.
-pub type SegmentBatch<'a> = (&'a [u8], &'a [Vec<Vec<u8>>; 3], &'a [ImageRecord]);
+#[derive(Clone, Copy, Debug)]
+pub struct SegmentBatch<'a> {
+    /// Serialized layout.
+    pub layout: &'a [u8],
+    /// Ciphertext envelopes per channel.
+    pub ciphertexts: &'a [Vec<Vec<u8>>; 3],
+    /// The images, `images[k].position == k` not required but positions are distinct.
+    pub images: &'a [ImageRecord],
+}
+
+impl SegmentBatch<'_> {
+    fn bytes(&self) -> u64 {
+        let cts: usize = self.ciphertexts.iter().flatten().map(Vec::len).sum();
+        let imgs: usize = self.images.iter().map(ImageRecord::stored_bytes).sum();
+        (cts + imgs + self.layout.len()) as u64
+    }
+}
 
 /// One image of an ingest batch, as the server receives it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageRecord {
-    /// Opaque id chosen by the client (random 63 bits).
+    /// Opaque id chosen by the client (random 63 bits), unique in its collection.
     pub id: i64,
     /// Position in its segment.
     pub position: usize,
@@ -111,6 +238,12 @@ pub struct ImageRecord {
     pub meta: Vec<u8>,
     /// Sealed original file.
     pub payload: Vec<u8>,
+}
+
+impl ImageRecord {
+    fn stored_bytes(&self) -> usize {
+        self.tag.len() + self.meta.len() + self.payload.len()
+    }
 }
 
 /// An image listed without its payload.
@@ -130,6 +263,39 @@ pub struct ImageEntry {
     pub deleted: bool,
 }
 
+/// A segment as a search sees it: its layout and its live images.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentView {
+    /// Segment row id.
+    pub id: i64,
+    /// Serialized layout.
+    pub layout: Vec<u8>,
+    /// Live images: (position, image id), by position.
+    pub live: Vec<(usize, i64)>,
+}
+
+/// A collection as of one version, read in one transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The collection's version.
+    pub version: i64,
+    /// The version of its evaluation keys.
+    pub keys_version: i64,
+    /// Its segments, by id.
+    pub segments: Vec<SegmentView>,
+}
+
+/// What a payload request found: sealed payloads in request order, and the ids that are
+/// not live images of the collection. Ids in neither list were left for a later request
+/// (the response reached its byte cap).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PayloadBatch {
+    /// (id, sealed payload).
+    pub found: Vec<(i64, Vec<u8>)>,
+    /// Ids that are not live images of the collection.
+    pub missing: Vec<i64>,
+}
+
 /// The SQLite store.
 pub struct Store {
     conn: Connection,
@@ -141,25 +307,53 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+fn conflict(reason: impl Into<String>) -> AppError {
+    AppError::Conflict(reason.into())
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Self> {
-        Self::init(Connection::open(path)?)
+        let mut store = Self::init(Connection::open(path)?)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens an existing, migrated database read-only (a reader beside the writer).
+    pub fn open_reader(path: &Path) -> Result<Self> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let store = Self { conn };
+        let version = store.schema_version()?;
+        if version != SCHEMA_VERSION {
+            return Err(AppError::SchemaTooNew {
+                expected: SCHEMA_VERSION,
+                actual: version,
+            });
+        }
+        Ok(store)
     }
 
     /// An in-memory store (tests).
     pub fn in_memory() -> Result<Self> {
-        Self::init(Connection::open_in_memory()?)
+        let mut store = Self::init(Connection::open_in_memory()?)?;
+        store.migrate()?;
+        Ok(store)
     }
 
     fn init(conn: Connection) -> Result<Self> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let mut store = Self { conn };
-        store.migrate()?;
-        Ok(store)
+        Ok(Self { conn })
     }
 
     /// The schema version of the open database.
@@ -183,41 +377,86 @@ impl Store {
             tx.pragma_update(None, "user_version", i as i64 + 1)?;
             tx.commit()?;
         }
+        let tx = self.conn.transaction()?;
+        let has_id: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM store_meta WHERE key = 'store_id')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_id {
+            let mut raw = [0u8; 16];
+            OsRng
+                .try_fill_bytes(&mut raw)
+                .map_err(|e| AppError::Internal(format!("operating system randomness: {e}")))?;
+            let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            tx.execute(
+                "INSERT INTO store_meta (key, value) VALUES ('store_id', ?1)",
+                [id],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
-    /// Creates a collection; its name must be new.
-    pub fn create_collection(&mut self, c: &NewCollection<'_>) -> Result<i64> {
-        let NewCollection {
-            name,
-            params,
-            fingerprint,
-            dim,
-            relin_key,
-            galois_keys,
-            token_hash,
-            key_id,
-        } = *c;
+    /// The random identity of this database (clients file their tokens under it, so a
+    /// collection is found whichever URL or file path reaches the database).
+    pub fn store_id(&self) -> Result<String> {
+        Ok(self.conn.query_row(
+            "SELECT value FROM store_meta WHERE key = 'store_id'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Creates a collection; its name must be new and its keys within `quota`.
+    pub fn create_collection(&mut self, c: &NewCollection<'_>, quota: &Quota) -> Result<i64> {
+        let key_bytes = (c.relin_key.len() + c.galois_keys.len()) as u64;
+        if key_bytes > quota.key_bytes {
+            return Err(AppError::QuotaExceeded {
+                what: "evaluation key bytes",
+                limit: quota.key_bytes,
+                actual: key_bytes,
+            });
+        }
         let tx = self.conn.transaction()?;
-        let exists: Option<i64> = tx
-            .query_row("SELECT id FROM collections WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        if exists.is_some() {
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM collections WHERE name = ?1)",
+            [c.name],
+            |r| r.get(0),
+        )?;
+        if exists {
             return Err(AppError::AlreadyExists {
                 what: "collection",
-                name: name.to_string(),
+                name: c.name.to_string(),
             });
         }
         tx.execute(
-            "INSERT INTO collections (name, params, fingerprint, dim, relin_key, galois_keys, token_hash, key_id, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![name, params, fingerprint, dim as i64, relin_key, galois_keys, token_hash, key_id, now()],
+            "INSERT INTO collections (name, params, fingerprint, dim, token_hash, key_id, created_at, key_bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![c.name, c.params, c.fingerprint, c.dim as i64, c.token_hash, c.key_id, now(), to_i64(key_bytes)],
         )?;
         let id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO collection_keys (collection_id, relin_key, galois_keys, galois_elements)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![
+                id,
+                c.relin_key,
+                c.galois_keys,
+                elements_text(c.galois_elements)
+            ],
+        )?;
         tx.commit()?;
         Ok(id)
+    }
+
+    /// Every collection (narrow rows: no keys).
+    pub fn collections(&self) -> Result<Vec<CollectionRecord>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, name, params, fingerprint, dim, token_hash, key_id FROM collections ORDER BY id",
+        )?;
+        let rows = st.query_map([], collection_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     /// A collection by name.
@@ -226,90 +465,121 @@ impl Store {
             .query_row(
                 "SELECT id, name, params, fingerprint, dim, token_hash, key_id FROM collections WHERE name = ?1",
                 [name],
-                |r| {
-                    Ok(CollectionRecord {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        params: r.get(2)?,
-                        fingerprint: r.get(3)?,
-                        dim: r.get::<_, i64>(4)? as usize,
-                        token_hash: r.get(5)?,
-                        key_id: r.get(6)?,
-                    })
-                },
+                collection_row,
             )
             .optional()?
             .ok_or_else(|| AppError::NotFound { what: "collection", name: name.to_string() })
     }
 
+    /// The counters of a collection.
+    pub fn usage(&self, collection: i64) -> Result<Usage> {
+        usage(&self.conn, collection)
+    }
+
     /// The evaluation keys of a collection: (relinearization, Galois).
     pub fn evaluation_keys(&self, collection: i64) -> Result<(Vec<u8>, Vec<u8>)> {
         Ok(self.conn.query_row(
-            "SELECT relin_key, galois_keys FROM collections WHERE id = ?1",
+            "SELECT relin_key, galois_keys FROM collection_keys WHERE collection_id = ?1",
             [collection],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?)
     }
 
-    /// Appends one ingest batch (a segment and its images, and the collection's Galois keys
-    /// if they changed) in one transaction. Fails as a whole, leaving nothing, if any image
-    /// id or tag already exists.
+    /// The Galois elements the collection holds keys for (without reading the keys).
+    pub fn galois_elements(&self, collection: i64) -> Result<Vec<u64>> {
+        let text: String = self.conn.query_row(
+            "SELECT galois_elements FROM collection_keys WHERE collection_id = ?1",
+            [collection],
+            |r| r.get(0),
+        )?;
+        Ok(parse_elements(&text))
+    }
+
+    /// Appends one ingest batch (a segment, its images, and the collection's completed
+    /// Galois keys if they changed) in one transaction that bumps the version. Fails as a
+    /// whole, leaving nothing, if an image id or tag already exists in the collection
+    /// ([`AppError::Conflict`]) or a quota would be exceeded.
     pub fn append_segment(
         &mut self,
         collection: i64,
-        layout: &[u8],
-        ciphertexts: &[Vec<Vec<u8>>; 3],
-        images: &[ImageRecord],
-        galois_keys: Option<&[u8]>,
+        batch: &SegmentBatch<'_>,
+        keys: Option<&KeyUpdate<'_>>,
+        quota: &Quota,
     ) -> Result<i64> {
         let tx = self.conn.transaction()?;
-        if let Some(keys) = galois_keys {
-            tx.execute(
-                "UPDATE collections SET galois_keys = ?1 WHERE id = ?2",
-                params![keys, collection],
-            )?;
-        }
-        let segment = insert_segment(&tx, collection, layout, ciphertexts, images)?;
+        let segment = insert_segment(&tx, collection, batch)?;
+        let delta_keys = update_keys(&tx, collection, keys)?;
+        bump(&tx, collection, batch.bytes() as i64, delta_keys)?;
+        check_quota(&tx, collection, quota)?;
         tx.commit()?;
         Ok(segment)
     }
 
-    /// Replaces a segment of the collection by a rebuilt one (compaction: its live images,
-    /// re-encrypted by the client), or drops it when `batch` is `None`, in one transaction.
+    /// Replaces segment `old` by a rebuilt one (compaction: its live images, re-encrypted by
+    /// the client), or drops it when `batch` is `None`, in one transaction that bumps the
+    /// version. Refused with [`AppError::Conflict`] unless `expected_live` (the ids the client
+    /// computed the rebuild from) is exactly the segment's current live set and, with a
+    /// batch, the batch holds exactly those images.
     pub fn replace_segment(
         &mut self,
         collection: i64,
         old: i64,
-        batch: Option<SegmentBatch<'_>>,
-        galois_keys: Option<&[u8]>,
+        expected_live: &[i64],
+        batch: Option<&SegmentBatch<'_>>,
+        keys: Option<&KeyUpdate<'_>>,
+        quota: &Quota,
     ) -> Result<Option<i64>> {
         let tx = self.conn.transaction()?;
-        let removed = tx.execute(
-            "DELETE FROM segments WHERE id = ?1 AND collection_id = ?2",
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM segments WHERE id = ?1 AND collection_id = ?2)",
             params![old, collection],
+            |r| r.get(0),
         )?;
-        if removed == 0 {
+        if !exists {
             return Err(AppError::NotFound {
                 what: "segment",
                 name: old.to_string(),
             });
         }
-        if let Some(keys) = galois_keys {
-            tx.execute(
-                "UPDATE collections SET galois_keys = ?1 WHERE id = ?2",
-                params![keys, collection],
-            )?;
+        let live: HashSet<i64> = {
+            let mut st =
+                tx.prepare("SELECT id FROM images WHERE segment_id = ?1 AND deleted_at IS NULL")?;
+            st.query_map([old], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let expected: HashSet<i64> = expected_live.iter().copied().collect();
+        if expected.len() != expected_live.len() || expected != live {
+            return Err(conflict(
+                "the segment's live images changed since the compaction was computed; \
+                 fetch the image list and compact again",
+            ));
         }
+        let incoming: HashSet<i64> = batch
+            .map(|b| b.images.iter().map(|i| i.id).collect())
+            .unwrap_or_default();
+        if incoming != live {
+            return Err(conflict(
+                "a rebuilt segment must hold exactly the live images of the segment it replaces",
+            ));
+        }
+        let old_bytes: i64 = tx.query_row(
+            "SELECT length(layout)
+               + (SELECT COALESCE(SUM(length(data)), 0) FROM ciphertexts WHERE segment_id = ?1)
+               + (SELECT COALESCE(SUM(length(tag) + length(meta) + length(payload)), 0)
+                    FROM images WHERE segment_id = ?1)
+             FROM segments WHERE id = ?1",
+            [old],
+            |r| r.get(0),
+        )?;
+        tx.execute("DELETE FROM segments WHERE id = ?1", [old])?;
         let new = match batch {
-            Some((layout, ciphertexts, images)) => Some(insert_segment(
-                &tx,
-                collection,
-                layout,
-                ciphertexts,
-                images,
-            )?),
+            Some(b) => Some(insert_segment(&tx, collection, b)?),
             None => None,
         };
+        let delta_keys = update_keys(&tx, collection, keys)?;
+        let new_bytes = batch.map_or(0, |b| b.bytes() as i64);
+        bump(&tx, collection, new_bytes - old_bytes, delta_keys)?;
+        check_quota(&tx, collection, quota)?;
         tx.commit()?;
         Ok(new)
     }
@@ -325,40 +595,86 @@ impl Store {
 
     /// All ciphertexts of a segment, per channel, in index order.
     pub fn segment_ciphertexts(&self, segment: i64) -> Result<[Vec<Vec<u8>>; 3]> {
-        let mut out: [Vec<Vec<u8>>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-        let mut st = self.conn.prepare(
-            "SELECT channel, data FROM ciphertexts WHERE segment_id = ?1 ORDER BY channel, idx",
-        )?;
-        let rows = st.query_map([segment], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })?;
-        for row in rows {
-            let (c, data) = row?;
-            if let Some(ch) = out.get_mut(c as usize) {
-                ch.push(data);
+        segment_ciphertexts(&self.conn, segment)
+    }
+
+    /// Reads a collection as of its current version in one read transaction: the version,
+    /// the keys' version, every segment with its live images; then `load` runs inside the
+    /// same transaction (to read keys and ciphertexts of exactly this version).
+    pub fn snapshot<T>(
+        &mut self,
+        collection: i64,
+        load: impl FnOnce(&Snapshot, &SnapshotReader<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let tx = self.conn.transaction()?;
+        let u = usage(&tx, collection)?;
+        let mut segments: Vec<SegmentView> = {
+            let mut st =
+                tx.prepare("SELECT id, layout FROM segments WHERE collection_id = ?1 ORDER BY id")?;
+            st.query_map([collection], |r| {
+                Ok(SegmentView {
+                    id: r.get(0)?,
+                    layout: r.get(1)?,
+                    live: Vec::new(),
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?
+        };
+        {
+            let mut st = tx.prepare(
+                "SELECT segment_id, position, id FROM images
+                 WHERE collection_id = ?1 AND deleted_at IS NULL ORDER BY segment_id, position",
+            )?;
+            let rows = st.query_map([collection], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?;
+            let mut k = 0;
+            for row in rows {
+                let (seg, position, id) = row?;
+                while segments.get(k).is_some_and(|s| s.id < seg) {
+                    k += 1;
+                }
+                if let Some(s) = segments.get_mut(k).filter(|s| s.id == seg) {
+                    s.live
+                        .push((usize::try_from(position).unwrap_or(usize::MAX), id));
+                }
             }
         }
+        let snap = Snapshot {
+            version: u.version,
+            keys_version: u.keys_version,
+            segments,
+        };
+        let out = load(&snap, &SnapshotReader { conn: &tx })?;
+        tx.commit()?;
         Ok(out)
+    }
+
+    /// The current version of a collection (a narrow read).
+    pub fn version(&self, collection: i64) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT version FROM collections WHERE id = ?1",
+            [collection],
+            |r| r.get(0),
+        )?)
     }
 
     /// Every image of a collection (without payloads), by segment and position.
     pub fn images(&self, collection: i64) -> Result<Vec<ImageEntry>> {
-        let mut st = self.conn.prepare(
-            "SELECT i.id, i.segment_id, i.position, i.tag, i.meta, t.image_id IS NOT NULL
-             FROM images i LEFT JOIN tombstones t ON t.image_id = i.id
-             WHERE i.collection_id = ?1 ORDER BY i.segment_id, i.position",
-        )?;
-        let rows = st.query_map([collection], |r| {
-            Ok(ImageEntry {
-                id: r.get(0)?,
-                segment_id: r.get(1)?,
-                position: r.get::<_, i64>(2)? as usize,
-                tag: r.get(3)?,
-                meta: r.get(4)?,
-                deleted: r.get(5)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        images(&self.conn, collection)
+    }
+
+    /// Every image of a collection and the version they were read at, in one transaction.
+    pub fn image_list(&mut self, collection: i64) -> Result<(i64, Vec<ImageEntry>)> {
+        let tx = self.conn.transaction()?;
+        let version = usage(&tx, collection)?.version;
+        let images = images(&tx, collection)?;
+        tx.commit()?;
+        Ok((version, images))
     }
 
     /// Which of `tags` the collection already holds.
@@ -371,72 +687,276 @@ impl Store {
             .collect()
     }
 
-    /// Sealed payloads of live images of the collection (ids of other collections, and
-    /// deleted images, are absent from the result).
-    pub fn payloads(&self, collection: i64, ids: &[i64]) -> Result<Vec<(i64, Vec<u8>)>> {
+    /// Sealed payloads of live images of the collection, in the order of `ids` (which must
+    /// hold no duplicates), until their total would pass `max_bytes` (at least one is
+    /// returned). Ids of other collections and deleted images are reported missing.
+    pub fn payloads(&self, collection: i64, ids: &[i64], max_bytes: usize) -> Result<PayloadBatch> {
         let mut st = self.conn.prepare(
-            "SELECT payload FROM images WHERE id = ?1 AND collection_id = ?2
-             AND id NOT IN (SELECT image_id FROM tombstones)",
+            "SELECT payload FROM images WHERE collection_id = ?1 AND id = ?2 AND deleted_at IS NULL",
         )?;
-        let mut out = Vec::new();
+        let mut size = self.conn.prepare(
+            "SELECT length(payload) FROM images WHERE collection_id = ?1 AND id = ?2 AND deleted_at IS NULL",
+        )?;
+        let mut out = PayloadBatch::default();
+        let mut total = 0usize;
         for &id in ids {
-            if let Some(p) = st
-                .query_row(params![id, collection], |r| r.get(0))
-                .optional()?
-            {
-                out.push((id, p));
+            let len: Option<i64> = size
+                .query_row(params![collection, id], |r| r.get(0))
+                .optional()?;
+            let Some(len) = len else {
+                out.missing.push(id);
+                continue;
+            };
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            if !out.found.is_empty() && total.saturating_add(len) > max_bytes {
+                break;
             }
+            total = total.saturating_add(len);
+            let p: Vec<u8> = st.query_row(params![collection, id], |r| r.get(0))?;
+            out.found.push((id, p));
         }
         Ok(out)
     }
 
-    /// Marks images of the collection deleted; returns how many were live.
+    /// Marks images of the collection deleted; returns how many were live. Bumps the
+    /// version when anything changed.
     pub fn delete_images(&mut self, collection: i64, ids: &[i64]) -> Result<usize> {
         let tx = self.conn.transaction()?;
         let mut n = 0;
         {
             let mut st = tx.prepare(
-                "INSERT OR IGNORE INTO tombstones (image_id, deleted_at)
-                 SELECT id, ?3 FROM images WHERE id = ?1 AND collection_id = ?2",
+                "UPDATE images SET deleted_at = ?3
+                 WHERE collection_id = ?1 AND id = ?2 AND deleted_at IS NULL",
             )?;
             for &id in ids {
-                n += st.execute(params![id, collection, now()])?;
+                n += st.execute(params![collection, id, now()])?;
             }
+        }
+        if n > 0 {
+            bump(&tx, collection, 0, 0)?;
         }
         tx.commit()?;
         Ok(n)
     }
 }
 
-fn insert_segment(
-    tx: &rusqlite::Transaction<'_>,
-    collection: i64,
-    layout: &[u8],
-    ciphertexts: &[Vec<Vec<u8>>; 3],
-    images: &[ImageRecord],
-) -> Result<i64> {
+/// Reads keys and ciphertexts inside a [`Store::snapshot`] transaction.
+pub struct SnapshotReader<'a> {
+    conn: &'a Connection,
+}
+
+impl SnapshotReader<'_> {
+    /// The evaluation keys: (relinearization, Galois).
+    pub fn evaluation_keys(&self, collection: i64) -> Result<(Vec<u8>, Vec<u8>)> {
+        Ok(self.conn.query_row(
+            "SELECT relin_key, galois_keys FROM collection_keys WHERE collection_id = ?1",
+            [collection],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
+    /// All ciphertexts of a segment, per channel, in index order.
+    pub fn segment_ciphertexts(&self, segment: i64) -> Result<[Vec<Vec<u8>>; 3]> {
+        segment_ciphertexts(self.conn, segment)
+    }
+}
+
+fn collection_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CollectionRecord> {
+    Ok(CollectionRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        params: r.get(2)?,
+        fingerprint: r.get(3)?,
+        dim: r.get::<_, i64>(4)? as usize,
+        token_hash: r.get(5)?,
+        key_id: r.get(6)?,
+    })
+}
+
+fn usage(conn: &Connection, collection: i64) -> Result<Usage> {
+    let (version, keys_version, key_bytes, stored_bytes): (i64, i64, i64, i64) = conn
+        .query_row(
+            "SELECT version, keys_version, key_bytes, stored_bytes FROM collections WHERE id = ?1",
+            [collection],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?
+        .ok_or_else(|| AppError::NotFound {
+            what: "collection",
+            name: collection.to_string(),
+        })?;
+    let (images, live): (i64, i64) = conn.query_row(
+        "SELECT COUNT(*), COUNT(*) - COUNT(deleted_at) FROM images WHERE collection_id = ?1",
+        [collection],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let segments: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM segments WHERE collection_id = ?1",
+        [collection],
+        |r| r.get(0),
+    )?;
+    Ok(Usage {
+        version,
+        keys_version,
+        key_bytes: key_bytes.max(0) as u64,
+        stored_bytes: stored_bytes.max(0) as u64,
+        images: images.max(0) as u64,
+        live: live.max(0) as u64,
+        segments: segments.max(0) as u64,
+    })
+}
+
+fn images(conn: &Connection, collection: i64) -> Result<Vec<ImageEntry>> {
+    let mut st = conn.prepare(
+        "SELECT id, segment_id, position, tag, meta, deleted_at IS NOT NULL
+         FROM images WHERE collection_id = ?1 ORDER BY segment_id, position",
+    )?;
+    let rows = st.query_map([collection], |r| {
+        Ok(ImageEntry {
+            id: r.get(0)?,
+            segment_id: r.get(1)?,
+            position: usize::try_from(r.get::<_, i64>(2)?).unwrap_or(usize::MAX),
+            tag: r.get(3)?,
+            meta: r.get(4)?,
+            deleted: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+fn segment_ciphertexts(conn: &Connection, segment: i64) -> Result<[Vec<Vec<u8>>; 3]> {
+    let mut out: [Vec<Vec<u8>>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    let mut st = conn.prepare(
+        "SELECT channel, data FROM ciphertexts WHERE segment_id = ?1 ORDER BY channel, idx",
+    )?;
+    let rows = st.query_map([segment], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
+    for row in rows {
+        let (c, data) = row?;
+        if let Some(ch) = usize::try_from(c).ok().and_then(|c| out.get_mut(c)) {
+            ch.push(data);
+        }
+    }
+    Ok(out)
+}
+
+fn elements_text(elements: &[u64]) -> String {
+    elements
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn parse_elements(text: &str) -> Vec<u64> {
+    text.split(',').filter_map(|e| e.parse().ok()).collect()
+}
+
+/// Adds `bytes` to the stored bytes and `key_delta` to the key bytes, bumps the version (and
+/// the keys' version when the keys changed).
+fn bump(tx: &Transaction<'_>, collection: i64, bytes: i64, key_delta: i64) -> Result<()> {
+    tx.execute(
+        "UPDATE collections SET version = version + 1,
+             keys_version = keys_version + (?3 != 0),
+             stored_bytes = MAX(stored_bytes + ?2, 0),
+             key_bytes = MAX(key_bytes + ?3, 0)
+         WHERE id = ?1",
+        params![collection, bytes, key_delta],
+    )?;
+    Ok(())
+}
+
+/// Stores new Galois keys; returns the change in key bytes (non-zero when keys changed).
+fn update_keys(tx: &Transaction<'_>, collection: i64, keys: Option<&KeyUpdate<'_>>) -> Result<i64> {
+    let Some(k) = keys else { return Ok(0) };
+    let old: i64 = tx.query_row(
+        "SELECT length(galois_keys) FROM collection_keys WHERE collection_id = ?1",
+        [collection],
+        |r| r.get(0),
+    )?;
+    tx.execute(
+        "UPDATE collection_keys SET galois_keys = ?1, galois_elements = ?2 WHERE collection_id = ?3",
+        params![k.galois_keys, elements_text(k.galois_elements), collection],
+    )?;
+    // never zero when the keys changed, so that the keys' version moves
+    Ok((k.galois_keys.len() as i64 - old).max(1))
+}
+
+fn check_quota(tx: &Transaction<'_>, collection: i64, quota: &Quota) -> Result<()> {
+    let u = usage(tx, collection)?;
+    let checks = [
+        ("evaluation key bytes", quota.key_bytes, u.key_bytes),
+        ("stored images", quota.images, u.images),
+        ("stored bytes", quota.stored_bytes, u.stored_bytes),
+    ];
+    for (what, limit, actual) in checks {
+        if actual > limit {
+            return Err(AppError::QuotaExceeded {
+                what,
+                limit,
+                actual,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn insert_segment(tx: &Transaction<'_>, collection: i64, batch: &SegmentBatch<'_>) -> Result<i64> {
+    let mut ids = HashSet::with_capacity(batch.images.len());
+    let mut tags = HashSet::with_capacity(batch.images.len());
+    for img in batch.images {
+        if !ids.insert(img.id) {
+            return Err(conflict(format!(
+                "image id {} appears twice in the batch",
+                img.id
+            )));
+        }
+        if !tags.insert(img.tag.as_slice()) {
+            return Err(conflict("the batch holds the same image twice"));
+        }
+    }
+    {
+        let mut id_taken =
+            tx.prepare("SELECT 1 FROM images WHERE collection_id = ?1 AND id = ?2")?;
+        let mut tag_taken =
+            tx.prepare("SELECT 1 FROM images WHERE collection_id = ?1 AND tag = ?2")?;
+        for img in batch.images {
+            if id_taken.exists(params![collection, img.id])? {
+                return Err(conflict(format!(
+                    "image id {} already exists in the collection; choose new random ids",
+                    img.id
+                )));
+            }
+            if tag_taken.exists(params![collection, img.tag])? {
+                return Err(conflict(
+                    "the collection already holds one of the batch's images; list the images and skip it",
+                ));
+            }
+        }
+    }
     tx.execute(
         "INSERT INTO segments (collection_id, layout) VALUES (?1, ?2)",
-        params![collection, layout],
+        params![collection, batch.layout],
     )?;
     let segment = tx.last_insert_rowid();
     {
         let mut ins = tx.prepare(
             "INSERT INTO ciphertexts (segment_id, channel, idx, data) VALUES (?1, ?2, ?3, ?4)",
         )?;
-        for (c, cts) in ciphertexts.iter().enumerate() {
+        for (c, cts) in batch.ciphertexts.iter().enumerate() {
             for (k, data) in cts.iter().enumerate() {
                 ins.execute(params![segment, c as i64, k as i64, data])?;
             }
         }
         let mut ins = tx.prepare(
-            "INSERT INTO images (id, collection_id, segment_id, position, tag, meta, payload)
+            "INSERT INTO images (collection_id, id, segment_id, position, tag, meta, payload)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
-        for img in images {
+        for img in batch.images {
             ins.execute(params![
-                img.id,
                 collection,
+                img.id,
                 segment,
                 img.position as i64,
                 img.tag,
@@ -449,160 +969,4 @@ fn insert_segment(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn batch(first_id: i64, n: usize) -> ([Vec<Vec<u8>>; 3], Vec<ImageRecord>) {
-        let cts = [0u8, 1, 2].map(|c| (0..4).map(|k| vec![c, k as u8, 9]).collect());
-        let images = (0..n)
-            .map(|i| ImageRecord {
-                id: first_id + i as i64,
-                position: i,
-                tag: vec![i as u8, first_id as u8],
-                meta: vec![1, 2, 3],
-                payload: vec![i as u8; 10],
-            })
-            .collect();
-        (cts, images)
-    }
-
-    fn new_collection(name: &str) -> NewCollection<'_> {
-        NewCollection {
-            name,
-            params: b"params",
-            fingerprint: b"fp",
-            dim: 4096,
-            relin_key: b"rk",
-            galois_keys: b"gk",
-            token_hash: b"hash",
-            key_id: "k1",
-        }
-    }
-
-    fn collection(store: &mut Store, name: &str) -> i64 {
-        store.create_collection(&new_collection(name)).unwrap()
-    }
-
-    #[test]
-    fn batches_round_trip_and_persist_across_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.db");
-        {
-            let mut s = Store::open(&path).unwrap();
-            assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-            let c = collection(&mut s, "photos");
-            let (cts, images) = batch(100, 3);
-            let seg = s.append_segment(c, b"layout", &cts, &images, None).unwrap();
-            assert_eq!(s.segment_ciphertexts(seg).unwrap(), cts);
-            assert!(matches!(
-                s.create_collection(&new_collection("photos")),
-                Err(AppError::AlreadyExists { .. })
-            ));
-        }
-        let s = Store::open(&path).unwrap();
-        let c = s.collection("photos").unwrap();
-        assert_eq!(c.dim, 4096);
-        assert_eq!(s.segments(c.id).unwrap().len(), 1);
-        assert_eq!(s.images(c.id).unwrap().len(), 3);
-        assert_eq!(
-            s.payloads(c.id, &[101]).unwrap(),
-            vec![(101, vec![1u8; 10])]
-        );
-        assert_eq!(
-            s.evaluation_keys(c.id).unwrap(),
-            (b"rk".to_vec(), b"gk".to_vec())
-        );
-        assert!(matches!(
-            s.collection("nope"),
-            Err(AppError::NotFound { .. })
-        ));
-    }
-
-    #[test]
-    fn a_failing_batch_leaves_nothing_behind() {
-        let mut s = Store::in_memory().unwrap();
-        let c = collection(&mut s, "photos");
-        let (cts, images) = batch(1, 3);
-        s.append_segment(c, b"layout", &cts, &images, None).unwrap();
-        // same tags again: the whole batch is refused
-        let (cts2, mut images2) = batch(50, 3);
-        images2[2].tag = images[0].tag.clone();
-        assert!(
-            s.append_segment(c, b"layout2", &cts2, &images2, Some(b"new keys"))
-                .is_err()
-        );
-        assert_eq!(s.segments(c).unwrap().len(), 1);
-        assert_eq!(s.images(c).unwrap().len(), 3);
-        assert_eq!(
-            s.existing_tags(c, &[images[0].tag.clone(), vec![99]])
-                .unwrap(),
-            vec![true, false]
-        );
-    }
-
-    #[test]
-    fn deletion_and_collection_isolation() {
-        let mut s = Store::in_memory().unwrap();
-        let a = collection(&mut s, "a");
-        let b = collection(&mut s, "b");
-        let (cts, images) = batch(1, 2);
-        s.append_segment(a, b"l", &cts, &images, None).unwrap();
-        // collection b sees nothing of a, and cannot delete it
-        assert!(s.payloads(b, &[1, 2]).unwrap().is_empty());
-        assert_eq!(s.delete_images(b, &[1]).unwrap(), 0);
-        assert_eq!(s.delete_images(a, &[1, 1, 77]).unwrap(), 1);
-        assert_eq!(s.payloads(a, &[1, 2]).unwrap().len(), 1);
-        let listed = s.images(a).unwrap();
-        assert!(listed[0].deleted && !listed[1].deleted);
-    }
-
-    #[test]
-    fn replacing_a_segment_is_atomic() {
-        let mut s = Store::in_memory().unwrap();
-        let c = collection(&mut s, "photos");
-        let (cts, images) = batch(1, 3);
-        let old = s.append_segment(c, b"l", &cts, &images, None).unwrap();
-        let (other_cts, other) = batch(10, 1);
-        s.append_segment(c, b"l", &other_cts, &other, None).unwrap();
-        s.delete_images(c, &[2]).unwrap();
-        // a rebuilt segment that collides with another segment's image fails as a whole
-        let (cts2, mut rebuilt) = batch(1, 2);
-        rebuilt[1].id = 10;
-        assert!(
-            s.replace_segment(c, old, Some((b"l2", &cts2, &rebuilt)), None)
-                .is_err()
-        );
-        assert_eq!(s.images(c).unwrap().len(), 4);
-        // a good one replaces the segment; tombstones go with the purged images
-        let (cts3, mut good) = batch(1, 2);
-        good[1].id = 3;
-        let new = s
-            .replace_segment(c, old, Some((b"l3", &cts3, &good)), None)
-            .unwrap()
-            .unwrap();
-        let listed = s.images(c).unwrap();
-        assert_eq!(listed.len(), 3);
-        assert!(listed.iter().all(|i| !i.deleted));
-        assert_eq!(listed.iter().filter(|i| i.segment_id == new).count(), 2);
-        // another collection cannot replace it
-        let b = collection(&mut s, "b");
-        assert!(matches!(
-            s.replace_segment(b, new, None, None),
-            Err(AppError::NotFound { .. })
-        ));
-    }
-
-    #[test]
-    fn newer_schemas_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("future.db");
-        {
-            let conn = Connection::open(&path).unwrap();
-            conn.pragma_update(None, "user_version", 99).unwrap();
-        }
-        assert!(matches!(
-            Store::open(&path),
-            Err(AppError::SchemaTooNew { actual: 99, .. })
-        ));
-    }
-}
+mod tests;

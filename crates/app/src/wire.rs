@@ -10,10 +10,10 @@
 //! present, so a malformed body is an error, never a panic or a huge allocation.
 
 use crate::errors::{AppError, Result};
-use crate::store::{ImageEntry, ImageRecord};
+use crate::store::{ImageEntry, ImageRecord, PayloadBatch};
 
 const MAGIC: [u8; 4] = *b"BLSW";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
 
 /// Message kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +124,10 @@ impl<'a> FrameReader<'a> {
         let mut w = [0u8; 8];
         w.copy_from_slice(b);
         Ok(u64::from_le_bytes(w))
+    }
+    /// Reads a non-negative 63-bit integer (ids, versions).
+    pub fn i64(&mut self, what: &str) -> Result<i64> {
+        i64::try_from(self.u64()?).map_err(|_| malformed(format!("{what} out of range")))
     }
     /// Reads a count of items that each take at least `min_item` bytes.
     pub fn count(&mut self, min_item: usize) -> Result<usize> {
@@ -254,7 +258,7 @@ impl AppendSegment {
         let n = r.count(40)?;
         let mut images = Vec::with_capacity(n);
         for _ in 0..n {
-            let id = i64::try_from(r.u64()?).map_err(|_| malformed("image id out of range"))?;
+            let id = r.i64("image id")?;
             let position =
                 usize::try_from(r.u64()?).map_err(|_| malformed("position out of range"))?;
             images.push(ImageRecord {
@@ -276,11 +280,15 @@ impl AppendSegment {
 }
 
 /// Body of `Compact`: replace segment `old` by `batch` (its live images, re-encrypted), or
-/// drop it when `batch` is `None` (nothing in it is live).
+/// drop it when `batch` is `None` (nothing in it is live). `live` is the live set the client
+/// computed the rebuild from: the server refuses the compaction (409) unless it is still
+/// the segment's live set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompactSegment {
     /// Row id of the segment to replace.
     pub old: i64,
+    /// Ids of the segment's live images, as the client saw them.
+    pub live: Vec<i64>,
     /// The rebuilt segment.
     pub batch: Option<AppendSegment>,
 }
@@ -290,6 +298,7 @@ impl CompactSegment {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = FrameWriter::new(MessageKind::Compact);
         w.u64(self.old as u64);
+        write_ids(&mut w, &self.live);
         match &self.batch {
             Some(b) => {
                 w.u64(1);
@@ -305,14 +314,15 @@ impl CompactSegment {
     /// Decodes the message.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let mut r = FrameReader::open(bytes, MessageKind::Compact)?;
-        let old = i64::try_from(r.u64()?).map_err(|_| malformed("segment id out of range"))?;
+        let old = r.i64("segment id")?;
+        let live = read_ids(&mut r)?;
         let batch = match r.u64()? {
             0 => None,
             1 => Some(AppendSegment::read(&mut r)?),
             _ => return Err(malformed("bad compaction flag")),
         };
         r.finish()?;
-        Ok(Self { old, batch })
+        Ok(Self { old, live, batch })
     }
 }
 
@@ -337,26 +347,41 @@ pub fn decode_search(bytes: &[u8]) -> Result<[Vec<u8>; 3]> {
     Ok(q)
 }
 
-/// The response for one segment: its row id, its layout, per channel one ciphertext per group.
+/// The response for one segment: its row id, its layout, its live images (position, id),
+/// per channel one ciphertext per group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentScores {
     /// Segment row id.
     pub segment: i64,
     /// Serialized layout.
     pub layout: Vec<u8>,
+    /// The segment's live images at the response's version: (position, image id).
+    pub live: Vec<(usize, i64)>,
     /// Response ciphertext envelopes per channel.
     pub ciphertexts: [Vec<Vec<u8>>; 3],
 }
 
-/// A search response: every segment of the collection.
-pub type SearchResponse = Vec<SegmentScores>;
+/// A search response: the collection's version it was computed at and every segment of
+/// that version, with exactly its live images (deleted ones are absent).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SearchResponse {
+    /// The collection version the scores belong to.
+    pub version: i64,
+    /// Every segment of that version.
+    pub segments: Vec<SegmentScores>,
+}
 
 /// Encodes a search response.
 pub fn encode_search_response(resp: &SearchResponse) -> Vec<u8> {
     let mut w = FrameWriter::new(MessageKind::SearchResponse);
-    w.u64(resp.len() as u64);
-    for s in resp {
+    w.u64(resp.version as u64);
+    w.u64(resp.segments.len() as u64);
+    for s in &resp.segments {
         w.u64(s.segment as u64).bytes(&s.layout);
+        w.u64(s.live.len() as u64);
+        for &(position, id) in &s.live {
+            w.u64(position as u64).u64(id as u64);
+        }
         for c in &s.ciphertexts {
             w.list(c);
         }
@@ -367,71 +392,96 @@ pub fn encode_search_response(resp: &SearchResponse) -> Vec<u8> {
 /// Decodes a search response.
 pub fn decode_search_response(bytes: &[u8]) -> Result<SearchResponse> {
     let mut r = FrameReader::open(bytes, MessageKind::SearchResponse)?;
-    let n = r.count(32)?;
-    let mut out = Vec::with_capacity(n);
+    let version = r.i64("version")?;
+    let n = r.count(48)?;
+    let mut segments = Vec::with_capacity(n);
     for _ in 0..n {
-        let segment = i64::try_from(r.u64()?).map_err(|_| malformed("segment id out of range"))?;
+        let segment = r.i64("segment id")?;
         let layout = r.bytes()?.to_vec();
-        out.push(SegmentScores {
+        let live_n = r.count(16)?;
+        let live = (0..live_n)
+            .map(|_| {
+                let position =
+                    usize::try_from(r.u64()?).map_err(|_| malformed("position out of range"))?;
+                Ok((position, r.i64("image id")?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        segments.push(SegmentScores {
             segment,
             layout,
+            live,
             ciphertexts: [r.list()?, r.list()?, r.list()?],
         });
     }
     r.finish()?;
-    Ok(out)
+    Ok(SearchResponse { version, segments })
+}
+
+fn write_ids(w: &mut FrameWriter, ids: &[i64]) {
+    w.u64(ids.len() as u64);
+    for &id in ids {
+        w.u64(id as u64);
+    }
+}
+
+fn read_ids(r: &mut FrameReader<'_>) -> Result<Vec<i64>> {
+    let n = r.count(8)?;
+    (0..n).map(|_| r.i64("image id")).collect()
 }
 
 /// Encodes a list of image ids.
 pub fn encode_ids(ids: &[i64]) -> Vec<u8> {
     let mut w = FrameWriter::new(MessageKind::ImageIds);
-    w.u64(ids.len() as u64);
-    for &id in ids {
-        w.u64(id as u64);
-    }
+    write_ids(&mut w, ids);
     w.finish()
 }
 
 /// Decodes a list of image ids.
 pub fn decode_ids(bytes: &[u8]) -> Result<Vec<i64>> {
     let mut r = FrameReader::open(bytes, MessageKind::ImageIds)?;
-    let n = r.count(8)?;
-    let ids = (0..n)
-        .map(|_| i64::try_from(r.u64()?).map_err(|_| malformed("image id out of range")))
-        .collect::<Result<Vec<_>>>()?;
+    let ids = read_ids(&mut r)?;
     r.finish()?;
     Ok(ids)
 }
 
-/// Encodes sealed payloads by id.
-pub fn encode_payloads(payloads: &[(i64, Vec<u8>)]) -> Vec<u8> {
+/// Encodes sealed payloads by id, and the ids that are not live images.
+pub fn encode_payloads(batch: &PayloadBatch) -> Vec<u8> {
     let mut w = FrameWriter::new(MessageKind::Payloads);
-    w.u64(payloads.len() as u64);
-    for (id, p) in payloads {
+    w.u64(batch.found.len() as u64);
+    for (id, p) in &batch.found {
         w.u64(*id as u64).bytes(p);
     }
+    write_ids(&mut w, &batch.missing);
     w.finish()
 }
 
-/// Decodes sealed payloads by id.
-pub fn decode_payloads(bytes: &[u8]) -> Result<Vec<(i64, Vec<u8>)>> {
+/// Decodes sealed payloads by id, and the ids that are not live images.
+pub fn decode_payloads(bytes: &[u8]) -> Result<PayloadBatch> {
     let mut r = FrameReader::open(bytes, MessageKind::Payloads)?;
     let n = r.count(16)?;
-    let out = (0..n)
-        .map(|_| {
-            let id = i64::try_from(r.u64()?).map_err(|_| malformed("image id out of range"))?;
-            Ok((id, r.bytes()?.to_vec()))
-        })
+    let found = (0..n)
+        .map(|_| Ok((r.i64("image id")?, r.bytes()?.to_vec())))
         .collect::<Result<Vec<_>>>()?;
+    let missing = read_ids(&mut r)?;
     r.finish()?;
-    Ok(out)
+    Ok(PayloadBatch { found, missing })
+}
+
+/// An image list and the collection version it was read at.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageList {
+    /// The collection version.
+    pub version: i64,
+    /// Every image, live and deleted.
+    pub images: Vec<ImageEntry>,
 }
 
 /// Encodes an image list.
-pub fn encode_image_list(images: &[ImageEntry]) -> Vec<u8> {
+pub fn encode_image_list(list: &ImageList) -> Vec<u8> {
     let mut w = FrameWriter::new(MessageKind::ImageList);
-    w.u64(images.len() as u64);
-    for i in images {
+    w.u64(list.version as u64);
+    w.u64(list.images.len() as u64);
+    for i in &list.images {
         w.u64(i.id as u64)
             .u64(i.segment_id as u64)
             .u64(i.position as u64)
@@ -443,19 +493,23 @@ pub fn encode_image_list(images: &[ImageEntry]) -> Vec<u8> {
 }
 
 /// Decodes an image list.
-pub fn decode_image_list(bytes: &[u8]) -> Result<Vec<ImageEntry>> {
+pub fn decode_image_list(bytes: &[u8]) -> Result<ImageList> {
     let mut r = FrameReader::open(bytes, MessageKind::ImageList)?;
-    let n = r.count(40)?;
-    let out = (0..n)
+    let version = r.i64("version")?;
+    let n = r.count(48)?;
+    let images = (0..n)
         .map(|_| {
-            let id = i64::try_from(r.u64()?).map_err(|_| malformed("image id out of range"))?;
-            let segment_id =
-                i64::try_from(r.u64()?).map_err(|_| malformed("segment id out of range"))?;
+            let id = r.i64("image id")?;
+            let segment_id = r.i64("segment id")?;
             let position =
                 usize::try_from(r.u64()?).map_err(|_| malformed("position out of range"))?;
             let tag = r.bytes()?.to_vec();
             let meta = r.bytes()?.to_vec();
-            let deleted = r.u64()? != 0;
+            let deleted = match r.u64()? {
+                0 => false,
+                1 => true,
+                _ => return Err(malformed("bad deletion flag")),
+            };
             Ok(ImageEntry {
                 id,
                 segment_id,
@@ -467,7 +521,7 @@ pub fn decode_image_list(bytes: &[u8]) -> Result<Vec<ImageEntry>> {
         })
         .collect::<Result<Vec<_>>>()?;
     r.finish()?;
-    Ok(out)
+    Ok(ImageList { version, images })
 }
 
 #[cfg(test)]
@@ -494,7 +548,11 @@ mod tests {
         let a = sample();
         assert_eq!(AppendSegment::decode(&a.encode()).unwrap(), a);
         for batch in [None, Some(a.clone())] {
-            let c = CompactSegment { old: 7, batch };
+            let c = CompactSegment {
+                old: 7,
+                live: vec![5, 6],
+                batch,
+            };
             assert_eq!(CompactSegment::decode(&c.encode()).unwrap(), c);
         }
         let c = CreateCollection {
@@ -508,18 +566,37 @@ mod tests {
         assert_eq!(CreateCollection::decode(&c.encode()).unwrap(), c);
         let q = [vec![1u8], vec![2, 2], vec![]];
         assert_eq!(decode_search(&encode_search(&q)).unwrap(), q);
-        let resp: SearchResponse = vec![SegmentScores {
-            segment: 3,
-            layout: vec![5],
-            ciphertexts: [vec![vec![1]], vec![], vec![vec![2], vec![3]]],
-        }];
+        let resp = SearchResponse {
+            version: 9,
+            segments: vec![SegmentScores {
+                segment: 3,
+                layout: vec![5],
+                live: vec![(0, 11), (2, 12)],
+                ciphertexts: [vec![vec![1]], vec![], vec![vec![2], vec![3]]],
+            }],
+        };
         assert_eq!(
             decode_search_response(&encode_search_response(&resp)).unwrap(),
             resp
         );
         assert_eq!(decode_ids(&encode_ids(&[1, 2, 3])).unwrap(), vec![1, 2, 3]);
-        let p = vec![(1, vec![4u8; 4])];
+        let p = PayloadBatch {
+            found: vec![(1, vec![4u8; 4])],
+            missing: vec![8],
+        };
         assert_eq!(decode_payloads(&encode_payloads(&p)).unwrap(), p);
+        let list = ImageList {
+            version: 4,
+            images: vec![ImageEntry {
+                id: 1,
+                segment_id: 2,
+                position: 3,
+                tag: vec![4],
+                meta: vec![],
+                deleted: true,
+            }],
+        };
+        assert_eq!(decode_image_list(&encode_image_list(&list)).unwrap(), list);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use std::path::Path;
 /// A server on an ephemeral loopback port, stopped on drop.
 struct TestServer {
     url: String,
+    admin: String,
     _server: LocalServer,
 }
 
@@ -30,6 +31,7 @@ impl TestServer {
         let server = LocalServer::start(ServerOptions::new(db.to_path_buf())).unwrap();
         Self {
             url: server.url().to_string(),
+            admin: server.admin_token().to_string(),
             _server: server,
         }
     }
@@ -80,7 +82,14 @@ fn run(preset: &str) {
     let server = TestServer::start(&db);
     let remote = Remote::new(&server.url).unwrap();
     let ks = Keystore::generate(preset).unwrap();
-    let token = Client::create(&ks, &remote, "photos").unwrap();
+    // creating a collection needs the admin token
+    expect_status(Client::create(&ks, &remote, "photos"), 401);
+    expect_status(
+        Client::create(&ks, &remote.with_token("wrong"), "photos"),
+        401,
+    );
+    let admin = remote.with_token(&server.admin);
+    let token = Client::create(&ks, &admin, "photos").unwrap();
     let client = Client::new(
         Keystore::from_bytes(&ks.to_bytes(None).unwrap(), None, "ks").unwrap(),
         remote.with_token(&token),
@@ -119,7 +128,7 @@ fn run(preset: &str) {
     assert_eq!(fetched, vec![(matches[0].id, target_bytes.clone())]);
 
     // a second collection's token is refused on the first collection's data, everywhere
-    let other = Client::create(&ks, &remote, "other").unwrap();
+    let other = Client::create(&ks, &admin, "other").unwrap();
     let intruder = remote.with_token(&other);
     let nobody = remote.with_token("0000");
     for r in [&intruder, &nobody, &remote] {

@@ -153,15 +153,18 @@ pub fn decrypt_scores<C: SlotCipher>(
     layout: &Layout,
     response: &[Vec<C::Ct>; 3],
 ) -> Result<Vec<[f64; 3]>> {
+    // Check the counts before allocating: the layout may come from an untrusted server, and
+    // `count ≤ groups · lanes · m` (a validated layout) bounds the scores by the ciphertexts
+    // actually received.
+    if let Some(cts) = response.iter().find(|cts| cts.len() != layout.groups()) {
+        return Err(SearchError::CiphertextCount {
+            what: "response ciphertexts",
+            expected: layout.groups(),
+            actual: cts.len(),
+        });
+    }
     let mut dots = vec![[0f64; 3]; layout.count];
     for (c, cts) in response.iter().enumerate() {
-        if cts.len() != layout.groups() {
-            return Err(SearchError::CiphertextCount {
-                what: "response ciphertexts",
-                expected: layout.groups(),
-                actual: cts.len(),
-            });
-        }
         let slots = cts
             .par_iter()
             .map(|ct| cipher.decrypt(ct))

@@ -2,7 +2,8 @@
 
 use crate::backend::{SlotCipher, SlotEvaluator};
 use crate::errors::Result;
-use crate::slots::SlotShape;
+use crate::layout::Layout;
+use crate::slots::{Slot, SlotShape};
 use blindsight_he::{
     BfvEncoder, Ciphertext, CkksEncoder, Complex, Context, Evaluator, GaloisKeys,
     ProductAccumulator, ProductOperand, RelinKey, Scheme, SecretKey,
@@ -20,6 +21,17 @@ pub fn shape_of(ctx: &Context) -> SlotShape {
             row_len: ctx.degree() / 2,
         },
     }
+}
+
+/// The only layout a segment of `count` vectors of `dim` values may have under `ctx`: what
+/// the client encrypts with, and what a server checks every uploaded segment against (never
+/// trusting the layout a message declares).
+pub fn segment_layout(ctx: &Context, count: usize, dim: usize) -> Result<Layout> {
+    let slots = match ctx.scheme() {
+        Scheme::Bfv => <i64 as Slot>::vector_slots(dim),
+        _ => <Complex as Slot>::vector_slots(dim),
+    };
+    Layout::new(count, dim, slots, shape_of(ctx))
 }
 
 /// The evaluation keys a set of rotation steps needs (relinearization + Galois).

@@ -39,6 +39,13 @@ pub struct Layout {
     pub baby: usize,
 }
 
+/// Most images in one segment.
+pub const MAX_COUNT: usize = 1 << 32;
+/// Most slots in a ciphertext row (N/2 for the largest ring degree blindsight accepts).
+pub const MAX_ROW_LEN: usize = 1 << 16;
+/// Most rows of a slot shape.
+pub const MAX_ROWS: usize = 2;
+
 const LAYOUT_MAGIC: [u8; 4] = *b"BLSL";
 const LAYOUT_VERSION: u8 = 1;
 const LAYOUT_BYTES: usize = 4 + 1 + 7 * 8;
@@ -61,8 +68,22 @@ impl Layout {
                 shape.row_len
             )));
         }
-        let lanes = shape.len() / vector_slots;
-        let block = count.div_ceil(lanes).next_power_of_two().min(vector_slots);
+        let lanes = shape
+            .rows
+            .checked_mul(shape.row_len)
+            .map_or(0, |slots| slots / vector_slots);
+        if lanes == 0 || count > MAX_COUNT {
+            return Err(layout_err(format!(
+                "a segment holds 1 to {MAX_COUNT} images of at most one ciphertext row each; \
+                 got {count} images for a {}×{} slot shape",
+                shape.rows, shape.row_len
+            )));
+        }
+        let block = count
+            .div_ceil(lanes)
+            .checked_next_power_of_two()
+            .unwrap_or(usize::MAX)
+            .min(vector_slots);
         // Baby steps ≈ √m (a power of two), so that B + m/B rotations is smallest.
         let baby = 1usize << block.trailing_zeros().div_ceil(2);
         let layout = Self {
@@ -77,23 +98,35 @@ impl Layout {
         Ok(layout)
     }
 
+    /// Checks every invariant the other methods rely on, with checked arithmetic (so that
+    /// no field values, however large, can overflow or divide by zero here or later).
     fn validate(&self) -> Result<()> {
+        let slots = self.shape.rows.checked_mul(self.shape.row_len);
+        let per_group = slots
+            .map(|s| s / self.vector_slots.max(1))
+            .and_then(|lanes| lanes.checked_mul(self.block))
+            .unwrap_or(0);
+        let capacity_ok = per_group > 0
+            && self
+                .count
+                .div_ceil(per_group)
+                .checked_mul(per_group)
+                .is_some_and(|c| c >= self.count);
         let ok = self.count > 0
+            && self.count <= MAX_COUNT
             && self.dim > 0
             && self.vector_slots.is_power_of_two()
-            && self.shape.rows > 0
+            && (1..=MAX_ROWS).contains(&self.shape.rows)
             && self.shape.row_len.is_power_of_two()
+            && self.shape.row_len <= MAX_ROW_LEN
+            && slots.is_some()
             && self.vector_slots <= self.shape.row_len
             && self.vector_slots >= self.dim.div_ceil(2)
             && self.block.is_power_of_two()
             && self.block <= self.vector_slots
             && self.baby.is_power_of_two()
             && self.baby <= self.block
-            && self.count
-                <= self
-                    .groups()
-                    .saturating_mul(self.lanes())
-                    .saturating_mul(self.block);
+            && capacity_ok;
         if ok {
             Ok(())
         } else {
@@ -105,22 +138,31 @@ impl Layout {
 
     /// Lanes per ciphertext `L`.
     pub fn lanes(&self) -> usize {
-        self.shape.len() / self.vector_slots
+        self.shape
+            .rows
+            .saturating_mul(self.shape.row_len)
+            .checked_div(self.vector_slots)
+            .unwrap_or(0)
     }
 
     /// Groups of `L` blocks.
     pub fn groups(&self) -> usize {
-        self.count.div_ceil(self.lanes() * self.block)
+        let per_group = self.lanes().saturating_mul(self.block);
+        if per_group == 0 {
+            0
+        } else {
+            self.count.div_ceil(per_group)
+        }
     }
 
     /// Giant steps per group `⌈m/B⌉`.
     pub fn giant(&self) -> usize {
-        self.block.div_ceil(self.baby)
+        self.block.div_ceil(self.baby.max(1))
     }
 
     /// Ciphertexts per channel (`groups × m`).
     pub fn ciphertexts_per_channel(&self) -> usize {
-        self.groups() * self.block
+        self.groups().saturating_mul(self.block)
     }
 
     /// Whether every slot is an image (rows-in-slots; no final rotate-and-add).
@@ -164,11 +206,13 @@ impl Layout {
 
     /// Where the score of image `index` lands: (group, slot).
     pub fn score_slot(&self, index: usize) -> (usize, usize) {
-        let block = index / self.block;
-        let r = index % self.block;
-        let group = block / self.lanes();
-        let lane = block % self.lanes();
-        (group, lane * self.vector_slots + r)
+        let (m, lanes) = (self.block.max(1), self.lanes().max(1));
+        let (block, r) = (index / m, index % m);
+        let (group, lane) = (block / lanes, block % lanes);
+        (
+            group,
+            lane.saturating_mul(self.vector_slots).saturating_add(r),
+        )
     }
 
     /// Serializes the layout (magic, version, fields).

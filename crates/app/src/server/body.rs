@@ -1,0 +1,57 @@
+//! Request bodies, read only after authorization and admission: refused at once when the
+//! declared length passes the route's limit (413 before any byte is read), cut off when
+//! more arrives than the limit, and abandoned (408) when they do not arrive in
+//! `body_timeout + length / min_body_rate`, so a half-sent request cannot hold a worker.
+
+use super::Limits;
+use super::errors::ApiError;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use std::time::Duration;
+
+/// The time allowed to receive `len` bytes.
+pub fn deadline(limits: &Limits, len: usize) -> Duration {
+    limits.body_timeout + Duration::from_secs_f64(len as f64 / limits.min_body_rate.max(1) as f64)
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is larger than this route's limit of {limit} bytes"),
+    )
+}
+
+/// Reads a body of at most `limit` bytes.
+pub async fn read(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    limits: &Limits,
+) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|d| d > limit as u64) {
+        return Err(too_large(limit));
+    }
+    let expected = declared.map_or(limit, |d| d as usize);
+    let collected = tokio::time::timeout(
+        deadline(limits, expected),
+        Limited::new(body, limit).collect(),
+    )
+    .await;
+    match collected {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive in time",
+        )),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the request body could not be read: {e}"),
+        )),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}

@@ -1,0 +1,139 @@
+//! Errors as HTTP responses. The caller's mistakes get a 4xx with a message that says what
+//! to do; faults of the server (database, I/O, randomness, a worker that died) get a generic
+//! 500 naming a request id, and the detail goes to the log under that id only.
+
+use crate::errors::AppError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rand_core::{OsRng, TryRngCore};
+
+/// An error answer: status, message for the client, and (for 500s) the logged detail.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    retry_after_s: Option<u64>,
+}
+
+impl ApiError {
+    /// An answer with `status` and `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            retry_after_s: None,
+        }
+    }
+
+    /// A fault of the server: the detail is logged, the client sees a request id.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, detail)
+    }
+
+    /// 401, the same for a wrong token and an unknown collection.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or invalid bearer token for this collection",
+        )
+    }
+
+    /// 503 with `Retry-After`.
+    pub fn busy(retry_after_s: u64) -> Self {
+        Self {
+            retry_after_s: Some(retry_after_s),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is busy with other searches and ingests; retry shortly",
+            )
+        }
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        let status = match &e {
+            AppError::NotFound { .. } => StatusCode::NOT_FOUND,
+            AppError::AlreadyExists { .. } | AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::QuotaExceeded { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            AppError::Malformed(_) | AppError::Usage(_) => StatusCode::BAD_REQUEST,
+            AppError::He(he) if !is_server_fault(he) => StatusCode::BAD_REQUEST,
+            AppError::Search(blindsight_search::SearchError::He(he)) if is_server_fault(he) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            AppError::Search(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+/// Whether an error of the cryptographic layer is the server's fault, not the input's.
+fn is_server_fault(e: &blindsight_he::HeError) -> bool {
+    matches!(e, blindsight_he::HeError::Randomness { .. })
+}
+
+impl From<blindsight_he::HeError> for ApiError {
+    fn from(e: blindsight_he::HeError) -> Self {
+        AppError::from(e).into()
+    }
+}
+
+impl From<blindsight_search::SearchError> for ApiError {
+    fn from(e: blindsight_search::SearchError) -> Self {
+        AppError::from(e).into()
+    }
+}
+
+fn request_id() -> String {
+    let mut raw = [0u8; 8];
+    // an all-zero id if the OS refuses randomness: still logged, still generic
+    let _ = OsRng.try_fill_bytes(&mut raw);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (message, id) = if self.status.is_server_error()
+            && self.status != StatusCode::SERVICE_UNAVAILABLE
+            && self.status != StatusCode::INSUFFICIENT_STORAGE
+        {
+            let id = request_id();
+            tracing::error!(request_id = %id, status = %self.status, error = %self.message, "request failed");
+            (
+                format!(
+                    "internal server error (request id {id}); the operator's log has the detail"
+                ),
+                Some(id),
+            )
+        } else {
+            tracing::info!(status = %self.status, error = %self.message, "request refused");
+            (self.message, None)
+        };
+        let mut response = json(self.status, serde_json::json!({ "error": message }));
+        if let Some(id) = id.and_then(|i| HeaderValue::from_str(&i).ok()) {
+            response.headers_mut().insert("x-request-id", id);
+        }
+        if let Some(s) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        response
+    }
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, value: serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}

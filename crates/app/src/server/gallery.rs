@@ -1,0 +1,306 @@
+//! Collections loaded for search, always at one version.
+//!
+//! A search reads its collection in one read transaction ([`crate::store::Store::snapshot`]):
+//! the version, every segment with exactly its live images, and whatever keys and
+//! ciphertexts it must load. Segments never change once written (a compaction writes a new
+//! one), so their prepared operands are cached by segment id and shared by every version
+//! that holds them; evaluators are cached by (collection, keys version). A search therefore
+//! always sees every write acknowledged before it started, and never a deleted image.
+//!
+//! Memory: the cache holds at most `budget` bytes of prepared operands and evaluation keys
+//! (least recently used first out). A segment that does not fit without evicting what the
+//! current search itself uses is not cached: the search streams it from its serialized
+//! ciphertexts. Loads are single-flight: one load per collection at a time, so concurrent
+//! first searches do not prepare the same segments twice.
+
+use super::errors::ApiError;
+use super::state::AppState;
+use crate::store::CollectionRecord;
+use blindsight_he::{Ciphertext, Context, GaloisKeys, RelinKey, Serializable};
+use blindsight_search::Layout;
+use blindsight_search::engine::PreparedSegment;
+use blindsight_search::he_backend::HeEvaluator;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// One segment of a loaded collection.
+pub struct LoadedSegment {
+    /// Segment row id.
+    pub id: i64,
+    /// Its live images at the gallery's version: (position, image id).
+    pub live: Vec<(usize, i64)>,
+    /// Its operands.
+    pub prepared: Arc<PreparedSegment<HeEvaluator>>,
+}
+
+/// A collection at one version, ready to score queries.
+pub struct Gallery {
+    /// The version it was read at.
+    pub version: i64,
+    /// The parameter context.
+    pub ctx: Context,
+    /// The evaluator with the collection's keys.
+    pub ev: Arc<HeEvaluator>,
+    /// Every segment of that version.
+    pub segments: Vec<LoadedSegment>,
+}
+
+struct Cached<T> {
+    value: Arc<T>,
+    bytes: usize,
+    used_at: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    tick: u64,
+    used: usize,
+    segments: HashMap<i64, Cached<PreparedSegment<HeEvaluator>>>,
+    evaluators: HashMap<(i64, i64), Cached<HeEvaluator>>,
+    gates: HashMap<i64, Arc<Mutex<()>>>,
+}
+
+/// Which cache an entry is in.
+#[derive(Clone, Copy)]
+enum Slot {
+    Segment(i64),
+    Evaluator((i64, i64)),
+}
+
+impl Inner {
+    /// Evicts entries not used since `since`, least recently used first, until `bytes` more
+    /// fit in `budget`. False (nothing evicted) if they cannot.
+    fn make_room(&mut self, bytes: usize, budget: usize, since: u64) -> bool {
+        if bytes > budget {
+            return false;
+        }
+        let evictable: usize = self
+            .segments
+            .values()
+            .map(|c| (c.used_at, c.bytes))
+            .chain(self.evaluators.values().map(|c| (c.used_at, c.bytes)))
+            .filter(|(at, _)| *at < since)
+            .map(|(_, b)| b)
+            .sum();
+        if self.used.saturating_sub(evictable).saturating_add(bytes) > budget {
+            return false;
+        }
+        while self.used.saturating_add(bytes) > budget {
+            let oldest = self
+                .segments
+                .iter()
+                .map(|(k, c)| (c.used_at, Slot::Segment(*k)))
+                .chain(
+                    self.evaluators
+                        .iter()
+                        .map(|(k, c)| (c.used_at, Slot::Evaluator(*k))),
+                )
+                .filter(|(at, _)| *at < since)
+                .min_by_key(|(at, _)| *at);
+            let freed = match oldest {
+                Some((_, Slot::Segment(k))) => self.segments.remove(&k).map(|c| c.bytes),
+                Some((_, Slot::Evaluator(k))) => self.evaluators.remove(&k).map(|c| c.bytes),
+                None => None,
+            };
+            match freed {
+                Some(b) => self.used = self.used.saturating_sub(b),
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+/// The loaded collections of a server, under one memory budget.
+pub struct GalleryCache {
+    budget: usize,
+    inner: Mutex<Inner>,
+}
+
+impl GalleryCache {
+    /// An empty cache that may hold `budget` bytes.
+    pub fn new(budget: usize) -> Self {
+        Self {
+            budget,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>, ApiError> {
+        self.inner
+            .lock()
+            .map_err(|_| ApiError::internal("the gallery cache lock is poisoned"))
+    }
+
+    /// Bytes the cache holds now.
+    pub fn used(&self) -> usize {
+        self.inner.lock().map_or(0, |i| i.used)
+    }
+
+    /// Forgets a segment that no longer exists (after a compaction).
+    pub fn forget_segment(&self, id: i64) {
+        if let Ok(mut inner) = self.inner.lock()
+            && let Some(c) = inner.segments.remove(&id)
+        {
+            inner.used = inner.used.saturating_sub(c.bytes);
+        }
+    }
+
+    fn gate(&self, collection: i64) -> Result<Arc<Mutex<()>>, ApiError> {
+        Ok(self
+            .lock()?
+            .gates
+            .entry(collection)
+            .or_insert_with(|| Arc::new(Mutex::new(())))
+            .clone())
+    }
+
+    /// The collection at its current version.
+    pub fn load(
+        &self,
+        state: &AppState,
+        record: &CollectionRecord,
+    ) -> Result<Arc<Gallery>, ApiError> {
+        let ctx = state.context(&record.params)?;
+        let gate = self.gate(record.id)?;
+        let _single_flight = gate
+            .lock()
+            .map_err(|_| ApiError::internal("a collection load lock is poisoned"))?;
+        let started = Instant::now();
+        let since = {
+            let mut inner = self.lock()?;
+            inner.tick += 1;
+            inner.tick
+        };
+        let mut reader = state.reader()?;
+        let mut prepared_now = 0usize;
+        let gallery = reader.snapshot(record.id, |snap, r| {
+            let ev = self.evaluator(&ctx, record.id, snap.keys_version, since, || {
+                r.evaluation_keys(record.id)
+            })?;
+            let mut segments = Vec::with_capacity(snap.segments.len());
+            for view in &snap.segments {
+                let layout = Layout::from_bytes(&view.layout)?;
+                let cached = {
+                    let mut inner = self.lock().map_err(to_app)?;
+                    inner.segments.get_mut(&view.id).map(|c| {
+                        c.used_at = since;
+                        c.value.clone()
+                    })
+                };
+                let prepared = match cached {
+                    Some(p) => p,
+                    None => {
+                        prepared_now += 1;
+                        let blobs = r.segment_ciphertexts(view.id)?;
+                        let bytes = 3
+                            * layout.ciphertexts_per_channel()
+                            * ctx.product_operand_bytes(ctx.max_level());
+                        let room =
+                            self.lock()
+                                .map_err(to_app)?
+                                .make_room(bytes, self.budget, since);
+                        if room {
+                            let p = Arc::new(PreparedSegment::load(&*ev, layout, |c, k| {
+                                stored_ciphertext(&ctx, &layout, &blobs, c, k)
+                            })?);
+                            let mut inner = self.lock().map_err(to_app)?;
+                            inner.used = inner.used.saturating_add(bytes);
+                            inner.segments.insert(
+                                view.id,
+                                Cached {
+                                    value: p.clone(),
+                                    bytes,
+                                    used_at: since,
+                                },
+                            );
+                            p
+                        } else {
+                            let ctx = ctx.clone();
+                            Arc::new(PreparedSegment::streamed(
+                                layout,
+                                Box::new(move |c, k| {
+                                    stored_ciphertext(&ctx, &layout, &blobs, c, k)
+                                }),
+                            ))
+                        }
+                    }
+                };
+                segments.push(LoadedSegment {
+                    id: view.id,
+                    live: view.live.clone(),
+                    prepared,
+                });
+            }
+            Ok(Arc::new(Gallery {
+                version: snap.version,
+                ctx: ctx.clone(),
+                ev,
+                segments,
+            }))
+        })?;
+        if prepared_now > 0 {
+            tracing::info!(collection = %record.name, version = gallery.version, segments = gallery.segments.len(), prepared = prepared_now, cache_bytes = self.used(), ms = started.elapsed().as_millis() as u64, "collection loaded");
+        }
+        Ok(gallery)
+    }
+
+    fn evaluator(
+        &self,
+        ctx: &Context,
+        collection: i64,
+        keys_version: i64,
+        since: u64,
+        read: impl FnOnce() -> crate::Result<(Vec<u8>, Vec<u8>)>,
+    ) -> crate::Result<Arc<HeEvaluator>> {
+        let key = (collection, keys_version);
+        if let Some(c) = self.lock().map_err(to_app)?.evaluators.get_mut(&key) {
+            c.used_at = since;
+            return Ok(c.value.clone());
+        }
+        let (rk, gk) = read()?;
+        // deserialized keys take about twice their bit-packed size
+        let bytes = 2 * (rk.len() + gk.len());
+        let ev = Arc::new(HeEvaluator::new(
+            ctx,
+            RelinKey::from_bytes(ctx, &rk)?,
+            GaloisKeys::from_bytes(ctx, &gk)?,
+        ));
+        let mut inner = self.lock().map_err(to_app)?;
+        if inner.make_room(bytes, self.budget, since) {
+            inner.used = inner.used.saturating_add(bytes);
+            inner.evaluators.insert(
+                key,
+                Cached {
+                    value: ev.clone(),
+                    bytes,
+                    used_at: since,
+                },
+            );
+        }
+        Ok(ev)
+    }
+}
+
+fn to_app(e: ApiError) -> crate::errors::AppError {
+    crate::errors::AppError::Internal(format!("{e:?}"))
+}
+
+/// Ciphertext `k` of channel `c` of a stored segment.
+fn stored_ciphertext(
+    ctx: &Context,
+    layout: &Layout,
+    blobs: &[Vec<Vec<u8>>; 3],
+    c: usize,
+    k: usize,
+) -> blindsight_search::Result<Ciphertext> {
+    let b = blobs.get(c).and_then(|ch| ch.get(k)).ok_or(
+        blindsight_search::SearchError::CiphertextCount {
+            what: "stored ciphertexts",
+            expected: layout.ciphertexts_per_channel(),
+            actual: blobs.get(c).map_or(0, Vec::len),
+        },
+    )?;
+    Ok(Ciphertext::from_bytes(ctx, b)?)
+}

@@ -1,0 +1,176 @@
+//! The HTTP server: the only part of blindsight that runs on the untrusted machine. It holds
+//! public material only (evaluation keys, ciphertexts, sealed payloads) and must survive a
+//! hostile network. [`serve`] takes a bound listener and a shutdown future, so the binary,
+//! the tests and the in-process mode all run the same server.
+//!
+//! - [`listener`]: the accept loop: optional TLS, a connection limit, header and handshake
+//!   timeouts, graceful shutdown with a deadline.
+//! - [`auth`]: the admin credential (creating collections) and per-collection bearer
+//!   tokens, checked from the headers before any body is read, against an in-memory table
+//!   (no database read, same work whether the collection exists or not).
+//! - [`routes`]: the handlers; bodies are read only after authorization and admission, with
+//!   a size limit and a deadline ([`body`]).
+//! - [`gallery`]: collections loaded for search, one version at a time, under one memory
+//!   budget (LRU over prepared segments and evaluators), each loaded once at a time.
+//! - [`errors`]: error → status mapping; internal faults are a generic 500 with a request id
+//!   that is logged with the detail.
+//! - [`tls`]: certificate and key loading (rustls).
+
+pub mod auth;
+pub mod body;
+pub mod errors;
+pub mod gallery;
+pub mod listener;
+mod local;
+pub mod routes;
+pub mod state;
+pub mod tls;
+
+pub use local::LocalServer;
+
+use crate::store::Quota;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Who may create collections.
+#[derive(Clone, PartialEq, Eq)]
+pub enum AdminAccess {
+    /// Requests carrying `Authorization: Bearer <token>` whose SHA-256 is this.
+    TokenHash([u8; 32]),
+    /// Anyone (`serve --open-registration`).
+    Open,
+    /// No one (a server only for existing collections).
+    Closed,
+}
+
+impl AdminAccess {
+    /// Access for holders of `token`.
+    pub fn token(token: &str) -> Self {
+        Self::TokenHash(auth::token_hash(token))
+    }
+}
+
+impl std::fmt::Debug for AdminAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::TokenHash(_) => "TokenHash(..)",
+            Self::Open => "Open",
+            Self::Closed => "Closed",
+        })
+    }
+}
+
+/// Bounds on the work and memory of requests. The defaults keep one request under about
+/// `max_segment_body` × 3 of memory (body, decoded copy, transaction) and the whole server
+/// under `memory_budget` + `max_concurrent` such requests (README, "Limits").
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest ingest or compaction body (bytes).
+    pub max_segment_body: usize,
+    /// Largest images in one ingest batch.
+    pub max_batch_images: usize,
+    /// Largest sealed payload, metadata or tag of one image (bytes).
+    pub max_image_bytes: usize,
+    /// Largest search body (bytes).
+    pub max_search_body: usize,
+    /// Largest id-list body (bytes).
+    pub max_ids_body: usize,
+    /// Most ids in one payload or deletion request (after deduplication).
+    pub max_ids: usize,
+    /// Largest payload response (bytes; at least one payload is always sent).
+    pub max_payload_response: usize,
+    /// Searches, ingests, compactions and payload reads running at once; more get 503.
+    pub max_concurrent: usize,
+    /// Open connections at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time to receive a request's headers (and to finish a TLS handshake).
+    pub header_timeout: Duration,
+    /// Base time to receive a body, plus `size / min_body_rate`.
+    pub body_timeout: Duration,
+    /// Slowest accepted upload (bytes per second) beyond the base body time.
+    pub min_body_rate: u64,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_deadline: Duration,
+    /// `Retry-After` of a 503 (seconds).
+    pub retry_after_s: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_segment_body: 512 << 20,
+            max_batch_images: 1 << 16,
+            max_image_bytes: 64 << 20,
+            max_search_body: 16 << 20,
+            max_ids_body: 64 << 10,
+            max_ids: 1024,
+            max_payload_response: 64 << 20,
+            max_concurrent: 4,
+            max_connections: 256,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            min_body_rate: 1 << 20,
+            shutdown_deadline: Duration::from_secs(10),
+            retry_after_s: 1,
+        }
+    }
+}
+
+/// Default quota of a collection: 256 MiB of evaluation keys, a million images, 64 GiB.
+pub const DEFAULT_QUOTA: Quota = Quota {
+    key_bytes: 256 << 20,
+    images: 1 << 20,
+    stored_bytes: 64 << 30,
+};
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// SQLite database file.
+    pub db: PathBuf,
+    /// Who may create collections (default: no one).
+    pub admin: AdminAccess,
+    /// Per-request bounds.
+    pub limits: Limits,
+    /// Per-collection quota.
+    pub quota: Quota,
+    /// Memory for loaded collections (prepared gallery operands and evaluation keys).
+    pub memory_budget: usize,
+    /// TLS (None: plain HTTP).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl ServerOptions {
+    /// Defaults for a database file: no collection creation, default limits and quota, half
+    /// the RAM for loaded collections, plain HTTP.
+    pub fn new(db: PathBuf) -> Self {
+        Self {
+            db,
+            admin: AdminAccess::Closed,
+            limits: Limits::default(),
+            quota: DEFAULT_QUOTA,
+            memory_budget: crate::pipeline::default_memory_budget(),
+            tls: None,
+        }
+    }
+}
+
+/// Runs the server on `listener` until `shutdown` completes; requests in flight then get
+/// `limits.shutdown_deadline` to finish.
+pub async fn serve<F>(
+    listener: TcpListener,
+    options: ServerOptions,
+    shutdown: F,
+) -> crate::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let limits = options.limits.clone();
+    let tls = options.tls.clone();
+    let state = state::AppState::open(options)?;
+    let app = routes::router(state);
+    listener::run(listener, app, tls, &limits, shutdown).await
+}

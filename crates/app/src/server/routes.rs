@@ -1,0 +1,540 @@
+//! The routes. Policy (authorization, sensitive headers) is applied as layers, so a route
+//! cannot skip it; each handler then takes an admission permit if its work is heavy (503
+//! when none is free), reads its body under a limit and a deadline, and does its blocking
+//! work off the async workers.
+//!
+//! | route | auth | body limit |
+//! |-------|------|-----------|
+//! | `GET /health` | none | — |
+//! | `POST /v1/collections` | admin | key quota + 1 MiB |
+//! | `GET /v1/collections/{name}` | token | — |
+//! | `GET /v1/collections/{name}/images` | token | — |
+//! | `POST /v1/collections/{name}/segments` | token | `max_segment_body` |
+//! | `POST /v1/collections/{name}/search` | token | `max_search_body` |
+//! | `POST /v1/collections/{name}/payloads` | token | `max_ids_body` |
+//! | `POST /v1/collections/{name}/delete` | token | `max_ids_body` |
+//! | `POST /v1/collections/{name}/compact` | token | `max_segment_body` |
+
+use super::auth::{self, Authorized};
+use super::body;
+use super::errors::{ApiError, json};
+use super::state::AppState;
+use crate::errors::AppError;
+use crate::store::{CollectionRecord, KeyUpdate, NewCollection, SegmentBatch};
+use crate::wire::{self, AppendSegment, CompactSegment, CreateCollection};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Extension, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use blindsight_he::{Ciphertext, Context, GaloisKeys, Parameters, RelinKey, Serializable};
+use blindsight_search::engine::{PreparedSegment, score};
+use blindsight_search::he_backend::{HeEvaluator, segment_layout};
+use rand_core::{OsRng, TryRngCore};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+
+/// Largest keyed content tag of an image.
+const MAX_TAG_BYTES: usize = 64;
+/// Largest sealed metadata of an image.
+const MAX_META_BYTES: usize = 64 << 10;
+
+/// The application: every route with its policy layers.
+pub fn router(state: Arc<AppState>) -> Router {
+    let collection = Router::new()
+        .route("/v1/collections/{name}", get(info))
+        .route("/v1/collections/{name}/images", get(images))
+        .route("/v1/collections/{name}/segments", post(append))
+        .route("/v1/collections/{name}/search", post(search))
+        .route("/v1/collections/{name}/payloads", post(payloads))
+        .route("/v1/collections/{name}/delete", post(delete))
+        .route("/v1/collections/{name}/compact", post(compact))
+        .route_layer(from_fn_with_state(state.clone(), auth::collection_auth));
+    let admin = Router::new()
+        .route("/v1/collections", post(create))
+        .route_layer(from_fn_with_state(state.clone(), auth::admin_auth));
+    Router::new()
+        .route("/health", get(health))
+        .merge(admin)
+        .merge(collection)
+        // bodies are read by the handlers, under their own limits (`body::read`)
+        .layer(DefaultBodyLimit::disable())
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+        ]))
+        .with_state(state)
+}
+
+fn binary(bytes: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+}
+
+/// A permit for heavy work, or 503.
+fn admit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
+    state
+        .heavy
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::busy(state.options.limits.retry_after_s))
+}
+
+/// Runs blocking work (SQLite, homomorphic evaluation) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    json(
+        StatusCode::OK,
+        serde_json::json!({ "status": "ok", "store_id": state.store_id }),
+    )
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+async fn create(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let permit = admit(&state)?;
+    let limit = usize::try_from(state.options.quota.key_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1 << 20);
+    let body = body::read(body, &headers, limit, &state.options.limits).await?;
+    blocking(move || {
+        let _permit = permit;
+        let msg = CreateCollection::decode(&body)?;
+        if !valid_name(&msg.name) {
+            return Err(AppError::Malformed(
+                "collection names are 1–128 characters of [A-Za-z0-9-_.]".into(),
+            )
+            .into());
+        }
+        if msg.key_id.is_empty() || msg.key_id.len() > 128 {
+            return Err(AppError::Malformed("key id must be 1–128 bytes".into()).into());
+        }
+        let params = Parameters::from_envelope(&msg.params)?;
+        let ctx = Context::new(&params)?;
+        let dim = usize::try_from(msg.dim)
+            .map_err(|_| AppError::Malformed("dimension out of range".into()))?;
+        segment_layout(&ctx, 1, dim)?;
+        RelinKey::from_bytes(&ctx, &msg.relin_key)?;
+        let gk = GaloisKeys::from_bytes(&ctx, &msg.galois_keys)?;
+        let elements: Vec<u64> = gk.elements().collect();
+        let mut raw = [0u8; 32];
+        OsRng
+            .try_fill_bytes(&mut raw)
+            .map_err(|e| ApiError::internal(format!("operating system randomness: {e}")))?;
+        let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let hash = auth::token_hash(&token);
+        let fingerprint = params.fingerprint();
+        let mut store = state.writer()?;
+        let id = store.create_collection(
+            &NewCollection {
+                name: &msg.name,
+                params: &msg.params,
+                fingerprint: &fingerprint,
+                dim,
+                relin_key: &msg.relin_key,
+                galois_keys: &msg.galois_keys,
+                galois_elements: &elements,
+                token_hash: &hash,
+                key_id: &msg.key_id,
+            },
+            &state.options.quota,
+        )?;
+        drop(store);
+        state.auth.insert(CollectionRecord {
+            id,
+            name: msg.name.clone(),
+            params: msg.params.clone(),
+            fingerprint: fingerprint.to_vec(),
+            dim,
+            token_hash: hash.to_vec(),
+            key_id: msg.key_id.clone(),
+        })?;
+        tracing::info!(collection = %msg.name, preset = params.name(), "collection created");
+        Ok(json(
+            StatusCode::CREATED,
+            serde_json::json!({ "collection": msg.name, "token": token }),
+        ))
+    })
+    .await
+}
+
+async fn info(
+    State(state): State<Arc<AppState>>,
+    Extension(Authorized(record)): Extension<Authorized>,
+) -> Result<Response, ApiError> {
+    blocking(move || {
+        let ctx = state.context(&record.params)?;
+        let store = state.reader()?;
+        let usage = store.usage(record.id)?;
+        Ok(json(
+            StatusCode::OK,
+            serde_json::json!({
+                "collection": record.name,
+                "preset": ctx.params().name(),
+                "key_id": record.key_id,
+                "dim": record.dim,
+                "version": usage.version,
+                "segments": usage.segments,
+                "images": usage.live,
+                "deleted": usage.images - usage.live,
+                "stored_bytes": usage.stored_bytes,
+                "key_bytes": usage.key_bytes,
+                "quota": {
+                    "images": state.options.quota.images,
+                    "stored_bytes": state.options.quota.stored_bytes,
+                    "key_bytes": state.options.quota.key_bytes,
+                },
+                "galois_elements": store.galois_elements(record.id)?,
+            }),
+        ))
+    })
+    .await
+}
+
+async fn images(
+    State(state): State<Arc<AppState>>,
+    Extension(Authorized(record)): Extension<Authorized>,
+) -> Result<Response, ApiError> {
+    let permit = admit(&state)?;
+    blocking(move || {
+        let _permit = permit;
+        let (version, images) = state.reader()?.image_list(record.id)?;
+        Ok(binary(wire::encode_image_list(&wire::ImageList {
+            version,
+            images,
+        })))
+    })
+    .await
+}
+
+/// A batch checked against its collection, with the Galois keys to store if it brought any.
+struct CheckedBatch {
+    keys: Option<(Vec<u8>, Vec<u64>)>,
+}
+
+/// Validates an ingest batch against the collection (never against what the message says of
+/// itself): the only acceptable layout is the one the collection's parameters give for the
+/// batch's image count; every ciphertext is a fresh one of the collection's parameters;
+/// image positions are `0..count`; sizes are bounded; the collection's Galois keys,
+/// completed by the batch's, cover the layout.
+fn check_batch(
+    state: &AppState,
+    record: &CollectionRecord,
+    ctx: &Context,
+    msg: &AppendSegment,
+) -> Result<CheckedBatch, ApiError> {
+    let limits = &state.options.limits;
+    let n = msg.images.len();
+    if n == 0 || n > limits.max_batch_images {
+        return Err(AppError::Malformed(format!(
+            "a batch holds 1 to {} images, not {n}",
+            limits.max_batch_images
+        ))
+        .into());
+    }
+    let layout = segment_layout(ctx, n, record.dim)?;
+    if msg.layout != layout.to_bytes() {
+        return Err(AppError::Malformed(format!(
+            "the batch's layout is not the one this collection's parameters give for {n} \
+             images of {} values",
+            record.dim
+        ))
+        .into());
+    }
+    let expected = layout.ciphertexts_per_channel();
+    for ch in &msg.ciphertexts {
+        if ch.len() != expected {
+            return Err(AppError::Malformed(format!(
+                "expected {expected} ciphertexts per channel, got {}",
+                ch.len()
+            ))
+            .into());
+        }
+        for bytes in ch {
+            let ct = Ciphertext::from_bytes(ctx, bytes)?;
+            if ct.size() != 2 || ct.level() != ctx.max_level() {
+                return Err(AppError::Malformed(
+                    "gallery ciphertexts must be fresh encryptions (2 polynomials, top level)"
+                        .into(),
+                )
+                .into());
+            }
+        }
+    }
+    let mut positions = vec![false; n];
+    for img in &msg.images {
+        match positions.get_mut(img.position) {
+            Some(seen) if !*seen => *seen = true,
+            _ => {
+                return Err(AppError::Malformed(
+                    "image positions must be 0..count of the batch, each once".into(),
+                )
+                .into());
+            }
+        }
+        if img.tag.len() > MAX_TAG_BYTES
+            || img.meta.len() > MAX_META_BYTES
+            || img.payload.len() > limits.max_image_bytes
+        {
+            return Err(AppError::Malformed(format!(
+                "an image's tag, metadata or payload is too large (limits: {MAX_TAG_BYTES} B, \
+                 {MAX_META_BYTES} B, {} B)",
+                limits.max_image_bytes
+            ))
+            .into());
+        }
+    }
+    let needed: Vec<u64> = layout
+        .galois_steps()
+        .into_iter()
+        .map(|s| ctx.galois_element(s))
+        .collect();
+    let stored: HashSet<u64> = state
+        .reader()?
+        .galois_elements(record.id)?
+        .into_iter()
+        .collect();
+    let keys = if msg.galois_keys.is_empty() {
+        None
+    } else {
+        let fresh = GaloisKeys::from_bytes(ctx, &msg.galois_keys)?;
+        if fresh.elements().all(|e| stored.contains(&e)) {
+            None
+        } else {
+            let (_, blob) = state.reader()?.evaluation_keys(record.id)?;
+            let mut keys = GaloisKeys::from_bytes(ctx, &blob)?;
+            keys.merge(fresh)?;
+            let elements: Vec<u64> = keys.elements().collect();
+            Some((keys.to_bytes(ctx), elements))
+        }
+    };
+    let have: HashSet<u64> = match &keys {
+        Some((_, e)) => e.iter().copied().collect(),
+        None => stored,
+    };
+    let missing: Vec<u64> = needed.into_iter().filter(|e| !have.contains(e)).collect();
+    if !missing.is_empty() {
+        return Err(AppError::Malformed(format!(
+            "the layout needs Galois keys for elements {missing:?}; send them with the batch"
+        ))
+        .into());
+    }
+    Ok(CheckedBatch { keys })
+}
+
+fn batch_of(msg: &AppendSegment) -> SegmentBatch<'_> {
+    SegmentBatch {
+        layout: &msg.layout,
+        ciphertexts: &msg.ciphertexts,
+        images: &msg.images,
+    }
+}
+
+async fn append(
+    State(state): State<Arc<AppState>>,
+    Extension(Authorized(record)): Extension<Authorized>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let permit = admit(&state)?;
+    let limit = state.options.limits.max_segment_body;
+    let body = body::read(body, &headers, limit, &state.options.limits).await?;
+    blocking(move || {
+        let _permit = permit;
+        let started = Instant::now();
+        let ctx = state.context(&record.params)?;
+        let msg = AppendSegment::decode(&body)?;
+        let gate = state.write_gate(record.id)?;
+        let _serialized = gate
+            .lock()
+            .map_err(|_| ApiError::internal("a collection write lock is poisoned"))?;
+        let checked = check_batch(&state, &record, &ctx, &msg)?;
+        let keys = checked.keys.as_ref().map(|(k, e)| KeyUpdate {
+            galois_keys: k,
+            galois_elements: e,
+        });
+        let segment = state.writer()?.append_segment(
+            record.id,
+            &batch_of(&msg),
+            keys.as_ref(),
+            &state.options.quota,
+        )?;
+        tracing::info!(collection = %record.name, segment, images = msg.images.len(), bytes = body.len(), ms = started.elapsed().as_millis() as u64, "segment appended");
+        Ok(json(
+            StatusCode::CREATED,
+            serde_json::json!({ "segment": segment }),
+        ))
+    })
+    .await
+}
+
+async fn compact(
+    State(state): State<Arc<AppState>>,
+    Extension(Authorized(record)): Extension<Authorized>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let permit = admit(&state)?;
+    let limit = state.options.limits.max_segment_body;
+    let body = body::read(body, &headers, limit, &state.options.limits).await?;
+    blocking(move || {
+        let _permit = permit;
+        let ctx = state.context(&record.params)?;
+        let msg = CompactSegment::decode(&body)?;
+        let gate = state.write_gate(record.id)?;
+        let _serialized = gate
+            .lock()
+            .map_err(|_| ApiError::internal("a collection write lock is poisoned"))?;
+        let checked = match &msg.batch {
+            Some(b) => Some(check_batch(&state, &record, &ctx, b)?),
+            None => None,
+        };
+        let keys = checked
+            .as_ref()
+            .and_then(|c| c.keys.as_ref())
+            .map(|(k, e)| KeyUpdate {
+                galois_keys: k,
+                galois_elements: e,
+            });
+        let batch = msg.batch.as_ref().map(batch_of);
+        let new = state.writer()?.replace_segment(
+            record.id,
+            msg.old,
+            &msg.live,
+            batch.as_ref(),
+            keys.as_ref(),
+            &state.options.quota,
+        )?;
+        state.gallery.forget_segment(msg.old);
+        tracing::info!(collection = %record.name, old = msg.old, new = ?new, "segment compacted");
+        Ok(json(StatusCode::OK, serde_json::json!({ "segment": new })))
+    })
+    .await
+}
+
+async fn search(
+    State(state): State<Arc<AppState>>,
+    Extension(Authorized(record)): Extension<Authorized>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let permit = admit(&state)?;
+    let limit = state.options.limits.max_search_body;
+    let body = body::read(body, &headers, limit, &state.options.limits).await?;
+    blocking(move || {
+        let _permit = permit;
+        let started = Instant::now();
+        let query = wire::decode_search(&body)?;
+        let gallery = state.gallery.load(&state, &record)?;
+        let ctx = &gallery.ctx;
+        let [r, g, b] = [0, 1, 2].map(|c| Ciphertext::from_bytes(ctx, &query[c]));
+        let q = [r?, g?, b?];
+        if q.iter().any(|ct| ct.size() != 2 || ct.level() != ctx.max_level()) {
+            return Err(AppError::Malformed(
+                "query ciphertexts must be fresh encryptions (2 polynomials, top level)".into(),
+            )
+            .into());
+        }
+        let segs: Vec<&PreparedSegment<HeEvaluator>> = gallery
+            .segments
+            .iter()
+            .map(|s| &*s.prepared)
+            .collect();
+        let responses = score(&*gallery.ev, &segs, &q)?;
+        let resp = wire::SearchResponse {
+            version: gallery.version,
+            segments: gallery
+                .segments
+                .iter()
+                .zip(responses)
+                .map(|(seg, r)| wire::SegmentScores {
+                    segment: seg.id,
+                    layout: seg.prepared.layout.to_bytes(),
+                    live: seg.live.clone(),
+                    ciphertexts: r.map(|cts| cts.iter().map(|ct| ct.to_bytes(ctx)).collect()),
+                })
+                .collect(),
+        };
+        let out = wire::encode_search_response(&resp);
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        tracing::info!(collection = %record.name, version = resp.version, segments = resp.segments.len(), bytes_in = body.len(), bytes_out = out.len(), ms = ms as u64, "search");
+        let mut response = binary(out);
+        if let Ok(v) = format!("{ms:.3}").parse() {
+            response.headers_mut().insert("x-blindsight-server-ms", v);
+        }
+        Ok(response)
+    })
+    .await
+}
+
+/// Ids of a request, deduplicated in order and capped.
+fn request_ids(body: &[u8], max: usize) -> Result<Vec<i64>, ApiError> {
+    let ids = wire::decode_ids(body)?;
+    let mut seen = HashSet::with_capacity(ids.len());
+    let unique: Vec<i64> = ids.into_iter().filter(|id| seen.insert(*id)).collect();
+    if unique.len() > max {
+        return Err(AppError::Malformed(format!(
+            "at most {max} distinct image ids per request, got {}; split the request",
+            unique.len()
+        ))
+        .into());
+    }
+    Ok(unique)
+}
+
+async fn payloads(
+    State(state): State<Arc<AppState>>,
+    Extension(Authorized(record)): Extension<Authorized>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let permit = admit(&state)?;
+    let limits = state.options.limits.clone();
+    let body = body::read(body, &headers, limits.max_ids_body, &limits).await?;
+    blocking(move || {
+        let _permit = permit;
+        let ids = request_ids(&body, limits.max_ids)?;
+        let batch = state
+            .reader()?
+            .payloads(record.id, &ids, limits.max_payload_response)?;
+        Ok(binary(wire::encode_payloads(&batch)))
+    })
+    .await
+}
+
+async fn delete(
+    State(state): State<Arc<AppState>>,
+    Extension(Authorized(record)): Extension<Authorized>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let limits = state.options.limits.clone();
+    let body = body::read(body, &headers, limits.max_ids_body, &limits).await?;
+    blocking(move || {
+        let ids = request_ids(&body, limits.max_ids)?;
+        let n = state.writer()?.delete_images(record.id, &ids)?;
+        tracing::info!(collection = %record.name, deleted = n, "images deleted");
+        Ok(json(StatusCode::OK, serde_json::json!({ "deleted": n })))
+    })
+    .await
+}

@@ -1,0 +1,92 @@
+//! What every request shares: the store (one writer; readers opened per request), the token table,
+//! the loaded collections, the admission semaphore and the parameter contexts.
+
+use super::ServerOptions;
+use super::auth::AuthTable;
+use super::errors::ApiError;
+use super::gallery::GalleryCache;
+use crate::errors::Result;
+use crate::store::Store;
+use blindsight_he::{Context, Parameters};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::Semaphore;
+
+/// The shared state of a server.
+pub struct AppState {
+    /// Settings.
+    pub options: ServerOptions,
+    /// Bearer tokens of every collection, in memory.
+    pub auth: AuthTable,
+    /// Loaded collections.
+    pub gallery: GalleryCache,
+    /// Admission of heavy requests (search, ingest, compaction, payloads).
+    pub heavy: Arc<Semaphore>,
+    /// The database's identity.
+    pub store_id: String,
+    db: PathBuf,
+    writer: Mutex<Store>,
+    contexts: Mutex<HashMap<Vec<u8>, Context>>,
+    write_gates: Mutex<HashMap<i64, Arc<Mutex<()>>>>,
+}
+
+impl AppState {
+    /// Opens the store (migrating it) and loads the token table.
+    pub fn open(options: ServerOptions) -> Result<Arc<Self>> {
+        let writer = Store::open(&options.db)?;
+        let auth = AuthTable::load(&writer)?;
+        let store_id = writer.store_id()?;
+        Ok(Arc::new(Self {
+            gallery: GalleryCache::new(options.memory_budget),
+            heavy: Arc::new(Semaphore::new(options.limits.max_concurrent.max(1))),
+            auth,
+            store_id,
+            db: options.db.clone(),
+            options,
+            writer: Mutex::new(writer),
+            contexts: Mutex::new(HashMap::new()),
+            write_gates: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The writer connection (one at a time).
+    pub fn writer(&self) -> std::result::Result<MutexGuard<'_, Store>, ApiError> {
+        self.writer
+            .lock()
+            .map_err(|_| ApiError::internal("the store lock is poisoned"))
+    }
+
+    /// A read connection of its own (WAL: readers never wait for the writer, and see the
+    /// last committed state). Opening one costs tens of microseconds.
+    pub fn reader(&self) -> std::result::Result<Store, ApiError> {
+        Ok(Store::open_reader(&self.db)?)
+    }
+
+    /// The context of a stored collection's parameter set, built once per parameter set
+    /// (only parameters that passed collection creation reach this cache).
+    pub fn context(&self, params: &[u8]) -> std::result::Result<Context, ApiError> {
+        let mut map = self
+            .contexts
+            .lock()
+            .map_err(|_| ApiError::internal("the context cache lock is poisoned"))?;
+        if let Some(c) = map.get(params) {
+            return Ok(c.clone());
+        }
+        let ctx = Context::new(&Parameters::from_envelope(params)?)?;
+        map.insert(params.to_vec(), ctx.clone());
+        Ok(ctx)
+    }
+
+    /// The lock that serializes the ingests and compactions of one collection (their checks
+    /// read the collection's keys and must see the previous write).
+    pub fn write_gate(&self, collection: i64) -> std::result::Result<Arc<Mutex<()>>, ApiError> {
+        Ok(self
+            .write_gates
+            .lock()
+            .map_err(|_| ApiError::internal("the write gate table lock is poisoned"))?
+            .entry(collection)
+            .or_insert_with(|| Arc::new(Mutex::new(())))
+            .clone())
+    }
+}

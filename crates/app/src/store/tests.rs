@@ -1,0 +1,404 @@
+use super::*;
+
+fn batch(first_id: i64, n: usize) -> ([Vec<Vec<u8>>; 3], Vec<ImageRecord>) {
+    let cts = [0u8, 1, 2].map(|c| (0..4).map(|k| vec![c, k as u8, 9]).collect());
+    let images = (0..n)
+        .map(|i| ImageRecord {
+            id: first_id + i as i64,
+            position: i,
+            tag: vec![i as u8, first_id as u8],
+            meta: vec![1, 2, 3],
+            payload: vec![i as u8; 10],
+        })
+        .collect();
+    (cts, images)
+}
+
+fn seg<'a>(
+    layout: &'a [u8],
+    cts: &'a [Vec<Vec<u8>>; 3],
+    images: &'a [ImageRecord],
+) -> SegmentBatch<'a> {
+    SegmentBatch {
+        layout,
+        ciphertexts: cts,
+        images,
+    }
+}
+
+fn new_collection(name: &str) -> NewCollection<'_> {
+    NewCollection {
+        name,
+        params: b"params",
+        fingerprint: b"fp",
+        dim: 4096,
+        relin_key: b"rk",
+        galois_keys: b"gk",
+        galois_elements: &[3, 5],
+        token_hash: b"hash",
+        key_id: "k1",
+    }
+}
+
+const Q: Quota = Quota::UNLIMITED;
+
+fn collection(store: &mut Store, name: &str) -> i64 {
+    store.create_collection(&new_collection(name), &Q).unwrap()
+}
+
+fn append(s: &mut Store, c: i64, first_id: i64, n: usize) -> Result<i64> {
+    let (cts, images) = batch(first_id, n);
+    s.append_segment(c, &seg(b"layout", &cts, &images), None, &Q)
+}
+
+#[test]
+fn batches_round_trip_and_persist_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store_id;
+    {
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        store_id = s.store_id().unwrap();
+        assert_eq!(store_id.len(), 32);
+        let c = collection(&mut s, "photos");
+        let (cts, images) = batch(100, 3);
+        let id = s
+            .append_segment(c, &seg(b"layout", &cts, &images), None, &Q)
+            .unwrap();
+        assert_eq!(s.segment_ciphertexts(id).unwrap(), cts);
+        assert!(matches!(
+            s.create_collection(&new_collection("photos"), &Q),
+            Err(AppError::AlreadyExists { .. })
+        ));
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.store_id().unwrap(), store_id, "the identity is stable");
+    let c = s.collection("photos").unwrap();
+    assert_eq!(c.dim, 4096);
+    assert_eq!(s.segments(c.id).unwrap().len(), 1);
+    assert_eq!(s.images(c.id).unwrap().len(), 3);
+    assert_eq!(
+        s.payloads(c.id, &[101], usize::MAX).unwrap().found,
+        vec![(101, vec![1u8; 10])]
+    );
+    assert_eq!(
+        s.evaluation_keys(c.id).unwrap(),
+        (b"rk".to_vec(), b"gk".to_vec())
+    );
+    assert_eq!(s.galois_elements(c.id).unwrap(), vec![3, 5]);
+    assert!(matches!(
+        s.collection("nope"),
+        Err(AppError::NotFound { .. })
+    ));
+    let reader = Store::open_reader(&path).unwrap();
+    assert_eq!(reader.collections().unwrap(), vec![c]);
+}
+
+#[test]
+fn a_failing_batch_leaves_nothing_behind() {
+    let mut s = Store::in_memory().unwrap();
+    let c = collection(&mut s, "photos");
+    let (cts, images) = batch(1, 3);
+    s.append_segment(c, &seg(b"layout", &cts, &images), None, &Q)
+        .unwrap();
+    let version = s.version(c).unwrap();
+    // same tags again: the whole batch is refused, keys included
+    let (cts2, mut images2) = batch(50, 3);
+    images2[2].tag = images[0].tag.clone();
+    let keys = KeyUpdate {
+        galois_keys: b"new keys",
+        galois_elements: &[7],
+    };
+    assert!(matches!(
+        s.append_segment(c, &seg(b"layout2", &cts2, &images2), Some(&keys), &Q),
+        Err(AppError::Conflict(_))
+    ));
+    // an id already used in the collection, or twice in the batch
+    let (cts3, mut images3) = batch(60, 3);
+    images3[1].id = 2;
+    assert!(matches!(
+        s.append_segment(c, &seg(b"l", &cts3, &images3), None, &Q),
+        Err(AppError::Conflict(_))
+    ));
+    images3[1].id = 60;
+    assert!(matches!(
+        s.append_segment(c, &seg(b"l", &cts3, &images3), None, &Q),
+        Err(AppError::Conflict(_))
+    ));
+    assert_eq!(s.segments(c).unwrap().len(), 1);
+    assert_eq!(s.images(c).unwrap().len(), 3);
+    assert_eq!(s.evaluation_keys(c).unwrap().1, b"gk".to_vec());
+    assert_eq!(
+        s.version(c).unwrap(),
+        version,
+        "a refused write changes nothing"
+    );
+    assert_eq!(
+        s.existing_tags(c, &[images[0].tag.clone(), vec![99]])
+            .unwrap(),
+        vec![true, false]
+    );
+}
+
+#[test]
+fn image_ids_are_unique_per_collection_only() {
+    let mut s = Store::in_memory().unwrap();
+    let a = collection(&mut s, "a");
+    let b = collection(&mut s, "b");
+    append(&mut s, a, 1, 2).unwrap();
+    // the same ids in another collection are no conflict (and reveal nothing)
+    append(&mut s, b, 1, 2).unwrap();
+    assert_eq!(s.images(b).unwrap().len(), 2);
+    assert_eq!(s.delete_images(b, &[1]).unwrap(), 1);
+    assert_eq!(s.payloads(a, &[1], usize::MAX).unwrap().found.len(), 1);
+}
+
+#[test]
+fn every_write_bumps_the_version_in_its_transaction() {
+    let mut s = Store::in_memory().unwrap();
+    let c = collection(&mut s, "a");
+    let v0 = s.usage(c).unwrap();
+    append(&mut s, c, 1, 3).unwrap();
+    let v1 = s.usage(c).unwrap();
+    assert_eq!(v1.version, v0.version + 1);
+    assert_eq!(v1.keys_version, v0.keys_version, "no key change");
+    assert_eq!(s.delete_images(c, &[2]).unwrap(), 1);
+    let v2 = s.usage(c).unwrap();
+    assert_eq!(v2.version, v1.version + 1);
+    assert_eq!(s.delete_images(c, &[2, 99]).unwrap(), 0);
+    assert_eq!(s.usage(c).unwrap().version, v2.version, "nothing changed");
+    let (cts, images) = batch(10, 1);
+    let keys = KeyUpdate {
+        galois_keys: b"gk",
+        galois_elements: &[3],
+    };
+    s.append_segment(c, &seg(b"l", &cts, &images), Some(&keys), &Q)
+        .unwrap();
+    let v3 = s.usage(c).unwrap();
+    assert_eq!(v3.version, v2.version + 1);
+    assert_eq!(
+        v3.keys_version,
+        v2.keys_version + 1,
+        "same length, new keys"
+    );
+    assert_eq!((v3.images, v3.live, v3.segments), (4, 3, 2));
+}
+
+#[test]
+fn snapshots_hold_exactly_the_live_set() {
+    let mut s = Store::in_memory().unwrap();
+    let c = collection(&mut s, "a");
+    let s1 = append(&mut s, c, 1, 3).unwrap();
+    let s2 = append(&mut s, c, 10, 2).unwrap();
+    s.delete_images(c, &[2, 11]).unwrap();
+    let (snap, keys, cts) = s
+        .snapshot(c, |snap, r| {
+            Ok((
+                snap.clone(),
+                r.evaluation_keys(c)?,
+                r.segment_ciphertexts(s1)?,
+            ))
+        })
+        .unwrap();
+    assert_eq!(snap.version, s.version(c).unwrap());
+    assert_eq!(keys.0, b"rk".to_vec());
+    assert_eq!(cts[0].len(), 4);
+    let live: Vec<(i64, Vec<(usize, i64)>)> = snap
+        .segments
+        .iter()
+        .map(|v| (v.id, v.live.clone()))
+        .collect();
+    assert_eq!(live, vec![(s1, vec![(0, 1), (2, 3)]), (s2, vec![(0, 10)])]);
+}
+
+#[test]
+fn compaction_needs_the_live_set_it_was_computed_from() {
+    let mut s = Store::in_memory().unwrap();
+    let c = collection(&mut s, "photos");
+    let (cts, images) = batch(1, 3);
+    let old = s
+        .append_segment(c, &seg(b"l", &cts, &images), None, &Q)
+        .unwrap();
+    append(&mut s, c, 10, 1).unwrap();
+    s.delete_images(c, &[2]).unwrap();
+    // a drop (no batch) of a segment with live images is refused
+    assert!(matches!(
+        s.replace_segment(c, old, &[], None, None, &Q),
+        Err(AppError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.replace_segment(c, old, &[1, 3], None, None, &Q),
+        Err(AppError::Conflict(_))
+    ));
+    // a rebuild that collides with another segment's image fails as a whole
+    let (cts2, mut rebuilt) = batch(1, 2);
+    rebuilt[1].id = 10;
+    assert!(
+        s.replace_segment(
+            c,
+            old,
+            &[1, 3],
+            Some(&seg(b"l2", &cts2, &rebuilt)),
+            None,
+            &Q
+        )
+        .is_err()
+    );
+    assert_eq!(s.images(c).unwrap().len(), 4);
+    // a delete acknowledged after the client listed the segment makes its rebuild stale
+    let (cts3, mut good) = batch(1, 2);
+    good[1].id = 3;
+    good[1].tag = images[2].tag.clone();
+    s.delete_images(c, &[3]).unwrap();
+    assert!(matches!(
+        s.replace_segment(c, old, &[1, 3], Some(&seg(b"l3", &cts3, &good)), None, &Q),
+        Err(AppError::Conflict(_))
+    ));
+    assert!(
+        s.payloads(c, &[3], usize::MAX).unwrap().found.is_empty(),
+        "still deleted"
+    );
+    // recomputed from the current live set, it replaces the segment
+    let (cts4, mut only) = batch(1, 1);
+    only[0].tag = images[0].tag.clone();
+    let before = s.version(c).unwrap();
+    let new = s
+        .replace_segment(c, old, &[1], Some(&seg(b"l4", &cts4, &only)), None, &Q)
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.version(c).unwrap(), before + 1);
+    let listed = s.images(c).unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|i| !i.deleted));
+    assert_eq!(listed.iter().filter(|i| i.segment_id == new).count(), 1);
+    // a segment with nothing live can be dropped
+    s.delete_images(c, &[1]).unwrap();
+    assert_eq!(
+        s.replace_segment(c, new, &[], None, None, &Q).unwrap(),
+        None
+    );
+    // another collection cannot replace a segment it does not own
+    let b = collection(&mut s, "b");
+    let other = s.segments(c).unwrap()[0].0;
+    assert!(matches!(
+        s.replace_segment(b, other, &[10], None, None, &Q),
+        Err(AppError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn quotas_refuse_the_write_that_passes_them() {
+    let mut s = Store::in_memory().unwrap();
+    let tight = Quota {
+        key_bytes: 10,
+        images: 4,
+        stored_bytes: 1000,
+    };
+    assert!(matches!(
+        s.create_collection(
+            &NewCollection {
+                relin_key: &[0; 11],
+                ..new_collection("big")
+            },
+            &tight
+        ),
+        Err(AppError::QuotaExceeded { .. })
+    ));
+    let c = s.create_collection(&new_collection("a"), &tight).unwrap();
+    let (cts, images) = batch(1, 3);
+    s.append_segment(c, &seg(b"l", &cts, &images), None, &tight)
+        .unwrap();
+    let (cts, images) = batch(10, 2);
+    assert!(matches!(
+        s.append_segment(c, &seg(b"l", &cts, &images), None, &tight),
+        Err(AppError::QuotaExceeded {
+            what: "stored images",
+            ..
+        })
+    ));
+    let (mut cts, images) = batch(10, 1);
+    cts[0][0] = vec![0; 2000];
+    assert!(matches!(
+        s.append_segment(c, &seg(b"l", &cts, &images), None, &tight),
+        Err(AppError::QuotaExceeded {
+            what: "stored bytes",
+            ..
+        })
+    ));
+    let keys = KeyUpdate {
+        galois_keys: &[0; 20],
+        galois_elements: &[3],
+    };
+    let (cts, images) = batch(20, 1);
+    assert!(matches!(
+        s.append_segment(c, &seg(b"l", &cts, &images), Some(&keys), &tight),
+        Err(AppError::QuotaExceeded { .. })
+    ));
+    assert_eq!(s.usage(c).unwrap().images, 3, "refused writes left nothing");
+}
+
+#[test]
+fn payloads_are_capped_and_report_missing_ids() {
+    let mut s = Store::in_memory().unwrap();
+    let c = collection(&mut s, "a");
+    append(&mut s, c, 1, 5).unwrap();
+    s.delete_images(c, &[3]).unwrap();
+    let got = s.payloads(c, &[1, 3, 77, 2, 4, 5], 25).unwrap();
+    assert_eq!(
+        got.found.iter().map(|f| f.0).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(got.missing, vec![3, 77]);
+    // one payload larger than the cap still comes alone
+    let got = s.payloads(c, &[4, 5], 1).unwrap();
+    assert_eq!(got.found.len(), 1);
+}
+
+#[test]
+fn a_version_1_database_migrates_with_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO collections VALUES (1, 'old', x'01', x'02', 4096, x'0a0b', x'0c0d0e', x'ff', 'k', 0);
+             INSERT INTO segments VALUES (5, 1, x'aa');
+             INSERT INTO ciphertexts VALUES (5, 0, 0, x'0102');
+             INSERT INTO images VALUES (42, 1, 5, 0, x'01', x'02', x'0304');
+             INSERT INTO images VALUES (43, 1, 5, 1, x'02', x'02', x'0304');
+             INSERT INTO tombstones VALUES (43, 7);",
+        )
+        .unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    let c = s.collection("old").unwrap();
+    assert_eq!(
+        s.evaluation_keys(c.id).unwrap(),
+        (vec![10, 11], vec![12, 13, 14])
+    );
+    let u = s.usage(c.id).unwrap();
+    assert_eq!((u.images, u.live, u.key_bytes), (2, 1, 5));
+    assert_eq!(u.stored_bytes, 2 + 2 * 4);
+    let listed = s.images(c.id).unwrap();
+    assert_eq!(
+        listed.iter().map(|i| (i.id, i.deleted)).collect::<Vec<_>>(),
+        vec![(42, false), (43, true)]
+    );
+}
+
+#[test]
+fn newer_schemas_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("future.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+    }
+    assert!(matches!(
+        Store::open(&path),
+        Err(AppError::SchemaTooNew { actual: 99, .. })
+    ));
+}
