@@ -316,21 +316,169 @@ pub fn info(env: &Env) -> Result<()> {
     Ok(())
 }
 
-/// `blindsight serve`: runs until Ctrl-C, then finishes in-flight requests.
-pub fn serve(db: &Path, listen: &str) -> Result<()> {
+/// How `blindsight serve` runs.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// SQLite file.
+    pub db: PathBuf,
+    /// Address to listen on.
+    pub listen: String,
+    /// File holding the admin token (created with a fresh token, mode 0600, if absent).
+    pub admin_token_file: PathBuf,
+    /// Anyone may create collections (no admin token).
+    pub open_registration: bool,
+    /// TLS certificate chain and private key (PEM).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Serve plain HTTP on a non-loopback address anyway.
+    pub insecure_http: bool,
+    /// Per-collection quota.
+    pub quota: crate::store::Quota,
+    /// Searches and ingests at once.
+    pub max_concurrent: usize,
+}
+
+/// Reads the admin token from `path`, or creates the file (mode 0600, fsynced) with a fresh
+/// random token if it does not exist.
+pub fn admin_token(path: &Path) -> Result<Zeroizing<String>> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            if bytes.len() > 4096 {
+                return Err(AppError::Usage(format!(
+                    "{} is too large for an admin token file",
+                    path.display()
+                )));
+            }
+            let text = Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned());
+            let token = Zeroizing::new(text.trim().to_string());
+            if token.len() < 16 {
+                return Err(AppError::Usage(format!(
+                    "{}: the admin token must be at least 16 characters",
+                    path.display()
+                )));
+            }
+            Ok(token)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut raw = Zeroizing::new([0u8; 32]);
+            rand_core::TryRngCore::try_fill_bytes(&mut rand_core::OsRng, &mut *raw)
+                .map_err(|e| AppError::Internal(format!("operating system randomness: {e}")))?;
+            let token: Zeroizing<String> =
+                Zeroizing::new(raw.iter().map(|b| format!("{b:02x}")).collect());
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| AppError::io(dir, e))?;
+            }
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            let mut f = opts.open(path).map_err(|e| AppError::io(path, e))?;
+            writeln!(f, "{}", token.as_str()).map_err(|e| AppError::io(path, e))?;
+            f.sync_all().map_err(|e| AppError::io(path, e))?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+                && let Ok(d) = std::fs::File::open(dir)
+            {
+                let _ = d.sync_all();
+            }
+            Ok(token)
+        }
+        Err(e) => Err(AppError::io(path, e)),
+    }
+}
+
+/// Whether `listen` is a loopback address (`127.0.0.0/8`, `::1`, `localhost`).
+fn is_loopback(listen: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    match listen.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// The server options `serve` runs with (admin access, TLS, quota), checked: a
+/// non-loopback address needs TLS or `--insecure-http`.
+pub fn server_options(opts: &ServeOptions) -> Result<ServerOptions> {
+    if opts.tls.is_none() && !opts.insecure_http && !is_loopback(&opts.listen) {
+        return Err(AppError::Usage(format!(
+            "refusing to serve plain HTTP on {} (not a loopback address): give --tls-cert and \
+             --tls-key, or --insecure-http if a TLS proxy in front of this server terminates TLS",
+            opts.listen
+        )));
+    }
+    let mut server = ServerOptions::new(opts.db.clone());
+    server.quota = opts.quota;
+    server.limits.max_concurrent = opts.max_concurrent.max(1);
+    if let Some((cert, key)) = &opts.tls {
+        server.tls = Some(crate::server::tls::server_config(cert, key)?);
+    }
+    server.admin = if opts.open_registration {
+        crate::server::AdminAccess::Open
+    } else {
+        crate::server::AdminAccess::token(&admin_token(&opts.admin_token_file)?)
+    };
+    Ok(server)
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// `blindsight serve`: runs until Ctrl-C or SIGTERM, then gives requests in flight the
+/// shutdown deadline to finish.
+pub fn serve(opts: &ServeOptions) -> Result<()> {
+    let server = server_options(opts)?;
+    let deadline = server.limits.shutdown_deadline;
     let rt = tokio::runtime::Runtime::new().map_err(|e| AppError::io("tokio runtime", e))?;
-    rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen)
+    let result = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&opts.listen)
             .await
-            .map_err(|e| AppError::io(listen, e))?;
+            .map_err(|e| AppError::io(&opts.listen, e))?;
+        let scheme = if server.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         println!(
-            "blindsight serving {} on http://{}",
-            db.display(),
-            listener.local_addr().map_err(|e| AppError::io(listen, e))?
+            "blindsight serving {} on {scheme}://{}",
+            opts.db.display(),
+            listener
+                .local_addr()
+                .map_err(|e| AppError::io(&opts.listen, e))?
         );
-        crate::server::serve(listener, ServerOptions::new(db.to_path_buf()), async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-    })
+        if opts.open_registration {
+            println!("open registration: anyone who reaches this server may create collections");
+        } else {
+            println!(
+                "admin token (creates collections): {}",
+                opts.admin_token_file.display()
+            );
+        }
+        crate::server::serve(listener, server, shutdown_signal()).await
+    });
+    rt.shutdown_timeout(deadline);
+    println!("blindsight server stopped");
+    result
 }

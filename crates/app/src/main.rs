@@ -142,6 +142,34 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:7878")]
         listen: String,
+        /// File holding the admin token that creates collections (created with a fresh
+        /// random token, mode 0600, if absent; default: <db>.admin-token).
+        #[arg(long)]
+        admin_token_file: Option<PathBuf>,
+        /// Let anyone who reaches the server create collections (no admin token).
+        #[arg(long)]
+        open_registration: bool,
+        /// TLS certificate chain (PEM).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy).
+        #[arg(long)]
+        insecure_http: bool,
+        /// Quota: evaluation key MiB per collection.
+        #[arg(long, default_value_t = 256)]
+        quota_key_mb: u64,
+        /// Quota: images per collection.
+        #[arg(long, default_value_t = 1 << 20)]
+        quota_images: u64,
+        /// Quota: stored GiB per collection.
+        #[arg(long, default_value_t = 64)]
+        quota_stored_gb: u64,
+        /// Searches, ingests and payload reads at once (more get 503 Retry-After).
+        #[arg(long, default_value_t = 4)]
+        max_concurrent: usize,
     },
     /// Encrypted search end to end on ~1000 embedded images, both schemes.
     Demo {
@@ -230,7 +258,39 @@ fn run(command: Command) -> blindsight::Result<()> {
         Command::Delete { ids, client } => commands::delete(&client.env(), &ids),
         Command::Info { client } => commands::info(&client.env()),
         Command::Compact { client } => commands::compact(&client.env()),
-        Command::Serve { db, listen } => commands::serve(&db, &listen),
+        Command::Serve {
+            db,
+            listen,
+            admin_token_file,
+            open_registration,
+            tls_cert,
+            tls_key,
+            insecure_http,
+            quota_key_mb,
+            quota_images,
+            quota_stored_gb,
+            max_concurrent,
+        } => {
+            let admin_token_file = admin_token_file.unwrap_or_else(|| {
+                let mut p = db.clone().into_os_string();
+                p.push(".admin-token");
+                PathBuf::from(p)
+            });
+            commands::serve(&commands::ServeOptions {
+                db,
+                listen,
+                admin_token_file,
+                open_registration,
+                tls: tls_cert.zip(tls_key),
+                insecure_http,
+                quota: blindsight::store::Quota {
+                    key_bytes: quota_key_mb.saturating_mul(1 << 20),
+                    images: quota_images,
+                    stored_bytes: quota_stored_gb.saturating_mul(1 << 30),
+                },
+                max_concurrent,
+            })
+        }
         Command::Demo { count, scheme, top } => {
             let presets = match scheme {
                 Some(s) => vec![preset_of(s)],
