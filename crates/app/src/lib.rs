@@ -25,6 +25,7 @@ pub mod demo;
 pub mod errors;
 pub mod images;
 pub mod keystore;
+pub mod names;
 pub mod pipeline;
 pub mod remote;
 pub mod seal;
