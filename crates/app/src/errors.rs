@@ -149,6 +149,39 @@ pub enum AppError {
     #[error("internal error: {0}")]
     Internal(String),
 
+    /// Creating a collection on this server needs its admin token and none was given.
+    #[error(
+        "the server {server} creates collections only with its admin token: put the token in a \
+         file and pass --admin-token-file FILE (or set BLINDSIGHT_ADMIN_TOKEN)"
+    )]
+    AdminTokenRequired {
+        /// The server URL.
+        server: String,
+    },
+
+    /// The server refused the admin token that was given.
+    #[error(
+        "the server {server} refused the admin token ({message}): check the token in \
+         --admin-token-file or BLINDSIGHT_ADMIN_TOKEN"
+    )]
+    AdminTokenRejected {
+        /// The server URL.
+        server: String,
+        /// The server's message (sanitized for a terminal).
+        message: String,
+    },
+
+    /// A secret (passphrase, admin token) could not be used as given.
+    #[error("{what} from {origin}: {reason}")]
+    Secret {
+        /// What the secret is for (`passphrase`, `admin token`).
+        what: &'static str,
+        /// Where it came from: a file path or an environment variable.
+        origin: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+
     /// An error of the search layer.
     #[error(transparent)]
     Search(#[from] blindsight_search::SearchError),

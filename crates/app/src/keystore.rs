@@ -10,6 +10,14 @@
 //! ```
 //! With a passphrase the body is the AEAD ciphertext and the whole header is associated
 //! data, so any change is detected.
+//!
+//! The keystore file is written with `create_new` and mode 0600, fsynced, hard-linked into
+//! place (never replacing a file) and its directory fsynced. The helpers below keep the
+//! client's other files as private and durable: [`prepare_private_dir`] (mode 0700),
+//! [`append_private`] (the tokens file: forced to 0600, fsynced with its directory) and
+//! [`read_secret_file`] (a passphrase or token file, bounded, zeroized) and
+//! [`write_new_private`] (a decrypted image: a new file of mode 0600, never following or
+//! replacing an existing name).
 
 use crate::errors::{AppError, Result};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -18,7 +26,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand_core::{OsRng, TryRngCore};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 use zeroize::Zeroizing;
 
 const MAGIC: [u8; 4] = *b"BLSK";
@@ -93,10 +101,7 @@ impl Keystore {
             });
         }
         let bytes = self.to_bytes(passphrase)?;
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let dir = parent_or_dot(path);
         let tmp = dir.join(format!(
             ".blindsight-keystore-{:016x}.tmp",
             u64::from_le_bytes(random()?)
@@ -115,7 +120,9 @@ impl Keystore {
                 path: path.display().to_string(),
             },
             _ => AppError::io(path, e),
-        })
+        })?;
+        // The new name (and the removal of the temporary one) must survive a crash.
+        sync_dir(dir)
     }
 
     /// Serializes the keystore, sealed under `passphrase` if given.
@@ -262,6 +269,230 @@ fn derive_key(
     Ok(key)
 }
 
+/// Largest passphrase or token file [`read_secret_file`] accepts, in bytes.
+pub const MAX_SECRET_FILE_BYTES: usize = 4096;
+
+/// Reads a secret (a passphrase, a token) from `path`: at most [`MAX_SECRET_FILE_BYTES`]
+/// bytes of UTF-8, trailing newlines (`\n`, `\r\n`) dropped, never empty; the bytes
+/// are zeroized after use. Pipes work (`--passphrase-file <(pass show blindsight)`).
+/// `what` names the secret in errors.
+pub fn read_secret_file(path: &Path, what: &'static str) -> Result<Zeroizing<String>> {
+    use std::io::Read;
+    let secret_error = |reason: String| AppError::Secret {
+        what,
+        origin: path.display().to_string(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| AppError::io(path, e))?;
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_SECRET_FILE_BYTES + 1));
+    file.take(MAX_SECRET_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| AppError::io(path, e))?;
+    if bytes.len() > MAX_SECRET_FILE_BYTES {
+        return Err(secret_error(format!(
+            "the file is larger than {MAX_SECRET_FILE_BYTES} bytes; it must hold only the {what}"
+        )));
+    }
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != b'\n' && b != b'\r')
+        .map_or(0, |last| last + 1);
+    if end == 0 {
+        return Err(secret_error(format!(
+            "the file is empty; write the {what} into it"
+        )));
+    }
+    let text = std::str::from_utf8(&bytes[..end])
+        .map_err(|_| secret_error("the file is not UTF-8 text".into()))?;
+    Ok(Zeroizing::new(text.to_string()))
+}
+
+/// What [`prepare_private_dir`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirState {
+    /// The directory was created, mode 0700 (with any missing parents, also 0700).
+    Created,
+    /// It exists and only its owner can enter it.
+    Private,
+    /// It existed with group or other access (this mode) and was tightened to 0700.
+    Tightened(u32),
+    /// It exists with group or other access (this mode) and was left as it is.
+    Open(u32),
+}
+
+/// Makes sure the directory `dir` that holds secrets exists: creates it with mode 0700 (and
+/// fsyncs its parent), or reports an existing one that other users can enter — tightening
+/// it to 0700 only when `tighten` (blindsight's own default home; a directory the user
+/// chose is theirs to change).
+pub fn prepare_private_dir(dir: &Path, tighten: bool) -> Result<DirState> {
+    match std::fs::metadata(dir) {
+        Ok(meta) => {
+            if !meta.is_dir() {
+                return Err(AppError::io(
+                    dir,
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotADirectory,
+                        "not a directory; choose another --keystore",
+                    ),
+                ));
+            }
+            let mode = mode_of(&meta);
+            if mode & 0o077 == 0 {
+                Ok(DirState::Private)
+            } else if tighten {
+                set_mode(dir, 0o700)?;
+                Ok(DirState::Tightened(mode))
+            } else {
+                Ok(DirState::Open(mode))
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                builder.mode(0o700);
+            }
+            builder.create(dir).map_err(|e| AppError::io(dir, e))?;
+            // A umask cannot widen 0700, but make sure of the mode the tests check.
+            set_mode(dir, 0o700)?;
+            sync_dir(parent_or_dot(dir))?;
+            Ok(DirState::Created)
+        }
+        Err(e) => Err(AppError::io(dir, e)),
+    }
+}
+
+/// Appends `bytes` to the private file `path` (created with mode 0600; an existing file
+/// with wider permissions is forced to 0600 first), then fsyncs the file and its directory.
+pub fn append_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|e| AppError::io(path, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = f.metadata().map_err(|e| AppError::io(path, e))?;
+        if mode_of(&meta) != 0o600 {
+            // fchmod on the open file: no race with a rename of the path.
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| AppError::io(path, e))?;
+        }
+    }
+    f.write_all(bytes).map_err(|e| AppError::io(path, e))?;
+    f.sync_all().map_err(|e| AppError::io(path, e))?;
+    sync_dir(parent_or_dot(path))
+}
+
+/// `name` with `-n` before its extension (`cat.png` → `cat-2.png`).
+fn with_suffix(name: &str, n: u32) -> String {
+    match name.rfind('.').filter(|&dot| dot > 0) {
+        Some(dot) => format!("{}-{n}{}", &name[..dot], &name[dot..]),
+        None => format!("{name}-{n}"),
+    }
+}
+
+/// Writes `data` to a new file named `name` (one path component, e.g. from
+/// [`crate::names::for_file`]; anything else is refused) in `dir`, mode 0600. An existing
+/// file or symbolic link of that name is never followed nor replaced: the next free name
+/// `<stem>-2.<ext>`, `-3`, … is taken instead. Returns the path written.
+pub fn write_new_private(dir: &Path, name: &str, data: &[u8]) -> Result<PathBuf> {
+    const ATTEMPTS: u32 = 1000;
+    if !matches!(
+        Path::new(name).components().collect::<Vec<_>>()[..],
+        [Component::Normal(_)]
+    ) || name.contains(['/', '\\'])
+    {
+        return Err(AppError::Usage(format!(
+            "`{}` is not a single file name",
+            crate::names::for_terminal(name)
+        )));
+    }
+    for n in 1..=ATTEMPTS {
+        let path = dir.join(if n == 1 {
+            name.to_string()
+        } else {
+            with_suffix(name, n)
+        });
+        if std::fs::symlink_metadata(&path).is_ok() {
+            continue;
+        }
+        let mut opts = std::fs::OpenOptions::new();
+        // create_new (O_CREAT | O_EXCL) fails on any existing name, a symbolic link
+        // included, dangling or not: it never follows one.
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut file = match opts.open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(AppError::io(&path, e)),
+        };
+        if let Err(e) = file.write_all(data) {
+            let _ = std::fs::remove_file(&path);
+            return Err(AppError::io(&path, e));
+        }
+        return Ok(path);
+    }
+    Err(AppError::Usage(format!(
+        "{}: {ATTEMPTS} files named like {name} exist already; choose another --out folder",
+        dir.display()
+    )))
+}
+
+/// Fsyncs the directory `dir`, so that names created or removed in it survive a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| AppError::io(dir, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+fn parent_or_dot(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+fn mode_of(meta: &std::fs::Metadata) -> u32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o777
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        0o700
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| AppError::io(path, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}
+
 fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -376,5 +607,132 @@ mod tests {
             }
         }
         assert!(Keystore::from_bytes(b"hello world, not a key", None, "k").is_err());
+    }
+
+    #[test]
+    fn secret_files_are_bounded_trimmed_and_never_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("secret");
+        for (content, want) in [
+            (&b"hunter2\n"[..], Some("hunter2")),
+            (b"hunter2\r\n", Some("hunter2")),
+            (b"two words  \n\n", Some("two words  ")),
+            (b"\n\r\n", None),
+            (b"no newline", Some("no newline")),
+            (b"\n", None),
+            (b"", None),
+            (b"\xff\xfe\n", None),
+        ] {
+            std::fs::write(&f, content).unwrap();
+            let got = read_secret_file(&f, "passphrase");
+            match want {
+                Some(w) => assert_eq!(got.unwrap().as_str(), w),
+                None => assert!(
+                    matches!(
+                        got,
+                        Err(AppError::Secret {
+                            what: "passphrase",
+                            ..
+                        })
+                    ),
+                    "{content:?}: {got:?}"
+                ),
+            }
+        }
+        std::fs::write(&f, vec![b'a'; MAX_SECRET_FILE_BYTES]).unwrap();
+        assert_eq!(read_secret_file(&f, "admin token").unwrap().len(), 4096);
+        std::fs::write(&f, vec![b'a'; MAX_SECRET_FILE_BYTES + 1]).unwrap();
+        let err = read_secret_file(&f, "admin token").unwrap_err().to_string();
+        assert!(err.contains("larger than 4096 bytes"), "{err}");
+        assert!(matches!(
+            read_secret_file(&dir.path().join("missing"), "passphrase"),
+            Err(AppError::Io { .. })
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_dirs_and_appended_files_get_owner_only_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let tmp = tempfile::tempdir().unwrap();
+        let new = tmp.path().join("a/b");
+        assert_eq!(prepare_private_dir(&new, false).unwrap(), DirState::Created);
+        assert_eq!(mode(&new), 0o700);
+        assert_eq!(prepare_private_dir(&new, false).unwrap(), DirState::Private);
+
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(
+            prepare_private_dir(&open, false).unwrap(),
+            DirState::Open(0o755)
+        );
+        assert_eq!(
+            mode(&open),
+            0o755,
+            "a directory the user chose is left alone"
+        );
+        assert_eq!(
+            prepare_private_dir(&open, true).unwrap(),
+            DirState::Tightened(0o755)
+        );
+        assert_eq!(mode(&open), 0o700);
+        let file = open.join("f");
+        std::fs::write(&file, "x").unwrap();
+        assert!(prepare_private_dir(&file, false).is_err());
+
+        let tokens = new.join("tokens");
+        append_private(&tokens, b"one\n").unwrap();
+        assert_eq!(mode(&tokens), 0o600);
+        std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o644)).unwrap();
+        append_private(&tokens, b"two\n").unwrap();
+        assert_eq!(
+            mode(&tokens),
+            0o600,
+            "a wider existing file is forced to 0600"
+        );
+        assert_eq!(std::fs::read_to_string(&tokens).unwrap(), "one\ntwo\n");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn new_private_files_never_follow_or_replace() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let victim = tmp.path().join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        std::os::unix::fs::symlink(&victim, out.join("01-cat.png")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("nowhere"), out.join("01-cat-2.png")).unwrap();
+        std::fs::write(out.join("02-dog"), "old").unwrap();
+
+        let a = write_new_private(&out, "01-cat.png", b"cat").unwrap();
+        assert_eq!(a, out.join("01-cat-3.png"));
+        let b = write_new_private(&out, "02-dog", b"dog").unwrap();
+        assert_eq!(b, out.join("02-dog-2"));
+        let c = write_new_private(&out, ".x", b"x").unwrap();
+        assert_eq!(c, out.join(".x"));
+        assert_eq!(
+            write_new_private(&out, ".x", b"y").unwrap(),
+            out.join(".x-2")
+        );
+        for p in [&a, &b, &c] {
+            let meta = std::fs::symlink_metadata(p).unwrap();
+            assert!(meta.is_file());
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{}", p.display());
+        }
+        assert_eq!(std::fs::read(&a).unwrap(), b"cat");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+        assert!(
+            !tmp.path().join("nowhere").exists(),
+            "a dangling link is not followed"
+        );
+        assert_eq!(std::fs::read_to_string(out.join("02-dog")).unwrap(), "old");
+        for bad in ["../escape", "a/b", "..", ".", "", "/abs"] {
+            assert!(write_new_private(&out, bad, b"z").is_err(), "{bad:?}");
+        }
+        assert!(!tmp.path().join("escape").exists());
     }
 }
