@@ -1,18 +1,44 @@
 //! The commands of the CLI, on top of [`crate::client`]. Secrets come from the keystore
 //! file (and a passphrase from a file or `BLINDSIGHT_PASSPHRASE`), collection tokens from a
-//! tokens file beside it (mode 0600). Without `--server`, the commands start the server
-//! in-process on the local SQLite file and talk to it over loopback HTTP.
+//! tokens file beside it. Without `--server`, the commands start the server in-process on
+//! the local SQLite file and talk to it over loopback HTTP.
+//!
+//! Files: the keystore's directory is created with mode 0700 (an existing one that other
+//! users can enter gets a warning; blindsight's default home `~/.blindsight` is tightened);
+//! the tokens file `<keystore>.tokens` is kept at 0600 and fsynced with its directory after
+//! each append. Tokens are filed under the server's store id
+//! (`store:<id>` TAB collection TAB token), so that a collection created in-process on a
+//! database and later served from it is found with `--server URL`; lines of older versions,
+//! filed under the endpoint (`sqlite:<path>` or the URL), are still read, and filed again
+//! under the store id when used.
+//!
+//! Creating a collection needs the server's admin token: the in-process server's own, or
+//! for `--server` the one in `--admin-token-file` or `BLINDSIGHT_ADMIN_TOKEN`.
+//!
+//! Whatever comes from the server or from file names goes through [`crate::names`] before
+//! it reaches the terminal or a file name; decrypted matches are written as new files
+//! (mode 0600, never following or replacing an existing file) inside `--out` only.
 
 use crate::client::{Client, IngestReport};
 use crate::errors::{AppError, Result};
 use crate::images::list_images;
-use crate::keystore::Keystore;
+use crate::keystore::{self, DirState, Keystore};
+use crate::names;
 use crate::remote::Remote;
 use crate::server::{LocalServer, ServerOptions};
 use blindsight_search::rank::RankRule;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
+
+/// Environment variable holding the server's admin token (read when no
+/// `--admin-token-file` is given).
+pub const ADMIN_TOKEN_ENV: &str = "BLINDSIGHT_ADMIN_TOKEN";
+
+/// Longest token (admin or collection) the client accepts, in bytes.
+const MAX_TOKEN_BYTES: usize = 1024;
+
+/// Longest store id the client accepts from a server, in characters.
+const MAX_STORE_ID_CHARS: usize = 64;
 
 /// Where the commands find their files and their server.
 #[derive(Clone, Debug)]
@@ -27,6 +53,32 @@ pub struct Env {
     pub db: PathBuf,
     /// Collection name.
     pub collection: String,
+    /// File holding the admin token of the `server` (else [`ADMIN_TOKEN_ENV`]), sent by
+    /// `create`.
+    pub admin_token_file: Option<PathBuf>,
+    /// An extra CA certificate (PEM) to trust for an `https` server.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Whether `token` can be sent as a bearer token and kept on one line of the tokens file:
+/// 1 to [`MAX_TOKEN_BYTES`] visible ASCII characters.
+fn is_usable_token(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= MAX_TOKEN_BYTES
+        && token.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The last token of `collection` filed under `key` in the text of a tokens file.
+fn find_token(tokens: &str, key: &str, collection: &str) -> Option<Zeroizing<String>> {
+    tokens
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            Some((f.next()?, f.next()?, f.next()?))
+        })
+        .filter(|(k, c, t)| *k == key && *c == collection && is_usable_token(t))
+        .map(|(_, _, t)| Zeroizing::new(t.to_string()))
+        .next_back()
 }
 
 impl Env {
@@ -41,16 +93,75 @@ impl Env {
         )
     }
 
+    /// Whether `dir` is blindsight's own default home `~/.blindsight` (which it may tighten;
+    /// a `BLINDSIGHT_HOME` or `--keystore` folder is the user's).
+    fn is_own_home(dir: &Path) -> bool {
+        let Some(home) = std::env::var_os("HOME") else {
+            return false;
+        };
+        let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        abs(dir) == abs(&PathBuf::from(home).join(".blindsight"))
+    }
+
+    /// Creates the keystore's directory (mode 0700), or warns when an existing one is open
+    /// to other users.
+    fn prepare_keystore_dir(&self) -> Result<()> {
+        let dir = self
+            .keystore
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        match keystore::prepare_private_dir(dir, Self::is_own_home(dir))? {
+            DirState::Open(mode) => eprintln!(
+                "warning: other users can enter {}, the folder of the keystore (mode {mode:o}); \
+                 consider `chmod 700 {}`",
+                dir.display(),
+                dir.display()
+            ),
+            DirState::Tightened(mode) => eprintln!(
+                "note: {} was open to other users (mode {mode:o}); set it to 700",
+                dir.display()
+            ),
+            DirState::Created | DirState::Private => {}
+        }
+        Ok(())
+    }
+
     fn passphrase(&self) -> Result<Option<Zeroizing<String>>> {
         if let Some(f) = &self.passphrase_file {
-            let text = Zeroizing::new(std::fs::read_to_string(f).map_err(|e| AppError::io(f, e))?);
-            return Ok(Some(Zeroizing::new(
-                text.trim_end_matches(['\n', '\r']).to_string(),
-            )));
+            return keystore::read_secret_file(f, "passphrase").map(Some);
         }
         Ok(std::env::var("BLINDSIGHT_PASSPHRASE")
             .ok()
             .map(Zeroizing::new))
+    }
+
+    /// The admin token the user gave: `--admin-token-file`, else [`ADMIN_TOKEN_ENV`].
+    fn admin_token(&self) -> Result<Option<Zeroizing<String>>> {
+        let (token, origin) = match &self.admin_token_file {
+            Some(f) => (
+                keystore::read_secret_file(f, "admin token")?,
+                f.display().to_string(),
+            ),
+            None => match std::env::var(ADMIN_TOKEN_ENV) {
+                Ok(t) if !t.is_empty() => (Zeroizing::new(t), ADMIN_TOKEN_ENV.to_string()),
+                Ok(_) | Err(std::env::VarError::NotPresent) => return Ok(None),
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    (Zeroizing::new(String::new()), ADMIN_TOKEN_ENV.to_string())
+                }
+            },
+        };
+        if !is_usable_token(&token) {
+            return Err(AppError::Secret {
+                what: "admin token",
+                origin,
+                reason: format!(
+                    "a token is 1 to {MAX_TOKEN_BYTES} visible ASCII characters, without \
+                     spaces; copy it exactly as the server's operator gave it"
+                ),
+            });
+        }
+        Ok(Some(token))
     }
 
     fn load_keystore(&self) -> Result<Keystore> {
@@ -58,6 +169,7 @@ impl Env {
         Keystore::load(&self.keystore, pass.as_deref().map(String::as_str))
     }
 
+    /// Where the commands talk to, as older versions filed tokens under it.
     fn endpoint(&self) -> String {
         match &self.server {
             Some(url) => url.clone(),
@@ -76,46 +188,74 @@ impl Env {
         PathBuf::from(p)
     }
 
-    fn token(&self) -> Result<String> {
+    fn read_tokens(&self) -> Result<Zeroizing<String>> {
         let path = self.tokens_path();
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let endpoint = self.endpoint();
-        text.lines()
-            .filter_map(|l| {
-                let mut f = l.split('\t');
-                Some((f.next()?, f.next()?, f.next()?))
-            })
-            .filter(|(e, c, _)| *e == endpoint && *c == self.collection)
-            .map(|(_, _, t)| t.to_string())
-            .next_back()
-            .ok_or_else(|| AppError::Usage(format!(
-                "no token for collection `{}` at {endpoint}; run `blindsight create` first (tokens live in {})",
-                self.collection,
-                path.display()
-            )))
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Zeroizing::new(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Zeroizing::new(String::new())),
+            Err(e) => Err(AppError::io(&path, e)),
+        }
     }
 
-    fn save_token(&self, token: &str) -> Result<()> {
-        let path = self.tokens_path();
-        let mut opts = std::fs::OpenOptions::new();
-        opts.append(true).create(true);
-        #[cfg(unix)]
+    /// The key the tokens of the server behind `remote` are filed under: `store:<store id>`.
+    fn store_key(remote: &Remote) -> Result<String> {
+        let id = remote.store_id()?;
+        if id.is_empty()
+            || id.chars().count() > MAX_STORE_ID_CHARS
+            || !id.bytes().all(|b| b.is_ascii_alphanumeric())
         {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
+            return Err(AppError::Malformed(format!(
+                "the server's store id `{}` is not 1 to {MAX_STORE_ID_CHARS} ASCII letters and \
+                 digits: is this a blindsight server?",
+                names::for_terminal(&id)
+            )));
         }
-        let mut f = opts.open(&path).map_err(|e| AppError::io(&path, e))?;
-        writeln!(f, "{}\t{}\t{token}", self.endpoint(), self.collection)
-            .map_err(|e| AppError::io(&path, e))
+        Ok(format!("store:{id}"))
+    }
+
+    /// The token of the collection on the server behind `remote`.
+    fn token(&self, remote: &Remote) -> Result<Zeroizing<String>> {
+        let key = Self::store_key(remote)?;
+        let tokens = self.read_tokens()?;
+        if let Some(t) = find_token(&tokens, &key, &self.collection) {
+            return Ok(t);
+        }
+        let endpoint = self.endpoint();
+        if let Some(t) = find_token(&tokens, &endpoint, &self.collection) {
+            // Filed by an older version under the endpoint: file it under the store id too,
+            // so that the same database served elsewhere finds it. Best effort.
+            if let Err(e) = self.save_token(&key, &t) {
+                eprintln!("warning: could not file the token under {key}: {e}");
+            }
+            return Ok(t);
+        }
+        Err(AppError::Usage(format!(
+            "no token for collection `{}` on this server ({key}, {endpoint}); run `blindsight \
+             create` first, or use the keystore that created it (tokens live in {})",
+            self.collection,
+            self.tokens_path().display()
+        )))
+    }
+
+    /// Appends the token of the collection under `key` to the tokens file.
+    fn save_token(&self, key: &str, token: &str) -> Result<()> {
+        if self.collection.chars().any(char::is_control) {
+            return Err(AppError::Usage(
+                "a collection name cannot contain tabs, newlines or other control characters"
+                    .into(),
+            ));
+        }
+        let line = Zeroizing::new(format!("{key}\t{}\t{token}\n", self.collection));
+        keystore::append_private(&self.tokens_path(), line.as_bytes())
     }
 
     /// Connects to the server, starting it in-process when no URL was given.
     fn connect(&self) -> Result<(Option<LocalServer>, Remote)> {
         match &self.server {
-            Some(url) => Ok((None, Remote::new(url)?)),
+            Some(url) => Ok((None, Remote::with_ca_file(url, self.ca_file.as_deref())?)),
             None => {
                 if let Some(dir) = self.db.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| AppError::io(dir, e))?;
+                    keystore::prepare_private_dir(dir, false)?;
                 }
                 let server = LocalServer::start(ServerOptions::new(self.db.clone()))?;
                 let remote = Remote::new(server.url())?;
@@ -127,7 +267,7 @@ impl Env {
     fn client(&self) -> Result<(Option<LocalServer>, Client)> {
         let keystore = self.load_keystore()?;
         let (server, remote) = self.connect()?;
-        let token = self.token()?;
+        let token = self.token(&remote)?;
         Ok((
             server,
             Client::new(keystore, remote.with_token(&token), &self.collection)?,
@@ -135,11 +275,9 @@ impl Env {
     }
 }
 
-/// `blindsight keygen`.
+/// `blindsight keygen`: the keystore's folder is created with mode 0700 (or checked).
 pub fn keygen(env: &Env, preset: &str) -> Result<()> {
-    if let Some(dir) = env.keystore.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| AppError::io(dir, e))?;
-    }
+    env.prepare_keystore_dir()?;
     let ks = Keystore::generate(preset)?;
     let pass = env.passphrase()?;
     ks.save(&env.keystore, pass.as_deref().map(String::as_str))?;
@@ -157,12 +295,14 @@ pub fn keygen(env: &Env, preset: &str) -> Result<()> {
 }
 
 /// `blindsight create [--scheme S]`: creates the keystore first if there is none (for
-/// `preset`), and refuses a keystore of another scheme.
+/// `preset`), and refuses a keystore of another scheme. The in-process server is given its
+/// own admin token; a `--server` the user's (`--admin-token-file` or
+/// `BLINDSIGHT_ADMIN_TOKEN`). The collection's token is filed under the server's store id.
 pub fn create(env: &Env, preset: Option<&str>) -> Result<()> {
-    if let Some(p) = preset
-        && !env.keystore.exists()
-    {
-        keygen(env, p)?;
+    match preset {
+        Some(p) if !env.keystore.exists() => keygen(env, p)?,
+        _ if env.keystore.exists() => env.prepare_keystore_dir()?,
+        _ => {}
     }
     let ks = env.load_keystore()?;
     if let Some(p) = preset
@@ -174,18 +314,47 @@ pub fn create(env: &Env, preset: Option<&str>) -> Result<()> {
             ks.preset
         )));
     }
-    let (server, remote) = env.connect()?;
-    let remote = match &server {
-        Some(local) => remote.with_token(local.admin_token()),
-        None => match std::env::var("BLINDSIGHT_ADMIN_TOKEN") {
-            Ok(t) => remote.with_token(&t),
-            Err(_) => remote,
-        },
+    // Read before the evaluation keys are made: a bad token file fails at once.
+    let user_admin = match env.server {
+        Some(_) => env.admin_token()?,
+        None => None,
     };
-    let token = Client::create(&ks, &remote, &env.collection)?;
-    env.save_token(&token)?;
+    let (server, remote) = env.connect()?;
+    let key = Env::store_key(&remote)?;
+    let admin = match &server {
+        Some(local) => Some(Zeroizing::new(local.admin_token().to_string())),
+        None => user_admin,
+    };
+    let authorized = match &admin {
+        Some(t) => remote.with_token(t),
+        None => remote.clone(),
+    };
+    let token = Zeroizing::new(
+        Client::create(&ks, &authorized, &env.collection).map_err(|e| match e {
+            AppError::Remote {
+                status: 401 | 403,
+                message,
+            } if server.is_none() => match admin {
+                Some(_) => AppError::AdminTokenRejected {
+                    server: env.endpoint(),
+                    message: names::for_terminal(&message),
+                },
+                None => AppError::AdminTokenRequired {
+                    server: env.endpoint(),
+                },
+            },
+            e => e,
+        })?,
+    );
+    if !is_usable_token(&token) {
+        return Err(AppError::Malformed(format!(
+            "the server answered with an unusable collection token (not 1 to \
+             {MAX_TOKEN_BYTES} visible ASCII characters); nothing was saved"
+        )));
+    }
+    env.save_token(&key, &token)?;
     println!(
-        "created collection `{}` ({}) at {}",
+        "created collection `{}` ({}) at {} ({key})",
         env.collection,
         ks.preset,
         env.endpoint()
@@ -224,12 +393,18 @@ pub fn ingest(env: &Env, dir: &Path) -> Result<IngestReport> {
         report.added, report.duplicates
     );
     for (name, reason) in &report.failed {
-        println!("skipped {name}: {reason}");
+        println!(
+            "skipped {}: {}",
+            names::for_terminal(name),
+            names::for_terminal_bounded(reason, 300)
+        );
     }
     Ok(report)
 }
 
-/// `blindsight search IMAGE`.
+/// `blindsight search IMAGE`: prints the matches (names made safe for a terminal) and, with
+/// `out`, writes the decrypted matches there as `<rank>-<name>` (see [`names::for_file`]),
+/// new files of mode 0600, never replacing anything.
 pub fn search(
     env: &Env,
     image: &Path,
@@ -249,7 +424,7 @@ pub fn search(
             "{:>4}  {:<20}  {:<28} {:>7.4}  {:>7.4}  {:>7.4}  {:>7.4}",
             i + 1,
             m.id,
-            m.name,
+            names::for_terminal(&m.name),
             m.channel_cosines[0],
             m.channel_cosines[1],
             m.channel_cosines[2],
@@ -261,22 +436,15 @@ pub fn search(
         std::fs::create_dir_all(dir).map_err(|e| AppError::io(dir, e))?;
         let ids: Vec<i64> = matches.iter().map(|m| m.id).collect();
         let files = client.fetch(&ids)?;
+        let mut written = 0usize;
         for (rank, m) in matches.iter().enumerate() {
             if let Some((_, data)) = files.iter().find(|(id, _)| *id == m.id) {
-                let safe: String = m
-                    .name
-                    .chars()
-                    .map(|c| if c == '/' || c == '\\' { '_' } else { c })
-                    .collect();
-                let path = dir.join(format!("{:02}-{safe}", rank + 1));
-                std::fs::write(&path, data).map_err(|e| AppError::io(&path, e))?;
+                let file = format!("{:02}-{}", rank + 1, names::for_file(&m.name));
+                keystore::write_new_private(dir, &file, data)?;
+                written += 1;
             }
         }
-        println!(
-            "wrote {} decrypted matches to {}",
-            files.len(),
-            dir.display()
-        );
+        println!("wrote {written} decrypted matches to {}", dir.display());
     }
     Ok(())
 }
@@ -296,10 +464,10 @@ pub fn compact(env: &Env) -> Result<()> {
     Ok(())
 }
 
-/// `blindsight info`.
+/// `blindsight info` (the server's answers made safe for a terminal).
 pub fn info(env: &Env) -> Result<()> {
     let (_server, remote) = env.connect()?;
-    let token = env.token()?;
+    let token = env.token(&remote)?;
     let info = remote.with_token(&token).info(&env.collection)?;
     for key in [
         "collection",
@@ -310,7 +478,10 @@ pub fn info(env: &Env) -> Result<()> {
         "deleted",
     ] {
         if let Some(v) = info.get(key) {
-            println!("{key}: {v}");
+            println!(
+                "{key}: {}",
+                names::for_terminal_bounded(&v.to_string(), 200)
+            );
         }
     }
     Ok(())

@@ -51,6 +51,13 @@ struct ClientArgs {
     /// Collection name.
     #[arg(long, global = true, default_value = "default")]
     collection: String,
+    /// File holding the server's admin token, which `create` needs with --server (or set
+    /// BLINDSIGHT_ADMIN_TOKEN).
+    #[arg(long, global = true)]
+    admin_token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for an https --server, besides the system's.
+    #[arg(long, global = true)]
+    ca_file: Option<PathBuf>,
 }
 
 impl ClientArgs {
@@ -65,6 +72,8 @@ impl ClientArgs {
             server: self.server.clone(),
             db: self.db.clone().unwrap_or_else(|| home.join("gallery.db")),
             collection: self.collection.clone(),
+            admin_token_file: self.admin_token_file.clone(),
+            ca_file: self.ca_file.clone(),
         }
     }
 }
@@ -349,7 +358,11 @@ fn main() -> ExitCode {
     match run(Cli::parse().command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            // Errors quote servers and file names: nothing reaches the terminal unfiltered.
+            eprintln!(
+                "error: {}",
+                blindsight::names::for_terminal_bounded(&e.to_string(), 4000)
+            );
             ExitCode::FAILURE
         }
     }

@@ -263,3 +263,236 @@ fn create_with_a_scheme_makes_the_keystore_first() {
         "no token for collection `nope`",
     );
 }
+
+#[cfg(unix)]
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// keygen creates the keystore's folder 0700, warns about (and leaves alone) a folder of the
+/// user's that others can enter, tightens its own default home, and refuses secret files
+/// that are empty or too large.
+#[cfg(unix)]
+#[test]
+fn keystore_folders_are_private_and_secret_files_bounded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let ks = tmp.path().join("new/deep/keystore");
+    ok(
+        &home,
+        &[
+            "keygen",
+            "--scheme",
+            "bfv",
+            "--keystore",
+            ks.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(mode(&tmp.path().join("new/deep")), 0o700);
+    assert_eq!(mode(&tmp.path().join("new")), 0o700);
+    assert_eq!(mode(&ks), 0o600);
+
+    let open = tmp.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    set_mode(&open, 0o755);
+    let out = run(
+        &home,
+        &[
+            "keygen",
+            "--scheme",
+            "bfv",
+            "--keystore",
+            open.join("keystore").to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: other users can enter") && err.contains("chmod 700"),
+        "{err}"
+    );
+    assert_eq!(mode(&open), 0o755, "the user's folder is theirs to change");
+
+    // blindsight's own default home (no BLINDSIGHT_HOME) is tightened
+    let user = tmp.path().join("user");
+    std::fs::create_dir_all(user.join(".blindsight")).unwrap();
+    set_mode(&user.join(".blindsight"), 0o755);
+    let out = Command::new(env!("CARGO_BIN_EXE_blindsight"))
+        .env_remove("BLINDSIGHT_HOME")
+        .env_remove("BLINDSIGHT_PASSPHRASE")
+        .env("HOME", &user)
+        .args(["keygen", "--scheme", "bfv"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&user.join(".blindsight")), 0o700);
+    assert_eq!(mode(&user.join(".blindsight/keystore")), 0o600);
+
+    let big = tmp.path().join("big");
+    std::fs::write(&big, vec![b'x'; 4097]).unwrap();
+    let empty = tmp.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    for (file, needle) in [(&big, "larger than 4096 bytes"), (&empty, "is empty")] {
+        let ks = tmp.path().join(format!("ks-{needle}"));
+        fails_with(
+            &home,
+            &[
+                "keygen",
+                "--keystore",
+                ks.to_str().unwrap(),
+                "--passphrase-file",
+                file.to_str().unwrap(),
+            ],
+            needle,
+        );
+        assert!(!ks.exists());
+    }
+}
+
+/// Tokens are filed under the store id of the database: a collection created in-process is
+/// found when the same database is served and reached with --server; lines of older
+/// versions (keyed by `sqlite:<path>` or by the URL) still work and are filed again under
+/// the store id. A wider tokens file is forced to 0600. A hostile image name never reaches
+/// the terminal or the file system as it is: `search --out` writes sanitized names, 0600,
+/// and takes a new name rather than follow a symbolic link planted in the folder.
+#[cfg(unix)]
+#[test]
+fn tokens_follow_the_store_and_hostile_names_stay_harmless() {
+    use blindsight::server::{LocalServer, ServerOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    set_mode(&home, 0o700);
+    let tokens = home.join("keystore.tokens");
+    std::fs::write(&tokens, "http://example.invalid:1\tother\tabc\n").unwrap();
+    set_mode(&tokens, 0o644);
+    ok(&home, &["create", "--scheme", "ckks"]);
+    assert_eq!(
+        mode(&tokens),
+        0o600,
+        "an existing wider tokens file is tightened"
+    );
+    assert_eq!(mode(&home.join("keystore")), 0o600);
+    let text = std::fs::read_to_string(&tokens).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("store:"))
+        .unwrap_or_else(|| panic!("no store-keyed line: {text}"))
+        .to_string();
+    assert!(
+        text.starts_with("http://example.invalid:1\tother\tabc\n"),
+        "{text}"
+    );
+    let fields: Vec<&str> = line.split('\t').collect();
+    let (key, token) = (fields[0].to_string(), fields[2].to_string());
+    assert_eq!(fields[1], "default");
+    assert_eq!(key.len(), "store:".len() + 32, "{key}");
+
+    let imgs = tmp.path().join("imgs");
+    write_images(&imgs, 4);
+    let hostile = "evil\u{1b}[31mred\nline.png";
+    let third = blindsight_testdata::first(3)[2].name;
+    std::fs::rename(imgs.join(third), imgs.join(hostile)).unwrap();
+    let out = ok(&home, &["ingest", imgs.to_str().unwrap()]);
+    assert!(out.contains("added 4 images"), "{out}");
+
+    let hits = tmp.path().join("hits");
+    std::fs::create_dir(&hits).unwrap();
+    let victim = tmp.path().join("victim");
+    std::fs::write(&victim, "keep me").unwrap();
+    let planted = hits.join("01-evil_[31mred_line.png");
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    let query = imgs.join(hostile);
+    let out = ok(
+        &home,
+        &[
+            "search",
+            query.to_str().unwrap(),
+            "--top",
+            "4",
+            "--out",
+            hits.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !out.contains('\u{1b}'),
+        "an escape reached the terminal: {out:?}"
+    );
+    assert!(out.contains("evil?[31mred?line.png"), "{out}");
+    assert!(out.contains("wrote 4 decrypted matches"), "{out}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    let written = hits.join("01-evil_[31mred_line-2.png");
+    assert_eq!(
+        std::fs::read(&written).unwrap(),
+        std::fs::read(&query).unwrap(),
+        "the decrypted top match is the query file"
+    );
+    let mut entries = 0;
+    for e in std::fs::read_dir(&hits).unwrap() {
+        let p = e.unwrap().path();
+        entries += 1;
+        if p != planted {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+            assert!(std::fs::symlink_metadata(&p).unwrap().is_file());
+        }
+    }
+    assert_eq!(
+        entries, 5,
+        "four matches and the planted link, nothing else"
+    );
+
+    // the same database, served: found by store id with --server
+    let db = home.join("gallery.db");
+    {
+        let server = LocalServer::start(ServerOptions::new(db.clone())).unwrap();
+        let url = server.url().to_string();
+        let info = ok(&home, &["info", "--server", &url]);
+        assert!(info.contains("images: 4"), "{info}");
+        // an older version's line, keyed by the URL
+        std::fs::write(&tokens, format!("{url}\tdefault\t{token}\n")).unwrap();
+        let info = ok(&home, &["info", "--server", &url]);
+        assert!(info.contains("images: 4"), "{info}");
+        let text = std::fs::read_to_string(&tokens).unwrap();
+        assert!(
+            text.contains(&format!("{key}\tdefault\t{token}\n")),
+            "filed again under the store id: {text}"
+        );
+        // a token filed under another store is not used
+        std::fs::write(
+            &tokens,
+            format!("store:{}\tdefault\t{token}\n", "0".repeat(32)),
+        )
+        .unwrap();
+        fails_with(
+            &home,
+            &["info", "--server", &url],
+            "no token for collection `default`",
+        );
+    }
+    // an older version's line for the in-process mode, keyed by the database path
+    let abs_db = std::path::absolute(&db).unwrap();
+    std::fs::write(
+        &tokens,
+        format!("sqlite:{}\tdefault\t{token}\n", abs_db.display()),
+    )
+    .unwrap();
+    let info = ok(&home, &["info"]);
+    assert!(info.contains("images: 4"), "{info}");
+    let text = std::fs::read_to_string(&tokens).unwrap();
+    assert!(
+        text.contains(&format!("{key}\tdefault\t{token}\n")),
+        "{text}"
+    );
+    assert_eq!(mode(&tokens), 0o600);
+}
