@@ -546,7 +546,9 @@ pub fn admin_token(path: &Path) -> Result<Zeroizing<String>> {
                 opts.mode(0o600);
             }
             let mut f = opts.open(path).map_err(|e| AppError::io(path, e))?;
-            writeln!(f, "{}", token.as_str()).map_err(|e| AppError::io(path, e))?;
+            std::io::Write::write_all(&mut f, token.as_bytes())
+                .and_then(|()| std::io::Write::write_all(&mut f, b"\n"))
+                .map_err(|e| AppError::io(path, e))?;
             f.sync_all().map_err(|e| AppError::io(path, e))?;
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
                 && let Ok(d) = std::fs::File::open(dir)
