@@ -107,9 +107,21 @@ impl Remote {
             Some(t) => req.bearer_auth(t.as_str()),
             None => req,
         };
-        let resp = req
-            .send()
-            .map_err(|e| AppError::Connection(e.to_string()))?;
+        let resp = req.send().map_err(|e| {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text = format!("{text}: {s}");
+                source = s.source();
+            }
+            if text.contains("BodyWrite") || text.contains("Broken pipe") {
+                text.push_str(
+                    " (the server refused the request before its body was sent: a wrong \
+                     token, a body over the server's limit, or a busy server)",
+                );
+            }
+            AppError::Connection(text)
+        })?;
         if resp.status().is_success() {
             return Ok(resp);
         }
