@@ -51,6 +51,8 @@ pub struct IngestReport {
     pub duplicates: usize,
     /// Files that could not be read, with the reason.
     pub failed: Vec<(String, String)>,
+    /// The ids given to the added images: (file name, id).
+    pub ids: Vec<(String, i64)>,
 }
 
 /// One search result.
@@ -256,6 +258,12 @@ impl Client {
             let msg = self.batch(files, chunk, &mut elements)?;
             self.remote.append(&self.collection, &msg)?;
             report.added += chunk.len();
+            report.ids.extend(
+                chunk
+                    .iter()
+                    .zip(&msg.images)
+                    .map(|((k, _, _), img)| (files[*k].0.clone(), img.id)),
+            );
             progress(report.added);
         }
         Ok(report)
@@ -415,14 +423,12 @@ impl Client {
         Ok((rebuilt, purged))
     }
 
-    /// The live images of the collection: id → (name, norms), and the version listed.
+    /// The images of the collection: id → (name, norms), and the version listed.
     fn catalog(&self) -> Result<(i64, Catalog)> {
         let list = self.remote.images(&self.collection)?;
         let mut map = HashMap::new();
+        // deleted images too: one may be live at the version a concurrent search reads
         for e in &list.images {
-            if e.deleted {
-                continue;
-            }
             let meta = seal::open(
                 &self.keystore.payload_key,
                 &meta_context(&self.collection),
@@ -478,10 +484,9 @@ impl Client {
                 .flat_map(|s| &s.live)
                 .all(|(_, id)| c.contains_key(id))
         };
-        if !all_known(&catalog) && resp.version != listed_version {
+        if !all_known(&catalog) && resp.version > listed_version {
             (listed_version, catalog) = self.catalog()?;
         }
-        let _ = listed_version;
         let mut found = Vec::new();
         let mut ids = HashSet::new();
         for seg in &resp.segments {
@@ -522,12 +527,16 @@ impl Client {
                         "the server listed image {id} twice"
                     )));
                 }
-                let (name, norms) = catalog.get(&id).ok_or_else(|| {
-                    AppError::Malformed(format!(
-                        "the server scored image {id}, which its image list does not hold"
-                    ))
-                })?;
-                found.push((id, name.clone(), *norms, *d));
+                match catalog.get(&id) {
+                    Some((name, norms)) => found.push((id, name.clone(), *norms, *d)),
+                    // deleted and compacted away since the response's version
+                    None if listed_version > resp.version => {}
+                    None => {
+                        return Err(AppError::Malformed(format!(
+                            "the server scored image {id}, which its image list does not hold"
+                        )));
+                    }
+                }
             }
         }
         let norms: Vec<ImageNorms> = found.iter().map(|f| f.2).collect();

@@ -18,6 +18,8 @@ use zeroize::Zeroizing;
 const MAX_JSON: usize = 1 << 20;
 /// Largest binary answer read (image lists, search responses, payload batches).
 pub const MAX_BINARY: usize = 1 << 30;
+/// Attempts of a request the server answers 503 (busy) or closes early.
+const RETRIES: u32 = 8;
 /// Ids per payload or deletion request (the server's default cap).
 pub const IDS_PER_REQUEST: usize = 1024;
 
@@ -107,21 +109,34 @@ impl Remote {
             Some(t) => req.bearer_auth(t.as_str()),
             None => req,
         };
-        let resp = req.send().map_err(|e| {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                text = format!("{text}: {s}");
-                source = s.source();
+        // A busy server answers 503 with Retry-After (or, for a large upload, closes the
+        // connection under it): retry a bounded number of times, then report.
+        let mut attempt = 0u32;
+        let resp = loop {
+            attempt += 1;
+            let retryable = attempt < RETRIES;
+            let this = match req.try_clone() {
+                Some(r) if retryable => r,
+                _ => break Self::transport(req.send())?,
+            };
+            match this.send() {
+                Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                    let wait = r
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .unwrap_or(1.0)
+                        .clamp(0.05, 5.0);
+                    std::thread::sleep(Duration::from_secs_f64(wait));
+                }
+                Ok(r) => break r,
+                Err(e) if is_early_close(&e) => {
+                    std::thread::sleep(Duration::from_millis(100 << attempt.min(5)));
+                }
+                Err(e) => return Self::transport(Err(e)),
             }
-            if text.contains("BodyWrite") || text.contains("Broken pipe") {
-                text.push_str(
-                    " (the server refused the request before its body was sent: a wrong \
-                     token, a body over the server's limit, or a busy server)",
-                );
-            }
-            AppError::Connection(text)
-        })?;
+        };
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -133,6 +148,25 @@ impl Remote {
             .and_then(|j| j.get("error").and_then(|e| e.as_str()).map(str::to_string))
             .unwrap_or(text);
         Err(AppError::Remote { status, message })
+    }
+
+    /// A transport result with a message that says what an early close means.
+    fn transport(r: reqwest::Result<Response>) -> Result<Response> {
+        r.map_err(|e| {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text = format!("{text}: {s}");
+                source = s.source();
+            }
+            if is_early_close(&e) {
+                text.push_str(
+                    " (the server refused the request before its body was sent: a wrong \
+                     token, a body over the server's limit, or a busy server)",
+                );
+            }
+            AppError::Connection(text)
+        })
     }
 
     /// Reads a body of at most `max` bytes (an error beyond, without reading it all).
@@ -319,4 +353,21 @@ impl Remote {
         }
         Ok(deleted)
     }
+}
+
+/// Whether the server closed the connection while the request body was being sent (it
+/// answered early: a refusal from the headers, or busy).
+fn is_early_close(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = format!("{s:?}");
+        if text.contains("BodyWrite")
+            || text.contains("BrokenPipe")
+            || text.contains("ConnectionReset")
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }

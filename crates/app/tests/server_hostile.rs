@@ -380,3 +380,46 @@ fn tls_serves_clients_that_trust_its_ca() {
     tx.send(()).unwrap();
     thread.join().unwrap();
 }
+
+#[test]
+fn compactions_from_a_stale_live_set_or_dropping_live_images_get_409() {
+    let f = fixture(Limits::default());
+    let remote = Remote::new(f.server.url()).unwrap().with_token(&f.token);
+    let list = remote.images("photos").unwrap();
+    let segment = list.images[0].segment_id;
+    let live: Vec<i64> = list.images.iter().map(|i| i.id).collect();
+    // dropping a segment whose images are live
+    let drop_live = wire::CompactSegment {
+        old: segment,
+        live: live.clone(),
+        batch: None,
+    };
+    match remote.compact("photos", &drop_live) {
+        Err(blindsight::errors::AppError::Remote { status: 409, .. }) => {}
+        other => panic!("expected 409, got {other:?}"),
+    }
+    // a deletion acknowledged after the client listed the segment
+    assert_eq!(remote.delete("photos", &[live[0]]).unwrap(), 1);
+    let stale = wire::CompactSegment {
+        old: segment,
+        live: live.clone(),
+        batch: None,
+    };
+    match remote.compact("photos", &stale) {
+        Err(blindsight::errors::AppError::Remote { status: 409, .. }) => {}
+        other => panic!("expected 409, got {other:?}"),
+    }
+    let after = remote.images("photos").unwrap();
+    assert_eq!(after.images.len(), 3, "nothing was dropped");
+    assert_eq!(
+        after
+            .images
+            .iter()
+            .filter(|i| i.deleted)
+            .map(|i| i.id)
+            .collect::<Vec<_>>(),
+        vec![live[0]],
+        "the deletion stands"
+    );
+    assert!(after.version > list.version);
+}
