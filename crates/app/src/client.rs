@@ -55,6 +55,17 @@ pub struct IngestReport {
     pub ids: Vec<(String, i64)>,
 }
 
+/// The outcome of a compaction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompactReport {
+    /// Segments rebuilt (or dropped, when nothing in them was live).
+    pub rebuilt: usize,
+    /// Deleted images purged.
+    pub purged: usize,
+    /// Segments left for a later compaction because their live set changed meanwhile.
+    pub skipped: usize,
+}
+
 /// One search result.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Match {
@@ -356,8 +367,10 @@ impl Client {
 
     /// Rebuilds every segment holding deleted images from its live images (fetched,
     /// decrypted and re-encrypted here, ids and sealed data kept), one segment per
-    /// transaction on the server. Returns (segments rebuilt, deleted images purged).
-    pub fn compact(&self) -> Result<(usize, usize)> {
+    /// transaction on the server. A segment whose live set changes meanwhile (an image
+    /// deleted after the listing: its payload is gone, or the server answers 409) is left
+    /// for the next compaction and counted as skipped; nothing live is ever dropped.
+    pub fn compact(&self) -> Result<CompactReport> {
         let info = self.check_collection()?;
         let entries = self.remote.images(&self.collection)?.images;
         let mut by_segment: std::collections::BTreeMap<i64, Vec<&crate::store::ImageEntry>> =
@@ -366,12 +379,12 @@ impl Client {
             by_segment.entry(e.segment_id).or_default().push(e);
         }
         let mut elements = Self::galois_elements(&info);
-        let (mut rebuilt, mut purged) = (0, 0);
-        for (segment, mut images) in by_segment {
+        let mut report = CompactReport::default();
+        'segments: for (segment, mut images) in by_segment {
             if !images.iter().any(|e| e.deleted) {
                 continue;
             }
-            purged += images.iter().filter(|e| e.deleted).count();
+            let purged = images.iter().filter(|e| e.deleted).count();
             images.retain(|e| !e.deleted);
             images.sort_by_key(|e| e.position);
             let live: Vec<i64> = images.iter().map(|e| e.id).collect();
@@ -387,10 +400,11 @@ impl Client {
                 let mut encoded = Vec::with_capacity(images.len());
                 let mut records = Vec::with_capacity(images.len());
                 for (position, e) in images.iter().enumerate() {
-                    let payload = sealed.get(&e.id).ok_or_else(|| AppError::NotFound {
-                        what: "image payload",
-                        name: e.id.to_string(),
-                    })?;
+                    let Some(payload) = sealed.get(&e.id) else {
+                        // deleted since the listing
+                        report.skipped += 1;
+                        continue 'segments;
+                    };
                     let file = seal::open(
                         &self.keystore.payload_key,
                         &self.collection,
@@ -410,17 +424,21 @@ impl Client {
                 let refs: Vec<&EncodedImage> = encoded.iter().collect();
                 Some(self.segment_message(&refs, records, &mut elements)?)
             };
-            self.remote.compact(
-                &self.collection,
-                &crate::wire::CompactSegment {
-                    old: segment,
-                    live,
-                    batch,
-                },
-            )?;
-            rebuilt += 1;
+            let msg = crate::wire::CompactSegment {
+                old: segment,
+                live,
+                batch,
+            };
+            match self.remote.compact(&self.collection, &msg) {
+                Ok(_) => {
+                    report.rebuilt += 1;
+                    report.purged += purged;
+                }
+                Err(AppError::Remote { status: 409, .. }) => report.skipped += 1,
+                Err(e) => return Err(e),
+            }
         }
-        Ok((rebuilt, purged))
+        Ok(report)
     }
 
     /// The images of the collection: id → (name, norms), and the version listed.

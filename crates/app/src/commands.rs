@@ -459,8 +459,17 @@ pub fn delete(env: &Env, ids: &[i64]) -> Result<()> {
 /// `blindsight compact`.
 pub fn compact(env: &Env) -> Result<()> {
     let (_server, client) = env.client()?;
-    let (segments, purged) = client.compact()?;
-    println!("rebuilt {segments} segments, purged {purged} deleted images");
+    let r = client.compact()?;
+    println!(
+        "rebuilt {} segments, purged {} deleted images",
+        r.rebuilt, r.purged
+    );
+    if r.skipped > 0 {
+        println!(
+            "left {} segments for the next compaction: images were deleted meanwhile",
+            r.skipped
+        );
+    }
     Ok(())
 }
 

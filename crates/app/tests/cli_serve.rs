@@ -100,13 +100,21 @@ fn plain_http_off_loopback_is_refused_unless_asked_for() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--tls-cert") && err.contains("--insecure-http"), "{err}");
+    assert!(
+        err.contains("--tls-cert") && err.contains("--insecure-http"),
+        "{err}"
+    );
     // a certificate that is not one is a clear error too
     std::fs::write(dir.path().join("bad.pem"), "not a certificate").unwrap();
     let out = bin()
         .args(["serve", "--db"])
         .arg(dir.path().join("g.db"))
-        .args(["--listen", "127.0.0.1:0", "--open-registration", "--tls-cert"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--open-registration",
+            "--tls-cert",
+        ])
         .arg(dir.path().join("bad.pem"))
         .arg("--tls-key")
         .arg(dir.path().join("bad.pem"))
