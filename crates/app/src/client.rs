@@ -27,6 +27,29 @@ use std::time::Instant;
 /// Images per ingest batch (one segment each).
 pub const BATCH: usize = 1024;
 
+/// Largest total of original file bytes in one ingest batch (so that a batch of large
+/// photos stays well under the server's body limit, 512 MiB by default).
+pub const BATCH_FILE_BYTES: usize = 128 << 20;
+
+/// Cuts `todo` (indices into `files`) into batches of at most [`BATCH`] images and
+/// [`BATCH_FILE_BYTES`] file bytes (a single larger file is a batch of its own).
+fn batches<T>(todo: &[T], size_of: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0usize);
+    for (i, item) in todo.iter().enumerate() {
+        let b = size_of(item);
+        if i > start && (i - start == BATCH || bytes.saturating_add(b) > BATCH_FILE_BYTES) {
+            out.push(&todo[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes = bytes.saturating_add(b);
+    }
+    if start < todo.len() {
+        out.push(&todo[start..]);
+    }
+    out
+}
+
 /// A client of one collection.
 pub struct Client {
     keystore: Keystore,
@@ -222,7 +245,7 @@ impl Client {
 
     /// Ingests image files (name, bytes): undecodable ones are reported and skipped, files
     /// the collection already holds are skipped, the rest is added in batches of
-    /// [`BATCH`], each one transaction on the server.
+    /// [`BATCH`] images and [`BATCH_FILE_BYTES`], each one transaction on the server.
     pub fn ingest(
         &self,
         files: &[(String, Vec<u8>)],
@@ -265,7 +288,7 @@ impl Client {
             }
         }
         let mut elements = Self::galois_elements(&info);
-        for chunk in todo.chunks(BATCH) {
+        for chunk in batches(&todo, |(k, _, _)| files[*k].1.len()) {
             let msg = self.batch(files, chunk, &mut elements)?;
             self.remote.append(&self.collection, &msg)?;
             report.added += chunk.len();
@@ -620,4 +643,25 @@ fn encrypt_bytes<C: SlotCipher<Ct = Ciphertext>>(
 ) -> Result<(Layout, [Vec<Vec<u8>>; 3])> {
     let seg = encrypt_segment_with(cipher, vectors, |ct| Ok(ct.to_bytes(ctx)))?;
     Ok((seg.layout, seg.channels))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_respect_the_image_and_byte_caps() {
+        let sizes = vec![1usize; 2500];
+        let b = batches(&sizes, |s| *s);
+        assert_eq!(
+            b.iter().map(|c| c.len()).collect::<Vec<_>>(),
+            vec![1024, 1024, 452]
+        );
+        let big = vec![50usize << 20; 5];
+        let b = batches(&big, |s| *s);
+        assert_eq!(b.iter().map(|c| c.len()).collect::<Vec<_>>(), vec![2, 2, 1]);
+        let huge = vec![300usize << 20, 1];
+        assert_eq!(batches(&huge, |s| *s).len(), 2);
+        assert!(batches(&Vec::<usize>::new(), |s| *s).is_empty());
+    }
 }
