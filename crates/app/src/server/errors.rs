@@ -137,3 +137,64 @@ pub fn json(status: StatusCode, value: serde_json::Value) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_of(r: Response) -> (StatusCode, String, Option<String>) {
+        let status = r.status();
+        let id = r
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let bytes = rt
+            .block_on(axum::body::to_bytes(r.into_body(), 1 << 20))
+            .unwrap_or_default();
+        (status, String::from_utf8_lossy(&bytes).into_owned(), id)
+    }
+
+    #[test]
+    #[allow(clippy::panic, reason = "test")]
+    fn database_faults_are_generic_500s_with_a_request_id() {
+        let e = AppError::Database(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(11),
+            Some("database disk image is malformed: table images".into()),
+        ));
+        let (status, body, id) = body_of(ApiError::from(e).into_response());
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            !body.contains("malformed") && !body.contains("images"),
+            "{body}"
+        );
+        let id = id.unwrap_or_default();
+        assert_eq!(id.len(), 16);
+        assert!(body.contains(&id), "{body}");
+    }
+
+    #[test]
+    fn the_callers_mistakes_keep_their_message() {
+        let (status, body, id) =
+            body_of(ApiError::from(AppError::Conflict("id 5 exists".into())).into_response());
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(body.contains("id 5 exists") && id.is_none());
+        let (status, _, _) = body_of(
+            ApiError::from(AppError::QuotaExceeded {
+                what: "stored images",
+                limit: 1,
+                actual: 2,
+            })
+            .into_response(),
+        );
+        assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE);
+        let r = ApiError::busy(3).into_response();
+        assert_eq!(
+            r.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()),
+            Some(&b"3"[..])
+        );
+    }
+}
