@@ -1,22 +1,20 @@
 //! # blindsight — encrypted image similarity search (application layer)
 //!
-//! - [`images`]: galleries from folders or the embedded test images.
-//! - [`pipeline`]: the full client/server path in one process, every message serialized.
-//! - [`bench`]: `blindsight bench`, the benchmark contract of DESIGN.md.
-//! - [`demo`]: `blindsight demo`.
-//! - [`client`]: create, ingest, search, fetch, delete: all the secret-key work.
-//! - [`commands`]: the CLI commands (keygen, create, ingest, search, delete, info, serve).
-//! - [`keystore`]: the client's secret material (HE secret key, payload key), mode 0600,
-//!   optionally sealed under a passphrase.
-//! - [`seal`]: image payloads sealed with XChaCha20-Poly1305.
-//! - [`remote`]: the HTTP client of the API.
-//! - [`server`]: the HTTP server (axum), a library function taking a listener and a
-//!   shutdown future.
-//! - [`wire`]: the framed binary bodies of the HTTP API.
-//! - [`store`]: the SQLite store (WAL, versioned schema, one transaction per ingest batch).
+//! What runs where:
 //!
-//! The SQLite store, the HTTP server and client, and the rest of the CLI are being built
-//! (issue #4).
+//! - On the untrusted server: [`server`] (axum over hyper: authorization layers, admission,
+//!   body limits and deadlines, TLS, graceful shutdown; the gallery cache) and [`store`]
+//!   (SQLite: versioned collections, segments, sealed payloads, quotas).
+//! - On the client, holding secrets: [`client`] (create, ingest, search, fetch, delete,
+//!   compact: all the secret-key work), [`keystore`] (HE secret key and payload key, 0600 in a
+//!   0700 folder, optionally sealed under a passphrase), [`seal`] (payloads sealed with
+//!   XChaCha20-Poly1305), [`remote`] (the HTTP client: capped answers, bounded retries),
+//!   [`names`] (names made safe for a terminal or a file name).
+//! - Between them: [`wire`], the framed binary bodies of the HTTP API.
+//! - The command line: [`commands`] (the CLI commands on top of the client and the server),
+//!   [`demo`], [`bench`](mod@bench) (the benchmark contract of DESIGN.md), [`pipeline`] (the
+//!   whole path in one process, every message serialized), [`images`] (galleries from
+//!   folders or the embedded test images).
 
 pub mod bench;
 pub mod client;
