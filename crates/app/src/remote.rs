@@ -16,8 +16,12 @@ use zeroize::Zeroizing;
 
 /// Largest JSON answer read.
 const MAX_JSON: usize = 1 << 20;
-/// Largest binary answer read (image lists, search responses, payload batches).
-pub const MAX_BINARY: usize = 1 << 30;
+/// Largest image list read (a million images of ~200 bytes of sealed metadata, twice over).
+pub const MAX_IMAGE_LIST: usize = 512 << 20;
+/// Largest search response read (W1's is 0.4 MB; a million images in one segment ~20 MB).
+pub const MAX_SEARCH_RESPONSE: usize = 256 << 20;
+/// Largest payload answer read (the server caps its answers at 64 MiB, or one payload).
+pub const MAX_PAYLOAD_ANSWER: usize = 160 << 20;
 /// Attempts of a request the server answers 503 (busy) or closes early.
 const RETRIES: u32 = 8;
 /// Ids per payload or deletion request (the server's default cap).
@@ -188,10 +192,6 @@ impl Remote {
         Ok(out)
     }
 
-    fn bytes(resp: Response) -> Result<Vec<u8>> {
-        Self::capped(resp, MAX_BINARY)
-    }
-
     fn json(resp: Response) -> Result<Json> {
         let bytes = Self::capped(resp, MAX_JSON)?;
         serde_json::from_slice(&bytes).map_err(|e| AppError::Malformed(e.to_string()))
@@ -248,7 +248,7 @@ impl Remote {
             self.http
                 .get(self.url(&format!("/v1/collections/{collection}/images"))),
         )?;
-        wire::decode_image_list(&Self::bytes(resp)?)
+        wire::decode_image_list(&Self::capped(resp, MAX_IMAGE_LIST)?)
     }
 
     /// Appends an ingest batch; returns the new segment's id.
@@ -278,7 +278,7 @@ impl Remote {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<f64>().ok())
             .map_or(0.0, |ms| ms / 1000.0);
-        let body = Self::bytes(resp)?;
+        let body = Self::capped(resp, MAX_SEARCH_RESPONSE)?;
         let timing = RequestTiming {
             upload_s: (head_s - server_s).max(0.0),
             server_s,
@@ -297,8 +297,9 @@ impl Remote {
         let mut out = Vec::new();
         while !todo.is_empty() {
             let chunk: Vec<i64> = todo.iter().take(IDS_PER_REQUEST).copied().collect();
-            let batch: PayloadBatch = wire::decode_payloads(&Self::bytes(
+            let batch: PayloadBatch = wire::decode_payloads(&Self::capped(
                 self.send(self.http.post(&url).body(wire::encode_ids(&chunk)))?,
+                MAX_PAYLOAD_ANSWER,
             )?)?;
             let asked: HashSet<i64> = chunk.iter().copied().collect();
             let mut answered = HashSet::new();

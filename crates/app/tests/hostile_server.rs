@@ -1,0 +1,245 @@
+//! The client library against a fake, hostile server: layouts claiming billions of images,
+//! counts that do not match the ciphertexts, positions and ids out of place, answers for
+//! ids that were not asked for, endless bodies. Each gets an error, and the client's memory
+//! stays within a bound (the answer caps), never the 23 GB a claimed layout once cost.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::routing::{get, post};
+use blindsight::client::Client;
+use blindsight::keystore::Keystore;
+use blindsight::remote::Remote;
+use blindsight::seal;
+use blindsight::store::{ImageEntry, PayloadBatch};
+use blindsight::wire;
+use blindsight_he::{CkksEncoder, Context, Serializable};
+use blindsight_search::Layout;
+use blindsight_search::he_backend::segment_layout;
+use blindsight_search::rank::{ImageNorms, RankRule};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// What the fake server answers to a search or payload request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Attack {
+    HugeLayout,
+    TooFewCiphertexts,
+    PositionOutOfRange,
+    DuplicateIds,
+    UnknownImage,
+    EndlessBody,
+    ForeignLayout,
+    UnaskedPayload,
+}
+
+const ATTACKS: [Attack; 8] = [
+    Attack::HugeLayout,
+    Attack::TooFewCiphertexts,
+    Attack::PositionOutOfRange,
+    Attack::DuplicateIds,
+    Attack::UnknownImage,
+    Attack::EndlessBody,
+    Attack::ForeignLayout,
+    Attack::UnaskedPayload,
+];
+
+struct Fake {
+    attack: AtomicUsize,
+    key_id: String,
+    list: Vec<u8>,
+    ctx: Context,
+    ct: Vec<u8>,
+}
+
+fn vm_hwm() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap()
+        * 1024
+}
+
+async fn search(State(f): State<Arc<Fake>>, _query: bytes::Bytes) -> axum::response::Response {
+    let attack = ATTACKS[f.attack.load(Ordering::SeqCst)];
+    let valid = segment_layout(&f.ctx, 2, 4096).unwrap();
+    let (layout, live, groups) = match attack {
+        // a layout the client's parameters give, but for 2^32 images: billions of scores
+        Attack::HugeLayout => (
+            segment_layout(&f.ctx, 1 << 32, 4096).unwrap(),
+            vec![(0, 1)],
+            1,
+        ),
+        Attack::TooFewCiphertexts => (valid, vec![(0, 1)], 0),
+        Attack::PositionOutOfRange => (valid, vec![(1 << 40, 1)], 1),
+        Attack::DuplicateIds => (valid, vec![(0, 1), (1, 1)], 1),
+        Attack::UnknownImage => (valid, vec![(0, 999)], 1),
+        Attack::ForeignLayout => (
+            Layout::new(
+                2,
+                4096,
+                4096,
+                blindsight_search::slots::SlotShape {
+                    rows: 2,
+                    row_len: 4096,
+                },
+            )
+            .unwrap(),
+            vec![(0, 1)],
+            1,
+        ),
+        Attack::EndlessBody | Attack::UnaskedPayload => {
+            // an endless stream of bytes
+            let chunk = bytes::Bytes::from(vec![0x5a; 1 << 20]);
+            let stream = futures_stream(chunk);
+            return axum::response::Response::new(Body::from_stream(stream));
+        }
+    };
+    // valid ciphertexts of the client's own key: only the structure is hostile
+    let ct = f.ct.clone();
+    let resp = wire::SearchResponse {
+        version: 1,
+        segments: vec![wire::SegmentScores {
+            segment: 1,
+            layout: layout.to_bytes(),
+            live,
+            ciphertexts: [
+                vec![ct.clone(); groups],
+                vec![ct.clone(); groups],
+                vec![ct; groups],
+            ],
+        }],
+    };
+    axum::response::Response::new(Body::from(wire::encode_search_response(&resp)))
+}
+
+fn futures_stream(
+    chunk: bytes::Bytes,
+) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    struct Endless(bytes::Bytes);
+    impl futures_core::Stream for Endless {
+        type Item = Result<bytes::Bytes, std::io::Error>;
+        fn poll_next(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(Some(Ok(self.0.clone())))
+        }
+    }
+    Endless(chunk)
+}
+
+async fn payloads(State(f): State<Arc<Fake>>, _ids: bytes::Bytes) -> axum::response::Response {
+    let _ = &f;
+    let batch = PayloadBatch {
+        found: vec![(424_242, vec![1; 10])],
+        missing: vec![],
+    };
+    axum::response::Response::new(Body::from(wire::encode_payloads(&batch)))
+}
+
+#[test]
+fn a_hostile_server_gets_errors_and_bounded_memory() {
+    let ks = Keystore::generate("ckks-8192").unwrap();
+    let ctx = ks.context.clone();
+    // an image list with two real sealed entries, ids 1 and 2
+    let images = [1i64, 2]
+        .iter()
+        .map(|&id| {
+            let norms = ImageNorms {
+                encoded: [1.0; 3],
+                pixel: [1.0; 3],
+            };
+            let mut meta = norms.to_bytes();
+            meta.extend_from_slice(format!("img{id}.png").as_bytes());
+            ImageEntry {
+                id,
+                segment_id: 1,
+                position: id as usize - 1,
+                tag: vec![id as u8; 32],
+                meta: seal::seal(&ks.payload_key, "c/meta", id as u64, &meta).unwrap(),
+                deleted: false,
+            }
+        })
+        .collect();
+    let fake = Arc::new(Fake {
+        attack: AtomicUsize::new(0),
+        key_id: ks.key_id(),
+        list: wire::encode_image_list(&wire::ImageList { version: 1, images }),
+        ct: {
+            let enc = CkksEncoder::new(&ctx).unwrap();
+            let pt = enc
+                .encode(&[0.0], enc.default_scale(), ctx.max_level())
+                .unwrap();
+            ks.secret_key.encrypt(&ctx, &pt).unwrap().to_bytes(&ctx)
+        },
+        ctx,
+    });
+    let app = Router::new()
+        .route(
+            "/v1/collections/c",
+            get(|State(f): State<Arc<Fake>>| async move {
+                axum::Json(serde_json::json!({
+                    "collection": "c", "preset": "ckks-8192", "key_id": f.key_id,
+                    "galois_elements": [],
+                }))
+            }),
+        )
+        .route(
+            "/v1/collections/c/images",
+            get(|State(f): State<Arc<Fake>>| async move { f.list.clone() }),
+        )
+        .route("/v1/collections/c/search", post(search))
+        .route("/v1/collections/c/payloads", post(payloads))
+        .with_state(fake.clone());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let client = Client::new(ks, Remote::new(&url).unwrap().with_token("t"), "c").unwrap();
+    let query = blindsight_testdata::first(1)[0].png;
+    let before = vm_hwm();
+    for (i, attack) in ATTACKS.iter().enumerate() {
+        fake.attack.store(i, Ordering::SeqCst);
+        let result = if *attack == Attack::UnaskedPayload {
+            client.fetch(&[1]).map(|_| ())
+        } else {
+            client
+                .search(query, "q.png", 5, RankRule::WholeCosine)
+                .map(|_| ())
+        };
+        let err = result
+            .expect_err(&format!("{attack:?} must be an error"))
+            .to_string();
+        eprintln!("{attack:?}: {err}");
+        let expected = match attack {
+            Attack::HugeLayout | Attack::TooFewCiphertexts => "ciphertexts for a segment",
+            Attack::PositionOutOfRange => "at position",
+            Attack::DuplicateIds => "twice",
+            Attack::UnknownImage => "does not hold",
+            Attack::EndlessBody => "larger than",
+            Attack::ForeignLayout => "layout",
+            Attack::UnaskedPayload => "not asked for",
+        };
+        assert!(err.contains(expected), "{attack:?}: {err}");
+        let grown = vm_hwm().saturating_sub(before);
+        assert!(
+            grown < 700 << 20,
+            "{attack:?}: the client grew by {grown} bytes"
+        );
+    }
+}
