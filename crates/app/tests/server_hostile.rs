@@ -22,7 +22,7 @@ use proptest::prelude::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 struct Fixture {
@@ -422,4 +422,72 @@ fn compactions_from_a_stale_live_set_or_dropping_live_images_get_409() {
         "the deletion stands"
     );
     assert!(after.version > list.version);
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+#[test]
+fn authorization_takes_the_same_time_whether_the_collection_exists_or_not() {
+    let f = shared();
+    let http = reqwest::blocking::Client::new();
+    let time = |name: &str| {
+        let started = Instant::now();
+        let r = http
+            .get(format!("{}/v1/collections/{name}", f.server.url()))
+            .bearer_auth("0123456789abcdef0123456789abcdef")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        started.elapsed()
+    };
+    let (mut existing, mut missing) = (Vec::new(), Vec::new());
+    for _ in 0..300 {
+        existing.push(time("photos"));
+        missing.push(time("no-such-collection"));
+    }
+    let (a, b) = (median(existing), median(missing));
+    let ratio = a.as_secs_f64() / b.as_secs_f64();
+    assert!((0.5..2.0).contains(&ratio), "{a:?} vs {b:?}");
+}
+
+#[test]
+fn requests_without_a_valid_token_do_not_slow_other_collections() {
+    let f = shared();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attackers: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, url) = (stop.clone(), f.server.url().to_string());
+            std::thread::spawn(move || {
+                let http = reqwest::blocking::Client::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = http
+                        .post(format!("{url}/v1/collections/photos/segments"))
+                        .bearer_auth("wrong")
+                        .body(vec![0u8; 1 << 20])
+                        .send();
+                }
+            })
+        })
+        .collect();
+    let http = reqwest::blocking::Client::new();
+    let mut times = Vec::new();
+    for _ in 0..50 {
+        let started = Instant::now();
+        let r = http
+            .get(format!("{}/v1/collections/photos", f.server.url()))
+            .bearer_auth(&f.token)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        times.push(started.elapsed());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for a in attackers {
+        a.join().unwrap();
+    }
+    let m = median(times);
+    assert!(m < Duration::from_millis(100), "median {m:?} under attack");
 }
