@@ -157,6 +157,7 @@ impl CkksEncoder {
             data: PlainData::Ckks(poly),
             level,
             scale,
+            fingerprint: self.ctx.params().fingerprint(),
         })
     }
 
@@ -168,6 +169,7 @@ impl CkksEncoder {
 
     /// Decodes the N/2 complex slots of a plaintext.
     pub fn decode_complex(&self, pt: &Plaintext) -> Result<Vec<Complex>> {
+        self.ctx.check_fingerprint(&pt.fingerprint)?;
         let PlainData::Ckks(poly) = &pt.data else {
             return Err(HeError::WrongScheme {
                 operation: "CKKS decode",

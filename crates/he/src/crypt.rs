@@ -23,6 +23,7 @@ pub(crate) fn message_term(ctx: &Context, pt: &Plaintext, level: usize) -> Resul
 /// The plaintext as a polynomial over `Q_level` in NTT form (BFV: centered lift of `m`,
 /// without `Δ`; CKKS: the encoding, truncated to `level`).
 pub(crate) fn plain_poly(ctx: &Context, pt: &Plaintext, level: usize) -> Result<RnsPoly> {
+    ctx.check_fingerprint(&pt.fingerprint)?;
     let q = ctx.q_primes(level);
     match &pt.data {
         PlainData::Bfv(coeffs) => {
@@ -122,6 +123,7 @@ impl SecretKey {
                 data: PlainData::Bfv(bfv_scale_round(ctx, &x, ct.level)?),
                 level: ct.level,
                 scale: 1.0,
+                fingerprint: ctx.params().fingerprint(),
             }),
             Scheme::Ckks => {
                 let mut poly = x;
@@ -130,6 +132,7 @@ impl SecretKey {
                     data: PlainData::Ckks(poly),
                     level: ct.level,
                     scale: ct.scale,
+                    fingerprint: ctx.params().fingerprint(),
                 })
             }
         }
