@@ -67,6 +67,10 @@ pub(crate) struct BfvTables {
 pub(crate) struct BfvLevel {
     /// `[⌊Q_ℓ/t⌋]_{q_j}`.
     pub delta: Vec<u64>,
+    /// `Q_ℓ mod t`: with it, `round(Q_ℓ·m/t) = ⌊Q_ℓ/t⌋·m + round((Q_ℓ mod t)·m/t)`.
+    pub q_mod_t: u64,
+    /// `t^-1 mod 2^64` (exact division by `t` of a multiple of `t` below `2^64·t`).
+    pub t_inv_word: u64,
     /// Decryption: `[(Q_ℓ/q_i)^-1]_{q_i}` (Shoup pairs) and 128-bit fractions of `t/q_i`.
     pub dec_inv: Vec<(u64, u64)>,
     pub dec_frac: Vec<u128>,
@@ -398,8 +402,18 @@ impl BfvLevel {
             let qinv = rk.inv(q_prod).ok_or_else(|| internal("CRT"))?;
             hps_r.push(rk.mul(rk.reduce(t), qinv));
         }
+        // Newton's iteration for t^-1 mod 2^64 (t odd): each step doubles the correct bits.
+        let mut t_inv_word = t;
+        for _ in 0..6 {
+            t_inv_word = t_inv_word.wrapping_mul(2u64.wrapping_sub(t.wrapping_mul(t_inv_word)));
+        }
+        if t.wrapping_mul(t_inv_word) != 1 {
+            return Err(internal("t not invertible modulo 2^64"));
+        }
         Ok(Self {
             delta,
+            q_mod_t,
+            t_inv_word,
             dec_inv,
             dec_frac,
             lift_q_to_r: BaseConverter::new(q, r),

@@ -171,6 +171,22 @@ pub enum HeError {
         kind: &'static str,
     },
 
+    /// A CKKS value times the scale reaches half the modulus of the level it is encoded at:
+    /// it would wrap around and decrypt to garbage.
+    #[error(
+        "CKKS encoding overflow at level {level}: a value times the scale reaches 2^{actual:.2}, \
+         but the level's modulus only holds magnitudes below 2^{expected:.2}; lower the scale, \
+         encode at a higher level, or scale the values down"
+    )]
+    EncodingOverflow {
+        /// Level encoded at.
+        level: usize,
+        /// log2 of the largest magnitude the level holds (half its modulus).
+        expected: f64,
+        /// log2 of the magnitude of the offending scaled value.
+        actual: f64,
+    },
+
     /// The operating system's random number generator failed.
     #[error("the operating system random number generator failed: {reason}")]
     Randomness {
