@@ -187,6 +187,17 @@ pub enum HeError {
         actual: f64,
     },
 
+    /// A product accumulator already holds as many products as its modulus headroom allows.
+    #[error(
+        "product accumulator is full: it sums at most {capacity} products at this level (more \
+         could overflow the extension basis); finish it, start another accumulator and add \
+         the finished ciphertexts"
+    )]
+    AccumulatorFull {
+        /// Largest number of products the accumulator sums.
+        capacity: usize,
+    },
+
     /// The operating system's random number generator failed.
     #[error("the operating system random number generator failed: {reason}")]
     Randomness {
