@@ -31,6 +31,21 @@
 //! with precision: every doubling of `σ` costs one bit of each decrypted value and buys two
 //! bits of statistical security. [`NoiseFlooding::for_slot_sigma`] picks `σ` from the
 //! precision a caller can afford.
+//!
+//! # At blindsight's operating point
+//!
+//! Search responses (`ckks-8192`, a sum of products rotated at scale `Δ²`, rescaled to
+//! `Δ ≈ 2^40` and switched to level 0) carry noise of standard deviation about 21.5 per
+//! coefficient (the rescale's rounding `e_0 + e_1·s`); its largest coefficient measured
+//! between `2^6.8` and `2^9.1` over key pairs (test `security_at_the_search_operating_point`).
+//! The client must keep scores within `10^-4` of the `f64` reference, so it floods with a
+//! slot error of `σ_slot = 1.5·10^-5` (a score off by `10^-4` is a 6.7σ event, `3·10^-11` per
+//! score), i.e. `σ = 2^17.98` per coefficient. Against `B = 2^9.2` that is
+//! **`s ≈ 14` bits of statistical security for one decryption** (`≈ 19` bits for the
+//! typical `B = 2^6.8`), minus `log2(q)` for `q` decryptions of related ciphertexts.
+//! OpenFHE's default of 30 bits would need `σ ≈ 2^26`, a slot error of about `4·10^-3`:
+//! forty times the accuracy contract at scale `2^40`. Reaching it within `10^-4` needs a
+//! scale about 8 bits larger (`Δ ≈ 2^48`).
 
 use crate::context::Context;
 use crate::errors::{HeError, Result};
@@ -140,6 +155,78 @@ impl NoiseFlooding {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ckks::CkksEncoder;
+    use crate::evaluator::Evaluator;
+    use crate::keys::{GaloisKeys, RelinKey, SecretKey};
+
+    /// The noise of a ciphertext shaped like a search response (a product of two unit
+    /// vectors, 12 rotate-and-adds at scale Δ², one rescale, switched to level 0), measured
+    /// coefficient by coefficient, and the statistical security the score flooding of
+    /// blindsight's client (slot σ = 1.5·10^-5) buys against it.
+    #[test]
+    fn security_at_the_search_operating_point() {
+        let ctx = Context::preset("ckks-8192").unwrap();
+        let sk = SecretKey::generate(&ctx).unwrap();
+        let rk = RelinKey::generate(&ctx, &sk).unwrap();
+        let steps: Vec<i64> = (0..12).map(|k| 1 << k).collect();
+        let gk = GaloisKeys::generate(&ctx, &sk, &steps, false).unwrap();
+        let ev = Evaluator::new(&ctx);
+        let enc = CkksEncoder::new(&ctx).unwrap();
+        let slots = ctx.slots();
+        let unit = |seed: u64| {
+            let mut x = seed | 1;
+            let v: Vec<f64> = (0..slots)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+                })
+                .collect();
+            let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+            v.into_iter().map(|a| a / norm).collect::<Vec<_>>()
+        };
+        let (a, b) = (unit(3), unit(5));
+        let want: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        let encrypt = |v: &[f64]| {
+            let pt = enc.encode(v, enc.default_scale(), ctx.max_level()).unwrap();
+            sk.encrypt(&ctx, &pt).unwrap()
+        };
+        let mut acc = ev.multiply_relin(&encrypt(&a), &encrypt(&b), &rk).unwrap();
+        for &k in &steps {
+            let r = ev.rotate(&acc, k, &gk).unwrap();
+            acc = ev.add(&acc, &r).unwrap();
+        }
+        let ct = ev.mod_switch_to(&ev.rescale(&acc).unwrap(), 0).unwrap();
+        // Every slot holds the inner product: the message is the constant want·Δ, so every
+        // coefficient but the first is pure noise (the first also carries the encoding's
+        // rounding of a and b, a deterministic approximation error: left out).
+        let x = sk.phase(&ctx, &ct).unwrap();
+        let m = &ctx.inner.primes[0].m;
+        let first = m.center(x.comp(0)[0]) as f64 - (want * ct.scale()).round();
+        let noise: Vec<f64> = x.comp(0)[1..].iter().map(|&c| m.center(c) as f64).collect();
+        let bound = noise.iter().fold(0f64, |acc, e| acc.max(e.abs()));
+        let sd = (noise.iter().map(|e| e * e).sum::<f64>() / noise.len() as f64).sqrt();
+        let flooding = NoiseFlooding::for_slot_sigma(&ctx, ct.scale(), 1.5e-5).unwrap();
+        let bits = flooding.security_bits(1.0, bound);
+        let needed = NoiseFlooding::for_security(OPENFHE_STATISTICAL_SECURITY, 1.0, bound).unwrap();
+        eprintln!("constant coefficient off by {first} (approximation error of the message)");
+        eprintln!(
+            "response noise: σ_e = {sd:.1}, B = max|e| = {bound} = 2^{:.2}; flooding σ = 2^{:.2} \
+             (slot σ 1.5e-5) gives s = {bits:.1} bits for one query; s = 30 would need σ = \
+             2^{:.2}, a slot σ of {:.2e}",
+            bound.log2(),
+            flooding.sigma().log2(),
+            needed.sigma().log2(),
+            needed.slot_sigma(&ctx, ct.scale()),
+        );
+        // σ_e ≈ 21.5 (the rescale's rounding, e_0 + e_1·s); the maximum varied over runs
+        // between 2^6.8 and 2^9.1
+        assert!(bound > 64.0 && bound < 1024.0, "B = {bound}");
+        assert!(bits > 12.0, "{bits}");
+        // 30 bits is out of reach at scale 2^40 within the 1e-4 accuracy contract
+        assert!(needed.slot_sigma(&ctx, ct.scale()) > 1e-4);
+    }
 
     #[test]
     fn sizing_follows_openfhe_and_inverts() {
