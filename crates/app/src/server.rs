@@ -419,7 +419,7 @@ fn check_batch(
         None
     } else {
         keys.merge(GaloisKeys::from_bytes(&ctx, &msg.galois_keys)?)?;
-        Some(keys.to_bytes(&ctx))
+        Some(keys.to_bytes(&ctx)?)
     };
     let missing: Vec<i64> = layout
         .galois_steps()
@@ -536,12 +536,19 @@ async fn search(
             .segments
             .iter()
             .zip(responses)
-            .map(|((seg_id, seg), r)| wire::SegmentScores {
-                segment: *seg_id,
-                layout: seg.layout.to_bytes(),
-                ciphertexts: r.map(|cts| cts.iter().map(|ct| ct.to_bytes(&col.ctx)).collect()),
+            .map(|((seg_id, seg), r)| {
+                let [x, y, z] = r.map(|cts| {
+                    cts.iter()
+                        .map(|ct| ct.to_bytes(&col.ctx))
+                        .collect::<blindsight_he::Result<Vec<_>>>()
+                });
+                Ok(wire::SegmentScores {
+                    segment: *seg_id,
+                    layout: seg.layout.to_bytes(),
+                    ciphertexts: [x?, y?, z?],
+                })
             })
-            .collect();
+            .collect::<Result<_, ApiError>>()?;
         let out = wire::encode_search_response(&resp);
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         tracing::info!(collection = %name, segments = resp.len(), bytes_in = body.len(), bytes_out = out.len(), ms = ms as u64, "search");

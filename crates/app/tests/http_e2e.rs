@@ -207,7 +207,8 @@ fn run(preset: &str) {
     let foreign = blindsight_he::Serializable::to_bytes(
         &other_sk.encrypt(&other_ctx, &foreign_pt).unwrap(),
         &other_ctx,
-    );
+    )
+    .unwrap();
     expect_status(
         authed.search(
             "photos",
