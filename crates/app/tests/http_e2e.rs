@@ -52,7 +52,7 @@ fn perturbed_png(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Same images in the same order, cosines equal up to CKKS noise (fresh query encryption
-/// every time; BFV is exact).
+/// and flooded decryption every time, each within 1e-4 of the reference; BFV is exact).
 fn assert_same_results(a: &[blindsight::client::Match], b: &[blindsight::client::Match]) {
     assert_eq!(
         a.iter().map(|m| m.id).collect::<Vec<_>>(),
@@ -61,9 +61,9 @@ fn assert_same_results(a: &[blindsight::client::Match], b: &[blindsight::client:
     for (x, y) in a.iter().zip(b) {
         assert_eq!(x.name, y.name);
         for c in 0..3 {
-            assert!((x.channel_cosines[c] - y.channel_cosines[c]).abs() < 1e-6);
+            assert!((x.channel_cosines[c] - y.channel_cosines[c]).abs() < 2e-4);
         }
-        assert!((x.whole_cosine - y.whole_cosine).abs() < 1e-6);
+        assert!((x.whole_cosine - y.whole_cosine).abs() < 2e-4);
     }
 }
 
