@@ -171,19 +171,20 @@ pub enum HeError {
         kind: &'static str,
     },
 
-    /// A CKKS value times the scale reaches half the modulus of the level it is encoded at:
-    /// it would wrap around and decrypt to garbage.
+    /// A coefficient of a CKKS encoding (the values times the scale, in the coefficient
+    /// domain) reaches half the modulus of the level it is encoded at: it would wrap around
+    /// and decrypt to garbage.
     #[error(
-        "CKKS encoding overflow at level {level}: a value times the scale reaches 2^{actual:.2}, \
-         but the level's modulus only holds magnitudes below 2^{expected:.2}; lower the scale, \
-         encode at a higher level, or scale the values down"
+        "CKKS encoding overflow at level {level}: the values times the scale reach 2^{actual:.2} \
+         (largest encoded coefficient), but the level's modulus only holds magnitudes below \
+         2^{expected:.2}; lower the scale, encode at a higher level, or scale the values down"
     )]
     EncodingOverflow {
         /// Level encoded at.
         level: usize,
         /// log2 of the largest magnitude the level holds (half its modulus).
         expected: f64,
-        /// log2 of the magnitude of the offending scaled value.
+        /// log2 of the magnitude of the offending encoded coefficient.
         actual: f64,
     },
 
