@@ -185,8 +185,8 @@ impl Client {
             name: collection.to_string(),
             params: ctx.params().to_envelope(),
             dim: (DEFAULT_SIDE * DEFAULT_SIDE) as u64,
-            relin_key: rk.to_bytes(ctx),
-            galois_keys: gk.to_bytes(ctx),
+            relin_key: rk.to_bytes(ctx)?,
+            galois_keys: gk.to_bytes(ctx)?,
             key_id: keystore.key_id(),
         })
     }
@@ -370,7 +370,7 @@ impl Client {
         } else {
             let gk = GaloisKeys::generate(ctx, &self.keystore.secret_key, &needed, false)?;
             elements.extend(gk.elements());
-            gk.to_bytes(ctx)
+            gk.to_bytes(ctx)?
         };
         Ok(AppendSegment {
             layout: layout.to_bytes(),
@@ -510,7 +510,8 @@ impl Client {
             AnyCipher::Bfv(c) => encrypt_query(c, &channels)?,
             AnyCipher::Ckks(c) => encrypt_query(c, &channels)?,
         };
-        let q = cts.map(|ct| ct.to_bytes(ctx));
+        let [r, g, b] = cts.map(|ct| ct.to_bytes(ctx));
+        let q = [r?, g?, b?];
         timing.up_bytes = q.iter().map(Vec::len).sum();
         timing.encrypt_s = t.elapsed().as_secs_f64();
         let (resp, request) = self.remote.search(&self.collection, &q)?;
@@ -641,7 +642,7 @@ fn encrypt_bytes<C: SlotCipher<Ct = Ciphertext>>(
     ctx: &Context,
     vectors: &[Vec<Vec<f64>>; 3],
 ) -> Result<(Layout, [Vec<Vec<u8>>; 3])> {
-    let seg = encrypt_segment_with(cipher, vectors, |ct| Ok(ct.to_bytes(ctx)))?;
+    let seg = encrypt_segment_with(cipher, vectors, |ct| Ok(ct.to_bytes(ctx)?))?;
     Ok((seg.layout, seg.channels))
 }
 

@@ -84,7 +84,12 @@ impl Keystore {
     /// to show the server; used to refuse a keystore that does not match a collection).
     pub fn key_id(&self) -> String {
         use sha2::{Digest, Sha256};
-        let sk = self.secret_key.to_bytes(&self.context);
+        // The key and the context are built together, so this cannot fail; if it did, the id
+        // would match no collection.
+        let sk = self
+            .secret_key
+            .to_bytes(&self.context)
+            .unwrap_or_else(|_| Zeroizing::new(Vec::new()));
         let digest = Sha256::new()
             .chain_update(b"blindsight/key-id/v1")
             .chain_update(&self.payload_key[..])
@@ -127,7 +132,7 @@ impl Keystore {
 
     /// Serializes the keystore, sealed under `passphrase` if given.
     pub fn to_bytes(&self, passphrase: Option<&str>) -> Result<Vec<u8>> {
-        let sk = self.secret_key.to_bytes(&self.context);
+        let sk = self.secret_key.to_bytes(&self.context)?;
         let mut body = Zeroizing::new(Vec::with_capacity(32 + sk.len()));
         body.extend_from_slice(&self.payload_key[..]);
         body.extend_from_slice(&sk);

@@ -198,10 +198,10 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
             let vectors =
                 [0, 1, 2].map(|c| chunk.iter().map(|g| g.channels[c].values.clone()).collect());
             let seg =
-                encrypt_segment_with(&cipher, &vectors, |ct| Ok(Mutex::new(ct.to_bytes(ctx))))?;
+                encrypt_segment_with(&cipher, &vectors, |ct| Ok(Mutex::new(ct.to_bytes(ctx)?)))?;
             blobs.push((seg.layout, seg.channels));
         }
-        let key_blobs = (rk.to_bytes(ctx), gk.to_bytes(ctx));
+        let key_blobs = (rk.to_bytes(ctx)?, gk.to_bytes(ctx)?);
         let encrypt_s = t.elapsed().as_secs_f64();
         let gallery_bytes = blobs
             .iter()
@@ -283,7 +283,8 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
             &self.cipher,
             &query_encoded.channels.clone().map(|c| c.values),
         )?;
-        let query_blobs = q.map(|ct| ct.to_bytes(ctx));
+        let [r, g, b] = q.map(|ct| ct.to_bytes(ctx));
+        let query_blobs = [r?, g?, b?];
         let query_encrypt_s = t.elapsed().as_secs_f64();
         let query_bytes = query_blobs.iter().map(Vec::len).sum();
 
@@ -294,10 +295,14 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
         let response_blobs: Vec<[Vec<Vec<u8>>; 3]> = responses
             .iter()
             .map(|resp| {
-                resp.clone()
-                    .map(|cts| cts.iter().map(|ct| ct.to_bytes(ctx)).collect())
+                let [r, g, b] = resp.clone().map(|cts| {
+                    cts.iter()
+                        .map(|ct| ct.to_bytes(ctx))
+                        .collect::<blindsight_he::Result<Vec<_>>>()
+                });
+                Ok([r?, g?, b?])
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let score_s = t.elapsed().as_secs_f64();
         let response_bytes = response_blobs
             .iter()

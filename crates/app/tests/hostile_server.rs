@@ -179,7 +179,11 @@ fn a_hostile_server_gets_errors_and_bounded_memory() {
             let pt = enc
                 .encode(&[0.0], enc.default_scale(), ctx.max_level())
                 .unwrap();
-            ks.secret_key.encrypt(&ctx, &pt).unwrap().to_bytes(&ctx)
+            ks.secret_key
+                .encrypt(&ctx, &pt)
+                .unwrap()
+                .to_bytes(&ctx)
+                .unwrap()
         },
         ctx,
     });

@@ -54,7 +54,7 @@ fn perturbed_png(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Same images in the same order, cosines equal up to CKKS noise (fresh query encryption
-/// every time; BFV is exact).
+/// and flooded decryption every time, each within 1e-4 of the reference; BFV is exact).
 fn assert_same_results(a: &[blindsight::client::Match], b: &[blindsight::client::Match]) {
     assert_eq!(
         a.iter().map(|m| m.id).collect::<Vec<_>>(),
@@ -63,9 +63,9 @@ fn assert_same_results(a: &[blindsight::client::Match], b: &[blindsight::client:
     for (x, y) in a.iter().zip(b) {
         assert_eq!(x.name, y.name);
         for c in 0..3 {
-            assert!((x.channel_cosines[c] - y.channel_cosines[c]).abs() < 1e-6);
+            assert!((x.channel_cosines[c] - y.channel_cosines[c]).abs() < 2e-4);
         }
-        assert!((x.whole_cosine - y.whole_cosine).abs() < 1e-6);
+        assert!((x.whole_cosine - y.whole_cosine).abs() < 2e-4);
     }
 }
 
@@ -218,7 +218,8 @@ fn run(preset: &str) {
     let foreign = blindsight_he::Serializable::to_bytes(
         &other_sk.encrypt(&other_ctx, &foreign_pt).unwrap(),
         &other_ctx,
-    );
+    )
+    .unwrap();
     expect_status(
         authed.search(
             "photos",

@@ -69,8 +69,8 @@ fn encode(ctx: &Context, seed: u64) -> Plaintext {
 fn print_sizes(s: &Setup) {
     let mut full = s.ct.clone();
     full.drop_seed();
-    let seeded = s.ct.to_bytes(&s.ctx).len();
-    let full_len = full.to_bytes(&s.ctx).len();
+    let seeded = s.ct.to_bytes(&s.ctx).unwrap().len();
+    let full_len = full.to_bytes(&s.ctx).unwrap().len();
     let one_galois = GaloisKeys::generate(&s.ctx, &s.sk, &[1], false).unwrap();
     println!(
         "sizes {}: ciphertext seeded {} B, full {} B (ratio {:.4}); public key {} B; \
@@ -79,10 +79,10 @@ fn print_sizes(s: &Setup) {
         seeded,
         full_len,
         seeded as f64 / full_len as f64,
-        s.pk.to_bytes(&s.ctx).len(),
-        s.rk.to_bytes(&s.ctx).len(),
-        one_galois.to_bytes(&s.ctx).len(),
-        s.sk.to_bytes(&s.ctx).len(),
+        s.pk.to_bytes(&s.ctx).unwrap().len(),
+        s.rk.to_bytes(&s.ctx).unwrap().len(),
+        one_galois.to_bytes(&s.ctx).unwrap().len(),
+        s.sk.to_bytes(&s.ctx).unwrap().len(),
     );
 }
 
@@ -175,8 +175,8 @@ fn bench_scheme(c: &mut Criterion, s: &Setup) {
                 .collect::<Vec<_>>()
         })
     });
-    let bytes = s.ct.to_bytes(ctx);
-    g.bench_function("serialize_ct", |b| b.iter(|| s.ct.to_bytes(ctx)));
+    let bytes = s.ct.to_bytes(ctx).unwrap();
+    g.bench_function("serialize_ct", |b| b.iter(|| s.ct.to_bytes(ctx).unwrap()));
     g.bench_function("deserialize_ct_seeded", |b| {
         b.iter(|| Ciphertext::from_bytes(ctx, &bytes).unwrap())
     });

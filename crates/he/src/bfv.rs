@@ -5,6 +5,7 @@ use crate::context::Context;
 use crate::errors::{HeError, Result};
 use crate::params::Scheme;
 use crate::plaintext::{PlainData, Plaintext};
+use zeroize::Zeroizing;
 
 /// Encodes and decodes BFV slot vectors.
 #[derive(Clone, Debug)]
@@ -48,7 +49,9 @@ impl BfvEncoder {
                 hint: "signed slot values must lie in (-t/2, t/2]",
             });
         }
-        self.encode_reduced(values.iter().map(|&v| v.rem_euclid(t) as u64))
+        let m = self.tables()?.t.m;
+        // constant time (no division): the values are the secret message
+        self.encode_reduced(values.iter().map(|&v| m.from_i64(v)))
     }
 
     fn encode_reduced(&self, values: impl ExactSizeIterator<Item = u64>) -> Result<Plaintext> {
@@ -70,11 +73,13 @@ impl BfvEncoder {
             data: PlainData::Bfv(evals),
             level: self.ctx.max_level(),
             scale: 1.0,
+            fingerprint: self.ctx.params().fingerprint(),
         })
     }
 
     /// Decodes the N slots of a BFV plaintext.
     pub fn decode(&self, pt: &Plaintext) -> Result<Vec<u64>> {
+        self.ctx.check_fingerprint(&pt.fingerprint)?;
         let PlainData::Bfv(coeffs) = &pt.data else {
             return Err(HeError::WrongScheme {
                 operation: "BFV decode",
@@ -82,7 +87,7 @@ impl BfvEncoder {
             });
         };
         let tables = self.tables()?;
-        let mut evals = coeffs.clone();
+        let mut evals = Zeroizing::new(coeffs.clone());
         tables.t.forward(&mut evals);
         Ok(tables.slot_index.iter().map(|&i| evals[i]).collect())
     }

@@ -71,6 +71,9 @@ pub(crate) fn scale_down(ctx: &Context, level: usize, x: &RnsPoly) -> Result<Rns
                 *yi = primes[i].m.mul_shoup(coeff.comp(i)[c], w, ws);
             }
             let frac = round_fraction_sum(&y, &bfv.hps_frac);
+            // Lazy u128 sum: k + 1 products of two residues of at most MAX_MODULUS_BITS = 61
+            // bits (each < 2^122) plus `frac` (< 2^64) stay below 2^128 while k + 1 < 64.
+            debug_assert!(k + 1 < 64);
             for (kk, out) in outs.iter_mut().enumerate() {
                 let rk = &primes[k + kk].m;
                 let row = &bfv.hps_int[kk];

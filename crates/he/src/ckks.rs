@@ -8,9 +8,10 @@ use crate::params::Scheme;
 use crate::plaintext::{PlainData, Plaintext};
 use std::f64::consts::PI;
 use std::ops::{Add, Mul, Sub};
+use zeroize::{Zeroize, Zeroizing};
 
 /// A complex number (CKKS slot value).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Zeroize)]
 pub struct Complex {
     /// Real part.
     pub re: f64,
@@ -59,7 +60,7 @@ impl Mul for Complex {
 }
 
 /// Largest coefficient magnitude an encoding may produce (it must fit an `i64`).
-const MAX_COEFF: f64 = 9.0e18;
+const MAX_COEFF: u64 = 9_000_000_000_000_000_000;
 
 /// Encodes and decodes CKKS slot vectors.
 #[derive(Clone, Debug)]
@@ -67,6 +68,9 @@ pub struct CkksEncoder {
     ctx: Context,
     rot_group: Vec<usize>,
     roots: Vec<Complex>,
+    /// Per level: the largest coefficient magnitude the level holds without wrapping,
+    /// `min((Q_ℓ − 1)/2, MAX_COEFF)` (`Q_ℓ` is odd).
+    max_coeff: Vec<u64>,
 }
 
 impl CkksEncoder {
@@ -92,11 +96,35 @@ impl CkksEncoder {
                 Complex::new(a.cos(), a.sin())
             })
             .collect();
+        let mut max_coeff = Vec::with_capacity(ctx.max_level() + 1);
+        let mut q = 1u128;
+        for l in 0..=ctx.max_level() {
+            q = q.saturating_mul(ctx.inner.primes[l].value() as u128);
+            max_coeff.push(((q - 1) / 2).min(MAX_COEFF as u128) as u64);
+        }
         Ok(Self {
             ctx: ctx.clone(),
             rot_group,
             roots,
+            max_coeff,
         })
+    }
+
+    /// Checks that `ctx` is the context of this encoder.
+    pub(crate) fn check_context(&self, ctx: &Context) -> Result<()> {
+        ctx.check_fingerprint(&self.ctx.params().fingerprint())
+    }
+
+    /// The largest magnitude a value times the scale may have when encoded at `level`
+    /// (half the level's modulus, capped at `9·10^18` so that it fits an `i64`).
+    pub fn max_scaled_value(&self, level: usize) -> Result<f64> {
+        self.max_coeff
+            .get(level)
+            .map(|&m| m as f64)
+            .ok_or(HeError::LevelMismatch {
+                expected: self.ctx.max_level(),
+                actual: level,
+            })
     }
 
     /// The default scale of the parameter set, `2^scale_bits`.
@@ -105,6 +133,10 @@ impl CkksEncoder {
     }
 
     /// Encodes up to N/2 complex values at `scale` over level `level`.
+    ///
+    /// Every coefficient of the encoding must stay below half the modulus of `level`
+    /// ([`CkksEncoder::max_scaled_value`]); otherwise it would wrap and decrypt to garbage,
+    /// and [`HeError::EncodingOverflow`] is returned instead.
     pub fn encode_complex(
         &self,
         values: &[Complex],
@@ -132,19 +164,28 @@ impl CkksEncoder {
                 hint: "the scale must be a finite number >= 1",
             });
         }
-        let mut vals = vec![Complex::default(); slots];
+        let mut vals = Zeroizing::new(vec![Complex::default(); slots]);
         vals[..values.len()].copy_from_slice(values);
         self.fft_inverse(&mut vals);
         let n = self.ctx.degree();
-        let mut coeffs = vec![0i64; n];
+        let limit = self.max_coeff[level];
+        let mut coeffs = Zeroizing::new(vec![0i64; n]);
         for (j, v) in vals.iter().enumerate() {
             for (k, x) in [(j, v.re * scale), (j + slots, v.im * scale)] {
                 let r = x.round();
-                if r.is_nan() || r.abs() >= MAX_COEFF {
+                if r.is_nan() {
                     return Err(HeError::ValueOutOfRange {
                         what: "CKKS value",
                         value: format!("{}", x / scale),
-                        hint: "values times the scale must stay below 2^62; lower the scale",
+                        hint: "values must be finite numbers",
+                    });
+                }
+                // `r.abs() <= limit < 2^63`: the cast is exact and cannot saturate
+                if !(r.abs() <= limit as f64 && (r.abs() as u64) <= limit) {
+                    return Err(HeError::EncodingOverflow {
+                        level,
+                        expected: ((limit as f64) + 1.0).log2(),
+                        actual: r.abs().log2(),
                     });
                 }
                 coeffs[k] = r as i64;
@@ -157,6 +198,7 @@ impl CkksEncoder {
             data: PlainData::Ckks(poly),
             level,
             scale,
+            fingerprint: self.ctx.params().fingerprint(),
         })
     }
 
@@ -168,13 +210,14 @@ impl CkksEncoder {
 
     /// Decodes the N/2 complex slots of a plaintext.
     pub fn decode_complex(&self, pt: &Plaintext) -> Result<Vec<Complex>> {
+        self.ctx.check_fingerprint(&pt.fingerprint)?;
         let PlainData::Ckks(poly) = &pt.data else {
             return Err(HeError::WrongScheme {
                 operation: "CKKS decode",
                 scheme: "BFV",
             });
         };
-        let mut coeff = poly.clone();
+        let mut coeff = Zeroizing::new(poly.clone());
         coeff.backward(&self.ctx.q_primes(pt.level));
         self.decode_coefficients(&coeff, pt.level, pt.scale)
     }
@@ -194,15 +237,15 @@ impl CkksEncoder {
         let lv = self.ctx.level(level)?;
         let n = self.ctx.degree();
         let slots = n / 2;
-        let mut real = vec![0f64; n];
+        let mut real = Zeroizing::new(vec![0f64; n]);
         if level == 0 {
             let m = &self.ctx.inner.primes[0].m;
             for (r, &c) in real.iter_mut().zip(coeff.comp(0)) {
                 *r = m.center(c) as f64;
             }
         } else {
-            let mut res = vec![0u64; level + 1];
-            let mut digits = Vec::with_capacity(level + 1);
+            let mut res = Zeroizing::new(vec![0u64; level + 1]);
+            let mut digits = Zeroizing::new(Vec::with_capacity(level + 1));
             for (c, r) in real.iter_mut().enumerate() {
                 for (i, x) in res.iter_mut().enumerate() {
                     *x = coeff.comp(i)[c];

@@ -67,6 +67,13 @@ pub(crate) struct BfvTables {
 pub(crate) struct BfvLevel {
     /// `[⌊Q_ℓ/t⌋]_{q_j}`.
     pub delta: Vec<u64>,
+    /// `Q_ℓ mod t`: with it, `round(Q_ℓ·m/t) = ⌊Q_ℓ/t⌋·m + round((Q_ℓ mod t)·m/t)`.
+    pub q_mod_t: u64,
+    /// `t^-1 mod 2^64` (exact division by `t` of a multiple of `t` below `2^64·t`).
+    pub t_inv_word: u64,
+    /// Most products a [`crate::ProductAccumulator`] may sum at this level (see
+    /// [`BfvLevel::product_capacity`]).
+    pub product_capacity: usize,
     /// Decryption: `[(Q_ℓ/q_i)^-1]_{q_i}` (Shoup pairs) and 128-bit fractions of `t/q_i`.
     pub dec_inv: Vec<(u64, u64)>,
     pub dec_frac: Vec<u128>,
@@ -153,7 +160,7 @@ impl Context {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let bfv = if params.scheme() == Scheme::Bfv {
-                Some(BfvLevel::new(q_moduli, &r_moduli, t)?)
+                Some(BfvLevel::new(q_moduli, &r_moduli, t, n)?)
             } else {
                 None
             };
@@ -332,7 +339,29 @@ impl Context {
 }
 
 impl BfvLevel {
-    fn new(q: &[Modulus], r: &[Modulus], t: u64) -> Result<Self> {
+    /// The number of ciphertext products whose sum the extension basis `Q_ℓ ∪ R` still holds
+    /// exactly, for the worst case of the inputs.
+    ///
+    /// Operands are lifted centered, so their coefficients are at most `Q/2`; one product of
+    /// two such polynomials has coefficients of at most `N·Q²/4`, and the middle tensor
+    /// term `a_0 b_1 + a_1 b_0` at most `N·Q²/2`. After `K` products the scaled tensor
+    /// `y = round(t·x/Q)` is at most `K·t·N·Q/2 + 1` in magnitude, and the exact lift
+    /// `R → Q` needs `|y| < R/2 − R·|R|·2^-50` (see `BaseConverter`). Hence
+    /// `K ≤ (R·(1 − |R|·2^-49) − 2) / (t·N·Q)`; the other condition, `|x| < Q·R/2`, allows
+    /// `t` times more. Computed in `log2` with a small safety margin for rounding.
+    fn product_capacity(q: &[Modulus], r: &[Modulus], t: u64, n: usize) -> usize {
+        let log = |ms: &[Modulus]| ms.iter().map(|m| (m.value() as f64).log2()).sum::<f64>();
+        let margin = (1.0 - r.len() as f64 * (-49f64).exp2()).log2();
+        let log_k = log(r) + margin - (t as f64).log2() - (n as f64).log2() - log(q) - 1e-6;
+        if log_k < 0.0 {
+            0
+        } else {
+            // `as` saturates for very large bounds
+            log_k.exp2().floor() as usize
+        }
+    }
+
+    fn new(q: &[Modulus], r: &[Modulus], t: u64, n: usize) -> Result<Self> {
         let prod_mod = |vals: &mut dyn Iterator<Item = u64>, m: &Modulus| {
             vals.fold(1 % m.value(), |a, v| m.mul(a, m.reduce(v)))
         };
@@ -398,8 +427,19 @@ impl BfvLevel {
             let qinv = rk.inv(q_prod).ok_or_else(|| internal("CRT"))?;
             hps_r.push(rk.mul(rk.reduce(t), qinv));
         }
+        // Newton's iteration for t^-1 mod 2^64 (t odd): each step doubles the correct bits.
+        let mut t_inv_word = t;
+        for _ in 0..6 {
+            t_inv_word = t_inv_word.wrapping_mul(2u64.wrapping_sub(t.wrapping_mul(t_inv_word)));
+        }
+        if t.wrapping_mul(t_inv_word) != 1 {
+            return Err(internal("t not invertible modulo 2^64"));
+        }
         Ok(Self {
             delta,
+            q_mod_t,
+            t_inv_word,
+            product_capacity: Self::product_capacity(q, r, t, n),
             dec_inv,
             dec_frac,
             lift_q_to_r: BaseConverter::new(q, r),

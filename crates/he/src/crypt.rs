@@ -1,49 +1,104 @@
-//! Encryption (secret key, seeded; public key), decryption and the BFV noise budget.
+//! Encryption (secret key, seeded; public key), decryption (plain, and CKKS with noise
+//! flooding) and the BFV noise budget.
+//!
+//! Every secret-derived temporary (restrictions and powers of `s`, errors, the public-key
+//! randomness `u`, phases `c_0 + c_1 s + …`, encoded messages) lives in a [`Zeroizing`]
+//! wrapper and is cleared when dropped, on error paths too.
 
 use crate::ckks::{CkksEncoder, Complex};
 use crate::context::Context;
 use crate::errors::{HeError, Result};
+use crate::flooding::NoiseFlooding;
 use crate::keys::{PublicKey, SecretKey, rlwe_zero};
 use crate::math::convert::round_fraction_sum;
+use crate::math::modulus::Modulus;
 use crate::math::poly::RnsPoly;
-use crate::math::sample::{centered_binomial, os_rng, ternary};
+use crate::math::sample::{centered_binomial, os_rng, rounded_gaussian, ternary};
 use crate::params::Scheme;
 use crate::plaintext::{Ciphertext, PlainData, Plaintext};
+use zeroize::Zeroizing;
 
-/// The message term added to `c_0`: `Δ·m` for BFV, the encoded polynomial for CKKS (NTT form
-/// over `Q_level`).
-pub(crate) fn message_term(ctx: &Context, pt: &Plaintext, level: usize) -> Result<RnsPoly> {
-    let mut m = plain_poly(ctx, pt, level)?;
-    if let Some(bfv) = &ctx.level(level)?.bfv {
-        m.mul_scalar_assign(&bfv.delta, &ctx.q_primes(level));
+/// The message term added to `c_0` (NTT form over `Q_level`): for BFV the rounded
+/// `round(Q_level·m/t)` (SEAL's scaling: `⌊Q/t⌋·m` alone would leave an error of up to
+/// `(Q mod t)·m/t`, about `t` times the fresh noise); for CKKS the encoded polynomial.
+pub(crate) fn message_term(
+    ctx: &Context,
+    pt: &Plaintext,
+    level: usize,
+) -> Result<Zeroizing<RnsPoly>> {
+    ctx.check_fingerprint(&pt.fingerprint)?;
+    match &pt.data {
+        PlainData::Bfv(coeffs) => {
+            let lv = ctx.level(level)?;
+            let bfv = lv.bfv.as_ref().ok_or(HeError::WrongScheme {
+                operation: "BFV plaintext",
+                scheme: "CKKS",
+            })?;
+            if coeffs.len() != ctx.degree() {
+                return Err(HeError::LengthMismatch {
+                    what: "BFV plaintext coefficients",
+                    expected: ctx.degree(),
+                    actual: coeffs.len(),
+                });
+            }
+            let q = ctx.q_primes(level);
+            let tm = bfv_t(ctx)?;
+            let t = tm.value();
+            let half = t / 2;
+            // round((Q mod t)·m/t) for every coefficient m < t, without a branch or a
+            // division: (Q mod t)·m = z·t + rem, z = ((Q mod t)·m - rem) / t exactly (mod
+            // 2^64 by t^-1, as z < t < 2^64), plus one when rem/t > 1/2 (t odd: never a tie).
+            let correction = Zeroizing::new(
+                coeffs
+                    .iter()
+                    .map(|&m| {
+                        let rem = tm.mul(bfv.q_mod_t, m);
+                        let z = bfv
+                            .q_mod_t
+                            .wrapping_mul(m)
+                            .wrapping_sub(rem)
+                            .wrapping_mul(bfv.t_inv_word);
+                        z + (half.wrapping_sub(rem) >> 63)
+                    })
+                    .collect::<Vec<u64>>(),
+            );
+            let mut out = Zeroizing::new(RnsPoly::zero(ctx.degree(), level + 1));
+            for (j, (o, prime)) in out.comps_mut().zip(&q).enumerate() {
+                let m = &prime.m;
+                let (d, ds) = (bfv.delta[j], m.shoup(bfv.delta[j]));
+                // m < t < q_j and the correction is at most Q mod t < t < q_j: both reduced.
+                for ((x, &c), &r) in o.iter_mut().zip(coeffs).zip(correction.iter()) {
+                    *x = m.add(m.mul_shoup(c, d, ds), r);
+                }
+                prime.forward(o);
+            }
+            Ok(out)
+        }
+        PlainData::Ckks(_) => plain_poly(ctx, pt, level),
     }
-    Ok(m)
 }
 
 /// The plaintext as a polynomial over `Q_level` in NTT form (BFV: centered lift of `m`,
 /// without `Δ`; CKKS: the encoding, truncated to `level`).
-pub(crate) fn plain_poly(ctx: &Context, pt: &Plaintext, level: usize) -> Result<RnsPoly> {
+pub(crate) fn plain_poly(
+    ctx: &Context,
+    pt: &Plaintext,
+    level: usize,
+) -> Result<Zeroizing<RnsPoly>> {
+    ctx.check_fingerprint(&pt.fingerprint)?;
     let q = ctx.q_primes(level);
     match &pt.data {
         PlainData::Bfv(coeffs) => {
-            let t = ctx.params().plain_modulus();
-            if ctx.scheme() != Scheme::Bfv || coeffs.len() != ctx.degree() {
-                return Err(HeError::WrongScheme {
-                    operation: "BFV plaintext",
-                    scheme: "CKKS",
+            let tm = bfv_t(ctx)?;
+            if coeffs.len() != ctx.degree() {
+                return Err(HeError::LengthMismatch {
+                    what: "BFV plaintext coefficients",
+                    expected: ctx.degree(),
+                    actual: coeffs.len(),
                 });
             }
-            let centered: Vec<i64> = coeffs
-                .iter()
-                .map(|&c| {
-                    if c > t / 2 {
-                        c as i64 - t as i64
-                    } else {
-                        c as i64
-                    }
-                })
-                .collect();
-            let mut m = RnsPoly::from_small(&centered, &q);
+            let centered = Zeroizing::new(coeffs.iter().map(|&c| tm.center(c)).collect::<Vec<_>>());
+            let mut m = Zeroizing::new(RnsPoly::from_small(&centered, &q));
             m.forward(&q);
             Ok(m)
         }
@@ -60,11 +115,23 @@ pub(crate) fn plain_poly(ctx: &Context, pt: &Plaintext, level: usize) -> Result<
                     actual: pt.level,
                 });
             }
-            let mut m = poly.clone();
+            let mut m = Zeroizing::new(poly.slice(0, level + 1));
             m.truncate(level + 1);
             Ok(m)
         }
     }
+}
+
+/// Arithmetic modulo the BFV plaintext modulus `t`.
+fn bfv_t(ctx: &Context) -> Result<&Modulus> {
+    ctx.inner
+        .bfv
+        .as_ref()
+        .map(|b| &b.t.m)
+        .ok_or(HeError::WrongScheme {
+            operation: "BFV plaintext",
+            scheme: "CKKS",
+        })
 }
 
 impl SecretKey {
@@ -73,11 +140,12 @@ impl SecretKey {
     pub fn encrypt(&self, ctx: &Context, pt: &Plaintext) -> Result<Ciphertext> {
         ctx.check_fingerprint(&self.fingerprint)?;
         let level = pt.level.min(ctx.max_level());
+        let m = message_term(ctx, pt, level)?;
         let idx: Vec<usize> = (0..=level).collect();
         let mut rng = os_rng()?;
         let pair = rlwe_zero(ctx, self, &idx, &mut rng)?;
         let mut c0 = pair.b;
-        c0.add_assign(&message_term(ctx, pt, level)?, &ctx.q_primes(level));
+        c0.add_assign(&m, &ctx.q_primes(level));
         Ok(Ciphertext {
             fingerprint: ctx.params().fingerprint(),
             polys: vec![c0, pair.a],
@@ -87,23 +155,24 @@ impl SecretKey {
         })
     }
 
-    /// `c_0 + c_1 s + c_2 s^2 + …` in coefficient form over `Q_level`.
-    fn phase(&self, ctx: &Context, ct: &Ciphertext) -> Result<RnsPoly> {
+    /// `c_0 + c_1 s + c_2 s^2 + …` in coefficient form over `Q_level` (zeroized on drop).
+    pub(crate) fn phase(&self, ctx: &Context, ct: &Ciphertext) -> Result<Zeroizing<RnsPoly>> {
         ctx.check_fingerprint(&self.fingerprint)?;
         ctx.check_ciphertext(ct)?;
         let level = ct.level;
         let q = ctx.q_primes(level);
         let idx: Vec<usize> = (0..=level).collect();
         let s = self.restricted(&idx);
-        let mut acc = ct
-            .polys
-            .first()
-            .ok_or(HeError::CiphertextSize {
-                expected: 2,
-                actual: 0,
-            })?
-            .clone();
-        let mut s_pow = s.clone();
+        let mut acc = Zeroizing::new(
+            ct.polys
+                .first()
+                .ok_or(HeError::CiphertextSize {
+                    expected: 2,
+                    actual: 0,
+                })?
+                .clone(),
+        );
+        let mut s_pow = Zeroizing::new(RnsPoly::clone(&s));
         for (i, c) in ct.polys.iter().enumerate().skip(1) {
             if i > 1 {
                 s_pow.mul_assign(&s, &q);
@@ -114,35 +183,106 @@ impl SecretKey {
         Ok(acc)
     }
 
-    /// Decrypts to a plaintext.
-    pub fn decrypt(&self, ctx: &Context, ct: &Ciphertext) -> Result<Plaintext> {
-        let x = self.phase(ctx, ct)?;
-        match ctx.scheme() {
-            Scheme::Bfv => Ok(Plaintext {
-                data: PlainData::Bfv(bfv_scale_round(ctx, &x, ct.level)?),
-                level: ct.level,
-                scale: 1.0,
-            }),
-            Scheme::Ckks => {
-                let mut poly = x;
-                poly.forward(&ctx.q_primes(ct.level));
-                Ok(Plaintext {
-                    data: PlainData::Ckks(poly),
-                    level: ct.level,
-                    scale: ct.scale,
-                })
+    /// The phase with fresh flooding noise added to every coefficient (CKKS only).
+    fn flooded_phase(
+        &self,
+        ctx: &Context,
+        ct: &Ciphertext,
+        flooding: &NoiseFlooding,
+    ) -> Result<Zeroizing<RnsPoly>> {
+        if ctx.scheme() != Scheme::Ckks {
+            return Err(HeError::WrongScheme {
+                operation: "flooded decryption",
+                scheme: "BFV",
+            });
+        }
+        let mut x = self.phase(ctx, ct)?;
+        let q = ctx.q_primes(ct.level);
+        flooding.check_level(ctx, ct.level)?;
+        let mut rng = os_rng()?;
+        let noise = rounded_gaussian(ctx.degree(), flooding.sigma(), &mut rng)?;
+        for (c, p) in x.comps_mut().zip(&q) {
+            for (v, &e) in c.iter_mut().zip(noise.iter()) {
+                *v = p.m.add(*v, p.m.from_i64(e));
             }
         }
+        Ok(x)
     }
 
-    /// CKKS: decrypts and decodes the complex slots in one pass.
+    /// Decrypts to a plaintext.
+    ///
+    /// CKKS: the result is the raw `m + e`; together with the ciphertext it reveals the
+    /// secret key (IND-CPA-D). Use [`SecretKey::decrypt_flooded`] for anything that may be
+    /// shown or sent to someone else.
+    pub fn decrypt(&self, ctx: &Context, ct: &Ciphertext) -> Result<Plaintext> {
+        let x = self.phase(ctx, ct)?;
+        self.plaintext_of_phase(ctx, ct, x)
+    }
+
+    /// CKKS: decrypts with noise flooding, adding fresh rounded-Gaussian noise of the
+    /// standard deviation of `flooding` to every coefficient before decoding (the
+    /// `NOISE_FLOODING_DECRYPT` mode of OpenFHE). See [`NoiseFlooding`] for the security
+    /// it buys and the precision it costs. Two flooded decryptions of one ciphertext differ.
+    pub fn decrypt_flooded(
+        &self,
+        ctx: &Context,
+        ct: &Ciphertext,
+        flooding: &NoiseFlooding,
+    ) -> Result<Plaintext> {
+        let x = self.flooded_phase(ctx, ct, flooding)?;
+        self.plaintext_of_phase(ctx, ct, x)
+    }
+
+    fn plaintext_of_phase(
+        &self,
+        ctx: &Context,
+        ct: &Ciphertext,
+        mut x: Zeroizing<RnsPoly>,
+    ) -> Result<Plaintext> {
+        let data = match ctx.scheme() {
+            Scheme::Bfv => PlainData::Bfv(bfv_scale_round(ctx, &x, ct.level)?),
+            Scheme::Ckks => {
+                x.forward(&ctx.q_primes(ct.level));
+                // moves the residues out; the empty wrapper left behind has nothing to clear
+                PlainData::Ckks(std::mem::replace(&mut *x, RnsPoly::zero(ctx.degree(), 0)))
+            }
+        };
+        Ok(Plaintext {
+            data,
+            level: ct.level,
+            scale: match ctx.scheme() {
+                Scheme::Bfv => 1.0,
+                Scheme::Ckks => ct.scale,
+            },
+            fingerprint: ctx.params().fingerprint(),
+        })
+    }
+
+    /// CKKS: decrypts and decodes the complex slots in one pass (raw `m + e`, see
+    /// [`SecretKey::decrypt`]).
     pub fn decrypt_complex(
         &self,
         ctx: &Context,
         encoder: &CkksEncoder,
         ct: &Ciphertext,
     ) -> Result<Vec<Complex>> {
+        encoder.check_context(ctx)?;
         let x = self.phase(ctx, ct)?;
+        encoder.decode_coefficients(&x, ct.level, ct.scale)
+    }
+
+    /// CKKS: decrypts with noise flooding (see [`SecretKey::decrypt_flooded`]) and decodes
+    /// the complex slots in one pass. Each slot's real and imaginary part carry an extra
+    /// error of standard deviation [`NoiseFlooding::slot_sigma`].
+    pub fn decrypt_complex_flooded(
+        &self,
+        ctx: &Context,
+        encoder: &CkksEncoder,
+        ct: &Ciphertext,
+        flooding: &NoiseFlooding,
+    ) -> Result<Vec<Complex>> {
+        encoder.check_context(ctx)?;
+        let x = self.flooded_phase(ctx, ct, flooding)?;
         encoder.decode_coefficients(&x, ct.level, ct.scale)
     }
 
@@ -160,8 +300,8 @@ impl SecretKey {
         let lv = ctx.level(level)?;
         let q = ctx.q_primes(level);
         let t = ctx.params().plain_modulus();
-        let mut res = vec![0u64; level + 1];
-        let mut digits = Vec::new();
+        let mut res = Zeroizing::new(vec![0u64; level + 1]);
+        let mut digits = Zeroizing::new(Vec::with_capacity(level + 1));
         let mut max = 0f64;
         for c in 0..ctx.degree() {
             for (i, r) in res.iter_mut().enumerate() {
@@ -180,16 +320,18 @@ fn bfv_scale_round(ctx: &Context, x: &RnsPoly, level: usize) -> Result<Vec<u64>>
         operation: "BFV decrypt",
         scheme: "CKKS",
     })?;
+    let tm = bfv_t(ctx)?;
     let q = ctx.q_primes(level);
-    let t = ctx.params().plain_modulus();
-    let mut y = vec![0u64; level + 1];
+    let mut y = Zeroizing::new(vec![0u64; level + 1]);
     Ok((0..ctx.degree())
         .map(|c| {
             for (i, yi) in y.iter_mut().enumerate() {
                 let (w, ws) = bfv.dec_inv[i];
                 *yi = q[i].m.mul_shoup(x.comp(i)[c], w, ws);
             }
-            round_fraction_sum(&y, &bfv.dec_frac) % t
+            // The rounded sum is at most Σ_i y_i·t/q_i + 1/2 < (level + 1)·t + 1 < 2^64;
+            // Barrett instead of `%`, whose timing may depend on the operand.
+            tm.reduce(round_fraction_sum(&y, &bfv.dec_frac))
         })
         .collect())
 }
@@ -199,11 +341,13 @@ impl PublicKey {
     pub fn encrypt(&self, ctx: &Context, pt: &Plaintext) -> Result<Ciphertext> {
         ctx.check_fingerprint(&self.fingerprint)?;
         let level = pt.level.min(ctx.max_level());
+        let m = message_term(ctx, pt, level)?;
         let q = ctx.q_primes(level);
         let n = ctx.degree();
         let mut rng = os_rng()?;
-        let mut u = RnsPoly::from_small(&ternary(n, &mut rng), &q);
+        let mut u = Zeroizing::new(RnsPoly::from_small(&ternary(n, &mut rng), &q));
         u.forward(&q);
+        // c_0, c_1 hold the errors until the products below overwrite them in place
         let mut c0 = RnsPoly::from_small(&centered_binomial(n, &mut rng), &q);
         let mut c1 = RnsPoly::from_small(&centered_binomial(n, &mut rng), &q);
         c0.forward(&q);
@@ -214,7 +358,7 @@ impl PublicKey {
         a.truncate(level + 1);
         c0.mul_acc(&b, &u, &q);
         c1.mul_acc(&a, &u, &q);
-        c0.add_assign(&message_term(ctx, pt, level)?, &q);
+        c0.add_assign(&m, &q);
         Ok(Ciphertext {
             fingerprint: ctx.params().fingerprint(),
             polys: vec![c0, c1],
@@ -222,5 +366,100 @@ impl PublicKey {
             scale: pt.scale,
             seed: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bfv::BfvEncoder;
+    use crate::ckks::CkksEncoder;
+    use crate::math::ntt::scratch_is_clear;
+
+    /// The message term of the old encoding, `⌊Q/t⌋·m` (for comparison only).
+    fn floor_message_term(ctx: &Context, pt: &Plaintext, level: usize) -> RnsPoly {
+        let mut m = RnsPoly::clone(&plain_poly(ctx, pt, level).unwrap());
+        let bfv = ctx.level(level).unwrap().bfv.as_ref().unwrap();
+        m.mul_scalar_assign(&bfv.delta, &ctx.q_primes(level));
+        m
+    }
+
+    fn encrypt_with(ctx: &Context, sk: &SecretKey, m: &RnsPoly, level: usize) -> Ciphertext {
+        let idx: Vec<usize> = (0..=level).collect();
+        let mut rng = os_rng().unwrap();
+        let pair = rlwe_zero(ctx, sk, &idx, &mut rng).unwrap();
+        let mut c0 = pair.b;
+        c0.add_assign(m, &ctx.q_primes(level));
+        Ciphertext {
+            fingerprint: ctx.params().fingerprint(),
+            polys: vec![c0, pair.a],
+            level,
+            scale: 1.0,
+            seed: Some(pair.seed),
+        }
+    }
+
+    /// Rounded `Δ·m` gains about `log2((Q mod t)·max m / (t·max|e|))` bits of fresh noise
+    /// budget over `⌊Q/t⌋·m`: the old encoding's error `(Q mod t)·m/t` dwarfed the fresh
+    /// error `e` (CBD, `|e| ≤ 21`).
+    #[test]
+    fn rounded_bfv_encoding_gains_the_expected_noise_budget() {
+        for preset in ["bfv-4096", "bfv-8192"] {
+            let ctx = Context::preset(preset).unwrap();
+            let sk = SecretKey::generate(&ctx).unwrap();
+            let enc = BfvEncoder::new(&ctx).unwrap();
+            let t = ctx.params().plain_modulus();
+            let n = ctx.degree() as u64;
+            let values: Vec<u64> = (0..n).map(|i| (i * 0x9E37_79B9 + 12345) % t).collect();
+            let pt = enc.encode(&values).unwrap();
+            let level = ctx.max_level();
+            let bfv = ctx.level(level).unwrap().bfv.as_ref().unwrap();
+            let rounded = sk.encrypt(&ctx, &pt).unwrap();
+            let floor = encrypt_with(&ctx, &sk, &floor_message_term(&ctx, &pt, level), level);
+            for ct in [&rounded, &floor] {
+                assert_eq!(enc.decode(&sk.decrypt(&ctx, ct).unwrap()).unwrap(), values);
+            }
+            let new = sk.noise_budget(&ctx, &rounded).unwrap();
+            let old = sk.noise_budget(&ctx, &floor).unwrap();
+            // the old noise t·e − (Q mod t)·m reaches (Q mod t)·max m; the new one is
+            // t·(e + rounding), at most t·(21 + 1/2)
+            let PlainData::Bfv(coeffs) = &pt.data else {
+                unreachable!()
+            };
+            let max_m = *coeffs.iter().max().unwrap() as f64;
+            let expected = ((bfv.q_mod_t as f64 * max_m) / (t as f64 * 21.5)).log2();
+            let gained = new - old;
+            eprintln!(
+                "{preset}: fresh budget {old:.1} -> {new:.1} bits (+{gained:.1}, expected ~{expected:.1})"
+            );
+            assert!(
+                gained > expected - 2.0 && gained < expected + 6.0,
+                "{preset}: budget {old:.1} -> {new:.1} bits, gained {gained:.1}, expected ~{expected:.1}"
+            );
+            assert!(gained > 10.0, "{preset}: gained only {gained:.1} bits");
+        }
+    }
+
+    #[test]
+    fn secret_temporaries_are_zeroizing() {
+        // The types are the guarantee: these bindings only compile while the helpers return
+        // zeroizing wrappers.
+        let ctx = Context::preset("ckks-8192").unwrap();
+        let sk = SecretKey::generate(&ctx).unwrap();
+        let enc = CkksEncoder::new(&ctx).unwrap();
+        let pt = enc.encode(&[0.5], enc.default_scale(), 2).unwrap();
+        let ct = sk.encrypt(&ctx, &pt).unwrap();
+        let _: Zeroizing<RnsPoly> = sk.phase(&ctx, &ct).unwrap();
+        let _: Zeroizing<RnsPoly> = sk.restricted(&[0, 1]);
+        let _: Zeroizing<RnsPoly> = message_term(&ctx, &pt, 2).unwrap();
+        let _: Zeroizing<RnsPoly> = plain_poly(&ctx, &pt, 1).unwrap();
+        let mut rng = os_rng().unwrap();
+        let _: Zeroizing<Vec<i64>> = ternary(8, &mut rng);
+        let _: Zeroizing<Vec<i64>> = centered_binomial(8, &mut rng);
+        let _: Zeroizing<Vec<i64>> = rounded_gaussian(8, 1.0, &mut rng).unwrap();
+        fn zeroize_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        zeroize_on_drop(&sk);
+        zeroize_on_drop(&pt);
+        assert!(scratch_is_clear());
     }
 }

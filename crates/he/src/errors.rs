@@ -171,6 +171,34 @@ pub enum HeError {
         kind: &'static str,
     },
 
+    /// A coefficient of a CKKS encoding (the values times the scale, in the coefficient
+    /// domain) reaches half the modulus of the level it is encoded at: it would wrap around
+    /// and decrypt to garbage.
+    #[error(
+        "CKKS encoding overflow at level {level}: the values times the scale reach 2^{actual:.2} \
+         (largest encoded coefficient), but the level's modulus only holds magnitudes below \
+         2^{expected:.2}; lower the scale, encode at a higher level, or scale the values down"
+    )]
+    EncodingOverflow {
+        /// Level encoded at.
+        level: usize,
+        /// log2 of the largest magnitude the level holds (half its modulus).
+        expected: f64,
+        /// log2 of the magnitude of the offending encoded coefficient.
+        actual: f64,
+    },
+
+    /// A product accumulator already holds as many products as its modulus headroom allows.
+    #[error(
+        "product accumulator is full: it sums at most {capacity} products at this level (more \
+         could overflow the extension basis); finish it, start another accumulator and add \
+         the finished ciphertexts"
+    )]
+    AccumulatorFull {
+        /// Largest number of products the accumulator sums.
+        capacity: usize,
+    },
+
     /// The operating system's random number generator failed.
     #[error("the operating system random number generator failed: {reason}")]
     Randomness {

@@ -46,10 +46,35 @@ impl ProductOperand {
 }
 
 /// Sums many products in NTT form and reduces, relinearizes (and for BFV scales) once.
+///
+/// # Capacity
+///
+/// Every residue is fully reduced after each product (`tfhe-ntt`'s multiply-accumulate),
+/// so no machine word can overflow however many products are summed. What bounds a BFV
+/// accumulator is the extension basis `Q ∪ R` the tensor lives in: the sum of `K`
+/// products, scaled by `t/Q`, must stay below `R/2` for the exact lift back to `Q`. For the
+/// worst case of the inputs (every coefficient `Q/2`) that is
+/// `K ≤ (R·(1 − |R|·2^-49) − 2) / (t·N·Q_ℓ)` ([`ProductAccumulator::capacity`]):
+///
+/// | preset      | `log2 R` | top level | one level down            |
+/// |-------------|----------|-----------|---------------------------|
+/// | `bfv-4096`  | 150      | ≈ 2^50    | ≈ 2^86 (`usize::MAX`)     |
+/// | `bfv-8192`  | 200      | 257       | ≈ 2^58                    |
+/// | `bfv-16384` | 400      | 128       | ≈ 2^57                    |
+///
+/// (floors; the test `accumulator_capacity_is_derived_from_the_primes` checks them). The
+/// search engine sums one product per baby step, at most 128 per accumulator. Adding a product past the capacity returns
+/// [`HeError::AccumulatorFull`]; finish the accumulator and add the finished ciphertexts
+/// instead. CKKS products live in `Q` itself and need no headroom (the capacity is
+/// `usize::MAX`): their sum is bounded by the message and the scale, like any CKKS value.
+/// Plaintext products ([`ProductAccumulator::add_plain_product`]) do not count.
 #[derive(Clone, Debug)]
 pub struct ProductAccumulator {
     ctx: Context,
     level: usize,
+    /// Products summed so far, and the most allowed.
+    products: usize,
+    capacity: usize,
     tensor: Option<[RnsPoly; 3]>,
     plain: Option<[RnsPoly; 2]>,
     scale: Option<f64>,
@@ -430,15 +455,39 @@ impl Evaluator {
 impl ProductAccumulator {
     /// An empty accumulator for products at `level`.
     pub fn new(ctx: &Context, level: usize) -> Result<Self> {
-        ctx.level(level)?;
+        let capacity = ctx
+            .level(level)?
+            .bfv
+            .as_ref()
+            .map_or(usize::MAX, |b| b.product_capacity);
         Ok(Self {
             ctx: ctx.clone(),
             level,
+            products: 0,
+            capacity,
             tensor: None,
             plain: None,
             scale: None,
             plain_scale: None,
         })
+    }
+
+    /// An empty accumulator that sums at most `capacity` products (at most the capacity of
+    /// [`ProductAccumulator::new`]: a larger request is lowered to it).
+    pub fn with_capacity(ctx: &Context, level: usize, capacity: usize) -> Result<Self> {
+        let mut acc = Self::new(ctx, level)?;
+        acc.capacity = acc.capacity.min(capacity);
+        Ok(acc)
+    }
+
+    /// The most products this accumulator sums (see the [type documentation](Self)).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Number of ciphertext products added so far.
+    pub fn products(&self) -> usize {
+        self.products
     }
 
     fn tensor_indices(&self) -> Result<Vec<usize>> {
@@ -448,8 +497,14 @@ impl ProductAccumulator {
         }
     }
 
-    /// Adds `a · b` (both prepared with [`Evaluator::prepare_product`]).
+    /// Adds `a · b` (both prepared with [`Evaluator::prepare_product`]). Fails with
+    /// [`HeError::AccumulatorFull`] once [`ProductAccumulator::capacity`] products are summed.
     pub fn add_product(&mut self, a: &ProductOperand, b: &ProductOperand) -> Result<()> {
+        if self.products >= self.capacity {
+            return Err(HeError::AccumulatorFull {
+                capacity: self.capacity,
+            });
+        }
         for op in [a, b] {
             self.ctx.check_fingerprint(&op.fingerprint)?;
             if op.level != self.level {
@@ -489,6 +544,7 @@ impl ProductAccumulator {
         d1.mul_acc(&a.polys[0], &b.polys[1], &primes);
         d1.mul_acc(&a.polys[1], &b.polys[0], &primes);
         d2.mul_acc(&a.polys[1], &b.polys[1], &primes);
+        self.products += 1;
         Ok(())
     }
 

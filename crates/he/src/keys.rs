@@ -7,7 +7,7 @@ use crate::math::poly::RnsPoly;
 use crate::math::sample::{Csprng, centered_binomial, os_rng, ternary, uniform_from_seed};
 use rand_core::RngCore;
 use std::collections::BTreeMap;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// The secret key: a uniform ternary polynomial. Never leaves the client.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
@@ -30,7 +30,9 @@ impl SecretKey {
     /// A fresh secret key from the OS-seeded CSPRNG.
     pub fn generate(ctx: &Context) -> Result<Self> {
         let mut rng = os_rng()?;
-        Ok(Self::from_coeffs(ctx, ternary(ctx.degree(), &mut rng)))
+        let mut coeffs = ternary(ctx.degree(), &mut rng);
+        // moves the buffer (no copy) out of the wrapper, which is left empty
+        Ok(Self::from_coeffs(ctx, std::mem::take(&mut *coeffs)))
     }
 
     pub(crate) fn from_coeffs(ctx: &Context, coeffs: Vec<i64>) -> Self {
@@ -45,10 +47,10 @@ impl SecretKey {
         }
     }
 
-    /// `s` restricted to the given prime indices (NTT form).
-    pub(crate) fn restricted(&self, idx: &[usize]) -> RnsPoly {
+    /// `s` restricted to the given prime indices (NTT form), zeroized on drop.
+    pub(crate) fn restricted(&self, idx: &[usize]) -> Zeroizing<RnsPoly> {
         let n = self.ntt.degree();
-        let mut out = RnsPoly::zero(n, idx.len());
+        let mut out = Zeroizing::new(RnsPoly::zero(n, idx.len()));
         for (o, &i) in out.comps_mut().zip(idx) {
             o.copy_from_slice(self.ntt.comp(i));
         }
@@ -80,14 +82,17 @@ pub(crate) fn rlwe_zero(
 }
 
 /// Encryption of zero under the secret polynomial `s` (NTT form over the primes `idx`).
+/// The error and `a·s` are secret until combined into `b`; both are zeroized.
 fn rlwe_zero_under(ctx: &Context, s: &RnsPoly, idx: &[usize], rng: &mut Csprng) -> SeededPair {
     let primes = ctx.primes_at(idx);
     let mut seed = [0u8; 32];
     rng.fill_bytes(&mut seed);
     let a = uniform_from_seed(&seed, ctx.degree(), &primes);
-    let mut b = RnsPoly::from_small(&centered_binomial(ctx.degree(), rng), &primes);
+    let e = centered_binomial(ctx.degree(), rng);
+    // b holds e until the subtraction overwrites it in place with -a·s + e (public)
+    let mut b = RnsPoly::from_small(&e, &primes);
     b.forward(&primes);
-    let mut as_ = a.clone();
+    let mut as_ = Zeroizing::new(a.clone());
     as_.mul_assign(s, &primes);
     b.sub_assign(&as_, &primes);
     SeededPair { b, a, seed }
@@ -154,10 +159,9 @@ impl RelinKey {
     pub fn generate(ctx: &Context, sk: &SecretKey) -> Result<Self> {
         let all = all_qp(ctx);
         let primes = ctx.primes_at(&all);
-        let mut s2 = sk.ntt.clone();
+        let mut s2 = Zeroizing::new(sk.ntt.clone());
         s2.mul_assign(&sk.ntt, &primes);
         let key = KeySwitchingKey::generate(ctx, &sk.ntt, &s2)?;
-        s2.zeroize();
         Ok(Self {
             key,
             fingerprint: ctx.params().fingerprint(),
@@ -204,9 +208,8 @@ impl GaloisKeys {
             }
             // u = σ_g^-1(s): the inverse of g in (Z/2NZ)*, a group of order N.
             let g_inv = pow_mod(g, ctx.degree() as u64 - 1, 2 * ctx.degree() as u64);
-            let mut u = sk.ntt.permuted(&ctx.galois_permutation(g_inv));
+            let u = Zeroizing::new(sk.ntt.permuted(&ctx.galois_permutation(g_inv)));
             keys.insert(g, KeySwitchingKey::generate(ctx, &u, &sk.ntt)?);
-            u.zeroize();
         }
         Ok(Self {
             keys,

@@ -1,16 +1,22 @@
 //! Plaintexts and ciphertexts.
 
 use crate::math::poly::RnsPoly;
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
-/// An encoded message.
-#[derive(Clone, Debug, PartialEq)]
+/// An encoded message. It carries the fingerprint of its parameter set: every operation
+/// checks it against the context (and ciphertext) it is used with. The encoded message is
+/// zeroized on drop.
+#[derive(Clone, Debug, PartialEq, Zeroize, ZeroizeOnDrop)]
 pub struct Plaintext {
     pub(crate) data: PlainData,
     pub(crate) level: usize,
     pub(crate) scale: f64,
+    /// Fingerprint of the parameter set the plaintext was encoded for.
+    #[zeroize(skip)]
+    pub(crate) fingerprint: [u8; 32],
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Zeroize)]
 pub(crate) enum PlainData {
     /// BFV: coefficients modulo `t`.
     Bfv(Vec<u64>),
@@ -26,6 +32,10 @@ impl Plaintext {
     /// CKKS scale (1 for BFV).
     pub fn scale(&self) -> f64 {
         self.scale
+    }
+    /// Fingerprint of the parameter set the plaintext belongs to.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
     }
 }
 
@@ -61,5 +71,9 @@ impl Ciphertext {
     /// Forgets the seed (the ciphertext then serializes in full).
     pub fn drop_seed(&mut self) {
         self.seed = None;
+    }
+    /// Fingerprint of the parameter set the ciphertext belongs to.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
     }
 }

@@ -199,8 +199,11 @@ fn open<'a>(ctx: &Context, kind: Kind, bytes: &'a [u8]) -> Result<&'a [u8]> {
 pub trait Serializable: Sized {
     /// The envelope kind.
     const KIND: Kind;
-    /// Serializes into a self-describing, checksummed envelope.
-    fn to_bytes(&self, ctx: &Context) -> Vec<u8>;
+    /// Serializes into a self-describing, checksummed envelope. `ctx` must be the context
+    /// of the object's parameter set: otherwise [`HeError::ParameterMismatch`] (the
+    /// residues would be packed with the wrong widths and stamped with the wrong
+    /// fingerprint).
+    fn to_bytes(&self, ctx: &Context) -> Result<Vec<u8>>;
     /// Reads an envelope, checking kind, version, fingerprint, lengths, checksum and every
     /// residue.
     fn from_bytes(ctx: &Context, bytes: &[u8]) -> Result<Self>;
@@ -317,12 +320,26 @@ impl<'a> Reader<'a> {
             reason: reason.into(),
         }
     }
+    /// `count` values packed `width` bits each; the padding bits of the last byte must be
+    /// zero (one encoding per value, so that what is accepted re-serializes to the same
+    /// bytes).
+    fn packed(&mut self, out: &mut [u64], width: u32) -> Result<()> {
+        let bytes = self.take(packed_len(out.len(), width))?;
+        let used = (out.len() * width as usize) % 8;
+        if let Some(&last) = bytes.last()
+            && used != 0
+            && last >> used != 0
+        {
+            return Err(self.malformed("nonzero padding bits after packed values"));
+        }
+        unpack(bytes, out, width);
+        Ok(())
+    }
     fn poly(&mut self, n: usize, primes: &[&Prime]) -> Result<RnsPoly> {
         let mut poly = RnsPoly::zero(n, primes.len());
         for (i, (c, p)) in poly.comps_mut().zip(primes).enumerate() {
             let width = p.m.bits();
-            let bytes = self.take(packed_len(n, width))?;
-            unpack(bytes, c, width);
+            self.packed(c, width)?;
             if let Some(v) = c.iter().find(|&&v| v >= p.value()) {
                 return Err(HeError::Malformed {
                     kind: self.kind,
@@ -381,7 +398,8 @@ const CT_SEEDED: u8 = 1;
 impl Serializable for Ciphertext {
     const KIND: Kind = Kind::Ciphertext;
 
-    fn to_bytes(&self, ctx: &Context) -> Vec<u8> {
+    fn to_bytes(&self, ctx: &Context) -> Result<Vec<u8>> {
+        ctx.check_ciphertext(self)?;
         let primes = ctx.primes_at(&q_idx(self.level));
         let mut w = Writer::new();
         w.u8(self.level as u8);
@@ -398,7 +416,7 @@ impl Serializable for Ciphertext {
                 _ => w.poly(p, &primes),
             }
         }
-        seal(Self::KIND, &ctx.params().fingerprint(), &w.out)
+        Ok(seal(Self::KIND, &ctx.params().fingerprint(), &w.out))
     }
 
     fn from_bytes(ctx: &Context, bytes: &[u8]) -> Result<Self> {
@@ -448,18 +466,40 @@ impl Serializable for Ciphertext {
 impl Serializable for Plaintext {
     const KIND: Kind = Kind::Plaintext;
 
-    fn to_bytes(&self, ctx: &Context) -> Vec<u8> {
-        let mut w = Writer::new();
-        w.u8(self.level as u8);
-        w.f64(self.scale);
+    fn to_bytes(&self, ctx: &Context) -> Result<Vec<u8>> {
+        ctx.check_fingerprint(&self.fingerprint)?;
+        if self.level > ctx.max_level() {
+            return Err(HeError::LevelMismatch {
+                expected: ctx.max_level(),
+                actual: self.level,
+            });
+        }
+        // The plaintext is the (secret) message: its intermediate buffer is cleared, and
+        // allocated once at its final size so that no reallocation leaves a copy behind.
+        let n = ctx.degree();
+        let body: usize = match &self.data {
+            PlainData::Bfv(_) => packed_len(n, 64 - ctx.params().plain_modulus().leading_zeros()),
+            PlainData::Ckks(_) => ctx
+                .primes_at(&q_idx(self.level))
+                .iter()
+                .map(|p| packed_len(n, p.m.bits()))
+                .sum(),
+        };
+        let mut payload = Zeroizing::new(Vec::with_capacity(9 + body + 8));
+        payload.push(self.level as u8);
+        payload.extend_from_slice(&self.scale.to_bits().to_le_bytes());
         match &self.data {
             PlainData::Bfv(coeffs) => {
                 let t = ctx.params().plain_modulus();
-                pack(&mut w.out, coeffs, 64 - t.leading_zeros());
+                pack(&mut payload, coeffs, 64 - t.leading_zeros());
             }
-            PlainData::Ckks(poly) => w.poly(poly, &ctx.primes_at(&q_idx(self.level))),
+            PlainData::Ckks(poly) => {
+                for (c, p) in poly.comps().zip(ctx.primes_at(&q_idx(self.level))) {
+                    pack(&mut payload, c, p.m.bits());
+                }
+            }
         }
-        seal(Self::KIND, &ctx.params().fingerprint(), &w.out)
+        Ok(seal(Self::KIND, &ctx.params().fingerprint(), &payload))
     }
 
     fn from_bytes(ctx: &Context, bytes: &[u8]) -> Result<Self> {
@@ -472,7 +512,7 @@ impl Serializable for Plaintext {
                 let t = ctx.params().plain_modulus();
                 let width = 64 - t.leading_zeros();
                 let mut coeffs = vec![0u64; n];
-                unpack(r.take(packed_len(n, width))?, &mut coeffs, width);
+                r.packed(&mut coeffs, width)?;
                 if coeffs.iter().any(|&c| c >= t) || scale != 1.0 || level != ctx.max_level() {
                     return Err(r.malformed("coefficient, scale or level out of range"));
                 }
@@ -486,17 +526,23 @@ impl Serializable for Plaintext {
             }
         };
         r.finish()?;
-        Ok(Plaintext { data, level, scale })
+        Ok(Plaintext {
+            data,
+            level,
+            scale,
+            fingerprint: ctx.params().fingerprint(),
+        })
     }
 }
 
 impl Serializable for PublicKey {
     const KIND: Kind = Kind::PublicKey;
 
-    fn to_bytes(&self, ctx: &Context) -> Vec<u8> {
+    fn to_bytes(&self, ctx: &Context) -> Result<Vec<u8>> {
+        ctx.check_fingerprint(&self.fingerprint)?;
         let mut w = Writer::new();
         write_pair(&mut w, &self.pair, &ctx.primes_at(&q_idx(ctx.max_level())));
-        seal(Self::KIND, &ctx.params().fingerprint(), &w.out)
+        Ok(seal(Self::KIND, &ctx.params().fingerprint(), &w.out))
     }
 
     fn from_bytes(ctx: &Context, bytes: &[u8]) -> Result<Self> {
@@ -554,10 +600,11 @@ fn read_ksk(r: &mut Reader<'_>, ctx: &Context) -> Result<KeySwitchingKey> {
 impl Serializable for RelinKey {
     const KIND: Kind = Kind::RelinKey;
 
-    fn to_bytes(&self, ctx: &Context) -> Vec<u8> {
+    fn to_bytes(&self, ctx: &Context) -> Result<Vec<u8>> {
+        ctx.check_fingerprint(&self.fingerprint)?;
         let mut w = Writer::new();
         write_ksk(&mut w, &self.key, &ctx.primes_at(&all_qp(ctx)));
-        seal(Self::KIND, &ctx.params().fingerprint(), &w.out)
+        Ok(seal(Self::KIND, &ctx.params().fingerprint(), &w.out))
     }
 
     fn from_bytes(ctx: &Context, bytes: &[u8]) -> Result<Self> {
@@ -574,7 +621,8 @@ impl Serializable for RelinKey {
 impl Serializable for GaloisKeys {
     const KIND: Kind = Kind::GaloisKeys;
 
-    fn to_bytes(&self, ctx: &Context) -> Vec<u8> {
+    fn to_bytes(&self, ctx: &Context) -> Result<Vec<u8>> {
+        ctx.check_fingerprint(&self.fingerprint)?;
         let primes = ctx.primes_at(&all_qp(ctx));
         let mut w = Writer::new();
         w.u64(self.keys.len() as u64);
@@ -582,7 +630,7 @@ impl Serializable for GaloisKeys {
             w.u64(g);
             write_ksk(&mut w, key, &primes);
         }
-        seal(Self::KIND, &ctx.params().fingerprint(), &w.out)
+        Ok(seal(Self::KIND, &ctx.params().fingerprint(), &w.out))
     }
 
     fn from_bytes(ctx: &Context, bytes: &[u8]) -> Result<Self> {
@@ -611,13 +659,19 @@ impl Serializable for GaloisKeys {
 }
 
 impl SecretKey {
-    /// Serializes the secret key (2 bits per coefficient). Keep these bytes secret.
-    pub fn to_bytes(&self, ctx: &Context) -> Zeroizing<Vec<u8>> {
+    /// Serializes the secret key (2 bits per coefficient). Keep these bytes secret. `ctx`
+    /// must be the key's context ([`HeError::ParameterMismatch`] otherwise).
+    pub fn to_bytes(&self, ctx: &Context) -> Result<Zeroizing<Vec<u8>>> {
+        ctx.check_fingerprint(&self.fingerprint)?;
         let codes: Zeroizing<Vec<u64>> =
             Zeroizing::new(self.coeffs.iter().map(|&c| (c + 1) as u64).collect());
         let mut payload = Zeroizing::new(Vec::new());
         pack(&mut payload, &codes, 2);
-        Zeroizing::new(seal(Kind::SecretKey, &ctx.params().fingerprint(), &payload))
+        Ok(Zeroizing::new(seal(
+            Kind::SecretKey,
+            &ctx.params().fingerprint(),
+            &payload,
+        )))
     }
 
     /// Reads a secret key.
@@ -625,7 +679,7 @@ impl SecretKey {
         let mut r = Reader::new(open(ctx, Kind::SecretKey, bytes)?, Kind::SecretKey);
         let n = ctx.degree();
         let mut codes = Zeroizing::new(vec![0u64; n]);
-        unpack(r.take(packed_len(n, 2))?, &mut codes, 2);
+        r.packed(&mut codes, 2)?;
         r.finish()?;
         if codes.iter().any(|&c| c > 2) {
             return Err(r.malformed("secret coefficient outside {-1, 0, 1}"));
@@ -640,8 +694,9 @@ impl SecretKey {
 impl Serializable for Parameters {
     const KIND: Kind = Kind::Parameters;
 
-    fn to_bytes(&self, _ctx: &Context) -> Vec<u8> {
-        self.to_envelope()
+    fn to_bytes(&self, ctx: &Context) -> Result<Vec<u8>> {
+        ctx.check_fingerprint(&self.fingerprint())?;
+        Ok(self.to_envelope())
     }
 
     fn from_bytes(_ctx: &Context, bytes: &[u8]) -> Result<Self> {
@@ -702,17 +757,30 @@ impl Parameters {
             .map_err(|_| r.malformed("name is not UTF-8"))?;
         r.finish()?;
         let [moduli, special] = lists;
+        let built = match scheme {
+            Scheme::Bfv => Parameters::bfv(degree, moduli, special, t)?,
+            Scheme::Ckks => Parameters::ckks(degree, moduli, special, scale_bits)?,
+        };
+        // A preset keeps its name; anything else is the custom set of its fields.
         let params = match Parameters::preset(&name) {
-            Ok(p) if p.moduli() == moduli && p.special_moduli() == special => p,
-            _ => match scheme {
-                Scheme::Bfv => Parameters::bfv(degree, moduli, special, t)?,
-                Scheme::Ckks => Parameters::ckks(degree, moduli, special, scale_bits)?,
-            },
+            Ok(p) if p.fingerprint() == built.fingerprint() => p,
+            _ => built,
         };
         if params.fingerprint() != h.fingerprint {
             return Err(HeError::Malformed {
                 kind: Kind::Parameters.name(),
                 reason: "fingerprint does not match the parameters".into(),
+            });
+        }
+        // One encoding per parameter set: fields the set ignores (the scale of BFV, `t` of
+        // CKKS) must be zero and the name must be the set's own, so that what is accepted
+        // re-serializes to the same bytes.
+        if params.to_envelope() != bytes {
+            return Err(HeError::Malformed {
+                kind: Kind::Parameters.name(),
+                reason: "non-canonical encoding (unused field set, or a name that is not the \
+                         parameter set's)"
+                    .into(),
             });
         }
         Ok(params)

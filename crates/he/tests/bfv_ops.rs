@@ -201,3 +201,71 @@ fn independent_key_generations_differ() {
     let pk2 = PublicKey::generate(&f.ctx, &f.sk).unwrap();
     assert_ne!(pk2, f.pk);
 }
+
+#[test]
+fn accumulator_capacity_is_derived_from_the_primes() {
+    // Floors of (R·(1 − |R|·2^-49) − 2) / (t·N·Q_level), the worst case of the inputs (see
+    // ProductAccumulator's documentation), checked against an exact big-integer evaluation.
+    let f = bfv();
+    let top = ProductAccumulator::new(&f.ctx, f.ctx.max_level()).unwrap();
+    let bottom = ProductAccumulator::new(&f.ctx, 0).unwrap();
+    eprintln!("bfv-8192: capacity {} at the top level", top.capacity());
+    assert_eq!(top.capacity(), 257);
+    // two primes fewer: 2^100 times more, saturated
+    assert_eq!(bottom.capacity(), usize::MAX);
+    for (preset, top_capacity) in [("bfv-4096", None), ("bfv-16384", Some(128))] {
+        let ctx = Context::preset(preset).unwrap();
+        let cap = ProductAccumulator::new(&ctx, ctx.max_level())
+            .unwrap()
+            .capacity();
+        eprintln!(
+            "{preset}: capacity 2^{:.2} at the top level",
+            (cap as f64).log2()
+        );
+        match top_capacity {
+            Some(c) => assert_eq!(cap, c, "{preset}"),
+            None => assert!(cap > 1 << 49, "{preset}: {cap}"),
+        }
+    }
+    let ckks = Context::preset("ckks-8192").unwrap();
+    assert_eq!(
+        ProductAccumulator::new(&ckks, 2).unwrap().capacity(),
+        usize::MAX
+    );
+}
+
+#[test]
+fn accumulator_past_its_capacity_is_an_error() {
+    let f = bfv();
+    let vs: Vec<Vec<u64>> = (0..2).map(|i| random_vec(77 + i)).collect();
+    let ops: Vec<ProductOperand> = vs
+        .iter()
+        .map(|v| f.ev.prepare_product(&enc(v)).unwrap())
+        .collect();
+    let mut acc = ProductAccumulator::with_capacity(&f.ctx, f.ctx.max_level(), 3).unwrap();
+    assert_eq!(acc.capacity(), 3);
+    for _ in 0..3 {
+        acc.add_product(&ops[0], &ops[1]).unwrap();
+    }
+    assert_eq!(acc.products(), 3);
+    assert_eq!(
+        acc.add_product(&ops[0], &ops[1]),
+        Err(HeError::AccumulatorFull { capacity: 3 })
+    );
+    // the refused product left the sum untouched: 3·a·b
+    let tm = t() as u128;
+    let want: Vec<u64> = vs[0]
+        .iter()
+        .zip(&vs[1])
+        .map(|(&x, &y)| (3 * (x as u128 * y as u128 % tm) % tm) as u64)
+        .collect();
+    assert_eq!(dec(&acc.finish(&f.ev, &f.rk).unwrap()), want);
+    // a larger request is lowered to the derived bound
+    let big = ProductAccumulator::with_capacity(&f.ctx, 0, usize::MAX).unwrap();
+    assert_eq!(
+        big.capacity(),
+        ProductAccumulator::new(&f.ctx, 0).unwrap().capacity()
+    );
+    let msg = HeError::AccumulatorFull { capacity: 3 }.to_string();
+    assert!(msg.contains("start another accumulator"), "{msg}");
+}

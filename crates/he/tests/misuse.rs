@@ -74,3 +74,69 @@ fn bad_encoder_input_is_an_error() {
     assert!(GaloisKeys::for_elements(&c.ctx, &c.sk, &[4]).is_err());
     assert!(GaloisKeys::for_elements(&c.ctx, &c.sk, &[1 << 20]).is_err());
 }
+
+#[test]
+fn plaintexts_of_another_parameter_set_are_refused() {
+    let (b, c) = (bfv(), ckks());
+    let other = Context::preset("bfv-4096").unwrap();
+    let other_sk = SecretKey::generate(&other).unwrap();
+    let foreign = BfvEncoder::new(&other).unwrap().encode(&[1, 2, 3]).unwrap();
+    let mine = BfvEncoder::new(&b.ctx).unwrap().encode(&[1, 2, 3]).unwrap();
+    assert_eq!(foreign.fingerprint(), other.params().fingerprint());
+    let ct = b.sk.encrypt(&b.ctx, &mine).unwrap();
+    let mismatch = |r: Result<Ciphertext>| matches!(r, Err(HeError::ParameterMismatch { .. }));
+    assert!(mismatch(b.sk.encrypt(&b.ctx, &foreign)));
+    assert!(mismatch(b.pk.encrypt(&b.ctx, &foreign)));
+    assert!(mismatch(b.ev.add_plain(&ct, &foreign)));
+    assert!(mismatch(b.ev.sub_plain(&ct, &foreign)));
+    assert!(mismatch(b.ev.mul_plain(&ct, &foreign)));
+    let mut acc = ProductAccumulator::new(&b.ctx, b.ctx.max_level()).unwrap();
+    assert!(matches!(
+        acc.add_plain_product(&ct, &foreign),
+        Err(HeError::ParameterMismatch { .. })
+    ));
+    assert!(matches!(
+        BfvEncoder::new(&b.ctx).unwrap().decode(&foreign),
+        Err(HeError::ParameterMismatch { .. })
+    ));
+    // the other context's own objects still work together
+    let other_ct = other_sk.encrypt(&other, &foreign).unwrap();
+    let back = other_sk.decrypt(&other, &other_ct).unwrap();
+    assert_eq!(
+        &BfvEncoder::new(&other).unwrap().decode(&back).unwrap()[..3],
+        &[1, 2, 3]
+    );
+    // CKKS: a plaintext of ckks-16384 on ckks-8192
+    let big = Context::preset("ckks-16384").unwrap();
+    let e_big = CkksEncoder::new(&big).unwrap();
+    let pt_big = e_big.encode(&[0.5], e_big.default_scale(), 1).unwrap();
+    let e = CkksEncoder::new(&c.ctx).unwrap();
+    assert!(matches!(
+        e.decode(&pt_big),
+        Err(HeError::ParameterMismatch { .. })
+    ));
+    assert!(c.sk.encrypt(&c.ctx, &pt_big).is_err());
+}
+
+#[test]
+fn to_bytes_with_another_context_is_an_error() {
+    let (b, c) = (bfv(), ckks());
+    let mismatch = |r: Result<Vec<u8>>| matches!(r, Err(HeError::ParameterMismatch { .. }));
+    let pt = BfvEncoder::new(&b.ctx).unwrap().encode(&[7]).unwrap();
+    let ct = b.sk.encrypt(&b.ctx, &pt).unwrap();
+    assert!(mismatch(ct.to_bytes(&c.ctx)));
+    assert!(mismatch(pt.to_bytes(&c.ctx)));
+    assert!(mismatch(b.pk.to_bytes(&c.ctx)));
+    assert!(mismatch(b.rk.to_bytes(&c.ctx)));
+    assert!(mismatch(b.gk.to_bytes(&c.ctx)));
+    assert!(mismatch(b.ctx.params().to_bytes(&c.ctx)));
+    assert!(matches!(
+        b.sk.to_bytes(&c.ctx),
+        Err(HeError::ParameterMismatch { .. })
+    ));
+    let err = ct.to_bytes(&c.ctx).unwrap_err().to_string();
+    assert!(err.contains("use the context"), "{err}");
+    // and with the right one, everything serializes
+    assert!(ct.to_bytes(&b.ctx).is_ok());
+    assert!(b.sk.to_bytes(&b.ctx).is_ok());
+}

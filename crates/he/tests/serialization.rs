@@ -72,12 +72,12 @@ fn ciphertexts_round_trip_seeded_and_full() {
     for f in fixtures() {
         let ct = encrypt_ramp(f, 7);
         assert!(ct.is_seeded());
-        let seeded = ct.to_bytes(&f.ctx);
+        let seeded = ct.to_bytes(&f.ctx).unwrap();
         let back = Ciphertext::from_bytes(&f.ctx, &seeded).unwrap();
         assert_eq!(back, ct);
         let mut full_ct = ct.clone();
         full_ct.drop_seed();
-        let full = full_ct.to_bytes(&f.ctx);
+        let full = full_ct.to_bytes(&f.ctx).unwrap();
         assert_eq!(Ciphertext::from_bytes(&f.ctx, &full).unwrap(), full_ct);
         // c_1 becomes a 32-byte seed: half the residues, plus the fixed envelope (header,
         // metadata, seed, checksum; under 100 bytes).
@@ -90,12 +90,12 @@ fn ciphertexts_round_trip_seeded_and_full() {
         // a 3-polynomial product and a lower-level ciphertext round-trip too
         let prod = f.ev.multiply(&ct, &ct).unwrap();
         assert_eq!(
-            Ciphertext::from_bytes(&f.ctx, &prod.to_bytes(&f.ctx)).unwrap(),
+            Ciphertext::from_bytes(&f.ctx, &prod.to_bytes(&f.ctx).unwrap()).unwrap(),
             prod
         );
         let low = f.ev.mod_switch_down(&ct).unwrap();
         assert_eq!(
-            Ciphertext::from_bytes(&f.ctx, &low.to_bytes(&f.ctx)).unwrap(),
+            Ciphertext::from_bytes(&f.ctx, &low.to_bytes(&f.ctx).unwrap()).unwrap(),
             low
         );
     }
@@ -105,19 +105,22 @@ fn ciphertexts_round_trip_seeded_and_full() {
 fn keys_and_plaintexts_round_trip() {
     for f in fixtures() {
         let ctx = &f.ctx;
-        let pk = PublicKey::from_bytes(ctx, &f.pk.to_bytes(ctx)).unwrap();
+        let pk = PublicKey::from_bytes(ctx, &f.pk.to_bytes(ctx).unwrap()).unwrap();
         assert_eq!(pk, f.pk);
         assert_eq!(
-            RelinKey::from_bytes(ctx, &f.rk.to_bytes(ctx)).unwrap(),
+            RelinKey::from_bytes(ctx, &f.rk.to_bytes(ctx).unwrap()).unwrap(),
             f.rk
         );
         assert_eq!(
-            GaloisKeys::from_bytes(ctx, &f.gk.to_bytes(ctx)).unwrap(),
+            GaloisKeys::from_bytes(ctx, &f.gk.to_bytes(ctx).unwrap()).unwrap(),
             f.gk
         );
         let pt = plain(f, 3);
-        assert_eq!(Plaintext::from_bytes(ctx, &pt.to_bytes(ctx)).unwrap(), pt);
-        let sk = SecretKey::from_bytes(ctx, &f.sk.to_bytes(ctx)).unwrap();
+        assert_eq!(
+            Plaintext::from_bytes(ctx, &pt.to_bytes(ctx).unwrap()).unwrap(),
+            pt
+        );
+        let sk = SecretKey::from_bytes(ctx, &f.sk.to_bytes(ctx).unwrap()).unwrap();
         // the restored key decrypts what the original encrypted
         let ct = encrypt_ramp(f, 11);
         assert_eq!(
@@ -134,14 +137,24 @@ fn damaged_bytes_are_rejected() {
     for f in fixtures() {
         let ctx = &f.ctx;
         let ct = encrypt_ramp(f, 1);
-        assert_damage_rejected(&ct.to_bytes(ctx), |b| Ciphertext::from_bytes(ctx, b));
+        assert_damage_rejected(&ct.to_bytes(ctx).unwrap(), |b| {
+            Ciphertext::from_bytes(ctx, b)
+        });
         let mut full = ct.clone();
         full.drop_seed();
-        assert_damage_rejected(&full.to_bytes(ctx), |b| Ciphertext::from_bytes(ctx, b));
-        assert_damage_rejected(&f.pk.to_bytes(ctx), |b| PublicKey::from_bytes(ctx, b));
-        assert_damage_rejected(&f.rk.to_bytes(ctx), |b| RelinKey::from_bytes(ctx, b));
-        assert_damage_rejected(&f.sk.to_bytes(ctx), |b| SecretKey::from_bytes(ctx, b));
-        assert_damage_rejected(&plain(f, 2).to_bytes(ctx), |b| {
+        assert_damage_rejected(&full.to_bytes(ctx).unwrap(), |b| {
+            Ciphertext::from_bytes(ctx, b)
+        });
+        assert_damage_rejected(&f.pk.to_bytes(ctx).unwrap(), |b| {
+            PublicKey::from_bytes(ctx, b)
+        });
+        assert_damage_rejected(&f.rk.to_bytes(ctx).unwrap(), |b| {
+            RelinKey::from_bytes(ctx, b)
+        });
+        assert_damage_rejected(&f.sk.to_bytes(ctx).unwrap(), |b| {
+            SecretKey::from_bytes(ctx, b)
+        });
+        assert_damage_rejected(&plain(f, 2).to_bytes(ctx).unwrap(), |b| {
             Plaintext::from_bytes(ctx, b)
         });
         assert_damage_rejected(&ctx.params().to_envelope(), Parameters::from_envelope);
@@ -151,7 +164,7 @@ fn damaged_bytes_are_rejected() {
 #[test]
 fn wrong_kind_and_wrong_parameters_are_rejected() {
     let (b, c) = (bfv(), ckks());
-    let ct = encrypt_ramp(b, 0).to_bytes(&b.ctx);
+    let ct = encrypt_ramp(b, 0).to_bytes(&b.ctx).unwrap();
     assert!(matches!(
         PublicKey::from_bytes(&b.ctx, &ct),
         Err(HeError::WrongKind { .. })
@@ -170,7 +183,7 @@ fn wrong_kind_and_wrong_parameters_are_rejected() {
         Err(HeError::ParameterMismatch { .. })
     ));
     assert!(matches!(
-        RelinKey::from_bytes(&c.ctx, &b.rk.to_bytes(&b.ctx)),
+        RelinKey::from_bytes(&c.ctx, &b.rk.to_bytes(&b.ctx).unwrap()),
         Err(HeError::ParameterMismatch { .. })
     ));
     // a key from another context is refused by the operations, too
@@ -189,7 +202,7 @@ fn residues_above_their_modulus_are_rejected() {
     let f = bfv();
     let mut ct = encrypt_ramp(f, 0);
     ct.drop_seed();
-    let mut bytes = ct.to_bytes(&f.ctx);
+    let mut bytes = ct.to_bytes(&f.ctx).unwrap();
     let payload_start = 48 + 3 + 8;
     for b in &mut bytes[payload_start..payload_start + 7] {
         *b = 0xff;
@@ -225,7 +238,7 @@ proptest! {
     fn random_ciphertexts_round_trip(offset in any::<u32>()) {
         for f in fixtures() {
             let ct = f.ev.add(&encrypt_ramp(f, offset as u64), &encrypt_ramp(f, 1)).unwrap();
-            prop_assert_eq!(Ciphertext::from_bytes(&f.ctx, &ct.to_bytes(&f.ctx)).unwrap(), ct);
+            prop_assert_eq!(Ciphertext::from_bytes(&f.ctx, &ct.to_bytes(&f.ctx).unwrap()).unwrap(), ct);
         }
     }
 }

@@ -302,6 +302,55 @@ fn all_white_and_all_black_images_do_not_wrap() {
     );
 }
 
+/// The client floods decrypted CKKS scores (two decryptions of one response differ) and the
+/// cosines still match the f64 reference within 1e-4.
+#[test]
+fn ckks_client_decryption_is_flooded_and_within_1e_4() {
+    let ctx = Context::preset("ckks-8192").unwrap();
+    let sk = SecretKey::generate(&ctx).unwrap();
+    let encoding = VectorEncoding::Unit;
+    let imgs = images(64, 64);
+    let gallery: Vec<EncodedImage> = imgs
+        .iter()
+        .map(|v| EncodedImage::new(&encoding, &v.channels))
+        .collect();
+    let query = EncodedImage::new(&encoding, &imgs[40].perturbed().channels);
+    let layout = Layout::new(64, 4096, Complex::vector_slots(4096), shape_of(&ctx)).unwrap();
+    let (rk, gk) = evaluation_keys(&ctx, &sk, &layout.galois_steps()).unwrap();
+    let ev = HeEvaluator::new(&ctx, rk, gk);
+    let cipher = CkksCipher::new(&ctx, sk).unwrap();
+    let vectors = [0, 1, 2].map(|c| {
+        gallery
+            .iter()
+            .map(|g| g.channels[c].values.clone())
+            .collect()
+    });
+    let enc = encrypt_segment(&cipher, &vectors).unwrap();
+    let seg = PreparedSegment::new(&ev, enc.layout, enc.channels).unwrap();
+    let q = encrypt_query(&cipher, &query.channels.clone().map(|c| c.values)).unwrap();
+    let responses = score(&ev, std::slice::from_ref(&seg), &q).unwrap();
+    let first = decrypt_scores(&cipher, &seg.layout, &responses[0]).unwrap();
+    let second = decrypt_scores(&cipher, &seg.layout, &responses[0]).unwrap();
+    assert_ne!(first, second, "decryption must add fresh noise");
+    let reference = reference_dots(&gallery, &query);
+    let mut worst = 0f64;
+    for dots in [&first, &second] {
+        for (g, w) in similarities(&encoding, &gallery, &query, dots)
+            .iter()
+            .zip(similarities(&encoding, &gallery, &query, &reference))
+        {
+            for c in 0..3 {
+                worst = worst.max((g.channel_cosines[c] - w.channel_cosines[c]).abs());
+            }
+            worst = worst.max((g.whole_cosine - w.whole_cosine).abs());
+        }
+    }
+    eprintln!("flooded CKKS cosines: largest error {worst:.2e}");
+    assert!(worst <= 1e-4, "{worst}");
+    // the noise is really there: far above the unflooded error (~2e-8)
+    assert!(worst > 1e-6, "{worst}");
+}
+
 mod layouts {
     use super::*;
     use proptest::prelude::*;

@@ -325,7 +325,7 @@ fn check_batch(
             let mut keys = GaloisKeys::from_bytes(ctx, &blob)?;
             keys.merge(fresh)?;
             let elements: Vec<u64> = keys.elements().collect();
-            Some((keys.to_bytes(ctx), elements))
+            Some((keys.to_bytes(ctx)?, elements))
         }
     };
     let have: HashSet<u64> = match &keys {
@@ -461,19 +461,23 @@ async fn search(
             .map(|s| &*s.prepared)
             .collect();
         let responses = score(&*gallery.ev, &segs, &q)?;
+        let mut segments = Vec::with_capacity(gallery.segments.len());
+        for (seg, r) in gallery.segments.iter().zip(responses) {
+            let [a, b, c] = r.map(|cts| {
+                cts.iter()
+                    .map(|ct| ct.to_bytes(ctx))
+                    .collect::<blindsight_he::Result<Vec<_>>>()
+            });
+            segments.push(wire::SegmentScores {
+                segment: seg.id,
+                layout: seg.prepared.layout.to_bytes(),
+                live: seg.live.clone(),
+                ciphertexts: [a?, b?, c?],
+            });
+        }
         let resp = wire::SearchResponse {
             version: gallery.version,
-            segments: gallery
-                .segments
-                .iter()
-                .zip(responses)
-                .map(|(seg, r)| wire::SegmentScores {
-                    segment: seg.id,
-                    layout: seg.prepared.layout.to_bytes(),
-                    live: seg.live.clone(),
-                    ciphertexts: r.map(|cts| cts.iter().map(|ct| ct.to_bytes(ctx)).collect()),
-                })
-                .collect(),
+            segments,
         };
         let out = wire::encode_search_response(&resp);
         let ms = started.elapsed().as_secs_f64() * 1000.0;

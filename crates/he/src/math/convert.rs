@@ -138,6 +138,9 @@ impl BaseConverter {
             let f_multiples: Vec<u64> = (0..=k as u64)
                 .map(|c| t.mul(t.reduce(c), self.f_mod_to[j]))
                 .collect();
+            // Lazy u128 sum: k products of two residues of at most MAX_MODULUS_BITS = 61 bits
+            // (each < 2^122) stay below 2^128 while k <= 64.
+            debug_assert!(k <= 64);
             for c in 0..n {
                 let mut acc: u128 = 0;
                 for i in 0..k {

@@ -129,24 +129,23 @@ impl Modulus {
         }
     }
 
-    /// Maps a signed value into `[0, p)`.
+    /// Maps a signed value into `[0, p)`, in constant time (no branch on the sign or the
+    /// magnitude of `a`: secret coefficients go through here).
     #[inline(always)]
     pub fn from_i64(&self, a: i64) -> u64 {
-        if a >= 0 {
-            self.reduce(a as u64)
-        } else {
-            self.neg(self.reduce(a.unsigned_abs()))
-        }
+        // neg = all ones iff a < 0; |a| = (a ^ neg) - neg, as u64 (|i64::MIN| = 2^63 fits).
+        let neg = (a >> 63) as u64;
+        let magnitude = ((a as u64) ^ neg).wrapping_sub(neg);
+        let r = self.reduce(magnitude);
+        r ^ ((r ^ self.neg(r)) & neg)
     }
 
-    /// Centered representative of `a < p` in `(-p/2, p/2]`.
+    /// Centered representative of `a < p` in `(-p/2, p/2]`, in constant time.
     #[inline(always)]
     pub fn center(&self, a: u64) -> i64 {
-        if a > self.value / 2 {
-            a as i64 - self.value as i64
-        } else {
-            a as i64
-        }
+        // `p/2 - a` wraps (top bit set) iff a > p/2; both are below 2^62.
+        let above = sign_mask((self.value / 2).wrapping_sub(a));
+        (a as i64).wrapping_sub((self.value & above) as i64)
     }
 
     /// Reduces a value `x` known to lie in `[0, other)` (a residue of another prime,
@@ -229,6 +228,21 @@ mod tests {
         fn signed_round_trip(a in -(1i64 << 38)..(1i64 << 38), i in 1usize..4) {
             let m = Modulus::new(PRIMES[i]);
             prop_assert_eq!(m.center(m.from_i64(a)), a);
+        }
+
+        #[test]
+        fn from_i64_matches_rem_euclid(a in any::<i64>(), i in 0usize..4) {
+            let m = Modulus::new(PRIMES[i]);
+            prop_assert_eq!(m.from_i64(a) as i128, (a as i128).rem_euclid(PRIMES[i] as i128));
+        }
+
+        #[test]
+        fn center_matches_the_branching_definition(a in any::<u64>(), i in 0usize..4) {
+            let p = PRIMES[i];
+            let m = Modulus::new(p);
+            let a = a % p;
+            let want = if a > p / 2 { a as i64 - p as i64 } else { a as i64 };
+            prop_assert_eq!(m.center(a), want);
         }
     }
 }
