@@ -5,8 +5,8 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// An encoded message. It carries the fingerprint of its parameter set: every operation
 /// checks it against the context (and ciphertext) it is used with. The encoded message is
-/// zeroized on drop.
-#[derive(Clone, Debug, PartialEq, Zeroize, ZeroizeOnDrop)]
+/// zeroized on drop, and `Debug` does not print it.
+#[derive(Clone, PartialEq, Zeroize, ZeroizeOnDrop)]
 pub struct Plaintext {
     pub(crate) data: PlainData,
     pub(crate) level: usize,
@@ -22,6 +22,15 @@ pub(crate) enum PlainData {
     Bfv(Vec<u64>),
     /// CKKS: the scaled polynomial over `Q_level`, NTT form.
     Ckks(RnsPoly),
+}
+
+impl std::fmt::Debug for Plaintext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plaintext")
+            .field("level", &self.level)
+            .field("scale", &self.scale)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Plaintext {
