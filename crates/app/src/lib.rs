@@ -3,6 +3,8 @@
 //! - [`images`]: galleries from folders or the embedded test images.
 //! - [`pipeline`]: the full client/server path in one process, every message serialized.
 //! - [`bench`]: `blindsight bench`, the benchmark contract of DESIGN.md.
+//! - [`bench_server`]: `blindsight bench-server`, a loopback load test of the HTTP server
+//!   (concurrent clients mixing search, ingest, fetch and hostile requests).
 //! - [`demo`]: `blindsight demo`.
 //! - [`client`]: create, ingest, search, fetch, delete: all the secret-key work.
 //! - [`commands`]: the CLI commands (keygen, create, ingest, search, delete, info, serve).
@@ -19,6 +21,7 @@
 //! (issue #4).
 
 pub mod bench;
+pub mod bench_server;
 pub mod client;
 pub mod commands;
 pub mod demo;
