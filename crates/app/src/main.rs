@@ -251,7 +251,7 @@ enum Command {
         /// removed at the end).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Print one JSON object (otherwise, tables).
+        /// Print one JSON object (the tables go to stderr).
         #[arg(long)]
         json: bool,
     },
@@ -396,7 +396,9 @@ fn run(command: Command) -> blindsight::Result<()> {
             };
             blindsight::bench_server::run(&exe, &opts).map(|report| {
                 if json {
+                    // the JSON object on stdout, the tables for a person on stderr
                     println!("{}", report.to_json());
+                    eprint!("{}", report.table());
                 } else {
                     print!("{}", report.table());
                 }
