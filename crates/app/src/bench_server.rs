@@ -14,9 +14,10 @@
 //!
 //! Each thread first sends every kind of hostile request once, so that every kind is
 //! exercised whatever the draw. A 503 (the server's admission limit) for a well-formed
-//! request is not an error: it is counted apart and the request retried after the
-//! advertised delay. Any other failure of a well-formed request, any 5xx, an unexpected
-//! answer to a hostile request or a server that dies is an error.
+//! request is not an error: it is counted apart and the request retried after the server's
+//! default `Retry-After` (the library [`Client`] reports the status, not the header). Any
+//! other failure of a well-formed request, any 5xx, an unexpected answer to a hostile
+//! request or a server that dies is an error.
 //!
 //! The report gives, per kind of operation, the count, rate, p50 and p99 latency (of the
 //! attempt that succeeded), errors and 503s; the server's peak RSS (`VmHWM`) and the peak of
