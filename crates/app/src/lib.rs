@@ -14,9 +14,12 @@
 //! - The command line: [`commands`] (the CLI commands on top of the client and the server),
 //!   [`demo`], [`bench`](mod@bench) (the benchmark contract of DESIGN.md), [`pipeline`] (the
 //!   whole path in one process, every message serialized), [`images`] (galleries from
-//!   folders or the embedded test images).
+//!   folders or the embedded test images), [`bench_server`] (`blindsight bench-server`, a
+//!   loopback load test of a server process: concurrent clients mixing search, ingest, fetch
+//!   and hostile requests).
 
 pub mod bench;
+pub mod bench_server;
 pub mod client;
 pub mod commands;
 pub mod demo;

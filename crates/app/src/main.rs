@@ -226,6 +226,35 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Loopback load test: a `serve` process, concurrent clients mixing search, ingest,
+    /// fetch and hostile requests; rates, latencies, errors and the server's peak memory.
+    BenchServer {
+        /// Parameter preset of the collection.
+        #[arg(long, default_value = "ckks-8192")]
+        preset: String,
+        /// Gallery size (embedded images, pixel-identical twins skipped).
+        #[arg(long, default_value_t = 200)]
+        gallery: usize,
+        /// Concurrent client threads.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Length of the measured run (seconds).
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        /// The server's admission limit (passed to `serve --max-concurrent`).
+        #[arg(long, default_value_t = 4)]
+        max_concurrent: usize,
+        /// Seed of the clients' random choices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Working folder for the database and the server's log (default: a temporary one,
+        /// removed at the end).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print one JSON object (the tables go to stderr).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn preset_of(scheme: SchemeArg) -> String {
@@ -341,6 +370,37 @@ fn run(command: Command) -> blindsight::Result<()> {
                     for (k, v) in map {
                         println!("{k}: {v}");
                     }
+                }
+            })
+        }
+        Command::BenchServer {
+            preset,
+            gallery,
+            clients,
+            seconds,
+            max_concurrent,
+            seed,
+            dir,
+            json,
+        } => {
+            let exe = std::env::current_exe()
+                .map_err(|e| blindsight::AppError::io("the blindsight executable", e))?;
+            let opts = blindsight::bench_server::BenchServerOptions {
+                preset,
+                gallery,
+                clients,
+                seconds,
+                max_concurrent,
+                seed,
+                dir,
+            };
+            blindsight::bench_server::run(&exe, &opts).map(|report| {
+                if json {
+                    // the JSON object on stdout, the tables for a person on stderr
+                    println!("{}", report.to_json());
+                    eprint!("{}", report.table());
+                } else {
+                    print!("{}", report.table());
                 }
             })
         }
