@@ -491,3 +491,32 @@ fn requests_without_a_valid_token_do_not_slow_other_collections() {
     let m = median(times);
     assert!(m < Duration::from_millis(100), "median {m:?} under attack");
 }
+
+#[test]
+fn a_collection_larger_than_the_cache_budget_is_streamed_and_still_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = ServerOptions::new(dir.path().join("gallery.db"));
+    opts.memory_budget = 1 << 10;
+    let server = LocalServer::start(opts).unwrap();
+    let remote = Remote::new(server.url()).unwrap();
+    let ks = Keystore::generate("ckks-8192").unwrap();
+    let token = Client::create(&ks, &remote.with_token(server.admin_token()), "p").unwrap();
+    let client = Client::new(ks, remote.with_token(&token), "p").unwrap();
+    let files: Vec<(String, Vec<u8>)> = blindsight_testdata::first(6)
+        .iter()
+        .map(|e| (e.name.to_string(), e.png.to_vec()))
+        .collect();
+    client.ingest(&files[..3], |_| {}).unwrap();
+    client.ingest(&files[3..], |_| {}).unwrap();
+    for (name, bytes) in [&files[1], &files[4]] {
+        let (m, _) = client
+            .search(
+                bytes,
+                "q.png",
+                1,
+                blindsight_search::rank::RankRule::WholeCosine,
+            )
+            .unwrap();
+        assert_eq!(&m[0].name, name);
+    }
+}

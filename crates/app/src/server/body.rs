@@ -7,7 +7,7 @@ use super::Limits;
 use super::errors::ApiError;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use std::time::Duration;
 
 /// The time allowed to receive `len` bytes.
@@ -22,7 +22,8 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
-/// Reads a body of at most `limit` bytes.
+/// Reads a body of at most `limit` bytes, into one buffer (sized from the declared length,
+/// so the body is held once, not as chunks plus a contiguous copy).
 pub async fn read(
     body: Body,
     headers: &HeaderMap,
@@ -37,21 +38,30 @@ pub async fn read(
         return Err(too_large(limit));
     }
     let expected = declared.map_or(limit, |d| d as usize);
-    let collected = tokio::time::timeout(
-        deadline(limits, expected),
-        Limited::new(body, limit).collect(),
-    )
-    .await;
-    match collected {
+    let collect = async move {
+        let mut body = body;
+        let mut out = Vec::with_capacity(declared.map_or(0, |d| d as usize));
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("the request body could not be read: {e}"),
+                )
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if out.len().saturating_add(data.len()) > limit {
+                    return Err(too_large(limit));
+                }
+                out.extend_from_slice(&data);
+            }
+        }
+        Ok(Bytes::from(out))
+    };
+    match tokio::time::timeout(deadline(limits, expected), collect).await {
         Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "the request body did not arrive in time",
         )),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
-        Ok(Err(e)) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("the request body could not be read: {e}"),
-        )),
-        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(r) => r,
     }
 }

@@ -304,3 +304,56 @@ fn stored_ciphertext(
     )?;
     Ok(Ciphertext::from_bytes(ctx, b)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(inner: &mut Inner, id: i64, bytes: usize, used_at: u64) {
+        inner.used += bytes;
+        inner.segments.insert(
+            id,
+            Cached {
+                value: Arc::new(PreparedSegment::streamed(
+                    Layout::new(
+                        1,
+                        4,
+                        4,
+                        blindsight_search::slots::SlotShape {
+                            rows: 1,
+                            row_len: 8,
+                        },
+                    )
+                    .unwrap_or_else(|e| panic!("{e}")),
+                    Box::new(|_, _| {
+                        Err(blindsight_search::SearchError::Layout {
+                            reason: "test".into(),
+                        })
+                    }),
+                )),
+                bytes,
+                used_at,
+            },
+        );
+    }
+
+    #[test]
+    #[allow(clippy::panic, reason = "test")]
+    fn room_is_made_least_recently_used_first_and_never_from_the_current_load() {
+        let mut inner = Inner::default();
+        entry(&mut inner, 1, 40, 1);
+        entry(&mut inner, 2, 40, 3);
+        entry(&mut inner, 3, 40, 2);
+        // 30 more in a budget of 130: the oldest (1) goes
+        assert!(inner.make_room(30, 130, 5));
+        assert!(!inner.segments.contains_key(&1));
+        assert_eq!(inner.used, 80);
+        // entries used by the current load (at or after `since`) are never evicted
+        assert!(!inner.make_room(100, 130, 2));
+        assert_eq!(inner.used, 80, "a refusal evicts nothing");
+        // something larger than the whole budget is never cached
+        assert!(!inner.make_room(131, 130, 10));
+        assert!(inner.make_room(130, 130, 10));
+        assert_eq!(inner.used, 0);
+    }
+}
