@@ -478,11 +478,7 @@ impl Store {
 
     /// The evaluation keys of a collection: (relinearization, Galois).
     pub fn evaluation_keys(&self, collection: i64) -> Result<(Vec<u8>, Vec<u8>)> {
-        Ok(self.conn.query_row(
-            "SELECT relin_key, galois_keys FROM collection_keys WHERE collection_id = ?1",
-            [collection],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?)
+        evaluation_keys(&self.conn, collection)
     }
 
     /// The Galois elements the collection holds keys for (without reading the keys).
@@ -748,17 +744,21 @@ pub struct SnapshotReader<'a> {
 impl SnapshotReader<'_> {
     /// The evaluation keys: (relinearization, Galois).
     pub fn evaluation_keys(&self, collection: i64) -> Result<(Vec<u8>, Vec<u8>)> {
-        Ok(self.conn.query_row(
-            "SELECT relin_key, galois_keys FROM collection_keys WHERE collection_id = ?1",
-            [collection],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?)
+        evaluation_keys(self.conn, collection)
     }
 
     /// All ciphertexts of a segment, per channel, in index order.
     pub fn segment_ciphertexts(&self, segment: i64) -> Result<[Vec<Vec<u8>>; 3]> {
         segment_ciphertexts(self.conn, segment)
     }
+}
+
+fn evaluation_keys(conn: &Connection, collection: i64) -> Result<(Vec<u8>, Vec<u8>)> {
+    Ok(conn.query_row(
+        "SELECT relin_key, galois_keys FROM collection_keys WHERE collection_id = ?1",
+        [collection],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?)
 }
 
 fn collection_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CollectionRecord> {

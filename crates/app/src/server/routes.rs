@@ -23,7 +23,7 @@ use crate::errors::AppError;
 use crate::store::{CollectionRecord, KeyUpdate, NewCollection, SegmentBatch};
 use crate::wire::{self, AppendSegment, CompactSegment, CreateCollection};
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::from_fn_with_state;
@@ -83,6 +83,38 @@ fn admit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
         .map_err(|_| ApiError::busy(state.options.limits.retry_after_s))
 }
 
+/// A heavy request: takes an admission permit (503 if none is free), reads the body under
+/// `limit` and the body deadline, then runs `work` off the async workers with the permit
+/// held.
+async fn heavy<T: Send + 'static>(
+    state: Arc<AppState>,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    work: impl FnOnce(&AppState, Bytes) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let permit = admit(&state)?;
+    let body = body::read(body, headers, limit, &state.options.limits).await?;
+    blocking(move || {
+        let _permit = permit;
+        work(&state, body)
+    })
+    .await
+}
+
+/// Runs `f` holding the collection's write gate (ingests and compactions one at a time).
+fn write_gated<T>(
+    state: &AppState,
+    collection: i64,
+    f: impl FnOnce() -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let gate = state.write_gate(collection)?;
+    let _serialized = gate
+        .lock()
+        .map_err(|_| ApiError::internal("a collection write lock is poisoned"))?;
+    f()
+}
+
 /// Runs blocking work (SQLite, homomorphic evaluation) off the async workers.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
@@ -112,13 +144,10 @@ async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let permit = admit(&state)?;
     let limit = usize::try_from(state.options.quota.key_bytes)
         .unwrap_or(usize::MAX)
         .saturating_add(1 << 20);
-    let body = body::read(body, &headers, limit, &state.options.limits).await?;
-    blocking(move || {
-        let _permit = permit;
+    heavy(state, &headers, body, limit, move |state, body| {
         let msg = CreateCollection::decode(&body)?;
         if !valid_name(&msg.name) {
             return Err(AppError::Malformed(
@@ -230,6 +259,16 @@ async fn images(
 /// A batch checked against its collection, with the Galois keys to store if it brought any.
 struct CheckedBatch {
     keys: Option<(Vec<u8>, Vec<u64>)>,
+}
+
+impl CheckedBatch {
+    /// The key update to write with the batch.
+    fn key_update(&self) -> Option<KeyUpdate<'_>> {
+        self.keys.as_ref().map(|(k, e)| KeyUpdate {
+            galois_keys: k,
+            galois_elements: e,
+        })
+    }
 }
 
 /// Validates an ingest batch against the collection (never against what the message says of
@@ -356,29 +395,20 @@ async fn append(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let permit = admit(&state)?;
     let limit = state.options.limits.max_segment_body;
-    let body = body::read(body, &headers, limit, &state.options.limits).await?;
-    blocking(move || {
-        let _permit = permit;
+    heavy(state, &headers, body, limit, move |state, body| {
         let started = Instant::now();
         let ctx = state.context(&record.params)?;
         let msg = AppendSegment::decode(&body)?;
-        let gate = state.write_gate(record.id)?;
-        let _serialized = gate
-            .lock()
-            .map_err(|_| ApiError::internal("a collection write lock is poisoned"))?;
-        let checked = check_batch(&state, &record, &ctx, &msg)?;
-        let keys = checked.keys.as_ref().map(|(k, e)| KeyUpdate {
-            galois_keys: k,
-            galois_elements: e,
-        });
-        let segment = state.writer()?.append_segment(
-            record.id,
-            &batch_of(&msg),
-            keys.as_ref(),
-            &state.options.quota,
-        )?;
+        let segment = write_gated(state, record.id, || {
+            let checked = check_batch(state, &record, &ctx, &msg)?;
+            Ok(state.writer()?.append_segment(
+                record.id,
+                &batch_of(&msg),
+                checked.key_update().as_ref(),
+                &state.options.quota,
+            )?)
+        })?;
         tracing::info!(collection = %record.name, segment, images = msg.images.len(), bytes = body.len(), ms = started.elapsed().as_millis() as u64, "segment appended");
         Ok(json(
             StatusCode::CREATED,
@@ -394,37 +424,25 @@ async fn compact(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let permit = admit(&state)?;
     let limit = state.options.limits.max_segment_body;
-    let body = body::read(body, &headers, limit, &state.options.limits).await?;
-    blocking(move || {
-        let _permit = permit;
+    heavy(state, &headers, body, limit, move |state, body| {
         let ctx = state.context(&record.params)?;
         let msg = CompactSegment::decode(&body)?;
-        let gate = state.write_gate(record.id)?;
-        let _serialized = gate
-            .lock()
-            .map_err(|_| ApiError::internal("a collection write lock is poisoned"))?;
-        let checked = match &msg.batch {
-            Some(b) => Some(check_batch(&state, &record, &ctx, b)?),
-            None => None,
-        };
-        let keys = checked
-            .as_ref()
-            .and_then(|c| c.keys.as_ref())
-            .map(|(k, e)| KeyUpdate {
-                galois_keys: k,
-                galois_elements: e,
-            });
-        let batch = msg.batch.as_ref().map(batch_of);
-        let new = state.writer()?.replace_segment(
-            record.id,
-            msg.old,
-            &msg.live,
-            batch.as_ref(),
-            keys.as_ref(),
-            &state.options.quota,
-        )?;
+        let new = write_gated(state, record.id, || {
+            let checked = match &msg.batch {
+                Some(b) => Some(check_batch(state, &record, &ctx, b)?),
+                None => None,
+            };
+            let keys = checked.as_ref().and_then(CheckedBatch::key_update);
+            Ok(state.writer()?.replace_segment(
+                record.id,
+                msg.old,
+                &msg.live,
+                msg.batch.as_ref().map(batch_of).as_ref(),
+                keys.as_ref(),
+                &state.options.quota,
+            )?)
+        })?;
         state.gallery.forget_segment(msg.old);
         tracing::info!(collection = %record.name, old = msg.old, new = ?new, "segment compacted");
         Ok(json(StatusCode::OK, serde_json::json!({ "segment": new })))
@@ -438,14 +456,11 @@ async fn search(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let permit = admit(&state)?;
     let limit = state.options.limits.max_search_body;
-    let body = body::read(body, &headers, limit, &state.options.limits).await?;
-    blocking(move || {
-        let _permit = permit;
+    heavy(state, &headers, body, limit, move |state, body| {
         let started = Instant::now();
         let query = wire::decode_search(&body)?;
-        let gallery = state.gallery.load(&state, &record)?;
+        let gallery = state.gallery.load(state, &record)?;
         let ctx = &gallery.ctx;
         let [r, g, b] = [0, 1, 2].map(|c| Ciphertext::from_bytes(ctx, &query[c]));
         let q = [r?, g?, b?];
@@ -512,17 +527,20 @@ async fn payloads(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let permit = admit(&state)?;
     let limits = state.options.limits.clone();
-    let body = body::read(body, &headers, limits.max_ids_body, &limits).await?;
-    blocking(move || {
-        let _permit = permit;
-        let ids = request_ids(&body, limits.max_ids)?;
-        let batch = state
-            .reader()?
-            .payloads(record.id, &ids, limits.max_payload_response)?;
-        Ok(binary(wire::encode_payloads(&batch)))
-    })
+    heavy(
+        state,
+        &headers,
+        body,
+        limits.max_ids_body,
+        move |state, body| {
+            let ids = request_ids(&body, limits.max_ids)?;
+            let batch = state
+                .reader()?
+                .payloads(record.id, &ids, limits.max_payload_response)?;
+            Ok(binary(wire::encode_payloads(&batch)))
+        },
+    )
     .await
 }
 
