@@ -213,24 +213,57 @@ impl Env {
         Ok(format!("store:{id}"))
     }
 
-    /// The token of the collection on the server behind `remote`.
-    fn token(&self, remote: &Remote) -> Result<Zeroizing<String>> {
-        let key = Self::store_key(remote)?;
-        let tokens = self.read_tokens()?;
-        if let Some(t) = find_token(&tokens, &key, &self.collection) {
-            return Ok(t);
+    /// Whether tokens filed under a store id may be sent to this server: only the in-process
+    /// server or one on a loopback address. (The store id is public: a remote server could
+    /// claim another database's id and collect its tokens; tokens for a remote URL are
+    /// filed under, and sent only to, that URL.)
+    fn trusts_store_id(&self) -> bool {
+        match &self.server {
+            None => true,
+            Some(url) => reqwest::Url::parse(url).ok().is_some_and(|u| {
+                let host = u.host_str().unwrap_or("");
+                host.eq_ignore_ascii_case("localhost")
+                    || host
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }),
         }
+    }
+
+    /// The token of the collection on the server behind `remote`: filed under this endpoint
+    /// (the URL, or the in-process database), or, for the in-process or a loopback server,
+    /// under the server's store id (a collection created in-process on a database and later
+    /// served from it on this machine).
+    fn token(&self, remote: &Remote) -> Result<Zeroizing<String>> {
+        let tokens = self.read_tokens()?;
         let endpoint = self.endpoint();
         if let Some(t) = find_token(&tokens, &endpoint, &self.collection) {
-            // Filed by an older version under the endpoint: file it under the store id too,
-            // so that the same database served elsewhere finds it. Best effort.
-            if let Err(e) = self.save_token(&key, &t) {
-                eprintln!("warning: could not file the token under {key}: {e}");
+            // An in-process or loopback server: file the token under the store id too (lines
+            // of older versions have only the endpoint), so that the same database served
+            // on this machine finds it. Best effort.
+            if self.trusts_store_id() {
+                let key = Self::store_key(remote)?;
+                if find_token(&tokens, &key, &self.collection).is_none()
+                    && let Err(e) = self.save_token(&key, &t)
+                {
+                    eprintln!("warning: could not file the token under {key}: {e}");
+                }
             }
             return Ok(t);
         }
+        let key = if self.trusts_store_id() {
+            let key = Self::store_key(remote)?;
+            if let Some(t) = find_token(&tokens, &key, &self.collection) {
+                return Ok(t);
+            }
+            key
+        } else {
+            String::from("store id not used for remote servers")
+        };
         Err(AppError::Usage(format!(
-            "no token for collection `{}` on this server ({key}, {endpoint}); run `blindsight \
+            "no token for collection `{}` on this server ({endpoint}; {key}); run `blindsight \
              create` first, or use the keystore that created it (tokens live in {})",
             self.collection,
             self.tokens_path().display()
@@ -320,7 +353,11 @@ pub fn create(env: &Env, preset: Option<&str>) -> Result<()> {
         None => None,
     };
     let (server, remote) = env.connect()?;
-    let key = Env::store_key(&remote)?;
+    let key = if env.trusts_store_id() {
+        Some(Env::store_key(&remote)?)
+    } else {
+        None
+    };
     let admin = match &server {
         Some(local) => Some(Zeroizing::new(local.admin_token().to_string())),
         None => user_admin,
@@ -352,9 +389,12 @@ pub fn create(env: &Env, preset: Option<&str>) -> Result<()> {
              {MAX_TOKEN_BYTES} visible ASCII characters); nothing was saved"
         )));
     }
-    env.save_token(&key, &token)?;
+    env.save_token(&env.endpoint(), &token)?;
+    if let Some(key) = &key {
+        env.save_token(key, &token)?;
+    }
     println!(
-        "created collection `{}` ({}) at {} ({key})",
+        "created collection `{}` ({}) at {}",
         env.collection,
         ks.preset,
         env.endpoint()
@@ -663,4 +703,43 @@ pub fn serve(opts: &ServeOptions) -> Result<()> {
     rt.shutdown_timeout(deadline);
     println!("blindsight server stopped");
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(server: Option<&str>) -> Env {
+        Env {
+            keystore: PathBuf::from("ks"),
+            passphrase_file: None,
+            admin_token_file: None,
+            ca_file: None,
+            server: server.map(str::to_string),
+            db: PathBuf::from("g.db"),
+            collection: "c".into(),
+        }
+    }
+
+    #[test]
+    fn store_ids_are_trusted_only_for_local_servers() {
+        for local in [
+            None,
+            Some("http://127.0.0.1:7878"),
+            Some("http://localhost:1"),
+            Some("https://[::1]:7878/"),
+            Some("http://127.3.2.1"),
+        ] {
+            assert!(env(local).trusts_store_id(), "{local:?}");
+        }
+        for remote in [
+            "https://gallery.example.org",
+            "http://10.0.0.5:7878",
+            "http://localhost.evil.example",
+            "http://[2001:db8::1]:7878",
+            "not a url",
+        ] {
+            assert!(!env(Some(remote)).trusts_store_id(), "{remote}");
+        }
+    }
 }

@@ -466,7 +466,7 @@ fn tokens_follow_the_store_and_hostile_names_stay_harmless() {
         let text = std::fs::read_to_string(&tokens).unwrap();
         assert!(
             text.contains(&format!("{key}\tdefault\t{token}\n")),
-            "filed again under the store id: {text}"
+            "filed again under the store id (a loopback server): {text}"
         );
         // a token filed under another store is not used
         std::fs::write(

@@ -189,7 +189,11 @@ fn create_sends_the_admin_token_and_says_how_to_give_one() {
         "the file wins over the environment"
     );
     let tokens = std::fs::read_to_string(home.join("keystore.tokens")).unwrap();
-    assert_eq!(tokens, format!("store:{STORE}\tdefault\ttok-123\n"));
+    // filed under the URL, and (a loopback server) under its store id
+    assert_eq!(
+        tokens,
+        format!("{url}\tdefault\ttok-123\nstore:{STORE}\tdefault\ttok-123\n")
+    );
 
     // the token is found by store id; the server's strings are made harmless
     let out = run(&home, &["info", "--server", &url], None);
