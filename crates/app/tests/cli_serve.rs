@@ -164,3 +164,50 @@ fn create_needs_the_admin_token_of_a_served_database() {
     sigterm(&child);
     child.wait().unwrap();
 }
+
+#[test]
+fn logs_name_requests_but_never_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin");
+    let mut child = bin()
+        .env("RUST_LOG", "debug")
+        .args(["serve", "--db"])
+        .arg(dir.path().join("g.db"))
+        .args(["--listen", "127.0.0.1:0", "--admin-token-file"])
+        .arg(&token_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let admin = std::fs::read_to_string(&token_file).unwrap().trim().to_string();
+    let http = reqwest::blocking::Client::new();
+    for token in [admin.as_str(), "a-collection-token-that-must-not-be-logged"] {
+        let r = http
+            .post(format!("{url}/v1/collections"))
+            .bearer_auth(token)
+            .body(b"not a frame".to_vec())
+            .send()
+            .unwrap();
+        assert!(r.status().is_client_error());
+        let _ = http
+            .get(format!("{url}/v1/collections/x"))
+            .bearer_auth(token)
+            .send()
+            .unwrap();
+    }
+    sigterm(&child);
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("/v1/collections"), "requests are logged: {log}");
+    assert!(!log.contains(&admin), "the admin token reached the log");
+    assert!(!log.contains("must-not-be-logged"), "a token reached the log");
+}

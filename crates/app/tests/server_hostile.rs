@@ -520,3 +520,46 @@ fn a_collection_larger_than_the_cache_budget_is_streamed_and_still_right() {
         assert_eq!(&m[0].name, name);
     }
 }
+
+#[test]
+fn idle_connections_are_closed_and_do_not_hold_the_connection_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        Limits {
+            header_timeout: Duration::from_secs(1),
+            max_connections: 4,
+            ..Limits::default()
+        },
+        dir.path(),
+    );
+    // four keep-alive connections that each sent one request, then went quiet
+    let mut idle: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr(&server)).unwrap();
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut buf = [0u8; 512];
+            let n = s.read(&mut buf).unwrap();
+            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(2500));
+    for s in &mut idle {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            s.read(&mut buf).unwrap_or(0),
+            0,
+            "an idle connection stayed open"
+        );
+    }
+    // and a new client is served
+    let (status, _) = raw_status(
+        &server,
+        "GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        &[],
+        Duration::from_secs(3),
+    );
+    assert!(status.contains(" 200 "), "{status}");
+}

@@ -38,6 +38,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 /// Largest keyed content tag of an image.
 const MAX_TAG_BYTES: usize = 64;
@@ -64,6 +66,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(collection)
         // bodies are read by the handlers, under their own limits (`body::read`)
         .layer(DefaultBodyLimit::disable())
+        // one log line per request (method, path, status, latency; never headers), inside
+        // the layer that marks the token sensitive
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
         ]))
