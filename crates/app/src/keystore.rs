@@ -217,7 +217,10 @@ impl Keystore {
                 let pass = passphrase.ok_or_else(|| AppError::PassphraseRequired {
                     path: name.to_string(),
                 })?;
-                if m > 4 * 1024 * 1024 || t > 64 || p == 0 || p > 64 {
+                if !(8..=1024 * 1024).contains(&m)
+                    || !(1..=16).contains(&t)
+                    || !(1..=16).contains(&p)
+                {
                     return Err(bad("key-derivation parameters out of range"));
                 }
                 let key = derive_key(pass, &salt, m, t, p)?;

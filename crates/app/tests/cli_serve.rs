@@ -188,7 +188,10 @@ fn logs_name_requests_but_never_tokens() {
         .find(|w| w.starts_with("http://"))
         .unwrap()
         .to_string();
-    let admin = std::fs::read_to_string(&token_file).unwrap().trim().to_string();
+    let admin = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_string();
     let http = reqwest::blocking::Client::new();
     for token in [admin.as_str(), "a-collection-token-that-must-not-be-logged"] {
         let r = http
@@ -207,7 +210,13 @@ fn logs_name_requests_but_never_tokens() {
     sigterm(&child);
     let out = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
-    assert!(log.contains("/v1/collections"), "requests are logged: {log}");
+    assert!(
+        log.contains("/v1/collections"),
+        "requests are logged: {log}"
+    );
     assert!(!log.contains(&admin), "the admin token reached the log");
-    assert!(!log.contains("must-not-be-logged"), "a token reached the log");
+    assert!(
+        !log.contains("must-not-be-logged"),
+        "a token reached the log"
+    );
 }

@@ -196,6 +196,19 @@ proptest! {
         }
     }
 
+    /// Passphrase-sealed keystores, read without the passphrase: every header field (salt,
+    /// key-derivation parameters, nonce, lengths, checksum) is parsed before the refusal;
+    /// the key derivation itself runs in the smaller test below.
+    #[test]
+    fn mutated_sealed_keystore_headers_are_errors(m in mutations(), reseal in any::<bool>()) {
+        static SEALED: OnceLock<Vec<u8>> = OnceLock::new();
+        let sealed = SEALED.get_or_init(|| {
+            Keystore::generate("bfv-4096").unwrap().to_bytes(Some("pw")).unwrap().to_vec()
+        });
+        let bytes = mutated_frame(sealed, &m, reseal);
+        prop_assert!(Keystore::from_bytes(&bytes, None, "fuzz").is_err());
+    }
+
     #[test]
     fn mutated_sealed_payloads_never_open(m in mutations()) {
         static SEALED: OnceLock<Vec<u8>> = OnceLock::new();
