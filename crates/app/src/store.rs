@@ -708,8 +708,14 @@ impl Store {
                 break;
             }
             total = total.saturating_add(len);
-            let p: Vec<u8> = st.query_row(params![collection, id], |r| r.get(0))?;
-            out.found.push((id, p));
+            // deleted since the length was read (another connection): missing, not an error
+            match st
+                .query_row(params![collection, id], |r| r.get::<_, Vec<u8>>(0))
+                .optional()?
+            {
+                Some(p) => out.found.push((id, p)),
+                None => out.missing.push(id),
+            }
         }
         Ok(out)
     }
@@ -935,11 +941,29 @@ fn insert_segment(tx: &Transaction<'_>, collection: i64, batch: &SegmentBatch<'_
             }
         }
     }
+    // Segment ids are never reused (SQLite would reuse the highest id once it is deleted):
+    // caches key prepared segments by id, so an id must name one segment forever.
+    let high_water: i64 = tx
+        .query_row(
+            "SELECT CAST(value AS INTEGER) FROM store_meta WHERE key = 'segment_high_water'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    let max_id: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM segments", [], |r| {
+        r.get(0)
+    })?;
+    let segment = high_water.max(max_id).saturating_add(1);
     tx.execute(
-        "INSERT INTO segments (collection_id, layout) VALUES (?1, ?2)",
-        params![collection, batch.layout],
+        "INSERT INTO segments (id, collection_id, layout) VALUES (?1, ?2, ?3)",
+        params![segment, collection, batch.layout],
     )?;
-    let segment = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT INTO store_meta (key, value) VALUES ('segment_high_water', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [segment.to_string()],
+    )?;
     {
         let mut ins = tx.prepare(
             "INSERT INTO ciphertexts (segment_id, channel, idx, data) VALUES (?1, ?2, ?3, ?4)",

@@ -563,3 +563,40 @@ fn idle_connections_are_closed_and_do_not_hold_the_connection_limit() {
     );
     assert!(status.contains(" 200 "), "{status}");
 }
+
+#[test]
+fn a_trickling_upload_is_cut_off_at_the_minimum_rate() {
+    let f = fixture(Limits {
+        body_timeout: Duration::from_secs(1),
+        min_body_rate: 10_000,
+        ..Limits::default()
+    });
+    let mut s = TcpStream::connect(addr(&f.server)).unwrap();
+    s.write_all(
+        format!(
+            "POST /v1/collections/photos/search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 10000000\r\n\r\n",
+            f.token
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    // 100 bytes every 100 ms: 1 kB/s, a tenth of the minimum rate, for as long as it lasts
+    let started = Instant::now();
+    s.set_nonblocking(true).unwrap();
+    let mut answer = Vec::new();
+    while started.elapsed() < Duration::from_secs(10) {
+        let _ = s.write_all(&[0u8; 100]);
+        std::thread::sleep(Duration::from_millis(100));
+        let mut buf = [0u8; 256];
+        if let Ok(n) = s.read(&mut buf)
+            && n > 0
+        {
+            answer.extend_from_slice(&buf[..n]);
+            break;
+        }
+    }
+    let took = started.elapsed();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text:?} after {took:?}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+}

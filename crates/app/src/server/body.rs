@@ -1,7 +1,8 @@
 //! Request bodies, read only after authorization and admission: refused at once when the
 //! declared length passes the route's limit (413 before any byte is read), cut off when
-//! more arrives than the limit, and abandoned (408) when they do not arrive in
-//! `body_timeout + length / min_body_rate`, so a half-sent request cannot hold a worker.
+//! more arrives than the limit, and abandoned (408) when they fall behind a rolling minimum
+//! rate (`min_body_rate` after a grace of `body_timeout`), so a half-sent or trickling
+//! request cannot hold a worker or an admission permit.
 
 use super::Limits;
 use super::errors::ApiError;
@@ -23,7 +24,10 @@ fn too_large(limit: usize) -> ApiError {
 }
 
 /// Reads a body of at most `limit` bytes, into one buffer (sized from the declared length,
-/// so the body is held once, not as chunks plus a contiguous copy).
+/// so the body is held once, not as chunks plus a contiguous copy). The body must keep up
+/// a rolling minimum rate: at any time `t` after the start, at least
+/// `(t − body_timeout) · min_body_rate` bytes must have arrived (408 otherwise), so a
+/// trickling upload cannot hold its admission permit for long.
 pub async fn read(
     body: Body,
     headers: &HeaderMap,
@@ -37,31 +41,34 @@ pub async fn read(
     if declared.is_some_and(|d| d > limit as u64) {
         return Err(too_large(limit));
     }
-    let expected = declared.map_or(limit, |d| d as usize);
-    let collect = async move {
-        let mut body = body;
-        let mut out = Vec::with_capacity(declared.map_or(0, |d| d as usize));
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| {
+    let start = tokio::time::Instant::now();
+    let rate = limits.min_body_rate.max(1) as f64;
+    let mut body = body;
+    let mut out = Vec::with_capacity(declared.map_or(0, |d| d as usize));
+    loop {
+        // the next bytes are due by the time the rate would pass the bytes received
+        let due = start + deadline(limits, 0) + Duration::from_secs_f64(out.len() as f64 / rate);
+        let frame = match tokio::time::timeout_at(due, body.frame()).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body did not arrive in time",
+                ));
+            }
+            Ok(None) => break,
+            Ok(Some(frame)) => frame.map_err(|e| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     format!("the request body could not be read: {e}"),
                 )
-            })?;
-            if let Ok(data) = frame.into_data() {
-                if out.len().saturating_add(data.len()) > limit {
-                    return Err(too_large(limit));
-                }
-                out.extend_from_slice(&data);
+            })?,
+        };
+        if let Ok(data) = frame.into_data() {
+            if out.len().saturating_add(data.len()) > limit {
+                return Err(too_large(limit));
             }
+            out.extend_from_slice(&data);
         }
-        Ok(Bytes::from(out))
-    };
-    match tokio::time::timeout(deadline(limits, expected), collect).await {
-        Err(_) => Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "the request body did not arrive in time",
-        )),
-        Ok(r) => r,
     }
+    Ok(Bytes::from(out))
 }

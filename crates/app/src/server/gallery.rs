@@ -50,6 +50,16 @@ struct Cached<T> {
     value: Arc<T>,
     bytes: usize,
     used_at: u64,
+    /// What the entry was loaded for (collection and serialized layout): a hit must match.
+    origin: (i64, Vec<u8>),
+}
+
+impl<T> Cached<T> {
+    /// Whether the entry may go: not used since `since`, and held by no running search
+    /// (evicting an entry a search still holds would not free its memory).
+    fn evictable(&self, since: u64) -> bool {
+        self.used_at < since && Arc::strong_count(&self.value) == 1
+    }
 }
 
 #[derive(Default)]
@@ -78,10 +88,14 @@ impl Inner {
         let evictable: usize = self
             .segments
             .values()
-            .map(|c| (c.used_at, c.bytes))
-            .chain(self.evaluators.values().map(|c| (c.used_at, c.bytes)))
-            .filter(|(at, _)| *at < since)
-            .map(|(_, b)| b)
+            .filter(|c| c.evictable(since))
+            .map(|c| c.bytes)
+            .chain(
+                self.evaluators
+                    .values()
+                    .filter(|c| c.evictable(since))
+                    .map(|c| c.bytes),
+            )
             .sum();
         if self.used.saturating_sub(evictable).saturating_add(bytes) > budget {
             return false;
@@ -90,13 +104,14 @@ impl Inner {
             let oldest = self
                 .segments
                 .iter()
+                .filter(|(_, c)| c.evictable(since))
                 .map(|(k, c)| (c.used_at, Slot::Segment(*k)))
                 .chain(
                     self.evaluators
                         .iter()
+                        .filter(|(_, c)| c.evictable(since))
                         .map(|(k, c)| (c.used_at, Slot::Evaluator(*k))),
                 )
-                .filter(|(at, _)| *at < since)
                 .min_by_key(|(at, _)| *at);
             let freed = match oldest {
                 Some((_, Slot::Segment(k))) => self.segments.remove(&k).map(|c| c.bytes),
@@ -182,12 +197,17 @@ impl GalleryCache {
             let mut segments = Vec::with_capacity(snap.segments.len());
             for view in &snap.segments {
                 let layout = Layout::from_bytes(&view.layout)?;
+                let origin = (record.id, view.layout.clone());
                 let cached = {
                     let mut inner = self.lock().map_err(to_app)?;
-                    inner.segments.get_mut(&view.id).map(|c| {
-                        c.used_at = since;
-                        c.value.clone()
-                    })
+                    inner
+                        .segments
+                        .get_mut(&view.id)
+                        .filter(|c| c.origin == origin)
+                        .map(|c| {
+                            c.used_at = since;
+                            c.value.clone()
+                        })
                 };
                 let prepared = match cached {
                     Some(p) => p,
@@ -207,14 +227,18 @@ impl GalleryCache {
                             })?);
                             let mut inner = self.lock().map_err(to_app)?;
                             inner.used = inner.used.saturating_add(bytes);
-                            inner.segments.insert(
+                            let old = inner.segments.insert(
                                 view.id,
                                 Cached {
                                     value: p.clone(),
                                     bytes,
                                     used_at: since,
+                                    origin,
                                 },
                             );
+                            if let Some(old) = old {
+                                inner.used = inner.used.saturating_sub(old.bytes);
+                            }
                             p
                         } else {
                             let ctx = ctx.clone();
@@ -276,6 +300,7 @@ impl GalleryCache {
                     value: ev.clone(),
                     bytes,
                     used_at: since,
+                    origin: (collection, Vec::new()),
                 },
             );
         }
@@ -333,6 +358,7 @@ mod tests {
                 )),
                 bytes,
                 used_at,
+                origin: (0, Vec::new()),
             },
         );
     }
@@ -351,6 +377,10 @@ mod tests {
         // entries used by the current load (at or after `since`) are never evicted
         assert!(!inner.make_room(100, 130, 2));
         assert_eq!(inner.used, 80, "a refusal evicts nothing");
+        // an entry a running search still holds is not evicted (it would not free memory)
+        let held = inner.segments.get(&3).map(|c| c.value.clone());
+        assert!(!inner.make_room(91, 130, 10), "only entry 2 (40) is free");
+        drop(held);
         // something larger than the whole budget is never cached
         assert!(!inner.make_room(131, 130, 10));
         assert!(inner.make_room(130, 130, 10));

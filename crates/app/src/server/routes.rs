@@ -1,7 +1,8 @@
-//! The routes. Policy (authorization, sensitive headers) is applied as layers, so a route
-//! cannot skip it; each handler then takes an admission permit if its work is heavy (503
-//! when none is free), reads its body under a limit and a deadline, and does its blocking
-//! work off the async workers.
+//! The routes. Policy (authorization, sensitive headers, request logs) is applied as layers,
+//! so a route cannot skip it; every handler but `health` and `info` then takes an admission
+//! permit (503 when none is free: the writer lock, the CPU and bodies are shared by all
+//! collections), reads its body under a limit and a deadline, and does its blocking work off
+//! the async workers.
 //!
 //! | route | auth | body limit |
 //! |-------|------|-----------|
@@ -560,12 +561,17 @@ async fn delete(
     body: Body,
 ) -> Result<Response, ApiError> {
     let limits = state.options.limits.clone();
-    let body = body::read(body, &headers, limits.max_ids_body, &limits).await?;
-    blocking(move || {
-        let ids = request_ids(&body, limits.max_ids)?;
-        let n = state.writer()?.delete_images(record.id, &ids)?;
-        tracing::info!(collection = %record.name, deleted = n, "images deleted");
-        Ok(json(StatusCode::OK, serde_json::json!({ "deleted": n })))
-    })
+    heavy(
+        state,
+        &headers,
+        body,
+        limits.max_ids_body,
+        move |state, body| {
+            let ids = request_ids(&body, limits.max_ids)?;
+            let n = state.writer()?.delete_images(record.id, &ids)?;
+            tracing::info!(collection = %record.name, deleted = n, "images deleted");
+            Ok(json(StatusCode::OK, serde_json::json!({ "deleted": n })))
+        },
+    )
     .await
 }

@@ -402,3 +402,35 @@ fn newer_schemas_are_refused() {
         Err(AppError::SchemaTooNew { actual: 99, .. })
     ));
 }
+
+#[test]
+fn segment_ids_are_never_reused() {
+    let mut s = Store::in_memory().unwrap();
+    let a = collection(&mut s, "a");
+    let b = collection(&mut s, "b");
+    let first = append(&mut s, a, 1, 2).unwrap();
+    let last = append(&mut s, a, 10, 2).unwrap();
+    s.delete_images(a, &[10, 11]).unwrap();
+    // dropping the highest segment, then appending anywhere: a new id
+    assert_eq!(
+        s.replace_segment(a, last, &[], None, None, &Q).unwrap(),
+        None
+    );
+    let next = append(&mut s, b, 1, 1).unwrap();
+    assert!(next > last, "{next} reuses {last}");
+    // a rebuild of the highest segment gets a new id too
+    s.delete_images(b, &[1]).unwrap();
+    let rebuilt = {
+        let (cts, mut images) = batch(20, 1);
+        images[0].tag = vec![0, 1];
+        images[0].id = 2;
+        s.replace_segment(a, first, &[1, 2], Some(&seg(b"l", &cts, &images)), None, &Q)
+    };
+    assert!(matches!(rebuilt, Err(AppError::Conflict(_))), "{rebuilt:?}");
+    assert_eq!(
+        s.replace_segment(b, next, &[], None, None, &Q).unwrap(),
+        None
+    );
+    let again = append(&mut s, b, 5, 1).unwrap();
+    assert!(again > next);
+}
