@@ -159,9 +159,17 @@ fn hmac_sha256(key: &[u8; 32], data: &[u8]) -> Vec<u8> {
         .to_vec()
 }
 
+/// Longest file name kept in an image's sealed metadata (bytes, cut on a character
+/// boundary): the server bounds sealed metadata at 4 KiB.
+const MAX_NAME_BYTES: usize = 1024;
+
 fn meta_bytes(name: &str, norms: &ImageNorms) -> Vec<u8> {
+    let mut end = name.len().min(MAX_NAME_BYTES);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
     let mut out = norms.to_bytes();
-    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(&name.as_bytes()[..end]);
     out
 }
 

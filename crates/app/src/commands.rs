@@ -58,6 +58,8 @@ pub struct Env {
     pub admin_token_file: Option<PathBuf>,
     /// An extra CA certificate (PEM) to trust for an `https` server.
     pub ca_file: Option<PathBuf>,
+    /// Allow plain HTTP to a server that is not on a loopback address.
+    pub insecure_http: bool,
 }
 
 /// Whether `token` can be sent as a bearer token and kept on one line of the tokens file:
@@ -220,15 +222,7 @@ impl Env {
     fn trusts_store_id(&self) -> bool {
         match &self.server {
             None => true,
-            Some(url) => reqwest::Url::parse(url).ok().is_some_and(|u| {
-                let host = u.host_str().unwrap_or("");
-                host.eq_ignore_ascii_case("localhost")
-                    || host
-                        .trim_start_matches('[')
-                        .trim_end_matches(']')
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-            }),
+            Some(url) => is_loopback_url(url),
         }
     }
 
@@ -282,10 +276,25 @@ impl Env {
         keystore::append_private(&self.tokens_path(), line.as_bytes())
     }
 
-    /// Connects to the server, starting it in-process when no URL was given.
+    /// Connects to the server, starting it in-process when no URL was given. Plain HTTP to
+    /// a server that is not on a loopback address is refused unless `insecure_http` (tokens
+    /// would cross the network in clear).
     fn connect(&self) -> Result<(Option<LocalServer>, Remote)> {
         match &self.server {
-            Some(url) => Ok((None, Remote::with_ca_file(url, self.ca_file.as_deref())?)),
+            Some(url) => {
+                let plain = url
+                    .get(..7)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("http://"));
+                if plain && !is_loopback_url(url) && !self.insecure_http {
+                    return Err(AppError::Usage(format!(
+                        "refusing to send tokens in clear to {}: use an https:// server (with \
+                         --ca-file for a private CA), or --insecure-http if the network \
+                         between you and it is trusted",
+                        names::for_terminal(url)
+                    )));
+                }
+                Ok((None, Remote::with_ca_file(url, self.ca_file.as_deref())?))
+            }
             None => {
                 if let Some(dir) = self.db.parent().filter(|d| !d.as_os_str().is_empty()) {
                     keystore::prepare_private_dir(dir, false)?;
@@ -306,6 +315,19 @@ impl Env {
             Client::new(keystore, remote.with_token(&token), &self.collection)?,
         ))
     }
+}
+
+/// Whether `url` names a server on this machine (`localhost`, `127.0.0.0/8`, `::1`).
+fn is_loopback_url(url: &str) -> bool {
+    reqwest::Url::parse(url).ok().is_some_and(|u| {
+        let host = u.host_str().unwrap_or("");
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    })
 }
 
 /// `blindsight keygen`: the keystore's folder is created with mode 0700 (or checked).
@@ -672,7 +694,6 @@ pub async fn shutdown_signal() {
 /// shutdown deadline to finish.
 pub fn serve(opts: &ServeOptions) -> Result<()> {
     let server = server_options(opts)?;
-    let deadline = server.limits.shutdown_deadline;
     let rt = tokio::runtime::Runtime::new().map_err(|e| AppError::io("tokio runtime", e))?;
     let result = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(&opts.listen)
@@ -700,7 +721,9 @@ pub fn serve(opts: &ServeOptions) -> Result<()> {
         }
         crate::server::serve(listener, server, shutdown_signal()).await
     });
-    rt.shutdown_timeout(deadline);
+    // the listener already gave requests in flight the deadline: blocking work still
+    // running gets one more second
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
     println!("blindsight server stopped");
     result
 }
@@ -715,6 +738,7 @@ mod tests {
             passphrase_file: None,
             admin_token_file: None,
             ca_file: None,
+            insecure_http: false,
             server: server.map(str::to_string),
             db: PathBuf::from("g.db"),
             collection: "c".into(),
@@ -741,5 +765,17 @@ mod tests {
         ] {
             assert!(!env(Some(remote)).trusts_store_id(), "{remote}");
         }
+    }
+
+    #[test]
+    fn plain_http_to_a_remote_server_is_refused_unless_asked_for() {
+        let e = env(Some("http://10.0.0.5:7878"));
+        assert!(matches!(e.connect(), Err(AppError::Usage(m)) if m.contains("--insecure-http")));
+        let e = Env {
+            insecure_http: true,
+            ..env(Some("http://10.255.255.1:9"))
+        };
+        // allowed: it gets as far as making the client
+        assert!(e.connect().is_ok());
     }
 }

@@ -58,6 +58,9 @@ struct ClientArgs {
     /// CA certificate (PEM) to trust for an https --server, besides the system's.
     #[arg(long, global = true)]
     ca_file: Option<PathBuf>,
+    /// Allow plain http:// to a --server that is not on this machine (tokens in clear).
+    #[arg(long, global = true)]
+    insecure_http: bool,
 }
 
 impl ClientArgs {
@@ -74,6 +77,7 @@ impl ClientArgs {
             collection: self.collection.clone(),
             admin_token_file: self.admin_token_file.clone(),
             ca_file: self.ca_file.clone(),
+            insecure_http: self.insecure_http,
         }
     }
 }

@@ -45,7 +45,7 @@ use tracing::Level;
 /// Largest keyed content tag of an image.
 const MAX_TAG_BYTES: usize = 64;
 /// Largest sealed metadata of an image.
-const MAX_META_BYTES: usize = 64 << 10;
+const MAX_META_BYTES: usize = 4 << 10;
 
 /// The application: every route with its policy layers.
 pub fn router(state: Arc<AppState>) -> Router {
