@@ -1,5 +1,6 @@
 //! The accept loop. Each connection: a permit of the connection limit (more connections wait
-//! in the kernel's backlog), an optional TLS handshake under `header_timeout`, then HTTP/1.1
+//! in the kernel's backlog) and a place among its address's (more are closed at once, so
+//! one address cannot hold every connection), an optional TLS handshake under `header_timeout`, then HTTP/1.1
 //! with a header read timeout. On shutdown the listener closes, idle connections close,
 //! requests in flight get `shutdown_deadline` to finish, and the loop returns.
 
@@ -10,8 +11,10 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -39,6 +42,7 @@ where
         tracing::info!(%addr, tls = acceptor.is_some(), "blindsight server listening");
     }
     let handshake_timeout = limits.header_timeout;
+    let per_address = PerAddress::new(limits.max_connections_per_address);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -57,6 +61,11 @@ where
             },
             () = &mut shutdown => break,
         };
+        let Some(per_address) = per_address.admit(peer.ip()) else {
+            tracing::info!(%peer, "too many connections from this address; closed");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
         let http = http.clone();
@@ -64,6 +73,7 @@ where
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _per_address = per_address;
             let served = match acceptor {
                 None => {
                     watcher
@@ -106,4 +116,72 @@ where
         }
     }
     Ok(())
+}
+
+/// Open connections per client address.
+#[derive(Clone)]
+struct PerAddress {
+    limit: usize,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// One open connection of an address; closing it (dropping this) frees its place.
+struct AddressSlot {
+    ip: IpAddr,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl PerAddress {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit: limit.max(1),
+            open: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// A place for one more connection from `ip`, if it has fewer than the limit open.
+    fn admit(&self, ip: IpAddr) -> Option<AddressSlot> {
+        let mut open = self.open.lock().ok()?;
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            ip,
+            open: self.open.clone(),
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.open.lock()
+            && let Some(n) = open.get_mut(&self.ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_address_gets_its_limit_and_closing_frees_a_place() {
+        let p = PerAddress::new(2);
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        let first = p.admit(a);
+        let second = p.admit(a);
+        assert!(first.is_some() && second.is_some());
+        assert!(p.admit(a).is_none(), "a third from the same address");
+        assert!(p.admit(b).is_some(), "another address is not affected");
+        drop(first);
+        assert!(p.admit(a).is_some(), "a closed connection frees its place");
+    }
 }

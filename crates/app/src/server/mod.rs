@@ -86,6 +86,8 @@ pub struct Limits {
     pub max_concurrent: usize,
     /// Open connections at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// Open connections from one address at once; more are closed at once.
+    pub max_connections_per_address: usize,
     /// Time to receive a request's headers (and to finish a TLS handshake).
     pub header_timeout: Duration,
     /// Base time to receive a body, plus `size / min_body_rate`.
@@ -110,6 +112,7 @@ impl Default for Limits {
             max_payload_response: 64 << 20,
             max_concurrent: 4,
             max_connections: 256,
+            max_connections_per_address: 64,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             min_body_rate: 1 << 20,
