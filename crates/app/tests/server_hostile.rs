@@ -600,3 +600,67 @@ fn a_trickling_upload_is_cut_off_at_the_minimum_rate() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text:?} after {took:?}");
     assert!(took < Duration::from_secs(4), "{took:?}");
 }
+
+#[test]
+fn a_client_that_stops_reading_loses_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        Limits {
+            write_timeout: Duration::from_secs(1),
+            max_connections_per_address: 1,
+            ..Limits::default()
+        },
+        dir.path(),
+    );
+    // one image with a 24 MB payload: far more than the socket buffers hold
+    let noise: Vec<u8> = (0..2800u32 * 2800 * 3)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut png = Vec::new();
+    image::RgbImage::from_raw(2800, 2800, noise)
+        .unwrap()
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let id = {
+        let remote = Remote::new(server.url()).unwrap();
+        let ks = Keystore::generate("ckks-8192").unwrap();
+        let token = Client::create(&ks, &remote.with_token(server.admin_token()), "p").unwrap();
+        let client = Client::new(ks, remote.with_token(&token), "p").unwrap();
+        let report = client.ingest(&[("big.png".into(), png)], |_| {}).unwrap();
+        (report.ids[0].1, token)
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    // ask for it and never read
+    let mut stalled = TcpStream::connect(addr(&server)).unwrap();
+    let body = wire::encode_ids(&[id.0]);
+    stalled
+        .write_all(
+            format!(
+                "POST /v1/collections/p/payloads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n",
+                id.1,
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    stalled.write_all(&body).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // the address's only place is taken: a second connection is closed at once
+    let (status, _) = raw_status(
+        &server,
+        "GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        &[],
+        Duration::from_secs(2),
+    );
+    assert!(status.is_empty(), "{status}");
+    // after the write timeout the stalled connection is gone and its place free
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, _) = raw_status(
+        &server,
+        "GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        &[],
+        Duration::from_secs(3),
+    );
+    assert!(status.contains(" 200 "), "{status:?}");
+    drop(stalled);
+}

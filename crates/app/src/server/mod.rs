@@ -90,6 +90,9 @@ pub struct Limits {
     pub max_connections_per_address: usize,
     /// Time to receive a request's headers (and to finish a TLS handshake).
     pub header_timeout: Duration,
+    /// Longest a response write may make no progress (a client that stops reading) before
+    /// the connection is closed.
+    pub write_timeout: Duration,
     /// Base time to receive a body, plus `size / min_body_rate`.
     pub body_timeout: Duration,
     /// Slowest accepted upload (bytes per second) beyond the base body time.
@@ -114,6 +117,7 @@ impl Default for Limits {
             max_connections: 256,
             max_connections_per_address: 64,
             header_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(30),
             min_body_rate: 1 << 20,
             shutdown_deadline: Duration::from_secs(10),
