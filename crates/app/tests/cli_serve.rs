@@ -23,13 +23,23 @@ fn bin() -> Command {
 
 /// Starts `serve` and returns the child and its URL (from its first line).
 fn serve(dir: &Path, extra: &[&str]) -> (Child, String) {
-    let mut child = bin()
+    spawn_serve(dir, extra, false)
+}
+
+/// Starts `serve`, with `RUST_LOG=debug` and its log piped when `logged`.
+fn spawn_serve(dir: &Path, extra: &[&str], logged: bool) -> (Child, String) {
+    let mut cmd = bin();
+    if logged {
+        cmd.env("RUST_LOG", "debug").stderr(Stdio::piped());
+    } else {
+        cmd.stderr(Stdio::null());
+    }
+    let mut child = cmd
         .args(["serve", "--db"])
         .arg(dir.join("g.db"))
         .args(["--listen", "127.0.0.1:0"])
         .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -169,25 +179,11 @@ fn create_needs_the_admin_token_of_a_served_database() {
 fn logs_name_requests_but_never_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("admin");
-    let mut child = bin()
-        .env("RUST_LOG", "debug")
-        .args(["serve", "--db"])
-        .arg(dir.path().join("g.db"))
-        .args(["--listen", "127.0.0.1:0", "--admin-token-file"])
-        .arg(&token_file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
+    let (child, url) = spawn_serve(
+        dir.path(),
+        &["--admin-token-file", token_file.to_str().unwrap()],
+        true,
+    );
     let admin = std::fs::read_to_string(&token_file)
         .unwrap()
         .trim()
