@@ -410,6 +410,9 @@ async fn append(
         let started = Instant::now();
         let ctx = state.context(&record.params)?;
         let msg = AppendSegment::decode(&body)?;
+        // the decoded copy is all that is needed from here: free the body
+        let body_len = body.len();
+        drop(body);
         let segment = write_gated(state, record.id, || {
             let checked = check_batch(state, &record, &ctx, &msg)?;
             Ok(state.writer()?.append_segment(
@@ -419,7 +422,7 @@ async fn append(
                 &state.options.quota,
             )?)
         })?;
-        tracing::info!(collection = %record.name, segment, images = msg.images.len(), bytes = body.len(), ms = started.elapsed().as_millis() as u64, "segment appended");
+        tracing::info!(collection = %record.name, segment, images = msg.images.len(), bytes = body_len, ms = started.elapsed().as_millis() as u64, "segment appended");
         Ok(json(
             StatusCode::CREATED,
             serde_json::json!({ "segment": segment }),
@@ -438,6 +441,7 @@ async fn compact(
     heavy(state, &headers, body, limit, move |state, body| {
         let ctx = state.context(&record.params)?;
         let msg = CompactSegment::decode(&body)?;
+        drop(body);
         let new = write_gated(state, record.id, || {
             let checked = match &msg.batch {
                 Some(b) => Some(check_batch(state, &record, &ctx, b)?),
