@@ -64,9 +64,9 @@ impl std::fmt::Debug for AdminAccess {
 }
 
 /// Bounds on the work and memory of requests. The defaults keep one request under about
-/// `max_segment_body` × 3 of memory (body, decoded copy, transaction, allocator; measured 2.8×)
-/// and the whole server
-/// under `memory_budget` + `max_concurrent` such requests (README, "Limits").
+/// `max_segment_body` × 3 of memory (body, decoded copy, transaction, allocator; measured
+/// 2.8×) and the whole server under `memory_budget` + `max_concurrent` such requests
+/// (SECURITY.md, "Limits").
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Largest ingest or compaction body (bytes).
