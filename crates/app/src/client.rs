@@ -18,7 +18,6 @@ use blindsight_search::encoding::VectorEncoding;
 use blindsight_search::he_backend::{BfvCipher, CkksCipher, segment_layout};
 use blindsight_search::rank::{EncodedImage, ImageNorms, RankRule, similarities_from_norms, top_k};
 use blindsight_search::vectors::{DEFAULT_SIDE, image_vector};
-use rand_core::{OsRng, TryRngCore};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -321,11 +320,7 @@ impl Client {
             .iter()
             .enumerate()
             .map(|(position, (k, enc, tag))| {
-                let mut raw = [0u8; 8];
-                OsRng
-                    .try_fill_bytes(&mut raw)
-                    .map_err(|e| AppError::Usage(e.to_string()))?;
-                let id = (u64::from_le_bytes(raw) >> 1) as i64;
+                let id = (u64::from_le_bytes(crate::random::bytes()?) >> 1) as i64;
                 let (name, bytes) = &files[*k];
                 Ok(ImageRecord {
                     id,

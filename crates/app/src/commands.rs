@@ -6,11 +6,12 @@
 //! Files: the keystore's directory is created with mode 0700 (an existing one that other
 //! users can enter gets a warning; blindsight's default home `~/.blindsight` is tightened);
 //! the tokens file `<keystore>.tokens` is kept at 0600 and fsynced with its directory after
-//! each append. Tokens are filed under the server's store id
-//! (`store:<id>` TAB collection TAB token), so that a collection created in-process on a
-//! database and later served from it is found with `--server URL`; lines of older versions,
-//! filed under the endpoint (`sqlite:<path>` or the URL), are still read, and filed again
-//! under the store id when used.
+//! each append. Lines are `key TAB collection TAB token`. A token is filed under the endpoint
+//! it was created at (`sqlite:<path>` or the URL) and sent only there; for the in-process
+//! server or a loopback one it is also filed under the database's store id (`store:<id>`),
+//! so that a collection created in-process and later served from the same database on this
+//! machine is found with `--server http://127.0.0.1:PORT`. Store ids are public, so a token
+//! filed under one is never sent to a remote URL.
 //!
 //! Creating a collection needs the server's admin token: the in-process server's own, or
 //! for `--server` the one in `--admin-token-file` or `BLINDSIGHT_ADMIN_TOKEN`.
@@ -36,9 +37,6 @@ pub const ADMIN_TOKEN_ENV: &str = "BLINDSIGHT_ADMIN_TOKEN";
 
 /// Longest token (admin or collection) the client accepts, in bytes.
 const MAX_TOKEN_BYTES: usize = 1024;
-
-/// Longest store id the client accepts from a server, in characters.
-const MAX_STORE_ID_CHARS: usize = 64;
 
 /// Where the commands find their files and their server.
 #[derive(Clone, Debug)]
@@ -201,18 +199,9 @@ impl Env {
 
     /// The key the tokens of the server behind `remote` are filed under: `store:<store id>`.
     fn store_key(remote: &Remote) -> Result<String> {
-        let id = remote.store_id()?;
-        if id.is_empty()
-            || id.chars().count() > MAX_STORE_ID_CHARS
-            || !id.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
-            return Err(AppError::Malformed(format!(
-                "the server's store id `{}` is not 1 to {MAX_STORE_ID_CHARS} ASCII letters and \
-                 digits: is this a blindsight server?",
-                names::for_terminal(&id)
-            )));
-        }
-        Ok(format!("store:{id}"))
+        // `Remote::store_id` accepts only 1 to 64 hexadecimal digits: nothing that could
+        // break a line of the tokens file
+        Ok(format!("store:{}", remote.store_id()?))
     }
 
     /// Whether tokens filed under a store id may be sent to this server: only the in-process
@@ -579,57 +568,40 @@ pub struct ServeOptions {
     pub max_concurrent: usize,
 }
 
-/// Reads the admin token from `path`, or creates the file (mode 0600, fsynced) with a fresh
-/// random token if it does not exist.
+/// Reads the admin token from `path`, or creates the file (mode 0600, fsynced with its
+/// folder) with a fresh random token if it does not exist.
 pub fn admin_token(path: &Path) -> Result<Zeroizing<String>> {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            if bytes.len() > 4096 {
-                return Err(AppError::Usage(format!(
-                    "{} is too large for an admin token file",
-                    path.display()
-                )));
-            }
-            let text = Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned());
-            let token = Zeroizing::new(text.trim().to_string());
-            if token.len() < 16 {
-                return Err(AppError::Usage(format!(
-                    "{}: the admin token must be at least 16 characters",
-                    path.display()
-                )));
-            }
-            Ok(token)
+    if path.exists() {
+        let token = keystore::read_secret_file(path, "admin token")?;
+        if token.trim().len() < 16 {
+            return Err(AppError::Usage(format!(
+                "{}: the admin token must be at least 16 characters",
+                path.display()
+            )));
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut raw = Zeroizing::new([0u8; 32]);
-            rand_core::TryRngCore::try_fill_bytes(&mut rand_core::OsRng, &mut *raw)
-                .map_err(|e| AppError::Internal(format!("operating system randomness: {e}")))?;
-            let token: Zeroizing<String> =
-                Zeroizing::new(raw.iter().map(|b| format!("{b:02x}")).collect());
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| AppError::io(dir, e))?;
-            }
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            let mut f = opts.open(path).map_err(|e| AppError::io(path, e))?;
-            std::io::Write::write_all(&mut f, token.as_bytes())
-                .and_then(|()| std::io::Write::write_all(&mut f, b"\n"))
-                .map_err(|e| AppError::io(path, e))?;
-            f.sync_all().map_err(|e| AppError::io(path, e))?;
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-                && let Ok(d) = std::fs::File::open(dir)
-            {
-                let _ = d.sync_all();
-            }
-            Ok(token)
-        }
-        Err(e) => Err(AppError::io(path, e)),
+        return Ok(token);
     }
+    let token = crate::random::token()?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir).map_err(|e| AppError::io(dir, e))?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|e| AppError::io(path, e))?;
+    std::io::Write::write_all(&mut f, token.as_bytes())
+        .and_then(|()| std::io::Write::write_all(&mut f, b"\n"))
+        .and_then(|()| f.sync_all())
+        .map_err(|e| AppError::io(path, e))?;
+    if let Some(dir) = dir {
+        keystore::sync_dir(dir)?;
+    }
+    Ok(token)
 }
 
 /// Whether `listen` is a loopback address (`127.0.0.0/8`, `::1`, `localhost`).

@@ -24,7 +24,6 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use blindsight_he::{Context, SecretKey};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use rand_core::{OsRng, TryRngCore};
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use zeroize::Zeroizing;
@@ -59,14 +58,6 @@ impl std::fmt::Debug for Keystore {
     }
 }
 
-fn random<const N: usize>() -> Result<[u8; N]> {
-    let mut out = [0u8; N];
-    OsRng
-        .try_fill_bytes(&mut out)
-        .map_err(|e| AppError::Usage(format!("OS random number generator: {e}")))?;
-    Ok(out)
-}
-
 impl Keystore {
     /// Fresh secret material for `preset`.
     pub fn generate(preset: &str) -> Result<Self> {
@@ -76,7 +67,7 @@ impl Keystore {
             preset: preset.to_string(),
             context,
             secret_key,
-            payload_key: Zeroizing::new(random()?),
+            payload_key: Zeroizing::new(crate::random::bytes()?),
         })
     }
 
@@ -95,7 +86,7 @@ impl Keystore {
             .chain_update(&self.payload_key[..])
             .chain_update(&sk[..])
             .finalize();
-        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+        crate::random::hex(&digest[..16])
     }
 
     /// Writes the keystore to `path` (mode 0600), refusing to overwrite an existing file.
@@ -109,7 +100,7 @@ impl Keystore {
         let dir = parent_or_dot(path);
         let tmp = dir.join(format!(
             ".blindsight-keystore-{:016x}.tmp",
-            u64::from_le_bytes(random()?)
+            u64::from_le_bytes(crate::random::bytes()?)
         ));
         let write = || -> std::io::Result<()> {
             let mut f = create_private(&tmp)?;
@@ -146,8 +137,8 @@ impl Keystore {
         let body = match passphrase {
             None => body.to_vec(),
             Some(pass) => {
-                let salt: [u8; 16] = random()?;
-                let nonce: [u8; 24] = random()?;
+                let salt: [u8; 16] = crate::random::bytes()?;
+                let nonce: [u8; 24] = crate::random::bytes()?;
                 out.extend_from_slice(&salt);
                 for v in [KDF_MEMORY_KIB, KDF_PASSES, 1] {
                     out.extend_from_slice(&v.to_le_bytes());

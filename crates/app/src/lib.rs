@@ -28,6 +28,7 @@ pub mod images;
 pub mod keystore;
 pub mod names;
 pub mod pipeline;
+pub mod random;
 pub mod remote;
 pub mod seal;
 pub mod server;

@@ -18,7 +18,6 @@
 //! - `synchronous=FULL`: an acknowledged batch survives a power loss, not only a crash.
 
 use crate::errors::{AppError, Result};
-use rand_core::{OsRng, TryRngCore};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use std::collections::HashSet;
 use std::path::Path;
@@ -384,11 +383,7 @@ impl Store {
             |r| r.get(0),
         )?;
         if !has_id {
-            let mut raw = [0u8; 16];
-            OsRng
-                .try_fill_bytes(&mut raw)
-                .map_err(|e| AppError::Internal(format!("operating system randomness: {e}")))?;
-            let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            let id = crate::random::hex(&crate::random::bytes::<16>()?);
             tx.execute(
                 "INSERT INTO store_meta (key, value) VALUES ('store_id', ?1)",
                 [id],
@@ -648,15 +643,6 @@ impl Store {
         let out = load(&snap, &SnapshotReader { conn: &tx })?;
         tx.commit()?;
         Ok(out)
-    }
-
-    /// The current version of a collection (a narrow read).
-    pub fn version(&self, collection: i64) -> Result<i64> {
-        Ok(self.conn.query_row(
-            "SELECT version FROM collections WHERE id = ?1",
-            [collection],
-            |r| r.get(0),
-        )?)
     }
 
     /// Every image of a collection (without payloads), by segment and position.

@@ -11,11 +11,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use http_body_util::BodyExt;
 use std::time::Duration;
 
-/// The time allowed to receive `len` bytes.
-pub fn deadline(limits: &Limits, len: usize) -> Duration {
-    limits.body_timeout + Duration::from_secs_f64(len as f64 / limits.min_body_rate.max(1) as f64)
-}
-
 fn too_large(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -47,7 +42,7 @@ pub async fn read(
     let mut out = Vec::with_capacity(declared.map_or(0, |d| d as usize));
     loop {
         // the next bytes are due by the time the rate would pass the bytes received
-        let due = start + deadline(limits, 0) + Duration::from_secs_f64(out.len() as f64 / rate);
+        let due = start + limits.body_timeout + Duration::from_secs_f64(out.len() as f64 / rate);
         let frame = match tokio::time::timeout_at(due, body.frame()).await {
             Err(_) => {
                 return Err(ApiError::new(

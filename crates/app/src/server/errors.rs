@@ -5,7 +5,6 @@
 use crate::errors::AppError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rand_core::{OsRng, TryRngCore};
 
 /// An error answer: status, message for the client, and (for 500s) the logged detail.
 #[derive(Debug)]
@@ -91,10 +90,8 @@ impl From<blindsight_search::SearchError> for ApiError {
 }
 
 fn request_id() -> String {
-    let mut raw = [0u8; 8];
     // an all-zero id if the OS refuses randomness: still logged, still generic
-    let _ = OsRng.try_fill_bytes(&mut raw);
-    raw.iter().map(|b| format!("{b:02x}")).collect()
+    crate::random::hex(&crate::random::bytes::<8>().unwrap_or([0; 8]))
 }
 
 impl IntoResponse for ApiError {

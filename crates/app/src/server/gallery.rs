@@ -14,7 +14,7 @@
 //! first searches do not prepare the same segments twice.
 
 use super::errors::ApiError;
-use super::state::AppState;
+use super::state::{AppState, CollectionLocks};
 use crate::store::CollectionRecord;
 use blindsight_he::{Ciphertext, Context, GaloisKeys, RelinKey, Serializable};
 use blindsight_search::Layout;
@@ -68,7 +68,6 @@ struct Inner {
     used: usize,
     segments: HashMap<i64, Cached<PreparedSegment<HeEvaluator>>>,
     evaluators: HashMap<(i64, i64), Cached<HeEvaluator>>,
-    gates: HashMap<i64, Arc<Mutex<()>>>,
 }
 
 /// Which cache an entry is in.
@@ -131,6 +130,8 @@ impl Inner {
 pub struct GalleryCache {
     budget: usize,
     inner: Mutex<Inner>,
+    /// One load per collection at a time (single flight).
+    loads: CollectionLocks,
 }
 
 impl GalleryCache {
@@ -139,6 +140,7 @@ impl GalleryCache {
         Self {
             budget,
             inner: Mutex::new(Inner::default()),
+            loads: CollectionLocks::default(),
         }
     }
 
@@ -162,26 +164,22 @@ impl GalleryCache {
         }
     }
 
-    fn gate(&self, collection: i64) -> Result<Arc<Mutex<()>>, ApiError> {
-        Ok(self
-            .lock()?
-            .gates
-            .entry(collection)
-            .or_insert_with(|| Arc::new(Mutex::new(())))
-            .clone())
-    }
-
     /// The collection at its current version.
     pub fn load(
         &self,
         state: &AppState,
         record: &CollectionRecord,
     ) -> Result<Arc<Gallery>, ApiError> {
+        self.loads.run(record.id, || self.load_now(state, record))
+    }
+
+    /// [`GalleryCache::load`], under the collection's load lock.
+    fn load_now(
+        &self,
+        state: &AppState,
+        record: &CollectionRecord,
+    ) -> Result<Arc<Gallery>, ApiError> {
         let ctx = state.context(&record.params)?;
-        let gate = self.gate(record.id)?;
-        let _single_flight = gate
-            .lock()
-            .map_err(|_| ApiError::internal("a collection load lock is poisoned"))?;
         let started = Instant::now();
         let since = {
             let mut inner = self.lock()?;

@@ -3,7 +3,6 @@
 
 use super::{AdminAccess, ServerOptions, serve};
 use crate::errors::AppError;
-use rand_core::{OsRng, TryRngCore};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use zeroize::Zeroizing;
@@ -30,12 +29,7 @@ impl LocalServer {
     /// Starts a server on `127.0.0.1:0` with `options` (its admin access is replaced by a
     /// fresh token, see [`LocalServer::admin_token`]).
     pub fn start(mut options: ServerOptions) -> crate::Result<Self> {
-        let mut raw = Zeroizing::new([0u8; 32]);
-        OsRng
-            .try_fill_bytes(&mut *raw)
-            .map_err(|e| AppError::Internal(format!("operating system randomness: {e}")))?;
-        let admin_token: Zeroizing<String> =
-            Zeroizing::new(raw.iter().map(|b| format!("{b:02x}")).collect());
+        let admin_token = crate::random::token()?;
         options.admin = AdminAccess::token(&admin_token);
         let listener = std::net::TcpListener::bind("127.0.0.1:0")
             .map_err(|e| AppError::io("127.0.0.1:0", e))?;

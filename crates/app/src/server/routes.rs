@@ -33,7 +33,6 @@ use axum::routing::{get, post};
 use blindsight_he::{Ciphertext, Context, GaloisKeys, Parameters, RelinKey, Serializable};
 use blindsight_search::engine::{PreparedSegment, score};
 use blindsight_search::he_backend::{HeEvaluator, segment_layout};
-use rand_core::{OsRng, TryRngCore};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
@@ -112,19 +111,6 @@ async fn heavy<T: Send + 'static>(
     .await
 }
 
-/// Runs `f` holding the collection's write gate (ingests and compactions one at a time).
-fn write_gated<T>(
-    state: &AppState,
-    collection: i64,
-    f: impl FnOnce() -> Result<T, ApiError>,
-) -> Result<T, ApiError> {
-    let gate = state.write_gate(collection)?;
-    let _serialized = gate
-        .lock()
-        .map_err(|_| ApiError::internal("a collection write lock is poisoned"))?;
-    f()
-}
-
 /// Runs blocking work (SQLite, homomorphic evaluation) off the async workers.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
@@ -176,11 +162,7 @@ async fn create(
         RelinKey::from_bytes(&ctx, &msg.relin_key)?;
         let gk = GaloisKeys::from_bytes(&ctx, &msg.galois_keys)?;
         let elements: Vec<u64> = gk.elements().collect();
-        let mut raw = [0u8; 32];
-        OsRng
-            .try_fill_bytes(&mut raw)
-            .map_err(|e| ApiError::internal(format!("operating system randomness: {e}")))?;
-        let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let token = crate::random::token()?;
         let hash = auth::token_hash(&token);
         let fingerprint = params.fingerprint();
         let mut store = state.writer()?;
@@ -211,7 +193,7 @@ async fn create(
         tracing::info!(collection = %msg.name, preset = params.name(), "collection created");
         Ok(json(
             StatusCode::CREATED,
-            serde_json::json!({ "collection": msg.name, "token": token }),
+            serde_json::json!({ "collection": msg.name, "token": token.as_str() }),
         ))
     })
     .await
@@ -358,11 +340,8 @@ fn check_batch(
         .into_iter()
         .map(|s| ctx.galois_element(s))
         .collect();
-    let stored: HashSet<u64> = state
-        .reader()?
-        .galois_elements(record.id)?
-        .into_iter()
-        .collect();
+    let reader = state.reader()?;
+    let stored: HashSet<u64> = reader.galois_elements(record.id)?.into_iter().collect();
     let keys = if msg.galois_keys.is_empty() {
         None
     } else {
@@ -370,7 +349,7 @@ fn check_batch(
         if fresh.elements().all(|e| stored.contains(&e)) {
             None
         } else {
-            let (_, blob) = state.reader()?.evaluation_keys(record.id)?;
+            let (_, blob) = reader.evaluation_keys(record.id)?;
             let mut keys = GaloisKeys::from_bytes(ctx, &blob)?;
             keys.merge(fresh)?;
             let elements: Vec<u64> = keys.elements().collect();
@@ -413,7 +392,7 @@ async fn append(
         // the decoded copy is all that is needed from here: free the body
         let body_len = body.len();
         drop(body);
-        let segment = write_gated(state, record.id, || {
+        let segment = state.write_gated(record.id, || {
             let checked = check_batch(state, &record, &ctx, &msg)?;
             Ok(state.writer()?.append_segment(
                 record.id,
@@ -442,7 +421,7 @@ async fn compact(
         let ctx = state.context(&record.params)?;
         let msg = CompactSegment::decode(&body)?;
         drop(body);
-        let new = write_gated(state, record.id, || {
+        let new = state.write_gated(record.id, || {
             let checked = match &msg.batch {
                 Some(b) => Some(check_batch(state, &record, &ctx, b)?),
                 None => None,

@@ -28,7 +28,35 @@ pub struct AppState {
     db: PathBuf,
     writer: Mutex<Store>,
     contexts: Mutex<HashMap<Vec<u8>, Context>>,
-    write_gates: Mutex<HashMap<i64, Arc<Mutex<()>>>>,
+    write_gates: CollectionLocks,
+}
+
+/// One lock per collection, made on first use: work under it runs one at a time per
+/// collection and concurrently across collections.
+#[derive(Default)]
+pub struct CollectionLocks {
+    locks: Mutex<HashMap<i64, Arc<Mutex<()>>>>,
+}
+
+impl CollectionLocks {
+    /// Runs `f` holding the lock of `collection`.
+    pub fn run<T>(
+        &self,
+        collection: i64,
+        f: impl FnOnce() -> std::result::Result<T, ApiError>,
+    ) -> std::result::Result<T, ApiError> {
+        let lock = self
+            .locks
+            .lock()
+            .map_err(|_| ApiError::internal("a collection lock table is poisoned"))?
+            .entry(collection)
+            .or_insert_with(|| Arc::new(Mutex::new(())))
+            .clone();
+        let _held = lock
+            .lock()
+            .map_err(|_| ApiError::internal("a collection lock is poisoned"))?;
+        f()
+    }
 }
 
 impl AppState {
@@ -46,7 +74,7 @@ impl AppState {
             options,
             writer: Mutex::new(writer),
             contexts: Mutex::new(HashMap::new()),
-            write_gates: Mutex::new(HashMap::new()),
+            write_gates: CollectionLocks::default(),
         }))
     }
 
@@ -78,15 +106,13 @@ impl AppState {
         Ok(ctx)
     }
 
-    /// The lock that serializes the ingests and compactions of one collection (their checks
-    /// read the collection's keys and must see the previous write).
-    pub fn write_gate(&self, collection: i64) -> std::result::Result<Arc<Mutex<()>>, ApiError> {
-        Ok(self
-            .write_gates
-            .lock()
-            .map_err(|_| ApiError::internal("the write gate table lock is poisoned"))?
-            .entry(collection)
-            .or_insert_with(|| Arc::new(Mutex::new(())))
-            .clone())
+    /// Runs `f` holding the collection's write gate: its ingests and compactions run one at
+    /// a time (their checks read the collection's keys and must see the previous write).
+    pub fn write_gated<T>(
+        &self,
+        collection: i64,
+        f: impl FnOnce() -> std::result::Result<T, ApiError>,
+    ) -> std::result::Result<T, ApiError> {
+        self.write_gates.run(collection, f)
     }
 }

@@ -102,7 +102,7 @@ fn a_failing_batch_leaves_nothing_behind() {
     let (cts, images) = batch(1, 3);
     s.append_segment(c, &seg(b"layout", &cts, &images), None, &Q)
         .unwrap();
-    let version = s.version(c).unwrap();
+    let version = s.usage(c).unwrap().version;
     // same tags again: the whole batch is refused, keys included
     let (cts2, mut images2) = batch(50, 3);
     images2[2].tag = images[0].tag.clone();
@@ -130,7 +130,7 @@ fn a_failing_batch_leaves_nothing_behind() {
     assert_eq!(s.images(c).unwrap().len(), 3);
     assert_eq!(s.evaluation_keys(c).unwrap().1, b"gk".to_vec());
     assert_eq!(
-        s.version(c).unwrap(),
+        s.usage(c).unwrap().version,
         version,
         "a refused write changes nothing"
     );
@@ -201,7 +201,7 @@ fn snapshots_hold_exactly_the_live_set() {
             ))
         })
         .unwrap();
-    assert_eq!(snap.version, s.version(c).unwrap());
+    assert_eq!(snap.version, s.usage(c).unwrap().version);
     assert_eq!(keys.0, b"rk".to_vec());
     assert_eq!(cts[0].len(), 4);
     let live: Vec<(i64, Vec<(usize, i64)>)> = snap
@@ -262,12 +262,12 @@ fn compaction_needs_the_live_set_it_was_computed_from() {
     // recomputed from the current live set, it replaces the segment
     let (cts4, mut only) = batch(1, 1);
     only[0].tag = images[0].tag.clone();
-    let before = s.version(c).unwrap();
+    let before = s.usage(c).unwrap().version;
     let new = s
         .replace_segment(c, old, &[1], Some(&seg(b"l4", &cts4, &only)), None, &Q)
         .unwrap()
         .unwrap();
-    assert_eq!(s.version(c).unwrap(), before + 1);
+    assert_eq!(s.usage(c).unwrap().version, before + 1);
     let listed = s.images(c).unwrap();
     assert_eq!(listed.len(), 2);
     assert!(listed.iter().all(|i| !i.deleted));
