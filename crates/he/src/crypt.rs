@@ -18,6 +18,18 @@ use crate::params::Scheme;
 use crate::plaintext::{Ciphertext, PlainData, Plaintext};
 use zeroize::Zeroizing;
 
+/// A BFV plaintext has one coefficient per ring position.
+fn check_bfv_coefficients(ctx: &Context, coeffs: &[u64]) -> Result<()> {
+    if coeffs.len() == ctx.degree() {
+        Ok(())
+    } else {
+        Err(HeError::LengthMismatch {
+            what: "BFV plaintext coefficients",
+            expected: ctx.degree(),
+            actual: coeffs.len(),
+        })
+    }
+}
 /// The message term added to `c_0` (NTT form over `Q_level`): for BFV the rounded
 /// `round(Q_level·m/t)` (SEAL's scaling: `⌊Q/t⌋·m` alone would leave an error of up to
 /// `(Q mod t)·m/t`, about `t` times the fresh noise); for CKKS the encoded polynomial.
@@ -34,13 +46,7 @@ pub(crate) fn message_term(
                 operation: "BFV plaintext",
                 scheme: "CKKS",
             })?;
-            if coeffs.len() != ctx.degree() {
-                return Err(HeError::LengthMismatch {
-                    what: "BFV plaintext coefficients",
-                    expected: ctx.degree(),
-                    actual: coeffs.len(),
-                });
-            }
+            check_bfv_coefficients(ctx, coeffs)?;
             let q = ctx.q_primes(level);
             let tm = bfv_t(ctx)?;
             let t = tm.value();
@@ -90,13 +96,7 @@ pub(crate) fn plain_poly(
     match &pt.data {
         PlainData::Bfv(coeffs) => {
             let tm = bfv_t(ctx)?;
-            if coeffs.len() != ctx.degree() {
-                return Err(HeError::LengthMismatch {
-                    what: "BFV plaintext coefficients",
-                    expected: ctx.degree(),
-                    actual: coeffs.len(),
-                });
-            }
+            check_bfv_coefficients(ctx, coeffs)?;
             let centered = Zeroizing::new(coeffs.iter().map(|&c| tm.center(c)).collect::<Vec<_>>());
             let mut m = Zeroizing::new(RnsPoly::from_small(&centered, &q));
             m.forward(&q);
