@@ -74,6 +74,10 @@ pub(crate) struct BfvLevel {
     /// Most products a [`crate::ProductAccumulator`] may sum at this level (see
     /// [`BfvLevel::product_capacity`]).
     pub product_capacity: usize,
+    /// `[-t]_{q_j}` when `Q_ℓ ≡ 1 (mod t)`: then `t·Δ ≡ -1 (mod Q_ℓ)`, so `-t` times the
+    /// tensor of two BFV ciphertexts, taken in `Q_ℓ` itself, is a BFV ciphertext of their
+    /// product (see [`crate::ProductAccumulator::native`]). `None` otherwise.
+    pub native_product_factor: Option<Vec<u64>>,
     /// Decryption: `[(Q_ℓ/q_i)^-1]_{q_i}` (Shoup pairs) and 128-bit fractions of `t/q_i`.
     pub dec_inv: Vec<(u64, u64)>,
     pub dec_frac: Vec<u128>,
@@ -241,11 +245,29 @@ impl Context {
         self.inner.params.slots()
     }
 
-    /// Bytes of a ciphertext prepared as a product operand at `level` (BFV: lifted to the
-    /// extension basis `Q ∪ R`).
+    /// Bytes of a ciphertext prepared as a product operand at `level` the way the search
+    /// engine prepares it: native where the level allows (see
+    /// [`Context::native_products`]), else lifted to the extension basis `Q ∪ R`.
     pub fn product_operand_bytes(&self, level: usize) -> usize {
-        let primes = level + 1 + self.inner.bfv.as_ref().map_or(0, |b| b.r.len());
-        2 * primes * self.inner.n * size_of::<u64>()
+        let extension = match self.native_products(level) {
+            Ok(()) => 0,
+            Err(_) => self.inner.bfv.as_ref().map_or(0, |b| b.r.len()),
+        };
+        2 * (level + 1 + extension) * self.inner.n * size_of::<u64>()
+    }
+
+    /// Whether ciphertext products at `level` can be taken in `Q_ℓ` itself, without an
+    /// extension basis: always for CKKS; for BFV when `Q_ℓ ≡ 1 (mod t)` (the 8192 and 16384
+    /// presets). See [`crate::ProductAccumulator::native`].
+    pub fn native_products(&self, level: usize) -> Result<()> {
+        match &self.level(level)?.bfv {
+            None => Ok(()),
+            Some(b) if b.native_product_factor.is_some() => Ok(()),
+            Some(b) => Err(HeError::NativeProductsUnsupported {
+                level,
+                q_mod_t: b.q_mod_t,
+            }),
+        }
     }
 
     /// Galois element of a rotation by `step` slots to the left (negative: to the right).
@@ -435,9 +457,15 @@ impl BfvLevel {
         if t.wrapping_mul(t_inv_word) != 1 {
             return Err(internal("t not invertible modulo 2^64"));
         }
+        let native_product_factor = (q_mod_t == 1).then(|| {
+            q.iter()
+                .map(|m| m.neg(m.reduce(t)))
+                .collect::<Vec<u64>>()
+        });
         Ok(Self {
             delta,
             q_mod_t,
+            native_product_factor,
             t_inv_word,
             product_capacity: Self::product_capacity(q, r, t, n),
             dec_inv,

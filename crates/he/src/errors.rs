@@ -199,6 +199,30 @@ pub enum HeError {
         capacity: usize,
     },
 
+    /// Native (extension-free) BFV products need `Q_ℓ ≡ 1 (mod t)` at the level.
+    #[error(
+        "native BFV products need Q ≡ 1 (mod t) at level {level}, but Q mod t = {q_mod_t}; \
+         use a preset whose primes are ≡ 1 mod t (bfv-8192, bfv-16384) or extended products"
+    )]
+    NativeProductsUnsupported {
+        /// The level asked for.
+        level: usize,
+        /// `Q_ℓ mod t` there.
+        q_mod_t: u64,
+    },
+
+    /// Product operands and accumulators of different forms were mixed.
+    #[error(
+        "a product operand prepared {actual} cannot be added to an accumulator of {expected} \
+         products; prepare both with the same method"
+    )]
+    ProductFormMismatch {
+        /// The accumulator's form.
+        expected: &'static str,
+        /// The operand's form.
+        actual: &'static str,
+    },
+
     /// The operating system's random number generator failed.
     #[error("the operating system random number generator failed: {reason}")]
     Randomness {

@@ -29,12 +29,33 @@ pub struct HoistedCiphertext {
     fingerprint: [u8; 32],
 }
 
-/// A ciphertext prepared as a factor of many products (BFV: lifted to `Q ∪ R`).
+/// How the factors of a ciphertext product are represented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProductForm {
+    /// In `Q_ℓ` itself, as the ciphertext is: CKKS, and BFV where `Q_ℓ ≡ 1 (mod t)`
+    /// ([`ProductAccumulator::native`]).
+    Native,
+    /// BFV lifted to the extension basis `Q_ℓ ∪ R` (HPS multiplication).
+    Extended,
+}
+
+impl ProductForm {
+    fn name(self) -> &'static str {
+        match self {
+            ProductForm::Native => "native",
+            ProductForm::Extended => "extended",
+        }
+    }
+}
+
+/// A ciphertext prepared as a factor of many products (BFV extended: lifted to `Q ∪ R`;
+/// native: the ciphertext's own residues).
 #[derive(Clone, Debug)]
 pub struct ProductOperand {
     polys: [RnsPoly; 2],
     level: usize,
     scale: f64,
+    form: ProductForm,
     fingerprint: [u8; 32],
 }
 
@@ -42,6 +63,10 @@ impl ProductOperand {
     /// Level of the prepared ciphertext.
     pub fn level(&self) -> usize {
         self.level
+    }
+    /// How the operand is represented.
+    pub fn form(&self) -> ProductForm {
+        self.form
     }
 }
 
@@ -72,6 +97,7 @@ impl ProductOperand {
 pub struct ProductAccumulator {
     ctx: Context,
     level: usize,
+    form: ProductForm,
     /// Products summed so far, and the most allowed.
     products: usize,
     capacity: usize,
@@ -427,8 +453,24 @@ impl Evaluator {
         })
     }
 
-    /// Prepares a ciphertext as a factor of products (BFV: lifts it to `Q ∪ R` once).
+    /// Prepares a ciphertext as a factor of products (BFV: lifts it to `Q ∪ R` once, for
+    /// [`ProductAccumulator::new`]).
     pub fn prepare_product(&self, ct: &Ciphertext) -> Result<ProductOperand> {
+        let form = match self.ctx.scheme() {
+            Scheme::Bfv => ProductForm::Extended,
+            Scheme::Ckks => ProductForm::Native,
+        };
+        self.prepare(ct, form)
+    }
+
+    /// Prepares a ciphertext as a native factor of products, for
+    /// [`ProductAccumulator::native`]: its own residues, no extension basis (BFV needs
+    /// `Q_ℓ ≡ 1 (mod t)`, see [`Context::native_products`]).
+    pub fn prepare_native_product(&self, ct: &Ciphertext) -> Result<ProductOperand> {
+        self.prepare(ct, ProductForm::Native)
+    }
+
+    fn prepare(&self, ct: &Ciphertext, form: ProductForm) -> Result<ProductOperand> {
         self.check_shape(ct)?;
         if ct.polys.len() != 2 {
             return Err(HeError::CiphertextSize {
@@ -436,40 +478,67 @@ impl Evaluator {
                 actual: ct.polys.len(),
             });
         }
-        let polys = match self.ctx.scheme() {
-            Scheme::Bfv => [
+        let polys = match form {
+            ProductForm::Extended => [
                 extend(&self.ctx, ct.level, &ct.polys[0])?,
                 extend(&self.ctx, ct.level, &ct.polys[1])?,
             ],
-            Scheme::Ckks => [ct.polys[0].clone(), ct.polys[1].clone()],
+            ProductForm::Native => {
+                self.ctx.native_products(ct.level)?;
+                [ct.polys[0].clone(), ct.polys[1].clone()]
+            }
         };
         Ok(ProductOperand {
             polys,
             level: ct.level,
             scale: ct.scale,
+            form,
             fingerprint: ct.fingerprint,
         })
     }
 }
 
 impl ProductAccumulator {
-    /// An empty accumulator for products at `level`.
+    /// An empty accumulator for products at `level` (BFV: extended products, operands from
+    /// [`Evaluator::prepare_product`]).
     pub fn new(ctx: &Context, level: usize) -> Result<Self> {
-        let capacity = ctx
-            .level(level)?
-            .bfv
-            .as_ref()
-            .map_or(usize::MAX, |b| b.product_capacity);
-        Ok(Self {
+        let (form, capacity) = match &ctx.level(level)?.bfv {
+            Some(b) => (ProductForm::Extended, b.product_capacity),
+            None => (ProductForm::Native, usize::MAX),
+        };
+        Ok(Self::empty(ctx, level, form, capacity))
+    }
+
+    /// An empty accumulator of native products at `level` (operands from
+    /// [`Evaluator::prepare_native_product`]): the tensor is summed in `Q_ℓ` itself.
+    ///
+    /// For BFV this needs `Q_ℓ ≡ 1 (mod t)`. With `Δ = (Q_ℓ − 1)/t`, two ciphertexts
+    /// decrypting to `Δ·m_a + e_a` and `Δ·m_b + e_b` have a tensor `T` with
+    /// `⟨T, (1, s, s²)⟩ ≡ Δ²·m_a m_b + Δ(m_a e_b + e_a m_b) + e_a e_b (mod Q_ℓ)`. As
+    /// `t·Δ ≡ −1`, the accumulator's result `−t·Σ T` decrypts to `Δ·[M]_t + ν` for
+    /// `M = Σ m_a m_b` with the noise `ν = Σ (m_a e_b + e_a m_b) − t·Σ e_a e_b − ⌊M/t⌋`
+    /// (`Δ·M = Δ·[M]_t + tΔ·⌊M/t⌋`): a BFV ciphertext of the exact product. No extension
+    /// basis, no base conversion: a product costs what a CKKS product costs. The noise is
+    /// BGV-like (it has a `t·e_a·e_b` term), so this is meant for depth-one sums of fresh or
+    /// once-rotated ciphertexts, where `|ν| ≈ t·√(K·N)·σ_a·σ_b` stays far below `Δ/2`; there
+    /// is no fixed capacity (the noise budget of the result says how much room is left).
+    pub fn native(ctx: &Context, level: usize) -> Result<Self> {
+        ctx.native_products(level)?;
+        Ok(Self::empty(ctx, level, ProductForm::Native, usize::MAX))
+    }
+
+    fn empty(ctx: &Context, level: usize, form: ProductForm, capacity: usize) -> Self {
+        Self {
             ctx: ctx.clone(),
             level,
+            form,
             products: 0,
             capacity,
             tensor: None,
             plain: None,
             scale: None,
             plain_scale: None,
-        })
+        }
     }
 
     /// An empty accumulator that sums at most `capacity` products (at most the capacity of
@@ -491,9 +560,9 @@ impl ProductAccumulator {
     }
 
     fn tensor_indices(&self) -> Result<Vec<usize>> {
-        match self.ctx.scheme() {
-            Scheme::Bfv => ext_indices(&self.ctx, self.level),
-            Scheme::Ckks => Ok((0..=self.level).collect()),
+        match self.form {
+            ProductForm::Extended => ext_indices(&self.ctx, self.level),
+            ProductForm::Native => Ok((0..=self.level).collect()),
         }
     }
 
@@ -507,6 +576,12 @@ impl ProductAccumulator {
         }
         for op in [a, b] {
             self.ctx.check_fingerprint(&op.fingerprint)?;
+            if op.form != self.form {
+                return Err(HeError::ProductFormMismatch {
+                    expected: self.form.name(),
+                    actual: op.form.name(),
+                });
+            }
             if op.level != self.level {
                 return Err(HeError::LevelMismatch {
                     expected: self.level,
@@ -586,12 +661,30 @@ impl ProductAccumulator {
                 actual: 0,
             });
         };
-        let polys = match self.ctx.scheme() {
-            Scheme::Bfv => t
+        let polys = match (self.ctx.scheme(), self.form) {
+            (Scheme::Bfv, ProductForm::Extended) => t
                 .iter()
                 .map(|p| scale_down(&self.ctx, self.level, p))
                 .collect::<Result<Vec<_>>>()?,
-            Scheme::Ckks => t.to_vec(),
+            (Scheme::Bfv, ProductForm::Native) => {
+                let factor = self
+                    .ctx
+                    .level(self.level)?
+                    .bfv
+                    .as_ref()
+                    .and_then(|b| b.native_product_factor.as_ref())
+                    .ok_or(HeError::NativeProductsUnsupported {
+                        level: self.level,
+                        q_mod_t: 0,
+                    })?;
+                let q = self.ctx.q_primes(self.level);
+                let mut polys = t.to_vec();
+                for p in &mut polys {
+                    p.mul_scalar_assign(factor, &q);
+                }
+                polys
+            }
+            (Scheme::Ckks, _) => t.to_vec(),
         };
         Ok(Ciphertext {
             fingerprint: self.ctx.params().fingerprint(),

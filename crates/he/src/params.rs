@@ -3,7 +3,7 @@
 
 use crate::errors::{HeError, Result};
 use crate::math::modulus::MAX_MODULUS_BITS;
-use crate::math::primes::{is_prime, ntt_primes};
+use crate::math::primes::{is_prime, ntt_primes, primes_congruent_to_one};
 use crate::math::sample::CBD_ETA;
 use sha2::{Digest, Sha256};
 
@@ -60,28 +60,21 @@ pub struct Parameters {
 
 impl Parameters {
     /// The preset called `name` (see [`PRESETS`]).
+    ///
+    /// The 8192 and 16384 presets are shaped for blindsight's depth-1 search: two ciphertext
+    /// primes that every gallery and query ciphertext lives at (one product, never rescaled)
+    /// and one special prime for key switching, all below 2^51 so that the NTTs and products
+    /// run on AVX-512 IFMA where the CPU has it. The BFV primes are also `≡ 1 (mod t)`, so
+    /// that `Q ≡ 1 (mod t)` at every level and ciphertext products need no extension basis
+    /// (see [`crate::ProductAccumulator::native`]).
     pub fn preset(name: &str) -> Result<Self> {
         let (scheme, degree, q_bits, p_bits, t, scale): (Scheme, usize, &[u32], &[u32], u64, u32) =
             match name {
                 "bfv-4096" => (Scheme::Bfv, 4096, &[36, 36], &[37], 65537, 0),
-                "bfv-8192" => (
-                    Scheme::Bfv,
-                    8192,
-                    &[50, 50, 50],
-                    &[50],
-                    BFV_DOT_PRODUCT_T,
-                    0,
-                ),
-                "bfv-16384" => (Scheme::Bfv, 16384, &[50; 7], &[50], BFV_DOT_PRODUCT_T, 0),
-                "ckks-8192" => (Scheme::Ckks, 8192, &[60, 40, 40], &[60], 0, 40),
-                "ckks-16384" => (
-                    Scheme::Ckks,
-                    16384,
-                    &[60, 40, 40, 40, 40, 40, 40, 40],
-                    &[60],
-                    0,
-                    40,
-                ),
+                "bfv-8192" => (Scheme::Bfv, 8192, &[50, 50], &[50], BFV_DOT_PRODUCT_T, 0),
+                "bfv-16384" => (Scheme::Bfv, 16384, &[50, 50], &[50], BFV_DOT_PRODUCT_T, 0),
+                "ckks-8192" => (Scheme::Ckks, 8192, &[33, 33], &[50], 0, 31),
+                "ckks-16384" => (Scheme::Ckks, 16384, &[33, 33], &[50], 0, 31),
                 _ => {
                     return Err(HeError::UnknownPreset {
                         name: name.to_string(),
@@ -89,12 +82,18 @@ impl Parameters {
                     });
                 }
             };
-        // Special primes first so that they are the largest of their size.
+        // Special primes first so that they are the largest of their size. The ciphertext
+        // primes of the large BFV presets are ≡ 1 mod 2N·t (native products).
         let mut used = Vec::new();
         let special =
             ntt_primes(p_bits, degree, &mut used).ok_or_else(|| invalid("preset primes"))?;
-        let moduli =
-            ntt_primes(q_bits, degree, &mut used).ok_or_else(|| invalid("preset primes"))?;
+        let q_step = if scheme == Scheme::Bfv && degree >= 8192 {
+            2 * degree as u64 * t
+        } else {
+            2 * degree as u64
+        };
+        let moduli = primes_congruent_to_one(q_bits, q_step, &mut used)
+            .ok_or_else(|| invalid("preset primes"))?;
         let mut params = Self::build(scheme, degree, moduli, special, t, scale)?;
         params.name = name.to_string();
         Ok(params)

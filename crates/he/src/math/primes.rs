@@ -8,15 +8,26 @@ pub fn is_prime(n: u64) -> bool {
 /// The largest primes `p < 2^bits` with `p ≡ 1 (mod 2n)`, skipping those in `used`, one per
 /// requested size, in order. Returns `None` if a size is too small to hold such a prime.
 pub fn ntt_primes(bit_sizes: &[u32], n: usize, used: &mut Vec<u64>) -> Option<Vec<u64>> {
-    let step = 2 * n as u64;
+    primes_congruent_to_one(bit_sizes, 2 * n as u64, used)
+}
+
+/// The largest primes `p < 2^bits` with `p ≡ 1 (mod step)`, skipping those in `used`, one per
+/// requested size, in order (`step` a multiple of `2n` gives NTT primes that are also
+/// `≡ 1` modulo the rest of `step`, e.g. a BFV plaintext modulus). Returns `None` if a size
+/// is too small to hold such a prime or `step` is 0.
+pub fn primes_congruent_to_one(
+    bit_sizes: &[u32],
+    step: u64,
+    used: &mut Vec<u64>,
+) -> Option<Vec<u64>> {
     let mut out = Vec::with_capacity(bit_sizes.len());
     for &bits in bit_sizes {
-        if !(2..=62).contains(&bits) {
+        if !(2..=62).contains(&bits) || step == 0 {
             return None;
         }
         let top = 1u64 << bits;
         let low = 1u64 << (bits - 1);
-        // Largest candidate < 2^bits congruent to 1 mod 2n.
+        // Largest candidate < 2^bits congruent to 1 mod step.
         let mut p = (top - 1) / step * step + 1;
         loop {
             if p < low || p < step {
