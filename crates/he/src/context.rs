@@ -117,8 +117,20 @@ impl Context {
             used.push(params.plain_modulus());
             let mut r = Vec::new();
             let mut have = 0.0;
+            // tfhe-ntt orders its outputs differently for primes in [2^50, 2^51) than for
+            // the others: extension primes of 50 bits, or of 52+ bits beside wider primes,
+            // so that every prime of the context shares one NTT order.
+            let widest = params
+                .moduli()
+                .iter()
+                .map(|&q| 64 - q.leading_zeros())
+                .max();
+            let r_bits = match widest.unwrap_or(50) {
+                w if w <= 50 => 50,
+                w => w.clamp(52, 61),
+            };
             while have < need {
-                let p = ntt_primes(&[50], n, &mut used)
+                let p = ntt_primes(&[r_bits], n, &mut used)
                     .ok_or_else(|| internal("no extension primes"))?;
                 have += (p[0] as f64).log2();
                 r.extend(p);
@@ -457,11 +469,8 @@ impl BfvLevel {
         if t.wrapping_mul(t_inv_word) != 1 {
             return Err(internal("t not invertible modulo 2^64"));
         }
-        let native_product_factor = (q_mod_t == 1).then(|| {
-            q.iter()
-                .map(|m| m.neg(m.reduce(t)))
-                .collect::<Vec<u64>>()
-        });
+        let native_product_factor =
+            (q_mod_t == 1).then(|| q.iter().map(|m| m.neg(m.reduce(t))).collect::<Vec<u64>>());
         Ok(Self {
             delta,
             q_mod_t,

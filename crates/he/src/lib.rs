@@ -19,7 +19,9 @@ pub use bfv::BfvEncoder;
 pub use ckks::{CkksEncoder, Complex};
 pub use context::Context;
 pub use errors::{HeError, Result};
-pub use evaluator::{Evaluator, HoistedCiphertext, ProductAccumulator, ProductForm, ProductOperand};
+pub use evaluator::{
+    Evaluator, HoistedCiphertext, ProductAccumulator, ProductForm, ProductOperand,
+};
 pub use flooding::NoiseFlooding;
 pub use keys::{GaloisKeys, PublicKey, RelinKey, SecretKey};
 pub use params::{Parameters, Scheme};

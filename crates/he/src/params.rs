@@ -63,8 +63,9 @@ impl Parameters {
     ///
     /// The 8192 and 16384 presets are shaped for blindsight's depth-1 search: two ciphertext
     /// primes that every gallery and query ciphertext lives at (one product, never rescaled)
-    /// and one special prime for key switching, all below 2^51 so that the NTTs and products
-    /// run on AVX-512 IFMA where the CPU has it. The BFV primes are also `≡ 1 (mod t)`, so
+    /// and one special prime for key switching, all below 2^50 at N = 8192 so that the NTTs
+    /// and products run on AVX-512 IFMA where the CPU has it (`bfv-16384` needs 52-bit
+    /// primes: no prime ≡ 1 mod 2N·t lies below 2^50 there). The BFV primes are also `≡ 1 (mod t)`, so
     /// that `Q ≡ 1 (mod t)` at every level and ciphertext products need no extension basis
     /// (see [`crate::ProductAccumulator::native`]).
     pub fn preset(name: &str) -> Result<Self> {
@@ -72,7 +73,7 @@ impl Parameters {
             match name {
                 "bfv-4096" => (Scheme::Bfv, 4096, &[36, 36], &[37], 65537, 0),
                 "bfv-8192" => (Scheme::Bfv, 8192, &[50, 50], &[50], BFV_DOT_PRODUCT_T, 0),
-                "bfv-16384" => (Scheme::Bfv, 16384, &[50, 50], &[50], BFV_DOT_PRODUCT_T, 0),
+                "bfv-16384" => (Scheme::Bfv, 16384, &[52, 52], &[52], BFV_DOT_PRODUCT_T, 0),
                 "ckks-8192" => (Scheme::Ckks, 8192, &[33, 33], &[50], 0, 31),
                 "ckks-16384" => (Scheme::Ckks, 16384, &[33, 33], &[50], 0, 31),
                 _ => {

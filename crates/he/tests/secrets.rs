@@ -68,7 +68,9 @@ fn scratch_is_clear_after_ckks_keygen_encryption_and_flooded_decryption() {
     let rk = RelinKey::generate(&ctx, &sk).unwrap();
     assert_clear("relinearization key", n);
     let enc = CkksEncoder::new(&ctx).unwrap();
-    let pt = enc.encode(&[0.25, -0.5], enc.default_scale(), 2).unwrap();
+    let pt = enc
+        .encode(&[0.25, -0.5], enc.default_scale(), ctx.max_level())
+        .unwrap();
     let ct = sk.encrypt(&ctx, &pt).unwrap();
     let ct_pk = pk.encrypt(&ctx, &pt).unwrap();
     assert_clear("encryption", n);
@@ -76,7 +78,7 @@ fn scratch_is_clear_after_ckks_keygen_encryption_and_flooded_decryption() {
     let prod = ev.multiply(&ct, &ct_pk).unwrap();
     // a 3-polynomial ciphertext: decryption computes s² in the scratch buffer
     let got = sk.decrypt_complex(&ctx, &enc, &prod).unwrap();
-    assert!((got[1].re - 0.25).abs() < 1e-6, "{:?}", got[1]);
+    assert!((got[1].re - 0.25).abs() < 1e-4, "{:?}", got[1]);
     assert_clear("decryption", n);
     let _ = enc.decode(&sk.decrypt(&ctx, &prod).unwrap()).unwrap();
     assert_clear("decryption to a plaintext", n);

@@ -8,6 +8,17 @@ use crate::errors::Result;
 use crate::slots::{Slot, SlotShape};
 use std::marker::PhantomData;
 
+/// What a slot vector is encrypted as: the two factors of the encrypted products may be
+/// encrypted differently (CKKS gives them different scales, see
+/// [`crate::he_backend::CkksCipher`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A gallery diagonal: multiplied once, never rotated.
+    Gallery,
+    /// The query: rotated by the baby steps (key switching), then multiplied.
+    Query,
+}
+
 /// Client side: encryption and decryption of slot vectors.
 pub trait SlotCipher: Send + Sync {
     /// Slot value type.
@@ -16,8 +27,8 @@ pub trait SlotCipher: Send + Sync {
     type Ct: Clone + Send + Sync;
     /// The slot shape of a ciphertext.
     fn shape(&self) -> SlotShape;
-    /// Encrypts a full slot vector (`shape().len()` values).
-    fn encrypt(&self, slots: &[Self::Slot]) -> Result<Self::Ct>;
+    /// Encrypts a full slot vector (`shape().len()` values) in the given role.
+    fn encrypt(&self, slots: &[Self::Slot], role: Role) -> Result<Self::Ct>;
     /// Decrypts to the full slot vector.
     fn decrypt(&self, ct: &Self::Ct) -> Result<Vec<Self::Slot>>;
 }
@@ -65,7 +76,7 @@ impl<S: Slot> SlotCipher for NoOp<S> {
     fn shape(&self) -> SlotShape {
         self.shape
     }
-    fn encrypt(&self, slots: &[S]) -> Result<Vec<S>> {
+    fn encrypt(&self, slots: &[S], _role: Role) -> Result<Vec<S>> {
         Ok(slots.to_vec())
     }
     fn decrypt(&self, ct: &Vec<S>) -> Result<Vec<S>> {

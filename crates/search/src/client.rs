@@ -2,7 +2,7 @@
 //! offsets) and encrypting them in parallel, packing the query, and reading scores out of a
 //! decrypted response.
 
-use crate::backend::SlotCipher;
+use crate::backend::{Role, SlotCipher};
 use crate::errors::{Result, SearchError};
 use crate::layout::Layout;
 use crate::slots::Slot;
@@ -118,7 +118,7 @@ where
             .into_par_iter()
             .map(|k| {
                 let slots = diagonal_slots(&layout, &packed[c], k / layout.block, k % layout.block);
-                sink(cipher.encrypt(&slots)?)
+                sink(cipher.encrypt(&slots, Role::Gallery)?)
             })
             .collect::<Result<Vec<_>>>()?;
     }
@@ -131,7 +131,10 @@ pub fn encrypt_query<C: SlotCipher>(cipher: &C, channels: &[Vec<f64>; 3]) -> Res
     let layout = Layout::new(1, dim, C::Slot::vector_slots(dim), cipher.shape())?;
     let cts = channels
         .par_iter()
-        .map(|v| cipher.encrypt(&query_slots(&layout, &pack_query_vector::<C::Slot>(v))))
+        .map(|v| {
+            let slots = query_slots(&layout, &pack_query_vector::<C::Slot>(v));
+            cipher.encrypt(&slots, Role::Query)
+        })
         .collect::<Result<Vec<_>>>()?;
     into_channels(cts, "query channels")
 }

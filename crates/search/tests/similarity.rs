@@ -256,10 +256,10 @@ fn bfv_top10_and_scores_are_exact() {
 }
 
 #[test]
-fn ckks_scores_within_1e_4() {
+fn ckks_scores_within_1e_6() {
     let (ctx, sk, ev) = he_setup("ckks-8192");
     let cipher = CkksCipher::new(&ctx, sk).unwrap();
-    run_cases(&cipher, &ev, &VectorEncoding::Unit, Exactness::Within(1e-4));
+    run_cases(&cipher, &ev, &VectorEncoding::Unit, Exactness::Within(1e-6));
 }
 
 #[test]
@@ -303,9 +303,9 @@ fn all_white_and_all_black_images_do_not_wrap() {
 }
 
 /// The client floods decrypted CKKS scores (two decryptions of one response differ) and the
-/// cosines still match the f64 reference within 1e-4.
+/// cosines still match the f64 reference within 1e-6.
 #[test]
-fn ckks_client_decryption_is_flooded_and_within_1e_4() {
+fn ckks_client_decryption_is_flooded_and_within_1e_6() {
     let ctx = Context::preset("ckks-8192").unwrap();
     let sk = SecretKey::generate(&ctx).unwrap();
     let encoding = VectorEncoding::Unit;
@@ -346,9 +346,10 @@ fn ckks_client_decryption_is_flooded_and_within_1e_4() {
         }
     }
     eprintln!("flooded CKKS cosines: largest error {worst:.2e}");
-    assert!(worst <= 1e-4, "{worst}");
-    // the noise is really there: far above the unflooded error (~2e-8)
-    assert!(worst > 1e-6, "{worst}");
+    assert!(worst <= 1e-6, "{worst}");
+    // the noise is really there: two decryptions differ (above), and by more than the
+    // encoding's rounding
+    assert!(worst > 1e-7, "{worst}");
 }
 
 mod layouts {

@@ -18,8 +18,28 @@ pub const STEPS: [i64; 18] = [
     1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, -1, -3, 3, 5, 100, -2048,
 ];
 
-fn build(name: &str) -> Fixture {
-    let ctx = Context::preset(name).unwrap();
+/// The generic operations are tested on deeper chains than the search presets (which hold
+/// two ciphertext primes): three primes, so that rescaling and modulus switching have
+/// levels to go through. These are the sets the 8192 presets were before issue 9.
+pub fn deep_params(scheme: Scheme) -> Parameters {
+    use blindsight_he::math::primes::ntt_primes;
+    let mut used = Vec::new();
+    match scheme {
+        Scheme::Bfv => {
+            let p = ntt_primes(&[50], 8192, &mut used).unwrap();
+            let q = ntt_primes(&[50, 50, 50], 8192, &mut used).unwrap();
+            Parameters::bfv(8192, q, p, params::BFV_DOT_PRODUCT_T).unwrap()
+        }
+        Scheme::Ckks => {
+            let p = ntt_primes(&[60], 8192, &mut used).unwrap();
+            let q = ntt_primes(&[60, 40, 40], 8192, &mut used).unwrap();
+            Parameters::ckks(8192, q, p, 40).unwrap()
+        }
+    }
+}
+
+fn build(scheme: Scheme) -> Fixture {
+    let ctx = Context::new(&deep_params(scheme)).unwrap();
     let sk = SecretKey::generate(&ctx).unwrap();
     let pk = PublicKey::generate(&ctx, &sk).unwrap();
     let rk = RelinKey::generate(&ctx, &sk).unwrap();
@@ -37,10 +57,10 @@ fn build(name: &str) -> Fixture {
 
 pub fn bfv() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
-    F.get_or_init(|| build("bfv-8192"))
+    F.get_or_init(|| build(Scheme::Bfv))
 }
 
 pub fn ckks() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
-    F.get_or_init(|| build("ckks-8192"))
+    F.get_or_init(|| build(Scheme::Ckks))
 }
