@@ -2,6 +2,7 @@
 //! conversion. Everything here works on raw `u64` residues; the scheme layer sits above.
 
 pub mod convert;
+pub mod kernels;
 pub mod modulus;
 pub mod ntt;
 pub mod poly;

@@ -1,0 +1,86 @@
+//! Criterion benchmark of the lazy tensor-product kernel (`he::math::kernels`) at
+//! N = 8192 on one 50-bit prime: 32 tensor products (4 multiply-accumulates each) then the
+//! reduction, on the portable path, the IFMA path (if the CPU has it), and for comparison
+//! tfhe-ntt's per-product `mul_accumulate` (`Prime::mul_acc`, reduced after every product).
+//! Run: `cargo bench -p blindsight-he --bench kernels`.
+#![allow(clippy::unwrap_used, missing_docs, reason = "benchmark harness")]
+
+use blindsight_he::math::kernels::{KernelPath, LazyTensor, detected_path};
+use blindsight_he::math::ntt::Prime;
+use blindsight_he::math::primes::ntt_primes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::time::Duration;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const N: usize = 8192;
+const PRODUCTS: usize = 32;
+
+/// 32 distinct operand sets (g0, g1, q0, q1) below `p`, so the kernel streams its inputs
+/// (8 MiB in all) as it would over a gallery.
+fn operands(p: u64) -> Vec<[Vec<u64>; 4]> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % p
+    };
+    (0..PRODUCTS)
+        .map(|_| std::array::from_fn(|_| (0..N).map(|_| next()).collect()))
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let p = ntt_primes(&[50], N, &mut Vec::new()).unwrap()[0];
+    let ops = operands(p);
+    let mut d0 = vec![0u64; N];
+    let mut d1 = vec![0u64; N];
+    let mut d2 = vec![0u64; N];
+
+    let mut group = c.benchmark_group("tensor_acc_32_n8192_p50");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3));
+    let mut paths = vec![KernelPath::Portable];
+    if detected_path() == KernelPath::Ifma {
+        paths.push(KernelPath::Ifma);
+    } else {
+        println!("no AVX-512 IFMA on this CPU: the Ifma variant is not measured");
+    }
+    for path in paths {
+        let mut lazy = LazyTensor::new(p, N, path).unwrap();
+        group.bench_function(format!("lazy_{path:?}"), |b| {
+            b.iter(|| {
+                lazy.clear();
+                for [g0, g1, q0, q1] in &ops {
+                    lazy.add(g0, g1, q0, q1).unwrap();
+                }
+                lazy.finish(&mut d0, &mut d1, &mut d2).unwrap();
+                black_box((&d0, &d1, &d2));
+            })
+        });
+    }
+
+    let prime = Prime::new(p, N).unwrap();
+    group.bench_function("per_product_mul_acc", |b| {
+        b.iter(|| {
+            d0.fill(0);
+            d1.fill(0);
+            d2.fill(0);
+            for [g0, g1, q0, q1] in &ops {
+                prime.mul_acc(&mut d0, g0, q0);
+                prime.mul_acc(&mut d1, g0, q1);
+                prime.mul_acc(&mut d1, g1, q0);
+                prime.mul_acc(&mut d2, g1, q1);
+            }
+            black_box((&d0, &d1, &d2));
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

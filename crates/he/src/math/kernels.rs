@@ -1,0 +1,961 @@
+//! Lazy multiply-accumulate of ciphertext tensor products on one RNS prime.
+//!
+//! For a prime `p < 2^50` and `K` pairs of degree-1 ciphertexts in the NTT domain, a
+//! gallery entry `g = (g0, g1)` and a query `q = (q0, q1)`, [`LazyTensor`] accumulates the
+//! tensor products element-wise
+//!
+//! ```text
+//! d0 += g0·q0,   d1 += g0·q1 + g1·q0,   d2 += g1·q1   (mod p)
+//! ```
+//!
+//! without reducing after every product. Each output keeps two `u64` accumulators per
+//! coefficient, `lo` and `hi`, and represents the value `lo + hi·2^52`: every product
+//! `a·b < 2^100` of two residues is split into its low 52 bits (added to `lo`, `< 2^52`)
+//! and the bits from 52 up (added to `hi`, `< 2^48`). On CPUs with AVX-512 IFMA these
+//! two halves are exactly what `vpmadd52luq` and `vpmadd52huq` add to an accumulator in
+//! one instruction each, so one product costs two IFMA instructions on eight lanes and
+//! no reduction. The value is reduced modulo `p` only when the result is asked for
+//! ([`LazyTensor::finish`]) or before a `u64` could overflow (an automatic flush, see
+//! [`FLUSH_STEPS`]).
+//!
+//! Two implementations compute bit-identical accumulator states and identical results:
+//! [`KernelPath::Ifma`] (AVX-512 IFMA through `pulp`'s safe intrinsic wrappers, chosen at
+//! run time) and [`KernelPath::Portable`] (plain `u128` integer code, any CPU).
+//!
+//! # Overflow bound
+//!
+//! The `lo` accumulator is the binding one. Every product adds at most `2^52 − 1` to it,
+//! and after a flush it starts from a carried residue `< p ≤ 2^50 − 1`. With `m` products
+//! since the flush, `lo ≤ (2^50 − 2) + m·(2^52 − 1)`, which is `≤ 2^64 − 1` exactly for
+//! `m ≤ 4095` (for `m = 4096` it is `2^64 + 2^50 − 4098`). The middle output `d1` takes two
+//! products per [`LazyTensor::add`], so at most `⌊4095 / 2⌋ = 2047` steps fit between two
+//! flushes: [`FLUSH_STEPS`]. The `hi` accumulators stay below
+//! `4094·2^48 < 2^60`, far from overflow; the reduction relies on that bound.
+
+use crate::errors::{HeError, Result};
+use crate::math::modulus::Modulus;
+use std::sync::OnceLock;
+
+/// The kernels accept odd moduli `3 ≤ p <` this bound (`2^50`): products of two residues
+/// are then below `2^100`, their IFMA high halves below `2^48`.
+pub const MODULUS_BOUND: u64 = 1 << 50;
+
+/// Number of [`LazyTensor::add`] steps between two reductions of the accumulators: the
+/// largest count for which no `u64` accumulator can overflow, whatever the inputs below
+/// `p` (see the module documentation for the bound). The 2048th step after a flush flushes
+/// first, so callers can add any number of products.
+pub const FLUSH_STEPS: usize = 2047;
+
+/// Mask of the low 52 bits.
+const MASK52: u64 = (1 << 52) - 1;
+/// Coefficients per SIMD vector (and per accumulator block).
+const LANES: usize = 8;
+/// Words of accumulator state per block of `LANES` coefficients: `lo0, hi0, lo1, hi1, lo2,
+/// hi2`, one vector each, so one `add` streams through a single buffer.
+const BLOCK: usize = 6 * LANES;
+
+/// Which implementation of the kernels to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelPath {
+    /// Scalar integer code (`u128` products); runs on every CPU.
+    Portable,
+    /// AVX-512 IFMA (`vpmadd52luq` / `vpmadd52huq` on eight 64-bit lanes); needs a CPU
+    /// with the `avx512ifma` (and `avx512f`, `avx512vl`) features.
+    Ifma,
+}
+
+/// The fastest path this CPU supports: [`KernelPath::Ifma`] when AVX-512 IFMA is available
+/// at run time, [`KernelPath::Portable`] otherwise. Detected once and cached.
+pub fn detected_path() -> KernelPath {
+    static PATH: OnceLock<KernelPath> = OnceLock::new();
+    *PATH.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if ifma::Ifma::try_new().is_some() {
+            return KernelPath::Ifma;
+        }
+        KernelPath::Portable
+    })
+}
+
+/// Per-prime constants of the reduction of `lo + hi·2^52` (see `ifma::Ifma::reduce`).
+#[derive(Clone, Copy, Debug)]
+struct Consts {
+    /// The prime, with Barrett constants for the portable reduction.
+    m: Modulus,
+    /// `2^52 − p`: adding `q·(2^52 − p)` modulo `2^52` subtracts `q·p`.
+    neg_p: u64,
+    /// `⌊2^52 / p⌋`, the Shoup companion of 1.
+    one_shoup: u64,
+    /// `2^52 mod p` and its Shoup companion `⌊r1·2^52 / p⌋`.
+    r1: u64,
+    r1_shoup: u64,
+    /// `2^104 mod p` and its Shoup companion.
+    r2: u64,
+    r2_shoup: u64,
+}
+
+impl Consts {
+    fn new(p: u64) -> Self {
+        let m = Modulus::new(p);
+        let shoup = |w: u64| (((w as u128) << 52) / p as u128) as u64;
+        let r1 = ((1u128 << 52) % p as u128) as u64;
+        let r2 = ((1u128 << 104) % p as u128) as u64;
+        Self {
+            m,
+            neg_p: (1u64 << 52) - p,
+            one_shoup: shoup(1),
+            r1,
+            r1_shoup: shoup(r1),
+            r2,
+            r2_shoup: shoup(r2),
+        }
+    }
+}
+
+/// The implementation a [`LazyTensor`] runs, with the proof of CPU support for IFMA.
+#[derive(Clone, Copy, Debug)]
+enum Engine {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Ifma(ifma::Ifma),
+}
+
+/// Lazy accumulator of ciphertext tensor products on one prime `p < 2^50` and `n`
+/// coefficients (`n` a multiple of 8): after [`add`](Self::add)ing `K` operand pairs,
+/// [`finish`](Self::finish) yields
+/// `d0 = Σ g0·q0`, `d1 = Σ (g0·q1 + g1·q0)`, `d2 = Σ g1·q1` element-wise modulo `p`.
+///
+/// Holds `6n` words of state (`lo`/`hi` per output and coefficient; see the module
+/// documentation) and reduces it automatically every [`FLUSH_STEPS`] steps, so any number
+/// of products can be added. [`clear`](Self::clear) starts a new sum in the same buffers.
+#[derive(Clone, Debug)]
+pub struct LazyTensor {
+    c: Consts,
+    n: usize,
+    engine: Engine,
+    /// `n / 8` blocks of [`BLOCK`] words: `lo0, hi0, lo1, hi1, lo2, hi2` for 8 coefficients.
+    acc: Vec<u64>,
+    /// `add` steps since the last flush or clear.
+    pending: usize,
+}
+
+impl LazyTensor {
+    /// An empty accumulator for prime `p` and `n` coefficients, running `path`.
+    ///
+    /// Errors ([`HeError::InvalidParameters`]) if `p` is not odd with `3 ≤ p < 2^50`
+    /// (primality is the caller's guarantee), if `n` is not a multiple of 8, or if `path`
+    /// is [`KernelPath::Ifma`] and this CPU lacks AVX-512 IFMA (use [`detected_path`]).
+    pub fn new(p: u64, n: usize, path: KernelPath) -> Result<Self> {
+        if !(3..MODULUS_BOUND).contains(&p) || p.is_multiple_of(2) {
+            return Err(HeError::InvalidParameters {
+                reason: format!("the lazy tensor kernel needs an odd prime 3 <= p < 2^50, got {p}"),
+            });
+        }
+        if !n.is_multiple_of(LANES) {
+            return Err(HeError::InvalidParameters {
+                reason: format!(
+                    "the lazy tensor kernel needs a length that is a multiple of {LANES}, got {n}"
+                ),
+            });
+        }
+        let engine = match path {
+            KernelPath::Portable => Engine::Portable,
+            KernelPath::Ifma => ifma_engine()?,
+        };
+        Ok(Self {
+            c: Consts::new(p),
+            n,
+            engine,
+            acc: vec![0; 6 * n],
+            pending: 0,
+        })
+    }
+
+    /// The implementation this accumulator runs.
+    pub fn path(&self) -> KernelPath {
+        match self.engine {
+            Engine::Portable => KernelPath::Portable,
+            #[cfg(target_arch = "x86_64")]
+            Engine::Ifma(_) => KernelPath::Ifma,
+        }
+    }
+
+    /// The prime.
+    pub fn modulus(&self) -> u64 {
+        self.c.m.value()
+    }
+
+    /// Number of coefficients `n` of every operand and output.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether `n` is 0.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// [`add`](Self::add) steps since the accumulators were last reduced (by an automatic
+    /// flush) or cleared; always at most [`FLUSH_STEPS`].
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// Accumulates one tensor product: `d0 += g0·q0`, `d1 += g0·q1 + g1·q0`,
+    /// `d2 += g1·q1`, element-wise. Every operand must hold `n` residues below `p`
+    /// (values at or above `p` are not checked: they give a wrong sum, never a panic).
+    ///
+    /// Errors ([`HeError::LengthMismatch`]) if an operand's length is not `n`; the
+    /// accumulator is then unchanged.
+    pub fn add(&mut self, g0: &[u64], g1: &[u64], q0: &[u64], q1: &[u64]) -> Result<()> {
+        for (what, s) in [
+            ("lazy tensor operand g0", g0),
+            ("lazy tensor operand g1", g1),
+            ("lazy tensor operand q0", q0),
+            ("lazy tensor operand q1", q1),
+        ] {
+            self.check_len(what, s.len())?;
+        }
+        if self.pending == FLUSH_STEPS {
+            self.flush();
+        }
+        match self.engine {
+            Engine::Portable => portable::add(&mut self.acc, g0, g1, q0, q1),
+            #[cfg(target_arch = "x86_64")]
+            Engine::Ifma(simd) => ifma::add(simd, &mut self.acc, g0, g1, q0, q1),
+        }
+        self.pending += 1;
+        Ok(())
+    }
+
+    /// Writes the sums reduced modulo `p` (values `< p`) to `d0`, `d1`, `d2`, overwriting
+    /// them. The accumulator is left as it was: more products can be added and `finish`
+    /// called again.
+    ///
+    /// Errors ([`HeError::LengthMismatch`]) if an output's length is not `n`; nothing is
+    /// written then.
+    pub fn finish(&self, d0: &mut [u64], d1: &mut [u64], d2: &mut [u64]) -> Result<()> {
+        self.check_len("lazy tensor output d0", d0.len())?;
+        self.check_len("lazy tensor output d1", d1.len())?;
+        self.check_len("lazy tensor output d2", d2.len())?;
+        match self.engine {
+            Engine::Portable => portable::finish(&self.c, &self.acc, d0, d1, d2),
+            #[cfg(target_arch = "x86_64")]
+            Engine::Ifma(simd) => ifma::finish(simd, &self.c, &self.acc, d0, d1, d2),
+        }
+        Ok(())
+    }
+
+    /// Resets the sums to zero, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.acc.fill(0);
+        self.pending = 0;
+    }
+
+    /// Reduces every accumulator in place: `lo ← (lo + hi·2^52) mod p`, `hi ← 0`.
+    fn flush(&mut self) {
+        match self.engine {
+            Engine::Portable => portable::flush(&self.c, &mut self.acc),
+            #[cfg(target_arch = "x86_64")]
+            Engine::Ifma(simd) => ifma::flush(simd, &self.c, &mut self.acc),
+        }
+        self.pending = 0;
+    }
+
+    fn check_len(&self, what: &'static str, actual: usize) -> Result<()> {
+        if actual == self.n {
+            Ok(())
+        } else {
+            Err(HeError::LengthMismatch {
+                what,
+                expected: self.n,
+                actual,
+            })
+        }
+    }
+}
+
+/// The IFMA engine if this CPU supports it.
+fn ifma_engine() -> Result<Engine> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(simd) = ifma::Ifma::try_new() {
+        return Ok(Engine::Ifma(simd));
+    }
+    Err(HeError::InvalidParameters {
+        reason: "the IFMA kernel path needs a CPU with AVX-512 IFMA; use \
+                 KernelPath::Portable or kernels::detected_path()"
+            .into(),
+    })
+}
+
+/// Scalar kernels: the same `lo`/`hi` split as IFMA, with `u128` products.
+mod portable {
+    use super::{BLOCK, Consts, LANES, MASK52};
+
+    /// `lo += (a·b) mod 2^52`, `hi += ⌊a·b / 2^52⌋` on the low 52 bits of `a` and `b`,
+    /// exactly what `vpmadd52luq` / `vpmadd52huq` compute per lane (wrapping like them:
+    /// the flush schedule keeps the sums in range for inputs below `p`).
+    #[inline(always)]
+    fn mac(lo: &mut u64, hi: &mut u64, a: u64, b: u64) {
+        let prod = (a & MASK52) as u128 * (b & MASK52) as u128;
+        *lo = lo.wrapping_add(prod as u64 & MASK52);
+        *hi = hi.wrapping_add((prod >> 52) as u64);
+    }
+
+    /// `lo + hi·2^52 mod p` (exact: the value is below `2^116 + 2^64`).
+    #[inline(always)]
+    fn reduce(c: &Consts, lo: u64, hi: u64) -> u64 {
+        c.m.reduce_u128(((hi as u128) << 52) + lo as u128)
+    }
+
+    pub(super) fn add(acc: &mut [u64], g0: &[u64], g1: &[u64], q0: &[u64], q1: &[u64]) {
+        let operands = g0
+            .chunks_exact(LANES)
+            .zip(g1.chunks_exact(LANES))
+            .zip(q0.chunks_exact(LANES).zip(q1.chunks_exact(LANES)));
+        for (blk, ((g0, g1), (q0, q1))) in acc.chunks_exact_mut(BLOCK).zip(operands) {
+            let (lo0, rest) = blk.split_at_mut(LANES);
+            let (hi0, rest) = rest.split_at_mut(LANES);
+            let (lo1, rest) = rest.split_at_mut(LANES);
+            let (hi1, rest) = rest.split_at_mut(LANES);
+            let (lo2, hi2) = rest.split_at_mut(LANES);
+            for l in 0..LANES {
+                mac(&mut lo0[l], &mut hi0[l], g0[l], q0[l]);
+                mac(&mut lo1[l], &mut hi1[l], g0[l], q1[l]);
+                mac(&mut lo1[l], &mut hi1[l], g1[l], q0[l]);
+                mac(&mut lo2[l], &mut hi2[l], g1[l], q1[l]);
+            }
+        }
+    }
+
+    pub(super) fn flush(c: &Consts, acc: &mut [u64]) {
+        for blk in acc.chunks_exact_mut(BLOCK) {
+            for pair in blk.chunks_exact_mut(2 * LANES) {
+                let (lo, hi) = pair.split_at_mut(LANES);
+                for l in 0..LANES {
+                    lo[l] = reduce(c, lo[l], hi[l]);
+                    hi[l] = 0;
+                }
+            }
+        }
+    }
+
+    pub(super) fn finish(c: &Consts, acc: &[u64], d0: &mut [u64], d1: &mut [u64], d2: &mut [u64]) {
+        let outputs = d0
+            .chunks_exact_mut(LANES)
+            .zip(d1.chunks_exact_mut(LANES))
+            .zip(d2.chunks_exact_mut(LANES));
+        for (blk, ((d0, d1), d2)) in acc.chunks_exact(BLOCK).zip(outputs) {
+            for (pair, d) in blk.chunks_exact(2 * LANES).zip([d0, d1, d2]) {
+                let (lo, hi) = pair.split_at(LANES);
+                for l in 0..LANES {
+                    d[l] = reduce(c, lo[l], hi[l]);
+                }
+            }
+        }
+    }
+}
+
+/// AVX-512 IFMA kernels, written with `pulp`'s safe intrinsic wrappers: a value of the
+/// token type `Ifma` proves the CPU features, and `vectorize` compiles the loop
+/// with them enabled.
+#[cfg(target_arch = "x86_64")]
+mod ifma {
+    use super::{BLOCK, Consts, LANES, MASK52};
+    use core::arch::x86_64::__m512i;
+    use pulp::{as_arrays, as_arrays_mut, cast};
+
+    pulp::simd_type! {
+        /// Proof that the CPU has AVX-512F and AVX-512 IFMA (pulp also requires AVX-512VL
+        /// for every AVX-512 token).
+        pub struct Ifma {
+            pub avx512f: "avx512f",
+            pub avx512ifma: "avx512ifma",
+        }
+    }
+
+    /// The reduction constants broadcast to all lanes.
+    #[derive(Clone, Copy)]
+    struct VConsts {
+        mask: __m512i,
+        p: __m512i,
+        p2: __m512i,
+        p4: __m512i,
+        neg_p: __m512i,
+        one_shoup: __m512i,
+        r1: __m512i,
+        r1_shoup: __m512i,
+        r2: __m512i,
+        r2_shoup: __m512i,
+    }
+
+    impl Ifma {
+        #[inline(always)]
+        fn splat(self, x: u64) -> __m512i {
+            self.avx512f._mm512_set1_epi64(x as i64)
+        }
+
+        #[inline(always)]
+        fn consts(self, c: &Consts) -> VConsts {
+            let p = c.m.value();
+            VConsts {
+                mask: self.splat(MASK52),
+                p: self.splat(p),
+                p2: self.splat(2 * p),
+                p4: self.splat(4 * p),
+                neg_p: self.splat(c.neg_p),
+                one_shoup: self.splat(c.one_shoup),
+                r1: self.splat(c.r1),
+                r1_shoup: self.splat(c.r1_shoup),
+                r2: self.splat(c.r2),
+                r2_shoup: self.splat(c.r2_shoup),
+            }
+        }
+
+        /// `acc + ((a·b) mod 2^52)` per lane (`vpmadd52luq`; `a`, `b` taken mod `2^52`).
+        #[inline(always)]
+        fn madd_lo(self, acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+            self.avx512ifma._mm512_madd52lo_epu64(acc, a, b)
+        }
+
+        /// `acc + ⌊a·b / 2^52⌋` per lane (`vpmadd52huq`; `a`, `b` taken mod `2^52`).
+        #[inline(always)]
+        fn madd_hi(self, acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+            self.avx512ifma._mm512_madd52hi_epu64(acc, a, b)
+        }
+
+        /// `a·w mod p` up to one multiple of `p` (a value in `[0, 2p)`), for `a < 2^52`,
+        /// `w < p` and `aw = a·w mod 2^52`, `w_shoup = ⌊w·2^52 / p⌋` (Shoup's method in radix
+        /// `2^52`): with `q = ⌊a·w_shoup / 2^52⌋`, `a·w/p − 2 < q ≤ a·w/p`, so
+        /// `a·w − q·p ∈ [0, 2p)`; as that is below `2^52` it equals
+        /// `(aw + q·(2^52 − p)) mod 2^52`.
+        #[inline(always)]
+        fn shoup(self, v: &VConsts, a: __m512i, aw: __m512i, w_shoup: __m512i) -> __m512i {
+            let zero = self.splat(0);
+            let q = self.madd_hi(zero, a, w_shoup);
+            self.avx512f
+                ._mm512_and_si512(self.madd_lo(aw, q, v.neg_p), v.mask)
+        }
+
+        /// `min(x, x − k)` as unsigned: `x − k` if `x ≥ k`, else `x` (the difference wraps).
+        #[inline(always)]
+        fn csub(self, x: __m512i, k: __m512i) -> __m512i {
+            let f = self.avx512f;
+            f._mm512_min_epu64(x, f._mm512_sub_epi64(x, k))
+        }
+
+        /// `(lo + hi·2^52) mod p` exactly, for `hi < 2^60` (the flush schedule guarantees
+        /// `hi < 4094·2^48`) and any `lo`.
+        ///
+        /// Write `lo = a0 + 2^52·(lo >> 52)` and `a1 = (lo >> 52) + hi < 2^61` (no overflow),
+        /// `a1 = b0 + 2^52·b1` with `b0 < 2^52`, `b1 < 2^9`. Then
+        /// `value = a0 + b0·2^52 + b1·2^104 ≡ a0·1 + b0·r1 + b1·r2 (mod p)`; each term is
+        /// brought into `[0, 2p)` by a Shoup product, the sum (`< 6p < 2^53`) into
+        /// `[0, p)` by conditional subtractions of `4p`, `2p`, `p`.
+        #[inline(always)]
+        fn reduce(self, v: &VConsts, lo: __m512i, hi: __m512i) -> __m512i {
+            let f = self.avx512f;
+            let zero = self.splat(0);
+            let a0 = f._mm512_and_si512(lo, v.mask);
+            let a1 = f._mm512_add_epi64(f._mm512_srli_epi64::<52>(lo), hi);
+            let b0 = f._mm512_and_si512(a1, v.mask);
+            let b1 = f._mm512_srli_epi64::<52>(a1);
+            // a0·1 mod 2^52 is a0 itself
+            let t0 = self.shoup(v, a0, a0, v.one_shoup);
+            let t1 = self.shoup(v, b0, self.madd_lo(zero, b0, v.r1), v.r1_shoup);
+            let t2 = self.shoup(v, b1, self.madd_lo(zero, b1, v.r2), v.r2_shoup);
+            let s = f._mm512_add_epi64(f._mm512_add_epi64(t0, t1), t2);
+            let s = self.csub(s, v.p4);
+            let s = self.csub(s, v.p2);
+            self.csub(s, v.p)
+        }
+    }
+
+    pub(super) fn add(simd: Ifma, acc: &mut [u64], g0: &[u64], g1: &[u64], q0: &[u64], q1: &[u64]) {
+        simd.vectorize(
+            #[inline(always)]
+            move || {
+                let (acc, _) = as_arrays_mut::<BLOCK, u64>(acc);
+                let operands = as_arrays::<LANES, u64>(g0)
+                    .0
+                    .iter()
+                    .zip(as_arrays::<LANES, u64>(g1).0)
+                    .zip(
+                        as_arrays::<LANES, u64>(q0)
+                            .0
+                            .iter()
+                            .zip(as_arrays::<LANES, u64>(q1).0),
+                    );
+                for (blk, ((g0, g1), (q0, q1))) in acc.iter_mut().zip(operands) {
+                    let [lo0, hi0, lo1, hi1, lo2, hi2]: [__m512i; 6] = cast(*blk);
+                    let g0: __m512i = cast(*g0);
+                    let g1: __m512i = cast(*g1);
+                    let q0: __m512i = cast(*q0);
+                    let q1: __m512i = cast(*q1);
+                    *blk = cast([
+                        simd.madd_lo(lo0, g0, q0),
+                        simd.madd_hi(hi0, g0, q0),
+                        simd.madd_lo(simd.madd_lo(lo1, g0, q1), g1, q0),
+                        simd.madd_hi(simd.madd_hi(hi1, g0, q1), g1, q0),
+                        simd.madd_lo(lo2, g1, q1),
+                        simd.madd_hi(hi2, g1, q1),
+                    ]);
+                }
+            },
+        );
+    }
+
+    pub(super) fn flush(simd: Ifma, c: &Consts, acc: &mut [u64]) {
+        simd.vectorize(
+            #[inline(always)]
+            move || {
+                let v = simd.consts(c);
+                let zero = simd.splat(0);
+                for blk in as_arrays_mut::<BLOCK, u64>(acc).0 {
+                    let [lo0, hi0, lo1, hi1, lo2, hi2]: [__m512i; 6] = cast(*blk);
+                    *blk = cast([
+                        simd.reduce(&v, lo0, hi0),
+                        zero,
+                        simd.reduce(&v, lo1, hi1),
+                        zero,
+                        simd.reduce(&v, lo2, hi2),
+                        zero,
+                    ]);
+                }
+            },
+        );
+    }
+
+    pub(super) fn finish(
+        simd: Ifma,
+        c: &Consts,
+        acc: &[u64],
+        d0: &mut [u64],
+        d1: &mut [u64],
+        d2: &mut [u64],
+    ) {
+        simd.vectorize(
+            #[inline(always)]
+            move || {
+                let v = simd.consts(c);
+                let outputs = as_arrays_mut::<LANES, u64>(d0)
+                    .0
+                    .iter_mut()
+                    .zip(as_arrays_mut::<LANES, u64>(d1).0.iter_mut())
+                    .zip(as_arrays_mut::<LANES, u64>(d2).0.iter_mut());
+                for (blk, ((d0, d1), d2)) in as_arrays::<BLOCK, u64>(acc).0.iter().zip(outputs) {
+                    let [lo0, hi0, lo1, hi1, lo2, hi2]: [__m512i; 6] = cast(*blk);
+                    *d0 = cast(simd.reduce(&v, lo0, hi0));
+                    *d1 = cast(simd.reduce(&v, lo1, hi1));
+                    *d2 = cast(simd.reduce(&v, lo2, hi2));
+                }
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::math::primes::ntt_primes;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use rand_chacha::ChaCha8Rng;
+    use rand_core::{RngCore, SeedableRng};
+
+    /// NTT primes (≡ 1 mod 16384) of 30, 33, 45 and 50 bits.
+    fn primes() -> Vec<u64> {
+        ntt_primes(&[30, 33, 45, 50], 8192, &mut Vec::new()).unwrap()
+    }
+
+    /// Whether the IFMA path can run here. Fails (rather than skipping) if /proc/cpuinfo
+    /// lists `avx512ifma` but run-time detection does not pick IFMA, so that an IFMA test
+    /// never passes silently without running on an IFMA machine.
+    fn ifma_runs(test: &str) -> bool {
+        let listed = std::fs::read_to_string("/proc/cpuinfo")
+            .map(|s| s.contains("avx512ifma"))
+            .unwrap_or(false);
+        if listed {
+            assert_eq!(
+                detected_path(),
+                KernelPath::Ifma,
+                "/proc/cpuinfo lists avx512ifma but the IFMA path was not detected"
+            );
+        }
+        if detected_path() == KernelPath::Ifma {
+            eprintln!("{test}: running the IFMA path");
+            true
+        } else {
+            eprintln!("{test}: SKIPPED the IFMA path (this CPU has no AVX-512 IFMA)");
+            false
+        }
+    }
+
+    /// Sums by the definition: `u128` products reduced modulo `p` one by one.
+    struct Reference {
+        p: u64,
+        d: [Vec<u64>; 3],
+    }
+
+    impl Reference {
+        fn new(p: u64, n: usize) -> Self {
+            Self {
+                p,
+                d: [vec![0; n], vec![0; n], vec![0; n]],
+            }
+        }
+
+        fn add(&mut self, g0: &[u64], g1: &[u64], q0: &[u64], q1: &[u64]) {
+            let p = self.p as u128;
+            let mul = |a: u64, b: u64| (a as u128 * b as u128 % p) as u64;
+            let add = |a: u64, b: u64| ((a as u128 + b as u128) % p) as u64;
+            for i in 0..g0.len() {
+                self.d[0][i] = add(self.d[0][i], mul(g0[i], q0[i]));
+                self.d[1][i] = add(self.d[1][i], add(mul(g0[i], q1[i]), mul(g1[i], q0[i])));
+                self.d[2][i] = add(self.d[2][i], mul(g1[i], q1[i]));
+            }
+        }
+    }
+
+    fn finished(t: &LazyTensor) -> [Vec<u64>; 3] {
+        let n = t.len();
+        let mut d = [vec![0; n], vec![0; n], vec![0; n]];
+        let [d0, d1, d2] = &mut d;
+        t.finish(d0, d1, d2).unwrap();
+        d
+    }
+
+    /// Operands of one step: uniform below `p`, or every value `p − 1` (the largest
+    /// products), or a mix of both per coefficient.
+    fn operands(rng: &mut ChaCha8Rng, p: u64, n: usize, kind: u8) -> [Vec<u64>; 4] {
+        let value = |rng: &mut ChaCha8Rng| match kind {
+            0 => rng.next_u64() % p,
+            1 => p - 1,
+            _ if rng.next_u32() & 1 == 0 => p - 1 - rng.next_u64() % 4,
+            _ => rng.next_u64() % p,
+        };
+        std::array::from_fn(|_| (0..n).map(|_| value(rng)).collect())
+    }
+
+    /// Runs `steps` random steps on every path given, checking each against the reference
+    /// at a midpoint and at the end, and the paths' raw states against each other.
+    fn check(paths: &[KernelPath], p: u64, n: usize, steps: usize, kind: u8, seed: u64) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut lazy: Vec<LazyTensor> = paths
+            .iter()
+            .map(|&path| LazyTensor::new(p, n, path).unwrap())
+            .collect();
+        let mut reference = Reference::new(p, n);
+        let mut flushes = 0;
+        for step in 0..steps {
+            let [g0, g1, q0, q1] = operands(&mut rng, p, n, kind);
+            reference.add(&g0, &g1, &q0, &q1);
+            for t in &mut lazy {
+                t.add(&g0, &g1, &q0, &q1).unwrap();
+            }
+            if lazy[0].pending() == 1 && step > 0 {
+                flushes += 1;
+            }
+            if step == steps / 2 {
+                for t in &lazy {
+                    assert_eq!(finished(t), reference.d, "{:?} p={p} mid-sum", t.path());
+                }
+            }
+            for t in &lazy[1..] {
+                assert_eq!(t.acc, lazy[0].acc, "raw states differ (p={p}, step {step})");
+                assert_eq!(t.pending(), lazy[0].pending());
+            }
+        }
+        assert_eq!(flushes, steps.saturating_sub(1) / FLUSH_STEPS);
+        for t in &lazy {
+            assert_eq!(
+                finished(t),
+                reference.d,
+                "{:?} p={p} n={n} K={steps}",
+                t.path()
+            );
+        }
+    }
+
+    fn run_random(paths: &[KernelPath], cases: u32) {
+        let primes = primes();
+        let strategy = (
+            0..primes.len(),
+            1usize..=8,
+            1usize..=4500,
+            0u8..3,
+            any::<u64>(),
+        );
+        let config = Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        };
+        TestRunner::new(config)
+            .run(&strategy, |(i, blocks, steps, kind, seed)| {
+                check(paths, primes[i], blocks * LANES, steps, kind, seed);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn flush_limit_is_exact() {
+        let max_residue = (MODULUS_BOUND - 2) as u128;
+        let lo_max = |products: usize| max_residue + products as u128 * MASK52 as u128;
+        // d1 takes two products per step
+        assert!(lo_max(2 * FLUSH_STEPS) <= u64::MAX as u128);
+        assert!(lo_max(2 * FLUSH_STEPS + 1) <= u64::MAX as u128);
+        assert!(lo_max(2 * FLUSH_STEPS + 2) > u64::MAX as u128);
+        // the high halves stay below the 2^60 the reduction assumes
+        let hi_half_max = ((MODULUS_BOUND - 2) as u128).pow(2) >> 52;
+        assert!(hi_half_max < 1 << 48);
+        assert!(2 * FLUSH_STEPS as u128 * hi_half_max < 1 << 60);
+    }
+
+    #[test]
+    fn detected_path_matches_cpuinfo() {
+        let listed = std::fs::read_to_string("/proc/cpuinfo")
+            .map(|s| s.contains("avx512ifma"))
+            .unwrap_or(false);
+        eprintln!("detected kernel path: {:?}", detected_path());
+        if listed {
+            assert_eq!(detected_path(), KernelPath::Ifma);
+        } else if std::path::Path::new("/proc/cpuinfo").exists() {
+            assert_eq!(detected_path(), KernelPath::Portable);
+        }
+    }
+
+    #[test]
+    fn portable_matches_reference() {
+        run_random(&[KernelPath::Portable], 24);
+    }
+
+    #[test]
+    fn ifma_matches_portable_and_reference() {
+        if ifma_runs("ifma_matches_portable_and_reference") {
+            run_random(&[KernelPath::Ifma, KernelPath::Portable], 24);
+        }
+    }
+
+    /// Every input `p − 1` (the largest products) across two flushes and around the flush
+    /// boundary, on every path available.
+    #[test]
+    fn worst_case_inputs_across_flushes() {
+        let mut paths = vec![KernelPath::Portable];
+        if ifma_runs("worst_case_inputs_across_flushes") {
+            paths.push(KernelPath::Ifma);
+        }
+        for p in primes() {
+            for steps in [FLUSH_STEPS, FLUSH_STEPS + 1, 2 * FLUSH_STEPS + 3] {
+                check(&paths, p, 16, steps, 1, 7);
+            }
+        }
+    }
+
+    /// Inputs that drive `lo` to the bound: every product's low half is `2^52 − 1`
+    /// (`b = −a⁻¹ mod 2^52`) and the residue carried by the flush is `p − 1`, so `lo1`
+    /// reaches `p − 1 + 4094·(2^52 − 1)`, two low halves short of overflowing. One more
+    /// step between flushes would overflow: this test fails if `FLUSH_STEPS` is raised.
+    #[test]
+    fn adversarial_inputs_reach_the_bound() {
+        let mut paths = vec![KernelPath::Portable];
+        if ifma_runs("adversarial_inputs_reach_the_bound") {
+            paths.push(KernelPath::Ifma);
+        }
+        let n = 16;
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        // primes of 45 and 50 bits: b < p is likely enough to search for
+        for p in primes().into_iter().skip(2) {
+            let inv = |a: u64| {
+                let mut x = a; // Newton: correct to 3 bits for odd a, doubling each step
+                for _ in 0..6 {
+                    x = x.wrapping_mul(2u64.wrapping_sub(a.wrapping_mul(x)));
+                }
+                x
+            };
+            let pair = |rng: &mut ChaCha8Rng| loop {
+                let a = (rng.next_u64() % p) | 1;
+                let b = inv(a).wrapping_neg() & MASK52;
+                if a < p && b < p {
+                    assert_eq!((a as u128 * b as u128) as u64 & MASK52, MASK52);
+                    break (a, b);
+                }
+            };
+            let (a, b): (Vec<u64>, Vec<u64>) = (0..n).map(|_| pair(&mut rng)).unzip();
+            let m = Modulus::new(p);
+            // first step: d1 += c with c making the sum at the flush ≡ p − 1
+            let c: Vec<u64> = (0..n)
+                .map(|i| {
+                    let rest = m.mul((2 * (FLUSH_STEPS - 1)) as u64 % p, m.mul(a[i], b[i]));
+                    m.sub(p - 1, rest)
+                })
+                .collect();
+            let (zero, one) = (vec![0u64; n], vec![1u64; n]);
+            let mut lazy: Vec<LazyTensor> = paths
+                .iter()
+                .map(|&path| LazyTensor::new(p, n, path).unwrap())
+                .collect();
+            let mut reference = Reference::new(p, n);
+            reference.add(&c, &zero, &zero, &one);
+            for _ in 1..2 * FLUSH_STEPS {
+                reference.add(&a, &a, &b, &b);
+            }
+            for t in &mut lazy {
+                t.add(&c, &zero, &zero, &one).unwrap();
+                for _ in 1..2 * FLUSH_STEPS {
+                    t.add(&a, &a, &b, &b).unwrap();
+                }
+                assert_eq!(finished(t), reference.d, "{:?} p={p}", t.path());
+                assert_eq!(t.pending(), FLUSH_STEPS);
+                let peak = (p - 1) as u128 + 2 * FLUSH_STEPS as u128 * MASK52 as u128;
+                assert!(
+                    u64::MAX as u128 - peak < 2 * MASK52 as u128,
+                    "two more overflow"
+                );
+                for blk in t.acc.chunks_exact(BLOCK) {
+                    assert!(
+                        blk[2 * LANES..3 * LANES]
+                            .iter()
+                            .all(|&lo1| lo1 as u128 == peak)
+                    );
+                }
+            }
+        }
+    }
+
+    /// The reduction on accumulator states at the edge of the bounds (largest `lo`,
+    /// largest `hi` the schedule allows) and random ones, against `u128` arithmetic.
+    #[test]
+    fn reduction_of_extreme_states() {
+        let mut paths = vec![KernelPath::Portable];
+        if ifma_runs("reduction_of_extreme_states") {
+            paths.push(KernelPath::Ifma);
+        }
+        let hi_max = 2 * FLUSH_STEPS as u64 * ((1 << 48) - 1);
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for p in primes().into_iter().chain([3, (1 << 50) - 27]) {
+            for &path in &paths {
+                let mut t = LazyTensor::new(p, 64, path).unwrap();
+                let special = [0, 1, p - 1, p, MASK52, 1 << 52, u64::MAX];
+                for (i, w) in t.acc.iter_mut().enumerate() {
+                    let hi = (i / LANES) % 2 == 1;
+                    *w = match (i % 7, hi) {
+                        (0, true) => hi_max,
+                        (1, true) => hi_max - 1,
+                        (2, true) => 0,
+                        (_, true) => rng.next_u64() % (hi_max + 1),
+                        (0..=3, false) => special[(i / 2) % special.len()],
+                        (_, false) => rng.next_u64(),
+                    };
+                }
+                let expect: Vec<u64> = t
+                    .acc
+                    .chunks_exact(2 * LANES)
+                    .flat_map(|pair| {
+                        (0..LANES).map(move |l| {
+                            let v = ((pair[LANES + l] as u128) << 52) + pair[l] as u128;
+                            (v % p as u128) as u64
+                        })
+                    })
+                    .collect();
+                let d = finished(&t);
+                // expect is ordered block by block: d0, d1, d2 lanes of each block
+                for (b, chunk) in expect.chunks_exact(3 * LANES).enumerate() {
+                    for k in 0..3 {
+                        assert_eq!(
+                            &d[k][b * LANES..(b + 1) * LANES],
+                            &chunk[k * LANES..(k + 1) * LANES],
+                            "{path:?} p={p} block {b} output {k}"
+                        );
+                    }
+                }
+                // a flush keeps the value and leaves hi = 0, lo < p
+                t.flush();
+                assert_eq!(finished(&t), d);
+                for pair in t.acc.chunks_exact(2 * LANES) {
+                    assert!(pair[..LANES].iter().all(|&lo| lo < p));
+                    assert!(pair[LANES..].iter().all(|&hi| hi == 0));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn clear_and_continue_after_finish() {
+        let p = primes()[3];
+        let mut paths = vec![KernelPath::Portable];
+        if ifma_runs("clear_and_continue_after_finish") {
+            paths.push(KernelPath::Ifma);
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for path in paths {
+            let mut t = LazyTensor::new(p, 24, path).unwrap();
+            let [g0, g1, q0, q1] = operands(&mut rng, p, 24, 0);
+            t.add(&g0, &g1, &q0, &q1).unwrap();
+            t.clear();
+            assert_eq!(t.pending(), 0);
+            assert_eq!(finished(&t), [vec![0; 24], vec![0; 24], vec![0; 24]]);
+            let mut reference = Reference::new(p, 24);
+            for _ in 0..3 {
+                t.add(&g0, &g1, &q0, &q1).unwrap();
+                reference.add(&g0, &g1, &q0, &q1);
+                assert_eq!(finished(&t), reference.d, "{path:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_inputs_are_errors_not_panics() {
+        let p = primes()[3];
+        for bad in [0, 1, 2, 4, 1 << 50, (1 << 50) + 1, u64::MAX] {
+            assert!(matches!(
+                LazyTensor::new(bad, 8, KernelPath::Portable),
+                Err(HeError::InvalidParameters { .. })
+            ));
+        }
+        for n in [1, 7, 12] {
+            assert!(matches!(
+                LazyTensor::new(p, n, KernelPath::Portable),
+                Err(HeError::InvalidParameters { .. })
+            ));
+        }
+        if detected_path() == KernelPath::Portable {
+            assert!(LazyTensor::new(p, 8, KernelPath::Ifma).is_err());
+        }
+        let mut t = LazyTensor::new(p, 16, detected_path()).unwrap();
+        let (ok, short) = (vec![1u64; 16], vec![1u64; 8]);
+        for i in 0..4 {
+            let mut args = [&ok[..], &ok[..], &ok[..], &ok[..]];
+            args[i] = &short;
+            assert_eq!(
+                t.add(args[0], args[1], args[2], args[3]),
+                Err(HeError::LengthMismatch {
+                    what: [
+                        "lazy tensor operand g0",
+                        "lazy tensor operand g1",
+                        "lazy tensor operand q0",
+                        "lazy tensor operand q1"
+                    ][i],
+                    expected: 16,
+                    actual: 8
+                })
+            );
+        }
+        assert_eq!(t.pending(), 0, "a rejected add changes nothing");
+        let (mut a, mut b, mut c) = (vec![0u64; 16], vec![0u64; 16], vec![0u64; 17]);
+        assert!(matches!(
+            t.finish(&mut a, &mut b, &mut c),
+            Err(HeError::LengthMismatch {
+                expected: 16,
+                actual: 17,
+                ..
+            })
+        ));
+        // n = 0 is a valid, empty accumulator
+        let mut e = LazyTensor::new(p, 0, detected_path()).unwrap();
+        assert!(e.is_empty());
+        e.add(&[], &[], &[], &[]).unwrap();
+        e.finish(&mut [], &mut [], &mut []).unwrap();
+    }
+}
