@@ -11,6 +11,7 @@ use crate::keyswitch::{decompose, drop_last_rounded, inner_product, key_switch, 
 use crate::math::poly::RnsPoly;
 use crate::params::Scheme;
 use crate::plaintext::{Ciphertext, Plaintext};
+use crate::tensor_sum::TensorSum;
 
 /// Performs homomorphic operations for one context.
 #[derive(Clone, Debug)]
@@ -101,7 +102,7 @@ pub struct ProductAccumulator {
     /// Products summed so far, and the most allowed.
     products: usize,
     capacity: usize,
-    tensor: Option<[RnsPoly; 3]>,
+    tensor: Option<TensorSum>,
     plain: Option<[RnsPoly; 2]>,
     scale: Option<f64>,
     plain_scale: Option<f64>,
@@ -611,14 +612,12 @@ impl ProductAccumulator {
                 });
             }
         }
-        let acc = self
-            .tensor
-            .get_or_insert_with(|| std::array::from_fn(|_| RnsPoly::zero(n, idx.len())));
-        let [d0, d1, d2] = acc;
-        d0.mul_acc(&a.polys[0], &b.polys[0], &primes);
-        d1.mul_acc(&a.polys[0], &b.polys[1], &primes);
-        d1.mul_acc(&a.polys[1], &b.polys[0], &primes);
-        d2.mul_acc(&a.polys[1], &b.polys[1], &primes);
+        if self.tensor.is_none() {
+            self.tensor = Some(TensorSum::new(&primes, n)?);
+        }
+        if let Some(sum) = &mut self.tensor {
+            sum.add(&a.polys, &b.polys, &primes)?;
+        }
         self.products += 1;
         Ok(())
     }
@@ -655,12 +654,13 @@ impl ProductAccumulator {
 
     /// The sum of the ciphertext products as a 3-polynomial ciphertext (no relinearization).
     fn tensor_ciphertext(&self) -> Result<Ciphertext> {
-        let Some(t) = &self.tensor else {
+        let Some(sum) = &self.tensor else {
             return Err(HeError::CiphertextSize {
                 expected: 3,
                 actual: 0,
             });
         };
+        let t = sum.polys(self.ctx.degree())?;
         let polys = match (self.ctx.scheme(), self.form) {
             (Scheme::Bfv, ProductForm::Extended) => t
                 .iter()

@@ -14,6 +14,7 @@ pub mod math;
 pub mod params;
 pub mod plaintext;
 pub mod serialize;
+mod tensor_sum;
 
 pub use bfv::BfvEncoder;
 pub use ckks::{CkksEncoder, Complex};
