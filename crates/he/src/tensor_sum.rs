@@ -21,7 +21,7 @@ pub(crate) enum TensorSum {
 impl TensorSum {
     /// An empty sum over `primes`, degree `n`.
     pub(crate) fn new(primes: &[&Prime], n: usize) -> Result<Self> {
-        if primes.iter().all(|p| p.value() < MODULUS_BOUND) && n % 8 == 0 {
+        if primes.iter().all(|p| p.value() < MODULUS_BOUND) && n.is_multiple_of(8) {
             let path = detected_path();
             Ok(Self::Lazy(
                 primes
