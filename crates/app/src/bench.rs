@@ -28,6 +28,8 @@ pub struct BenchOptions {
     pub write_query: Option<PathBuf>,
     /// Bytes of memory for resident gallery operands (beyond it, segments are streamed).
     pub memory_budget: usize,
+    /// How many times the query is scored (the report's `score_s` is the first).
+    pub repeat: usize,
 }
 
 /// Runs the benchmark; returns the JSON report.
@@ -61,6 +63,10 @@ pub fn run(opts: &BenchOptions) -> Result<serde_json::Value> {
         opts.memory_budget,
     )?;
     let q = session.query(&query)?;
+    let mut runs = vec![q.score_s];
+    for _ in 1..opts.repeat.max(1) {
+        runs.push(session.query(&query)?.score_s);
+    }
     let setup = session.setup();
     let top = top_k(&q.similarities, RankRule::ChannelTriple, 1);
     let top_whole = top_k(&q.similarities, RankRule::WholeCosine, 1);
@@ -90,6 +96,8 @@ pub fn run(opts: &BenchOptions) -> Result<serde_json::Value> {
         "load_s": setup.load_s,
         "query_encrypt_s": q.query_encrypt_s,
         "score_s": q.score_s,
+        "score_s_runs": runs,
+        "score_s_median": median(&runs),
         "decrypt_s": q.decrypt_s,
         "query_s": q.query_s(),
         "gallery_bytes": setup.gallery_bytes,
@@ -104,4 +112,15 @@ pub fn run(opts: &BenchOptions) -> Result<serde_json::Value> {
         "max_abs_err": q.max_abs_err(),
         "skipped_files": skipped.len(),
     }))
+}
+
+/// The median of a non-empty list (the mean of the middle two for an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }

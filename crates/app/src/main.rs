@@ -226,6 +226,9 @@ enum Command {
         /// galleries are streamed from their serialized form by every query.
         #[arg(long)]
         memory_budget_mb: Option<usize>,
+        /// Score the query R times (`score_s` is the first, `score_s_runs` all of them).
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
         /// Print one JSON object (otherwise, one field per line).
         #[arg(long)]
         json: bool,
@@ -354,9 +357,11 @@ fn run(command: Command) -> blindsight::Result<()> {
             segment_size,
             write_query,
             memory_budget_mb,
+            repeat,
             json,
         } => {
             let opts = BenchOptions {
+                repeat,
                 images,
                 count,
                 preset: preset.unwrap_or_else(|| preset_of(scheme)),
