@@ -152,6 +152,7 @@ impl SecretKey {
             level,
             scale: pt.scale,
             seed: Some(pair.seed),
+            rounded: None,
         })
     }
 
@@ -365,6 +366,7 @@ impl PublicKey {
             level,
             scale: pt.scale,
             seed: None,
+            rounded: None,
         })
     }
 }
@@ -396,6 +398,7 @@ mod tests {
             level,
             scale: 1.0,
             seed: Some(pair.seed),
+            rounded: None,
         }
     }
 

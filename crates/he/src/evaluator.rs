@@ -12,6 +12,7 @@ use crate::math::poly::RnsPoly;
 use crate::params::Scheme;
 use crate::plaintext::{Ciphertext, Plaintext};
 use crate::tensor_sum::TensorSum;
+use crate::transfer::{BigModulus, check_bits};
 
 /// Performs homomorphic operations for one context.
 #[derive(Clone, Debug)]
@@ -182,7 +183,7 @@ impl Evaluator {
                 x.add_assign(y, &q);
             }
         }
-        a.seed = None;
+        a.clear_forms();
         Ok(())
     }
 
@@ -194,7 +195,7 @@ impl Evaluator {
         for p in &mut out.polys {
             p.neg_assign(&q);
         }
-        out.seed = None;
+        out.clear_forms();
         Ok(out)
     }
 
@@ -219,7 +220,7 @@ impl Evaluator {
         } else {
             out.polys[0].add_assign(&m, &q);
         }
-        out.seed = None;
+        out.clear_forms();
         Ok(out)
     }
 
@@ -233,7 +234,7 @@ impl Evaluator {
             p.mul_assign(&m, &q);
         }
         out.scale = ct.scale * pt.scale;
-        out.seed = None;
+        out.clear_forms();
         Ok(out)
     }
 
@@ -284,6 +285,7 @@ impl Evaluator {
                     level: ct.level,
                     scale: ct.scale,
                     seed: None,
+                    rounded: None,
                 })
             }
             k => Err(HeError::CiphertextSize {
@@ -321,7 +323,7 @@ impl Evaluator {
                     p.truncate(ct.level);
                 }
                 out.level -= 1;
-                out.seed = None;
+                out.clear_forms();
                 Ok(out)
             }
         }
@@ -358,6 +360,55 @@ impl Evaluator {
             level: ct.level - 1,
             scale: ct.scale,
             seed: None,
+            rounded: None,
+        })
+    }
+
+    /// Rounds a ciphertext to `2^bits[0]` (for `c_0`) and `2^bits[1]` (for `c_1`) per
+    /// coefficient for transfer, and back to `Q_ℓ` (see [`crate::transfer`]): the result
+    /// decrypts like `ct` plus the rounding error, and serializes in
+    /// `(bits[0] + bits[1])·N` bits. The last operation before a ciphertext is sent.
+    pub fn round_for_transfer(&self, ct: &Ciphertext, bits: [u32; 2]) -> Result<Ciphertext> {
+        self.check_shape(ct)?;
+        if ct.polys.len() != 2 {
+            return Err(HeError::CiphertextSize {
+                expected: 2,
+                actual: ct.polys.len(),
+            });
+        }
+        let q = self.ctx.q_primes(ct.level);
+        let big = BigModulus::new(&q)?;
+        check_bits(bits, &big)?;
+        let mut residues = vec![0u64; q.len()];
+        let polys = ct
+            .polys
+            .iter()
+            .zip(bits)
+            .map(|(poly, k)| {
+                let mut coeff = poly.clone();
+                coeff.backward(&q);
+                let mut out = RnsPoly::zero(self.ctx.degree(), q.len());
+                for c in 0..self.ctx.degree() {
+                    for (i, r) in residues.iter_mut().enumerate() {
+                        *r = coeff.comp(i)[c];
+                    }
+                    let rounded = big.round_down(big.reconstruct(&residues, &q), k);
+                    let lifted = big.lift_up(rounded, k);
+                    for (i, p) in q.iter().enumerate() {
+                        out.comp_mut(i)[c] = p.m.reduce_u128(lifted);
+                    }
+                }
+                out.forward(&q);
+                out
+            })
+            .collect();
+        Ok(Ciphertext {
+            fingerprint: self.ctx.params().fingerprint(),
+            polys,
+            level: ct.level,
+            scale: ct.scale,
+            seed: None,
+            rounded: Some(bits),
         })
     }
 
@@ -451,6 +502,7 @@ impl Evaluator {
             level: h.level,
             scale: h.scale,
             seed: None,
+            rounded: None,
         })
     }
 
@@ -692,6 +744,7 @@ impl ProductAccumulator {
             level: self.level,
             scale: self.scale.unwrap_or(1.0),
             seed: None,
+            rounded: None,
         })
     }
 
@@ -709,6 +762,7 @@ impl ProductAccumulator {
                     level: self.level,
                     scale: self.plain_scale.unwrap_or(1.0),
                     seed: None,
+                    rounded: None,
                 }
             }
         };

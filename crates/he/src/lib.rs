@@ -15,6 +15,7 @@ pub mod params;
 pub mod plaintext;
 pub mod serialize;
 mod tensor_sum;
+pub mod transfer;
 
 pub use bfv::BfvEncoder;
 pub use ckks::{CkksEncoder, Complex};

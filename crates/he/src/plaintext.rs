@@ -56,6 +56,10 @@ pub struct Ciphertext {
     pub(crate) scale: f64,
     /// Seed of `c_1` for a fresh secret-key encryption (serialized instead of `c_1`).
     pub(crate) seed: Option<[u8; 32]>,
+    /// Bits of `c_0` and `c_1` when the ciphertext was rounded for transfer
+    /// ([`crate::Evaluator::round_for_transfer`]): it then serializes as coefficients modulo
+    /// `2^bits`.
+    pub(crate) rounded: Option<[u32; 2]>,
     /// Fingerprint of the parameter set the ciphertext belongs to.
     pub(crate) fingerprint: [u8; 32],
 }
@@ -80,6 +84,16 @@ impl Ciphertext {
     /// Forgets the seed (the ciphertext then serializes in full).
     pub fn drop_seed(&mut self) {
         self.seed = None;
+    }
+    /// The bits of `c_0` and `c_1` if the ciphertext was rounded for transfer.
+    pub fn transfer_bits(&self) -> Option<[u32; 2]> {
+        self.rounded
+    }
+    /// Forgets every compact serialized form (seed, rounding): after an operation changed
+    /// the polynomials, they serialize in full.
+    pub(crate) fn clear_forms(&mut self) {
+        self.seed = None;
+        self.rounded = None;
     }
     /// Fingerprint of the parameter set the ciphertext belongs to.
     pub fn fingerprint(&self) -> [u8; 32] {

@@ -26,6 +26,7 @@ use crate::math::poly::RnsPoly;
 use crate::math::sample::uniform_from_seed;
 use crate::params::{Parameters, Scheme};
 use crate::plaintext::{Ciphertext, PlainData, Plaintext};
+use crate::transfer::{BigModulus, check_bits};
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
@@ -394,6 +395,8 @@ fn q_idx(level: usize) -> Vec<usize> {
 
 const CT_FULL: u8 = 0;
 const CT_SEEDED: u8 = 1;
+/// Rounded for transfer: two bit widths, then `c'_0`, `c'_1` in coefficient form, packed.
+const CT_ROUNDED: u8 = 2;
 
 impl Serializable for Ciphertext {
     const KIND: Kind = Kind::Ciphertext;
@@ -404,6 +407,30 @@ impl Serializable for Ciphertext {
         let mut w = Writer::new();
         w.u8(self.level as u8);
         w.u8(self.polys.len() as u8);
+        if let (Some(bits), 2) = (self.rounded, self.polys.len()) {
+            w.u8(CT_ROUNDED);
+            w.f64(self.scale);
+            let big = BigModulus::new(&primes)?;
+            check_bits(bits, &big)?;
+            for b in bits {
+                w.u8(b as u8);
+            }
+            let mut residues = vec![0u64; primes.len()];
+            for (poly, k) in self.polys.iter().zip(bits) {
+                let mut coeff = poly.clone();
+                coeff.backward(&primes);
+                let rounded: Vec<u64> = (0..ctx.degree())
+                    .map(|c| {
+                        for (i, r) in residues.iter_mut().enumerate() {
+                            *r = coeff.comp(i)[c];
+                        }
+                        big.round_down(big.reconstruct(&residues, &primes), k)
+                    })
+                    .collect();
+                pack(&mut w.out, &rounded, k);
+            }
+            return Ok(seal(Self::KIND, &ctx.params().fingerprint(), &w.out));
+        }
         w.u8(if self.seed.is_some() {
             CT_SEEDED
         } else {
@@ -426,8 +453,9 @@ impl Serializable for Ciphertext {
         if !(2..=3).contains(&size) {
             return Err(r.malformed(format!("{size} polynomials (expected 2 or 3)")));
         }
-        let seeded = match r.u8()? {
-            CT_FULL => false,
+        let form = r.u8()?;
+        let seeded = match form {
+            CT_FULL | CT_ROUNDED => false,
             CT_SEEDED => true,
             f => return Err(r.malformed(format!("unknown ciphertext form {f}"))),
         };
@@ -441,6 +469,37 @@ impl Serializable for Ciphertext {
         }
         let primes = ctx.primes_at(&q_idx(level));
         let n = ctx.degree();
+        if form == CT_ROUNDED {
+            if size != 2 {
+                return Err(r.malformed("a rounded ciphertext has two polynomials"));
+            }
+            let big = BigModulus::new(&primes)?;
+            let bits = [r.u8()? as u32, r.u8()? as u32];
+            check_bits(bits, &big).map_err(|e| r.malformed(e.to_string()))?;
+            let mut polys = Vec::with_capacity(2);
+            let mut rounded = vec![0u64; n];
+            for k in bits {
+                r.packed(&mut rounded, k)?;
+                let mut poly = RnsPoly::zero(n, primes.len());
+                for (c, &v) in rounded.iter().enumerate() {
+                    let lifted = big.lift_up(v, k);
+                    for (i, p) in primes.iter().enumerate() {
+                        poly.comp_mut(i)[c] = p.m.reduce_u128(lifted);
+                    }
+                }
+                poly.forward(&primes);
+                polys.push(poly);
+            }
+            r.finish()?;
+            return Ok(Ciphertext {
+                fingerprint: ctx.params().fingerprint(),
+                polys,
+                level,
+                scale,
+                seed: None,
+                rounded: Some(bits),
+            });
+        }
         let mut polys = Vec::with_capacity(size);
         let mut seed = None;
         for i in 0..size {
@@ -459,6 +518,7 @@ impl Serializable for Ciphertext {
             level,
             scale,
             seed,
+            rounded: None,
         })
     }
 }

@@ -28,6 +28,7 @@ enum Target {
     CiphertextSeeded,
     CiphertextFull,
     CiphertextProduct,
+    CiphertextRounded,
     Plaintext,
     PublicKey,
     SecretKey,
@@ -36,10 +37,11 @@ enum Target {
     Parameters,
 }
 
-const TARGETS: [Target; 9] = [
+const TARGETS: [Target; 10] = [
     Target::CiphertextSeeded,
     Target::CiphertextFull,
     Target::CiphertextProduct,
+    Target::CiphertextRounded,
     Target::Plaintext,
     Target::PublicKey,
     Target::SecretKey,
@@ -51,9 +53,10 @@ const TARGETS: [Target; 9] = [
 impl Target {
     fn kind(self) -> Kind {
         match self {
-            Target::CiphertextSeeded | Target::CiphertextFull | Target::CiphertextProduct => {
-                Kind::Ciphertext
-            }
+            Target::CiphertextSeeded
+            | Target::CiphertextFull
+            | Target::CiphertextProduct
+            | Target::CiphertextRounded => Kind::Ciphertext,
             Target::Plaintext => Kind::Plaintext,
             Target::PublicKey => Kind::PublicKey,
             Target::SecretKey => Kind::SecretKey,
@@ -95,12 +98,14 @@ fn build(preset: &str) -> Fixture {
         .mod_switch_down(&ev.multiply(&seeded, &full).unwrap())
         .unwrap();
     assert_eq!(product.size(), 3);
+    let rounded = ev.round_for_transfer(&full, [20, 24]).unwrap();
     let blobs = TARGETS
         .iter()
         .map(|t| match t {
             Target::CiphertextSeeded => seeded.to_bytes(&ctx).unwrap(),
             Target::CiphertextFull => full.to_bytes(&ctx).unwrap(),
             Target::CiphertextProduct => product.to_bytes(&ctx).unwrap(),
+            Target::CiphertextRounded => rounded.to_bytes(&ctx).unwrap(),
             Target::Plaintext => pt.to_bytes(&ctx).unwrap(),
             Target::PublicKey => pk.to_bytes(&ctx).unwrap(),
             Target::SecretKey => sk.to_bytes(&ctx).unwrap().to_vec(),
@@ -274,12 +279,13 @@ fn read_and_recheck(
         Ok(true)
     }
     match target {
-        Target::CiphertextSeeded | Target::CiphertextFull | Target::CiphertextProduct => {
-            match Ciphertext::from_bytes(ctx, bytes) {
-                Ok(v) => same(v.to_bytes(ctx), bytes),
-                Err(_) => Ok(false),
-            }
-        }
+        Target::CiphertextSeeded
+        | Target::CiphertextFull
+        | Target::CiphertextProduct
+        | Target::CiphertextRounded => match Ciphertext::from_bytes(ctx, bytes) {
+            Ok(v) => same(v.to_bytes(ctx), bytes),
+            Err(_) => Ok(false),
+        },
         Target::Plaintext => match Plaintext::from_bytes(ctx, bytes) {
             Ok(v) => same(v.to_bytes(ctx), bytes),
             Err(_) => Ok(false),
@@ -384,6 +390,11 @@ fn fuzz_ciphertext_full() {
 #[test]
 fn fuzz_ciphertext_product() {
     fuzz(Target::CiphertextProduct);
+}
+
+#[test]
+fn fuzz_ciphertext_rounded() {
+    fuzz(Target::CiphertextRounded);
 }
 
 #[test]

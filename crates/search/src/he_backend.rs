@@ -67,6 +67,39 @@ pub fn ckks_scales(ctx: &Context) -> (f64, f64) {
     (log_g.exp2(), (log_c - log_g).exp2())
 }
 
+/// Bits per coefficient of `c_0` and `c_1` a response is rounded to for transfer
+/// (`blindsight_he::transfer`). The rounding adds `(Q/2^k_0)·r_0 + (Q/2^k_1)·r_1·s` to the
+/// phase, `r_i` uniform in `[−½, ½]`; `r_1·s` has `σ = √(N/18)` per coefficient (21 at
+/// N = 8192), so `c_1` needs about 6 bits more than `c_0`.
+///
+/// - BFV: decryption is exact while the phase error stays below `Δ/2 = Q/(2t)`. With
+///   `k_0 = bits(t) + 3` the `c_0` part is at most `Δ/16`; with `k_1 = bits(t) + 10` the
+///   `c_1` part reaches `Δ/2` only at `|r_1·s| = 512`, 24σ (32 + 39 bits for `bfv-8192`).
+/// - CKKS: the added slot error is `(Q/2^k)·σ_coefficient·√(N/2)/Δ`; both parts are held
+///   to `2.5·10^-8` per slot, a tenth of the response's own error (32 + 38 bits for
+///   `ckks-8192` at its scale `2^64.2`).
+pub fn response_bits(ctx: &Context, ct: &Ciphertext) -> [u32; 2] {
+    match ctx.scheme() {
+        Scheme::Bfv => {
+            let t_bits = 64 - ctx.params().plain_modulus().leading_zeros();
+            [t_bits + 3, t_bits + 10]
+        }
+        _ => {
+            let n = ctx.degree() as f64;
+            let log_q: f64 = ctx.params().moduli()[..=ct.level()]
+                .iter()
+                .map(|&q| (q as f64).log2())
+                .sum();
+            let headroom = log_q - ct.scale().log2();
+            let per_slot = (n / 2.0).sqrt() / 2.5e-8;
+            let bits = |coefficient_sigma: f64| {
+                (headroom + (coefficient_sigma * per_slot).log2()).ceil() as u32
+            };
+            [bits(12f64.sqrt().recip()), bits((n / 18.0).sqrt())]
+        }
+    }
+}
+
 /// The slot shape of a context: BFV 2 rows of N/2 integers, CKKS 1 row of N/2 complex.
 pub fn shape_of(ctx: &Context) -> SlotShape {
     match ctx.scheme() {
@@ -269,11 +302,13 @@ impl SlotEvaluator for HeEvaluator {
         Ok(self.ev.add(a, b)?)
     }
     fn finish(&self, ct: Ciphertext) -> Result<Ciphertext> {
-        match self.ctx.scheme() {
+        let ct = match self.ctx.scheme() {
             // The products' scale Δ_gΔ_q fills the modulus: a rescale would round the scores
             // to q_0's precision, so the response stays at the products' level.
-            Scheme::Ckks => Ok(ct),
-            _ => Ok(self.ev.mod_switch_to(&ct, 0)?),
-        }
+            Scheme::Ckks => ct,
+            _ => self.ev.mod_switch_to(&ct, 0)?,
+        };
+        let bits = response_bits(&self.ctx, &ct);
+        Ok(self.ev.round_for_transfer(&ct, bits)?)
     }
 }
