@@ -12,7 +12,7 @@ use crate::math::poly::RnsPoly;
 use crate::params::Scheme;
 use crate::plaintext::{Ciphertext, Plaintext};
 use crate::tensor_sum::TensorSum;
-use crate::transfer::{BigModulus, check_bits};
+use crate::transfer::{BigModulus, check_bits, lifted_poly, rounded_values};
 
 /// Performs homomorphic operations for one context.
 #[derive(Clone, Debug)]
@@ -367,7 +367,8 @@ impl Evaluator {
     /// Rounds a ciphertext to `2^bits[0]` (for `c_0`) and `2^bits[1]` (for `c_1`) per
     /// coefficient for transfer, and back to `Q_ℓ` (see [`crate::transfer`]): the result
     /// decrypts like `ct` plus the rounding error, and serializes in
-    /// `(bits[0] + bits[1])·N` bits. The last operation before a ciphertext is sent.
+    /// `(bits[0] + bits[1])·N` bits. `bits[1] = 0` leaves `c_1` as it is (a fresh seeded
+    /// ciphertext keeps its seed). The last operation before a ciphertext is sent.
     pub fn round_for_transfer(&self, ct: &Ciphertext, bits: [u32; 2]) -> Result<Ciphertext> {
         self.check_shape(ct)?;
         if ct.polys.len() != 2 {
@@ -379,27 +380,13 @@ impl Evaluator {
         let q = self.ctx.q_primes(ct.level);
         let big = BigModulus::new(&q)?;
         check_bits(bits, &big)?;
-        let mut residues = vec![0u64; q.len()];
         let polys = ct
             .polys
             .iter()
             .zip(bits)
-            .map(|(poly, k)| {
-                let mut coeff = poly.clone();
-                coeff.backward(&q);
-                let mut out = RnsPoly::zero(self.ctx.degree(), q.len());
-                for c in 0..self.ctx.degree() {
-                    for (i, r) in residues.iter_mut().enumerate() {
-                        *r = coeff.comp(i)[c];
-                    }
-                    let rounded = big.round_down(big.reconstruct(&residues, &q), k);
-                    let lifted = big.lift_up(rounded, k);
-                    for (i, p) in q.iter().enumerate() {
-                        out.comp_mut(i)[c] = p.m.reduce_u128(lifted);
-                    }
-                }
-                out.forward(&q);
-                out
+            .map(|(poly, k)| match k {
+                0 => poly.clone(),
+                _ => lifted_poly(&big, &rounded_values(&big, poly, &q, k), &q, k),
             })
             .collect();
         Ok(Ciphertext {
@@ -407,7 +394,7 @@ impl Evaluator {
             polys,
             level: ct.level,
             scale: ct.scale,
-            seed: None,
+            seed: if bits[1] == 0 { ct.seed } else { None },
             rounded: Some(bits),
         })
     }

@@ -26,7 +26,7 @@ use crate::math::poly::RnsPoly;
 use crate::math::sample::uniform_from_seed;
 use crate::params::{Parameters, Scheme};
 use crate::plaintext::{Ciphertext, PlainData, Plaintext};
-use crate::transfer::{BigModulus, check_bits};
+use crate::transfer::{BigModulus, check_bits, lifted_poly, rounded_values};
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
@@ -415,19 +415,18 @@ impl Serializable for Ciphertext {
             for b in bits {
                 w.u8(b as u8);
             }
-            let mut residues = vec![0u64; primes.len()];
-            for (poly, k) in self.polys.iter().zip(bits) {
-                let mut coeff = poly.clone();
-                coeff.backward(&primes);
-                let rounded: Vec<u64> = (0..ctx.degree())
-                    .map(|c| {
-                        for (i, r) in residues.iter_mut().enumerate() {
-                            *r = coeff.comp(i)[c];
-                        }
-                        big.round_down(big.reconstruct(&residues, &primes), k)
-                    })
-                    .collect();
-                pack(&mut w.out, &rounded, k);
+            for (i, (poly, k)) in self.polys.iter().zip(bits).enumerate() {
+                match (i, k, &self.seed) {
+                    (1, 0, Some(seed)) => {
+                        w.u8(CT_SEEDED);
+                        w.bytes(seed);
+                    }
+                    (1, 0, None) => {
+                        w.u8(CT_FULL);
+                        w.poly(poly, &primes);
+                    }
+                    _ => pack(&mut w.out, &rounded_values(&big, poly, &primes, k), k),
+                }
             }
             return Ok(seal(Self::KIND, &ctx.params().fingerprint(), &w.out));
         }
@@ -477,18 +476,23 @@ impl Serializable for Ciphertext {
             let bits = [r.u8()? as u32, r.u8()? as u32];
             check_bits(bits, &big).map_err(|e| r.malformed(e.to_string()))?;
             let mut polys = Vec::with_capacity(2);
+            let mut seed = None;
             let mut rounded = vec![0u64; n];
-            for k in bits {
-                r.packed(&mut rounded, k)?;
-                let mut poly = RnsPoly::zero(n, primes.len());
-                for (c, &v) in rounded.iter().enumerate() {
-                    let lifted = big.lift_up(v, k);
-                    for (i, p) in primes.iter().enumerate() {
-                        poly.comp_mut(i)[c] = p.m.reduce_u128(lifted);
+            for (i, k) in bits.into_iter().enumerate() {
+                if i == 1 && k == 0 {
+                    match r.u8()? {
+                        CT_SEEDED => {
+                            let s = r.seed()?;
+                            polys.push(uniform_from_seed(&s, n, &primes));
+                            seed = Some(s);
+                        }
+                        CT_FULL => polys.push(r.poly(n, &primes)?),
+                        f => return Err(r.malformed(format!("unknown form {f} of c_1"))),
                     }
+                    continue;
                 }
-                poly.forward(&primes);
-                polys.push(poly);
+                r.packed(&mut rounded, k)?;
+                polys.push(lifted_poly(&big, &rounded, &primes, k));
             }
             r.finish()?;
             return Ok(Ciphertext {
@@ -496,7 +500,7 @@ impl Serializable for Ciphertext {
                 polys,
                 level,
                 scale,
-                seed: None,
+                seed,
                 rounded: Some(bits),
             });
         }

@@ -29,6 +29,7 @@ enum Target {
     CiphertextFull,
     CiphertextProduct,
     CiphertextRounded,
+    CiphertextSeededRounded,
     Plaintext,
     PublicKey,
     SecretKey,
@@ -37,11 +38,12 @@ enum Target {
     Parameters,
 }
 
-const TARGETS: [Target; 10] = [
+const TARGETS: [Target; 11] = [
     Target::CiphertextSeeded,
     Target::CiphertextFull,
     Target::CiphertextProduct,
     Target::CiphertextRounded,
+    Target::CiphertextSeededRounded,
     Target::Plaintext,
     Target::PublicKey,
     Target::SecretKey,
@@ -56,7 +58,8 @@ impl Target {
             Target::CiphertextSeeded
             | Target::CiphertextFull
             | Target::CiphertextProduct
-            | Target::CiphertextRounded => Kind::Ciphertext,
+            | Target::CiphertextRounded
+            | Target::CiphertextSeededRounded => Kind::Ciphertext,
             Target::Plaintext => Kind::Plaintext,
             Target::PublicKey => Kind::PublicKey,
             Target::SecretKey => Kind::SecretKey,
@@ -99,6 +102,7 @@ fn build(preset: &str) -> Fixture {
         .unwrap();
     assert_eq!(product.size(), 3);
     let rounded = ev.round_for_transfer(&full, [20, 24]).unwrap();
+    let seeded_rounded = ev.round_for_transfer(&seeded, [30, 0]).unwrap();
     let blobs = TARGETS
         .iter()
         .map(|t| match t {
@@ -106,6 +110,7 @@ fn build(preset: &str) -> Fixture {
             Target::CiphertextFull => full.to_bytes(&ctx).unwrap(),
             Target::CiphertextProduct => product.to_bytes(&ctx).unwrap(),
             Target::CiphertextRounded => rounded.to_bytes(&ctx).unwrap(),
+            Target::CiphertextSeededRounded => seeded_rounded.to_bytes(&ctx).unwrap(),
             Target::Plaintext => pt.to_bytes(&ctx).unwrap(),
             Target::PublicKey => pk.to_bytes(&ctx).unwrap(),
             Target::SecretKey => sk.to_bytes(&ctx).unwrap().to_vec(),
@@ -282,7 +287,8 @@ fn read_and_recheck(
         Target::CiphertextSeeded
         | Target::CiphertextFull
         | Target::CiphertextProduct
-        | Target::CiphertextRounded => match Ciphertext::from_bytes(ctx, bytes) {
+        | Target::CiphertextRounded
+        | Target::CiphertextSeededRounded => match Ciphertext::from_bytes(ctx, bytes) {
             Ok(v) => same(v.to_bytes(ctx), bytes),
             Err(_) => Ok(false),
         },
@@ -395,6 +401,11 @@ fn fuzz_ciphertext_product() {
 #[test]
 fn fuzz_ciphertext_rounded() {
     fuzz(Target::CiphertextRounded);
+}
+
+#[test]
+fn fuzz_ciphertext_seeded_rounded() {
+    fuzz(Target::CiphertextSeededRounded);
 }
 
 #[test]

@@ -132,7 +132,7 @@ fn misuse_is_refused() {
     let ct = sk
         .encrypt(&ctx, &enc.encode(&[0.5], enc.default_scale(), 1).unwrap())
         .unwrap();
-    for bits in [[1, 30], [30, 63], [30, 67]] {
+    for bits in [[1, 30], [30, 64], [30, 67]] {
         assert!(matches!(
             ev.round_for_transfer(&ct, bits),
             Err(HeError::ValueOutOfRange { .. })
@@ -144,4 +144,40 @@ fn misuse_is_refused() {
         Err(HeError::CiphertextSize { .. })
     ));
     let _ = rk;
+}
+
+/// A fresh seeded ciphertext rounds `c_0` alone (`c_1` width 0): the seed survives, the
+/// bytes are `c_0`'s rounded bits plus 32 bytes, and the error is added to `c_0` only.
+#[test]
+fn seeded_ciphertexts_round_c0_alone() {
+    let ctx = Context::preset("ckks-8192").unwrap();
+    let sk = SecretKey::generate(&ctx).unwrap();
+    let enc = CkksEncoder::new(&ctx).unwrap();
+    let ev = Evaluator::new(&ctx);
+    let v = unit(9, ctx.slots());
+    let scale = 31f64.exp2();
+    let ct = sk
+        .encrypt(&ctx, &enc.encode(&v, scale, ctx.max_level()).unwrap())
+        .unwrap();
+    assert!(ct.is_seeded());
+    let rounded = ev.round_for_transfer(&ct, [63, 0]).unwrap();
+    assert!(rounded.is_seeded(), "the seed of c_1 is kept");
+    let bytes = rounded.to_bytes(&ctx).unwrap();
+    let n = ctx.degree();
+    assert_eq!(
+        bytes.len(),
+        48 + 4 + 3 + 8 + 2 + 1 + 32 + (n * 63).div_ceil(8)
+    );
+    let back = Ciphertext::from_bytes(&ctx, &bytes).unwrap();
+    assert_eq!(back, rounded);
+    assert_eq!(back.to_bytes(&ctx).unwrap(), bytes);
+    let got = sk.decrypt_complex(&ctx, &enc, &back).unwrap();
+    let worst = got
+        .iter()
+        .zip(&v)
+        .fold(0f64, |m, (z, &w)| m.max((z.re - w).abs()));
+    // fresh noise (σ 3.24) and the rounding of c_0 (σ 8/√12) per coefficient: ~4·64/2^31
+    assert!(worst < 1e-6, "{worst}");
+    // a rounded seeded c_1 is refused at a width of 0 for c_0
+    assert!(ev.round_for_transfer(&ct, [0, 30]).is_err());
 }

@@ -25,43 +25,72 @@ use blindsight_he::{
 /// matters is that decrypted values never leave the client except as a ranking.
 pub const SCORE_FLOODING_SLOT_SIGMA: f64 = 1e-7;
 
-/// Standard deviation of a fresh encryption's noise in one real slot part, per unit scale
-/// (`σ·√(N/2)` with the CBD's `σ = √10.5`; measured 207 at N = 8192).
-fn fresh_slot_noise(ctx: &Context) -> f64 {
-    10.5f64.sqrt() * (ctx.degree() as f64 / 2.0).sqrt()
+/// Low bits of `c_0` a CKKS gallery ciphertext drops (rounded in the coefficient domain,
+/// `c_1` stays a seed): `log2 Q − 3` bits per coefficient, 63 at `ckks-8192`, which keeps a
+/// W1 gallery under 100 MB. The rounding adds `(Q/2^k)²/12 ≈ 5.3` to the fresh noise's
+/// variance of 10.5 per coefficient (+23 % in σ).
+pub const GALLERY_C0_DROPPED_BITS: u32 = 3;
+
+/// Low bits of `c_0` a CKKS query ciphertext drops: the query's error is dominated by its
+/// rotations' key switching (variance `N/18 ≈ 455` per coefficient), so 3 bits (variance
+/// +5.3) cost nothing visible and keep a three-channel query under 200 KB.
+pub const QUERY_C0_DROPPED_BITS: u32 = 3;
+
+/// Bits of `c_0` a CKKS ciphertext of `role` keeps at the top level.
+fn c0_bits(ctx: &Context, role: Role) -> u32 {
+    let log_q = log_q_top(ctx).ceil() as u32;
+    match role {
+        Role::Gallery => log_q - GALLERY_C0_DROPPED_BITS,
+        Role::Query => log_q - QUERY_C0_DROPPED_BITS,
+    }
 }
 
-/// Standard deviation of a key-switched (rotated) ciphertext's noise in one real slot part:
+fn log_q_top(ctx: &Context) -> f64 {
+    ctx.params()
+        .moduli()
+        .iter()
+        .map(|&q| (q as f64).log2())
+        .sum()
+}
+
+/// Variance per coefficient of rounding `c_0` to `bits` at the top level.
+fn c0_rounding_variance(ctx: &Context, role: Role) -> f64 {
+    (log_q_top(ctx) - c0_bits(ctx, role) as f64).exp2().powi(2) / 12.0
+}
+
+/// Standard deviation of a gallery ciphertext's noise in one real slot part, per unit scale:
+/// the CBD's variance 10.5 plus the rounding of `c_0`, times `√(N/2)` (measured 207 at
+/// N = 8192 without the rounding).
+fn fresh_slot_noise(ctx: &Context) -> f64 {
+    (10.5 + c0_rounding_variance(ctx, Role::Gallery)).sqrt() * (ctx.degree() as f64 / 2.0).sqrt()
+}
+
+/// Standard deviation of a key-switched (rotated) query's noise in one real slot part:
 /// the mod-down's rounding `r_0 + r_1·s` (`√(N/18)` per coefficient, `s` ternary) dominates
 /// once the special prime exceeds the ciphertext primes by ~17 bits (measured 1370 at
 /// N = 8192, against 207 fresh).
 fn rotated_slot_noise(ctx: &Context) -> f64 {
     let n = ctx.degree() as f64;
-    ((n / 18.0) + 10.5).sqrt() * (n / 2.0).sqrt()
+    ((n / 18.0) + 10.5 + c0_rounding_variance(ctx, Role::Query)).sqrt() * (n / 2.0).sqrt()
 }
 
-/// The CKKS scales `(Δ_g, Δ_q)` of gallery and query at the top level.
+/// The CKKS scales `(Δ_g, Δ_q)` of gallery and query at the top level (with the rounding of
+/// their `c_0`, see [`GALLERY_C0_DROPPED_BITS`] and [`QUERY_C0_DROPPED_BITS`]).
 ///
 /// Noise analysis. The gallery is multiplied once and never rotated: its error is a fresh
-/// encryption's, `σ_g ≈ 3.2·√(N/2)` per real slot part. The query is rotated by the baby
-/// steps before its products: its copies carry the key switch's rounding, `σ_q ≈ 6.6·σ_g`.
-/// A score `Re Σ_j g_j·conj(q_j)` of unit vectors then errs by
-/// `ε² ≈ (σ_g/Δ_g)² + (σ_q/Δ_q)²` (each error slot weighted by the other factor's unit-norm
-/// values), and the product of the scales is bounded by the modulus: every slot of every
-/// partial sum is at most `√2` in magnitude (real and imaginary parts are inner products of
-/// unit vectors, Cauchy–Schwarz), so a coefficient is at most `√2·Δ_gΔ_q` and must stay
-/// below `Q/2` (with 25 % headroom for the noise). For a fixed `C = Δ_gΔ_q`, `ε` is
-/// smallest at `Δ_q/Δ_g = σ_q/σ_g`, where `ε = √(2σ_gσ_q/C)`. With the `ckks-8192` preset's
-/// `Q ≈ 2^66` this is `C ≈ 2^64.2`, `Δ_g ≈ 2^30.7`, `Δ_q ≈ 2^33.5` and `ε ≈ 2·10^-7` per
-/// score (measured: `tests/similarity.rs`).
+/// encryption's plus the rounding of its `c_0`, `σ_g ≈ 4.0·√(N/2)` per real slot part. The
+/// query is rotated by the baby steps before its products: its copies carry the key
+/// switch's rounding, `σ_q ≈ 5.4·σ_g`. A score `Re Σ_j g_j·conj(q_j)` of unit vectors then
+/// errs by `ε² ≈ (σ_g/Δ_g)² + (σ_q/Δ_q)²` (each error slot weighted by the other factor's
+/// unit-norm values), and the product of the scales is bounded by the modulus: every slot
+/// of every partial sum is a partial complex inner product of unit vectors, at most 1 in
+/// magnitude (Cauchy–Schwarz), so every coefficient is at most `Δ_gΔ_q` and must stay
+/// below `Q/2` (with 10 % headroom for noise and rounding). For a fixed `C = Δ_gΔ_q`, `ε`
+/// is smallest at `Δ_q/Δ_g = σ_q/σ_g`, where `ε = √(2σ_gσ_q/C)`. With the `ckks-8192`
+/// preset's `Q ≈ 2^66` this is `C ≈ 2^64.9`, `Δ_g ≈ 2^31.2`, `Δ_q ≈ 2^33.6` and
+/// `ε ≈ 1.9·10^-7` per score (measured: `tests/similarity.rs`).
 pub fn ckks_scales(ctx: &Context) -> (f64, f64) {
-    let log_q: f64 = ctx
-        .params()
-        .moduli()
-        .iter()
-        .map(|&q| (q as f64).log2())
-        .sum();
-    let log_c = log_q - 1.0 - 0.5 - 1.25f64.log2();
+    let log_c = log_q_top(ctx) - 1.0 - 1.1f64.log2();
     let ratio = rotated_slot_noise(ctx) / fresh_slot_noise(ctx);
     let log_g = (log_c - ratio.log2()) / 2.0;
     (log_g.exp2(), (log_c - log_g).exp2())
@@ -184,6 +213,7 @@ pub struct CkksCipher {
     ctx: Context,
     sk: SecretKey,
     encoder: CkksEncoder,
+    ev: Evaluator,
     scales: (f64, f64),
 }
 
@@ -193,6 +223,7 @@ impl CkksCipher {
         Ok(Self {
             ctx: ctx.clone(),
             encoder: CkksEncoder::new(ctx)?,
+            ev: Evaluator::new(ctx),
             scales: ckks_scales(ctx),
             sk,
         })
@@ -217,7 +248,12 @@ impl SlotCipher for CkksCipher {
         let pt = self
             .encoder
             .encode_complex(slots, scale, self.ctx.max_level())?;
-        Ok(self.sk.encrypt(&self.ctx, &pt)?)
+        let ct = self.sk.encrypt(&self.ctx, &pt)?;
+        // c_0 rounded in the coefficient domain (c_1 stays a seed): smaller uploads, and
+        // the error it adds is in the noise analysis of `ckks_scales`
+        Ok(self
+            .ev
+            .round_for_transfer(&ct, [c0_bits(&self.ctx, role), 0])?)
     }
     fn decrypt(&self, ct: &Ciphertext) -> Result<Vec<Complex>> {
         let flooding =
