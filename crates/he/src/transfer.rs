@@ -101,7 +101,9 @@ impl BigModulus {
         quotient & low_mask(k)
     }
 
-    /// `round(c'·Q/2^k)` for `c' < 2^k` (exact): `c'·⌊Q/2^k⌋ + round(c'·(Q mod 2^k)/2^k)`.
+    /// `round(c'·Q/2^k)` for `c' < 2^k` (exact): `c'·⌊Q/2^k⌋ + round(c'·(Q mod 2^k)/2^k)`
+    /// (the reference for [`lifted_poly`], which computes it residue by residue).
+    #[cfg(test)]
     pub(crate) fn lift_up(&self, c: u64, k: u32) -> u128 {
         let hi = self.q >> k;
         let lo = self.q & ((1u128 << k) - 1);
@@ -130,16 +132,25 @@ pub(crate) fn rounded_values(
         .collect()
 }
 
-/// The polynomial (NTT form over `primes`) with coefficients `round(c'·Q/2^k)`.
+/// The polynomial (NTT form over `primes`) with coefficients `round(c'·Q/2^k)`, computed
+/// residue by residue: `c'·[⌊Q/2^k⌋]_{q_i} + round(c'·(Q mod 2^k)/2^k)`, the second term
+/// below `2^k`.
 pub(crate) fn lifted_poly(big: &BigModulus, values: &[u64], primes: &[&Prime], k: u32) -> RnsPoly {
+    let hi = big.q >> k;
+    let lo = big.q & ((1u128 << k) - 1);
+    let half = 1u128 << (k - 1);
     let mut poly = RnsPoly::zero(values.len(), primes.len());
-    for (c, &v) in values.iter().enumerate() {
-        let lifted = big.lift_up(v, k);
-        for (i, p) in primes.iter().enumerate() {
-            poly.comp_mut(i)[c] = p.m.reduce_u128(lifted);
+    for (i, p) in primes.iter().enumerate() {
+        let m = &p.m;
+        let hi_mod = m.reduce_u128(hi);
+        let hi_shoup = m.shoup(hi_mod);
+        for (o, &c) in poly.comp_mut(i).iter_mut().zip(values) {
+            // c < 2^k, lo < 2^k: the product is below 2^126 and the shifted sum below 2^k
+            let small = ((c as u128 * lo + half) >> k) as u64;
+            *o = m.add(m.mul_shoup(c, hi_mod, hi_shoup), m.reduce(small));
         }
+        p.forward(poly.comp_mut(i));
     }
-    poly.forward(primes);
     poly
 }
 
@@ -201,6 +212,13 @@ mod tests {
             let up = big.lift_up(down, k);
             prop_assert!(up < q);
             prop_assert_eq!(big.round_down(up, k), down);
+            // the residue-wise lift agrees with the u128 one
+            let lifted = lifted_poly(&big, &[down; 64], &refs, k);
+            for (i, p) in refs.iter().enumerate() {
+                let mut coeff = lifted.comp(i).to_vec();
+                p.backward(&mut coeff);
+                prop_assert_eq!(coeff[0] as u128, up % p.value() as u128);
+            }
             // and |up·2^k/Q − down| ≤ 1/2 (checked in f64 where its 53 bits suffice)
             if k <= 40 {
                 let err = (up as f64) * (k as f64).exp2() / q as f64 - down as f64;
