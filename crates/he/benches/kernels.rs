@@ -1,11 +1,13 @@
 //! Criterion benchmark of the lazy tensor-product kernel (`he::math::kernels`) at
 //! N = 8192 on one 50-bit prime: 32 tensor products (4 multiply-accumulates each) then the
-//! reduction, on the portable path, the IFMA path (if the CPU has it), and for comparison
-//! tfhe-ntt's per-product `mul_accumulate` (`Prime::mul_acc`, reduced after every product).
+//! reduction, on the portable path and the IFMA path (if the CPU has it), each both as 32
+//! `LazyTensor::add` calls (`lazy_*`) and as one `LazyTensor::add_batch` of the 32 products
+//! (`lazy_batch_*`), and for comparison tfhe-ntt's per-product `mul_accumulate`
+//! (`Prime::mul_acc`, reduced after every product).
 //! Run: `cargo bench -p blindsight-he --bench kernels`.
 #![allow(clippy::unwrap_used, missing_docs, reason = "benchmark harness")]
 
-use blindsight_he::math::kernels::{KernelPath, LazyTensor, detected_path};
+use blindsight_he::math::kernels::{KernelPath, LazyTensor, TensorPair, detected_path};
 use blindsight_he::math::ntt::Prime;
 use blindsight_he::math::primes::ntt_primes;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -50,7 +52,7 @@ fn bench(c: &mut Criterion) {
     } else {
         println!("no AVX-512 IFMA on this CPU: the Ifma variant is not measured");
     }
-    for path in paths {
+    for &path in &paths {
         let mut lazy = LazyTensor::new(p, N, path).unwrap();
         group.bench_function(format!("lazy_{path:?}"), |b| {
             b.iter(|| {
@@ -58,6 +60,21 @@ fn bench(c: &mut Criterion) {
                 for [g0, g1, q0, q1] in &ops {
                     lazy.add(g0, g1, q0, q1).unwrap();
                 }
+                lazy.finish(&mut d0, &mut d1, &mut d2).unwrap();
+                black_box((&d0, &d1, &d2));
+            })
+        });
+    }
+    let pairs: Vec<TensorPair<'_>> = ops
+        .iter()
+        .map(|[g0, g1, q0, q1]| ([&g0[..], &g1[..]], [&q0[..], &q1[..]]))
+        .collect();
+    for path in paths {
+        let mut lazy = LazyTensor::new(p, N, path).unwrap();
+        group.bench_function(format!("lazy_batch_{path:?}"), |b| {
+            b.iter(|| {
+                lazy.clear();
+                lazy.add_batch(&pairs).unwrap();
                 lazy.finish(&mut d0, &mut d1, &mut d2).unwrap();
                 black_box((&d0, &d1, &d2));
             })

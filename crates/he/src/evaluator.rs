@@ -608,56 +608,85 @@ impl ProductAccumulator {
 
     /// Adds `a · b` (both prepared with [`Evaluator::prepare_product`]). Fails with
     /// [`HeError::AccumulatorFull`] once [`ProductAccumulator::capacity`] products are summed.
+    /// The same as [`add_products`](Self::add_products) with the one pair.
     pub fn add_product(&mut self, a: &ProductOperand, b: &ProductOperand) -> Result<()> {
-        if self.products >= self.capacity {
+        self.add_products(&[(a, b)])
+    }
+
+    /// Adds `a · b` for every pair `(a, b)` of `pairs`: the same sum as one
+    /// [`add_product`](Self::add_product) per pair in order, but summed in one pass (with the
+    /// lazy kernel, one [`crate::math::kernels::LazyTensor::add_batch`] per prime), so the
+    /// running sum is read and written once per call rather than once per product.
+    ///
+    /// Every pair is checked before anything is added (fingerprints, forms, levels, CKKS
+    /// scales, residue counts, and the capacity, which must hold all the pairs); on an error
+    /// the accumulator is unchanged. Fails with [`HeError::AccumulatorFull`] if the pairs do
+    /// not fit in what is left of [`ProductAccumulator::capacity`]. An empty slice adds
+    /// nothing.
+    pub fn add_products(&mut self, pairs: &[(&ProductOperand, &ProductOperand)]) -> Result<()> {
+        if pairs.len() > self.capacity.saturating_sub(self.products) {
             return Err(HeError::AccumulatorFull {
                 capacity: self.capacity,
             });
         }
-        for op in [a, b] {
-            self.ctx.check_fingerprint(&op.fingerprint)?;
-            if op.form != self.form {
-                return Err(HeError::ProductFormMismatch {
-                    expected: self.form.name(),
-                    actual: op.form.name(),
-                });
+        let mut scale = self.scale;
+        for &(a, b) in pairs {
+            for op in [a, b] {
+                self.ctx.check_fingerprint(&op.fingerprint)?;
+                if op.form != self.form {
+                    return Err(HeError::ProductFormMismatch {
+                        expected: self.form.name(),
+                        actual: op.form.name(),
+                    });
+                }
+                if op.level != self.level {
+                    return Err(HeError::LevelMismatch {
+                        expected: self.level,
+                        actual: op.level,
+                    });
+                }
             }
-            if op.level != self.level {
-                return Err(HeError::LevelMismatch {
-                    expected: self.level,
-                    actual: op.level,
-                });
+            // as product by product: each CKKS scale must match the previous one's
+            let product = a.scale * b.scale;
+            match scale {
+                Some(s) if self.ctx.scheme() == Scheme::Ckks && !scales_match(s, product) => {
+                    return Err(HeError::ScaleMismatch {
+                        expected: s.log2(),
+                        actual: product.log2(),
+                    });
+                }
+                _ => scale = Some(product),
             }
         }
-        let scale = a.scale * b.scale;
-        match self.scale {
-            Some(s) if self.ctx.scheme() == Scheme::Ckks && !scales_match(s, scale) => {
-                return Err(HeError::ScaleMismatch {
-                    expected: s.log2(),
-                    actual: scale.log2(),
-                });
-            }
-            _ => self.scale = Some(scale),
+        if pairs.is_empty() {
+            return Ok(());
         }
         let idx = self.tensor_indices()?;
-        let primes = self.ctx.primes_at(&idx);
         let n = self.ctx.degree();
-        for p in a.polys.iter().chain(&b.polys) {
-            if p.count() != idx.len() || p.degree() != self.ctx.degree() {
-                return Err(HeError::LengthMismatch {
-                    what: "product operand residues",
-                    expected: idx.len(),
-                    actual: p.count(),
-                });
+        for &(a, b) in pairs {
+            for p in a.polys.iter().chain(&b.polys) {
+                if p.count() != idx.len() || p.degree() != n {
+                    return Err(HeError::LengthMismatch {
+                        what: "product operand residues",
+                        expected: idx.len(),
+                        actual: p.count(),
+                    });
+                }
             }
         }
-        if self.tensor.is_none() {
-            self.tensor = Some(TensorSum::new(&primes, n)?);
+        let primes = self.ctx.primes_at(&idx);
+        let polys: Vec<(&[RnsPoly; 2], &[RnsPoly; 2])> =
+            pairs.iter().map(|(a, b)| (&a.polys, &b.polys)).collect();
+        match &mut self.tensor {
+            Some(sum) => sum.add_batch(&polys, &primes)?,
+            None => {
+                let mut sum = TensorSum::new(&primes, n)?;
+                sum.add_batch(&polys, &primes)?;
+                self.tensor = Some(sum);
+            }
         }
-        if let Some(sum) = &mut self.tensor {
-            sum.add(&a.polys, &b.polys, &primes)?;
-        }
-        self.products += 1;
+        self.scale = scale;
+        self.products += pairs.len();
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 //! otherwise.
 
 use crate::errors::Result;
-use crate::math::kernels::{LazyTensor, MODULUS_BOUND, detected_path};
+use crate::math::kernels::{LazyTensor, MODULUS_BOUND, TensorPair, detected_path};
 use crate::math::ntt::Prime;
 use crate::math::poly::RnsPoly;
 
@@ -54,6 +54,35 @@ impl TensorSum {
             Self::Lazy(lazy) => {
                 for (j, acc) in lazy.iter_mut().enumerate() {
                     acc.add(a[0].comp(j), a[1].comp(j), b[0].comp(j), b[1].comp(j))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds `a ⊗ b` for every pair `(a, b)` of `pairs` (shapes checked by the caller, as for
+    /// [`add`](Self::add)): the same sum as one `add` per pair. The lazy sum makes one
+    /// [`LazyTensor::add_batch`] call per prime, a single pass over its state.
+    pub(crate) fn add_batch(
+        &mut self,
+        pairs: &[(&[RnsPoly; 2], &[RnsPoly; 2])],
+        primes: &[&Prime],
+    ) -> Result<()> {
+        match self {
+            Self::Reduced(_) => {
+                for (a, b) in pairs {
+                    self.add(a, b, primes)?;
+                }
+                Ok(())
+            }
+            Self::Lazy(lazy) => {
+                let mut residues: Vec<TensorPair<'_>> = Vec::with_capacity(pairs.len());
+                for (j, acc) in lazy.iter_mut().enumerate() {
+                    residues.clear();
+                    residues.extend(pairs.iter().map(|(a, b)| {
+                        ([a[0].comp(j), a[1].comp(j)], [b[0].comp(j), b[1].comp(j)])
+                    }));
+                    acc.add_batch(&residues)?;
                 }
                 Ok(())
             }

@@ -323,9 +323,7 @@ impl SlotEvaluator for HeEvaluator {
             ProductForm::Native => ProductAccumulator::native(&self.ctx, level)?,
             _ => ProductAccumulator::new(&self.ctx, level)?,
         };
-        for (a, b) in pairs {
-            acc.add_product(a, b)?;
-        }
+        acc.add_products(pairs)?;
         Ok(acc.finish(&self.ev, &self.rk)?)
     }
     fn rotate(&self, ct: &Ciphertext, step: i64) -> Result<Ciphertext> {

@@ -1,0 +1,266 @@
+//! `ProductAccumulator::add_products` (one batched pass per call) against repeated
+//! `add_product`: the same ciphertext after `finish`, for CKKS and native BFV on the search
+//! presets (lazy kernel) and CKKS on 60-bit primes (reduced sum); and a batch with a bad pair
+//! anywhere in it is refused whole, leaving the accumulator unchanged.
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod common;
+use blindsight_he::*;
+
+/// A preset's keys and evaluator.
+struct Fixture {
+    ctx: Context,
+    sk: SecretKey,
+    ev: Evaluator,
+    rk: RelinKey,
+}
+
+fn fixture(ctx: Context) -> Fixture {
+    let sk = SecretKey::generate(&ctx).unwrap();
+    Fixture {
+        ev: Evaluator::new(&ctx),
+        rk: RelinKey::generate(&ctx, &sk).unwrap(),
+        ctx,
+        sk,
+    }
+}
+
+fn xorshift(seed: u64, n: usize) -> Vec<u64> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        })
+        .collect()
+}
+
+/// A fresh encryption of random slots at `level` (CKKS: values in [−1, 1) at the default
+/// scale; BFV: values mod t).
+fn encrypt(f: &Fixture, seed: u64, level: usize) -> Ciphertext {
+    let n = f.ctx.degree();
+    let pt = match f.ctx.scheme() {
+        Scheme::Ckks => {
+            let e = CkksEncoder::new(&f.ctx).unwrap();
+            let v: Vec<f64> = xorshift(seed, n / 2)
+                .into_iter()
+                .map(|x| (x >> 11) as f64 / (1u64 << 52) as f64 - 1.0)
+                .collect();
+            e.encode(&v, e.default_scale(), level).unwrap()
+        }
+        Scheme::Bfv => {
+            let t = f.ctx.params().plain_modulus();
+            let v: Vec<u64> = xorshift(seed, n).into_iter().map(|x| x % t).collect();
+            BfvEncoder::new(&f.ctx).unwrap().encode(&v).unwrap()
+        }
+    };
+    let ct = f.sk.encrypt(&f.ctx, &pt).unwrap();
+    if ct.level() > level {
+        f.ev.mod_switch_to(&ct, level).unwrap()
+    } else {
+        ct
+    }
+}
+
+/// `count` product pairs at the top level: distinct gallery operands, queries reused as the
+/// search reuses its rotations.
+fn operands(f: &Fixture, count: usize, native: bool) -> Vec<(ProductOperand, ProductOperand)> {
+    let level = f.ctx.max_level();
+    let prepare = |ct: &Ciphertext| {
+        if native {
+            f.ev.prepare_native_product(ct).unwrap()
+        } else {
+            f.ev.prepare_product(ct).unwrap()
+        }
+    };
+    let queries: Vec<ProductOperand> = (0..4)
+        .map(|i| prepare(&encrypt(f, 1000 + i, level)))
+        .collect();
+    (0..count)
+        .map(|i| {
+            let g = prepare(&encrypt(f, i as u64 + 1, level));
+            (g, queries[i % queries.len()].clone())
+        })
+        .collect()
+}
+
+fn refs(pairs: &[(ProductOperand, ProductOperand)]) -> Vec<(&ProductOperand, &ProductOperand)> {
+    pairs.iter().map(|(a, b)| (a, b)).collect()
+}
+
+/// One `add_products` of `count` pairs (prepared natively or not), and a split into an
+/// `add_product`, a batch and an empty batch, both equal `add_product` pair by pair after
+/// `finish`.
+fn batched_equals_one_by_one(
+    f: &Fixture,
+    new: impl Fn() -> ProductAccumulator,
+    count: usize,
+    native: bool,
+) {
+    let pairs = operands(f, count, native);
+    let mut one_by_one = new();
+    for (a, b) in &pairs {
+        one_by_one.add_product(a, b).unwrap();
+    }
+    let mut batched = new();
+    batched.add_products(&refs(&pairs)).unwrap();
+    let mut split = new();
+    split.add_product(&pairs[0].0, &pairs[0].1).unwrap();
+    split.add_products(&refs(&pairs[1..])).unwrap();
+    split.add_products(&[]).unwrap();
+    assert_eq!(batched.products(), count);
+    assert_eq!(split.products(), count);
+    let want = one_by_one.finish(&f.ev, &f.rk).unwrap();
+    assert!(batched.finish(&f.ev, &f.rk).unwrap() == want);
+    assert!(split.finish(&f.ev, &f.rk).unwrap() == want);
+    // an empty batch on an empty accumulator is an empty sum
+    let mut empty = new();
+    empty.add_products(&[]).unwrap();
+    assert_eq!(empty.products(), 0);
+    assert!(empty.finish(&f.ev, &f.rk).unwrap() == new().finish(&f.ev, &f.rk).unwrap());
+}
+
+/// `acc.add_products(pairs)` must fail with an error `expected` accepts and leave `acc` as
+/// it was: same product count, same `finish`, and still usable.
+fn refused_whole(
+    f: &Fixture,
+    acc: &mut ProductAccumulator,
+    pairs: &[(&ProductOperand, &ProductOperand)],
+    expected: fn(&HeError) -> bool,
+) {
+    let (products, before) = (acc.products(), acc.finish(&f.ev, &f.rk).unwrap());
+    let err = acc.add_products(pairs).unwrap_err();
+    assert!(expected(&err), "unexpected error {err:?}");
+    assert_eq!(acc.products(), products, "a refused batch adds nothing");
+    assert!(
+        acc.finish(&f.ev, &f.rk).unwrap() == before,
+        "a refused batch changes nothing"
+    );
+}
+
+#[test]
+fn ckks_add_products_equals_repeated_add_product() {
+    let f = fixture(Context::preset("ckks-8192").unwrap());
+    let level = f.ctx.max_level();
+    batched_equals_one_by_one(
+        &f,
+        || ProductAccumulator::new(&f.ctx, level).unwrap(),
+        33,
+        true,
+    );
+}
+
+/// The reduced sum (primes of 60 bits, above the lazy kernel's bound) takes batches too.
+#[test]
+fn ckks_add_products_on_wide_primes_equals_repeated_add_product() {
+    let c = common::ckks();
+    let f = Fixture {
+        ctx: c.ctx.clone(),
+        sk: c.sk.clone(),
+        ev: c.ev.clone(),
+        rk: c.rk.clone(),
+    };
+    let level = f.ctx.max_level();
+    batched_equals_one_by_one(
+        &f,
+        || ProductAccumulator::new(&f.ctx, level).unwrap(),
+        5,
+        true,
+    );
+}
+
+#[test]
+fn native_bfv_add_products_equals_repeated_add_product() {
+    let f = fixture(Context::preset("bfv-8192").unwrap());
+    let level = f.ctx.max_level();
+    batched_equals_one_by_one(
+        &f,
+        || ProductAccumulator::native(&f.ctx, level).unwrap(),
+        33,
+        true,
+    );
+}
+
+/// A pair at another level, with a CKKS scale that does not match, or of the other form,
+/// anywhere in a batch: the whole batch is refused and the accumulator keeps its sum.
+#[test]
+fn add_products_refuses_a_bad_pair_without_change() {
+    let f = fixture(Context::preset("ckks-8192").unwrap());
+    let top = f.ctx.max_level();
+    let pairs = operands(&f, 6, true);
+    let good = refs(&pairs);
+    let low = f.ev.prepare_product(&encrypt(&f, 77, top - 1)).unwrap();
+    let squared = {
+        let ct = encrypt(&f, 78, top);
+        f.ev.prepare_product(&f.ev.multiply_relin(&ct, &ct, &f.rk).unwrap())
+            .unwrap()
+    };
+    let mut acc = ProductAccumulator::new(&f.ctx, top).unwrap();
+    acc.add_products(&good[..2]).unwrap();
+    for bad in [(&low, &pairs[0].1), (&pairs[0].0, &low)] {
+        let mut batch = good[2..].to_vec();
+        batch.push(bad);
+        refused_whole(&f, &mut acc, &batch, |e| {
+            matches!(e, HeError::LevelMismatch { .. })
+        });
+    }
+    let mut batch = good[2..].to_vec();
+    batch.insert(1, (&squared, &pairs[0].1));
+    refused_whole(&f, &mut acc, &batch, |e| {
+        matches!(e, HeError::ScaleMismatch { .. })
+    });
+    // the accumulator is intact: finishing the sum gives what a clean run gives
+    acc.add_products(&good[2..]).unwrap();
+    let mut clean = ProductAccumulator::new(&f.ctx, top).unwrap();
+    for (a, b) in &good {
+        clean.add_product(a, b).unwrap();
+    }
+    assert_eq!(acc.products(), 6);
+    assert!(acc.finish(&f.ev, &f.rk).unwrap() == clean.finish(&f.ev, &f.rk).unwrap());
+
+    // BFV: an extended operand in a native batch
+    let b = fixture(Context::preset("bfv-8192").unwrap());
+    let level = b.ctx.max_level();
+    let native = operands(&b, 3, true);
+    let extended = b.ev.prepare_product(&encrypt(&b, 5, level)).unwrap();
+    let mut acc = ProductAccumulator::native(&b.ctx, level).unwrap();
+    acc.add_product(&native[0].0, &native[0].1).unwrap();
+    let mut batch = refs(&native[1..]);
+    batch.push((&native[0].0, &extended));
+    refused_whole(&b, &mut acc, &batch, |e| {
+        matches!(e, HeError::ProductFormMismatch { .. })
+    });
+}
+
+/// The capacity counts every product of a batch: a batch that does not fit is refused
+/// whole, one that fits exactly is taken.
+#[test]
+fn add_products_counts_the_whole_batch_against_the_capacity() {
+    let f = fixture(Context::preset("bfv-8192").unwrap());
+    let level = f.ctx.max_level();
+    let pairs = operands(&f, 3, false);
+    let all = refs(&pairs);
+    let mut acc = ProductAccumulator::with_capacity(&f.ctx, level, 3).unwrap();
+    let mut four = all.clone();
+    four.push(all[0]);
+    refused_whole(&f, &mut acc, &four, |e| {
+        matches!(e, HeError::AccumulatorFull { capacity: 3 })
+    });
+    acc.add_products(&all[..2]).unwrap();
+    refused_whole(&f, &mut acc, &all[..2], |e| {
+        matches!(e, HeError::AccumulatorFull { capacity: 3 })
+    });
+    acc.add_products(&all[2..]).unwrap();
+    acc.add_products(&[]).unwrap();
+    assert_eq!(acc.products(), 3);
+    refused_whole(&f, &mut acc, &all[..1], |e| {
+        matches!(e, HeError::AccumulatorFull { .. })
+    });
+    let mut one_by_one = ProductAccumulator::with_capacity(&f.ctx, level, 3).unwrap();
+    for (a, b) in &all {
+        one_by_one.add_product(a, b).unwrap();
+    }
+    assert!(acc.finish(&f.ev, &f.rk).unwrap() == one_by_one.finish(&f.ev, &f.rk).unwrap());
+}
