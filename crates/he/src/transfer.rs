@@ -29,6 +29,8 @@ pub const MAX_TRANSFER_BITS: u32 = 63;
 /// The CRT tables of `Q = q_0 ⋯ q_ℓ` in `u128`.
 pub(crate) struct BigModulus {
     q: u128,
+    /// `⌊2^127/Q⌋`: a fixed-point reciprocal for estimating quotients.
+    reciprocal: u128,
     /// `Q/q_i` and `[(Q/q_i)^-1]_{q_i}`.
     punctured: Vec<(u128, u64)>,
 }
@@ -61,7 +63,11 @@ impl BigModulus {
                 Ok((rest, inv))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { q, punctured })
+        Ok(Self {
+            q,
+            reciprocal: (1u128 << 127) / q,
+            punctured,
+        })
     }
 
     /// `Q`.
@@ -83,8 +89,33 @@ impl BigModulus {
         x
     }
 
-    /// `round(c·2^k/Q) mod 2^k` for `c < Q`, by binary long division (exact).
+    /// `round(c·2^k/Q) mod 2^k` for `c < Q` (exact).
+    ///
+    /// The quotient is estimated with the reciprocal, `e = ⌊c·⌊2^127/Q⌋ / 2^(127−k)⌋`, which
+    /// falls short of `⌊c·2^k/Q⌋` by less than `Q·2^k/2^127 + 1`; the remainder
+    /// `c·2^k − e·Q` is then below `2^128` whenever `log2 Q ≤ 107` and `log2 Q + k ≤ 147`, so
+    /// it is computed exactly in wrapping `u128` arithmetic and corrected with one division.
+    /// Other sizes take the bit-by-bit long division.
     pub(crate) fn round_down(&self, c: u128, k: u32) -> u64 {
+        let q_bits = 128 - self.q.leading_zeros();
+        if q_bits > 107 || q_bits + k > 147 {
+            return self.round_down_long(c, k);
+        }
+        // c < 2^q_bits, reciprocal < 2^(128 − q_bits): the product fits
+        let mut quotient = (c * self.reciprocal) >> (127 - k);
+        let mut rem = (c << k).wrapping_sub(quotient.wrapping_mul(self.q));
+        if rem >= self.q {
+            quotient += rem / self.q;
+            rem %= self.q;
+        }
+        if rem << 1 >= self.q {
+            quotient += 1;
+        }
+        (quotient as u64) & low_mask(k)
+    }
+
+    /// `round(c·2^k/Q) mod 2^k` by binary long division (exact, any size).
+    pub(crate) fn round_down_long(&self, c: u128, k: u32) -> u64 {
         let mut rem = c;
         let mut quotient = 0u64;
         for _ in 0..k {
@@ -205,8 +236,9 @@ mod tests {
             let c = a % q;
             let residues: Vec<u64> = refs.iter().map(|p| (c % p.value() as u128) as u64).collect();
             prop_assert_eq!(big.reconstruct(&residues, &refs), c);
-            // round(c·2^k/Q) mod 2^k against a float-free reference on small cases
+            // the reciprocal estimate agrees with the long division
             let down = big.round_down(c, k);
+            prop_assert_eq!(down, big.round_down_long(c, k));
             prop_assert!(down < 1u64 << k);
             // lifting back and rounding again returns the same value
             let up = big.lift_up(down, k);
