@@ -302,6 +302,44 @@ fn all_white_and_all_black_images_do_not_wrap() {
     );
 }
 
+/// CKKS at its largest values: an all-255 query against all-255, all-0 and mixed images.
+/// Every partial sum of the white pair reaches the bound the scales are chosen for (each
+/// slot of the full sum is exactly 1, so every coefficient of the product is `Δ_gΔ_q`); the
+/// cosines must still be within 1e-6.
+#[test]
+fn ckks_extreme_images_stay_within_1e_6() {
+    let ctx = Context::preset("ckks-8192").unwrap();
+    let sk = SecretKey::generate(&ctx).unwrap();
+    let layout = Layout::new(3, 4096, Complex::vector_slots(4096), shape_of(&ctx)).unwrap();
+    let (rk, gk) = evaluation_keys(&ctx, &sk, &layout.galois_steps()).unwrap();
+    let ev = HeEvaluator::new(&ctx, rk, gk);
+    let cipher = CkksCipher::new(&ctx, sk).unwrap();
+    let encoding = VectorEncoding::Unit;
+    let white = EncodedImage::new(
+        &encoding,
+        &[vec![255; 4096], vec![255; 4096], vec![255; 4096]],
+    );
+    let black = EncodedImage::new(&encoding, &[vec![0; 4096], vec![0; 4096], vec![0; 4096]]);
+    let grey = EncodedImage::new(
+        &encoding,
+        &[vec![128; 4096], vec![254; 4096], vec![1; 4096]],
+    );
+    let gallery = vec![white.clone(), black, grey];
+    let (got, _) = encrypted_similarities(&cipher, &ev, &encoding, &gallery, &white, &[3]).unwrap();
+    let reference = similarities(
+        &encoding,
+        &gallery,
+        &white,
+        &reference_dots(&gallery, &white),
+    );
+    for (g, w) in got.iter().zip(&reference) {
+        for c in 0..3 {
+            let err = (g.channel_cosines[c] - w.channel_cosines[c]).abs();
+            assert!(err < 1e-6, "channel {c}: {err}");
+        }
+    }
+}
+
 /// The client floods decrypted CKKS scores (two decryptions of one response differ) and the
 /// cosines still match the f64 reference within 1e-6.
 #[test]
