@@ -262,6 +262,19 @@ fn ckks_scores_within_1e_6() {
     run_cases(&cipher, &ev, &VectorEncoding::Unit, Exactness::Within(1e-6));
 }
 
+/// The extreme images: all-255 (the query), and a gallery of all-255, all-0 and a mix of
+/// 128, 254 and 1.
+fn extreme_images(encoding: &VectorEncoding) -> (EncodedImage, Vec<EncodedImage>) {
+    let white = EncodedImage::new(
+        encoding,
+        &[vec![255; 4096], vec![255; 4096], vec![255; 4096]],
+    );
+    let black = EncodedImage::new(encoding, &[vec![0; 4096], vec![0; 4096], vec![0; 4096]]);
+    let grey = EncodedImage::new(encoding, &[vec![128; 4096], vec![254; 4096], vec![1; 4096]]);
+    let gallery = vec![white.clone(), black, grey];
+    (white, gallery)
+}
+
 #[test]
 fn all_white_and_all_black_images_do_not_wrap() {
     // The extreme images of the BFV bound: 4096 values of 255 (and 0) in every channel.
@@ -276,16 +289,7 @@ fn all_white_and_all_black_images_do_not_wrap() {
     });
     let cipher = BfvCipher::new(ctx, sk.clone()).unwrap();
     let encoding = VectorEncoding::for_bfv(ctx.params().plain_modulus(), 4096);
-    let white = EncodedImage::new(
-        &encoding,
-        &[vec![255; 4096], vec![255; 4096], vec![255; 4096]],
-    );
-    let black = EncodedImage::new(&encoding, &[vec![0; 4096], vec![0; 4096], vec![0; 4096]]);
-    let grey = EncodedImage::new(
-        &encoding,
-        &[vec![128; 4096], vec![254; 4096], vec![1; 4096]],
-    );
-    let gallery = vec![white.clone(), black, grey];
+    let (white, gallery) = extreme_images(&encoding);
     let (got, _) = encrypted_similarities(&cipher, ev, &encoding, &gallery, &white, &[3]).unwrap();
     let reference = similarities(
         &encoding,
@@ -315,16 +319,7 @@ fn ckks_extreme_images_stay_within_1e_6() {
     let ev = HeEvaluator::new(&ctx, rk, gk);
     let cipher = CkksCipher::new(&ctx, sk).unwrap();
     let encoding = VectorEncoding::Unit;
-    let white = EncodedImage::new(
-        &encoding,
-        &[vec![255; 4096], vec![255; 4096], vec![255; 4096]],
-    );
-    let black = EncodedImage::new(&encoding, &[vec![0; 4096], vec![0; 4096], vec![0; 4096]]);
-    let grey = EncodedImage::new(
-        &encoding,
-        &[vec![128; 4096], vec![254; 4096], vec![1; 4096]],
-    );
-    let gallery = vec![white.clone(), black, grey];
+    let (white, gallery) = extreme_images(&encoding);
     let (got, _) = encrypted_similarities(&cipher, &ev, &encoding, &gallery, &white, &[3]).unwrap();
     let reference = similarities(
         &encoding,

@@ -722,6 +722,14 @@ mod ifma {
 
 #[cfg(test)]
 mod tests {
+    /// The names length errors give the four operands of a product.
+    const OPERAND_NAMES: [&str; 4] = [
+        "lazy tensor operand g0",
+        "lazy tensor operand g1",
+        "lazy tensor operand q0",
+        "lazy tensor operand q1",
+    ];
+
     use super::*;
     use crate::math::primes::ntt_primes;
     use proptest::prelude::*;
@@ -999,12 +1007,7 @@ mod tests {
                 assert_eq!(
                     t.add_batch(&pairs),
                     Err(HeError::LengthMismatch {
-                        what: [
-                            "lazy tensor operand g0",
-                            "lazy tensor operand g1",
-                            "lazy tensor operand q0",
-                            "lazy tensor operand q1"
-                        ][i],
+                        what: OPERAND_NAMES[i],
                         expected: 16,
                         actual: 8
                     }),
@@ -1256,12 +1259,7 @@ mod tests {
             assert_eq!(
                 t.add(args[0], args[1], args[2], args[3]),
                 Err(HeError::LengthMismatch {
-                    what: [
-                        "lazy tensor operand g0",
-                        "lazy tensor operand g1",
-                        "lazy tensor operand q0",
-                        "lazy tensor operand q1"
-                    ][i],
+                    what: OPERAND_NAMES[i],
                     expected: 16,
                     actual: 8
                 })
