@@ -272,13 +272,21 @@ impl Context {
     /// extension basis: always for CKKS; for BFV when `Q_ℓ ≡ 1 (mod t)` (the 8192 and 16384
     /// presets). See [`crate::ProductAccumulator::native`].
     pub fn native_products(&self, level: usize) -> Result<()> {
+        self.native_product_factor(level).map(|_| ())
+    }
+
+    /// The per-prime factor `[−t]_{q_j}` native BFV products are finished with (`None` for
+    /// CKKS, which needs none); an error where native products are not possible.
+    pub(crate) fn native_product_factor(&self, level: usize) -> Result<Option<&[u64]>> {
         match &self.level(level)?.bfv {
-            None => Ok(()),
-            Some(b) if b.native_product_factor.is_some() => Ok(()),
-            Some(b) => Err(HeError::NativeProductsUnsupported {
-                level,
-                q_mod_t: b.q_mod_t,
-            }),
+            None => Ok(None),
+            Some(b) => match &b.native_product_factor {
+                Some(factor) => Ok(Some(factor)),
+                None => Err(HeError::NativeProductsUnsupported {
+                    level,
+                    q_mod_t: b.q_mod_t,
+                }),
+            },
         }
     }
 

@@ -735,24 +735,16 @@ impl ProductAccumulator {
                 .map(|p| scale_down(&self.ctx, self.level, p))
                 .collect::<Result<Vec<_>>>()?,
             (Scheme::Bfv, ProductForm::Native) => {
-                let factor = self
-                    .ctx
-                    .level(self.level)?
-                    .bfv
-                    .as_ref()
-                    .and_then(|b| b.native_product_factor.as_ref())
-                    .ok_or(HeError::NativeProductsUnsupported {
-                        level: self.level,
-                        q_mod_t: 0,
-                    })?;
-                let q = self.ctx.q_primes(self.level);
-                let mut polys = t.to_vec();
-                for p in &mut polys {
-                    p.mul_scalar_assign(factor, &q);
+                let mut polys = Vec::from(t);
+                if let Some(factor) = self.ctx.native_product_factor(self.level)? {
+                    let q = self.ctx.q_primes(self.level);
+                    for p in &mut polys {
+                        p.mul_scalar_assign(factor, &q);
+                    }
                 }
                 polys
             }
-            (Scheme::Ckks, _) => t.to_vec(),
+            (Scheme::Ckks, _) => Vec::from(t),
         };
         Ok(Ciphertext {
             fingerprint: self.ctx.params().fingerprint(),
