@@ -45,12 +45,18 @@ fn c0_bits(ctx: &Context, role: Role) -> u32 {
     }
 }
 
-fn log_q_top(ctx: &Context) -> f64 {
+/// `log2 Q_ℓ` of the ciphertext modulus at `level`.
+fn log_q(ctx: &Context, level: usize) -> f64 {
     ctx.params()
         .moduli()
         .iter()
+        .take(level + 1)
         .map(|&q| (q as f64).log2())
         .sum()
+}
+
+fn log_q_top(ctx: &Context) -> f64 {
+    log_q(ctx, ctx.max_level())
 }
 
 /// Variance per coefficient of rounding `c_0` to `bits` at the top level.
@@ -115,11 +121,7 @@ pub fn response_bits(ctx: &Context, ct: &Ciphertext) -> [u32; 2] {
         }
         _ => {
             let n = ctx.degree() as f64;
-            let log_q: f64 = ctx.params().moduli()[..=ct.level()]
-                .iter()
-                .map(|&q| (q as f64).log2())
-                .sum();
-            let headroom = log_q - ct.scale().log2();
+            let headroom = log_q(ctx, ct.level()) - ct.scale().log2();
             let per_slot = (n / 2.0).sqrt() / 2.5e-8;
             let bits = |coefficient_sigma: f64| {
                 (headroom + (coefficient_sigma * per_slot).log2()).ceil() as u32
