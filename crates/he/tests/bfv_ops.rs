@@ -3,7 +3,7 @@
 
 mod common;
 use blindsight_he::*;
-use common::{STEPS, bfv};
+use common::{STEPS, bfv, random_below, rotate_rows};
 use proptest::prelude::*;
 
 fn t() -> u64 {
@@ -23,28 +23,7 @@ fn dec(ct: &Ciphertext) -> Vec<u64> {
 }
 
 fn random_vec(seed: u64) -> Vec<u64> {
-    let t = t();
-    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-    (0..8192)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % t
-        })
-        .collect()
-}
-
-/// Rotating the two rows of N/2 columns left by `step`.
-fn rotate_rows(v: &[u64], step: i64) -> Vec<u64> {
-    let half = v.len() / 2;
-    let k = step.rem_euclid(half as i64) as usize;
-    let mut out = Vec::with_capacity(v.len());
-    for row in 0..2 {
-        let r = &v[row * half..(row + 1) * half];
-        out.extend(r[k..].iter().chain(&r[..k]));
-    }
-    out
+    random_below(seed, 8192, t())
 }
 
 proptest! {

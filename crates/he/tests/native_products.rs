@@ -4,7 +4,9 @@
 //! the noise budget left asserted; and the misuse that must be refused.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
+mod common;
 use blindsight_he::*;
+use common::{random_below, rotate_rows};
 
 struct Fixture {
     ctx: Context,
@@ -29,27 +31,6 @@ fn fixture(preset: &str) -> Fixture {
         ctx,
         sk,
     }
-}
-
-fn random_slots(seed: u64, n: usize, modulus: u64) -> Vec<u64> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % modulus
-        })
-        .collect()
-}
-
-/// Rotating both rows of N/2 slots left by `step`.
-fn rotate_rows(v: &[u64], step: i64) -> Vec<u64> {
-    let half = v.len() / 2;
-    let k = step.rem_euclid(half as i64) as usize;
-    v.chunks_exact(half)
-        .flat_map(|row| row[k..].iter().chain(&row[..k]).copied())
-        .collect()
 }
 
 /// Sums `products` native products of `gallery[i % gallery.len()]` with the query rotated by
@@ -128,8 +109,8 @@ fn random_vectors_over_4096_terms_are_exact_mod_t() {
     let f = fixture("bfv-8192");
     let n = f.ctx.degree();
     let t = f.ctx.params().plain_modulus();
-    let gallery: Vec<Vec<u64>> = (0..64).map(|i| random_slots(i + 1, n, t)).collect();
-    let query = random_slots(99, n, t);
+    let gallery: Vec<Vec<u64>> = (0..64).map(|i| random_below(i + 1, n, t)).collect();
+    let query = random_below(99, n, t);
     let budget = sum_and_check(&f, &gallery, &query, 4096);
     eprintln!("bfv-8192: 4096 random products, noise budget left {budget:.1} bits");
     assert!(budget > 8.0, "budget {budget:.1} bits");
@@ -141,7 +122,7 @@ fn native_and_extended_products_agree() {
     let f = fixture("bfv-8192");
     let n = f.ctx.degree();
     let t = f.ctx.params().plain_modulus();
-    let (a, b) = (random_slots(5, n, t), random_slots(6, n, t));
+    let (a, b) = (random_below(5, n, t), random_below(6, n, t));
     let encrypt = |v: &[u64]| f.sk.encrypt(&f.ctx, &f.enc.encode(v).unwrap()).unwrap();
     let (ca, cb) = (encrypt(&a), encrypt(&b));
     let level = f.ctx.max_level();

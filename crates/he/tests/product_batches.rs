@@ -6,6 +6,7 @@
 
 mod common;
 use blindsight_he::*;
+use common::xorshift;
 
 /// A preset's keys and evaluator.
 struct Fixture {
@@ -25,18 +26,6 @@ fn fixture(ctx: Context) -> Fixture {
     }
 }
 
-fn xorshift(seed: u64, n: usize) -> Vec<u64> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        })
-        .collect()
-}
-
 /// A fresh encryption of random slots at `level` (CKKS: values in [−1, 1) at the default
 /// scale; BFV: values mod t).
 fn encrypt(f: &Fixture, seed: u64, level: usize) -> Ciphertext {
@@ -52,7 +41,7 @@ fn encrypt(f: &Fixture, seed: u64, level: usize) -> Ciphertext {
         }
         Scheme::Bfv => {
             let t = f.ctx.params().plain_modulus();
-            let v: Vec<u64> = xorshift(seed, n).into_iter().map(|x| x % t).collect();
+            let v: Vec<u64> = common::random_below(seed, n, t);
             BfvEncoder::new(&f.ctx).unwrap().encode(&v).unwrap()
         }
     };

@@ -3,21 +3,9 @@
 //! refused.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
+mod common;
 use blindsight_he::*;
-
-fn unit(seed: u64, len: usize) -> Vec<f64> {
-    let mut x = seed | 1;
-    let v: Vec<f64> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        })
-        .collect();
-    let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
-    v.into_iter().map(|a| a / norm).collect()
-}
+use common::unit_vector;
 
 /// BFV, the search's response: a native product sum relinearized and switched to one
 /// prime, then rounded to 32 + 39 bits per coefficient pair: still exact, with budget left,
@@ -93,7 +81,7 @@ fn ckks_rounding_keeps_the_precision() {
     let enc = CkksEncoder::new(&ctx).unwrap();
     let ev = Evaluator::new(&ctx);
     let slots = ctx.slots();
-    let (a, b) = (unit(3, slots), unit(5, slots));
+    let (a, b) = (unit_vector(3, slots), unit_vector(5, slots));
     let encrypt = |v: &[f64], scale: f64| {
         sk.encrypt(&ctx, &enc.encode(v, scale, ctx.max_level()).unwrap())
             .unwrap()
@@ -154,7 +142,7 @@ fn seeded_ciphertexts_round_c0_alone() {
     let sk = SecretKey::generate(&ctx).unwrap();
     let enc = CkksEncoder::new(&ctx).unwrap();
     let ev = Evaluator::new(&ctx);
-    let v = unit(9, ctx.slots());
+    let v = unit_vector(9, ctx.slots());
     let scale = 31f64.exp2();
     let ct = sk
         .encrypt(&ctx, &enc.encode(&v, scale, ctx.max_level()).unwrap())

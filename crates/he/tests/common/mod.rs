@@ -64,3 +64,40 @@ pub fn ckks() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| build(Scheme::Ckks))
 }
+
+/// `n` pseudo-random words (xorshift64, seeded by `seed`): deterministic test data.
+pub fn xorshift(seed: u64, n: usize) -> Vec<u64> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        })
+        .collect()
+}
+
+/// `n` pseudo-random values below `modulus`.
+pub fn random_below(seed: u64, n: usize, modulus: u64) -> Vec<u64> {
+    xorshift(seed, n).into_iter().map(|x| x % modulus).collect()
+}
+
+/// A pseudo-random vector of `n` reals of unit norm.
+pub fn unit_vector(seed: u64, n: usize) -> Vec<f64> {
+    let v: Vec<f64> = xorshift(seed, n)
+        .into_iter()
+        .map(|x| (x >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
+        .collect();
+    let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+    v.into_iter().map(|a| a / norm).collect()
+}
+
+/// BFV slots rotated: both rows of N/2 columns left by `step`.
+pub fn rotate_rows(v: &[u64], step: i64) -> Vec<u64> {
+    let half = v.len() / 2;
+    let k = step.rem_euclid(half as i64) as usize;
+    v.chunks_exact(half)
+        .flat_map(|row| row[k..].iter().chain(&row[..k]).copied())
+        .collect()
+}
