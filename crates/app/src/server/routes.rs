@@ -500,6 +500,23 @@ async fn search(
 }
 
 /// Ids of a request, deduplicated in order and capped.
+/// A heavy request whose body is a list of image ids (bounded by the id limits).
+async fn with_ids(
+    state: Arc<AppState>,
+    headers: &HeaderMap,
+    body: Body,
+    work: impl FnOnce(&AppState, &[i64]) -> Result<Response, ApiError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    let (body_limit, max_ids) = (
+        state.options.limits.max_ids_body,
+        state.options.limits.max_ids,
+    );
+    heavy(state, headers, body, body_limit, move |state, body| {
+        work(state, &request_ids(&body, max_ids)?)
+    })
+    .await
+}
+
 fn request_ids(body: &[u8], max: usize) -> Result<Vec<i64>, ApiError> {
     let ids = wire::decode_ids(body)?;
     let mut seen = HashSet::with_capacity(ids.len());
@@ -520,20 +537,11 @@ async fn payloads(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let limits = state.options.limits.clone();
-    heavy(
-        state,
-        &headers,
-        body,
-        limits.max_ids_body,
-        move |state, body| {
-            let ids = request_ids(&body, limits.max_ids)?;
-            let batch = state
-                .reader()?
-                .payloads(record.id, &ids, limits.max_payload_response)?;
-            Ok(binary(wire::encode_payloads(&batch)))
-        },
-    )
+    let max_response = state.options.limits.max_payload_response;
+    with_ids(state, &headers, body, move |state, ids| {
+        let batch = state.reader()?.payloads(record.id, ids, max_response)?;
+        Ok(binary(wire::encode_payloads(&batch)))
+    })
     .await
 }
 
@@ -543,18 +551,10 @@ async fn delete(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let limits = state.options.limits.clone();
-    heavy(
-        state,
-        &headers,
-        body,
-        limits.max_ids_body,
-        move |state, body| {
-            let ids = request_ids(&body, limits.max_ids)?;
-            let n = state.writer()?.delete_images(record.id, &ids)?;
-            tracing::info!(collection = %record.name, deleted = n, "images deleted");
-            Ok(json(StatusCode::OK, serde_json::json!({ "deleted": n })))
-        },
-    )
+    with_ids(state, &headers, body, move |state, ids| {
+        let n = state.writer()?.delete_images(record.id, ids)?;
+        tracing::info!(collection = %record.name, deleted = n, "images deleted");
+        Ok(json(StatusCode::OK, serde_json::json!({ "deleted": n })))
+    })
     .await
 }
