@@ -357,7 +357,10 @@ impl Remote {
 }
 
 /// Whether the server closed the connection while the request body was being sent (it
-/// answered early: a refusal from the headers, or busy).
+/// answered early: a refusal from the headers, or busy). Depending on which side of the race
+/// the client is on, that shows as a failed body write, a broken pipe or reset, or the
+/// connection closing before the answer could be read (`IncompleteMessage`); a retry then
+/// reads the refusal itself.
 fn is_early_close(e: &reqwest::Error) -> bool {
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -365,6 +368,7 @@ fn is_early_close(e: &reqwest::Error) -> bool {
         if text.contains("BodyWrite")
             || text.contains("BrokenPipe")
             || text.contains("ConnectionReset")
+            || text.contains("IncompleteMessage")
         {
             return true;
         }
