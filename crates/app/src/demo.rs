@@ -23,6 +23,27 @@ pub struct DemoOptions {
     pub presets: Vec<String>,
     /// Matches to print per query.
     pub top: usize,
+    /// Keep each scheme's store (hundreds of MB) and keystore after the run.
+    pub keep: bool,
+}
+
+/// Removes a finished scheme's store (the database and its journal files) and keystore,
+/// leaving the decrypted matches.
+fn remove_store(work: &std::path::Path) -> Result<()> {
+    let entries = std::fs::read_dir(work).map_err(|e| AppError::io(work, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| AppError::io(work, e))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("gallery.db") || name == "keystore" {
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|e| AppError::io(&path, e))?;
+        }
+    }
+    Ok(())
 }
 
 fn png_of_perturbed_copy(bytes: &[u8], name: &str) -> Result<Vec<u8>> {
@@ -114,6 +135,12 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
                     );
                 }
             }
+        }
+        drop(client);
+        drop(server);
+        if !opts.keep {
+            remove_store(&work)?;
+            println!("   store and keystore removed (run with --keep to keep them)");
         }
         println!();
     }

@@ -195,6 +195,10 @@ enum Command {
         /// Matches printed per query.
         #[arg(long, default_value_t = 5)]
         top: usize,
+        /// Keep each scheme's store and keystore in the working directory (by default they
+        /// are removed at the end; the decrypted matches are always kept).
+        #[arg(long)]
+        keep: bool,
     },
     /// The benchmark contract: one JSON object with timings, sizes, accuracy, memory.
     Bench {
@@ -336,7 +340,12 @@ fn run(command: Command) -> blindsight::Result<()> {
                 max_concurrent,
             })
         }
-        Command::Demo { count, scheme, top } => {
+        Command::Demo {
+            count,
+            scheme,
+            top,
+            keep,
+        } => {
             let presets = match scheme {
                 Some(s) => vec![preset_of(s)],
                 None => vec![preset_of(SchemeArg::Bfv), preset_of(SchemeArg::Ckks)],
@@ -345,6 +354,7 @@ fn run(command: Command) -> blindsight::Result<()> {
                 count,
                 presets,
                 top,
+                keep,
             })
         }
         Command::Bench {

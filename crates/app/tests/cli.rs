@@ -496,3 +496,47 @@ fn tokens_follow_the_store_and_hostile_names_stay_harmless() {
     );
     assert_eq!(mode(&tokens), 0o600);
 }
+
+#[test]
+fn the_demo_removes_its_store_unless_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    for keep in [false, true] {
+        let temp = tmp.path().join(format!("keep-{keep}"));
+        std::fs::create_dir_all(&temp).unwrap();
+        let mut args = vec!["demo", "--count", "24", "--scheme", "ckks", "--top", "2"];
+        if keep {
+            args.push("--keep");
+        }
+        let out = blindsight(tmp.path(), &args)
+            .env("TMPDIR", &temp)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("identical to the original file"),
+            "{stdout}"
+        );
+        let demo_dir = std::fs::read_dir(&temp)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let work = demo_dir.join("ckks-8192");
+        let names: Vec<String> = std::fs::read_dir(&work)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().any(|n| n.starts_with("best-match-for-")),
+            "{names:?}"
+        );
+        assert_eq!(names.iter().any(|n| n == "gallery.db"), keep, "{names:?}");
+        assert_eq!(names.iter().any(|n| n == "keystore"), keep, "{names:?}");
+    }
+}
