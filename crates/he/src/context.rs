@@ -310,6 +310,15 @@ impl Context {
 
     /// Checks that a ciphertext has the shape of this context (level, degree, residues).
     pub(crate) fn check_ciphertext(&self, ct: &crate::plaintext::Ciphertext) -> Result<()> {
+        if let Some(log_d) = ct.subring {
+            return Err(HeError::RingSwitched { log_d });
+        }
+        self.check_ciphertext_shape(ct)
+    }
+
+    /// The checks of [`Self::check_ciphertext`] except the key: also accepts ring-switched
+    /// ciphertexts (for serialization and decryption with a response key).
+    pub(crate) fn check_ciphertext_shape(&self, ct: &crate::plaintext::Ciphertext) -> Result<()> {
         self.check_fingerprint(&ct.fingerprint)?;
         if ct.level > self.max_level() {
             return Err(HeError::LevelMismatch {

@@ -153,13 +153,32 @@ impl SecretKey {
             scale: pt.scale,
             seed: Some(pair.seed),
             rounded: None,
+            subring: None,
         })
     }
 
     /// `c_0 + c_1 s + c_2 s^2 + …` in coefficient form over `Q_level` (zeroized on drop).
     pub(crate) fn phase(&self, ctx: &Context, ct: &Ciphertext) -> Result<Zeroizing<RnsPoly>> {
         ctx.check_fingerprint(&self.fingerprint)?;
-        ctx.check_ciphertext(ct)?;
+        ctx.check_ciphertext_shape(ct)?;
+        // The main key decrypts ciphertexts under it; a response key those ring-switched to
+        // it, projected to its subring or a larger one (a secret of Z[X^d] lies in Z[X^d']
+        // for every d' dividing d).
+        let matches = match (self.response_log_d, ct.subring) {
+            (None, None) => true,
+            (Some(key), Some(ct)) => ct <= key,
+            _ => false,
+        };
+        if !matches {
+            let name = |s: Option<u32>| match s {
+                None => "the main secret key".to_string(),
+                Some(k) => format!("a response key of the subring Z[X^{}]", 1u64 << k),
+            };
+            return Err(HeError::KeyMismatch {
+                expected: name(ct.subring),
+                actual: name(self.response_log_d),
+            });
+        }
         let level = ct.level;
         let q = ctx.q_primes(level);
         let idx: Vec<usize> = (0..=level).collect();
@@ -367,6 +386,7 @@ impl PublicKey {
             scale: pt.scale,
             seed: None,
             rounded: None,
+            subring: None,
         })
     }
 }
@@ -399,6 +419,7 @@ mod tests {
             scale: 1.0,
             seed: Some(pair.seed),
             rounded: None,
+            subring: None,
         }
     }
 

@@ -223,6 +223,30 @@ pub enum HeError {
         actual: &'static str,
     },
 
+    /// A ring-switched (response) ciphertext was given to an operation: it is under a
+    /// response secret and supports only serialization and decryption.
+    #[error(
+        "the ciphertext was ring-switched to a response key (subring Z[X^{}]): it can only \
+         be serialized and decrypted with that key, not used in further operations",
+        1u64 << log_d
+    )]
+    RingSwitched {
+        /// log2 of the subring's index.
+        log_d: u32,
+    },
+
+    /// A ciphertext is under another secret than the key given to decrypt it.
+    #[error(
+        "the ciphertext is encrypted under {expected} but was given {actual}; decrypt \
+         search responses with the response key and everything else with the main secret key"
+    )]
+    KeyMismatch {
+        /// The key the ciphertext is under.
+        expected: String,
+        /// The key given.
+        actual: String,
+    },
+
     /// The operating system's random number generator failed.
     #[error("the operating system random number generator failed: {reason}")]
     Randomness {

@@ -286,6 +286,7 @@ impl Evaluator {
                     scale: ct.scale,
                     seed: None,
                     rounded: None,
+                    subring: None,
                 })
             }
             k => Err(HeError::CiphertextSize {
@@ -331,6 +332,7 @@ impl Evaluator {
 
     /// Switches down to `level`.
     pub fn mod_switch_to(&self, ct: &Ciphertext, level: usize) -> Result<Ciphertext> {
+        self.check_shape(ct)?;
         if level > ct.level {
             return Err(HeError::LevelMismatch {
                 expected: ct.level,
@@ -361,6 +363,7 @@ impl Evaluator {
             scale: ct.scale,
             seed: None,
             rounded: None,
+            subring: None,
         })
     }
 
@@ -396,6 +399,7 @@ impl Evaluator {
             scale: ct.scale,
             seed: if bits[1] == 0 { ct.seed } else { None },
             rounded: Some(bits),
+            subring: None,
         })
     }
 
@@ -490,6 +494,7 @@ impl Evaluator {
             scale: h.scale,
             seed: None,
             rounded: None,
+            subring: None,
         })
     }
 
@@ -753,6 +758,7 @@ impl ProductAccumulator {
             scale: self.scale.unwrap_or(1.0),
             seed: None,
             rounded: None,
+            subring: None,
         })
     }
 
@@ -771,6 +777,7 @@ impl ProductAccumulator {
                     scale: self.plain_scale.unwrap_or(1.0),
                     seed: None,
                     rounded: None,
+                    subring: None,
                 }
             }
         };

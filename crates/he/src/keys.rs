@@ -18,6 +18,11 @@ pub struct SecretKey {
     pub(crate) ntt: RnsPoly,
     #[zeroize(skip)]
     pub(crate) fingerprint: [u8; 32],
+    /// `None` for the main secret; `Some(k)` for a response secret of the subring
+    /// `Z[X^(2^k)]` ([`crate::ring_switch::ResponseSecretKey`]): it decrypts only ciphertexts
+    /// ring-switched to it.
+    #[zeroize(skip)]
+    pub(crate) response_log_d: Option<u32>,
 }
 
 impl std::fmt::Debug for SecretKey {
@@ -44,6 +49,7 @@ impl SecretKey {
             coeffs,
             ntt,
             fingerprint: ctx.params().fingerprint(),
+            response_log_d: None,
         }
     }
 
@@ -83,7 +89,12 @@ pub(crate) fn rlwe_zero(
 
 /// Encryption of zero under the secret polynomial `s` (NTT form over the primes `idx`).
 /// The error and `a·s` are secret until combined into `b`; both are zeroized.
-fn rlwe_zero_under(ctx: &Context, s: &RnsPoly, idx: &[usize], rng: &mut Csprng) -> SeededPair {
+pub(crate) fn rlwe_zero_under(
+    ctx: &Context,
+    s: &RnsPoly,
+    idx: &[usize],
+    rng: &mut Csprng,
+) -> SeededPair {
     let primes = ctx.primes_at(idx);
     let mut seed = [0u8; 32];
     rng.fill_bytes(&mut seed);

@@ -13,6 +13,7 @@ mod keyswitch;
 pub mod math;
 pub mod params;
 pub mod plaintext;
+pub mod ring_switch;
 pub mod serialize;
 mod tensor_sum;
 pub mod transfer;
@@ -28,6 +29,7 @@ pub use flooding::NoiseFlooding;
 pub use keys::{GaloisKeys, PublicKey, RelinKey, SecretKey};
 pub use params::{Parameters, Scheme};
 pub use plaintext::{Ciphertext, Plaintext};
+pub use ring_switch::{ResponseSecretKey, RingSwitchKey};
 pub use serialize::{Kind, Serializable};
 
 /// The workspace README's Rust examples, compiled and run as doctests.

@@ -28,8 +28,22 @@ impl Scheme {
 
 /// Largest `log2(Q*P)` for 128-bit security with a uniform ternary secret
 /// (HomomorphicEncryption.org standard, Table 1), by polynomial degree.
-pub const SECURITY_TABLE_128: [(usize, u32); 4] =
-    [(4096, 109), (8192, 218), (16384, 438), (32768, 881)];
+pub const SECURITY_TABLE_128: [(usize, u32); 6] = [
+    (1024, 27),
+    (2048, 54),
+    (4096, 109),
+    (8192, 218),
+    (16384, 438),
+    (32768, 881),
+];
+
+/// The largest `log2 Q` the 128-bit table allows at degree `n` (0 for a degree it lacks).
+pub fn max_secure_log_q(n: usize) -> u32 {
+    SECURITY_TABLE_128
+        .iter()
+        .find(|(d, _)| *d == n)
+        .map_or(0, |(_, b)| *b)
+}
 
 /// BFV plaintext modulus of the 8192 and 16384 presets: the smallest prime `t ≡ 1 mod 32768`
 /// above `2 * 4096 * 255^2 = 532_684_800`, so that a 4096-term dot product of 8-bit values,
@@ -124,10 +138,10 @@ impl Parameters {
         t: u64,
         scale_bits: u32,
     ) -> Result<Self> {
-        let limit = SECURITY_TABLE_128
-            .iter()
-            .find(|(n, _)| *n == degree)
-            .map(|(_, b)| *b)
+        // Degrees below 4096 are in the table for ring-switched responses only.
+        let limit = Some(max_secure_log_q(degree))
+            .filter(|_| degree >= 4096)
+            .filter(|&b| b > 0)
             .ok_or_else(|| {
                 invalid(&format!(
                     "degree {degree} is not supported; use 4096, 8192, 16384 or 32768"

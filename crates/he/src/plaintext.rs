@@ -60,6 +60,10 @@ pub struct Ciphertext {
     /// ([`crate::Evaluator::round_for_transfer`]): it then serializes as coefficients modulo
     /// `2^bits`.
     pub(crate) rounded: Option<[u32; 2]>,
+    /// `None` under the main secret key; `Some(k)` after a ring switch
+    /// ([`crate::Evaluator::ring_switch`]): under a response secret, every coefficient not a
+    /// multiple of `2^k` zero. Such a ciphertext is only serialized and decrypted.
+    pub(crate) subring: Option<u32>,
     /// Fingerprint of the parameter set the ciphertext belongs to.
     pub(crate) fingerprint: [u8; 32],
 }
@@ -84,6 +88,11 @@ impl Ciphertext {
     /// Forgets the seed (the ciphertext then serializes in full).
     pub fn drop_seed(&mut self) {
         self.seed = None;
+    }
+    /// `Some(k)` if the ciphertext was ring-switched to a response key and projected to the
+    /// subring `Z[X^(2^k)]` (it then serializes `N/2^k` coefficients per polynomial).
+    pub fn subring(&self) -> Option<u32> {
+        self.subring
     }
     /// The bits of `c_0` and `c_1` if the ciphertext was rounded for transfer.
     pub fn transfer_bits(&self) -> Option<[u32; 2]> {

@@ -26,7 +26,8 @@ use crate::math::poly::RnsPoly;
 use crate::math::sample::uniform_from_seed;
 use crate::params::{Parameters, Scheme};
 use crate::plaintext::{Ciphertext, PlainData, Plaintext};
-use crate::transfer::{BigModulus, check_bits, lifted_poly, rounded_values};
+use crate::ring_switch::{MIN_SUBRING_DEGREE, RingSwitchKey, digit_count};
+use crate::transfer::{BigModulus, check_bits, lifted_poly, rounded_coefficients, rounded_values};
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
@@ -56,6 +57,8 @@ pub enum Kind {
     Ciphertext = 6,
     /// [`Plaintext`].
     Plaintext = 7,
+    /// [`RingSwitchKey`].
+    RingSwitchKey = 8,
 }
 
 impl Kind {
@@ -69,6 +72,7 @@ impl Kind {
             Kind::GaloisKeys => "Galois keys",
             Kind::Ciphertext => "ciphertext",
             Kind::Plaintext => "plaintext",
+            Kind::RingSwitchKey => "ring-switching key",
         }
     }
 
@@ -81,6 +85,7 @@ impl Kind {
             5 => Kind::GaloisKeys,
             6 => Kind::Ciphertext,
             7 => Kind::Plaintext,
+            8 => Kind::RingSwitchKey,
             _ => return None,
         })
     }
@@ -397,16 +402,38 @@ const CT_FULL: u8 = 0;
 const CT_SEEDED: u8 = 1;
 /// Rounded for transfer: two bit widths, then `c'_0`, `c'_1` in coefficient form, packed.
 const CT_ROUNDED: u8 = 2;
+/// Ring-switched to a response key: `log2 d`, two bit widths, then every `d`-th coefficient
+/// of `c'_0` and `c'_1`, rounded and packed.
+const CT_SUBRING: u8 = 3;
 
 impl Serializable for Ciphertext {
     const KIND: Kind = Kind::Ciphertext;
 
     fn to_bytes(&self, ctx: &Context) -> Result<Vec<u8>> {
-        ctx.check_ciphertext(self)?;
+        ctx.check_ciphertext_shape(self)?;
         let primes = ctx.primes_at(&q_idx(self.level));
         let mut w = Writer::new();
         w.u8(self.level as u8);
         w.u8(self.polys.len() as u8);
+        if let Some(log_d) = self.subring {
+            // made only by `ring_switch`, always rounded with both widths and two polynomials
+            let bits = self.rounded.unwrap_or([0, 0]);
+            let big = BigModulus::new(&primes)?;
+            check_bits(bits, &big)?;
+            w.u8(CT_SUBRING);
+            w.f64(self.scale);
+            w.u8(log_d as u8);
+            for b in bits {
+                w.u8(b as u8);
+            }
+            for (poly, k) in self.polys.iter().zip(bits) {
+                let mut coeff = poly.clone();
+                coeff.backward(&primes);
+                let values = rounded_coefficients(&big, &coeff, &primes, k, 1 << log_d);
+                pack(&mut w.out, &values, k);
+            }
+            return Ok(seal(Self::KIND, &ctx.params().fingerprint(), &w.out));
+        }
         if let (Some(bits), 2) = (self.rounded, self.polys.len()) {
             w.u8(CT_ROUNDED);
             w.f64(self.scale);
@@ -454,7 +481,7 @@ impl Serializable for Ciphertext {
         }
         let form = r.u8()?;
         let seeded = match form {
-            CT_FULL | CT_ROUNDED => false,
+            CT_FULL | CT_ROUNDED | CT_SUBRING => false,
             CT_SEEDED => true,
             f => return Err(r.malformed(format!("unknown ciphertext form {f}"))),
         };
@@ -468,6 +495,42 @@ impl Serializable for Ciphertext {
         }
         let primes = ctx.primes_at(&q_idx(level));
         let n = ctx.degree();
+        if form == CT_SUBRING {
+            if size != 2 {
+                return Err(r.malformed("a ring-switched ciphertext has two polynomials"));
+            }
+            let log_d = r.u8()? as u32;
+            if log_d > 16 || n >> log_d < MIN_SUBRING_DEGREE {
+                return Err(r.malformed(format!("subring index 2^{log_d} too large")));
+            }
+            let big = BigModulus::new(&primes)?;
+            let bits = [r.u8()? as u32, r.u8()? as u32];
+            check_bits(bits, &big).map_err(|e| r.malformed(e.to_string()))?;
+            if bits[1] == 0 {
+                return Err(r.malformed("c_1 of a ring-switched ciphertext has 0 bits"));
+            }
+            let stride = 1usize << log_d;
+            let mut kept = vec![0u64; n / stride];
+            let mut polys = Vec::with_capacity(2);
+            for k in bits {
+                r.packed(&mut kept, k)?;
+                let mut spread = vec![0u64; n];
+                for (s, &v) in spread.iter_mut().step_by(stride).zip(&kept) {
+                    *s = v;
+                }
+                polys.push(lifted_poly(&big, &spread, &primes, k));
+            }
+            r.finish()?;
+            return Ok(Ciphertext {
+                fingerprint: ctx.params().fingerprint(),
+                polys,
+                level,
+                scale,
+                seed: None,
+                rounded: Some(bits),
+                subring: Some(log_d),
+            });
+        }
         if form == CT_ROUNDED {
             if size != 2 {
                 return Err(r.malformed("a rounded ciphertext has two polynomials"));
@@ -502,6 +565,7 @@ impl Serializable for Ciphertext {
                 scale,
                 seed,
                 rounded: Some(bits),
+                subring: None,
             });
         }
         let mut polys = Vec::with_capacity(size);
@@ -523,6 +587,7 @@ impl Serializable for Ciphertext {
             scale,
             seed,
             rounded: None,
+            subring: None,
         })
     }
 }
@@ -717,6 +782,61 @@ impl Serializable for GaloisKeys {
         r.finish()?;
         Ok(GaloisKeys {
             keys,
+            fingerprint: ctx.params().fingerprint(),
+        })
+    }
+}
+
+impl Serializable for RingSwitchKey {
+    const KIND: Kind = Kind::RingSwitchKey;
+
+    fn to_bytes(&self, ctx: &Context) -> Result<Vec<u8>> {
+        ctx.check_fingerprint(&self.fingerprint)?;
+        let primes = ctx.primes_at(&q_idx(self.level));
+        let mut w = Writer::new();
+        w.u8(self.log_d as u8);
+        w.u8(self.level as u8);
+        w.u8(self.base_bits as u8);
+        w.u8(self.digits.len() as u8);
+        for d in &self.digits {
+            write_pair(&mut w, d, &primes);
+        }
+        Ok(seal(Self::KIND, &ctx.params().fingerprint(), &w.out))
+    }
+
+    fn from_bytes(ctx: &Context, bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(open(ctx, Self::KIND, bytes)?, Self::KIND);
+        let log_d = r.u8()? as u32;
+        if log_d == 0 || log_d > 16 || ctx.degree() >> log_d < MIN_SUBRING_DEGREE {
+            return Err(r.malformed(format!("subring index 2^{log_d} out of range")));
+        }
+        let level = r.level(ctx)?;
+        let base_bits = r.u8()? as u32;
+        if !(1..=crate::ring_switch::MAX_BASE_BITS).contains(&base_bits) {
+            return Err(r.malformed(format!("{base_bits} bits per digit")));
+        }
+        let primes = ctx.primes_at(&q_idx(level));
+        let log_q = primes
+            .iter()
+            .map(|p| (p.value() as f64).log2())
+            .sum::<f64>()
+            .ceil() as u32;
+        let count = r.u8()? as usize;
+        if count != digit_count(log_q, base_bits) {
+            return Err(r.malformed(format!(
+                "{count} digits, expected {}",
+                digit_count(log_q, base_bits)
+            )));
+        }
+        let digits = (0..count)
+            .map(|_| read_pair(&mut r, ctx.degree(), &primes))
+            .collect::<Result<Vec<_>>>()?;
+        r.finish()?;
+        Ok(RingSwitchKey {
+            log_d,
+            level,
+            base_bits,
+            digits,
             fingerprint: ctx.params().fingerprint(),
         })
     }

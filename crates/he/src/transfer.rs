@@ -152,8 +152,21 @@ pub(crate) fn rounded_values(
 ) -> Vec<u64> {
     let mut coeff = poly.clone();
     coeff.backward(primes);
+    rounded_coefficients(big, &coeff, primes, k, 1)
+}
+
+/// `round(c·2^k/Q) mod 2^k` for every `stride`-th coefficient of `coeff` (coefficient form
+/// over `primes`).
+pub(crate) fn rounded_coefficients(
+    big: &BigModulus,
+    coeff: &RnsPoly,
+    primes: &[&Prime],
+    k: u32,
+    stride: usize,
+) -> Vec<u64> {
     let mut residues = vec![0u64; primes.len()];
-    (0..poly.degree())
+    (0..coeff.degree())
+        .step_by(stride.max(1))
         .map(|c| {
             for (i, r) in residues.iter_mut().enumerate() {
                 *r = coeff.comp(i)[c];

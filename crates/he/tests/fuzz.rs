@@ -1,5 +1,5 @@
 //! Mutation fuzzing of every deserializer of `he`: ciphertexts (seeded, full, 3-polynomial
-//! at a lower level), plaintexts, public, secret, relinearization and Galois keys, the
+//! at a lower level, rounded, ring-switched), plaintexts, public, secret, relinearization and Galois keys, the
 //! parameter envelope and the bare envelope header. Valid serializations are damaged by bit
 //! flips, byte and word overwrites, truncation, extension, deletion and splices from other
 //! objects; most cases then rewrite the length field and the CRC so that the damage gets
@@ -30,25 +30,29 @@ enum Target {
     CiphertextProduct,
     CiphertextRounded,
     CiphertextSeededRounded,
+    CiphertextSubring,
     Plaintext,
     PublicKey,
     SecretKey,
     RelinKey,
     GaloisKeys,
+    RingSwitchKey,
     Parameters,
 }
 
-const TARGETS: [Target; 11] = [
+const TARGETS: [Target; 13] = [
     Target::CiphertextSeeded,
     Target::CiphertextFull,
     Target::CiphertextProduct,
     Target::CiphertextRounded,
     Target::CiphertextSeededRounded,
+    Target::CiphertextSubring,
     Target::Plaintext,
     Target::PublicKey,
     Target::SecretKey,
     Target::RelinKey,
     Target::GaloisKeys,
+    Target::RingSwitchKey,
     Target::Parameters,
 ];
 
@@ -59,12 +63,14 @@ impl Target {
             | Target::CiphertextFull
             | Target::CiphertextProduct
             | Target::CiphertextRounded
-            | Target::CiphertextSeededRounded => Kind::Ciphertext,
+            | Target::CiphertextSeededRounded
+            | Target::CiphertextSubring => Kind::Ciphertext,
             Target::Plaintext => Kind::Plaintext,
             Target::PublicKey => Kind::PublicKey,
             Target::SecretKey => Kind::SecretKey,
             Target::RelinKey => Kind::RelinKey,
             Target::GaloisKeys => Kind::GaloisKeys,
+            Target::RingSwitchKey => Kind::RingSwitchKey,
             Target::Parameters => Kind::Parameters,
         }
     }
@@ -103,6 +109,11 @@ fn build(preset: &str) -> Fixture {
     assert_eq!(product.size(), 3);
     let rounded = ev.round_for_transfer(&full, [20, 24]).unwrap();
     let seeded_rounded = ev.round_for_transfer(&seeded, [30, 0]).unwrap();
+    let log_d = ring_switch::max_response_log_d(&ctx, 0);
+    let response = ResponseSecretKey::generate(&ctx, log_d).unwrap();
+    let rsk = RingSwitchKey::generate(&ctx, &sk, &response, 0, 6).unwrap();
+    let low = ev.mod_switch_to(&full, 0).unwrap();
+    let switched = ev.ring_switch(&low, &rsk, log_d, [20, 26]).unwrap();
     let blobs = TARGETS
         .iter()
         .map(|t| match t {
@@ -111,11 +122,13 @@ fn build(preset: &str) -> Fixture {
             Target::CiphertextProduct => product.to_bytes(&ctx).unwrap(),
             Target::CiphertextRounded => rounded.to_bytes(&ctx).unwrap(),
             Target::CiphertextSeededRounded => seeded_rounded.to_bytes(&ctx).unwrap(),
+            Target::CiphertextSubring => switched.to_bytes(&ctx).unwrap(),
             Target::Plaintext => pt.to_bytes(&ctx).unwrap(),
             Target::PublicKey => pk.to_bytes(&ctx).unwrap(),
             Target::SecretKey => sk.to_bytes(&ctx).unwrap().to_vec(),
             Target::RelinKey => rk.to_bytes(&ctx).unwrap(),
             Target::GaloisKeys => gk.to_bytes(&ctx).unwrap(),
+            Target::RingSwitchKey => rsk.to_bytes(&ctx).unwrap(),
             Target::Parameters => ctx.params().to_bytes(&ctx).unwrap(),
         })
         .collect();
@@ -288,7 +301,8 @@ fn read_and_recheck(
         | Target::CiphertextFull
         | Target::CiphertextProduct
         | Target::CiphertextRounded
-        | Target::CiphertextSeededRounded => match Ciphertext::from_bytes(ctx, bytes) {
+        | Target::CiphertextSeededRounded
+        | Target::CiphertextSubring => match Ciphertext::from_bytes(ctx, bytes) {
             Ok(v) => same(v.to_bytes(ctx), bytes),
             Err(_) => Ok(false),
         },
@@ -309,6 +323,10 @@ fn read_and_recheck(
             Err(_) => Ok(false),
         },
         Target::GaloisKeys => match GaloisKeys::from_bytes(ctx, bytes) {
+            Ok(v) => same(v.to_bytes(ctx), bytes),
+            Err(_) => Ok(false),
+        },
+        Target::RingSwitchKey => match RingSwitchKey::from_bytes(ctx, bytes) {
             Ok(v) => same(v.to_bytes(ctx), bytes),
             Err(_) => Ok(false),
         },
@@ -401,6 +419,16 @@ fn fuzz_ciphertext_product() {
 #[test]
 fn fuzz_ciphertext_rounded() {
     fuzz(Target::CiphertextRounded);
+}
+
+#[test]
+fn fuzz_ciphertext_subring() {
+    fuzz(Target::CiphertextSubring);
+}
+
+#[test]
+fn fuzz_ring_switch_key() {
+    fuzz(Target::RingSwitchKey);
 }
 
 #[test]
