@@ -15,7 +15,7 @@ use blindsight_search::Layout;
 use blindsight_search::backend::SlotCipher;
 use blindsight_search::client::{decrypt_scores, encrypt_query, encrypt_segment_with};
 use blindsight_search::encoding::VectorEncoding;
-use blindsight_search::he_backend::{BfvCipher, CkksCipher, segment_layout};
+use blindsight_search::he_backend::{BfvCipher, CkksCipher, response_key, segment_layout};
 use blindsight_search::rank::{EncodedImage, ImageNorms, RankRule, similarities_from_norms, top_k};
 use blindsight_search::vectors::{DEFAULT_SIDE, image_vector};
 use rayon::prelude::*;
@@ -188,12 +188,14 @@ impl Client {
         let ctx = &keystore.context;
         let rk = RelinKey::generate(ctx, &keystore.secret_key)?;
         let gk = GaloisKeys::generate(ctx, &keystore.secret_key, &[], false)?;
+        let rsk = response_key(ctx, &keystore.secret_key, &keystore.response_secret()?)?;
         remote.create(&CreateCollection {
             name: collection.to_string(),
             params: ctx.params().to_envelope(),
             dim: (DEFAULT_SIDE * DEFAULT_SIDE) as u64,
             relin_key: rk.to_bytes(ctx)?,
             galois_keys: gk.to_bytes(ctx)?,
+            response_key: rsk.to_bytes(ctx)?,
             key_id: keystore.key_id(),
         })
     }
@@ -207,11 +209,19 @@ impl Client {
                     ctx.params().plain_modulus(),
                     (DEFAULT_SIDE * DEFAULT_SIDE) as usize,
                 ),
-                AnyCipher::Bfv(BfvCipher::new(&ctx, keystore.secret_key.clone())?),
+                AnyCipher::Bfv(BfvCipher::new(
+                    &ctx,
+                    keystore.secret_key.clone(),
+                    keystore.response_secret()?,
+                )?),
             ),
             _ => (
                 VectorEncoding::Unit,
-                AnyCipher::Ckks(CkksCipher::new(&ctx, keystore.secret_key.clone())?),
+                AnyCipher::Ckks(CkksCipher::new(
+                    &ctx,
+                    keystore.secret_key.clone(),
+                    keystore.response_secret()?,
+                )?),
             ),
         };
         Ok(Self {

@@ -21,7 +21,8 @@
 
 use crate::errors::{AppError, Result};
 use argon2::{Algorithm, Argon2, Params, Version};
-use blindsight_he::{Context, SecretKey};
+use blindsight_he::{Context, ResponseSecretKey, SecretKey};
+use blindsight_search::he_backend::response_secret;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use std::io::Write;
@@ -87,6 +88,21 @@ impl Keystore {
             .chain_update(&sk[..])
             .finalize();
         crate::random::hex(&digest[..16])
+    }
+
+    /// The response secret (`blindsight_he::ResponseSecretKey`): search responses are
+    /// ring-switched to it. Expanded from a seed derived from the payload key (uniform,
+    /// secret, independent of the HE secret) under its own domain, so keystores need no
+    /// new field and older ones have one too.
+    pub fn response_secret(&self) -> Result<ResponseSecretKey> {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"blindsight/response-secret/v1")
+            .chain_update(&self.payload_key[..])
+            .finalize();
+        let mut seed = Zeroizing::new([0u8; 32]);
+        seed.copy_from_slice(&digest);
+        Ok(response_secret(&self.context, &seed)?)
     }
 
     /// Writes the keystore to `path` (mode 0600), refusing to overwrite an existing file.

@@ -3,12 +3,17 @@
 //! encryption, scoring, decryption and ranking, each timed.
 
 use crate::errors::{AppError, Result};
-use blindsight_he::{Ciphertext, Context, GaloisKeys, RelinKey, Scheme, SecretKey, Serializable};
+use blindsight_he::{
+    Ciphertext, Context, GaloisKeys, RelinKey, ResponseSecretKey, RingSwitchKey, Scheme, SecretKey,
+    Serializable,
+};
 use blindsight_search::backend::SlotCipher;
 use blindsight_search::client::{decrypt_scores, encrypt_query, encrypt_segment_with};
 use blindsight_search::encoding::VectorEncoding;
 use blindsight_search::engine::{PreparedSegment, score};
-use blindsight_search::he_backend::{BfvCipher, CkksCipher, HeEvaluator, evaluation_keys};
+use blindsight_search::he_backend::{
+    BfvCipher, CkksCipher, HeEvaluator, evaluation_keys, response_secret,
+};
 use blindsight_search::rank::{EncodedImage, Similarity, reference_dots, similarities};
 use blindsight_search::slots::Slot;
 use blindsight_search::vectors::ImageVector;
@@ -16,6 +21,7 @@ use blindsight_search::{Layout, SearchError};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use zeroize::Zeroizing;
 
 /// What building a gallery measured.
 #[derive(Clone, Debug)]
@@ -114,15 +120,18 @@ impl AnySession {
         let ctx = Context::preset(preset)?;
         let t = Instant::now();
         let sk = SecretKey::generate(&ctx)?;
+        // one response secret for the cipher (decryption) and the keys (the switch to it)
+        let seed = Zeroizing::new(crate::random::bytes::<32>()?);
+        let response = response_secret(&ctx, &seed)?;
         let d = gallery.first().map_or(0, ImageVector::dim);
         Ok(match ctx.scheme() {
             Scheme::Bfv => {
                 let encoding = VectorEncoding::for_bfv(ctx.params().plain_modulus(), d);
-                let cipher = BfvCipher::new(&ctx, sk.clone())?;
+                let cipher = BfvCipher::new(&ctx, sk.clone(), response_secret(&ctx, &seed)?)?;
                 Self::Bfv(Session::build(
                     &ctx,
                     cipher,
-                    &sk,
+                    (&sk, &response),
                     encoding,
                     gallery,
                     (segment_size, memory_budget),
@@ -130,11 +139,11 @@ impl AnySession {
                 )?)
             }
             _ => {
-                let cipher = CkksCipher::new(&ctx, sk.clone())?;
+                let cipher = CkksCipher::new(&ctx, sk.clone(), response_secret(&ctx, &seed)?)?;
                 Self::Ckks(Session::build(
                     &ctx,
                     cipher,
-                    &sk,
+                    (&sk, &response),
                     VectorEncoding::Unit,
                     gallery,
                     (segment_size, memory_budget),
@@ -165,7 +174,7 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
     fn build(
         ctx: &Context,
         cipher: C,
-        sk: &SecretKey,
+        (sk, response): (&SecretKey, &ResponseSecretKey),
         encoding: VectorEncoding,
         gallery: &[ImageVector],
         (segment_size, memory_budget): (usize, usize),
@@ -183,7 +192,7 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
         let mut steps: Vec<i64> = layouts.iter().flat_map(Layout::galois_steps).collect();
         steps.sort_unstable();
         steps.dedup();
-        let (rk, gk) = evaluation_keys(ctx, sk, &steps)?;
+        let (rk, gk, rsk) = evaluation_keys(ctx, sk, response, &steps)?;
         let keygen_s = keygen_start.elapsed().as_secs_f64();
 
         // Client: encode and encrypt the gallery, serialize what goes to the server.
@@ -201,14 +210,14 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
                 encrypt_segment_with(&cipher, &vectors, |ct| Ok(Mutex::new(ct.to_bytes(ctx)?)))?;
             blobs.push((seg.layout, seg.channels));
         }
-        let key_blobs = (rk.to_bytes(ctx)?, gk.to_bytes(ctx)?);
+        let key_blobs = (rk.to_bytes(ctx)?, gk.to_bytes(ctx)?, rsk.to_bytes(ctx)?);
         let encrypt_s = t.elapsed().as_secs_f64();
         let gallery_bytes = blobs
             .iter()
             .flat_map(|(_, ch)| ch.iter().flatten())
             .map(|b| b.lock().map_or(0, |b| b.len()))
             .sum();
-        let eval_key_bytes = key_blobs.0.len() + key_blobs.1.len();
+        let eval_key_bytes = key_blobs.0.len() + key_blobs.1.len() + key_blobs.2.len();
 
         // Server: load keys and gallery.
         let t = Instant::now();
@@ -216,6 +225,7 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
             ctx,
             RelinKey::from_bytes(ctx, &key_blobs.0)?,
             GaloisKeys::from_bytes(ctx, &key_blobs.1)?,
+            Some(RingSwitchKey::from_bytes(ctx, &key_blobs.2)?),
         );
         let resident = fits_in_memory(ctx, &layouts, memory_budget);
         let segments = blobs

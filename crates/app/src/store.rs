@@ -23,9 +23,9 @@ use std::collections::HashSet;
 use std::path::Path;
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     r#"
 CREATE TABLE collections (
     id          INTEGER PRIMARY KEY,
@@ -113,6 +113,11 @@ UPDATE collections SET stored_bytes =
     + (SELECT COALESCE(SUM(length(i.tag) + length(i.meta) + length(i.payload)), 0)
          FROM images i WHERE i.collection_id = collections.id);
 "#,
+    // The ring-switching key of responses (issue 9); NULL for older collections, whose
+    // responses stay in the full ring.
+    r#"
+ALTER TABLE collection_keys ADD COLUMN response_key BLOB;
+"#,
 ];
 
 /// A collection as the authorization path and the handlers see it: one narrow row.
@@ -190,6 +195,8 @@ pub struct NewCollection<'a> {
     pub galois_keys: &'a [u8],
     /// Galois elements the keys hold.
     pub galois_elements: &'a [u64],
+    /// Ring-switching key envelope of responses.
+    pub response_key: &'a [u8],
     /// SHA-256 of the bearer token.
     pub token_hash: &'a [u8],
     /// Identifier of the client key.
@@ -405,7 +412,7 @@ impl Store {
 
     /// Creates a collection; its name must be new and its keys within `quota`.
     pub fn create_collection(&mut self, c: &NewCollection<'_>, quota: &Quota) -> Result<i64> {
-        let key_bytes = (c.relin_key.len() + c.galois_keys.len()) as u64;
+        let key_bytes = (c.relin_key.len() + c.galois_keys.len() + c.response_key.len()) as u64;
         if key_bytes > quota.key_bytes {
             return Err(AppError::QuotaExceeded {
                 what: "evaluation key bytes",
@@ -432,13 +439,14 @@ impl Store {
         )?;
         let id = tx.last_insert_rowid();
         tx.execute(
-            "INSERT INTO collection_keys (collection_id, relin_key, galois_keys, galois_elements)
-             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO collection_keys (collection_id, relin_key, galois_keys, galois_elements, response_key)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 id,
                 c.relin_key,
                 c.galois_keys,
-                elements_text(c.galois_elements)
+                elements_text(c.galois_elements),
+                c.response_key
             ],
         )?;
         tx.commit()?;
@@ -472,7 +480,7 @@ impl Store {
     }
 
     /// The evaluation keys of a collection: (relinearization, Galois).
-    pub fn evaluation_keys(&self, collection: i64) -> Result<(Vec<u8>, Vec<u8>)> {
+    pub fn evaluation_keys(&self, collection: i64) -> Result<EvaluationKeyBlobs> {
         evaluation_keys(&self.conn, collection)
     }
 
@@ -735,7 +743,7 @@ pub struct SnapshotReader<'a> {
 
 impl SnapshotReader<'_> {
     /// The evaluation keys: (relinearization, Galois).
-    pub fn evaluation_keys(&self, collection: i64) -> Result<(Vec<u8>, Vec<u8>)> {
+    pub fn evaluation_keys(&self, collection: i64) -> Result<EvaluationKeyBlobs> {
         evaluation_keys(self.conn, collection)
     }
 
@@ -745,12 +753,29 @@ impl SnapshotReader<'_> {
     }
 }
 
-fn evaluation_keys(conn: &Connection, collection: i64) -> Result<(Vec<u8>, Vec<u8>)> {
+fn evaluation_keys(conn: &Connection, collection: i64) -> Result<EvaluationKeyBlobs> {
     Ok(conn.query_row(
-        "SELECT relin_key, galois_keys FROM collection_keys WHERE collection_id = ?1",
+        "SELECT relin_key, galois_keys, response_key FROM collection_keys WHERE collection_id = ?1",
         [collection],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| {
+            Ok(EvaluationKeyBlobs {
+                relin_key: r.get(0)?,
+                galois_keys: r.get(1)?,
+                response_key: r.get(2)?,
+            })
+        },
     )?)
+}
+
+/// A collection's evaluation keys as stored (envelopes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EvaluationKeyBlobs {
+    /// Relinearization key.
+    pub relin_key: Vec<u8>,
+    /// Galois keys.
+    pub galois_keys: Vec<u8>,
+    /// Ring-switching key of responses (`None` for collections made before it existed).
+    pub response_key: Option<Vec<u8>>,
 }
 
 fn collection_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CollectionRecord> {

@@ -13,7 +13,8 @@ use crate::errors::{AppError, Result};
 use crate::store::{ImageEntry, ImageRecord, PayloadBatch};
 
 const MAGIC: [u8; 4] = *b"BLSW";
-const VERSION: u16 = 2;
+/// Version 3: `CreateCollection` carries the ring-switching key of responses.
+const VERSION: u16 = 3;
 
 /// Message kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,6 +173,8 @@ pub struct CreateCollection {
     pub relin_key: Vec<u8>,
     /// Galois keys envelope.
     pub galois_keys: Vec<u8>,
+    /// Ring-switching key envelope of responses.
+    pub response_key: Vec<u8>,
     /// Identifier of the client key (a hash, not a secret).
     pub key_id: String,
 }
@@ -185,6 +188,7 @@ impl CreateCollection {
             .u64(self.dim)
             .bytes(&self.relin_key)
             .bytes(&self.galois_keys)
+            .bytes(&self.response_key)
             .bytes(self.key_id.as_bytes());
         w.finish()
     }
@@ -199,6 +203,7 @@ impl CreateCollection {
             dim: r.u64()?,
             relin_key: r.bytes()?.to_vec(),
             galois_keys: r.bytes()?.to_vec(),
+            response_key: r.bytes()?.to_vec(),
             key_id: String::from_utf8(r.bytes()?.to_vec())
                 .map_err(|_| malformed("key id is not UTF-8"))?,
         };
@@ -561,6 +566,7 @@ mod tests {
             dim: 4096,
             relin_key: vec![2],
             galois_keys: vec![3],
+            response_key: vec![5],
             key_id: "k".into(),
         };
         assert_eq!(CreateCollection::decode(&c.encode()).unwrap(), c);

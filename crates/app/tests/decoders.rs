@@ -58,6 +58,7 @@ fn frames() -> &'static [Vec<u8>] {
                 dim: 4096,
                 relin_key: vec![2; 80],
                 galois_keys: vec![3; 80],
+                response_key: vec![5; 80],
                 key_id: "abc".into(),
             }
             .encode(),

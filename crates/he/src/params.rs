@@ -76,8 +76,12 @@ impl Parameters {
     /// The preset called `name` (see [`PRESETS`]).
     ///
     /// The 8192 and 16384 presets are shaped for blindsight's depth-1 search: two ciphertext
-    /// primes that every gallery and query ciphertext lives at (one product, never rescaled)
-    /// and one special prime for key switching, all below 2^50 at N = 8192 so that the NTTs
+    /// primes that every gallery and query ciphertext lives at (one product) and one special
+    /// prime for key switching. The response then drops the second prime (BFV modulus
+    /// switch, CKKS rescale: the CKKS second prime is small, 20 bits, so that the product's
+    /// scale survives the rescale at q_0's precision) and is ring-switched at q_0 alone,
+    /// where a subring of degree 2048 is 128-bit secure (q_0 ≤ 2^54, see
+    /// [`crate::ring_switch`]). All primes are below 2^50 at N = 8192 so that the NTTs
     /// and products run on AVX-512 IFMA where the CPU has it (`bfv-16384` needs 52-bit
     /// primes: no prime ≡ 1 mod 2N·t lies below 2^50 there). The BFV primes are also `≡ 1 (mod t)`, so
     /// that `Q ≡ 1 (mod t)` at every level and ciphertext products need no extension basis
@@ -88,8 +92,8 @@ impl Parameters {
                 "bfv-4096" => (Scheme::Bfv, 4096, &[36, 36], &[37], 65537, 0),
                 "bfv-8192" => (Scheme::Bfv, 8192, &[50, 50], &[50], BFV_DOT_PRODUCT_T, 0),
                 "bfv-16384" => (Scheme::Bfv, 16384, &[52, 52], &[52], BFV_DOT_PRODUCT_T, 0),
-                "ckks-8192" => (Scheme::Ckks, 8192, &[33, 33], &[50], 0, 31),
-                "ckks-16384" => (Scheme::Ckks, 16384, &[33, 33], &[50], 0, 31),
+                "ckks-8192" => (Scheme::Ckks, 8192, &[46, 20], &[50], 0, 31),
+                "ckks-16384" => (Scheme::Ckks, 16384, &[46, 20], &[50], 0, 31),
                 _ => {
                     return Err(HeError::UnknownPreset {
                         name: name.to_string(),

@@ -133,7 +133,7 @@ fn ckks_responses_keep_their_precision() {
     let pt = encoder.encode_complex(&values, scale, 0).unwrap();
     let ct = sk.encrypt(&ctx, &pt).unwrap();
     let d = 1usize << log_d;
-    let switched = ev.ring_switch(&ct, &key, log_d, [28, 32]).unwrap();
+    let switched = ev.ring_switch(&ct, &key, log_d, [40, 44]).unwrap();
     let got = response.decrypt_complex(&ctx, &encoder, &switched).unwrap();
     let mut worst = 0f64;
     for j in 0..slots {

@@ -49,22 +49,35 @@ pub trait SlotEvaluator: Send + Sync {
     fn rotate(&self, ct: &Self::Ct, step: i64) -> Result<Self::Ct>;
     /// `a + b`.
     fn add(&self, a: &Self::Ct, b: &Self::Ct) -> Result<Self::Ct>;
-    /// Makes a result ready to send: rescale (CKKS) and switch to the smallest modulus.
-    fn finish(&self, ct: Self::Ct) -> Result<Self::Ct>;
+    /// The largest trace [`Self::finish`] can take (a power of two; 1 if none).
+    fn max_trace(&self) -> usize;
+    /// Makes a result ready to send: rescale (CKKS), switch to the smallest modulus and
+    /// sum over the row rotations by multiples of `row_len/trace` (`trace` a power of two at
+    /// most [`Self::max_trace`]; HE schemes do it by the ring switch of the response, which
+    /// makes it `trace` times smaller).
+    fn finish(&self, ct: Self::Ct, trace: usize) -> Result<Self::Ct>;
 }
 
 /// The no-op scheme: "ciphertexts" are the slot vectors themselves.
 #[derive(Clone, Debug)]
 pub struct NoOp<S> {
     shape: SlotShape,
+    max_trace: usize,
     _slot: PhantomData<S>,
 }
 
 impl<S: Slot> NoOp<S> {
-    /// A no-op scheme with the slot shape of a real one.
+    /// A no-op scheme with the slot shape of a real one, taking no trace in `finish`.
     pub fn new(shape: SlotShape) -> Self {
+        Self::with_max_trace(shape, 1)
+    }
+
+    /// A no-op scheme whose `finish` sums over up to `max_trace` rotations (a power of two),
+    /// as the HE schemes' ring switch does.
+    pub fn with_max_trace(shape: SlotShape, max_trace: usize) -> Self {
         Self {
             shape,
+            max_trace: max_trace.max(1),
             _slot: PhantomData,
         }
     }
@@ -108,7 +121,17 @@ impl<S: Slot> SlotEvaluator for NoOp<S> {
     fn add(&self, a: &Vec<S>, b: &Vec<S>) -> Result<Vec<S>> {
         Ok(a.iter().zip(b).map(|(&x, &y)| x.add(y)).collect())
     }
-    fn finish(&self, ct: Vec<S>) -> Result<Vec<S>> {
-        Ok(ct)
+    fn max_trace(&self) -> usize {
+        self.max_trace
+    }
+    fn finish(&self, ct: Vec<S>, trace: usize) -> Result<Vec<S>> {
+        let mut acc = ct.clone();
+        for u in 1..trace.max(1) {
+            let step = (u * self.shape.row_len / trace) as i64;
+            for (o, x) in acc.iter_mut().zip(self.shape.rotate(&ct, step)) {
+                *o = o.add(x);
+            }
+        }
+        Ok(acc)
     }
 }

@@ -33,19 +33,21 @@ pub fn diagonal_slots<S: Slot>(
         let block = group * layout.lanes() + lane;
         for j in 0..v {
             if let Some(img) = vectors.get(block * m + j % m) {
-                out[lane * v + j] = img[(j + i) % v];
+                out[layout.slot_of(lane, j)] = img[(j + i) % v];
             }
         }
     }
-    let offset = (i / layout.baby * layout.baby) as i64;
+    let offset = layout.lane_step(i / layout.baby * layout.baby);
     layout.shape.rotate(&out, -offset)
 }
 
 /// The query slot vector: the packed query in every lane.
 pub fn query_slots<S: Slot>(layout: &Layout, query: &[S]) -> Vec<S> {
-    let mut out = Vec::with_capacity(layout.shape.len());
-    for _ in 0..layout.lanes() {
-        out.extend_from_slice(query);
+    let mut out = vec![S::default(); layout.shape.len()];
+    for lane in 0..layout.lanes() {
+        for (j, &q) in query.iter().enumerate() {
+            out[layout.slot_of(lane, j)] = q;
+        }
     }
     out
 }

@@ -2,8 +2,9 @@
 //!
 //! Per channel the query is decomposed once and rotated by every baby step (hoisted); per
 //! group and giant step the products are summed lazily and relinearized once; giant-step
-//! sums are rotated into place and added; short blocks are folded by rotate-and-add; the
-//! result is switched to the smallest modulus. Segments, channels, groups and giant steps
+//! sums are rotated into place and added; short blocks are folded by rotate-and-add, the
+//! last steps of the fold left to the trace of the response's ring switch; the result is
+//! switched to the smallest modulus. Segments, channels, groups and giant steps
 //! run in parallel (rayon). No rotation is ever done per image.
 
 use crate::backend::SlotEvaluator;
@@ -156,14 +157,16 @@ fn score_group<E: SlotEvaluator>(
                 .iter()
                 .enumerate()
                 .map(|(b, g)| {
-                    let baby = babies.get(&(b as i64)).ok_or_else(|| SearchError::Layout {
-                        reason: format!("baby step {b} was not computed"),
-                    })?;
+                    let baby = babies
+                        .get(&l.lane_step(b))
+                        .ok_or_else(|| SearchError::Layout {
+                            reason: format!("baby step {b} was not computed"),
+                        })?;
                     Ok((g, baby))
                 })
                 .collect::<Result<Vec<_>>>()?;
             let sum = ev.sum_of_products(&pairs)?;
-            ev.rotate(&sum, first as i64)
+            ev.rotate(&sum, l.lane_step(first))
         })
         .collect::<Result<Vec<_>>>()?;
     let mut it = giant_sums.into_iter();
@@ -173,9 +176,11 @@ fn score_group<E: SlotEvaluator>(
     for s in it {
         acc = ev.add(&acc, &s)?;
     }
-    for step in l.fold_steps() {
+    // the fold's last steps are left to the response's trace (ring switch) where it can
+    let trace = ev.max_trace().min(l.max_trace());
+    for step in l.fold_steps_before_trace(trace) {
         let r = ev.rotate(&acc, step)?;
         acc = ev.add(&acc, &r)?;
     }
-    ev.finish(acc)
+    ev.finish(acc, trace)
 }

@@ -4,9 +4,11 @@ use crate::backend::{Role, SlotCipher, SlotEvaluator};
 use crate::errors::Result;
 use crate::layout::Layout;
 use crate::slots::{Slot, SlotShape};
+use blindsight_he::ring_switch::max_response_log_d;
 use blindsight_he::{
     BfvEncoder, Ciphertext, CkksEncoder, Complex, Context, Evaluator, GaloisKeys, NoiseFlooding,
-    ProductAccumulator, ProductForm, ProductOperand, RelinKey, Scheme, SecretKey,
+    ProductAccumulator, ProductForm, ProductOperand, RelinKey, ResponseSecretKey, RingSwitchKey,
+    Scheme, SecretKey,
 };
 
 /// Standard deviation of the noise every decrypted CKKS score is flooded with (on the real
@@ -72,12 +74,25 @@ fn fresh_slot_noise(ctx: &Context) -> f64 {
 }
 
 /// Standard deviation of a key-switched (rotated) query's noise in one real slot part:
-/// the mod-down's rounding `r_0 + r_1·s` (`√(N/18)` per coefficient, `s` ternary) dominates
-/// once the special prime exceeds the ciphertext primes by ~17 bits (measured 1370 at
-/// N = 8192, against 207 fresh).
+/// the mod-down's rounding `r_0 + r_1·s` (`√(N/18)` per coefficient, `s` ternary), plus the
+/// digits' term `Σ_i [d]_{q_i}·e_i/P` (variance `N·q_i²/12·10.5/P²` per prime, 6 % of the
+/// rounding's for `q_0 ≈ 2^46` under a 50-bit `P`). Measured 1370 at N = 8192 with two
+/// 33-bit primes, against 207 fresh.
 fn rotated_slot_noise(ctx: &Context) -> f64 {
     let n = ctx.degree() as f64;
-    ((n / 18.0) + 10.5 + c0_rounding_variance(ctx, Role::Query)).sqrt() * (n / 2.0).sqrt()
+    let p: f64 = ctx
+        .params()
+        .special_moduli()
+        .iter()
+        .map(|&p| p as f64)
+        .product();
+    let digits: f64 = ctx
+        .params()
+        .moduli()
+        .iter()
+        .map(|&q| n * (q as f64 / p).powi(2) / 12.0 * 10.5)
+        .sum();
+    ((n / 18.0) + digits + 10.5 + c0_rounding_variance(ctx, Role::Query)).sqrt() * (n / 2.0).sqrt()
 }
 
 /// The CKKS scales `(Δ_g, Δ_q)` of gallery and query at the top level (with the rounding of
@@ -94,7 +109,9 @@ fn rotated_slot_noise(ctx: &Context) -> f64 {
 /// below `Q/2` (with 10 % headroom for noise and rounding). For a fixed `C = Δ_gΔ_q`, `ε`
 /// is smallest at `Δ_q/Δ_g = σ_q/σ_g`, where `ε = √(2σ_gσ_q/C)`. With the `ckks-8192`
 /// preset's `Q ≈ 2^66` this is `C ≈ 2^64.9`, `Δ_g ≈ 2^31.2`, `Δ_q ≈ 2^33.6` and
-/// `ε ≈ 1.9·10^-7` per score (measured: `tests/similarity.rs`).
+/// `ε ≈ 1.9·10^-7` per score (measured: `tests/similarity.rs`). The response is then
+/// rescaled by the small `q_1` (its rounding adds `√(N/18)·√(N/2)/(Δ_gΔ_q/q_1) ≈ 2^-34`)
+/// and ring-switched ([`RESPONSE_DIGIT_BITS`]).
 pub fn ckks_scales(ctx: &Context) -> (f64, f64) {
     let log_c = log_q_top(ctx) - 1.0 - 1.1f64.log2();
     let ratio = rotated_slot_noise(ctx) / fresh_slot_noise(ctx);
@@ -110,10 +127,11 @@ pub fn ckks_scales(ctx: &Context) -> (f64, f64) {
 /// - BFV: decryption is exact while the phase error stays below `Δ/2 = Q/(2t)`. With
 ///   `k_0 = bits(t) + 3` the `c_0` part is at most `Δ/16`; with `k_1 = bits(t) + 10` the
 ///   `c_1` part reaches `Δ/2` only at `|r_1·s| = 512`, 24σ (32 + 39 bits for `bfv-8192`).
-/// - CKKS: the added slot error is `(Q/2^k)·σ_coefficient·√(N/2)/Δ`; both parts are held
-///   to `2.5·10^-8` per slot, a tenth of the response's own error (32 + 38 bits for
-///   `ckks-8192` at its scale `2^64.2`).
-pub fn response_bits(ctx: &Context, ct: &Ciphertext) -> [u32; 2] {
+/// - CKKS: the added slot error is `(Q/2^k)·σ_coefficient·√(N/2)·trace/Δ` (a projected
+///   response is multiplied by its trace's size `d` after decryption); both parts are held
+///   to `2.5·10^-8` per slot, a tenth of a score's own error (33 + 39 bits for
+///   `ckks-8192` after the rescale to `q_0`, `d = 4`).
+pub fn response_bits(ctx: &Context, ct: &Ciphertext, trace: usize) -> [u32; 2] {
     match ctx.scheme() {
         Scheme::Bfv => {
             let t_bits = 64 - ctx.params().plain_modulus().leading_zeros();
@@ -122,13 +140,41 @@ pub fn response_bits(ctx: &Context, ct: &Ciphertext) -> [u32; 2] {
         _ => {
             let n = ctx.degree() as f64;
             let headroom = log_q(ctx, ct.level()) - ct.scale().log2();
-            let per_slot = (n / 2.0).sqrt() / 2.5e-8;
+            // the client multiplies a projected response by the trace's size
+            let per_slot = (n / 2.0).sqrt() * trace.max(1) as f64 / 2.5e-8;
             let bits = |coefficient_sigma: f64| {
                 (headroom + (coefficient_sigma * per_slot).log2()).ceil() as u32
             };
             [bits(12f64.sqrt().recip()), bits((n / 18.0).sqrt())]
         }
     }
+}
+
+/// Bits per gadget digit of the response's ring switch: its noise, `√(ℓN)·2^w/√12·σ_e`
+/// per coefficient (`ℓ = ⌈log2 q_0/w⌉`), is `2^10.7` for CKKS (`w = 2`, 23 digits: `3·10^-8`
+/// per slot after the trace's factor 4 at scale `2^44.9`, a seventh of a score's error)
+/// and `2^12.2` for BFV (`w = 4`, 13 digits: 5.5 bits of budget left before rounding,
+/// `tests/ring_switch.rs` in `blindsight-he`).
+pub fn response_digit_bits(ctx: &Context) -> u32 {
+    match ctx.scheme() {
+        Scheme::Bfv => 4,
+        _ => 2,
+    }
+}
+
+/// `log2 d` of the response subring of a context: the smallest subring degree that is
+/// 128-bit secure at `q_0` alone (`Z[X^4]`, degree 2048, at N = 8192).
+pub fn response_log_d(ctx: &Context) -> u32 {
+    max_response_log_d(ctx, 0)
+}
+
+/// The response secret of a client, expanded from a 32-byte secret seed.
+pub fn response_secret(ctx: &Context, seed: &[u8; 32]) -> Result<ResponseSecretKey> {
+    Ok(ResponseSecretKey::from_seed(
+        ctx,
+        response_log_d(ctx),
+        seed,
+    )?)
 }
 
 /// The slot shape of a context: BFV 2 rows of N/2 integers, CKKS 1 row of N/2 complex.
@@ -156,33 +202,58 @@ pub fn segment_layout(ctx: &Context, count: usize, dim: usize) -> Result<Layout>
     Layout::new(count, dim, slots, shape_of(ctx))
 }
 
-/// The evaluation keys a set of rotation steps needs (relinearization + Galois).
+/// The evaluation keys a set of rotation steps needs: relinearization, Galois, and the
+/// ring switch of responses to `response`.
 pub fn evaluation_keys(
     ctx: &Context,
     sk: &SecretKey,
+    response: &ResponseSecretKey,
     steps: &[i64],
-) -> Result<(RelinKey, GaloisKeys)> {
+) -> Result<(RelinKey, GaloisKeys, RingSwitchKey)> {
     Ok((
         RelinKey::generate(ctx, sk)?,
         GaloisKeys::generate(ctx, sk, steps, false)?,
+        response_key(ctx, sk, response)?,
     ))
 }
 
-/// BFV client: integer slots, secret-key (seeded) encryption.
+/// The key that switches responses (at level 0) to `response`.
+pub fn response_key(
+    ctx: &Context,
+    sk: &SecretKey,
+    response: &ResponseSecretKey,
+) -> Result<RingSwitchKey> {
+    Ok(RingSwitchKey::generate(
+        ctx,
+        sk,
+        response,
+        0,
+        response_digit_bits(ctx),
+    )?)
+}
+
+/// BFV client: integer slots, secret-key (seeded) encryption; responses decrypted with the
+/// response secret when they were ring-switched to it.
 pub struct BfvCipher {
     ctx: Context,
     sk: SecretKey,
+    response: ResponseSecretKey,
     encoder: BfvEncoder,
 }
 
 impl BfvCipher {
-    /// A client for a BFV context and its secret key.
-    pub fn new(ctx: &Context, sk: SecretKey) -> Result<Self> {
+    /// A client for a BFV context, its secret key and its response secret.
+    pub fn new(ctx: &Context, sk: SecretKey, response: ResponseSecretKey) -> Result<Self> {
         Ok(Self {
             ctx: ctx.clone(),
             encoder: BfvEncoder::new(ctx)?,
             sk,
+            response,
         })
+    }
+    /// The response secret.
+    pub fn response_secret(&self) -> &ResponseSecretKey {
+        &self.response
     }
     /// The secret key.
     pub fn secret_key(&self) -> &SecretKey {
@@ -202,9 +273,28 @@ impl SlotCipher for BfvCipher {
             .encrypt(&self.ctx, &self.encoder.encode_signed(slots)?)?)
     }
     fn decrypt(&self, ct: &Ciphertext) -> Result<Vec<i64>> {
-        Ok(self
+        let Some(log_d) = ct.subring() else {
+            return Ok(self
+                .encoder
+                .decode_signed(&self.sk.decrypt(&self.ctx, ct)?)?);
+        };
+        // the projection decrypts to the trace divided by d (mod t): multiply back
+        let t = self.ctx.params().plain_modulus();
+        let d = (1u64 << log_d) % t;
+        let values = self
             .encoder
-            .decode_signed(&self.sk.decrypt(&self.ctx, ct)?)?)
+            .decode(&self.response.decrypt(&self.ctx, ct)?)?;
+        Ok(values
+            .into_iter()
+            .map(|v| {
+                let x = (v as u128 * d as u128 % t as u128) as u64;
+                if x > t / 2 {
+                    x as i64 - t as i64
+                } else {
+                    x as i64
+                }
+            })
+            .collect())
     }
 }
 
@@ -214,21 +304,27 @@ impl SlotCipher for BfvCipher {
 pub struct CkksCipher {
     ctx: Context,
     sk: SecretKey,
+    response: ResponseSecretKey,
     encoder: CkksEncoder,
     ev: Evaluator,
     scales: (f64, f64),
 }
 
 impl CkksCipher {
-    /// A client for a CKKS context and its secret key.
-    pub fn new(ctx: &Context, sk: SecretKey) -> Result<Self> {
+    /// A client for a CKKS context, its secret key and its response secret.
+    pub fn new(ctx: &Context, sk: SecretKey, response: ResponseSecretKey) -> Result<Self> {
         Ok(Self {
             ctx: ctx.clone(),
             encoder: CkksEncoder::new(ctx)?,
             ev: Evaluator::new(ctx),
             scales: ckks_scales(ctx),
             sk,
+            response,
         })
+    }
+    /// The response secret.
+    pub fn response_secret(&self) -> &ResponseSecretKey {
+        &self.response
     }
     /// The secret key.
     pub fn secret_key(&self) -> &SecretKey {
@@ -258,11 +354,25 @@ impl SlotCipher for CkksCipher {
             .round_for_transfer(&ct, [c0_bits(&self.ctx, role), 0])?)
     }
     fn decrypt(&self, ct: &Ciphertext) -> Result<Vec<Complex>> {
+        let Some(log_d) = ct.subring() else {
+            let flooding =
+                NoiseFlooding::for_slot_sigma(&self.ctx, ct.scale(), SCORE_FLOODING_SLOT_SIGMA)?;
+            return Ok(self
+                .sk
+                .decrypt_complex_flooded(&self.ctx, &self.encoder, ct, &flooding)?);
+        };
+        // the projection decrypts to the trace divided by d: multiply back (the flooding
+        // noise is drawn d times smaller so that it ends at the same size)
+        let d = (1u64 << log_d) as f64;
         let flooding =
-            NoiseFlooding::for_slot_sigma(&self.ctx, ct.scale(), SCORE_FLOODING_SLOT_SIGMA)?;
-        Ok(self
-            .sk
-            .decrypt_complex_flooded(&self.ctx, &self.encoder, ct, &flooding)?)
+            NoiseFlooding::for_slot_sigma(&self.ctx, ct.scale(), SCORE_FLOODING_SLOT_SIGMA / d)?;
+        let slots =
+            self.response
+                .decrypt_complex_flooded(&self.ctx, &self.encoder, ct, &flooding)?;
+        Ok(slots
+            .into_iter()
+            .map(|z| Complex::new(z.re * d, z.im * d))
+            .collect())
     }
 }
 
@@ -272,16 +382,25 @@ pub struct HeEvaluator {
     ev: Evaluator,
     rk: RelinKey,
     gk: GaloisKeys,
+    response: Option<RingSwitchKey>,
 }
 
 impl HeEvaluator {
-    /// An evaluator with the client's public evaluation keys.
-    pub fn new(ctx: &Context, rk: RelinKey, gk: GaloisKeys) -> Self {
+    /// An evaluator with the client's public evaluation keys. Without a response key
+    /// (collections made before issue 9) responses stay in the full ring under the main
+    /// secret.
+    pub fn new(
+        ctx: &Context,
+        rk: RelinKey,
+        gk: GaloisKeys,
+        response: Option<RingSwitchKey>,
+    ) -> Self {
         Self {
             ctx: ctx.clone(),
             ev: Evaluator::new(ctx),
             rk,
             gk,
+            response,
         }
     }
     /// The context.
@@ -337,14 +456,27 @@ impl SlotEvaluator for HeEvaluator {
     fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
         Ok(self.ev.add(a, b)?)
     }
-    fn finish(&self, ct: Ciphertext) -> Result<Ciphertext> {
-        let ct = match self.ctx.scheme() {
-            // The products' scale Δ_gΔ_q fills the modulus: a rescale would round the scores
-            // to q_0's precision, so the response stays at the products' level.
-            Scheme::Ckks => ct,
-            _ => self.ev.mod_switch_to(&ct, 0)?,
-        };
-        let bits = response_bits(&self.ctx, &ct);
-        Ok(self.ev.round_for_transfer(&ct, bits)?)
+    fn max_trace(&self) -> usize {
+        self.response.as_ref().map_or(1, |k| 1 << k.log_d())
+    }
+    fn finish(&self, ct: Ciphertext, trace: usize) -> Result<Ciphertext> {
+        let mut ct = ct;
+        match self.ctx.scheme() {
+            // the products' scale Δ_gΔ_q ≈ Q/2.2 becomes ≈ q_0/2.2 (q_1 is small)
+            Scheme::Ckks => {
+                while ct.level() > 0 {
+                    ct = self.ev.rescale(&ct)?;
+                }
+            }
+            _ => ct = self.ev.mod_switch_to(&ct, 0)?,
+        }
+        let bits = response_bits(&self.ctx, &ct, trace);
+        match &self.response {
+            Some(key) => {
+                let log_d = trace.max(1).trailing_zeros();
+                Ok(self.ev.ring_switch(&ct, key, log_d, bits)?)
+            }
+            None => Ok(self.ev.round_for_transfer(&ct, bits)?),
+        }
     }
 }

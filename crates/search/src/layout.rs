@@ -2,21 +2,31 @@
 //! (Halevi–Shoup), in the hybrid form for short blocks and rows-in-slots for tall ones.
 //!
 //! A ciphertext has `rows × row_len` slots; an image vector takes `V` of them (a power of
-//! two dividing `row_len`), so a ciphertext holds `L = rows·row_len/V` *lanes*. Images are
-//! cut into blocks of `m` (a power of two, `m ≤ V`) and `L` blocks form a *group*, one per
-//! lane. For a group, ciphertext `i < m` holds in lane `ℓ` the diagonal
+//! two dividing `row_len`), so a ciphertext holds `L = rows·row_len/V` *lanes*. The lanes of
+//! a row are interleaved: lane `ℓ` of a row with `S = row_len/V` lanes holds its value `j`
+//! in slot `ℓ + S·j`, so that a row rotation by `S·k` rotates every lane by `k` on its own.
+//! Images are cut into blocks of `m` (a power of two, `m ≤ V`) and `L` blocks form a
+//! *group*, one per lane. For a group, ciphertext `i < m` holds in lane `ℓ` the diagonal
 //!
 //! ```text
 //! diag_i[j] = G[block(ℓ)·m + (j mod m)][(j + i) mod V]      (j < V)
 //! ```
 //!
-//! rotated right by its giant-step offset `⌊i/B⌋·B`. The server multiplies ciphertext
-//! `g·B + b` with the query rotated by `b` (hoisted baby steps), sums each giant step once,
-//! rotates it by `g·B`, and, when `m < V`, rotate-and-adds by `m, 2m, …, V/2`. Slot
-//! `ℓ·V + r` then holds `⟨G[block(ℓ)·m + r], q⟩`. When `m = V` (a tall block, every slot an
-//! image) no final rotation is needed: that is the rows-in-slots layout with a replicated
-//! query. The cost is `⌈n/(L·m)⌉·m` ciphertext products per channel, `B + ⌈m/B⌉ + log2(V/m)`
-//! rotations and `⌈m/B⌉` relinearizations per group: never one rotation per image.
+//! rotated right (lane-wise) by its giant-step offset `⌊i/B⌋·B`. The server multiplies
+//! ciphertext `g·B + b` with the query rotated by `b` (hoisted baby steps), sums each giant
+//! step once, rotates it by `g·B`, and, when `m < V`, rotate-and-adds by `m, 2m, …, V/2`.
+//! Lane `ℓ`'s value `r` (and every `r + k·m`) then holds `⟨G[block(ℓ)·m + r], q⟩`.
+//!
+//! The fold is a trace: summing over the rotations by multiples of `m` lane-wise, i.e. row
+//! rotations by multiples of `S·m`, a subgroup of order `V/m` of the automorphisms. Its last
+//! `log2 d` steps (rotations by multiples of `row_len/d`) can be left to the ring switch of
+//! the response ([`blindsight_he::ring_switch`]), which projects onto the subring `Z[X^d]`
+//! and so sums over exactly those rotations for free, in a response `d` times smaller: the
+//! interleaving is what makes that subgroup act within every lane. When `m = V` (a tall
+//! block, every slot an image) there is no fold: that is the rows-in-slots layout with a
+//! replicated query. The cost is `⌈n/(L·m)⌉·m` ciphertext products per channel,
+//! `B + ⌈m/B⌉ + log2(V/m)` rotations and `⌈m/B⌉` relinearizations per group: never one
+//! rotation per image.
 
 use crate::errors::{Result, SearchError};
 use crate::slots::SlotShape;
@@ -47,7 +57,8 @@ pub const MAX_ROW_LEN: usize = 1 << 16;
 pub const MAX_ROWS: usize = 2;
 
 const LAYOUT_MAGIC: [u8; 4] = *b"BLSL";
-const LAYOUT_VERSION: u8 = 1;
+/// Version 2: interleaved lanes (version 1 packed lanes contiguously).
+const LAYOUT_VERSION: u8 = 2;
 const LAYOUT_BYTES: usize = 4 + 1 + 7 * 8;
 
 impl Layout {
@@ -145,6 +156,37 @@ impl Layout {
             .unwrap_or(0)
     }
 
+    /// Lanes per row `S = row_len/V`: the stride between a lane's consecutive values.
+    pub fn stride(&self) -> usize {
+        self.shape
+            .row_len
+            .checked_div(self.vector_slots)
+            .unwrap_or(0)
+            .max(1)
+    }
+
+    /// The slot of value `j` of `lane` (lanes numbered row after row).
+    pub fn slot_of(&self, lane: usize, j: usize) -> usize {
+        let stride = self.stride();
+        let (row, within) = (lane / stride, lane % stride);
+        row.saturating_mul(self.shape.row_len)
+            .saturating_add(within)
+            .saturating_add(stride.saturating_mul(j))
+    }
+
+    /// The row rotation that rotates every lane by `k`.
+    pub fn lane_step(&self, k: usize) -> i64 {
+        (k.saturating_mul(self.stride())) as i64
+    }
+
+    /// The largest trace the response may take over (`V/m`, the fold's terms; 1 when tall).
+    pub fn max_trace(&self) -> usize {
+        self.vector_slots
+            .checked_div(self.block)
+            .unwrap_or(1)
+            .max(1)
+    }
+
     /// Groups of `L` blocks.
     pub fn groups(&self) -> usize {
         let per_group = self.lanes().saturating_mul(self.block);
@@ -170,22 +212,32 @@ impl Layout {
         self.block == self.vector_slots
     }
 
-    /// Baby-step rotations of the query: `1..B`.
+    /// Baby-step rotations of the query: lane-wise `1..B`.
     pub fn baby_steps(&self) -> Vec<i64> {
-        (1..self.baby as i64).collect()
+        (1..self.baby).map(|b| self.lane_step(b)).collect()
     }
 
-    /// Giant-step rotations: `g·B` for `0 < g < ⌈m/B⌉`.
+    /// Giant-step rotations: lane-wise `g·B` for `0 < g < ⌈m/B⌉`.
     pub fn giant_steps(&self) -> Vec<i64> {
-        (1..self.giant()).map(|g| (g * self.baby) as i64).collect()
+        (1..self.giant())
+            .map(|g| self.lane_step(g * self.baby))
+            .collect()
     }
 
-    /// Final rotate-and-add steps: `m, 2m, …, V/2`.
+    /// Final rotate-and-add steps: lane-wise `m, 2m, …, V/2`.
     pub fn fold_steps(&self) -> Vec<i64> {
+        self.fold_steps_before_trace(1)
+    }
+
+    /// The rotate-and-add steps left to the server when the response takes the trace over
+    /// the rotations by multiples of `row_len/trace` (`trace` a power of two at most
+    /// [`Self::max_trace`]): the fold's steps below `V/trace` lane-wise.
+    pub fn fold_steps_before_trace(&self, trace: usize) -> Vec<i64> {
+        let limit = self.vector_slots / trace.max(1);
         let mut steps = Vec::new();
         let mut s = self.block;
-        while s < self.vector_slots {
-            steps.push(s as i64);
+        while s < limit {
+            steps.push(self.lane_step(s));
             s *= 2;
         }
         steps
@@ -209,10 +261,7 @@ impl Layout {
         let (m, lanes) = (self.block.max(1), self.lanes().max(1));
         let (block, r) = (index / m, index % m);
         let (group, lane) = (block / lanes, block % lanes);
-        (
-            group,
-            lane.saturating_mul(self.vector_slots).saturating_add(r),
-        )
+        (group, self.slot_of(lane, r))
     }
 
     /// Serializes the layout (magic, version, fields).

@@ -8,12 +8,15 @@ use blindsight_he::{Context, Scheme, SecretKey};
 use blindsight_search::Layout;
 use blindsight_search::client::encrypt_segment_with;
 use blindsight_search::he_backend::{BfvCipher, CkksCipher};
-use blindsight_search::he_backend::{segment_layout, shape_of};
+use blindsight_search::he_backend::{response_secret, segment_layout, shape_of};
 use blindsight_search::rank::ImageNorms;
 use blindsight_search::slots::SlotShape;
 use blindsight_search::vectors::image_vector;
 use blindsight_testdata::{Mutation, mutate};
 use proptest::prelude::*;
+
+/// The response secret's seed of every test key set.
+const RESPONSE_SEED: [u8; 32] = [7; 32];
 
 fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
     proptest::collection::vec(any::<[u64; 4]>().prop_map(Mutation::from_words), 1..5)
@@ -116,13 +119,23 @@ fn the_server_derives_the_layout_the_client_encrypts_with() {
             let vectors: [Vec<Vec<f64>>; 3] = [0, 1, 2].map(|_| vec![vec![1.0; d]; n]);
             let seg = match ctx.scheme() {
                 Scheme::Bfv => {
-                    let c = BfvCipher::new(&ctx, sk.clone()).unwrap();
+                    let c = BfvCipher::new(
+                        &ctx,
+                        sk.clone(),
+                        response_secret(&ctx, &RESPONSE_SEED).unwrap(),
+                    )
+                    .unwrap();
                     encrypt_segment_with(&c, &vectors, |_| Ok(()))
                         .unwrap()
                         .layout
                 }
                 _ => {
-                    let c = CkksCipher::new(&ctx, sk.clone()).unwrap();
+                    let c = CkksCipher::new(
+                        &ctx,
+                        sk.clone(),
+                        response_secret(&ctx, &RESPONSE_SEED).unwrap(),
+                    )
+                    .unwrap();
                     encrypt_segment_with(&c, &vectors, |_| Ok(()))
                         .unwrap()
                         .layout

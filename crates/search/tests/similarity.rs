@@ -9,7 +9,7 @@ use blindsight_search::client::{decrypt_scores, encrypt_query, encrypt_segment};
 use blindsight_search::encoding::VectorEncoding;
 use blindsight_search::engine::{PreparedSegment, score};
 use blindsight_search::he_backend::{
-    BfvCipher, CkksCipher, HeEvaluator, evaluation_keys, shape_of,
+    BfvCipher, CkksCipher, HeEvaluator, evaluation_keys, response_secret, shape_of,
 };
 use blindsight_search::rank::{
     EncodedImage, RankRule, Similarity, reference_dots, similarities, top_k,
@@ -19,6 +19,9 @@ use blindsight_search::vectors::{ImageVector, image_vector};
 use blindsight_search::{Layout, Result};
 use std::collections::HashSet;
 use std::sync::OnceLock;
+
+/// The response secret's seed of every test key set.
+const RESPONSE_SEED: [u8; 32] = [7; 32];
 
 /// Distinct (by content) real images at `side × side`: the embedded emoji, then their
 /// mirror images and rotations when more are needed.
@@ -208,30 +211,41 @@ fn all_steps(shape: SlotShape, vector_slots: impl Fn(usize) -> usize) -> Vec<i64
     steps
 }
 
+/// Every trace the response may take (1: the server folds everything; up to 16: the last
+/// four fold steps left to the response) gives the same scores.
+const TRACES: [usize; 4] = [1, 2, 4, 16];
+
 #[test]
 fn no_op_scheme_with_the_bfv_shape_is_exact() {
     let shape = SlotShape {
         rows: 2,
         row_len: 4096,
     };
-    let s = NoOp::<i64>::new(shape);
-    let layouts = run_cases(
-        &s,
-        &s,
-        &VectorEncoding::for_bfv(532_709_377, 4096),
-        Exactness::Exact,
-    );
-    assert!(layouts.iter().any(|l| l.is_tall()) && layouts.iter().any(|l| !l.is_tall()));
+    for trace in TRACES {
+        let s = NoOp::<i64>::with_max_trace(shape, trace);
+        let layouts = run_cases(
+            &s,
+            &s,
+            &VectorEncoding::for_bfv(532_709_377, 4096),
+            Exactness::Exact,
+        );
+        assert!(layouts.iter().any(|l| l.is_tall()) && layouts.iter().any(|l| !l.is_tall()));
+    }
 }
 
 #[test]
 fn no_op_scheme_with_the_ckks_shape_is_exact_to_rounding() {
-    let s = NoOp::<Complex>::new(SlotShape {
-        rows: 1,
-        row_len: 4096,
-    });
-    let layouts = run_cases(&s, &s, &VectorEncoding::Unit, Exactness::Within(1e-12));
-    assert!(layouts.iter().any(|l| l.is_tall()) && layouts.iter().any(|l| !l.is_tall()));
+    for trace in TRACES {
+        let s = NoOp::<Complex>::with_max_trace(
+            SlotShape {
+                rows: 1,
+                row_len: 4096,
+            },
+            trace,
+        );
+        let layouts = run_cases(&s, &s, &VectorEncoding::Unit, Exactness::Within(1e-12));
+        assert!(layouts.iter().any(|l| l.is_tall()) && layouts.iter().any(|l| !l.is_tall()));
+    }
 }
 
 fn he_setup(preset: &str) -> (Context, SecretKey, HeEvaluator) {
@@ -242,15 +256,21 @@ fn he_setup(preset: &str) -> (Context, SecretKey, HeEvaluator) {
         blindsight_he::Scheme::Bfv => all_steps(shape, i64::vector_slots),
         _ => all_steps(shape, Complex::vector_slots),
     };
-    let (rk, gk) = evaluation_keys(&ctx, &sk, &steps).unwrap();
-    let ev = HeEvaluator::new(&ctx, rk, gk);
+    let (rk, gk, rsk) = evaluation_keys(
+        &ctx,
+        &sk,
+        &response_secret(&ctx, &RESPONSE_SEED).unwrap(),
+        &steps,
+    )
+    .unwrap();
+    let ev = HeEvaluator::new(&ctx, rk, gk, Some(rsk));
     (ctx, sk, ev)
 }
 
 #[test]
 fn bfv_top10_and_scores_are_exact() {
     let (ctx, sk, ev) = he_setup("bfv-8192");
-    let cipher = BfvCipher::new(&ctx, sk).unwrap();
+    let cipher = BfvCipher::new(&ctx, sk, response_secret(&ctx, &RESPONSE_SEED).unwrap()).unwrap();
     let encoding = VectorEncoding::for_bfv(ctx.params().plain_modulus(), 4096);
     run_cases(&cipher, &ev, &encoding, Exactness::Exact);
 }
@@ -258,7 +278,7 @@ fn bfv_top10_and_scores_are_exact() {
 #[test]
 fn ckks_scores_within_1e_6() {
     let (ctx, sk, ev) = he_setup("ckks-8192");
-    let cipher = CkksCipher::new(&ctx, sk).unwrap();
+    let cipher = CkksCipher::new(&ctx, sk, response_secret(&ctx, &RESPONSE_SEED).unwrap()).unwrap();
     run_cases(&cipher, &ev, &VectorEncoding::Unit, Exactness::Within(1e-6));
 }
 
@@ -283,11 +303,22 @@ fn all_white_and_all_black_images_do_not_wrap() {
         let ctx = Context::preset("bfv-8192").unwrap();
         let sk = SecretKey::generate(&ctx).unwrap();
         let layout = Layout::new(3, 4096, 4096, shape_of(&ctx)).unwrap();
-        let (rk, gk) = evaluation_keys(&ctx, &sk, &layout.galois_steps()).unwrap();
-        let ev = HeEvaluator::new(&ctx, rk, gk);
+        let (rk, gk, rsk) = evaluation_keys(
+            &ctx,
+            &sk,
+            &response_secret(&ctx, &RESPONSE_SEED).unwrap(),
+            &layout.galois_steps(),
+        )
+        .unwrap();
+        let ev = HeEvaluator::new(&ctx, rk, gk, Some(rsk));
         (ctx, sk, ev)
     });
-    let cipher = BfvCipher::new(ctx, sk.clone()).unwrap();
+    let cipher = BfvCipher::new(
+        ctx,
+        sk.clone(),
+        response_secret(ctx, &RESPONSE_SEED).unwrap(),
+    )
+    .unwrap();
     let encoding = VectorEncoding::for_bfv(ctx.params().plain_modulus(), 4096);
     let (white, gallery) = extreme_images(&encoding);
     let (got, _) = encrypted_similarities(&cipher, ev, &encoding, &gallery, &white, &[3]).unwrap();
@@ -315,9 +346,15 @@ fn ckks_extreme_images_stay_within_1e_6() {
     let ctx = Context::preset("ckks-8192").unwrap();
     let sk = SecretKey::generate(&ctx).unwrap();
     let layout = Layout::new(3, 4096, Complex::vector_slots(4096), shape_of(&ctx)).unwrap();
-    let (rk, gk) = evaluation_keys(&ctx, &sk, &layout.galois_steps()).unwrap();
-    let ev = HeEvaluator::new(&ctx, rk, gk);
-    let cipher = CkksCipher::new(&ctx, sk).unwrap();
+    let (rk, gk, rsk) = evaluation_keys(
+        &ctx,
+        &sk,
+        &response_secret(&ctx, &RESPONSE_SEED).unwrap(),
+        &layout.galois_steps(),
+    )
+    .unwrap();
+    let ev = HeEvaluator::new(&ctx, rk, gk, Some(rsk));
+    let cipher = CkksCipher::new(&ctx, sk, response_secret(&ctx, &RESPONSE_SEED).unwrap()).unwrap();
     let encoding = VectorEncoding::Unit;
     let (white, gallery) = extreme_images(&encoding);
     let (got, _) = encrypted_similarities(&cipher, &ev, &encoding, &gallery, &white, &[3]).unwrap();
@@ -349,9 +386,15 @@ fn ckks_client_decryption_is_flooded_and_within_1e_6() {
         .collect();
     let query = EncodedImage::new(&encoding, &imgs[40].perturbed().channels);
     let layout = Layout::new(64, 4096, Complex::vector_slots(4096), shape_of(&ctx)).unwrap();
-    let (rk, gk) = evaluation_keys(&ctx, &sk, &layout.galois_steps()).unwrap();
-    let ev = HeEvaluator::new(&ctx, rk, gk);
-    let cipher = CkksCipher::new(&ctx, sk).unwrap();
+    let (rk, gk, rsk) = evaluation_keys(
+        &ctx,
+        &sk,
+        &response_secret(&ctx, &RESPONSE_SEED).unwrap(),
+        &layout.galois_steps(),
+    )
+    .unwrap();
+    let ev = HeEvaluator::new(&ctx, rk, gk, Some(rsk));
+    let cipher = CkksCipher::new(&ctx, sk, response_secret(&ctx, &RESPONSE_SEED).unwrap()).unwrap();
     let vectors = [0, 1, 2].map(|c| {
         gallery
             .iter()
@@ -402,10 +445,11 @@ mod layouts {
             row_len_log in 8u32..11,
             split in 0.0f64..1.0,
             seed in any::<u64>(),
+            trace_log in 0u32..4,
         ) {
             let shape = SlotShape { rows, row_len: 1 << row_len_log };
             prop_assume!(i64::vector_slots(dim) <= shape.row_len);
-            let s = NoOp::<i64>::new(shape);
+            let s = NoOp::<i64>::with_max_trace(shape, 1 << trace_log);
             let encoding = VectorEncoding::Integer { levels: 255 };
             let mut x = seed | 1;
             let mut next = || { x ^= x << 13; x ^= x >> 7; x ^= x << 17; (x % 256) as u8 };

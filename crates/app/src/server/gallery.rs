@@ -16,7 +16,7 @@
 use super::errors::ApiError;
 use super::state::{AppState, CollectionLocks};
 use crate::store::CollectionRecord;
-use blindsight_he::{Ciphertext, Context, GaloisKeys, RelinKey, Serializable};
+use blindsight_he::{Ciphertext, Context, GaloisKeys, RelinKey, RingSwitchKey, Serializable};
 use blindsight_search::Layout;
 use blindsight_search::engine::PreparedSegment;
 use blindsight_search::he_backend::HeEvaluator;
@@ -274,20 +274,27 @@ impl GalleryCache {
         collection: i64,
         keys_version: i64,
         since: u64,
-        read: impl FnOnce() -> crate::Result<(Vec<u8>, Vec<u8>)>,
+        read: impl FnOnce() -> crate::Result<crate::store::EvaluationKeyBlobs>,
     ) -> crate::Result<Arc<HeEvaluator>> {
         let key = (collection, keys_version);
         if let Some(c) = self.lock().map_err(to_app)?.evaluators.get_mut(&key) {
             c.used_at = since;
             return Ok(c.value.clone());
         }
-        let (rk, gk) = read()?;
+        let keys = read()?;
         // deserialized keys take about twice their bit-packed size
-        let bytes = 2 * (rk.len() + gk.len());
+        let response_len = keys.response_key.as_ref().map_or(0, Vec::len);
+        let bytes = 2 * (keys.relin_key.len() + keys.galois_keys.len() + response_len);
+        let response = keys
+            .response_key
+            .as_deref()
+            .map(|b| RingSwitchKey::from_bytes(ctx, b))
+            .transpose()?;
         let ev = Arc::new(HeEvaluator::new(
             ctx,
-            RelinKey::from_bytes(ctx, &rk)?,
-            GaloisKeys::from_bytes(ctx, &gk)?,
+            RelinKey::from_bytes(ctx, &keys.relin_key)?,
+            GaloisKeys::from_bytes(ctx, &keys.galois_keys)?,
+            response,
         ));
         let mut inner = self.lock().map_err(to_app)?;
         if inner.make_room(bytes, self.budget, since) {

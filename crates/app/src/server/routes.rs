@@ -30,7 +30,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use blindsight_he::{Ciphertext, Context, GaloisKeys, Parameters, RelinKey, Serializable};
+use blindsight_he::{
+    Ciphertext, Context, GaloisKeys, Parameters, RelinKey, RingSwitchKey, Serializable,
+};
 use blindsight_search::engine::{PreparedSegment, score};
 use blindsight_search::he_backend::{HeEvaluator, segment_layout};
 use std::collections::HashSet;
@@ -161,6 +163,13 @@ async fn create(
         segment_layout(&ctx, 1, dim)?;
         RelinKey::from_bytes(&ctx, &msg.relin_key)?;
         let gk = GaloisKeys::from_bytes(&ctx, &msg.galois_keys)?;
+        let rsk = RingSwitchKey::from_bytes(&ctx, &msg.response_key)?;
+        if rsk.level() != 0 {
+            return Err(AppError::Malformed(
+                "the response key must switch ciphertexts at level 0".into(),
+            )
+            .into());
+        }
         let elements: Vec<u64> = gk.elements().collect();
         let token = crate::random::token()?;
         let hash = auth::token_hash(&token);
@@ -175,6 +184,7 @@ async fn create(
                 relin_key: &msg.relin_key,
                 galois_keys: &msg.galois_keys,
                 galois_elements: &elements,
+                response_key: &msg.response_key,
                 token_hash: &hash,
                 key_id: &msg.key_id,
             },
@@ -349,8 +359,8 @@ fn check_batch(
         if fresh.elements().all(|e| stored.contains(&e)) {
             None
         } else {
-            let (_, blob) = reader.evaluation_keys(record.id)?;
-            let mut keys = GaloisKeys::from_bytes(ctx, &blob)?;
+            let blobs = reader.evaluation_keys(record.id)?;
+            let mut keys = GaloisKeys::from_bytes(ctx, &blobs.galois_keys)?;
             keys.merge(fresh)?;
             let elements: Vec<u64> = keys.elements().collect();
             Some((keys.to_bytes(ctx)?, elements))

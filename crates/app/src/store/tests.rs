@@ -35,6 +35,7 @@ fn new_collection(name: &str) -> NewCollection<'_> {
         relin_key: b"rk",
         galois_keys: b"gk",
         galois_elements: &[3, 5],
+        response_key: b"rsk",
         token_hash: b"hash",
         key_id: "k1",
     }
@@ -84,7 +85,11 @@ fn batches_round_trip_and_persist_across_reopen() {
     );
     assert_eq!(
         s.evaluation_keys(c.id).unwrap(),
-        (b"rk".to_vec(), b"gk".to_vec())
+        EvaluationKeyBlobs {
+            relin_key: b"rk".to_vec(),
+            galois_keys: b"gk".to_vec(),
+            response_key: Some(b"rsk".to_vec()),
+        }
     );
     assert_eq!(s.galois_elements(c.id).unwrap(), vec![3, 5]);
     assert!(matches!(
@@ -128,7 +133,7 @@ fn a_failing_batch_leaves_nothing_behind() {
     ));
     assert_eq!(s.segments(c).unwrap().len(), 1);
     assert_eq!(s.images(c).unwrap().len(), 3);
-    assert_eq!(s.evaluation_keys(c).unwrap().1, b"gk".to_vec());
+    assert_eq!(s.evaluation_keys(c).unwrap().galois_keys, b"gk".to_vec());
     assert_eq!(
         s.usage(c).unwrap().version,
         version,
@@ -202,7 +207,7 @@ fn snapshots_hold_exactly_the_live_set() {
         })
         .unwrap();
     assert_eq!(snap.version, s.usage(c).unwrap().version);
-    assert_eq!(keys.0, b"rk".to_vec());
+    assert_eq!(keys.relin_key, b"rk".to_vec());
     assert_eq!(cts[0].len(), 4);
     let live: Vec<(i64, Vec<(usize, i64)>)> = snap
         .segments
@@ -377,7 +382,12 @@ fn a_version_1_database_migrates_with_its_data() {
     let c = s.collection("old").unwrap();
     assert_eq!(
         s.evaluation_keys(c.id).unwrap(),
-        (vec![10, 11], vec![12, 13, 14])
+        EvaluationKeyBlobs {
+            relin_key: vec![10, 11],
+            galois_keys: vec![12, 13, 14],
+            // collections older than the response key have none
+            response_key: None,
+        }
     );
     let u = s.usage(c.id).unwrap();
     assert_eq!((u.images, u.live, u.key_bytes), (2, 1, 5));
