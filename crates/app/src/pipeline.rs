@@ -14,7 +14,9 @@ use blindsight_search::engine::{PreparedSegment, score};
 use blindsight_search::he_backend::{
     BfvCipher, CkksCipher, HeEvaluator, evaluation_keys, response_secret,
 };
-use blindsight_search::rank::{EncodedImage, Similarity, reference_dots, similarities};
+use blindsight_search::rank::{
+    EncodedImage, ImageNorms, Similarity, reference_dots, similarities_from_norms,
+};
 use blindsight_search::slots::Slot;
 use blindsight_search::vectors::ImageVector;
 use blindsight_search::{Layout, SearchError};
@@ -92,7 +94,10 @@ pub struct Session<C: SlotCipher<Ct = Ciphertext>> {
     ctx: Context,
     cipher: C,
     encoding: VectorEncoding,
-    encoded: Vec<EncodedImage>,
+    /// The gallery's pixels (8-bit, an eighth of the encoded vectors): the client's norms
+    /// and the f64 reference are computed from them image by image.
+    pixels: Vec<[Vec<u8>; 3]>,
+    norms: Vec<ImageNorms>,
     ev: HeEvaluator,
     segments: Vec<PreparedSegment<HeEvaluator>>,
     setup: SetupReport,
@@ -197,15 +202,23 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
 
         // Client: encode and encrypt the gallery, serialize what goes to the server.
         let t = Instant::now();
-        let encoded: Vec<EncodedImage> = gallery
-            .par_iter()
-            .map(|g| EncodedImage::new(&encoding, &g.channels))
-            .collect();
+        let mut norms = Vec::with_capacity(gallery.len());
         // The "wire": serialized ciphertexts, each taken (and freed) by the server as it loads.
         let mut blobs: Vec<(Layout, WireChannels)> = Vec::new();
-        for chunk in encoded.chunks(segment_size) {
-            let vectors =
-                [0, 1, 2].map(|c| chunk.iter().map(|g| g.channels[c].values.clone()).collect());
+        for chunk in gallery.chunks(segment_size) {
+            // encoded a segment at a time, and dropped once it is encrypted
+            let encoded: Vec<EncodedImage> = chunk
+                .par_iter()
+                .map(|g| EncodedImage::new(&encoding, &g.channels))
+                .collect();
+            norms.extend(encoded.iter().map(EncodedImage::norms));
+            let vectors = [0, 1, 2].map(|c| {
+                encoded
+                    .iter()
+                    .map(|g| g.channels[c].values.clone())
+                    .collect()
+            });
+            drop(encoded);
             let seg =
                 encrypt_segment_with(&cipher, &vectors, |ct| Ok(Mutex::new(ct.to_bytes(ctx)?)))?;
             blobs.push((seg.layout, seg.channels));
@@ -277,7 +290,8 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
             ctx: ctx.clone(),
             cipher,
             encoding,
-            encoded,
+            pixels: gallery.iter().map(|g| g.channels.clone()).collect(),
+            norms,
             ev,
             segments,
             setup,
@@ -322,7 +336,7 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
 
         // Client: decrypt and rank.
         let t = Instant::now();
-        let mut dots = Vec::with_capacity(self.encoded.len());
+        let mut dots = Vec::with_capacity(self.norms.len());
         for (seg, blobs) in self.segments.iter().zip(&response_blobs) {
             dots.extend(decrypt_scores(
                 &self.cipher,
@@ -330,16 +344,21 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
                 &read_channels(ctx, blobs)?,
             )?);
         }
-        let sims = similarities(&self.encoding, &self.encoded, &query_encoded, &dots);
+        let query_norms = query_encoded.norms();
+        let sims = similarities_from_norms(&self.encoding, &self.norms, &query_norms, &dots);
         let decrypt_s = t.elapsed().as_secs_f64();
 
-        let reference_dots = reference_dots(&self.encoded, &query_encoded);
-        let reference = similarities(
-            &self.encoding,
-            &self.encoded,
-            &query_encoded,
-            &reference_dots,
-        );
+        // the f64 reference, one image encoded at a time
+        let reference_dots: Vec<[f64; 3]> = self
+            .pixels
+            .par_iter()
+            .map(|p| {
+                let g = EncodedImage::new(&self.encoding, p);
+                reference_dots(std::slice::from_ref(&g), &query_encoded)[0]
+            })
+            .collect();
+        let reference =
+            similarities_from_norms(&self.encoding, &self.norms, &query_norms, &reference_dots);
         Ok(QueryReport {
             query_encrypt_s,
             score_s,

@@ -105,21 +105,18 @@ where
         }
     }
     let layout = Layout::new(count, dim, C::Slot::vector_slots(dim), cipher.shape())?;
-    let packed: Vec<Vec<Vec<C::Slot>>> = vectors
-        .iter()
-        .map(|ch| {
-            ch.iter()
-                .map(|v| pack_gallery_vector::<C::Slot>(v))
-                .collect()
-        })
-        .collect();
     let per_channel = layout.ciphertexts_per_channel();
     let mut channels: [Vec<T>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-    for (c, out) in channels.iter_mut().enumerate() {
+    for (ch, out) in vectors.iter().zip(channels.iter_mut()) {
+        // one channel packed at a time (a third of the memory)
+        let packed: Vec<Vec<C::Slot>> = ch
+            .par_iter()
+            .map(|v| pack_gallery_vector::<C::Slot>(v))
+            .collect();
         *out = (0..per_channel)
             .into_par_iter()
             .map(|k| {
-                let slots = diagonal_slots(&layout, &packed[c], k / layout.block, k % layout.block);
+                let slots = diagonal_slots(&layout, &packed, k / layout.block, k % layout.block);
                 sink(cipher.encrypt(&slots, Role::Gallery)?)
             })
             .collect::<Result<Vec<_>>>()?;
