@@ -10,6 +10,7 @@ use blindsight_he::{
     ProductAccumulator, ProductForm, ProductOperand, RelinKey, ResponseSecretKey, RingSwitchKey,
     Scheme, SecretKey,
 };
+use rayon::prelude::*;
 
 /// Standard deviation of the noise every decrypted CKKS score is flooded with (on the real
 /// and imaginary part of each slot).
@@ -415,8 +416,10 @@ impl SlotEvaluator for HeEvaluator {
 
     fn rotations(&self, ct: &Ciphertext, steps: &[i64]) -> Result<Vec<Ciphertext>> {
         let h = self.ev.hoist(ct)?;
+        // in parallel: a query's three channels alone would leave one of two cores idle
+        // for a third of the baby steps
         steps
-            .iter()
+            .par_iter()
             .map(|&s| {
                 if s == 0 {
                     Ok(ct.clone())
