@@ -175,6 +175,14 @@ fn bench_scheme(c: &mut Criterion, s: &Setup) {
                 .collect::<Vec<_>>()
         })
     });
+    // the response's last step: switch to the subring's secret, project, round
+    let log_d = ring_switch::max_response_log_d(ctx, 0);
+    let response = ResponseSecretKey::generate(ctx, log_d).unwrap();
+    let rsk = RingSwitchKey::generate(ctx, &s.sk, &response, 0, 4).unwrap();
+    let low = s.ev.mod_switch_to(&s.ct, 0).unwrap();
+    g.bench_function("ring_switch_to_subring", |b| {
+        b.iter(|| s.ev.ring_switch(&low, &rsk, log_d, [32, 38]).unwrap())
+    });
     let bytes = s.ct.to_bytes(ctx).unwrap();
     g.bench_function("serialize_ct", |b| b.iter(|| s.ct.to_bytes(ctx).unwrap()));
     g.bench_function("deserialize_ct_seeded", |b| {

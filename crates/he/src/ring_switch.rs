@@ -323,10 +323,11 @@ impl Evaluator {
         let last = key.digits.len().saturating_sub(1);
         for (i, pair) in key.digits.iter().enumerate() {
             for (d, r) in digit.iter_mut().zip(rest.iter_mut()) {
+                // (r + B/2) mod B − B/2 with B a power of two: a mask in two's complement
                 let v = if i == last {
                     *r
                 } else {
-                    (*r + half).rem_euclid(base) - half
+                    ((*r + half) & (base - 1)) - half
                 };
                 *r = (*r - v) >> key.base_bits;
                 // |v| ≤ B/2 except the last digit, which is below Q/B^(ℓ-1)·2 < 2^63
