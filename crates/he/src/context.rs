@@ -370,6 +370,18 @@ impl Context {
         })
     }
 
+    /// Computes and caches the NTT-domain permutations of the automorphisms `X → X^g` for
+    /// `elements` (otherwise computed at their first use), so that a server's first query
+    /// pays none of them. Invalid elements are skipped.
+    pub fn precompute_galois(&self, elements: impl IntoIterator<Item = u64>) {
+        let two_n = 2 * self.degree() as u64;
+        for g in elements {
+            if g % 2 == 1 && g < two_n {
+                self.galois_permutation(g);
+            }
+        }
+    }
+
     /// The NTT-domain permutation of `X -> X^g`, cached.
     pub(crate) fn galois_permutation(&self, g: u64) -> Arc<[u32]> {
         if let Some(p) = self

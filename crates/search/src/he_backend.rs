@@ -396,6 +396,7 @@ impl HeEvaluator {
         gk: GaloisKeys,
         response: Option<RingSwitchKey>,
     ) -> Self {
+        ctx.precompute_galois(gk.elements());
         Self {
             ctx: ctx.clone(),
             ev: Evaluator::new(ctx),

@@ -170,10 +170,11 @@ impl NttOrder {
     /// The permutation realizing `X -> X^g` in the NTT domain:
     /// `ntt(σ_g(a))[i] = ntt(a)[perm[i]]`.
     pub fn galois_permutation(&self, g: u64) -> Vec<u32> {
-        let two_n = self.index_of.len() as u64;
+        // 2N is a power of two: reduce by a mask instead of a division per index
+        let mask = (self.index_of.len() as u64).wrapping_sub(1);
         self.exponent
             .iter()
-            .map(|&e| self.index_of[((e as u64 * g) % two_n) as usize])
+            .map(|&e| self.index_of[((e as u64).wrapping_mul(g) & mask) as usize])
             .collect()
     }
 }
