@@ -762,6 +762,19 @@ impl ProductAccumulator {
         })
     }
 
+    /// The sum without its relinearization: three polynomials (BFV: the tensor scaled by
+    /// `t/Q`, or by `−t` for native products), for [`Evaluator::rotated_term`]. Plaintext
+    /// products are refused here (finish those with [`Self::finish`]).
+    pub fn finish_unrelinearized(&self) -> Result<Ciphertext> {
+        if self.plain.is_some() {
+            return Err(HeError::CiphertextSize {
+                expected: 3,
+                actual: 2,
+            });
+        }
+        self.tensor_ciphertext()
+    }
+
     /// Reduces the sum once: BFV scales the tensor by `t/Q`; then one relinearization; the
     /// plaintext products are added last.
     pub fn finish(&self, ev: &Evaluator, rk: &RelinKey) -> Result<Ciphertext> {

@@ -14,6 +14,7 @@ pub mod math;
 pub mod params;
 pub mod plaintext;
 pub mod ring_switch;
+pub mod rotation_sum;
 pub mod serialize;
 mod tensor_sum;
 pub mod transfer;
@@ -30,6 +31,7 @@ pub use keys::{GaloisKeys, PublicKey, RelinKey, SecretKey};
 pub use params::{Parameters, Scheme};
 pub use plaintext::{Ciphertext, Plaintext};
 pub use ring_switch::{ResponseSecretKey, RingSwitchKey};
+pub use rotation_sum::RotationSum;
 pub use serialize::{Kind, Serializable};
 
 /// The workspace README's Rust examples, compiled and run as doctests.

@@ -6,6 +6,7 @@
 
 use crate::errors::Result;
 use crate::slots::{Slot, SlotShape};
+use rayon::prelude::*;
 use std::marker::PhantomData;
 
 /// What a slot vector is encrypted as: the two factors of the encrypted products may be
@@ -18,6 +19,9 @@ pub enum Role {
     /// The query: rotated by the baby steps (key switching), then multiplied.
     Query,
 }
+
+/// One giant step: the product pairs summed, and the rotation of their sum.
+pub type GiantStep<'a, O> = (Vec<(&'a O, &'a O)>, i64);
 
 /// Client side: encryption and decryption of slot vectors.
 pub trait SlotCipher: Send + Sync {
@@ -45,6 +49,22 @@ pub trait SlotEvaluator: Send + Sync {
     fn operand(&self, ct: &Self::Ct) -> Result<Self::Operand>;
     /// `Σ a·b`, reduced and relinearized once.
     fn sum_of_products(&self, pairs: &[(&Self::Operand, &Self::Operand)]) -> Result<Self::Ct>;
+    /// `Σ_k rotate(Σ pairs_k, step_k)`: the giant steps of a group, in parallel. HE schemes
+    /// keep the relinearizations and rotations in `Q ∪ P` and divide by `P` once
+    /// (`blindsight_he::rotation_sum`).
+    fn sum_of_rotated_products(&self, giants: &[GiantStep<'_, Self::Operand>]) -> Result<Self::Ct> {
+        let parts = giants
+            .par_iter()
+            .map(|(pairs, step)| self.rotate(&self.sum_of_products(pairs)?, *step))
+            .collect::<Result<Vec<_>>>()?;
+        let mut it = parts.into_iter();
+        let first = it
+            .next()
+            .ok_or_else(|| crate::errors::SearchError::Layout {
+                reason: "a group without giant steps".into(),
+            })?;
+        it.try_fold(first, |acc, x| self.add(&acc, &x))
+    }
     /// Rotation by `step`.
     fn rotate(&self, ct: &Self::Ct, step: i64) -> Result<Self::Ct>;
     /// `a + b`.

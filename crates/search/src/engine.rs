@@ -137,45 +137,44 @@ fn score_group<E: SlotEvaluator>(
 ) -> Result<E::Ct> {
     let l = &seg.layout;
     let base = group * l.block;
-    let giant_sums = (0..l.giant())
-        .into_par_iter()
-        .map(|gi| {
-            let first = gi * l.baby;
-            let count = l.baby.min(l.block - first);
-            let streamed: Vec<E::Operand>;
-            let gallery: &[E::Operand] = match &seg.operands {
-                Operands::Resident(ch) => &ch[channel][base + first..base + first + count],
-                Operands::Streamed(load) => {
-                    streamed = (0..count)
+    let mut acc = match &seg.operands {
+        Operands::Resident(ch) => {
+            let gallery = &ch[channel][base..base + l.block];
+            let giants = (0..l.giant())
+                .map(|gi| {
+                    let first = gi * l.baby;
+                    let count = l.baby.min(l.block - first);
+                    Ok((
+                        pairs_of(&gallery[first..first + count], babies, l, first)?,
+                        l.lane_step(first),
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            ev.sum_of_rotated_products(&giants)?
+        }
+        // loaded and prepared a giant step at a time, so that a group's operands never sit
+        // in memory together
+        Operands::Streamed(load) => {
+            let parts = (0..l.giant())
+                .into_par_iter()
+                .map(|gi| {
+                    let first = gi * l.baby;
+                    let count = l.baby.min(l.block - first);
+                    let operands = (0..count)
                         .into_par_iter()
                         .map(|b| ev.operand(&load(channel, base + first + b)?))
                         .collect::<Result<Vec<_>>>()?;
-                    &streamed
-                }
-            };
-            let pairs = gallery
-                .iter()
-                .enumerate()
-                .map(|(b, g)| {
-                    let baby = babies
-                        .get(&l.lane_step(b))
-                        .ok_or_else(|| SearchError::Layout {
-                            reason: format!("baby step {b} was not computed"),
-                        })?;
-                    Ok((g, baby))
+                    let sum = ev.sum_of_products(&pairs_of(&operands, babies, l, first)?)?;
+                    ev.rotate(&sum, l.lane_step(first))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let sum = ev.sum_of_products(&pairs)?;
-            ev.rotate(&sum, l.lane_step(first))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let mut it = giant_sums.into_iter();
-    let mut acc = it.next().ok_or_else(|| SearchError::Layout {
-        reason: "empty block".into(),
-    })?;
-    for s in it {
-        acc = ev.add(&acc, &s)?;
-    }
+            let mut it = parts.into_iter();
+            let first = it.next().ok_or_else(|| SearchError::Layout {
+                reason: "empty block".into(),
+            })?;
+            it.try_fold(first, |acc, x| ev.add(&acc, &x))?
+        }
+    };
     // the fold's last steps are left to the response's trace (ring switch) where it can
     let trace = ev.max_trace().min(l.max_trace());
     for step in l.fold_steps_before_trace(trace) {
@@ -183,4 +182,25 @@ fn score_group<E: SlotEvaluator>(
         acc = ev.add(&acc, &r)?;
     }
     ev.finish(acc, trace)
+}
+
+/// The products of a giant step: gallery operand `b` with the query's baby step `b`.
+fn pairs_of<'a, O>(
+    gallery: &'a [O],
+    babies: &'a BTreeMap<i64, O>,
+    l: &Layout,
+    first: usize,
+) -> Result<Vec<(&'a O, &'a O)>> {
+    gallery
+        .iter()
+        .enumerate()
+        .map(|(b, g)| {
+            let baby = babies
+                .get(&l.lane_step(b))
+                .ok_or_else(|| SearchError::Layout {
+                    reason: format!("baby step {b} of the giant step at {first} was not computed"),
+                })?;
+            Ok((g, baby))
+        })
+        .collect()
 }

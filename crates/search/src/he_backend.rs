@@ -1,6 +1,6 @@
 //! BFV and CKKS behind the [`SlotCipher`] / [`SlotEvaluator`] traits.
 
-use crate::backend::{Role, SlotCipher, SlotEvaluator};
+use crate::backend::{GiantStep, Role, SlotCipher, SlotEvaluator};
 use crate::errors::Result;
 use crate::layout::Layout;
 use crate::slots::{Slot, SlotShape};
@@ -411,6 +411,26 @@ impl HeEvaluator {
     }
 }
 
+impl HeEvaluator {
+    /// The products of `pairs` summed lazily (native wherever the level allows).
+    fn accumulate(
+        &self,
+        pairs: &[(&ProductOperand, &ProductOperand)],
+    ) -> Result<ProductAccumulator> {
+        let (level, form) = pairs
+            .first()
+            .map_or((self.ctx.max_level(), ProductForm::Native), |(a, _)| {
+                (a.level(), a.form())
+            });
+        let mut acc = match form {
+            ProductForm::Native => ProductAccumulator::native(&self.ctx, level)?,
+            _ => ProductAccumulator::new(&self.ctx, level)?,
+        };
+        acc.add_products(pairs)?;
+        Ok(acc)
+    }
+}
+
 impl SlotEvaluator for HeEvaluator {
     type Ct = Ciphertext;
     type Operand = ProductOperand;
@@ -439,17 +459,30 @@ impl SlotEvaluator for HeEvaluator {
         })
     }
     fn sum_of_products(&self, pairs: &[(&ProductOperand, &ProductOperand)]) -> Result<Ciphertext> {
-        let (level, form) = pairs
-            .first()
-            .map_or((self.ctx.max_level(), ProductForm::Native), |(a, _)| {
-                (a.level(), a.form())
-            });
-        let mut acc = match form {
-            ProductForm::Native => ProductAccumulator::native(&self.ctx, level)?,
-            _ => ProductAccumulator::new(&self.ctx, level)?,
-        };
-        acc.add_products(pairs)?;
-        Ok(acc.finish(&self.ev, &self.rk)?)
+        Ok(self.accumulate(pairs)?.finish(&self.ev, &self.rk)?)
+    }
+    fn sum_of_rotated_products(
+        &self,
+        giants: &[GiantStep<'_, ProductOperand>],
+    ) -> Result<Ciphertext> {
+        // each giant step relinearized and rotated in Q ∪ P, one mod-down for the group
+        let terms = giants
+            .par_iter()
+            .map(|(pairs, step)| {
+                let product = self.accumulate(pairs)?.finish_unrelinearized()?;
+                Ok(self.ev.rotated_term(&product, *step, &self.rk, &self.gk)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut it = terms.into_iter();
+        let mut sum = it
+            .next()
+            .ok_or_else(|| crate::errors::SearchError::Layout {
+                reason: "a group without giant steps".into(),
+            })?;
+        for t in it {
+            sum.add(&t, &self.ev)?;
+        }
+        Ok(self.ev.finish_rotation_sum(sum)?)
     }
     fn rotate(&self, ct: &Ciphertext, step: i64) -> Result<Ciphertext> {
         if step == 0 {
