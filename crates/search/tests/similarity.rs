@@ -466,3 +466,40 @@ mod layouts {
         }
     }
 }
+
+/// Streamed segments (operands loaded a giant step at a time) score exactly like resident
+/// ones (their giant steps summed by `sum_of_rotated_products`), at every trace.
+#[test]
+fn streamed_segments_score_like_resident_ones() {
+    use blindsight_search::client::encrypt_segment;
+    let shape = SlotShape {
+        rows: 2,
+        row_len: 256,
+    };
+    for trace in TRACES {
+        let s = NoOp::<i64>::with_max_trace(shape, trace);
+        let mut x = 12345u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 256) as f64
+        };
+        let vectors: [Vec<Vec<f64>>; 3] = [0, 1, 2].map(|_| {
+            (0..40)
+                .map(|_| (0..100).map(|_| next()).collect())
+                .collect()
+        });
+        let query: [Vec<f64>; 3] = [0, 1, 2].map(|_| (0..100).map(|_| next()).collect());
+        let seg = encrypt_segment(&s, &vectors).unwrap();
+        assert!(seg.layout.giant() > 1, "{:?}", seg.layout);
+        let resident = PreparedSegment::new(&s, seg.layout, seg.channels.clone()).unwrap();
+        let ch = seg.channels.clone();
+        let streamed: PreparedSegment<NoOp<i64>> =
+            PreparedSegment::streamed(seg.layout, Box::new(move |c, k| Ok(ch[c][k].clone())));
+        let q = encrypt_query(&s, &query).unwrap();
+        let a = score(&s, &[resident], &q).unwrap();
+        let b = score(&s, &[streamed], &q).unwrap();
+        assert_eq!(a, b, "trace {trace}");
+    }
+}
