@@ -398,6 +398,26 @@ fn q_idx(level: usize) -> Vec<usize> {
 
 // ----- objects -----------------------------------------------------------------------
 
+/// A ciphertext read in a rounded form (plain or ring-switched).
+fn rounded_ciphertext(
+    ctx: &Context,
+    polys: Vec<RnsPoly>,
+    (level, scale): (usize, f64),
+    seed: Option<[u8; 32]>,
+    bits: [u32; 2],
+    subring: Option<u32>,
+) -> Ciphertext {
+    Ciphertext {
+        fingerprint: ctx.params().fingerprint(),
+        polys,
+        level,
+        scale,
+        seed,
+        rounded: Some(bits),
+        subring,
+    }
+}
+
 const CT_FULL: u8 = 0;
 const CT_SEEDED: u8 = 1;
 /// Rounded for transfer: two bit widths, then `c'_0`, `c'_1` in coefficient form, packed.
@@ -521,15 +541,14 @@ impl Serializable for Ciphertext {
                 polys.push(lifted_poly(&big, &spread, &primes, k));
             }
             r.finish()?;
-            return Ok(Ciphertext {
-                fingerprint: ctx.params().fingerprint(),
+            return Ok(rounded_ciphertext(
+                ctx,
                 polys,
-                level,
-                scale,
-                seed: None,
-                rounded: Some(bits),
-                subring: Some(log_d),
-            });
+                (level, scale),
+                None,
+                bits,
+                Some(log_d),
+            ));
         }
         if form == CT_ROUNDED {
             if size != 2 {
@@ -558,15 +577,14 @@ impl Serializable for Ciphertext {
                 polys.push(lifted_poly(&big, &rounded, &primes, k));
             }
             r.finish()?;
-            return Ok(Ciphertext {
-                fingerprint: ctx.params().fingerprint(),
+            return Ok(rounded_ciphertext(
+                ctx,
                 polys,
-                level,
-                scale,
+                (level, scale),
                 seed,
-                rounded: Some(bits),
-                subring: None,
-            });
+                bits,
+                None,
+            ));
         }
         let mut polys = Vec::with_capacity(size);
         let mut seed = None;

@@ -248,6 +248,13 @@ fn no_op_scheme_with_the_ckks_shape_is_exact_to_rounding() {
     }
 }
 
+/// The server side of a test key set: evaluation keys for `steps` and the response key.
+fn he_evaluator(ctx: &Context, sk: &SecretKey, steps: &[i64]) -> HeEvaluator {
+    let response = response_secret(ctx, &RESPONSE_SEED).unwrap();
+    let (rk, gk, rsk) = evaluation_keys(ctx, sk, &response, steps).unwrap();
+    HeEvaluator::new(ctx, rk, gk, Some(rsk))
+}
+
 fn he_setup(preset: &str) -> (Context, SecretKey, HeEvaluator) {
     let ctx = Context::preset(preset).unwrap();
     let sk = SecretKey::generate(&ctx).unwrap();
@@ -256,14 +263,7 @@ fn he_setup(preset: &str) -> (Context, SecretKey, HeEvaluator) {
         blindsight_he::Scheme::Bfv => all_steps(shape, i64::vector_slots),
         _ => all_steps(shape, Complex::vector_slots),
     };
-    let (rk, gk, rsk) = evaluation_keys(
-        &ctx,
-        &sk,
-        &response_secret(&ctx, &RESPONSE_SEED).unwrap(),
-        &steps,
-    )
-    .unwrap();
-    let ev = HeEvaluator::new(&ctx, rk, gk, Some(rsk));
+    let ev = he_evaluator(&ctx, &sk, &steps);
     (ctx, sk, ev)
 }
 
@@ -303,14 +303,7 @@ fn all_white_and_all_black_images_do_not_wrap() {
         let ctx = Context::preset("bfv-8192").unwrap();
         let sk = SecretKey::generate(&ctx).unwrap();
         let layout = Layout::new(3, 4096, 4096, shape_of(&ctx)).unwrap();
-        let (rk, gk, rsk) = evaluation_keys(
-            &ctx,
-            &sk,
-            &response_secret(&ctx, &RESPONSE_SEED).unwrap(),
-            &layout.galois_steps(),
-        )
-        .unwrap();
-        let ev = HeEvaluator::new(&ctx, rk, gk, Some(rsk));
+        let ev = he_evaluator(&ctx, &sk, &layout.galois_steps());
         (ctx, sk, ev)
     });
     let cipher = BfvCipher::new(
@@ -346,14 +339,7 @@ fn ckks_extreme_images_stay_within_1e_6() {
     let ctx = Context::preset("ckks-8192").unwrap();
     let sk = SecretKey::generate(&ctx).unwrap();
     let layout = Layout::new(3, 4096, Complex::vector_slots(4096), shape_of(&ctx)).unwrap();
-    let (rk, gk, rsk) = evaluation_keys(
-        &ctx,
-        &sk,
-        &response_secret(&ctx, &RESPONSE_SEED).unwrap(),
-        &layout.galois_steps(),
-    )
-    .unwrap();
-    let ev = HeEvaluator::new(&ctx, rk, gk, Some(rsk));
+    let ev = he_evaluator(&ctx, &sk, &layout.galois_steps());
     let cipher = CkksCipher::new(&ctx, sk, response_secret(&ctx, &RESPONSE_SEED).unwrap()).unwrap();
     let encoding = VectorEncoding::Unit;
     let (white, gallery) = extreme_images(&encoding);
@@ -386,14 +372,7 @@ fn ckks_client_decryption_is_flooded_and_within_1e_6() {
         .collect();
     let query = EncodedImage::new(&encoding, &imgs[40].perturbed().channels);
     let layout = Layout::new(64, 4096, Complex::vector_slots(4096), shape_of(&ctx)).unwrap();
-    let (rk, gk, rsk) = evaluation_keys(
-        &ctx,
-        &sk,
-        &response_secret(&ctx, &RESPONSE_SEED).unwrap(),
-        &layout.galois_steps(),
-    )
-    .unwrap();
-    let ev = HeEvaluator::new(&ctx, rk, gk, Some(rsk));
+    let ev = he_evaluator(&ctx, &sk, &layout.galois_steps());
     let cipher = CkksCipher::new(&ctx, sk, response_secret(&ctx, &RESPONSE_SEED).unwrap()).unwrap();
     let vectors = [0, 1, 2].map(|c| {
         gallery
