@@ -60,7 +60,7 @@ pub fn max_response_log_d(ctx: &Context, level: usize) -> u32 {
 }
 
 /// `⌈log2 Q_ℓ⌉`, the bits of the modulus at `level`.
-fn level_bits(ctx: &Context, level: usize) -> u32 {
+pub(crate) fn level_bits(ctx: &Context, level: usize) -> u32 {
     let idx: Vec<usize> = (0..=level.min(ctx.max_level())).collect();
     ctx.primes_at(&idx)
         .iter()
@@ -304,9 +304,12 @@ impl Evaluator {
         let mut c1 = ct.polys[1].clone();
         c1.backward(&q);
         let q_value = big.value();
+        let mut residues = vec![0u64; q.len()];
         let mut rest: Vec<i128> = (0..n)
             .map(|c| {
-                let residues: Vec<u64> = (0..q.len()).map(|i| c1.comp(i)[c]).collect();
+                for (i, r) in residues.iter_mut().enumerate() {
+                    *r = c1.comp(i)[c];
+                }
                 let v = big.reconstruct(&residues, &q);
                 if v > q_value / 2 {
                     v as i128 - q_value as i128

@@ -26,7 +26,7 @@ use crate::math::poly::RnsPoly;
 use crate::math::sample::uniform_from_seed;
 use crate::params::{Parameters, Scheme};
 use crate::plaintext::{Ciphertext, PlainData, Plaintext};
-use crate::ring_switch::{MIN_SUBRING_DEGREE, RingSwitchKey, digit_count};
+use crate::ring_switch::{MIN_SUBRING_DEGREE, RingSwitchKey, digit_count, level_bits};
 use crate::transfer::{BigModulus, check_bits, lifted_poly, rounded_coefficients, rounded_values};
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
@@ -834,11 +834,7 @@ impl Serializable for RingSwitchKey {
             return Err(r.malformed(format!("{base_bits} bits per digit")));
         }
         let primes = ctx.primes_at(&q_idx(level));
-        let log_q = primes
-            .iter()
-            .map(|p| (p.value() as f64).log2())
-            .sum::<f64>()
-            .ceil() as u32;
+        let log_q = level_bits(ctx, level);
         let count = r.u8()? as usize;
         if count != digit_count(log_q, base_bits) {
             return Err(r.malformed(format!(

@@ -57,11 +57,15 @@ pub trait SlotEvaluator: Send + Sync {
             .par_iter()
             .map(|(pairs, step)| self.rotate(&self.sum_of_products(pairs)?, *step))
             .collect::<Result<Vec<_>>>()?;
+        self.add_all(parts)
+    }
+    /// The sum of `parts` (at least one).
+    fn add_all(&self, parts: Vec<Self::Ct>) -> Result<Self::Ct> {
         let mut it = parts.into_iter();
         let first = it
             .next()
             .ok_or_else(|| crate::errors::SearchError::Layout {
-                reason: "a group without giant steps".into(),
+                reason: "a sum of no ciphertexts".into(),
             })?;
         it.try_fold(first, |acc, x| self.add(&acc, &x))
     }

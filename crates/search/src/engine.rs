@@ -168,11 +168,7 @@ fn score_group<E: SlotEvaluator>(
                     ev.rotate(&sum, l.lane_step(first))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let mut it = parts.into_iter();
-            let first = it.next().ok_or_else(|| SearchError::Layout {
-                reason: "empty block".into(),
-            })?;
-            it.try_fold(first, |acc, x| ev.add(&acc, &x))?
+            ev.add_all(parts)?
         }
     };
     // the fold's last steps are left to the response's trace (ring switch) where it can

@@ -4,6 +4,7 @@ use crate::backend::{GiantStep, Role, SlotCipher, SlotEvaluator};
 use crate::errors::Result;
 use crate::layout::Layout;
 use crate::slots::{Slot, SlotShape};
+use blindsight_he::math::modulus::Modulus;
 use blindsight_he::ring_switch::max_response_log_d;
 use blindsight_he::{
     BfvEncoder, Ciphertext, CkksEncoder, Complex, Context, Evaluator, GaloisKeys, NoiseFlooding,
@@ -279,23 +280,14 @@ impl SlotCipher for BfvCipher {
                 .encoder
                 .decode_signed(&self.sk.decrypt(&self.ctx, ct)?)?);
         };
-        // the projection decrypts to the trace divided by d (mod t): multiply back
-        let t = self.ctx.params().plain_modulus();
-        let d = (1u64 << log_d) % t;
+        // the projection decrypts to the trace divided by d (mod t): multiply back, then
+        // centre (branch-free, as `decode_signed` does)
+        let t = Modulus::new(self.ctx.params().plain_modulus());
+        let d = t.reduce(1u64 << log_d);
         let values = self
             .encoder
             .decode(&self.response.decrypt(&self.ctx, ct)?)?;
-        Ok(values
-            .into_iter()
-            .map(|v| {
-                let x = (v as u128 * d as u128 % t as u128) as u64;
-                if x > t / 2 {
-                    x as i64 - t as i64
-                } else {
-                    x as i64
-                }
-            })
-            .collect())
+        Ok(values.into_iter().map(|v| t.center(t.mul(v, d))).collect())
     }
 }
 
