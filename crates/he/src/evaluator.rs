@@ -515,6 +515,28 @@ impl Evaluator {
         self.prepare(ct, ProductForm::Native)
     }
 
+    /// [`prepare_native_product`](Self::prepare_native_product) taking the ciphertext: its
+    /// residues become the operand's, without a copy.
+    pub fn into_native_product(&self, ct: Ciphertext) -> Result<ProductOperand> {
+        self.check_shape(&ct)?;
+        self.ctx.native_products(ct.level)?;
+        let (level, scale, fingerprint) = (ct.level, ct.scale, ct.fingerprint);
+        let polys: [RnsPoly; 2] =
+            ct.polys
+                .try_into()
+                .map_err(|p: Vec<RnsPoly>| HeError::CiphertextSize {
+                    expected: 2,
+                    actual: p.len(),
+                })?;
+        Ok(ProductOperand {
+            polys,
+            level,
+            scale,
+            form: ProductForm::Native,
+            fingerprint,
+        })
+    }
+
     fn prepare(&self, ct: &Ciphertext, form: ProductForm) -> Result<ProductOperand> {
         self.check_shape(ct)?;
         if ct.polys.len() != 2 {

@@ -253,3 +253,41 @@ fn add_products_counts_the_whole_batch_against_the_capacity() {
     }
     assert!(acc.finish(&f.ev, &f.rk).unwrap() == one_by_one.finish(&f.ev, &f.rk).unwrap());
 }
+
+/// An operand made by taking the ciphertext (`into_native_product`) is the one
+/// `prepare_native_product` copies, for CKKS and native BFV; a ciphertext of three
+/// polynomials is refused.
+#[test]
+fn into_native_product_equals_prepare_native_product() {
+    for preset in ["ckks-8192", "bfv-8192"] {
+        let f = fixture(Context::preset(preset).unwrap());
+        let level = f.ctx.max_level();
+        let (g, q) = (encrypt(&f, 7, level), encrypt(&f, 8, level));
+        let copied = (
+            f.ev.prepare_native_product(&g).unwrap(),
+            f.ev.prepare_native_product(&q).unwrap(),
+        );
+        let taken = (
+            f.ev.into_native_product(g).unwrap(),
+            f.ev.into_native_product(q).unwrap(),
+        );
+        let product = |(a, b): &(ProductOperand, ProductOperand)| {
+            let mut acc = ProductAccumulator::native(&f.ctx, level).unwrap();
+            acc.add_product(a, b).unwrap();
+            acc
+        };
+        let want = product(&copied).finish(&f.ev, &f.rk).unwrap();
+        assert!(
+            product(&taken).finish(&f.ev, &f.rk).unwrap() == want,
+            "{preset}"
+        );
+        let three = product(&taken).finish_unrelinearized().unwrap();
+        assert!(matches!(
+            f.ev.into_native_product(three),
+            Err(HeError::CiphertextSize {
+                expected: 2,
+                actual: 3
+            })
+        ));
+    }
+}

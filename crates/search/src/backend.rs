@@ -45,8 +45,8 @@ pub trait SlotEvaluator: Send + Sync {
     type Operand: Send + Sync;
     /// Rotations of one ciphertext by each of `steps` (hoisted: decomposed once).
     fn rotations(&self, ct: &Self::Ct, steps: &[i64]) -> Result<Vec<Self::Ct>>;
-    /// Prepares a factor of products.
-    fn operand(&self, ct: &Self::Ct) -> Result<Self::Operand>;
+    /// Prepares a factor of products (taking the ciphertext, whose memory it may reuse).
+    fn operand(&self, ct: Self::Ct) -> Result<Self::Operand>;
     /// `Σ a·b`, reduced and relinearized once.
     fn sum_of_products(&self, pairs: &[(&Self::Operand, &Self::Operand)]) -> Result<Self::Ct>;
     /// `Σ_k rotate(Σ pairs_k, step_k)`: the giant steps of a group, in parallel. HE schemes
@@ -127,8 +127,8 @@ impl<S: Slot> SlotEvaluator for NoOp<S> {
     fn rotations(&self, ct: &Vec<S>, steps: &[i64]) -> Result<Vec<Vec<S>>> {
         Ok(steps.iter().map(|&s| self.shape.rotate(ct, s)).collect())
     }
-    fn operand(&self, ct: &Vec<S>) -> Result<Vec<S>> {
-        Ok(ct.clone())
+    fn operand(&self, ct: Vec<S>) -> Result<Vec<S>> {
+        Ok(ct)
     }
     fn sum_of_products(&self, pairs: &[(&Vec<S>, &Vec<S>)]) -> Result<Vec<S>> {
         let mut acc = vec![S::default(); self.shape.len()];

@@ -60,7 +60,7 @@ impl<E: SlotEvaluator> PreparedSegment<E> {
         for (c, o) in out.iter_mut().enumerate() {
             *o = (0..per_channel)
                 .into_par_iter()
-                .map(|k| ev.operand(&load(c, k)?))
+                .map(|k| ev.operand(load(c, k)?))
                 .collect::<Result<Vec<_>>>()?;
         }
         Ok(Self {
@@ -102,8 +102,8 @@ where
         .par_iter()
         .map(|q| {
             let rotated = ev.rotations(q, &steps)?;
-            let mut all: Vec<(i64, &E::Ct)> = vec![(0, q)];
-            all.extend(steps.iter().copied().zip(rotated.iter()));
+            let mut all: Vec<(i64, E::Ct)> = vec![(0, q.clone())];
+            all.extend(steps.iter().copied().zip(rotated));
             all.into_par_iter()
                 .map(|(s, ct)| Ok((s, ev.operand(ct)?)))
                 .collect::<Result<BTreeMap<_, _>>>()
@@ -162,7 +162,7 @@ fn score_group<E: SlotEvaluator>(
                     let count = l.baby.min(l.block - first);
                     let operands = (0..count)
                         .into_par_iter()
-                        .map(|b| ev.operand(&load(channel, base + first + b)?))
+                        .map(|b| ev.operand(load(channel, base + first + b)?))
                         .collect::<Result<Vec<_>>>()?;
                     let sum = ev.sum_of_products(&pairs_of(&operands, babies, l, first)?)?;
                     ev.rotate(&sum, l.lane_step(first))

@@ -442,12 +442,12 @@ impl SlotEvaluator for HeEvaluator {
             })
             .collect()
     }
-    fn operand(&self, ct: &Ciphertext) -> Result<ProductOperand> {
+    fn operand(&self, ct: Ciphertext) -> Result<ProductOperand> {
         // Native products (no extension basis) wherever the level allows: CKKS always, BFV
         // on the presets whose primes are ≡ 1 mod t.
         Ok(match self.ctx.native_products(ct.level()) {
-            Ok(()) => self.ev.prepare_native_product(ct)?,
-            Err(_) => self.ev.prepare_product(ct)?,
+            Ok(()) => self.ev.into_native_product(ct)?,
+            Err(_) => self.ev.prepare_product(&ct)?,
         })
     }
     fn sum_of_products(&self, pairs: &[(&ProductOperand, &ProductOperand)]) -> Result<Ciphertext> {
@@ -457,23 +457,23 @@ impl SlotEvaluator for HeEvaluator {
         &self,
         giants: &[GiantStep<'_, ProductOperand>],
     ) -> Result<Ciphertext> {
-        // each giant step relinearized and rotated in Q ∪ P, one mod-down for the group
-        let terms = giants
+        // each giant step relinearized and rotated in Q ∪ P, one mod-down for the group;
+        // summed as they come, so that few terms are alive at once
+        let sum = giants
             .par_iter()
             .map(|(pairs, step)| {
                 let product = self.accumulate(pairs)?.finish_unrelinearized()?;
-                Ok(self.ev.rotated_term(&product, *step, &self.rk, &self.gk)?)
+                Ok::<_, crate::errors::SearchError>(
+                    self.ev.rotated_term(&product, *step, &self.rk, &self.gk)?,
+                )
             })
-            .collect::<Result<Vec<_>>>()?;
-        let mut it = terms.into_iter();
-        let mut sum = it
-            .next()
+            .try_reduce_with(|mut a, b| {
+                a.add(&b, &self.ev)?;
+                Ok(a)
+            })
             .ok_or_else(|| crate::errors::SearchError::Layout {
                 reason: "a group without giant steps".into(),
-            })?;
-        for t in it {
-            sum.add(&t, &self.ev)?;
-        }
+            })??;
         Ok(self.ev.finish_rotation_sum(sum)?)
     }
     fn rotate(&self, ct: &Ciphertext, step: i64) -> Result<Ciphertext> {
