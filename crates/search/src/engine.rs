@@ -4,8 +4,9 @@
 //! group and giant step the products are summed lazily and relinearized once; giant-step
 //! sums are rotated into place and added; short blocks are folded by rotate-and-add, the
 //! last steps of the fold left to the trace of the response's ring switch; the result is
-//! switched to the smallest modulus. Segments, channels, groups and giant steps
-//! run in parallel (rayon). No rotation is ever done per image.
+//! switched to the smallest modulus. Channels, segments, groups and giant steps run in
+//! parallel (rayon), each channel its baby steps and then its groups with no barrier across
+//! channels. No rotation is ever done per image.
 
 use crate::backend::SlotEvaluator;
 use crate::client::into_channels;
@@ -98,32 +99,43 @@ where
         .collect();
     steps.sort_unstable();
     steps.dedup();
-    let babies: Vec<BTreeMap<i64, E::Operand>> = query
+    // Channel by channel in parallel, each its baby steps and then its groups: no barrier
+    // between the channels, so one channel's rotations (arithmetic) overlap another's
+    // products (memory traffic).
+    let per_channel = query
         .par_iter()
-        .map(|q| {
+        .enumerate()
+        .map(|(c, q)| {
             let rotated = ev.rotations(q, &steps)?;
             let mut all: Vec<(i64, E::Ct)> = vec![(0, q.clone())];
             all.extend(steps.iter().copied().zip(rotated));
-            all.into_par_iter()
-                .map(|(s, ct)| Ok((s, ev.operand(ct)?)))
-                .collect::<Result<BTreeMap<_, _>>>()
-        })
-        .collect::<Result<Vec<_>>>()?;
-
-    segments
-        .par_iter()
-        .map(|seg| {
-            let seg = seg.borrow();
-            let per_channel = (0..3usize)
+            let babies = all
                 .into_par_iter()
-                .map(|c| {
+                .map(|(s, ct)| Ok((s, ev.operand(ct)?)))
+                .collect::<Result<BTreeMap<_, _>>>()?;
+            segments
+                .par_iter()
+                .map(|seg| {
+                    let seg = seg.borrow();
                     (0..seg.layout.groups())
                         .into_par_iter()
-                        .map(|g| score_group(ev, seg, c, &babies[c], g))
+                        .map(|g| score_group(ev, seg, c, &babies, g))
                         .collect::<Result<Vec<_>>>()
                 })
-                .collect::<Result<Vec<_>>>()?;
-            into_channels(per_channel, "channels")
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // per channel and segment → per segment and channel
+    let mut channels = into_channels(per_channel, "channels")?.map(Vec::into_iter);
+    (0..segments.len())
+        .map(|_| {
+            let [r, g, b] = &mut channels;
+            match (r.next(), g.next(), b.next()) {
+                (Some(r), Some(g), Some(b)) => Ok([r, g, b]),
+                _ => Err(SearchError::Layout {
+                    reason: "a channel's responses do not cover every segment".into(),
+                }),
+            }
         })
         .collect()
 }
