@@ -257,15 +257,23 @@ impl Context {
         self.inner.params.slots()
     }
 
-    /// Bytes of a ciphertext prepared as a product operand at `level` the way the search
-    /// engine prepares it: native where the level allows (see
-    /// [`Context::native_products`]), else lifted to the extension basis `Q ∪ R`.
+    /// Bytes of a ciphertext prepared as a gallery product operand at `level` the way the
+    /// search engine prepares it: native where the level allows (see
+    /// [`Context::native_products`]), else lifted to the extension basis `Q ∪ R`; compact
+    /// ([`crate::Evaluator::compact_product`]: `u32` words on trailing primes below `2^32`).
     pub fn product_operand_bytes(&self, level: usize) -> usize {
-        let extension = match self.native_products(level) {
-            Ok(()) => 0,
-            Err(_) => self.inner.bfv.as_ref().map_or(0, |b| b.r.len()),
+        let indices: Vec<usize> = match self.native_products(level) {
+            Ok(()) => (0..=level).collect(),
+            Err(_) => crate::bfv_mul::ext_indices(self, level).unwrap_or_default(),
         };
-        2 * (level + 1 + extension) * self.inner.n * size_of::<u64>()
+        let primes = self.primes_at(&indices);
+        let narrow = primes
+            .iter()
+            .rev()
+            .take_while(|p| p.value() < 1 << 32)
+            .count();
+        let wide = primes.len() - narrow;
+        2 * self.inner.n * (wide * size_of::<u64>() + narrow * size_of::<u32>())
     }
 
     /// Whether ciphertext products at `level` can be taken in `Q_ℓ` itself, without an

@@ -3,8 +3,9 @@
 //! below its bound (AVX-512 IFMA when the CPU has it), fully reduced after every product
 //! otherwise.
 
-use crate::errors::Result;
-use crate::math::kernels::{LazyTensor, MODULUS_BOUND, TensorPair, detected_path};
+use crate::errors::{HeError, Result};
+use crate::evaluator::{ProductOperand, Residues};
+use crate::math::kernels::{LazyTensor, MODULUS_BOUND, NarrowPair, TensorPair, detected_path};
 use crate::math::ntt::Prime;
 use crate::math::poly::RnsPoly;
 
@@ -36,53 +37,56 @@ impl TensorSum {
         }
     }
 
-    /// Adds `a ⊗ b` (shapes checked by the caller: `primes.len()` residues of degree `n`).
-    pub(crate) fn add(
+    /// Adds `a ⊗ b` for every pair `(a, b)` of `pairs` (shapes checked by the caller:
+    /// `primes.len()` residues of degree `n` per polynomial). The lazy sum makes one
+    /// [`LazyTensor::add_batch`] call per prime (and one
+    /// [`LazyTensor::add_batch_narrow`] for the pairs with a compact operand there), a
+    /// single pass over its state.
+    pub(crate) fn add_batch(
         &mut self,
-        a: &[RnsPoly; 2],
-        b: &[RnsPoly; 2],
+        pairs: &[(&ProductOperand, &ProductOperand)],
         primes: &[&Prime],
     ) -> Result<()> {
         match self {
             Self::Reduced([d0, d1, d2]) => {
-                d0.mul_acc(&a[0], &b[0], primes);
-                d1.mul_acc(&a[0], &b[1], primes);
-                d1.mul_acc(&a[1], &b[0], primes);
-                d2.mul_acc(&a[1], &b[1], primes);
-                Ok(())
-            }
-            Self::Lazy(lazy) => {
-                for (j, acc) in lazy.iter_mut().enumerate() {
-                    acc.add(a[0].comp(j), a[1].comp(j), b[0].comp(j), b[1].comp(j))?;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// Adds `a ⊗ b` for every pair `(a, b)` of `pairs` (shapes checked by the caller, as for
-    /// [`add`](Self::add)): the same sum as one `add` per pair. The lazy sum makes one
-    /// [`LazyTensor::add_batch`] call per prime, a single pass over its state.
-    pub(crate) fn add_batch(
-        &mut self,
-        pairs: &[(&[RnsPoly; 2], &[RnsPoly; 2])],
-        primes: &[&Prime],
-    ) -> Result<()> {
-        match self {
-            Self::Reduced(_) => {
                 for (a, b) in pairs {
-                    self.add(a, b, primes)?;
+                    let (a, b) = (a.wide_polys(), b.wide_polys());
+                    d0.mul_acc(&a[0], &b[0], primes);
+                    d1.mul_acc(&a[0], &b[1], primes);
+                    d1.mul_acc(&a[1], &b[0], primes);
+                    d2.mul_acc(&a[1], &b[1], primes);
                 }
                 Ok(())
             }
             Self::Lazy(lazy) => {
-                let mut residues: Vec<TensorPair<'_>> = Vec::with_capacity(pairs.len());
                 for (j, acc) in lazy.iter_mut().enumerate() {
-                    residues.clear();
-                    residues.extend(pairs.iter().map(|(a, b)| {
-                        ([a[0].comp(j), a[1].comp(j)], [b[0].comp(j), b[1].comp(j)])
-                    }));
-                    acc.add_batch(&residues)?;
+                    // the rare pair of two compact operands: one side widened
+                    let widened: Vec<[Vec<u64>; 2]> = pairs
+                        .iter()
+                        .filter(|(a, b)| narrow(a, j).is_some() && narrow(b, j).is_some())
+                        .map(|(_, b)| [0, 1].map(|poly| widen(b.residues(poly, j))))
+                        .collect();
+                    let mut widened = widened.iter();
+                    let mut wide: Vec<TensorPair<'_>> = Vec::with_capacity(pairs.len());
+                    let mut narrowed: Vec<NarrowPair<'_>> = Vec::new();
+                    for (a, b) in pairs {
+                        match (narrow(a, j), narrow(b, j)) {
+                            (None, None) => wide.push((wide_of(a, j)?, wide_of(b, j)?)),
+                            (Some(g), None) => narrowed.push((g, wide_of(b, j)?)),
+                            // the tensor is symmetric in its two factors
+                            (None, Some(g)) => narrowed.push((g, wide_of(a, j)?)),
+                            (Some(g), Some(_)) => {
+                                let q = widened.next().ok_or(HeError::LengthMismatch {
+                                    what: "widened product operands",
+                                    expected: 1,
+                                    actual: 0,
+                                })?;
+                                narrowed.push((g, [&q[0][..], &q[1][..]]));
+                            }
+                        }
+                    }
+                    acc.add_batch(&wide)?;
+                    acc.add_batch_narrow(&narrowed)?;
                 }
                 Ok(())
             }
@@ -102,5 +106,33 @@ impl TensorSum {
                 Ok(out)
             }
         }
+    }
+}
+
+/// Both residue slices of `op` on prime `j` if they are `u32` words (a compact operand).
+fn narrow(op: &ProductOperand, j: usize) -> Option<[&[u32]; 2]> {
+    match (op.residues(0, j), op.residues(1, j)) {
+        (Residues::Narrow(r0), Residues::Narrow(r1)) => Some([r0, r1]),
+        _ => None,
+    }
+}
+
+/// Both residue slices of `op` on prime `j` as `u64` words (an error if they are not).
+fn wide_of(op: &ProductOperand, j: usize) -> Result<[&[u64]; 2]> {
+    match (op.residues(0, j), op.residues(1, j)) {
+        (Residues::Wide(r0), Residues::Wide(r1)) => Ok([r0, r1]),
+        _ => Err(HeError::LengthMismatch {
+            what: "u64 residues of a product operand",
+            expected: 2,
+            actual: 0,
+        }),
+    }
+}
+
+/// Residues as `u64` words.
+fn widen(r: Residues<'_>) -> Vec<u64> {
+    match r {
+        Residues::Wide(r) => r.to_vec(),
+        Residues::Narrow(r) => r.iter().map(|&x| u64::from(x)).collect(),
     }
 }

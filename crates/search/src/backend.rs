@@ -47,6 +47,12 @@ pub trait SlotEvaluator: Send + Sync {
     fn rotations(&self, ct: &Self::Ct, steps: &[i64]) -> Result<Vec<Self::Ct>>;
     /// Prepares a factor of products (taking the ciphertext, whose memory it may reuse).
     fn operand(&self, ct: Self::Ct) -> Result<Self::Operand>;
+    /// Prepares a gallery ciphertext to be kept in memory as a factor of products: as
+    /// [`operand`](Self::operand), in the most compact form the products read (HE schemes:
+    /// residues on primes below `2^32` as `u32` words).
+    fn gallery_operand(&self, ct: Self::Ct) -> Result<Self::Operand> {
+        self.operand(ct)
+    }
     /// `Σ a·b`, reduced and relinearized once.
     fn sum_of_products(&self, pairs: &[(&Self::Operand, &Self::Operand)]) -> Result<Self::Ct>;
     /// `Σ_k rotate(Σ pairs_k, step_k)`: the giant steps of a group, in parallel. HE schemes

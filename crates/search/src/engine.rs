@@ -61,7 +61,7 @@ impl<E: SlotEvaluator> PreparedSegment<E> {
         for (c, o) in out.iter_mut().enumerate() {
             *o = (0..per_channel)
                 .into_par_iter()
-                .map(|k| ev.operand(load(c, k)?))
+                .map(|k| ev.gallery_operand(load(c, k)?))
                 .collect::<Result<Vec<_>>>()?;
         }
         Ok(Self {

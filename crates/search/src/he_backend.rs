@@ -450,6 +450,9 @@ impl SlotEvaluator for HeEvaluator {
             Err(_) => self.ev.prepare_product(&ct)?,
         })
     }
+    fn gallery_operand(&self, ct: Ciphertext) -> Result<ProductOperand> {
+        Ok(self.ev.compact_product(self.operand(ct)?)?)
+    }
     fn sum_of_products(&self, pairs: &[(&ProductOperand, &ProductOperand)]) -> Result<Ciphertext> {
         Ok(self.accumulate(pairs)?.finish(&self.ev, &self.rk)?)
     }
