@@ -827,6 +827,15 @@ mod tests {
         }
     }
 
+    /// A property-test runner of `cases` cases that keeps no failure files.
+    fn runner(cases: u32) -> TestRunner {
+        TestRunner::new(Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        })
+    }
+
     /// Sums by the definition: `u128` products reduced modulo `p` one by one.
     struct Reference {
         p: u64,
@@ -922,12 +931,7 @@ mod tests {
             0u8..3,
             any::<u64>(),
         );
-        let config = Config {
-            cases,
-            failure_persistence: None,
-            ..Config::default()
-        };
-        TestRunner::new(config)
+        runner(cases)
             .run(&strategy, |(i, blocks, steps, kind, seed)| {
                 check(paths, primes[i], blocks * LANES, steps, kind, seed);
                 Ok(())
@@ -1018,12 +1022,7 @@ mod tests {
             0u8..3,
             any::<u64>(),
         );
-        let config = Config {
-            cases: 32,
-            failure_persistence: None,
-            ..Config::default()
-        };
-        TestRunner::new(config)
+        runner(32)
             .run(&strategy, |(i, n, batch, pre, kind, seed)| {
                 check_batch(&paths, primes[i], n, (pre, batch), kind, seed, false);
                 Ok(())
@@ -1062,12 +1061,7 @@ mod tests {
             0u8..3,
             any::<u64>(),
         );
-        let config = Config {
-            cases: 24,
-            failure_persistence: None,
-            ..Config::default()
-        };
-        TestRunner::new(config)
+        runner(24)
             .run(&strategy, |(i, n, batch, pre, kind, seed)| {
                 let p = primes[i];
                 prop_assert!(p < 1 << 32);
