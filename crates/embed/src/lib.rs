@@ -1,0 +1,18 @@
+//! Image embeddings for blindsight's client, computed on the device, offline.
+//!
+//! The model is EfficientNet-Lite0 (Apache-2.0; `models/efficientnet-lite0/` at the root of
+//! the repository holds the ONNX file, its converter, licence and notice), embedded in the
+//! binary and run with `tract-onnx`: nothing is downloaded at build, test or run time.
+//!
+//! Layout:
+//! - [`model`]: the embedded network, its identity (name and SHA-256 of the ONNX bytes)
+//!   and [`Embedder`], which turns an image into the network's 1280 raw features;
+//! - [`preprocess`]: an image to the network's input (RGB, 224 × 224, `(x − 127)/128`);
+//! - [`errors`]: what can go wrong, with what to do about it.
+
+pub mod errors;
+pub mod model;
+pub mod preprocess;
+
+pub use errors::{EmbedError, Result};
+pub use model::{Embedder, FEATURES, MODEL_NAME, ModelIdentity};

@@ -1,0 +1,208 @@
+//! The embedded network and the embedder that runs it.
+
+use crate::errors::{EmbedError, Result};
+use crate::preprocess::{INPUT_SIDE, input_planes};
+use image::DynamicImage;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use tract_onnx::prelude::{
+    Framework, InferenceModelExt, IntoRunnable, Tensor, TypedRunnableModel, tvec,
+};
+
+/// The ONNX bytes of EfficientNet-Lite0's feature extractor (`models/efficientnet-lite0/`).
+static MODEL_ONNX: &[u8] =
+    include_bytes!("../../../models/efficientnet-lite0/efficientnet-lite0-features.onnx");
+
+/// Name of the embedded model, as collections record it.
+pub const MODEL_NAME: &str = "efficientnet-lite0-features";
+
+/// Features the network returns per image.
+pub const FEATURES: usize = 1280;
+
+/// Which model made an embedding: its name and the SHA-256 of its ONNX bytes (another
+/// conversion, another hash: vectors of different models are not comparable).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ModelIdentity {
+    /// The model's name ([`MODEL_NAME`]).
+    pub name: String,
+    /// SHA-256 of the ONNX file.
+    pub sha256: [u8; 32],
+}
+
+impl ModelIdentity {
+    /// The identity of the embedded model.
+    pub fn embedded() -> Self {
+        ModelIdentity {
+            name: MODEL_NAME.to_string(),
+            sha256: Sha256::digest(MODEL_ONNX).into(),
+        }
+    }
+
+    /// `name@` and the first 16 hex digits of the hash: short, and still unique in practice.
+    pub fn short(&self) -> String {
+        let hex: String = self.sha256[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{}@{hex}", self.name)
+    }
+}
+
+/// Runs the embedded network: an image in, its 1280 raw features out (non-negative pooled
+/// activations, not normalized). Built once (parsing and optimizing the graph takes ~0.1 s),
+/// then shared by threads: each [`features`](Self::features) call runs on its caller's
+/// thread.
+#[derive(Clone)]
+pub struct Embedder {
+    plan: Arc<TypedRunnableModel>,
+    identity: ModelIdentity,
+}
+
+impl std::fmt::Debug for Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder")
+            .field("identity", &self.identity.short())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Embedder {
+    /// Loads and optimizes the embedded network.
+    pub fn new() -> Result<Self> {
+        let plan = tract_onnx::onnx()
+            .model_for_read(&mut &MODEL_ONNX[..])
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(EmbedError::model)?;
+        Ok(Embedder {
+            plan,
+            identity: ModelIdentity::embedded(),
+        })
+    }
+
+    /// The model's identity.
+    pub fn identity(&self) -> &ModelIdentity {
+        &self.identity
+    }
+
+    /// The raw features of `img` (any size; see [`crate::preprocess`]).
+    pub fn features(&self, img: &DynamicImage) -> Result<Vec<f32>> {
+        self.features_of_input(input_planes(img)?)
+    }
+
+    /// The raw features of a prepared input: `3 × 224 × 224` values, plane by plane.
+    pub fn features_of_input(&self, planes: Vec<f32>) -> Result<Vec<f32>> {
+        let input = Tensor::from_shape(&[1, 3, INPUT_SIDE, INPUT_SIDE], &planes)
+            .map_err(EmbedError::model)?;
+        let out = self
+            .plan
+            .run(tvec!(input.into()))
+            .map_err(EmbedError::model)?;
+        let first = out.first().ok_or(EmbedError::Output {
+            expected: FEATURES,
+            actual: 0,
+        })?;
+        let view = first
+            .to_plain_array_view::<f32>()
+            .map_err(EmbedError::model)?;
+        let features: Vec<f32> = view.iter().copied().collect();
+        if features.len() != FEATURES {
+            return Err(EmbedError::Output {
+                expected: FEATURES,
+                actual: features.len(),
+            });
+        }
+        Ok(features)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    /// The model file's hash, as its README states it.
+    const README_SHA256: &str = "21a113443f13bc20fc4a1927a268bddcbdd114e5bd0ed5c7701dc97171f73e3d";
+
+    /// The synthetic inputs of `models/efficientnet-lite0/reference.py`.
+    fn synthetic(m: i64) -> Vec<f32> {
+        let len = (3 * INPUT_SIDE * INPUT_SIDE) as i64;
+        (0..len)
+            .map(|k| (k * m).rem_euclid(1024) as f32 / 512.0 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn the_embedded_model_is_the_converted_file() {
+        let id = ModelIdentity::embedded();
+        let hex: String = id.sha256.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, README_SHA256);
+        assert_eq!(id.short(), "efficientnet-lite0-features@21a113443f13bc20");
+    }
+
+    /// tract's features equal onnxruntime's, recorded once by `reference.py`, within 1e-4
+    /// absolute (features reach ~5; the engines differ by ~3e-6).
+    #[test]
+    fn features_match_onnxruntime() {
+        let reference: Vec<f32> = include_bytes!("../testdata/reference_features.bin")
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let e = Embedder::new().unwrap();
+        for (i, m) in [2_654_435_761i64, 40503].into_iter().enumerate() {
+            let got = e.features_of_input(synthetic(m)).unwrap();
+            let want = &reference[i * FEATURES..(i + 1) * FEATURES];
+            let worst = got
+                .iter()
+                .zip(want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-4, "input {i}: max difference {worst}");
+            assert!(want.iter().any(|&x| x > 0.5), "a reference worth comparing");
+        }
+    }
+
+    /// Real images: features are finite, non-negative, deterministic, and an image is far
+    /// more like itself mirrored than like an unrelated image.
+    #[test]
+    fn features_of_embedded_images() {
+        let e = Embedder::new().unwrap();
+        let imgs: Vec<DynamicImage> = blindsight_testdata::first(40)
+            .iter()
+            .step_by(10)
+            .map(|i| image::load_from_memory(i.png).unwrap())
+            .collect();
+        let cos = |a: &[f32], b: &[f32]| {
+            let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            dot / (n(a) * n(b))
+        };
+        let feats: Vec<Vec<f32>> = imgs.iter().map(|i| e.features(i).unwrap()).collect();
+        for (img, f) in imgs.iter().zip(&feats) {
+            assert!(f.iter().all(|x| x.is_finite() && *x >= 0.0));
+            assert_eq!(&e.features(img).unwrap(), f, "deterministic");
+            let mirrored = e.features(&img.fliph()).unwrap();
+            let own = cos(f, &mirrored);
+            for other in feats.iter().filter(|o| *o != f) {
+                assert!(
+                    own > cos(f, other),
+                    "mirror {own} vs other {}",
+                    cos(f, other)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_image_is_an_error() {
+        let e = Embedder::new().unwrap();
+        let empty = DynamicImage::new_rgb8(0, 5);
+        assert!(matches!(
+            e.features(&empty),
+            Err(EmbedError::EmptyImage {
+                width: 0,
+                height: 5
+            })
+        ));
+    }
+}
