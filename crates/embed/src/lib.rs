@@ -8,11 +8,15 @@
 //! - [`model`]: the embedded network, its identity (name and SHA-256 of the ONNX bytes)
 //!   and [`Embedder`], which turns an image into the network's 1280 raw features;
 //! - [`preprocess`]: an image to the network's input (RGB, 224 × 224, `(x − 127)/128`);
+//! - [`normalize`]: raw features to the stored unit vector (square root, then L2), chosen
+//!   by measurement;
 //! - [`errors`]: what can go wrong, with what to do about it.
 
 pub mod errors;
 pub mod model;
+pub mod normalize;
 pub mod preprocess;
 
 pub use errors::{EmbedError, Result};
 pub use model::{Embedder, FEATURES, MODEL_NAME, ModelIdentity};
+pub use normalize::Normalization;
