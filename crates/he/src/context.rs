@@ -262,17 +262,14 @@ impl Context {
     /// [`Context::native_products`]), else lifted to the extension basis `Q ∪ R`; compact
     /// ([`crate::Evaluator::compact_product`]: `u32` words on trailing primes below `2^32`).
     pub fn product_operand_bytes(&self, level: usize) -> usize {
-        let indices: Vec<usize> = match self.native_products(level) {
-            Ok(()) => (0..=level).collect(),
-            Err(_) => crate::bfv_mul::ext_indices(self, level).unwrap_or_default(),
+        use crate::evaluator::{ProductForm, product_indices, wide_prime_count};
+        let form = match self.native_products(level) {
+            Ok(()) => ProductForm::Native,
+            Err(_) => ProductForm::Extended,
         };
-        let primes = self.primes_at(&indices);
-        let narrow = primes
-            .iter()
-            .rev()
-            .take_while(|p| p.value() < 1 << 32)
-            .count();
-        let wide = primes.len() - narrow;
+        let primes = self.primes_at(&product_indices(self, form, level).unwrap_or_default());
+        let wide = wide_prime_count(&primes);
+        let narrow = primes.len() - wide;
         2 * self.inner.n * (wide * size_of::<u64>() + narrow * size_of::<u32>())
     }
 

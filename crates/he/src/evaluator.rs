@@ -8,6 +8,7 @@ use crate::crypt::{message_term, plain_poly};
 use crate::errors::{HeError, Result};
 use crate::keys::{GaloisKeys, KeySwitchingKey, RelinKey};
 use crate::keyswitch::{decompose, drop_last_rounded, inner_product, key_switch, mod_down};
+use crate::math::ntt::Prime;
 use crate::math::poly::RnsPoly;
 use crate::params::Scheme;
 use crate::plaintext::{Ciphertext, Plaintext};
@@ -143,6 +144,28 @@ impl ProductOperand {
             out
         }))
     }
+}
+
+/// The primes (as indices) a product operand of `form` at `level` has residues on: `Q_ℓ`
+/// (native) or `Q_ℓ ∪ R` (extended).
+pub(crate) fn product_indices(
+    ctx: &Context,
+    form: ProductForm,
+    level: usize,
+) -> Result<Vec<usize>> {
+    match form {
+        ProductForm::Extended => ext_indices(ctx, level),
+        ProductForm::Native => Ok((0..=level).collect()),
+    }
+}
+
+/// How many of `primes` precede their trailing run of primes below `2^32`: the residues a
+/// compact operand keeps as `u64` words (the rest it stores as `u32`).
+pub(crate) fn wide_prime_count(primes: &[&Prime]) -> usize {
+    primes
+        .iter()
+        .rposition(|p| p.value() >= 1 << 32)
+        .map_or(0, |last_wide| last_wide + 1)
 }
 
 /// Sums many products in NTT form and reduces, relinearizes (and for BFV scales) once.
@@ -649,11 +672,9 @@ impl Evaluator {
         if op.is_compact() {
             return Ok(op);
         }
-        let idx = match op.form {
-            ProductForm::Extended => ext_indices(&self.ctx, op.level)?,
-            ProductForm::Native => (0..=op.level).collect(),
-        };
-        let primes = self.ctx.primes_at(&idx);
+        let primes = self
+            .ctx
+            .primes_at(&product_indices(&self.ctx, op.form, op.level)?);
         if primes.len() != op.polys[0].count() {
             return Err(HeError::LengthMismatch {
                 what: "product operand residues",
@@ -661,10 +682,7 @@ impl Evaluator {
                 actual: op.polys[0].count(),
             });
         }
-        let wide = primes
-            .iter()
-            .rposition(|p| p.value() >= 1 << 32)
-            .map_or(0, |last_wide| last_wide + 1);
+        let wide = wide_prime_count(&primes);
         let ProductOperand {
             polys,
             level,
@@ -757,10 +775,7 @@ impl ProductAccumulator {
     }
 
     fn tensor_indices(&self) -> Result<Vec<usize>> {
-        match self.form {
-            ProductForm::Extended => ext_indices(&self.ctx, self.level),
-            ProductForm::Native => Ok((0..=self.level).collect()),
-        }
+        product_indices(&self.ctx, self.form, self.level)
     }
 
     /// Adds `a · b` (both prepared with [`Evaluator::prepare_product`]). Fails with
