@@ -3,11 +3,12 @@
 //! reduction, on the portable path and the IFMA path (if the CPU has it), each both as 32
 //! `LazyTensor::add` calls (`lazy_*`) and as one `LazyTensor::add_batch` of the 32 products
 //! (`lazy_batch_*`), and for comparison tfhe-ntt's per-product `mul_accumulate`
-//! (`Prime::mul_acc`, reduced after every product).
+//! (`Prime::mul_acc`, reduced after every product); and on a 20-bit prime, `add_batch`
+//! against `add_batch_narrow` (gallery residues as `u32`).
 //! Run: `cargo bench -p blindsight-he --bench kernels`.
 #![allow(clippy::unwrap_used, missing_docs, reason = "benchmark harness")]
 
-use blindsight_he::math::kernels::{KernelPath, LazyTensor, TensorPair, detected_path};
+use blindsight_he::math::kernels::{KernelPath, LazyTensor, NarrowPair, TensorPair, detected_path};
 use blindsight_he::math::ntt::Prime;
 use blindsight_he::math::primes::ntt_primes;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -99,5 +100,50 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// The same 32 products on a 20-bit prime (the small prime of the CKKS presets), the
+/// gallery side as `u64` words (`add_batch`) and as `u32` words (`add_batch_narrow`), on
+/// the detected path.
+fn bench_narrow(c: &mut Criterion) {
+    let p = ntt_primes(&[20], N, &mut Vec::new()).unwrap()[0];
+    let ops = operands(p);
+    let narrow: Vec<[Vec<u32>; 2]> = ops
+        .iter()
+        .map(|[g0, g1, ..]| [g0, g1].map(|g| g.iter().map(|&x| x as u32).collect()))
+        .collect();
+    let wide_pairs: Vec<TensorPair<'_>> = ops
+        .iter()
+        .map(|[g0, g1, q0, q1]| ([&g0[..], &g1[..]], [&q0[..], &q1[..]]))
+        .collect();
+    let narrow_pairs: Vec<NarrowPair<'_>> = ops
+        .iter()
+        .zip(&narrow)
+        .map(|([_, _, q0, q1], [g0, g1])| ([&g0[..], &g1[..]], [&q0[..], &q1[..]]))
+        .collect();
+    let (mut d0, mut d1, mut d2) = (vec![0u64; N], vec![0u64; N], vec![0u64; N]);
+    let mut group = c.benchmark_group("tensor_acc_32_n8192_p20");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3));
+    let path = detected_path();
+    let mut lazy = LazyTensor::new(p, N, path).unwrap();
+    group.bench_function(format!("lazy_batch_{path:?}"), |b| {
+        b.iter(|| {
+            lazy.clear();
+            lazy.add_batch(&wide_pairs).unwrap();
+            lazy.finish(&mut d0, &mut d1, &mut d2).unwrap();
+            black_box((&d0, &d1, &d2));
+        })
+    });
+    group.bench_function(format!("lazy_batch_narrow_{path:?}"), |b| {
+        b.iter(|| {
+            lazy.clear();
+            lazy.add_batch_narrow(&narrow_pairs).unwrap();
+            lazy.finish(&mut d0, &mut d1, &mut d2).unwrap();
+            black_box((&d0, &d1, &d2));
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_narrow);
 criterion_main!(benches);
