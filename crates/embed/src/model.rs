@@ -2,7 +2,7 @@
 
 use crate::errors::{EmbedError, Result};
 use crate::preprocess::{INPUT_SIDE, input_planes};
-use image::DynamicImage;
+use image::RgbImage;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use tract_onnx::prelude::{
@@ -85,8 +85,8 @@ impl Embedder {
         &self.identity
     }
 
-    /// The raw features of `img` (any size; see [`crate::preprocess`]).
-    pub fn features(&self, img: &DynamicImage) -> Result<Vec<f32>> {
+    /// The raw features of `img` (opaque RGB, any size; see [`crate::preprocess`]).
+    pub fn features(&self, img: &RgbImage) -> Result<Vec<f32>> {
         self.features_of_input(input_planes(img)?)
     }
 
@@ -167,10 +167,10 @@ mod tests {
     #[test]
     fn features_of_embedded_images() {
         let e = Embedder::new().unwrap();
-        let imgs: Vec<DynamicImage> = blindsight_testdata::first(40)
+        let imgs: Vec<RgbImage> = blindsight_testdata::first(40)
             .iter()
             .step_by(10)
-            .map(|i| image::load_from_memory(i.png).unwrap())
+            .map(|i| blindsight_search::vectors::decode_rgb(i.png, i.name).unwrap())
             .collect();
         let cos = |a: &[f32], b: &[f32]| {
             let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
@@ -181,7 +181,7 @@ mod tests {
         for (img, f) in imgs.iter().zip(&feats) {
             assert!(f.iter().all(|x| x.is_finite() && *x >= 0.0));
             assert_eq!(&e.features(img).unwrap(), f, "deterministic");
-            let mirrored = e.features(&img.fliph()).unwrap();
+            let mirrored = e.features(&image::imageops::flip_horizontal(img)).unwrap();
             let own = cos(f, &mirrored);
             for other in feats.iter().filter(|o| *o != f) {
                 assert!(
@@ -196,7 +196,7 @@ mod tests {
     #[test]
     fn an_empty_image_is_an_error() {
         let e = Embedder::new().unwrap();
-        let empty = DynamicImage::new_rgb8(0, 5);
+        let empty = RgbImage::new(0, 5);
         assert!(matches!(
             e.features(&empty),
             Err(EmbedError::EmptyImage {

@@ -80,15 +80,34 @@ impl ImageVector {
 
 /// Decodes an image file and turns it into channel vectors of `side × side`.
 pub fn image_vector(bytes: &[u8], name: &str, side: u32) -> Result<ImageVector> {
-    let decode_err = |reason: String| SearchError::ImageDecode {
-        name: name.to_string(),
-        reason,
-    };
     if side == 0 || side > 1024 {
         return Err(SearchError::Layout {
             reason: format!("image side {side} must be in 1..=1024"),
         });
     }
+    let rgb = decode_rgb(bytes, name)?;
+    let resized = image::imageops::resize(&rgb, side, side, FilterType::CatmullRom);
+    let n = (side * side) as usize;
+    let mut channels = [
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    ];
+    for p in resized.pixels() {
+        for (c, ch) in channels.iter_mut().enumerate() {
+            ch.push(p.0[c]);
+        }
+    }
+    Ok(ImageVector { side, channels })
+}
+
+/// Decodes an image file (PNG, JPEG, WebP, BMP, GIF; at most [`MAX_DECODED_PIXELS`],
+/// checked from the header before decoding) to opaque RGB, alpha composited on white.
+pub fn decode_rgb(bytes: &[u8], name: &str) -> Result<RgbImage> {
+    let decode_err = |reason: String| SearchError::ImageDecode {
+        name: name.to_string(),
+        reason,
+    };
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| decode_err(e.to_string()))?;
@@ -112,25 +131,15 @@ pub fn image_vector(bytes: &[u8], name: &str, side: u32) -> Result<ImageVector> 
     limits.max_alloc = Some(MAX_DECODED_PIXELS * 16);
     reader.limits(limits);
     let img = reader.decode().map_err(|e| decode_err(e.to_string()))?;
-    let rgba = img.to_rgba8();
-    // Alpha-composite on white.
-    let rgb = RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+    Ok(on_white(&img.to_rgba8()))
+}
+
+/// An RGBA image as opaque RGB, alpha composited on white.
+pub fn on_white(rgba: &image::RgbaImage) -> RgbImage {
+    RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
         let p = rgba.get_pixel(x, y).0;
         let a = p[3] as u32;
         let blend = |c: u8| ((c as u32 * a + 255 * (255 - a) + 127) / 255) as u8;
         Rgb([blend(p[0]), blend(p[1]), blend(p[2])])
-    });
-    let resized = image::imageops::resize(&rgb, side, side, FilterType::CatmullRom);
-    let n = (side * side) as usize;
-    let mut channels = [
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    ];
-    for p in resized.pixels() {
-        for (c, ch) in channels.iter_mut().enumerate() {
-            ch.push(p.0[c]);
-        }
-    }
-    Ok(ImageVector { side, channels })
+    })
 }
