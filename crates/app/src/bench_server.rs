@@ -1318,7 +1318,13 @@ fn run_in(server_exe: &Path, opts: &BenchServerOptions, dir: &Path) -> Result<Be
 
     let keystore = Keystore::generate(&opts.preset)?;
     let remote = Remote::new(&base)?;
-    let token = Client::create(&keystore, &remote.with_token(&admin), COLLECTION)?;
+    // pixels: the load test measures the server, not the client's image model
+    let token = Client::create(
+        &keystore,
+        &remote.with_token(&admin),
+        COLLECTION,
+        &crate::encoder::pixels_kind(),
+    )?;
     let setup_client = Client::new(
         keystore_copy(&keystore),
         remote.with_token(&token),

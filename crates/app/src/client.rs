@@ -4,6 +4,7 @@
 //! decrypting the scores, ranking with the norms only the client knows), fetching and
 //! opening images, deleting.
 
+use crate::encoder::ImageEncoder;
 use crate::errors::{AppError, Result};
 use crate::keystore::Keystore;
 use crate::remote::{Json, Remote};
@@ -11,13 +12,13 @@ use crate::seal;
 use crate::store::ImageRecord;
 use crate::wire::{AppendSegment, CreateCollection};
 use blindsight_he::{Ciphertext, Context, GaloisKeys, RelinKey, Scheme, Serializable};
-use blindsight_search::Layout;
 use blindsight_search::backend::SlotCipher;
 use blindsight_search::client::{decrypt_scores, encrypt_query, encrypt_segment_with};
-use blindsight_search::encoding::VectorEncoding;
 use blindsight_search::he_backend::{BfvCipher, CkksCipher, response_key, segment_layout};
-use blindsight_search::rank::{EncodedImage, ImageNorms, RankRule, similarities_from_norms, top_k};
-use blindsight_search::vectors::{DEFAULT_SIDE, image_vector};
+use blindsight_search::rank::{
+    ChannelDots, EncodedImage, ImageNorms, RankRule, similarities_from_norms, top_k,
+};
+use blindsight_search::{Layout, VectorKind};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -54,9 +55,8 @@ pub struct Client {
     keystore: Keystore,
     remote: Remote,
     collection: String,
-    encoding: VectorEncoding,
+    encoder: ImageEncoder,
     cipher: AnyCipher,
-    dim: usize,
 }
 
 enum AnyCipher {
@@ -95,9 +95,9 @@ pub struct Match {
     pub id: i64,
     /// Original file name.
     pub name: String,
-    /// Per-channel cosines.
-    pub channel_cosines: [f64; 3],
-    /// Whole-image cosine.
+    /// Per-channel cosines (one for an embedding).
+    pub channel_cosines: Vec<f64>,
+    /// Whole-vector cosine.
     pub whole_cosine: f64,
 }
 
@@ -172,9 +172,10 @@ fn meta_bytes(name: &str, norms: &ImageNorms) -> Vec<u8> {
     out
 }
 
-fn parse_meta(bytes: &[u8]) -> Option<(String, ImageNorms)> {
-    let norms = ImageNorms::from_bytes(bytes.get(..48)?)?;
-    Some((String::from_utf8_lossy(&bytes[48..]).into_owned(), norms))
+fn parse_meta(bytes: &[u8], channels: usize) -> Option<(String, ImageNorms)> {
+    let len = 16 * channels;
+    let norms = ImageNorms::from_bytes(bytes.get(..len)?, channels)?;
+    Some((String::from_utf8_lossy(&bytes[len..]).into_owned(), norms))
 }
 
 fn meta_context(collection: &str) -> String {
@@ -182,17 +183,24 @@ fn meta_context(collection: &str) -> String {
 }
 
 impl Client {
-    /// Creates `collection` on the server with the keystore's public evaluation keys;
-    /// returns the collection's bearer token.
-    pub fn create(keystore: &Keystore, remote: &Remote, collection: &str) -> Result<String> {
+    /// Creates `collection` of `vectors` on the server with the keystore's public evaluation
+    /// keys; returns the collection's bearer token.
+    pub fn create(
+        keystore: &Keystore,
+        remote: &Remote,
+        collection: &str,
+        vectors: &VectorKind,
+    ) -> Result<String> {
         let ctx = &keystore.context;
+        // the layout of one image must fit these parameters
+        segment_layout(ctx, 1, vectors.dim())?;
         let rk = RelinKey::generate(ctx, &keystore.secret_key)?;
         let gk = GaloisKeys::generate(ctx, &keystore.secret_key, &[], false)?;
         let rsk = response_key(ctx, &keystore.secret_key, &keystore.response_secret()?)?;
         remote.create(&CreateCollection {
             name: collection.to_string(),
             params: ctx.params().to_envelope(),
-            dim: (DEFAULT_SIDE * DEFAULT_SIDE) as u64,
+            vectors: vectors.spec(),
             relin_key: rk.to_bytes(ctx)?,
             galois_keys: gk.to_bytes(ctx)?,
             response_key: rsk.to_bytes(ctx)?,
@@ -200,38 +208,47 @@ impl Client {
         })
     }
 
-    /// A client of `collection` (the remote must carry the collection's token).
+    /// A client of `collection` (the remote must carry the collection's token): asks the
+    /// server what the collection holds, and refuses a collection of vectors this build
+    /// cannot make (another image model or normalization).
     pub fn new(keystore: Keystore, remote: Remote, collection: &str) -> Result<Self> {
         let ctx = keystore.context.clone();
-        let (encoding, cipher) = match ctx.scheme() {
-            Scheme::Bfv => (
-                VectorEncoding::for_bfv(
-                    ctx.params().plain_modulus(),
-                    (DEFAULT_SIDE * DEFAULT_SIDE) as usize,
-                ),
-                AnyCipher::Bfv(BfvCipher::new(
-                    &ctx,
-                    keystore.secret_key.clone(),
-                    keystore.response_secret()?,
-                )?),
-            ),
-            _ => (
-                VectorEncoding::Unit,
-                AnyCipher::Ckks(CkksCipher::new(
-                    &ctx,
-                    keystore.secret_key.clone(),
-                    keystore.response_secret()?,
-                )?),
-            ),
+        let info = remote.info(collection)?;
+        let spec = info
+            .get("vectors")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| {
+                AppError::Malformed("the collection's information has no vector kind".into())
+            })?;
+        let encoder = ImageEncoder::new(&VectorKind::parse(spec)?, &ctx)?;
+        let cipher = match ctx.scheme() {
+            Scheme::Bfv => AnyCipher::Bfv(BfvCipher::new(
+                &ctx,
+                keystore.secret_key.clone(),
+                keystore.response_secret()?,
+            )?),
+            _ => AnyCipher::Ckks(CkksCipher::new(
+                &ctx,
+                keystore.secret_key.clone(),
+                keystore.response_secret()?,
+            )?),
         };
         Ok(Self {
             keystore,
             remote,
             collection: collection.to_string(),
-            encoding,
+            encoder,
             cipher,
-            dim: (DEFAULT_SIDE * DEFAULT_SIDE) as usize,
         })
+    }
+
+    /// What the collection holds.
+    pub fn vectors(&self) -> &VectorKind {
+        self.encoder.kind()
+    }
+
+    fn channels(&self) -> usize {
+        self.vectors().channels()
     }
 
     fn ctx(&self) -> &Context {
@@ -281,13 +298,11 @@ impl Client {
             .par_iter()
             .enumerate()
             .map(|(k, (name, bytes))| {
-                let v = image_vector(bytes, name, DEFAULT_SIDE)
+                let encoded = self
+                    .encoder
+                    .encode(bytes, name)
                     .map_err(|e| (name.clone(), e.to_string()))?;
-                Ok((
-                    k,
-                    EncodedImage::new(&self.encoding, &v.channels),
-                    hmac_sha256(&self.keystore.payload_key, bytes),
-                ))
+                Ok((k, encoded, hmac_sha256(&self.keystore.payload_key, bytes)))
             })
             .collect();
         let mut batch_tags = HashSet::new();
@@ -363,12 +378,19 @@ impl Client {
         elements: &mut HashSet<u64>,
     ) -> Result<AppendSegment> {
         let ctx = self.ctx();
-        let vectors = [0, 1, 2].map(|c| {
-            encoded
-                .iter()
-                .map(|e| e.channels[c].values.clone())
-                .collect()
-        });
+        let vectors: Vec<Vec<Vec<f64>>> = (0..self.channels())
+            .map(|c| {
+                encoded
+                    .iter()
+                    .map(|e| {
+                        e.channels
+                            .get(c)
+                            .map(|v| v.values.clone())
+                            .unwrap_or_default()
+                    })
+                    .collect()
+            })
+            .collect();
         let (layout, ciphertexts) = match &self.cipher {
             AnyCipher::Bfv(c) => encrypt_bytes(c, ctx, &vectors)?,
             AnyCipher::Ckks(c) => encrypt_bytes(c, ctx, &vectors)?,
@@ -447,8 +469,7 @@ impl Client {
                         e.id as u64,
                         payload,
                     )?;
-                    let v = image_vector(&file, &e.id.to_string(), DEFAULT_SIDE)?;
-                    encoded.push(EncodedImage::new(&self.encoding, &v.channels));
+                    encoded.push(self.encoder.encode(&file, &e.id.to_string())?);
                     records.push(ImageRecord {
                         id: e.id,
                         position,
@@ -489,8 +510,8 @@ impl Client {
                 e.id as u64,
                 &e.meta,
             )?;
-            let (name, norms) =
-                parse_meta(&meta).ok_or_else(|| AppError::Malformed("image metadata".into()))?;
+            let (name, norms) = parse_meta(&meta, self.channels())
+                .ok_or_else(|| AppError::Malformed("image metadata".into()))?;
             map.insert(e.id, (name, norms));
         }
         Ok((list.version, map))
@@ -516,15 +537,16 @@ impl Client {
         self.check_collection()?;
         let (mut listed_version, mut catalog) = self.catalog()?;
         let t = Instant::now();
-        let v = image_vector(image, name, DEFAULT_SIDE)?;
-        let query = EncodedImage::new(&self.encoding, &v.channels);
-        let channels = query.channels.clone().map(|c| c.values);
+        let query = self.encoder.encode(image, name)?;
+        let channels: Vec<Vec<f64>> = query.channels.iter().map(|c| c.values.clone()).collect();
         let cts = match &self.cipher {
             AnyCipher::Bfv(c) => encrypt_query(c, &channels)?,
             AnyCipher::Ckks(c) => encrypt_query(c, &channels)?,
         };
-        let [r, g, b] = cts.map(|ct| ct.to_bytes(ctx));
-        let q = [r?, g?, b?];
+        let q = cts
+            .iter()
+            .map(|ct| ct.to_bytes(ctx))
+            .collect::<blindsight_he::Result<Vec<_>>>()?;
         timing.up_bytes = q.iter().map(Vec::len).sum();
         timing.encrypt_s = t.elapsed().as_secs_f64();
         let (resp, request) = self.remote.search(&self.collection, &q)?;
@@ -552,7 +574,14 @@ impl Client {
                 .map(Vec::len)
                 .sum::<usize>();
             let layout = self.checked_layout(&seg.layout)?;
-            let mut cts: [Vec<Ciphertext>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+            if seg.ciphertexts.len() != self.channels() {
+                return Err(AppError::Malformed(format!(
+                    "the server sent {} channels for a collection of {}",
+                    seg.ciphertexts.len(),
+                    self.vectors()
+                )));
+            }
+            let mut cts: Vec<Vec<Ciphertext>> = vec![Vec::new(); self.channels()];
             for (out, ch) in cts.iter_mut().zip(&seg.ciphertexts) {
                 if ch.len() != layout.groups() {
                     return Err(AppError::Malformed(format!(
@@ -567,23 +596,24 @@ impl Client {
                     .collect::<blindsight_he::Result<_>>()?;
             }
             let dots = match &self.cipher {
-                AnyCipher::Bfv(c) => decrypt_scores(c, &layout, &cts)?,
-                AnyCipher::Ckks(c) => decrypt_scores(c, &layout, &cts)?,
+                AnyCipher::Bfv(c) => decrypt_scores(c, &layout, self.channels(), &cts)?,
+                AnyCipher::Ckks(c) => decrypt_scores(c, &layout, self.channels(), &cts)?,
             };
             for &(position, id) in &seg.live {
-                let d = dots.get(position).ok_or_else(|| {
-                    AppError::Malformed(format!(
+                if position >= dots.len() {
+                    return Err(AppError::Malformed(format!(
                         "the server placed image {id} at position {position} of a segment of {}",
                         layout.count
-                    ))
-                })?;
+                    )));
+                }
+                let d = dots.image(position).to_vec();
                 if !ids.insert(id) {
                     return Err(AppError::Malformed(format!(
                         "the server listed image {id} twice"
                     )));
                 }
                 match catalog.get(&id) {
-                    Some((name, norms)) => found.push((id, name.clone(), *norms, *d)),
+                    Some((name, norms)) => found.push((id, name.clone(), norms.clone(), d)),
                     // deleted and compacted away since the response's version
                     None if listed_version > resp.version => {}
                     None => {
@@ -594,15 +624,15 @@ impl Client {
                 }
             }
         }
-        let norms: Vec<ImageNorms> = found.iter().map(|f| f.2).collect();
-        let dots: Vec<[f64; 3]> = found.iter().map(|f| f.3).collect();
-        let sims = similarities_from_norms(&self.encoding, &norms, &query.norms(), &dots);
+        let norms: Vec<ImageNorms> = found.iter().map(|f| f.2.clone()).collect();
+        let dots = ChannelDots::from_images(self.channels(), found.iter().map(|f| f.3.clone()))?;
+        let sims = similarities_from_norms(self.encoder.encoding(), &norms, &query.norms(), &dots);
         let matches = top_k(&sims, rule, k)
             .into_iter()
             .map(|i| Match {
                 id: found[i].0,
                 name: found[i].1.clone(),
-                channel_cosines: sims[i].channel_cosines,
+                channel_cosines: sims[i].channel_cosines.clone(),
                 whole_cosine: sims[i].whole_cosine,
             })
             .collect();
@@ -615,7 +645,7 @@ impl Client {
     /// what the client itself would encrypt).
     fn checked_layout(&self, bytes: &[u8]) -> Result<Layout> {
         let layout = Layout::from_bytes(bytes)?;
-        let expected = segment_layout(self.ctx(), layout.count, self.dim)?;
+        let expected = segment_layout(self.ctx(), layout.count, self.vectors().dim())?;
         if layout != expected {
             return Err(AppError::Malformed(
                 "the server sent a segment layout this collection's parameters do not give".into(),
@@ -653,8 +683,8 @@ impl Client {
 fn encrypt_bytes<C: SlotCipher<Ct = Ciphertext>>(
     cipher: &C,
     ctx: &Context,
-    vectors: &[Vec<Vec<f64>>; 3],
-) -> Result<(Layout, [Vec<Vec<u8>>; 3])> {
+    vectors: &[Vec<Vec<f64>>],
+) -> Result<(Layout, Vec<Vec<Vec<u8>>>)> {
     let seg = encrypt_segment_with(cipher, vectors, |ct| Ok(ct.to_bytes(ctx)?))?;
     Ok((seg.layout, seg.channels))
 }

@@ -27,6 +27,7 @@ use crate::keystore::{self, DirState, Keystore};
 use crate::names;
 use crate::remote::Remote;
 use crate::server::{LocalServer, ServerOptions};
+use blindsight_search::VectorKind;
 use blindsight_search::rank::RankRule;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
@@ -342,7 +343,7 @@ pub fn keygen(env: &Env, preset: &str) -> Result<()> {
 /// `preset`), and refuses a keystore of another scheme. The in-process server is given its
 /// own admin token; a `--server` the user's (`--admin-token-file` or
 /// `BLINDSIGHT_ADMIN_TOKEN`). The collection's token is filed under the server's store id.
-pub fn create(env: &Env, preset: Option<&str>) -> Result<()> {
+pub fn create(env: &Env, preset: Option<&str>, vectors: &VectorKind) -> Result<()> {
     match preset {
         Some(p) if !env.keystore.exists() => keygen(env, p)?,
         _ if env.keystore.exists() => env.prepare_keystore_dir()?,
@@ -378,7 +379,7 @@ pub fn create(env: &Env, preset: Option<&str>) -> Result<()> {
         None => remote.clone(),
     };
     let token = Zeroizing::new(
-        Client::create(&ks, &authorized, &env.collection).map_err(|e| match e {
+        Client::create(&ks, &authorized, &env.collection, vectors).map_err(|e| match e {
             AppError::Remote {
                 status: 401 | 403,
                 message,
@@ -460,25 +461,36 @@ pub fn search(
     env: &Env,
     image: &Path,
     top: usize,
-    rule: RankRule,
+    rule: Option<RankRule>,
     out: Option<&Path>,
 ) -> Result<()> {
     let (_server, client) = env.client()?;
     let bytes = std::fs::read(image).map_err(|e| AppError::io(image, e))?;
     let name = image.display().to_string();
+    let rule = rule.unwrap_or_else(|| default_rule(client.vectors()));
     let (matches, t) = client.search(&bytes, &name, top, rule)?;
-    println!(
-        "rank  id                    name                          cos R    cos G    cos B    whole"
-    );
-    for (i, m) in matches.iter().enumerate() {
+    let pixels = client.vectors().channels() == 3;
+    if pixels {
         println!(
-            "{:>4}  {:<20}  {:<28} {:>7.4}  {:>7.4}  {:>7.4}  {:>7.4}",
+            "rank  id                    name                          cos R    cos G    cos B    whole"
+        );
+    } else {
+        println!("rank  id                    name                          cosine");
+    }
+    for (i, m) in matches.iter().enumerate() {
+        let channels: String = match pixels {
+            true => m
+                .channel_cosines
+                .iter()
+                .map(|c| format!("{c:>7.4}  "))
+                .collect(),
+            false => String::new(),
+        };
+        println!(
+            "{:>4}  {:<20}  {:<28} {channels}{:>7.4}",
             i + 1,
             m.id,
             names::for_terminal(&m.name),
-            m.channel_cosines[0],
-            m.channel_cosines[1],
-            m.channel_cosines[2],
             m.whole_cosine
         );
     }
@@ -498,6 +510,15 @@ pub fn search(
         println!("wrote {written} decrypted matches to {}", dir.display());
     }
     Ok(())
+}
+
+/// The ranking rule of a kind when none is asked for: the original demo's for pixels, the
+/// cosine for an embedding.
+pub fn default_rule(vectors: &VectorKind) -> RankRule {
+    match vectors {
+        VectorKind::Pixels { .. } => RankRule::ChannelTriple,
+        _ => RankRule::WholeCosine,
+    }
 }
 
 /// `blindsight delete ID...`.

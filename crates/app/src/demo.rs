@@ -77,7 +77,12 @@ pub fn run(opts: &DemoOptions) -> Result<()> {
         ks.save(&work.join("keystore"), None)?;
         let server = LocalServer::start(ServerOptions::new(work.join("gallery.db")))?;
         let remote = Remote::new(server.url())?;
-        let token = Client::create(&ks, &remote.with_token(server.admin_token()), "demo")?;
+        let token = Client::create(
+            &ks,
+            &remote.with_token(server.admin_token()),
+            "demo",
+            &crate::encoder::pixels_kind(),
+        )?;
         let keygen_s = t.elapsed().as_secs_f64();
         let client = Client::new(ks, remote.with_token(&token), "demo")?;
         let t = Instant::now();

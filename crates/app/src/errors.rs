@@ -186,6 +186,10 @@ pub enum AppError {
     #[error(transparent)]
     Search(#[from] blindsight_search::SearchError),
 
+    /// An error of the image model.
+    #[error(transparent)]
+    Embed(#[from] blindsight_embed::EmbedError),
+
     /// An error of the cryptographic layer.
     #[error(transparent)]
     He(#[from] blindsight_he::HeError),

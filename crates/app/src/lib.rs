@@ -6,7 +6,8 @@
 //!   body limits and deadlines, TLS, graceful shutdown; the gallery cache) and [`store`]
 //!   (SQLite: versioned collections, segments, sealed payloads, quotas).
 //! - On the client, holding secrets: [`client`] (create, ingest, search, fetch, delete,
-//!   compact: all the secret-key work), [`keystore`] (HE secret key and payload key, 0600 in a
+//!   compact: all the secret-key work), [`encoder`] (image files to a collection's vectors:
+//!   pixels, or the embedded image model's features), [`keystore`] (HE secret key and payload key, 0600 in a
 //!   0700 folder, optionally sealed under a passphrase), [`seal`] (payloads sealed with
 //!   XChaCha20-Poly1305), [`remote`] (the HTTP client: capped answers, bounded retries),
 //!   [`names`] (names made safe for a terminal or a file name).
@@ -23,6 +24,7 @@ pub mod bench_server;
 pub mod client;
 pub mod commands;
 pub mod demo;
+pub mod encoder;
 pub mod errors;
 pub mod images;
 pub mod keystore;

@@ -26,10 +26,19 @@ enum SchemeArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum VectorsArg {
+    /// One learned feature vector per image (EfficientNet-Lite0, embedded): finds the
+    /// same photo after crops, edits and recompression, and similar content.
+    Embedding,
+    /// The original demo's 64×64 RGB pixels, three channels.
+    Pixels,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum RuleArg {
-    /// Per-channel cosine triple closest to (1, 1, 1) (the original demo's rule).
+    /// Triple of squared per-channel cosines closest to (1, 1, 1) (the original demo's rule).
     Triple,
-    /// Cosine of the whole RGB vectors.
+    /// Cosine of the whole vectors (for an embedding: its cosine).
     Whole,
 }
 
@@ -104,6 +113,9 @@ enum Command {
         /// Parameter preset (default: bfv-8192 / ckks-8192 for --scheme).
         #[arg(long)]
         preset: Option<String>,
+        /// What the collection encrypts.
+        #[arg(long, value_enum, default_value = "embedding")]
+        vectors: VectorsArg,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -121,9 +133,9 @@ enum Command {
         /// Number of matches.
         #[arg(long, default_value_t = 5)]
         top: usize,
-        /// Ranking rule.
-        #[arg(long, value_enum, default_value = "triple")]
-        rule: RuleArg,
+        /// Ranking rule (default: `triple` for pixels, `whole` (the cosine) for an embedding).
+        #[arg(long, value_enum)]
+        rule: Option<RuleArg>,
         /// Write the decrypted matches into this folder.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -285,10 +297,15 @@ fn run(command: Command) -> blindsight::Result<()> {
         Command::Create {
             scheme,
             preset,
+            vectors,
             client,
         } => {
             let preset = preset.or_else(|| scheme.map(preset_of));
-            commands::create(&client.env(), preset.as_deref())
+            let vectors = match vectors {
+                VectorsArg::Embedding => blindsight::encoder::embedding_kind(),
+                VectorsArg::Pixels => blindsight::encoder::pixels_kind(),
+            };
+            commands::create(&client.env(), preset.as_deref(), &vectors)
         }
         Command::Ingest { dir, client } => commands::ingest(&client.env(), &dir).map(|_| ()),
         Command::Search {
@@ -298,10 +315,10 @@ fn run(command: Command) -> blindsight::Result<()> {
             out,
             client,
         } => {
-            let rule = match rule {
+            let rule = rule.map(|r| match r {
                 RuleArg::Triple => RankRule::ChannelTriple,
                 RuleArg::Whole => RankRule::WholeCosine,
-            };
+            });
             commands::search(&client.env(), &image, top, rule, out.as_deref())
         }
         Command::Delete { ids, client } => commands::delete(&client.env(), &ids),

@@ -15,7 +15,7 @@ use blindsight_search::he_backend::{
     BfvCipher, CkksCipher, HeEvaluator, evaluation_keys, response_secret,
 };
 use blindsight_search::rank::{
-    EncodedImage, ImageNorms, Similarity, reference_dots, similarities_from_norms,
+    ChannelDots, EncodedImage, ImageNorms, Similarity, reference_dots, similarities_from_norms,
 };
 use blindsight_search::slots::Slot;
 use blindsight_search::vectors::ImageVector;
@@ -24,6 +24,9 @@ use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use zeroize::Zeroizing;
+
+/// Channels of the pixel galleries this pipeline runs (R, G, B).
+const CHANNELS: usize = 3;
 
 /// What building a gallery measured.
 #[derive(Clone, Debug)]
@@ -81,8 +84,10 @@ impl QueryReport {
             .iter()
             .zip(&self.reference)
             .flat_map(|(a, b)| {
-                (0..3)
-                    .map(|c| (a.channel_cosines[c] - b.channel_cosines[c]).abs())
+                a.channel_cosines
+                    .iter()
+                    .zip(&b.channel_cosines)
+                    .map(|(x, y)| (x - y).abs())
                     .chain([(a.whole_cosine - b.whole_cosine).abs()])
             })
             .fold(0.0, f64::max)
@@ -212,12 +217,14 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
                 .map(|g| EncodedImage::new(&encoding, &g.channels))
                 .collect();
             norms.extend(encoded.iter().map(EncodedImage::norms));
-            let vectors = [0, 1, 2].map(|c| {
-                encoded
-                    .iter()
-                    .map(|g| g.channels[c].values.clone())
-                    .collect()
-            });
+            let vectors: Vec<Vec<Vec<f64>>> = (0..CHANNELS)
+                .map(|c| {
+                    encoded
+                        .iter()
+                        .map(|g| g.channels[c].values.clone())
+                        .collect()
+                })
+                .collect();
             drop(encoded);
             let seg =
                 encrypt_segment_with(&cipher, &vectors, |ct| Ok(Mutex::new(ct.to_bytes(ctx)?)))?;
@@ -257,9 +264,9 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
                             let bytes = slot.lock().map(|b| b.clone()).unwrap_or_default();
                             Ok(Ciphertext::from_bytes(&ctx, &bytes)?)
                         };
-                    return Ok(PreparedSegment::streamed(layout, Box::new(loader)));
+                    return PreparedSegment::streamed(layout, CHANNELS, Box::new(loader));
                 }
-                PreparedSegment::load(&ev, layout, |c, k| {
+                PreparedSegment::load(&ev, layout, CHANNELS, |c, k| {
                     let slot = ch[c].get(k).ok_or(SearchError::CiphertextCount {
                         what: "stored ciphertexts",
                         expected: layout.ciphertexts_per_channel(),
@@ -303,30 +310,37 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
         // Client: encrypt the query.
         let t = Instant::now();
         let query_encoded = EncodedImage::new(&self.encoding, &query.channels);
-        let q = encrypt_query(
-            &self.cipher,
-            &query_encoded.channels.clone().map(|c| c.values),
-        )?;
-        let [r, g, b] = q.map(|ct| ct.to_bytes(ctx));
-        let query_blobs = [r?, g?, b?];
+        let values: Vec<Vec<f64>> = query_encoded
+            .channels
+            .iter()
+            .map(|c| c.values.clone())
+            .collect();
+        let query_blobs = encrypt_query(&self.cipher, &values)?
+            .iter()
+            .map(|ct| ct.to_bytes(ctx))
+            .collect::<blindsight_he::Result<Vec<_>>>()?;
         let query_encrypt_s = t.elapsed().as_secs_f64();
         let query_bytes = query_blobs.iter().map(Vec::len).sum();
 
         // Server: score.
         let t = Instant::now();
-        let [r, g, b] = [0, 1, 2].map(|c| Ciphertext::from_bytes(ctx, &query_blobs[c]));
-        let responses = score(&self.ev, &self.segments, &[r?, g?, b?])?;
-        let response_blobs: Vec<[Vec<Vec<u8>>; 3]> = responses
+        let q = query_blobs
+            .iter()
+            .map(|b| Ciphertext::from_bytes(ctx, b))
+            .collect::<blindsight_he::Result<Vec<_>>>()?;
+        let responses = score(&self.ev, &self.segments, &q)?;
+        let response_blobs: Vec<Vec<Vec<Vec<u8>>>> = responses
             .iter()
             .map(|resp| {
-                let [r, g, b] = resp.clone().map(|cts| {
-                    cts.iter()
-                        .map(|ct| ct.to_bytes(ctx))
-                        .collect::<blindsight_he::Result<Vec<_>>>()
-                });
-                Ok([r?, g?, b?])
+                resp.iter()
+                    .map(|cts| {
+                        cts.iter()
+                            .map(|ct| ct.to_bytes(ctx))
+                            .collect::<blindsight_he::Result<Vec<_>>>()
+                    })
+                    .collect::<blindsight_he::Result<Vec<_>>>()
             })
-            .collect::<Result<_>>()?;
+            .collect::<blindsight_he::Result<_>>()?;
         let score_s = t.elapsed().as_secs_f64();
         let response_bytes = response_blobs
             .iter()
@@ -336,27 +350,31 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
 
         // Client: decrypt and rank.
         let t = Instant::now();
-        let mut dots = Vec::with_capacity(self.norms.len());
+        let mut dots = ChannelDots::zeros(CHANNELS, 0)?;
         for (seg, blobs) in self.segments.iter().zip(&response_blobs) {
-            dots.extend(decrypt_scores(
+            dots.extend(&decrypt_scores(
                 &self.cipher,
                 &seg.layout,
+                CHANNELS,
                 &read_channels(ctx, blobs)?,
-            )?);
+            )?)?;
         }
         let query_norms = query_encoded.norms();
         let sims = similarities_from_norms(&self.encoding, &self.norms, &query_norms, &dots);
         let decrypt_s = t.elapsed().as_secs_f64();
 
         // the f64 reference, one image encoded at a time
-        let reference_dots: Vec<[f64; 3]> = self
+        let per_image: Vec<Vec<f64>> = self
             .pixels
             .par_iter()
             .map(|p| {
                 let g = EncodedImage::new(&self.encoding, p);
-                reference_dots(std::slice::from_ref(&g), &query_encoded)[0]
+                reference_dots(std::slice::from_ref(&g), &query_encoded)
+                    .image(0)
+                    .to_vec()
             })
             .collect();
+        let reference_dots = ChannelDots::from_images(CHANNELS, per_image)?;
         let reference =
             similarities_from_norms(&self.encoding, &self.norms, &query_norms, &reference_dots);
         Ok(QueryReport {
@@ -371,18 +389,19 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
     }
 }
 
-/// Serialized ciphertexts of the three channels of a segment, each taken once by the server.
-type WireChannels = [Vec<Mutex<Vec<u8>>>; 3];
+/// Serialized ciphertexts of the channels of a segment, each taken once by the server.
+type WireChannels = Vec<Vec<Mutex<Vec<u8>>>>;
 
-fn read_channels(ctx: &Context, blobs: &[Vec<Vec<u8>>; 3]) -> Result<[Vec<Ciphertext>; 3]> {
-    let mut cts: [Vec<Ciphertext>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-    for (out, ch) in cts.iter_mut().zip(blobs) {
-        *out = ch
-            .par_iter()
-            .map(|b| Ciphertext::from_bytes(ctx, b))
-            .collect::<blindsight_he::Result<_>>()?;
-    }
-    Ok(cts)
+fn read_channels(ctx: &Context, blobs: &[Vec<Vec<u8>>]) -> Result<Vec<Vec<Ciphertext>>> {
+    blobs
+        .iter()
+        .map(|ch| {
+            ch.par_iter()
+                .map(|b| Ciphertext::from_bytes(ctx, b))
+                .collect::<blindsight_he::Result<_>>()
+        })
+        .collect::<blindsight_he::Result<_>>()
+        .map_err(Into::into)
 }
 
 /// Whether the prepared operands of segments with these layouts fit in `budget` bytes
@@ -390,7 +409,9 @@ fn read_channels(ctx: &Context, blobs: &[Vec<Vec<u8>>; 3]) -> Result<[Vec<Cipher
 pub fn fits_in_memory(ctx: &Context, layouts: &[Layout], budget: usize) -> bool {
     let bytes: usize = layouts
         .iter()
-        .map(|l| 3 * l.ciphertexts_per_channel() * ctx.product_operand_bytes(ctx.max_level()))
+        .map(|l| {
+            CHANNELS * l.ciphertexts_per_channel() * ctx.product_operand_bytes(ctx.max_level())
+        })
         .sum();
     bytes <= budget
 }

@@ -265,7 +265,7 @@ impl Remote {
     pub fn search(
         &self,
         collection: &str,
-        query: &[Vec<u8>; 3],
+        query: &[Vec<u8>],
     ) -> Result<(SearchResponse, RequestTiming)> {
         let url = self.url(&format!("/v1/collections/{collection}/search"));
         let started = std::time::Instant::now();

@@ -18,14 +18,16 @@
 //! - `synchronous=FULL`: an acknowledged batch survives a power loss, not only a crash.
 
 use crate::errors::{AppError, Result};
+use blindsight_search::VectorKind;
+use blindsight_search::rank::MAX_CHANNELS;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use std::collections::HashSet;
 use std::path::Path;
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     r#"
 CREATE TABLE collections (
     id          INTEGER PRIMARY KEY,
@@ -118,6 +120,11 @@ UPDATE collections SET stored_bytes =
     r#"
 ALTER TABLE collection_keys ADD COLUMN response_key BLOB;
 "#,
+    // What a collection encrypts (issue 10): a `VectorKind` spec; older collections all
+    // hold the original demo's 64×64 pixels.
+    r#"
+ALTER TABLE collections ADD COLUMN vectors TEXT NOT NULL DEFAULT 'pixels:64';
+"#,
 ];
 
 /// A collection as the authorization path and the handlers see it: one narrow row.
@@ -131,8 +138,8 @@ pub struct CollectionRecord {
     pub params: Vec<u8>,
     /// Parameter fingerprint.
     pub fingerprint: Vec<u8>,
-    /// Values per channel.
-    pub dim: usize,
+    /// What the collection encrypts (its channels and their dimension).
+    pub vectors: VectorKind,
     /// SHA-256 of the bearer token.
     pub token_hash: Vec<u8>,
     /// Identifier of the client key the collection was made with (a hash, not a secret).
@@ -187,8 +194,8 @@ pub struct NewCollection<'a> {
     pub params: &'a [u8],
     /// Parameter fingerprint.
     pub fingerprint: &'a [u8],
-    /// Values per channel.
-    pub dim: usize,
+    /// What the collection encrypts.
+    pub vectors: &'a VectorKind,
     /// Relinearization key envelope.
     pub relin_key: &'a [u8],
     /// Galois keys envelope.
@@ -218,7 +225,7 @@ pub struct SegmentBatch<'a> {
     /// Serialized layout.
     pub layout: &'a [u8],
     /// Ciphertext envelopes per channel.
-    pub ciphertexts: &'a [Vec<Vec<u8>>; 3],
+    pub ciphertexts: &'a [Vec<Vec<u8>>],
     /// The images, `images[k].position == k` not required but positions are distinct.
     pub images: &'a [ImageRecord],
 }
@@ -433,9 +440,9 @@ impl Store {
             });
         }
         tx.execute(
-            "INSERT INTO collections (name, params, fingerprint, dim, token_hash, key_id, created_at, key_bytes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![c.name, c.params, c.fingerprint, c.dim as i64, c.token_hash, c.key_id, now(), to_i64(key_bytes)],
+            "INSERT INTO collections (name, params, fingerprint, dim, token_hash, key_id, created_at, key_bytes, vectors)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![c.name, c.params, c.fingerprint, to_i64(c.vectors.dim() as u64), c.token_hash, c.key_id, now(), to_i64(key_bytes), c.vectors.spec()],
         )?;
         let id = tx.last_insert_rowid();
         tx.execute(
@@ -456,7 +463,7 @@ impl Store {
     /// Every collection (narrow rows: no keys).
     pub fn collections(&self) -> Result<Vec<CollectionRecord>> {
         let mut st = self.conn.prepare(
-            "SELECT id, name, params, fingerprint, dim, token_hash, key_id FROM collections ORDER BY id",
+            "SELECT id, name, params, fingerprint, vectors, token_hash, key_id FROM collections ORDER BY id",
         )?;
         let rows = st.query_map([], collection_row)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -466,7 +473,7 @@ impl Store {
     pub fn collection(&self, name: &str) -> Result<CollectionRecord> {
         self.conn
             .query_row(
-                "SELECT id, name, params, fingerprint, dim, token_hash, key_id FROM collections WHERE name = ?1",
+                "SELECT id, name, params, fingerprint, vectors, token_hash, key_id FROM collections WHERE name = ?1",
                 [name],
                 collection_row,
             )
@@ -592,9 +599,9 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    /// All ciphertexts of a segment, per channel, in index order.
-    pub fn segment_ciphertexts(&self, segment: i64) -> Result<[Vec<Vec<u8>>; 3]> {
-        segment_ciphertexts(&self.conn, segment)
+    /// All ciphertexts of a segment of `channels` channels, per channel, in index order.
+    pub fn segment_ciphertexts(&self, segment: i64, channels: usize) -> Result<Vec<Vec<Vec<u8>>>> {
+        segment_ciphertexts(&self.conn, segment, channels)
     }
 
     /// Reads a collection as of its current version in one read transaction: the version,
@@ -747,9 +754,9 @@ impl SnapshotReader<'_> {
         evaluation_keys(self.conn, collection)
     }
 
-    /// All ciphertexts of a segment, per channel, in index order.
-    pub fn segment_ciphertexts(&self, segment: i64) -> Result<[Vec<Vec<u8>>; 3]> {
-        segment_ciphertexts(self.conn, segment)
+    /// All ciphertexts of a segment of `channels` channels, per channel, in index order.
+    pub fn segment_ciphertexts(&self, segment: i64, channels: usize) -> Result<Vec<Vec<Vec<u8>>>> {
+        segment_ciphertexts(self.conn, segment, channels)
     }
 }
 
@@ -784,7 +791,16 @@ fn collection_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CollectionRecord> {
         name: r.get(1)?,
         params: r.get(2)?,
         fingerprint: r.get(3)?,
-        dim: r.get::<_, i64>(4)? as usize,
+        vectors: {
+            let spec: String = r.get(4)?;
+            VectorKind::parse(&spec).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    4,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?
+        },
         token_hash: r.get(5)?,
         key_id: r.get(6)?,
     })
@@ -841,8 +857,14 @@ fn images(conn: &Connection, collection: i64) -> Result<Vec<ImageEntry>> {
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-fn segment_ciphertexts(conn: &Connection, segment: i64) -> Result<[Vec<Vec<u8>>; 3]> {
-    let mut out: [Vec<Vec<u8>>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+/// Rows of a channel at or beyond `channels` are left out (the segment's count check then
+/// fails loudly).
+fn segment_ciphertexts(
+    conn: &Connection,
+    segment: i64,
+    channels: usize,
+) -> Result<Vec<Vec<Vec<u8>>>> {
+    let mut out: Vec<Vec<Vec<u8>>> = vec![Vec::new(); channels.min(MAX_CHANNELS)];
     let mut st = conn.prepare(
         "SELECT channel, data FROM ciphertexts WHERE segment_id = ?1 ORDER BY channel, idx",
     )?;

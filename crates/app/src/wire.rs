@@ -1,9 +1,12 @@
 //! The wire format of the HTTP API: every binary request and response body is one frame.
 //!
 //! ```text
-//! "BLSW" | version u16 = 1 | kind u8 | payload: u64 integers and length-prefixed byte
+//! "BLSW" | version u16 | kind u8 | payload: u64 integers and length-prefixed byte
 //! strings, in the order the message defines | CRC-32 of everything before
 //! ```
+//!
+//! Per-channel ciphertexts are a channel count (1 to 3: an embedding has one channel,
+//! pixels three) followed by one list per channel.
 //!
 //! Ciphertexts, keys and parameters inside a frame are `blindsight-he` envelopes, checked
 //! again when they are used. Readers bound every count and length by the bytes actually
@@ -11,20 +14,22 @@
 
 use crate::errors::{AppError, Result};
 use crate::store::{ImageEntry, ImageRecord, PayloadBatch};
+use blindsight_search::rank::MAX_CHANNELS;
 
 const MAGIC: [u8; 4] = *b"BLSW";
-/// Version 3: `CreateCollection` carries the ring-switching key of responses.
-const VERSION: u16 = 3;
+/// Version 4: `CreateCollection` carries the vector kind; per-channel ciphertexts are
+/// counted (version 3: the ring-switching key of responses).
+const VERSION: u16 = 4;
 
 /// Message kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum MessageKind {
-    /// Create a collection: name, parameters, dimension, evaluation keys.
+    /// Create a collection: name, parameters, vector kind, evaluation keys.
     CreateCollection = 1,
     /// Append a segment: layout, ciphertexts, images.
     AppendSegment = 2,
-    /// Search: three query ciphertexts.
+    /// Search: one query ciphertext per channel.
     Search = 3,
     /// Search response: per segment, per channel, ciphertexts.
     SearchResponse = 4,
@@ -68,6 +73,14 @@ impl FrameWriter {
         self.u64(items.len() as u64);
         for i in items {
             self.bytes(i);
+        }
+        self
+    }
+    /// Appends per-channel lists of byte strings (a count, then one list per channel).
+    pub fn channels(&mut self, channels: &[Vec<Vec<u8>>]) -> &mut Self {
+        self.u64(channels.len() as u64);
+        for ch in channels {
+            self.list(ch);
         }
         self
     }
@@ -151,6 +164,22 @@ impl<'a> FrameReader<'a> {
         let n = self.count(8)?;
         (0..n).map(|_| Ok(self.bytes()?.to_vec())).collect()
     }
+    /// Reads a channel count (1 to [`MAX_CHANNELS`]).
+    pub fn channel_count(&mut self) -> Result<usize> {
+        let n = self.u64()?;
+        if (1..=MAX_CHANNELS as u64).contains(&n) {
+            Ok(n as usize)
+        } else {
+            Err(malformed(format!(
+                "{n} channels: an image has 1 to {MAX_CHANNELS}"
+            )))
+        }
+    }
+    /// Reads per-channel lists of byte strings.
+    pub fn channels(&mut self) -> Result<Vec<Vec<Vec<u8>>>> {
+        let n = self.channel_count()?;
+        (0..n).map(|_| self.list()).collect()
+    }
     /// Checks that the whole frame was read.
     pub fn finish(self) -> Result<()> {
         if self.pos != self.buf.len() {
@@ -167,8 +196,8 @@ pub struct CreateCollection {
     pub name: String,
     /// Parameter set envelope.
     pub params: Vec<u8>,
-    /// Values per channel.
-    pub dim: u64,
+    /// What the collection encrypts ([`VectorKind`] spec).
+    pub vectors: String,
     /// Relinearization key envelope.
     pub relin_key: Vec<u8>,
     /// Galois keys envelope.
@@ -185,7 +214,7 @@ impl CreateCollection {
         let mut w = FrameWriter::new(MessageKind::CreateCollection);
         w.bytes(self.name.as_bytes())
             .bytes(&self.params)
-            .u64(self.dim)
+            .bytes(self.vectors.as_bytes())
             .bytes(&self.relin_key)
             .bytes(&self.galois_keys)
             .bytes(&self.response_key)
@@ -200,7 +229,8 @@ impl CreateCollection {
         let msg = Self {
             name,
             params: r.bytes()?.to_vec(),
-            dim: r.u64()?,
+            vectors: String::from_utf8(r.bytes()?.to_vec())
+                .map_err(|_| malformed("vector kind is not UTF-8"))?,
             relin_key: r.bytes()?.to_vec(),
             galois_keys: r.bytes()?.to_vec(),
             response_key: r.bytes()?.to_vec(),
@@ -218,7 +248,7 @@ pub struct AppendSegment {
     /// Serialized layout.
     pub layout: Vec<u8>,
     /// Ciphertext envelopes per channel.
-    pub ciphertexts: [Vec<Vec<u8>>; 3],
+    pub ciphertexts: Vec<Vec<Vec<u8>>>,
     /// The images of the segment.
     pub images: Vec<ImageRecord>,
     /// Galois keys the layout needs and the collection lacks (envelope; empty if none).
@@ -234,10 +264,7 @@ impl AppendSegment {
     }
 
     fn write(&self, w: &mut FrameWriter) {
-        w.bytes(&self.layout);
-        for ch in &self.ciphertexts {
-            w.list(ch);
-        }
+        w.bytes(&self.layout).channels(&self.ciphertexts);
         w.u64(self.images.len() as u64);
         for img in &self.images {
             w.u64(img.id as u64)
@@ -259,7 +286,7 @@ impl AppendSegment {
 
     fn read(r: &mut FrameReader<'_>) -> Result<Self> {
         let layout = r.bytes()?.to_vec();
-        let ciphertexts = [r.list()?, r.list()?, r.list()?];
+        let ciphertexts = r.channels()?;
         let n = r.count(40)?;
         let mut images = Vec::with_capacity(n);
         for _ in 0..n {
@@ -331,23 +358,23 @@ impl CompactSegment {
     }
 }
 
-/// Encodes a search request (three query ciphertext envelopes).
-pub fn encode_search(query: &[Vec<u8>; 3]) -> Vec<u8> {
+/// Encodes a search request (one query ciphertext envelope per channel).
+pub fn encode_search(query: &[Vec<u8>]) -> Vec<u8> {
     let mut w = FrameWriter::new(MessageKind::Search);
-    for q in query {
-        w.bytes(q);
-    }
+    w.list(query);
     w.finish()
 }
 
 /// Decodes a search request.
-pub fn decode_search(bytes: &[u8]) -> Result<[Vec<u8>; 3]> {
+pub fn decode_search(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
     let mut r = FrameReader::open(bytes, MessageKind::Search)?;
-    let q = [
-        r.bytes()?.to_vec(),
-        r.bytes()?.to_vec(),
-        r.bytes()?.to_vec(),
-    ];
+    let q = r.list()?;
+    if !(1..=MAX_CHANNELS).contains(&q.len()) {
+        return Err(malformed(format!(
+            "a query has 1 to {MAX_CHANNELS} ciphertexts, not {}",
+            q.len()
+        )));
+    }
     r.finish()?;
     Ok(q)
 }
@@ -363,7 +390,7 @@ pub struct SegmentScores {
     /// The segment's live images at the response's version: (position, image id).
     pub live: Vec<(usize, i64)>,
     /// Response ciphertext envelopes per channel.
-    pub ciphertexts: [Vec<Vec<u8>>; 3],
+    pub ciphertexts: Vec<Vec<Vec<u8>>>,
 }
 
 /// A search response: the collection's version it was computed at and every segment of
@@ -387,9 +414,7 @@ pub fn encode_search_response(resp: &SearchResponse) -> Vec<u8> {
         for &(position, id) in &s.live {
             w.u64(position as u64).u64(id as u64);
         }
-        for c in &s.ciphertexts {
-            w.list(c);
-        }
+        w.channels(&s.ciphertexts);
     }
     w.finish()
 }
@@ -415,7 +440,7 @@ pub fn decode_search_response(bytes: &[u8]) -> Result<SearchResponse> {
             segment,
             layout,
             live,
-            ciphertexts: [r.list()?, r.list()?, r.list()?],
+            ciphertexts: r.channels()?,
         });
     }
     r.finish()?;
@@ -536,7 +561,7 @@ mod tests {
     fn sample() -> AppendSegment {
         AppendSegment {
             layout: vec![1, 2, 3],
-            ciphertexts: [vec![vec![9; 5]], vec![vec![8; 3], vec![7]], vec![]],
+            ciphertexts: vec![vec![vec![9; 5]], vec![vec![8; 3], vec![7]], vec![]],
             images: vec![ImageRecord {
                 id: 5,
                 position: 0,
@@ -563,22 +588,36 @@ mod tests {
         let c = CreateCollection {
             name: "x".into(),
             params: vec![1],
-            dim: 4096,
+            vectors: "embedding:1280:m@1:sqrt-l2".into(),
             relin_key: vec![2],
             galois_keys: vec![3],
             response_key: vec![5],
             key_id: "k".into(),
         };
         assert_eq!(CreateCollection::decode(&c.encode()).unwrap(), c);
-        let q = [vec![1u8], vec![2, 2], vec![]];
-        assert_eq!(decode_search(&encode_search(&q)).unwrap(), q);
+        for q in [vec![vec![1u8], vec![2, 2], vec![]], vec![vec![3u8; 9]]] {
+            assert_eq!(decode_search(&encode_search(&q)).unwrap(), q);
+        }
+        for q in [vec![], vec![vec![1u8]; 4]] {
+            assert!(decode_search(&encode_search(&q)).is_err());
+        }
+        let mut one = a.clone();
+        one.ciphertexts = vec![vec![vec![6; 4]]];
+        assert_eq!(AppendSegment::decode(&one.encode()).unwrap(), one);
+        for channels in [0, 4] {
+            one.ciphertexts = vec![vec![vec![6; 4]]; channels];
+            assert!(
+                AppendSegment::decode(&one.encode()).is_err(),
+                "{channels} channels"
+            );
+        }
         let resp = SearchResponse {
             version: 9,
             segments: vec![SegmentScores {
                 segment: 3,
                 layout: vec![5],
                 live: vec![(0, 11), (2, 12)],
-                ciphertexts: [vec![vec![1]], vec![], vec![vec![2], vec![3]]],
+                ciphertexts: vec![vec![vec![1]], vec![], vec![vec![2], vec![3]]],
             }],
         };
         assert_eq!(

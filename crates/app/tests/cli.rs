@@ -168,7 +168,7 @@ fn check_consistent(db: &Path) -> usize {
     );
     for (id, layout) in segments {
         let layout = Layout::from_bytes(&layout).unwrap();
-        let cts = store.segment_ciphertexts(id).unwrap();
+        let cts = store.segment_ciphertexts(id, c.vectors.channels()).unwrap();
         for ch in &cts {
             assert_eq!(
                 ch.len(),
@@ -201,7 +201,8 @@ fn an_ingest_killed_mid_batch_leaves_a_consistent_store() {
         .collect::<std::collections::HashSet<_>>()
         .len();
     ok(&home, &["keygen", "--scheme", "ckks"]);
-    ok(&home, &["create"]);
+    // pixels: batches commit within the kill delays below
+    ok(&home, &["create", "--vectors", "pixels"]);
     let db = home.join("gallery.db");
     for delay_ms in [700u64, 1800, 2900] {
         let mut child = blindsight(&home, &["ingest", imgs.to_str().unwrap()])

@@ -72,7 +72,7 @@ fn searches_see_exactly_the_acknowledged_writes() {
     let admin = Remote::new(server.url())
         .unwrap()
         .with_token(server.admin_token());
-    let token = Client::create(&ks, &admin, "c").unwrap();
+    let token = Client::create(&ks, &admin, "c", &blindsight::encoder::pixels_kind()).unwrap();
     let url = server.url().to_string();
     let shared = Arc::new(Shared {
         model: Mutex::new(Model::default()),

@@ -41,7 +41,7 @@ fn image(id: i64, position: usize) -> ImageRecord {
 fn append() -> AppendSegment {
     AppendSegment {
         layout: vec![1; 61],
-        ciphertexts: [vec![vec![2; 40]], vec![vec![3; 40]], vec![vec![4; 40]]],
+        ciphertexts: vec![vec![vec![2; 40]], vec![vec![3; 40]], vec![vec![4; 40]]],
         images: vec![image(11, 0), image(12, 1)],
         galois_keys: vec![5; 30],
     }
@@ -55,7 +55,7 @@ fn frames() -> &'static [Vec<u8>] {
             CreateCollection {
                 name: "photos".into(),
                 params: vec![1; 50],
-                dim: 4096,
+                vectors: "embedding:1280:efficientnet-lite0@0123456789abcdef:sqrt-l2".into(),
                 relin_key: vec![2; 80],
                 galois_keys: vec![3; 80],
                 response_key: vec![5; 80],
@@ -70,13 +70,14 @@ fn frames() -> &'static [Vec<u8>] {
             }
             .encode(),
             wire::encode_search(&[vec![1; 30], vec![2; 30], vec![3; 30]]),
+            wire::encode_search(&[vec![1; 30]]),
             wire::encode_search_response(&wire::SearchResponse {
                 version: 4,
                 segments: vec![wire::SegmentScores {
                     segment: 2,
                     layout: vec![1; 61],
                     live: vec![(0, 11), (1, 12)],
-                    ciphertexts: [vec![vec![1; 20]], vec![vec![2; 20]], vec![vec![3; 20]]],
+                    ciphertexts: vec![vec![vec![1; 20]], vec![vec![2; 20]], vec![vec![3; 20]]],
                 }],
             }),
             wire::encode_ids(&[1, 2, 3, 4]),

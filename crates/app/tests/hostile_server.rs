@@ -111,7 +111,7 @@ async fn search(State(f): State<Arc<Fake>>, _query: bytes::Bytes) -> axum::respo
             segment: 1,
             layout: layout.to_bytes(),
             live,
-            ciphertexts: [
+            ciphertexts: vec![
                 vec![ct.clone(); groups],
                 vec![ct.clone(); groups],
                 vec![ct; groups],
@@ -155,8 +155,8 @@ fn a_hostile_server_gets_errors_and_bounded_memory() {
         .iter()
         .map(|&id| {
             let norms = ImageNorms {
-                encoded: [1.0; 3],
-                pixel: [1.0; 3],
+                encoded: vec![1.0; 3],
+                source: vec![1.0; 3],
             };
             let mut meta = norms.to_bytes();
             meta.extend_from_slice(format!("img{id}.png").as_bytes());
@@ -193,6 +193,7 @@ fn a_hostile_server_gets_errors_and_bounded_memory() {
             get(|State(f): State<Arc<Fake>>| async move {
                 axum::Json(serde_json::json!({
                     "collection": "c", "preset": "ckks-8192", "key_id": f.key_id,
+                    "vectors": "pixels:64",
                     "galois_elements": [],
                 }))
             }),

@@ -83,13 +83,21 @@ fn run(preset: &str) {
     let remote = Remote::new(&server.url).unwrap();
     let ks = Keystore::generate(preset).unwrap();
     // creating a collection needs the admin token
-    expect_status(Client::create(&ks, &remote, "photos"), 401);
     expect_status(
-        Client::create(&ks, &remote.with_token("wrong"), "photos"),
+        Client::create(&ks, &remote, "photos", &blindsight::encoder::pixels_kind()),
+        401,
+    );
+    expect_status(
+        Client::create(
+            &ks,
+            &remote.with_token("wrong"),
+            "photos",
+            &blindsight::encoder::pixels_kind(),
+        ),
         401,
     );
     let admin = remote.with_token(&server.admin);
-    let token = Client::create(&ks, &admin, "photos").unwrap();
+    let token = Client::create(&ks, &admin, "photos", &blindsight::encoder::pixels_kind()).unwrap();
     let client = Client::new(
         Keystore::from_bytes(&ks.to_bytes(None).unwrap(), None, "ks").unwrap(),
         remote.with_token(&token),
@@ -128,7 +136,7 @@ fn run(preset: &str) {
     assert_eq!(fetched, vec![(matches[0].id, target_bytes.clone())]);
 
     // a second collection's token is refused on the first collection's data, everywhere
-    let other = Client::create(&ks, &admin, "other").unwrap();
+    let other = Client::create(&ks, &admin, "other", &blindsight::encoder::pixels_kind()).unwrap();
     let intruder = remote.with_token(&other);
     let nobody = remote.with_token("0000");
     for r in [&intruder, &nobody, &remote] {
@@ -139,7 +147,7 @@ fn run(preset: &str) {
         expect_status(r.search("photos", &[vec![], vec![], vec![]]), 401);
         let empty = AppendSegment {
             layout: vec![],
-            ciphertexts: [vec![], vec![], vec![]],
+            ciphertexts: vec![vec![], vec![], vec![]],
             images: vec![],
             galois_keys: vec![],
         };
@@ -251,7 +259,7 @@ fn run(preset: &str) {
         .to_bytes();
     let bogus = AppendSegment {
         layout,
-        ciphertexts: [vec![], vec![], vec![]],
+        ciphertexts: vec![vec![], vec![], vec![]],
         images: vec![],
         galois_keys: vec![],
     };

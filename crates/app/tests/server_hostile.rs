@@ -43,7 +43,13 @@ fn fixture(limits: Limits) -> Fixture {
     let server = start(limits, dir.path());
     let remote = Remote::new(server.url()).unwrap();
     let ks = Keystore::generate("ckks-8192").unwrap();
-    let token = Client::create(&ks, &remote.with_token(server.admin_token()), "photos").unwrap();
+    let token = Client::create(
+        &ks,
+        &remote.with_token(server.admin_token()),
+        "photos",
+        &blindsight::encoder::pixels_kind(),
+    )
+    .unwrap();
     let client = Client::new(ks, remote.with_token(&token), "photos").unwrap();
     let files: Vec<(String, Vec<u8>)> = blindsight_testdata::first(3)
         .iter()
@@ -238,7 +244,7 @@ fn shutdown_finishes_within_its_deadline_despite_a_stalled_request() {
 fn append_body(layout: &[u8], images: usize) -> Vec<u8> {
     AppendSegment {
         layout: layout.to_vec(),
-        ciphertexts: [vec![], vec![], vec![]],
+        ciphertexts: vec![vec![], vec![], vec![]],
         images: (0..images)
             .map(|i| ImageRecord {
                 id: 1000 + i as i64,
@@ -500,7 +506,13 @@ fn a_collection_larger_than_the_cache_budget_is_streamed_and_still_right() {
     let server = LocalServer::start(opts).unwrap();
     let remote = Remote::new(server.url()).unwrap();
     let ks = Keystore::generate("ckks-8192").unwrap();
-    let token = Client::create(&ks, &remote.with_token(server.admin_token()), "p").unwrap();
+    let token = Client::create(
+        &ks,
+        &remote.with_token(server.admin_token()),
+        "p",
+        &blindsight::encoder::pixels_kind(),
+    )
+    .unwrap();
     let client = Client::new(ks, remote.with_token(&token), "p").unwrap();
     let files: Vec<(String, Vec<u8>)> = blindsight_testdata::first(6)
         .iter()
@@ -624,7 +636,13 @@ fn a_client_that_stops_reading_loses_its_connection() {
     let id = {
         let remote = Remote::new(server.url()).unwrap();
         let ks = Keystore::generate("ckks-8192").unwrap();
-        let token = Client::create(&ks, &remote.with_token(server.admin_token()), "p").unwrap();
+        let token = Client::create(
+            &ks,
+            &remote.with_token(server.admin_token()),
+            "p",
+            &blindsight::encoder::pixels_kind(),
+        )
+        .unwrap();
         let client = Client::new(ks, remote.with_token(&token), "p").unwrap();
         let report = client.ingest(&[("big.png".into(), png)], |_| {}).unwrap();
         (report.ids[0].1, token)

@@ -26,6 +26,13 @@ impl Normalization {
         }
     }
 
+    /// The normalization a collection recorded by [`name`](Self::name), if this build knows it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Normalization::SqrtL2]
+            .into_iter()
+            .find(|n| n.name() == name)
+    }
+
     /// The normalized vector of `raw` (an all-zero input stays zero: it has no direction).
     pub fn apply(self, raw: &[f32]) -> Vec<f32> {
         match self {
@@ -57,5 +64,10 @@ mod tests {
         assert!((v[2] / v[1] - 2.0).abs() < 1e-6, "square roots");
         assert_eq!(Normalization::SqrtL2.apply(&[0.0; 4]), vec![0.0; 4]);
         assert_eq!(Normalization::SqrtL2.name(), "sqrt-l2");
+        assert_eq!(
+            Normalization::from_name("sqrt-l2"),
+            Some(Normalization::SqrtL2)
+        );
+        assert_eq!(Normalization::from_name("l2"), None);
     }
 }

@@ -5,6 +5,7 @@
 use crate::backend::{Role, SlotCipher};
 use crate::errors::{Result, SearchError};
 use crate::layout::Layout;
+use crate::rank::{ChannelDots, MAX_CHANNELS};
 use crate::slots::Slot;
 use rayon::prelude::*;
 
@@ -14,8 +15,8 @@ use rayon::prelude::*;
 pub struct EncryptedSegment<C> {
     /// The packing.
     pub layout: Layout,
-    /// R, G, B ciphertexts.
-    pub channels: [Vec<C>; 3],
+    /// Per channel (R, G, B for pixels; one for an embedding), its ciphertexts.
+    pub channels: Vec<Vec<C>>,
 }
 
 /// The slot vector of ciphertext `i` of `group` (one channel): diagonal `i` of each lane's
@@ -69,7 +70,7 @@ pub fn pack_query_vector<S: Slot>(values: &[f64]) -> Vec<S> {
 /// Encrypts a segment: `vectors[c][k]` is channel `c` of image `k` (encoded values).
 pub fn encrypt_segment<C: SlotCipher>(
     cipher: &C,
-    vectors: &[Vec<Vec<f64>>; 3],
+    vectors: &[Vec<Vec<f64>>],
 ) -> Result<EncryptedSegment<C::Ct>> {
     encrypt_segment_with(cipher, vectors, Ok)
 }
@@ -78,7 +79,7 @@ pub fn encrypt_segment<C: SlotCipher>(
 /// serialize it, say), so that the ciphertexts of a whole segment never sit in memory.
 pub fn encrypt_segment_with<C, T, F>(
     cipher: &C,
-    vectors: &[Vec<Vec<f64>>; 3],
+    vectors: &[Vec<Vec<f64>>],
     sink: F,
 ) -> Result<EncryptedSegment<T>>
 where
@@ -86,6 +87,7 @@ where
     T: Send,
     F: Fn(C::Ct) -> Result<T> + Sync,
 {
+    check_channel_count(vectors.len(), "gallery channels")?;
     let count = vectors[0].len();
     let dim = vectors[0].first().map_or(0, |v| v.len());
     for ch in vectors {
@@ -106,55 +108,75 @@ where
     }
     let layout = Layout::new(count, dim, C::Slot::vector_slots(dim), cipher.shape())?;
     let per_channel = layout.ciphertexts_per_channel();
-    let mut channels: [Vec<T>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-    for (ch, out) in vectors.iter().zip(channels.iter_mut()) {
-        // one channel packed at a time (a third of the memory)
-        let packed: Vec<Vec<C::Slot>> = ch
-            .par_iter()
-            .map(|v| pack_gallery_vector::<C::Slot>(v))
-            .collect();
-        *out = (0..per_channel)
-            .into_par_iter()
-            .map(|k| {
-                let slots = diagonal_slots(&layout, &packed, k / layout.block, k % layout.block);
-                sink(cipher.encrypt(&slots, Role::Gallery)?)
-            })
-            .collect::<Result<Vec<_>>>()?;
-    }
+    let channels = vectors
+        .iter()
+        .map(|ch| {
+            // one channel packed at a time (a third of the memory for pixels)
+            let packed: Vec<Vec<C::Slot>> = ch
+                .par_iter()
+                .map(|v| pack_gallery_vector::<C::Slot>(v))
+                .collect();
+            (0..per_channel)
+                .into_par_iter()
+                .map(|k| {
+                    let slots =
+                        diagonal_slots(&layout, &packed, k / layout.block, k % layout.block);
+                    sink(cipher.encrypt(&slots, Role::Gallery)?)
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(EncryptedSegment { layout, channels })
 }
 
-/// Encrypts a query (three encoded channel vectors) for segments of vectors of `dim` values.
-pub fn encrypt_query<C: SlotCipher>(cipher: &C, channels: &[Vec<f64>; 3]) -> Result<[C::Ct; 3]> {
+/// Encrypts a query (one encoded vector per channel, all of one length): one ciphertext per
+/// channel.
+pub fn encrypt_query<C: SlotCipher>(cipher: &C, channels: &[Vec<f64>]) -> Result<Vec<C::Ct>> {
+    check_channel_count(channels.len(), "query channels")?;
     let dim = channels[0].len();
+    if let Some(bad) = channels.iter().find(|v| v.len() != dim) {
+        return Err(SearchError::DimensionMismatch {
+            what: "query values per channel",
+            expected: dim,
+            actual: bad.len(),
+        });
+    }
     let layout = Layout::new(1, dim, C::Slot::vector_slots(dim), cipher.shape())?;
-    let cts = channels
+    channels
         .par_iter()
         .map(|v| {
             let slots = query_slots(&layout, &pack_query_vector::<C::Slot>(v));
             cipher.encrypt(&slots, Role::Query)
         })
-        .collect::<Result<Vec<_>>>()?;
-    into_channels(cts, "query channels")
+        .collect()
 }
 
-/// The three channels of a `Vec` (an error unless it has exactly three).
-pub(crate) fn into_channels<T>(v: Vec<T>, what: &'static str) -> Result<[T; 3]> {
-    let actual = v.len();
-    <[T; 3]>::try_from(v).map_err(|_| SearchError::CiphertextCount {
-        what,
-        expected: 3,
-        actual,
-    })
+/// An error unless `1 ≤ channels ≤ MAX_CHANNELS`.
+pub(crate) fn check_channel_count(channels: usize, what: &'static str) -> Result<()> {
+    if (1..=MAX_CHANNELS).contains(&channels) {
+        Ok(())
+    } else {
+        Err(SearchError::Layout {
+            reason: format!("{what}: {channels} channels; an image has 1 to {MAX_CHANNELS}"),
+        })
+    }
 }
 
 /// Reads the per-channel dot products of every image of a segment from its response
-/// (per channel, one ciphertext per group).
+/// (per channel, one ciphertext per group; `channels` is what the collection declares).
 pub fn decrypt_scores<C: SlotCipher>(
     cipher: &C,
     layout: &Layout,
-    response: &[Vec<C::Ct>; 3],
-) -> Result<Vec<[f64; 3]>> {
+    channels: usize,
+    response: &[Vec<C::Ct>],
+) -> Result<ChannelDots> {
+    if response.len() != channels {
+        return Err(SearchError::CiphertextCount {
+            what: "response channels",
+            expected: channels,
+            actual: response.len(),
+        });
+    }
     // Check the counts before allocating: the layout may come from an untrusted server, and
     // `count ≤ groups · lanes · m` (a validated layout) bounds the scores by the ciphertexts
     // actually received.
@@ -165,16 +187,16 @@ pub fn decrypt_scores<C: SlotCipher>(
             actual: cts.len(),
         });
     }
-    let mut dots = vec![[0f64; 3]; layout.count];
+    let mut dots = ChannelDots::zeros(channels, layout.count)?;
     for (c, cts) in response.iter().enumerate() {
         let slots = cts
             .par_iter()
             .map(|ct| cipher.decrypt(ct))
             .collect::<Result<Vec<_>>>()?;
-        for (k, d) in dots.iter_mut().enumerate() {
+        for k in 0..layout.count {
             let (group, slot) = layout.score_slot(k);
             let value = slots[group].get(slot).copied().unwrap_or_default();
-            d[c] = value.score();
+            dots.image_mut(k)[c] = value.score();
         }
     }
     Ok(dots)

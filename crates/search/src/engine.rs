@@ -9,7 +9,7 @@
 //! channels. No rotation is ever done per image.
 
 use crate::backend::SlotEvaluator;
-use crate::client::into_channels;
+use crate::client::check_channel_count;
 use crate::errors::{Result, SearchError};
 use crate::layout::Layout;
 use rayon::prelude::*;
@@ -19,13 +19,14 @@ use std::collections::BTreeMap;
 pub struct PreparedSegment<E: SlotEvaluator> {
     /// The packing.
     pub layout: Layout,
+    channels: usize,
     operands: Operands<E>,
 }
 
 /// Where the gallery operands of a segment come from.
 enum Operands<E: SlotEvaluator> {
     /// Prepared once and kept in memory (BFV: lifted to the extension basis once).
-    Resident([Vec<E::Operand>; 3]),
+    Resident(Vec<Vec<E::Operand>>),
     /// Loaded and prepared for every query, a giant step at a time: for galleries larger
     /// than memory. BFV then pays one basis extension per gallery ciphertext per query.
     Streamed(Box<CiphertextLoader<E>>),
@@ -36,8 +37,9 @@ pub type CiphertextLoader<E> =
     dyn Fn(usize, usize) -> Result<<E as SlotEvaluator>::Ct> + Send + Sync;
 
 impl<E: SlotEvaluator> PreparedSegment<E> {
-    /// Prepares a segment's ciphertexts (in parallel) and keeps the operands resident.
-    pub fn new(ev: &E, layout: Layout, channels: [Vec<E::Ct>; 3]) -> Result<Self> {
+    /// Prepares a segment's ciphertexts (per channel; in parallel) and keeps the operands
+    /// resident.
+    pub fn new(ev: &E, layout: Layout, channels: Vec<Vec<E::Ct>>) -> Result<Self> {
         let expected = layout.ciphertexts_per_channel();
         if let Some(bad) = channels.iter().find(|c| c.len() != expected) {
             return Err(SearchError::CiphertextCount {
@@ -46,52 +48,77 @@ impl<E: SlotEvaluator> PreparedSegment<E> {
                 actual: bad.len(),
             });
         }
-        Self::load(ev, layout, |c, k| Ok(channels[c][k].clone()))
+        Self::load(
+            ev,
+            layout,
+            channels.len(),
+            |c, k| Ok(channels[c][k].clone()),
+        )
     }
 
-    /// Prepares a segment whose ciphertext `k` of channel `c` is produced by `load(c, k)`
-    /// (deserialized, say): each is turned into an operand and dropped, so only the operands
-    /// stay in memory.
-    pub fn load<F>(ev: &E, layout: Layout, load: F) -> Result<Self>
+    /// Prepares a segment of `channels` channels whose ciphertext `k` of channel `c` is
+    /// produced by `load(c, k)` (deserialized, say): each is turned into an operand and
+    /// dropped, so only the operands stay in memory.
+    pub fn load<F>(ev: &E, layout: Layout, channels: usize, load: F) -> Result<Self>
     where
         F: Fn(usize, usize) -> Result<E::Ct> + Sync,
     {
+        check_channel_count(channels, "segment channels")?;
         let per_channel = layout.ciphertexts_per_channel();
-        let mut out: [Vec<E::Operand>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-        for (c, o) in out.iter_mut().enumerate() {
-            *o = (0..per_channel)
-                .into_par_iter()
-                .map(|k| ev.gallery_operand(load(c, k)?))
-                .collect::<Result<Vec<_>>>()?;
-        }
+        let out = (0..channels)
+            .map(|c| {
+                (0..per_channel)
+                    .into_par_iter()
+                    .map(|k| ev.gallery_operand(load(c, k)?))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             layout,
+            channels,
             operands: Operands::Resident(out),
         })
     }
 
-    /// A segment whose ciphertexts are loaded on demand by every query.
-    pub fn streamed(layout: Layout, load: Box<CiphertextLoader<E>>) -> Self {
-        Self {
+    /// A segment of `channels` channels whose ciphertexts are loaded on demand by every
+    /// query.
+    pub fn streamed(
+        layout: Layout,
+        channels: usize,
+        load: Box<CiphertextLoader<E>>,
+    ) -> Result<Self> {
+        check_channel_count(channels, "segment channels")?;
+        Ok(Self {
             layout,
+            channels,
             operands: Operands::Streamed(load),
-        }
+        })
+    }
+
+    /// Channels of every image (three for pixels, one for an embedding).
+    pub fn channels(&self) -> usize {
+        self.channels
     }
 }
 
 /// The encrypted response for one segment: per channel, one ciphertext per group.
-pub type SegmentResponse<C> = [Vec<C>; 3];
+pub type SegmentResponse<C> = Vec<Vec<C>>;
 
-/// Scores an encrypted query (one ciphertext per channel) against every segment.
-pub fn score<E, S>(
-    ev: &E,
-    segments: &[S],
-    query: &[E::Ct; 3],
-) -> Result<Vec<SegmentResponse<E::Ct>>>
+/// Scores an encrypted query (one ciphertext per channel) against every segment; every
+/// segment must have as many channels as the query.
+pub fn score<E, S>(ev: &E, segments: &[S], query: &[E::Ct]) -> Result<Vec<SegmentResponse<E::Ct>>>
 where
     E: SlotEvaluator,
     S: std::borrow::Borrow<PreparedSegment<E>> + Sync,
 {
+    check_channel_count(query.len(), "query channels")?;
+    if let Some(bad) = segments.iter().find(|s| s.borrow().channels != query.len()) {
+        return Err(SearchError::CiphertextCount {
+            what: "query channels (one per channel of the segments)",
+            expected: bad.borrow().channels,
+            actual: query.len(),
+        });
+    }
     // Baby steps of every segment, computed once per channel.
     let mut steps: Vec<i64> = segments
         .iter()
@@ -126,16 +153,17 @@ where
         })
         .collect::<Result<Vec<_>>>()?;
     // per channel and segment → per segment and channel
-    let mut channels = into_channels(per_channel, "channels")?.map(Vec::into_iter);
+    let mut channels: Vec<_> = per_channel.into_iter().map(Vec::into_iter).collect();
     (0..segments.len())
         .map(|_| {
-            let [r, g, b] = &mut channels;
-            match (r.next(), g.next(), b.next()) {
-                (Some(r), Some(g), Some(b)) => Ok([r, g, b]),
-                _ => Err(SearchError::Layout {
-                    reason: "a channel's responses do not cover every segment".into(),
-                }),
-            }
+            channels
+                .iter_mut()
+                .map(|ch| {
+                    ch.next().ok_or_else(|| SearchError::Layout {
+                        reason: "a channel's responses do not cover every segment".into(),
+                    })
+                })
+                .collect()
         })
         .collect()
 }

@@ -67,6 +67,28 @@ pub enum SearchError {
         reason: String,
     },
 
+    /// A vector-kind spec is malformed.
+    #[error("malformed vector kind `{spec}`: {reason}")]
+    MalformedKind {
+        /// The spec (its first 200 characters).
+        spec: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A query was made another way than the collection's vectors (another kind, dimension,
+    /// model or normalization): its scores would mean nothing.
+    #[error(
+        "the collection holds vectors of kind `{expected}` but the query is `{actual}`; \
+         search it with the model and settings it was created with, or create a new collection"
+    )]
+    KindMismatch {
+        /// The collection's kind.
+        expected: String,
+        /// The query's kind.
+        actual: String,
+    },
+
     /// An error of the homomorphic-encryption layer.
     #[error(transparent)]
     He(#[from] HeError),

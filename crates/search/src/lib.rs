@@ -2,6 +2,8 @@
 //!
 //! The engine of blindsight, on top of `blindsight-he`:
 //!
+//! - [`kind`]: what a collection encrypts ([`VectorKind`]: pixels or an embedding), recorded
+//!   with it so that every query is checked against it.
 //! - [`vectors`]: image files to R, G, B vectors (alpha on white, resized square).
 //! - [`encoding`]: the numerics: exact integers for BFV (no dot product can wrap), unit
 //!   vectors for CKKS; cosines from dot products; norms stay with the client.
@@ -12,8 +14,9 @@
 //!   [`he_backend`]: BFV and CKKS behind them.
 //! - [`client`]: packing and encrypting segments and queries, decrypting scores.
 //! - [`engine`]: the server's encrypted matrix-vector product over all segments.
-//! - [`rank`]: cosines, the demo's channel-triple rule, whole-vector cosine, top-k, and the
-//!   f64 reference engine.
+//! - [`rank`]: per-image, per-channel dot products ([`rank::ChannelDots`]), cosines, the
+//!   demo's rule on squared channel cosines, whole-vector cosine, top-k, and the f64
+//!   reference engine.
 
 pub mod backend;
 pub mod client;
@@ -21,10 +24,12 @@ pub mod encoding;
 pub mod engine;
 pub mod errors;
 pub mod he_backend;
+pub mod kind;
 pub mod layout;
 pub mod rank;
 pub mod slots;
 pub mod vectors;
 
 pub use errors::{Result, SearchError};
+pub use kind::VectorKind;
 pub use layout::Layout;

@@ -1,102 +1,204 @@
 //! From dot products to cosines and rankings: per-channel cosines, the original demo's rule
-//! (the channel triple closest to (1, 1, 1)), whole-vector cosine, top-k. Also the f64
-//! brute-force reference engine every encrypted result is checked against.
+//! (the triple of squared channel cosines closest to (1, 1, 1)), whole-vector cosine, top-k.
+//! Also the f64 brute-force reference engine every encrypted result is checked against.
+//!
+//! An image is one or more channels: three for pixels (R, G, B), one for an embedding.
+//! Per-image, per-channel dot products travel as [`ChannelDots`].
 
 use crate::encoding::{EncodedVector, VectorEncoding};
+use crate::errors::{Result, SearchError};
+
+/// Most channels an image may have.
+pub const MAX_CHANNELS: usize = 3;
 
 /// One image, encoded for the engine, with the norms the client keeps.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EncodedImage {
-    /// R, G, B encoded vectors.
-    pub channels: [EncodedVector; 3],
+    /// Encoded channel vectors (R, G, B for pixels; one for an embedding).
+    pub channels: Vec<EncodedVector>,
 }
 
 impl EncodedImage {
-    /// Encodes the three channels of an image.
+    /// Encodes the three channels of an image's pixels.
     pub fn new(encoding: &VectorEncoding, pixels: &[Vec<u8>; 3]) -> Self {
         Self {
-            channels: [
-                encoding.encode(&pixels[0]),
-                encoding.encode(&pixels[1]),
-                encoding.encode(&pixels[2]),
-            ],
+            channels: pixels.iter().map(|p| encoding.encode(p)).collect(),
+        }
+    }
+
+    /// Encodes a feature vector (one channel).
+    pub fn from_features(encoding: &VectorEncoding, features: &[f64]) -> Self {
+        Self {
+            channels: vec![encoding.encode_real(features)],
         }
     }
 
     /// The norms the client keeps for this image.
     pub fn norms(&self) -> ImageNorms {
         ImageNorms {
-            encoded: [0, 1, 2].map(|c| self.channels[c].norm),
-            pixel: [0, 1, 2].map(|c| self.channels[c].pixel_norm),
+            encoded: self.channels.iter().map(|c| c.norm).collect(),
+            source: self.channels.iter().map(|c| c.source_norm).collect(),
         }
     }
 }
 
 /// The norms of an image the client keeps (or seals) to turn dot products into cosines.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ImageNorms {
     /// Norms of the encoded channel vectors.
-    pub encoded: [f64; 3],
-    /// Norms of the pixel channel vectors.
-    pub pixel: [f64; 3],
+    pub encoded: Vec<f64>,
+    /// Norms of the channel vectors before encoding (pixels or features).
+    pub source: Vec<f64>,
 }
 
 impl ImageNorms {
-    /// Norm of the whole RGB pixel vector.
-    pub fn pixel_norm(&self) -> f64 {
-        self.pixel.iter().map(|p| p * p).sum::<f64>().sqrt()
+    /// Norm of the whole vector before encoding (all channels).
+    pub fn source_norm(&self) -> f64 {
+        self.source.iter().map(|p| p * p).sum::<f64>().sqrt()
     }
 
-    /// Serializes the six norms (48 bytes).
+    /// Channels.
+    pub fn channels(&self) -> usize {
+        self.encoded.len()
+    }
+
+    /// Serializes the norms (16 bytes per channel: encoded norms, then source norms).
     pub fn to_bytes(&self) -> Vec<u8> {
         self.encoded
             .iter()
-            .chain(&self.pixel)
+            .chain(&self.source)
             .flat_map(|v| v.to_le_bytes())
             .collect()
     }
 
-    /// Reads six norms.
-    pub fn from_bytes(b: &[u8]) -> Option<Self> {
-        if b.len() != 48 {
+    /// Reads the norms of an image of `channels` channels.
+    pub fn from_bytes(b: &[u8], channels: usize) -> Option<Self> {
+        if channels == 0 || channels > MAX_CHANNELS || b.len() != 16 * channels {
             return None;
         }
         let v: Vec<f64> = b
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
             .collect();
+        let (encoded, source) = v.split_at(channels);
         Some(Self {
-            encoded: [v[0], v[1], v[2]],
-            pixel: [v[3], v[4], v[5]],
+            encoded: encoded.to_vec(),
+            source: source.to_vec(),
         })
+    }
+}
+
+/// Per-image, per-channel dot products (image after image, `channels` values each).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelDots {
+    channels: usize,
+    values: Vec<f64>,
+}
+
+impl ChannelDots {
+    /// Zero dot products for `count` images of `channels` channels.
+    pub fn zeros(channels: usize, count: usize) -> Result<Self> {
+        let len = count
+            .checked_mul(channels)
+            .filter(|_| (1..=MAX_CHANNELS).contains(&channels));
+        let len = len.ok_or_else(|| SearchError::Layout {
+            reason: format!("{count} images of {channels} channels: 1 to {MAX_CHANNELS} channels"),
+        })?;
+        Ok(Self {
+            channels,
+            values: vec![0.0; len],
+        })
+    }
+
+    /// Dot products given image by image.
+    pub fn from_images<I: IntoIterator<Item = Vec<f64>>>(
+        channels: usize,
+        images: I,
+    ) -> Result<Self> {
+        let mut out = Self::zeros(channels, 0)?;
+        for image in images {
+            if image.len() != channels {
+                return Err(SearchError::DimensionMismatch {
+                    what: "dot products per image",
+                    expected: channels,
+                    actual: image.len(),
+                });
+            }
+            out.values.extend(image);
+        }
+        Ok(out)
+    }
+
+    /// Channels per image.
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// Images.
+    pub fn len(&self) -> usize {
+        self.values.len() / self.channels
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The dot products of image `k`, one per channel.
+    pub fn image(&self, k: usize) -> &[f64] {
+        &self.values[k * self.channels..(k + 1) * self.channels]
+    }
+
+    /// The dot products of image `k`, to fill in.
+    pub fn image_mut(&mut self, k: usize) -> &mut [f64] {
+        &mut self.values[k * self.channels..(k + 1) * self.channels]
+    }
+
+    /// Image after image.
+    pub fn iter(&self) -> std::slice::ChunksExact<'_, f64> {
+        self.values.chunks_exact(self.channels)
+    }
+
+    /// Appends the images of `other` (same channel count).
+    pub fn extend(&mut self, other: &ChannelDots) -> Result<()> {
+        if other.channels != self.channels {
+            return Err(SearchError::DimensionMismatch {
+                what: "channels of dot products",
+                expected: self.channels,
+                actual: other.channels,
+            });
+        }
+        self.values.extend_from_slice(&other.values);
+        Ok(())
     }
 }
 
 /// The ranking rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RankRule {
-    /// The original demo's: smallest Euclidean distance of the per-channel cosine triple to
-    /// (1, 1, 1).
+    /// The original demo's: smallest Euclidean distance of the triple of squared per-channel
+    /// cosines to (1, 1, 1). With one channel (an embedding) it orders by `cos²`.
     ChannelTriple,
-    /// Largest cosine of the whole RGB vectors.
+    /// Largest cosine of the whole vectors (all channels; for an embedding, its cosine).
     WholeCosine,
 }
 
 /// The similarity of one gallery image to the query.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Similarity {
     /// Per-channel cosines.
-    pub channel_cosines: [f64; 3],
-    /// Cosine of the whole RGB vectors.
+    pub channel_cosines: Vec<f64>,
+    /// Cosine of the whole vectors.
     pub whole_cosine: f64,
 }
 
 impl Similarity {
-    /// Distance of the channel triple to (1, 1, 1).
+    /// Distance of the triple of squared channel cosines to (1, 1, 1) (the original demo
+    /// computed squared cosines, numerator and denominator, per channel).
     pub fn triple_distance(&self) -> f64 {
         self.channel_cosines
             .iter()
-            .map(|c| (1.0 - c) * (1.0 - c))
+            .map(|c| (1.0 - c * c).powi(2))
             .sum::<f64>()
             .sqrt()
     }
@@ -115,31 +217,37 @@ pub fn similarities(
     encoding: &VectorEncoding,
     gallery: &[EncodedImage],
     query: &EncodedImage,
-    dots: &[[f64; 3]],
+    dots: &ChannelDots,
 ) -> Vec<Similarity> {
     let norms: Vec<ImageNorms> = gallery.iter().map(EncodedImage::norms).collect();
     similarities_from_norms(encoding, &norms, &query.norms(), dots)
 }
 
-/// Similarities from dot products and the norms the client kept.
+/// Similarities from dot products and the norms the client kept. Channels missing on either
+/// side count as orthogonal.
 pub fn similarities_from_norms(
     encoding: &VectorEncoding,
     gallery: &[ImageNorms],
     query: &ImageNorms,
-    dots: &[[f64; 3]],
+    dots: &ChannelDots,
 ) -> Vec<Similarity> {
-    let qn = query.pixel_norm();
+    let qn = query.source_norm();
     gallery
         .iter()
-        .zip(dots)
+        .zip(dots.iter())
         .map(|(g, d)| {
-            let mut channel_cosines = [0f64; 3];
             let mut raw = 0f64;
-            for c in 0..3 {
-                channel_cosines[c] = encoding.cosine(d[c], g.encoded[c], query.encoded[c]);
-                raw += channel_cosines[c] * g.pixel[c] * query.pixel[c];
-            }
-            let gn = g.pixel_norm();
+            let channel_cosines: Vec<f64> = d
+                .iter()
+                .enumerate()
+                .map(|(c, &dot)| {
+                    let norm = |v: &[f64]| v.get(c).copied().unwrap_or(0.0);
+                    let cos = encoding.cosine(dot, norm(&g.encoded), norm(&query.encoded));
+                    raw += cos * norm(&g.source) * norm(&query.source);
+                    cos
+                })
+                .collect();
+            let gn = g.source_norm();
             let whole_cosine = if gn == 0.0 || qn == 0.0 {
                 0.0
             } else {
@@ -167,20 +275,20 @@ pub fn top_k(sims: &[Similarity], rule: RankRule, k: usize) -> Vec<usize> {
 }
 
 /// The f64 brute-force reference: per-channel dot products of the encoded vectors.
-pub fn reference_dots(gallery: &[EncodedImage], query: &EncodedImage) -> Vec<[f64; 3]> {
-    gallery
-        .iter()
-        .map(|g| {
-            let mut d = [0f64; 3];
-            for c in 0..3 {
-                d[c] = g.channels[c]
-                    .values
-                    .iter()
-                    .zip(&query.channels[c].values)
-                    .map(|(a, b)| a * b)
-                    .sum();
-            }
-            d
-        })
-        .collect()
+pub fn reference_dots(gallery: &[EncodedImage], query: &EncodedImage) -> ChannelDots {
+    let channels = query.channels.len().clamp(1, MAX_CHANNELS);
+    let mut out = ChannelDots {
+        channels,
+        values: Vec::with_capacity(gallery.len() * channels),
+    };
+    for g in gallery {
+        for c in 0..channels {
+            let dot = match (g.channels.get(c), query.channels.get(c)) {
+                (Some(a), Some(b)) => a.values.iter().zip(&b.values).map(|(x, y)| x * y).sum(),
+                _ => 0.0,
+            };
+            out.values.push(dot);
+        }
+    }
+    out
 }

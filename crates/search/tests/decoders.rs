@@ -87,10 +87,11 @@ proptest! {
     }
 
     #[test]
-    fn mutated_norms_are_errors_or_six_numbers(m in mutations()) {
-        let norms = ImageNorms { encoded: [1.0, 2.0, 3.0], pixel: [4.0, 5.0, 6.0] };
-        if let Some(n) = ImageNorms::from_bytes(&mutate(&norms.to_bytes(), &m)) {
-            prop_assert_eq!(n.to_bytes().len(), 48);
+    fn mutated_norms_are_errors_or_two_numbers_per_channel(m in mutations(), channels in 0usize..5) {
+        let norms = ImageNorms { encoded: vec![1.0, 2.0, 3.0], source: vec![4.0, 5.0, 6.0] };
+        if let Some(n) = ImageNorms::from_bytes(&mutate(&norms.to_bytes(), &m), channels) {
+            prop_assert_eq!(n.to_bytes().len(), 16 * channels);
+            prop_assert_eq!(n.channels(), channels);
         }
     }
 
@@ -116,7 +117,7 @@ fn the_server_derives_the_layout_the_client_encrypts_with() {
         // the layout the client actually encrypts with is the derived one
         let sk = SecretKey::generate(&ctx).unwrap();
         for (n, d) in [(3, 16), (300, 64)] {
-            let vectors: [Vec<Vec<f64>>; 3] = [0, 1, 2].map(|_| vec![vec![1.0; d]; n]);
+            let vectors = vec![vec![vec![1.0; d]; n]; 3];
             let seg = match ctx.scheme() {
                 Scheme::Bfv => {
                     let c = BfvCipher::new(

@@ -12,7 +12,7 @@ use blindsight_search::he_backend::{
     BfvCipher, CkksCipher, HeEvaluator, evaluation_keys, response_secret, shape_of,
 };
 use blindsight_search::rank::{
-    EncodedImage, RankRule, Similarity, reference_dots, similarities, top_k,
+    ChannelDots, EncodedImage, RankRule, Similarity, reference_dots, similarities, top_k,
 };
 use blindsight_search::slots::{Slot, SlotShape};
 use blindsight_search::vectors::{ImageVector, image_vector};
@@ -62,22 +62,29 @@ where
     for &size in segment_sizes {
         let part = &gallery[start..start + size];
         start += size;
-        let vectors =
-            [0, 1, 2].map(|c| part.iter().map(|g| g.channels[c].values.clone()).collect());
+        let vectors: Vec<Vec<Vec<f64>>> = (0..query.channels.len())
+            .map(|c| part.iter().map(|g| g.channels[c].values.clone()).collect())
+            .collect();
         let enc = encrypt_segment(cipher, &vectors)?;
         segments.push(PreparedSegment::new(ev, enc.layout, enc.channels)?);
     }
     assert_eq!(start, gallery.len());
-    let q = encrypt_query(cipher, &query.channels.clone().map(|c| c.values))?;
+    let q = encrypt_query(cipher, &query_values(query))?;
     let responses = score(ev, &segments, &q)?;
-    let mut dots = Vec::new();
+    let channels = query.channels.len();
+    let mut dots = ChannelDots::zeros(channels, 0)?;
     for (seg, resp) in segments.iter().zip(&responses) {
-        dots.extend(decrypt_scores(cipher, &seg.layout, resp)?);
+        dots.extend(&decrypt_scores(cipher, &seg.layout, channels, resp)?)?;
     }
     Ok((
         similarities(encoding, gallery, query, &dots),
         segments.iter().map(|s| s.layout).collect(),
     ))
+}
+
+/// The encoded values of every channel of a query.
+fn query_values(query: &EncodedImage) -> Vec<Vec<f64>> {
+    query.channels.iter().map(|c| c.values.clone()).collect()
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -178,8 +185,8 @@ where
                 }
                 Exactness::Within(tol) => {
                     for (g, w) in got.iter().zip(&reference) {
-                        for c in 0..3 {
-                            let err = (g.channel_cosines[c] - w.channel_cosines[c]).abs();
+                        for (a, b) in g.channel_cosines.iter().zip(&w.channel_cosines) {
+                            let err = (a - b).abs();
                             assert!(err <= tol, "n={}: channel cosine error {err}", case.n);
                         }
                         assert!((g.whole_cosine - w.whole_cosine).abs() <= tol);
@@ -325,7 +332,7 @@ fn all_white_and_all_black_images_do_not_wrap() {
     assert_eq!(got[0].channel_cosines, [1.0; 3]);
     assert_eq!(got[1].channel_cosines, [0.0; 3]);
     assert_eq!(
-        reference_dots(&gallery, &white)[0],
+        reference_dots(&gallery, &white).image(0),
         [(4096 * 255 * 255) as f64; 3]
     );
 }
@@ -351,8 +358,8 @@ fn ckks_extreme_images_stay_within_1e_6() {
         &reference_dots(&gallery, &white),
     );
     for (g, w) in got.iter().zip(&reference) {
-        for c in 0..3 {
-            let err = (g.channel_cosines[c] - w.channel_cosines[c]).abs();
+        for (c, (a, b)) in g.channel_cosines.iter().zip(&w.channel_cosines).enumerate() {
+            let err = (a - b).abs();
             assert!(err < 1e-6, "channel {c}: {err}");
         }
     }
@@ -374,18 +381,20 @@ fn ckks_client_decryption_is_flooded_and_within_1e_6() {
     let layout = Layout::new(64, 4096, Complex::vector_slots(4096), shape_of(&ctx)).unwrap();
     let ev = he_evaluator(&ctx, &sk, &layout.galois_steps());
     let cipher = CkksCipher::new(&ctx, sk, response_secret(&ctx, &RESPONSE_SEED).unwrap()).unwrap();
-    let vectors = [0, 1, 2].map(|c| {
-        gallery
-            .iter()
-            .map(|g| g.channels[c].values.clone())
-            .collect()
-    });
+    let vectors: Vec<Vec<Vec<f64>>> = (0..3)
+        .map(|c| {
+            gallery
+                .iter()
+                .map(|g| g.channels[c].values.clone())
+                .collect()
+        })
+        .collect();
     let enc = encrypt_segment(&cipher, &vectors).unwrap();
     let seg = PreparedSegment::new(&ev, enc.layout, enc.channels).unwrap();
-    let q = encrypt_query(&cipher, &query.channels.clone().map(|c| c.values)).unwrap();
+    let q = encrypt_query(&cipher, &query_values(&query)).unwrap();
     let responses = score(&ev, std::slice::from_ref(&seg), &q).unwrap();
-    let first = decrypt_scores(&cipher, &seg.layout, &responses[0]).unwrap();
-    let second = decrypt_scores(&cipher, &seg.layout, &responses[0]).unwrap();
+    let first = decrypt_scores(&cipher, &seg.layout, 3, &responses[0]).unwrap();
+    let second = decrypt_scores(&cipher, &seg.layout, 3, &responses[0]).unwrap();
     assert_ne!(first, second, "decryption must add fresh noise");
     let reference = reference_dots(&gallery, &query);
     let mut worst = 0f64;
@@ -394,8 +403,8 @@ fn ckks_client_decryption_is_flooded_and_within_1e_6() {
             .iter()
             .zip(similarities(&encoding, &gallery, &query, &reference))
         {
-            for c in 0..3 {
-                worst = worst.max((g.channel_cosines[c] - w.channel_cosines[c]).abs());
+            for (a, b) in g.channel_cosines.iter().zip(&w.channel_cosines) {
+                worst = worst.max((a - b).abs());
             }
             worst = worst.max((g.whole_cosine - w.whole_cosine).abs());
         }
@@ -464,21 +473,185 @@ fn streamed_segments_score_like_resident_ones() {
             x ^= x << 17;
             (x % 256) as f64
         };
-        let vectors: [Vec<Vec<f64>>; 3] = [0, 1, 2].map(|_| {
-            (0..40)
-                .map(|_| (0..100).map(|_| next()).collect())
-                .collect()
-        });
-        let query: [Vec<f64>; 3] = [0, 1, 2].map(|_| (0..100).map(|_| next()).collect());
+        let vectors: Vec<Vec<Vec<f64>>> = (0..3)
+            .map(|_| {
+                (0..40)
+                    .map(|_| (0..100).map(|_| next()).collect())
+                    .collect()
+            })
+            .collect();
+        let query: Vec<Vec<f64>> = (0..3).map(|_| (0..100).map(|_| next()).collect()).collect();
         let seg = encrypt_segment(&s, &vectors).unwrap();
         assert!(seg.layout.giant() > 1, "{:?}", seg.layout);
         let resident = PreparedSegment::new(&s, seg.layout, seg.channels.clone()).unwrap();
         let ch = seg.channels.clone();
-        let streamed: PreparedSegment<NoOp<i64>> =
-            PreparedSegment::streamed(seg.layout, Box::new(move |c, k| Ok(ch[c][k].clone())));
+        let streamed: PreparedSegment<NoOp<i64>> = PreparedSegment::streamed(
+            seg.layout,
+            3,
+            Box::new(move |c: usize, k: usize| Ok(ch[c][k].clone())),
+        )
+        .unwrap();
         let q = encrypt_query(&s, &query).unwrap();
         let a = score(&s, &[resident], &q).unwrap();
         let b = score(&s, &[streamed], &q).unwrap();
         assert_eq!(a, b, "trace {trace}");
     }
+}
+
+/// Feature-like vectors (an embedding: one channel of `dim` non-negative reals, most of them
+/// small) for `n` images, and a query near image `of`.
+fn feature_vectors(n: usize, dim: usize, of: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<f64>) {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let gallery: Vec<Vec<f64>> = (0..n)
+        .map(|_| (0..dim).map(|_| next().powi(4) * 6.0).collect())
+        .collect();
+    let query = gallery[of]
+        .iter()
+        .map(|v| (v + 0.3 * next() - 0.15).max(0.0))
+        .collect();
+    (gallery, query)
+}
+
+/// Embedding-like dimensions (one channel of 64, 320 and 1280 values), hybrid and tall
+/// layouts, one and two segments.
+const DIMENSION_CASES: [(usize, usize, &[usize]); 3] = [
+    (64, 3000, &[2500, 500]),
+    (320, 500, &[500]),
+    (1280, 257, &[200, 57]),
+];
+
+/// The engine at any dimension: one-channel vectors of every [`DIMENSION_CASES`] dimension,
+/// encrypted and scored, against the f64 reference on the same encoded vectors; also how
+/// far the scheme's cosines are from the cosine of the unencoded floats.
+fn run_dimensions<C, E>(cipher: &C, ev: &E, encoding: &VectorEncoding, exactness: Exactness)
+where
+    C: SlotCipher,
+    E: SlotEvaluator<Ct = C::Ct>,
+{
+    for (dim, n, segments) in DIMENSION_CASES {
+        let of = n / 3;
+        let (features, query_features) = feature_vectors(n, dim, of, dim as u64);
+        let gallery: Vec<EncodedImage> = features
+            .iter()
+            .map(|f| EncodedImage::from_features(encoding, f))
+            .collect();
+        let query = EncodedImage::from_features(encoding, &query_features);
+        let reference = similarities(
+            encoding,
+            &gallery,
+            &query,
+            &reference_dots(&gallery, &query),
+        );
+        let (got, _) =
+            encrypted_similarities(cipher, ev, encoding, &gallery, &query, segments).unwrap();
+        for rule in [RankRule::ChannelTriple, RankRule::WholeCosine] {
+            assert_eq!(top_k(&got, rule, 1), [of], "dim {dim}: the near copy first");
+        }
+        let mut worst_float = 0f64;
+        for (k, (g, w)) in got.iter().zip(&reference).enumerate() {
+            assert_eq!(g.channel_cosines.len(), 1);
+            match exactness {
+                Exactness::Exact => assert_eq!(g, w, "dim {dim} image {k}"),
+                Exactness::Within(tol) => {
+                    let err = (g.whole_cosine - w.whole_cosine).abs();
+                    assert!(err <= tol, "dim {dim} image {k}: {err}");
+                }
+            }
+            // against the cosine of the floats themselves (quantization, for BFV)
+            let f = &features[k];
+            let dot: f64 = f.iter().zip(&query_features).map(|(a, b)| a * b).sum();
+            let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let float_cos = dot / (norm(f) * norm(&query_features));
+            worst_float = worst_float.max((g.whole_cosine - float_cos).abs());
+        }
+        eprintln!("dim {dim}: largest error against the float cosine {worst_float:.2e}");
+        // BFV's rounding to L ≈ 16 300 levels: about √dim/L at worst, far less in practice
+        assert!(worst_float <= 1e-3, "dim {dim}: {worst_float}");
+    }
+}
+
+fn dimension_steps(shape: SlotShape, vector_slots: impl Fn(usize) -> usize) -> Vec<i64> {
+    let mut steps: Vec<i64> = DIMENSION_CASES
+        .iter()
+        .flat_map(|&(dim, _, segments)| {
+            let slots = vector_slots(dim);
+            segments
+                .iter()
+                .flat_map(move |&size| Layout::new(size, dim, slots, shape).unwrap().galois_steps())
+        })
+        .collect();
+    steps.sort_unstable();
+    steps.dedup();
+    steps
+}
+
+#[test]
+fn no_op_scheme_scores_any_dimension() {
+    let bfv_shape = SlotShape {
+        rows: 2,
+        row_len: 4096,
+    };
+    let s = NoOp::<i64>::with_max_trace(bfv_shape, 16);
+    let encoding = VectorEncoding::for_bfv_unit_vectors(532_709_377, 1280);
+    run_dimensions(&s, &s, &encoding, Exactness::Exact);
+    let ckks_shape = SlotShape {
+        rows: 1,
+        row_len: 4096,
+    };
+    let s = NoOp::<Complex>::with_max_trace(ckks_shape, 16);
+    run_dimensions(&s, &s, &VectorEncoding::Unit, Exactness::Within(1e-12));
+}
+
+#[test]
+fn bfv_scores_of_quantized_embeddings_are_exact_at_any_dimension() {
+    let ctx = Context::preset("bfv-8192").unwrap();
+    let sk = SecretKey::generate(&ctx).unwrap();
+    let ev = he_evaluator(
+        &ctx,
+        &sk,
+        &dimension_steps(shape_of(&ctx), i64::vector_slots),
+    );
+    let cipher = BfvCipher::new(&ctx, sk, response_secret(&ctx, &RESPONSE_SEED).unwrap()).unwrap();
+    let t = ctx.params().plain_modulus();
+    // the quantization of the largest dimension holds for every smaller one
+    let encoding = VectorEncoding::for_bfv_unit_vectors(t, 1280);
+    run_dimensions(&cipher, &ev, &encoding, Exactness::Exact);
+}
+
+#[test]
+fn ckks_scores_of_embeddings_are_within_1e_6_at_any_dimension() {
+    let ctx = Context::preset("ckks-8192").unwrap();
+    let sk = SecretKey::generate(&ctx).unwrap();
+    let ev = he_evaluator(
+        &ctx,
+        &sk,
+        &dimension_steps(shape_of(&ctx), Complex::vector_slots),
+    );
+    let cipher = CkksCipher::new(&ctx, sk, response_secret(&ctx, &RESPONSE_SEED).unwrap()).unwrap();
+    run_dimensions(&cipher, &ev, &VectorEncoding::Unit, Exactness::Within(1e-6));
+}
+
+/// A query with another channel count than the segments is refused, never scored.
+#[test]
+fn a_query_of_another_channel_count_is_refused() {
+    let shape = SlotShape {
+        rows: 2,
+        row_len: 256,
+    };
+    let s = NoOp::<i64>::new(shape);
+    let seg = encrypt_segment(&s, &[vec![vec![1.0; 64]; 5]]).unwrap();
+    let prepared = PreparedSegment::new(&s, seg.layout, seg.channels).unwrap();
+    assert_eq!(prepared.channels(), 1);
+    let three = encrypt_query(&s, &vec![vec![1.0; 64]; 3]).unwrap();
+    let err = score(&s, &[prepared], &three).unwrap_err();
+    assert!(err.to_string().contains("query channels"), "{err}");
+    assert!(encrypt_query(&s, &[]).is_err());
+    assert!(encrypt_query(&s, &[vec![1.0; 64], vec![1.0; 32]]).is_err());
+    assert!(encrypt_segment(&s, &vec![vec![vec![1.0; 8]]; 4]).is_err());
 }

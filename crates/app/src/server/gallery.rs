@@ -211,8 +211,9 @@ impl GalleryCache {
                     Some(p) => p,
                     None => {
                         prepared_now += 1;
-                        let blobs = r.segment_ciphertexts(view.id)?;
-                        let bytes = 3
+                        let channels = record.vectors.channels();
+                        let blobs = r.segment_ciphertexts(view.id, channels)?;
+                        let bytes = channels
                             * layout.ciphertexts_per_channel()
                             * ctx.product_operand_bytes(ctx.max_level());
                         let room =
@@ -220,9 +221,10 @@ impl GalleryCache {
                                 .map_err(to_app)?
                                 .make_room(bytes, self.budget, since);
                         if room {
-                            let p = Arc::new(PreparedSegment::load(&*ev, layout, |c, k| {
-                                stored_ciphertext(&ctx, &layout, &blobs, c, k)
-                            })?);
+                            let p =
+                                Arc::new(PreparedSegment::load(&*ev, layout, channels, |c, k| {
+                                    stored_ciphertext(&ctx, &layout, &blobs, c, k)
+                                })?);
                             let mut inner = self.lock().map_err(to_app)?;
                             inner.used = inner.used.saturating_add(bytes);
                             let old = inner.segments.insert(
@@ -242,10 +244,11 @@ impl GalleryCache {
                             let ctx = ctx.clone();
                             Arc::new(PreparedSegment::streamed(
                                 layout,
+                                channels,
                                 Box::new(move |c, k| {
                                     stored_ciphertext(&ctx, &layout, &blobs, c, k)
                                 }),
-                            ))
+                            )?)
                         }
                     }
                 };
@@ -321,7 +324,7 @@ fn to_app(e: ApiError) -> crate::errors::AppError {
 fn stored_ciphertext(
     ctx: &Context,
     layout: &Layout,
-    blobs: &[Vec<Vec<u8>>; 3],
+    blobs: &[Vec<Vec<u8>>],
     c: usize,
     k: usize,
 ) -> blindsight_search::Result<Ciphertext> {
@@ -344,23 +347,27 @@ mod tests {
         inner.segments.insert(
             id,
             Cached {
-                value: Arc::new(PreparedSegment::streamed(
-                    Layout::new(
+                value: Arc::new(
+                    PreparedSegment::streamed(
+                        Layout::new(
+                            1,
+                            4,
+                            4,
+                            blindsight_search::slots::SlotShape {
+                                rows: 1,
+                                row_len: 8,
+                            },
+                        )
+                        .unwrap_or_else(|e| panic!("{e}")),
                         1,
-                        4,
-                        4,
-                        blindsight_search::slots::SlotShape {
-                            rows: 1,
-                            row_len: 8,
-                        },
+                        Box::new(|_, _| {
+                            Err(blindsight_search::SearchError::Layout {
+                                reason: "test".into(),
+                            })
+                        }),
                     )
                     .unwrap_or_else(|e| panic!("{e}")),
-                    Box::new(|_, _| {
-                        Err(blindsight_search::SearchError::Layout {
-                            reason: "test".into(),
-                        })
-                    }),
-                )),
+                ),
                 bytes,
                 used_at,
                 origin: (0, Vec::new()),

@@ -33,6 +33,7 @@ use axum::routing::{get, post};
 use blindsight_he::{
     Ciphertext, Context, GaloisKeys, Parameters, RelinKey, RingSwitchKey, Serializable,
 };
+use blindsight_search::VectorKind;
 use blindsight_search::engine::{PreparedSegment, score};
 use blindsight_search::he_backend::{HeEvaluator, segment_layout};
 use std::collections::HashSet;
@@ -158,9 +159,8 @@ async fn create(
         }
         let params = Parameters::from_envelope(&msg.params)?;
         let ctx = Context::new(&params)?;
-        let dim = usize::try_from(msg.dim)
-            .map_err(|_| AppError::Malformed("dimension out of range".into()))?;
-        segment_layout(&ctx, 1, dim)?;
+        let vectors = VectorKind::parse(&msg.vectors)?;
+        segment_layout(&ctx, 1, vectors.dim())?;
         RelinKey::from_bytes(&ctx, &msg.relin_key)?;
         let gk = GaloisKeys::from_bytes(&ctx, &msg.galois_keys)?;
         let rsk = RingSwitchKey::from_bytes(&ctx, &msg.response_key)?;
@@ -180,7 +180,7 @@ async fn create(
                 name: &msg.name,
                 params: &msg.params,
                 fingerprint: &fingerprint,
-                dim,
+                vectors: &vectors,
                 relin_key: &msg.relin_key,
                 galois_keys: &msg.galois_keys,
                 galois_elements: &elements,
@@ -196,7 +196,7 @@ async fn create(
             name: msg.name.clone(),
             params: msg.params.clone(),
             fingerprint: fingerprint.to_vec(),
-            dim,
+            vectors,
             token_hash: hash.to_vec(),
             key_id: msg.key_id.clone(),
         })?;
@@ -223,7 +223,9 @@ async fn info(
                 "collection": record.name,
                 "preset": ctx.params().name(),
                 "key_id": record.key_id,
-                "dim": record.dim,
+                "vectors": record.vectors.spec(),
+                "dim": record.vectors.dim(),
+                "channels": record.vectors.channels(),
                 "version": usage.version,
                 "segments": usage.segments,
                 "images": usage.live,
@@ -293,12 +295,21 @@ fn check_batch(
         ))
         .into());
     }
-    let layout = segment_layout(ctx, n, record.dim)?;
+    let layout = segment_layout(ctx, n, record.vectors.dim())?;
     if msg.layout != layout.to_bytes() {
         return Err(AppError::Malformed(format!(
             "the batch's layout is not the one this collection's parameters give for {n} \
              images of {} values",
-            record.dim
+            record.vectors.dim()
+        ))
+        .into());
+    }
+    if msg.ciphertexts.len() != record.vectors.channels() {
+        return Err(AppError::Malformed(format!(
+            "the collection holds {} ({} channels); the batch has {} channels",
+            record.vectors,
+            record.vectors.channels(),
+            msg.ciphertexts.len()
         ))
         .into());
     }
@@ -465,8 +476,19 @@ async fn search(
         let query = wire::decode_search(&body)?;
         let gallery = state.gallery.load(state, &record)?;
         let ctx = &gallery.ctx;
-        let [r, g, b] = [0, 1, 2].map(|c| Ciphertext::from_bytes(ctx, &query[c]));
-        let q = [r?, g?, b?];
+        if query.len() != record.vectors.channels() {
+            return Err(AppError::Malformed(format!(
+                "the collection holds {}: a query has {} ciphertexts, not {}",
+                record.vectors,
+                record.vectors.channels(),
+                query.len()
+            ))
+            .into());
+        }
+        let q = query
+            .iter()
+            .map(|b| Ciphertext::from_bytes(ctx, b))
+            .collect::<blindsight_he::Result<Vec<_>>>()?;
         if q.iter().any(|ct| ct.size() != 2 || ct.level() != ctx.max_level()) {
             return Err(AppError::Malformed(
                 "query ciphertexts must be fresh encryptions (2 polynomials, top level)".into(),
@@ -481,16 +503,19 @@ async fn search(
         let responses = score(&*gallery.ev, &segs, &q)?;
         let mut segments = Vec::with_capacity(gallery.segments.len());
         for (seg, r) in gallery.segments.iter().zip(responses) {
-            let [a, b, c] = r.map(|cts| {
-                cts.iter()
-                    .map(|ct| ct.to_bytes(ctx))
-                    .collect::<blindsight_he::Result<Vec<_>>>()
-            });
+            let ciphertexts = r
+                .iter()
+                .map(|cts| {
+                    cts.iter()
+                        .map(|ct| ct.to_bytes(ctx))
+                        .collect::<blindsight_he::Result<Vec<_>>>()
+                })
+                .collect::<blindsight_he::Result<Vec<_>>>()?;
             segments.push(wire::SegmentScores {
                 segment: seg.id,
                 layout: seg.prepared.layout.to_bytes(),
                 live: seg.live.clone(),
-                ciphertexts: [a?, b?, c?],
+                ciphertexts,
             });
         }
         let resp = wire::SearchResponse {

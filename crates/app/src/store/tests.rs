@@ -1,7 +1,11 @@
 use super::*;
 
-fn batch(first_id: i64, n: usize) -> ([Vec<Vec<u8>>; 3], Vec<ImageRecord>) {
-    let cts = [0u8, 1, 2].map(|c| (0..4).map(|k| vec![c, k as u8, 9]).collect());
+const PIXELS: VectorKind = VectorKind::Pixels { side: 64 };
+
+fn batch(first_id: i64, n: usize) -> (Vec<Vec<Vec<u8>>>, Vec<ImageRecord>) {
+    let cts = (0u8..3)
+        .map(|c| (0..4).map(|k| vec![c, k as u8, 9]).collect())
+        .collect();
     let images = (0..n)
         .map(|i| ImageRecord {
             id: first_id + i as i64,
@@ -16,7 +20,7 @@ fn batch(first_id: i64, n: usize) -> ([Vec<Vec<u8>>; 3], Vec<ImageRecord>) {
 
 fn seg<'a>(
     layout: &'a [u8],
-    cts: &'a [Vec<Vec<u8>>; 3],
+    cts: &'a [Vec<Vec<u8>>],
     images: &'a [ImageRecord],
 ) -> SegmentBatch<'a> {
     SegmentBatch {
@@ -31,7 +35,7 @@ fn new_collection(name: &str) -> NewCollection<'_> {
         name,
         params: b"params",
         fingerprint: b"fp",
-        dim: 4096,
+        vectors: &PIXELS,
         relin_key: b"rk",
         galois_keys: b"gk",
         galois_elements: &[3, 5],
@@ -67,7 +71,9 @@ fn batches_round_trip_and_persist_across_reopen() {
         let id = s
             .append_segment(c, &seg(b"layout", &cts, &images), None, &Q)
             .unwrap();
-        assert_eq!(s.segment_ciphertexts(id).unwrap(), cts);
+        assert_eq!(s.segment_ciphertexts(id, 3).unwrap(), cts);
+        // a reader asking for fewer channels gets fewer (the count check then fails)
+        assert_eq!(s.segment_ciphertexts(id, 1).unwrap(), cts[..1]);
         assert!(matches!(
             s.create_collection(&new_collection("photos"), &Q),
             Err(AppError::AlreadyExists { .. })
@@ -76,7 +82,8 @@ fn batches_round_trip_and_persist_across_reopen() {
     let s = Store::open(&path).unwrap();
     assert_eq!(s.store_id().unwrap(), store_id, "the identity is stable");
     let c = s.collection("photos").unwrap();
-    assert_eq!(c.dim, 4096);
+    assert_eq!(c.vectors, PIXELS);
+    assert_eq!(c.vectors.dim(), 4096);
     assert_eq!(s.segments(c.id).unwrap().len(), 1);
     assert_eq!(s.images(c.id).unwrap().len(), 3);
     assert_eq!(
@@ -202,7 +209,7 @@ fn snapshots_hold_exactly_the_live_set() {
             Ok((
                 snap.clone(),
                 r.evaluation_keys(c)?,
-                r.segment_ciphertexts(s1)?,
+                r.segment_ciphertexts(s1, 3)?,
             ))
         })
         .unwrap();
@@ -380,6 +387,8 @@ fn a_version_1_database_migrates_with_its_data() {
     }
     let s = Store::open(&path).unwrap();
     let c = s.collection("old").unwrap();
+    // collections older than vector kinds hold the original demo's pixels
+    assert_eq!(c.vectors, PIXELS);
     assert_eq!(
         s.evaluation_keys(c.id).unwrap(),
         EvaluationKeyBlobs {
@@ -397,6 +406,25 @@ fn a_version_1_database_migrates_with_its_data() {
         listed.iter().map(|i| (i.id, i.deleted)).collect::<Vec<_>>(),
         vec![(42, false), (43, true)]
     );
+}
+
+#[test]
+fn a_collection_records_its_vector_kind_and_a_damaged_record_is_an_error() {
+    let mut s = Store::in_memory().unwrap();
+    let kind =
+        VectorKind::parse("embedding:1280:efficientnet-lite0@0011223344556677:sqrt-l2").unwrap();
+    let mut c = new_collection("emb");
+    c.vectors = &kind;
+    s.create_collection(&c, &Q).unwrap();
+    assert_eq!(s.collection("emb").unwrap().vectors, kind);
+    // a spec damaged on disk is refused on reading, never guessed
+    s.conn
+        .execute(
+            "UPDATE collections SET vectors = 'embedding:0:x:y' WHERE name = 'emb'",
+            [],
+        )
+        .unwrap();
+    assert!(s.collection("emb").is_err());
 }
 
 #[test]

@@ -1,0 +1,124 @@
+//! Image files to the encoded vectors of a collection's kind, on the client.
+//!
+//! - `pixels`: the file decoded, resized to `side × side`, split into R, G, B and encoded per
+//!   channel (exact integers for BFV, unit vectors for CKKS).
+//! - `embedding`: the original file (not a thumbnail) through the embedded image model
+//!   (EfficientNet-Lite0, see `blindsight-embed`), its features normalized as the
+//!   collection recorded, then encoded (unit vectors for CKKS; for BFV, integers whose dot
+//!   products provably fit the plaintext modulus, see
+//!   [`VectorEncoding::for_bfv_unit_vectors`]).
+//!
+//! An encoder is made for a collection's [`VectorKind`]; it refuses a kind whose model or
+//! normalization this build does not have, so that a query is never made another way than
+//! the gallery it is compared with.
+
+use crate::errors::Result;
+use blindsight_embed::{Embedder, FEATURES, ModelIdentity, Normalization};
+use blindsight_he::{Context, Scheme};
+use blindsight_search::encoding::VectorEncoding;
+use blindsight_search::rank::EncodedImage;
+use blindsight_search::vectors::{DEFAULT_SIDE, decode_rgb, image_vector};
+use blindsight_search::{SearchError, VectorKind};
+
+/// The kind of new collections by default: the embedded model's features, normalized by
+/// the normalization chosen by measurement.
+pub fn embedding_kind() -> VectorKind {
+    VectorKind::Embedding {
+        dim: FEATURES,
+        model: ModelIdentity::embedded().short(),
+        normalization: Normalization::SqrtL2.name().to_string(),
+    }
+}
+
+/// The original demo's kind: 64 × 64 RGB pixels.
+pub fn pixels_kind() -> VectorKind {
+    VectorKind::Pixels { side: DEFAULT_SIDE }
+}
+
+/// The encoding of `kind`'s vectors under `ctx`'s scheme.
+pub fn encoding_for(kind: &VectorKind, ctx: &Context) -> VectorEncoding {
+    let t = ctx.params().plain_modulus();
+    match (ctx.scheme(), kind) {
+        (Scheme::Bfv, VectorKind::Embedding { dim, .. }) => {
+            VectorEncoding::for_bfv_unit_vectors(t, *dim)
+        }
+        (Scheme::Bfv, kind) => VectorEncoding::for_bfv(t, kind.dim()),
+        _ => VectorEncoding::Unit,
+    }
+}
+
+/// Encodes image files as a collection's vectors.
+#[derive(Clone, Debug)]
+pub struct ImageEncoder {
+    kind: VectorKind,
+    encoding: VectorEncoding,
+    model: Option<(Embedder, Normalization)>,
+}
+
+impl ImageEncoder {
+    /// An encoder for `kind` under `ctx`'s scheme (loads the model for an embedding): an
+    /// error if this build cannot make vectors of that kind (another model or normalization).
+    pub fn new(kind: &VectorKind, ctx: &Context) -> Result<Self> {
+        let model = match kind {
+            VectorKind::Embedding { .. } => {
+                // this build's model and normalization, or nothing comparable
+                let ours = embedding_kind();
+                if kind != &ours {
+                    return Err(SearchError::KindMismatch {
+                        expected: kind.spec(),
+                        actual: ours.spec(),
+                    }
+                    .into());
+                }
+                Some((Embedder::new()?, Normalization::SqrtL2))
+            }
+            _ => None,
+        };
+        Ok(Self {
+            kind: kind.clone(),
+            encoding: encoding_for(kind, ctx),
+            model,
+        })
+    }
+
+    /// The kind of vectors made.
+    pub fn kind(&self) -> &VectorKind {
+        &self.kind
+    }
+
+    /// The numeric encoding.
+    pub fn encoding(&self) -> &VectorEncoding {
+        &self.encoding
+    }
+
+    /// The encoded vectors of an image file (`name` for error messages).
+    pub fn encode(&self, bytes: &[u8], name: &str) -> Result<EncodedImage> {
+        match (&self.kind, &self.model) {
+            (VectorKind::Embedding { .. }, Some((embedder, norm))) => {
+                let features = normalized_features(embedder, *norm, bytes, name)?;
+                Ok(EncodedImage::from_features(&self.encoding, &features))
+            }
+            (VectorKind::Pixels { side }, _) => {
+                let v = image_vector(bytes, name, *side)?;
+                Ok(EncodedImage::new(&self.encoding, &v.channels))
+            }
+            (kind, _) => Err(SearchError::KindMismatch {
+                expected: kind.spec(),
+                actual: embedding_kind().spec(),
+            }
+            .into()),
+        }
+    }
+}
+
+/// The normalized features of an image file (before the scheme's encoding).
+fn normalized_features(
+    embedder: &Embedder,
+    norm: Normalization,
+    bytes: &[u8],
+    name: &str,
+) -> Result<Vec<f64>> {
+    let rgb = decode_rgb(bytes, name)?;
+    let raw = embedder.features(&rgb)?;
+    Ok(norm.apply(&raw).into_iter().map(f64::from).collect())
+}
