@@ -855,15 +855,6 @@ fn well_formed<T>(
     }
 }
 
-fn keystore_copy(ks: &Keystore) -> Keystore {
-    Keystore {
-        preset: ks.preset.clone(),
-        context: ks.context.clone(),
-        secret_key: ks.secret_key.clone(),
-        payload_key: ks.payload_key.clone(),
-    }
-}
-
 fn search_op(shared: &Shared<'_>, client: &Client, rng: &mut Rng, tally: &mut Tally) {
     let i = rng.below(shared.gallery);
     let (query, name) = if rng.below(2) == 0 {
@@ -1115,7 +1106,7 @@ fn hostile_op(
 
 fn client_thread(shared: &Shared<'_>, k: usize, seed: u64) -> Result<Tallies> {
     let remote = Remote::new(&shared.base)?.with_token(&shared.token);
-    let client = Client::new(keystore_copy(shared.keystore), remote, COLLECTION)?;
+    let client = Client::new(shared.keystore.duplicate(), remote, COLLECTION)?;
     let http = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -1325,11 +1316,7 @@ fn run_in(server_exe: &Path, opts: &BenchServerOptions, dir: &Path) -> Result<Be
         COLLECTION,
         &crate::encoder::pixels_kind(),
     )?;
-    let setup_client = Client::new(
-        keystore_copy(&keystore),
-        remote.with_token(&token),
-        COLLECTION,
-    )?;
+    let setup_client = Client::new(keystore.duplicate(), remote.with_token(&token), COLLECTION)?;
     let files: Vec<(String, Vec<u8>)> = pool[..gallery]
         .iter()
         .map(|p| (p.name.clone(), p.png.clone()))

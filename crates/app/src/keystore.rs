@@ -60,6 +60,17 @@ impl std::fmt::Debug for Keystore {
 }
 
 impl Keystore {
+    /// A second handle on the same keys (for a second client of the same collection); the
+    /// copies are zeroized on drop like the original.
+    pub fn duplicate(&self) -> Keystore {
+        Keystore {
+            preset: self.preset.clone(),
+            context: self.context.clone(),
+            secret_key: self.secret_key.clone(),
+            payload_key: self.payload_key.clone(),
+        }
+    }
+
     /// Fresh secret material for `preset`.
     pub fn generate(preset: &str) -> Result<Self> {
         let context = Context::preset(preset)?;

@@ -26,6 +26,7 @@ pub mod commands;
 pub mod demo;
 pub mod encoder;
 pub mod errors;
+pub mod eval;
 pub mod images;
 pub mod keystore;
 pub mod names;

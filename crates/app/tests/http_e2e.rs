@@ -302,3 +302,89 @@ fn ckks_end_to_end_over_http() {
 fn bfv_end_to_end_over_http() {
     run("bfv-8192");
 }
+
+/// A mirrored copy of an image file, its central 80 % kept (PNG).
+fn mirrored_crop_png(bytes: &[u8]) -> Vec<u8> {
+    let img = image::load_from_memory(bytes).unwrap().to_rgba8();
+    let (w, h) = img.dimensions();
+    let cropped = image::imageops::crop_imm(&img, w / 10, h / 10, w * 8 / 10, h * 8 / 10);
+    let flipped = image::imageops::flip_horizontal(&cropped.to_image());
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgba8(flipped)
+        .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+/// An embedding collection over HTTP: the model runs on the client, the server sees one
+/// ciphertext per query; an edited copy (mirrored and cropped) finds its original first;
+/// a pixel query (three ciphertexts) is refused by the server; a collection recorded with
+/// another model is refused by the client before anything is encrypted.
+fn run_embedding(preset: &str) {
+    use blindsight::encoder::embedding_kind;
+    use blindsight_search::VectorKind;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("gallery.db"));
+    let remote = Remote::new(&server.url).unwrap();
+    let admin = remote.with_token(&server.admin);
+    let ks = Keystore::generate(preset).unwrap();
+    let token = Client::create(&ks, &admin, "emb", &embedding_kind()).unwrap();
+    let client = Client::new(ks.duplicate(), remote.with_token(&token), "emb").unwrap();
+    assert_eq!(client.vectors(), &embedding_kind());
+    // spread over the set (its first images are near-identical letter tiles)
+    let files: Vec<(String, Vec<u8>)> = blindsight_testdata::all()
+        .iter()
+        .step_by(97)
+        .take(24)
+        .map(|e| (e.name.to_string(), e.png.to_vec()))
+        .collect();
+    let report = client.ingest(&files, |_| {}).unwrap();
+    assert_eq!(report.added, 24);
+    for k in [3usize, 17] {
+        let query = mirrored_crop_png(&files[k].1);
+        let (matches, timing) = client
+            .search(&query, "query.png", 3, RankRule::WholeCosine)
+            .unwrap();
+        assert_eq!(matches[0].name, files[k].0, "{matches:?}");
+        assert_eq!(matches[0].channel_cosines.len(), 1);
+        assert!(matches[0].whole_cosine > matches[1].whole_cosine);
+        // one query ciphertext, one response ciphertext per group
+        assert!(timing.up_bytes < 250_000, "{}", timing.up_bytes);
+    }
+
+    // three query ciphertexts against a one-channel collection: refused by the server
+    let pixel_query = vec![vec![0u8; 100]; 3];
+    expect_status(remote.with_token(&token).search("emb", &pixel_query), 400);
+
+    // a collection recorded with another model: this client cannot make its vectors
+    let other_model =
+        VectorKind::parse("embedding:1280:efficientnet-lite0@00000000000000ff:sqrt-l2").unwrap();
+    let other = Client::create(&ks, &admin, "other", &other_model).unwrap();
+    let msg = match Client::new(ks.duplicate(), remote.with_token(&other), "other") {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a collection of another model was accepted"),
+    };
+    assert!(
+        msg.contains("00000000000000ff") && msg.contains(&embedding_kind().spec()),
+        "{msg}"
+    );
+    // a pixel collection searched by this build's pixel encoder still works beside it
+    let px = Client::create(&ks, &admin, "px", &blindsight::encoder::pixels_kind()).unwrap();
+    let px = Client::new(ks, remote.with_token(&px), "px").unwrap();
+    px.ingest(&files[..4], |_| {}).unwrap();
+    let (m, _) = px
+        .search(&files[2].1, "q.png", 1, RankRule::ChannelTriple)
+        .unwrap();
+    assert_eq!(m[0].name, files[2].0);
+    assert_eq!(m[0].channel_cosines.len(), 3);
+}
+
+#[test]
+fn ckks_embedding_collection_end_to_end() {
+    run_embedding("ckks-8192");
+}
+
+#[test]
+fn bfv_embedding_collection_end_to_end() {
+    run_embedding("bfv-8192");
+}

@@ -42,15 +42,7 @@ fn fixture(limits: Limits) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let server = start(limits, dir.path());
     let remote = Remote::new(server.url()).unwrap();
-    let ks = Keystore::generate("ckks-8192").unwrap();
-    let token = Client::create(
-        &ks,
-        &remote.with_token(server.admin_token()),
-        "photos",
-        &blindsight::encoder::pixels_kind(),
-    )
-    .unwrap();
-    let client = Client::new(ks, remote.with_token(&token), "photos").unwrap();
+    let (client, token) = pixel_client(&server, &remote, "photos");
     let files: Vec<(String, Vec<u8>)> = blindsight_testdata::first(3)
         .iter()
         .map(|e| (e.name.to_string(), e.png.to_vec()))
@@ -505,15 +497,7 @@ fn a_collection_larger_than_the_cache_budget_is_streamed_and_still_right() {
     opts.memory_budget = 1 << 10;
     let server = LocalServer::start(opts).unwrap();
     let remote = Remote::new(server.url()).unwrap();
-    let ks = Keystore::generate("ckks-8192").unwrap();
-    let token = Client::create(
-        &ks,
-        &remote.with_token(server.admin_token()),
-        "p",
-        &blindsight::encoder::pixels_kind(),
-    )
-    .unwrap();
-    let client = Client::new(ks, remote.with_token(&token), "p").unwrap();
+    let (client, _) = pixel_client(&server, &remote, "p");
     let files: Vec<(String, Vec<u8>)> = blindsight_testdata::first(6)
         .iter()
         .map(|e| (e.name.to_string(), e.png.to_vec()))
@@ -635,15 +619,7 @@ fn a_client_that_stops_reading_loses_its_connection() {
         .unwrap();
     let id = {
         let remote = Remote::new(server.url()).unwrap();
-        let ks = Keystore::generate("ckks-8192").unwrap();
-        let token = Client::create(
-            &ks,
-            &remote.with_token(server.admin_token()),
-            "p",
-            &blindsight::encoder::pixels_kind(),
-        )
-        .unwrap();
-        let client = Client::new(ks, remote.with_token(&token), "p").unwrap();
+        let (client, token) = pixel_client(&server, &remote, "p");
         let report = client.ingest(&[("big.png".into(), png)], |_| {}).unwrap();
         (report.ids[0].1, token)
     };
@@ -681,4 +657,13 @@ fn a_client_that_stops_reading_loses_its_connection() {
     );
     assert!(status.contains(" 200 "), "{status:?}");
     drop(stalled);
+}
+
+/// A fresh CKKS keystore's client of a new pixel collection `name`, and its token.
+fn pixel_client(server: &LocalServer, remote: &Remote, name: &str) -> (Client, String) {
+    let ks = Keystore::generate("ckks-8192").unwrap();
+    let admin = remote.with_token(server.admin_token());
+    let token = Client::create(&ks, &admin, name, &blindsight::encoder::pixels_kind()).unwrap();
+    let client = Client::new(ks, remote.with_token(&token), name).unwrap();
+    (client, token)
 }
