@@ -16,7 +16,7 @@ use blindsight_search::backend::SlotCipher;
 use blindsight_search::client::{decrypt_scores, encrypt_query, encrypt_segment_with};
 use blindsight_search::he_backend::{BfvCipher, CkksCipher, response_key, segment_layout};
 use blindsight_search::rank::{
-    ChannelDots, EncodedImage, ImageNorms, RankRule, similarities_from_norms, top_k,
+    ChannelDots, EncodedImage, ImageNorms, RankRule, channel_values, similarities_from_norms, top_k,
 };
 use blindsight_search::{Layout, VectorKind};
 use rayon::prelude::*;
@@ -378,19 +378,7 @@ impl Client {
         elements: &mut HashSet<u64>,
     ) -> Result<AppendSegment> {
         let ctx = self.ctx();
-        let vectors: Vec<Vec<Vec<f64>>> = (0..self.channels())
-            .map(|c| {
-                encoded
-                    .iter()
-                    .map(|e| {
-                        e.channels
-                            .get(c)
-                            .map(|v| v.values.clone())
-                            .unwrap_or_default()
-                    })
-                    .collect()
-            })
-            .collect();
+        let vectors = channel_values(encoded, self.channels());
         let (layout, ciphertexts) = match &self.cipher {
             AnyCipher::Bfv(c) => encrypt_bytes(c, ctx, &vectors)?,
             AnyCipher::Ckks(c) => encrypt_bytes(c, ctx, &vectors)?,
@@ -538,7 +526,7 @@ impl Client {
         let (mut listed_version, mut catalog) = self.catalog()?;
         let t = Instant::now();
         let query = self.encoder.encode(image, name)?;
-        let channels: Vec<Vec<f64>> = query.channels.iter().map(|c| c.values.clone()).collect();
+        let channels = query.values();
         let cts = match &self.cipher {
             AnyCipher::Bfv(c) => encrypt_query(c, &channels)?,
             AnyCipher::Ckks(c) => encrypt_query(c, &channels)?,
@@ -564,7 +552,10 @@ impl Client {
         if !all_known(&catalog) && resp.version > listed_version {
             (listed_version, catalog) = self.catalog()?;
         }
-        let mut found = Vec::new();
+        // the live images scored: (id, name), their norms and their dot products
+        let mut found: Vec<(i64, String)> = Vec::new();
+        let mut found_norms: Vec<ImageNorms> = Vec::new();
+        let mut found_dots = ChannelDots::zeros(self.channels(), 0)?;
         let mut ids = HashSet::new();
         for seg in &resp.segments {
             timing.down_bytes += seg
@@ -606,14 +597,17 @@ impl Client {
                         layout.count
                     )));
                 }
-                let d = dots.image(position).to_vec();
                 if !ids.insert(id) {
                     return Err(AppError::Malformed(format!(
                         "the server listed image {id} twice"
                     )));
                 }
                 match catalog.get(&id) {
-                    Some((name, norms)) => found.push((id, name.clone(), norms.clone(), d)),
+                    Some((name, norms)) => {
+                        found.push((id, name.clone()));
+                        found_norms.push(norms.clone());
+                        found_dots.push(dots.image(position))?;
+                    }
                     // deleted and compacted away since the response's version
                     None if listed_version > resp.version => {}
                     None => {
@@ -624,9 +618,12 @@ impl Client {
                 }
             }
         }
-        let norms: Vec<ImageNorms> = found.iter().map(|f| f.2.clone()).collect();
-        let dots = ChannelDots::from_images(self.channels(), found.iter().map(|f| f.3.clone()))?;
-        let sims = similarities_from_norms(self.encoder.encoding(), &norms, &query.norms(), &dots);
+        let sims = similarities_from_norms(
+            self.encoder.encoding(),
+            &found_norms,
+            &query.norms(),
+            &found_dots,
+        );
         let matches = top_k(&sims, rule, k)
             .into_iter()
             .map(|i| Match {

@@ -469,7 +469,7 @@ pub fn search(
     let name = image.display().to_string();
     let rule = rule.unwrap_or_else(|| default_rule(client.vectors()));
     let (matches, t) = client.search(&bytes, &name, top, rule)?;
-    let pixels = client.vectors().channels() == 3;
+    let pixels = matches!(client.vectors(), VectorKind::Pixels { .. });
     if pixels {
         println!(
             "rank  id                    name                          cos R    cos G    cos B    whole"
@@ -478,13 +478,13 @@ pub fn search(
         println!("rank  id                    name                          cosine");
     }
     for (i, m) in matches.iter().enumerate() {
-        let channels: String = match pixels {
-            true => m
-                .channel_cosines
+        let channels: String = if pixels {
+            m.channel_cosines
                 .iter()
                 .map(|c| format!("{c:>7.4}  "))
-                .collect(),
-            false => String::new(),
+                .collect()
+        } else {
+            String::new()
         };
         println!(
             "{:>4}  {:<20}  {:<28} {channels}{:>7.4}",

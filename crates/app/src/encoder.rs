@@ -52,15 +52,25 @@ pub fn encoding_for(kind: &VectorKind, ctx: &Context) -> VectorEncoding {
 pub struct ImageEncoder {
     kind: VectorKind,
     encoding: VectorEncoding,
-    model: Option<(Embedder, Normalization)>,
+    source: Source,
+}
+
+/// Where the vectors come from.
+#[derive(Clone, Debug)]
+enum Source {
+    /// The pixels, resized to `side × side`.
+    Pixels { side: u32 },
+    /// The image model's features, normalized.
+    Model(Embedder, Normalization),
 }
 
 impl ImageEncoder {
     /// An encoder for `kind` under `ctx`'s scheme (loads the model for an embedding): an
     /// error if this build cannot make vectors of that kind (another model or normalization).
     pub fn new(kind: &VectorKind, ctx: &Context) -> Result<Self> {
-        let model = match kind {
-            VectorKind::Embedding { .. } => {
+        let source = match kind {
+            VectorKind::Pixels { side } => Source::Pixels { side: *side },
+            _ => {
                 // this build's model and normalization, or nothing comparable
                 let ours = embedding_kind();
                 if kind != &ours {
@@ -70,14 +80,13 @@ impl ImageEncoder {
                     }
                     .into());
                 }
-                Some((Embedder::new()?, Normalization::SqrtL2))
+                Source::Model(Embedder::new()?, Normalization::SqrtL2)
             }
-            _ => None,
         };
         Ok(Self {
             kind: kind.clone(),
             encoding: encoding_for(kind, ctx),
-            model,
+            source,
         })
     }
 
@@ -93,20 +102,15 @@ impl ImageEncoder {
 
     /// The encoded vectors of an image file (`name` for error messages).
     pub fn encode(&self, bytes: &[u8], name: &str) -> Result<EncodedImage> {
-        match (&self.kind, &self.model) {
-            (VectorKind::Embedding { .. }, Some((embedder, norm))) => {
+        match &self.source {
+            Source::Model(embedder, norm) => {
                 let features = normalized_features(embedder, *norm, bytes, name)?;
                 Ok(EncodedImage::from_features(&self.encoding, &features))
             }
-            (VectorKind::Pixels { side }, _) => {
+            Source::Pixels { side } => {
                 let v = image_vector(bytes, name, *side)?;
                 Ok(EncodedImage::new(&self.encoding, &v.channels))
             }
-            (kind, _) => Err(SearchError::KindMismatch {
-                expected: kind.spec(),
-                actual: embedding_kind().spec(),
-            }
-            .into()),
         }
     }
 }

@@ -15,7 +15,8 @@ use blindsight_search::he_backend::{
     BfvCipher, CkksCipher, HeEvaluator, evaluation_keys, response_secret,
 };
 use blindsight_search::rank::{
-    ChannelDots, EncodedImage, ImageNorms, Similarity, reference_dots, similarities_from_norms,
+    ChannelDots, EncodedImage, ImageNorms, Similarity, channel_values, reference_dots,
+    similarities_from_norms,
 };
 use blindsight_search::slots::Slot;
 use blindsight_search::vectors::ImageVector;
@@ -217,14 +218,7 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
                 .map(|g| EncodedImage::new(&encoding, &g.channels))
                 .collect();
             norms.extend(encoded.iter().map(EncodedImage::norms));
-            let vectors: Vec<Vec<Vec<f64>>> = (0..CHANNELS)
-                .map(|c| {
-                    encoded
-                        .iter()
-                        .map(|g| g.channels[c].values.clone())
-                        .collect()
-                })
-                .collect();
+            let vectors = channel_values(&encoded, CHANNELS);
             drop(encoded);
             let seg =
                 encrypt_segment_with(&cipher, &vectors, |ct| Ok(Mutex::new(ct.to_bytes(ctx)?)))?;
@@ -310,12 +304,7 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
         // Client: encrypt the query.
         let t = Instant::now();
         let query_encoded = EncodedImage::new(&self.encoding, &query.channels);
-        let values: Vec<Vec<f64>> = query_encoded
-            .channels
-            .iter()
-            .map(|c| c.values.clone())
-            .collect();
-        let query_blobs = encrypt_query(&self.cipher, &values)?
+        let query_blobs = encrypt_query(&self.cipher, &query_encoded.values())?
             .iter()
             .map(|ct| ct.to_bytes(ctx))
             .collect::<blindsight_he::Result<Vec<_>>>()?;

@@ -368,13 +368,11 @@ pub fn encode_search(query: &[Vec<u8>]) -> Vec<u8> {
 /// Decodes a search request.
 pub fn decode_search(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
     let mut r = FrameReader::open(bytes, MessageKind::Search)?;
-    let q = r.list()?;
-    if !(1..=MAX_CHANNELS).contains(&q.len()) {
-        return Err(malformed(format!(
-            "a query has 1 to {MAX_CHANNELS} ciphertexts, not {}",
-            q.len()
-        )));
-    }
+    // a list of byte strings whose count is a channel count
+    let n = r.channel_count()?;
+    let q = (0..n)
+        .map(|_| Ok(r.bytes()?.to_vec()))
+        .collect::<Result<Vec<_>>>()?;
     r.finish()?;
     Ok(q)
 }

@@ -5,7 +5,7 @@
 use crate::backend::{Role, SlotCipher};
 use crate::errors::{Result, SearchError};
 use crate::layout::Layout;
-use crate::rank::{ChannelDots, MAX_CHANNELS};
+use crate::rank::{ChannelDots, check_channel_count};
 use crate::slots::Slot;
 use rayon::prelude::*;
 
@@ -149,17 +149,6 @@ pub fn encrypt_query<C: SlotCipher>(cipher: &C, channels: &[Vec<f64>]) -> Result
             cipher.encrypt(&slots, Role::Query)
         })
         .collect()
-}
-
-/// An error unless `1 ≤ channels ≤ MAX_CHANNELS`.
-pub(crate) fn check_channel_count(channels: usize, what: &'static str) -> Result<()> {
-    if (1..=MAX_CHANNELS).contains(&channels) {
-        Ok(())
-    } else {
-        Err(SearchError::Layout {
-            reason: format!("{what}: {channels} channels; an image has 1 to {MAX_CHANNELS}"),
-        })
-    }
 }
 
 /// Reads the per-channel dot products of every image of a segment from its response

@@ -9,9 +9,9 @@
 //! channels. No rotation is ever done per image.
 
 use crate::backend::SlotEvaluator;
-use crate::client::check_channel_count;
 use crate::errors::{Result, SearchError};
 use crate::layout::Layout;
+use crate::rank::check_channel_count;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 

@@ -13,7 +13,6 @@
 //! `pixels:64` or `embedding:1280:efficientnet-lite0@21a11344c0ffee12:sqrt-l2`.
 
 use crate::errors::{Result, SearchError};
-use crate::rank::MAX_CHANNELS;
 
 /// Largest dimension of an embedding (values per vector).
 pub const MAX_EMBEDDING_DIM: usize = 1 << 15;
@@ -125,7 +124,6 @@ impl VectorKind {
                 "model and normalization names are 1 to {MAX_NAME} characters of \
                  [A-Za-z0-9@._-]"
             )),
-            _ if self.channels() > MAX_CHANNELS => Err("too many channels".into()),
             _ => Ok(()),
         }
     }

@@ -33,6 +33,11 @@ impl EncodedImage {
         }
     }
 
+    /// The encoded values of every channel (a query's, to encrypt).
+    pub fn values(&self) -> Vec<Vec<f64>> {
+        self.channels.iter().map(|c| c.values.clone()).collect()
+    }
+
     /// The norms the client keeps for this image.
     pub fn norms(&self) -> ImageNorms {
         ImageNorms {
@@ -88,6 +93,40 @@ impl ImageNorms {
     }
 }
 
+/// An error unless `1 ≤ channels ≤ MAX_CHANNELS`.
+pub fn check_channel_count(channels: usize, what: &'static str) -> Result<()> {
+    if (1..=MAX_CHANNELS).contains(&channels) {
+        Ok(())
+    } else {
+        Err(SearchError::Layout {
+            reason: format!("{what}: {channels} channels; an image has 1 to {MAX_CHANNELS}"),
+        })
+    }
+}
+
+/// The encoded values of `images`, channel by channel: `out[c][k]` is channel `c` of image
+/// `k` (what [`crate::client::encrypt_segment`] takes). An image without channel `c` gives
+/// an empty vector there, which encryption refuses.
+pub fn channel_values<B: std::borrow::Borrow<EncodedImage>>(
+    images: &[B],
+    channels: usize,
+) -> Vec<Vec<Vec<f64>>> {
+    (0..channels)
+        .map(|c| {
+            images
+                .iter()
+                .map(|e| {
+                    e.borrow()
+                        .channels
+                        .get(c)
+                        .map(|v| v.values.clone())
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Per-image, per-channel dot products (image after image, `channels` values each).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChannelDots {
@@ -98,12 +137,12 @@ pub struct ChannelDots {
 impl ChannelDots {
     /// Zero dot products for `count` images of `channels` channels.
     pub fn zeros(channels: usize, count: usize) -> Result<Self> {
+        check_channel_count(channels, "dot products")?;
         let len = count
             .checked_mul(channels)
-            .filter(|_| (1..=MAX_CHANNELS).contains(&channels));
-        let len = len.ok_or_else(|| SearchError::Layout {
-            reason: format!("{count} images of {channels} channels: 1 to {MAX_CHANNELS} channels"),
-        })?;
+            .ok_or_else(|| SearchError::Layout {
+                reason: format!("{count} images of {channels} channels is too many"),
+            })?;
         Ok(Self {
             channels,
             values: vec![0.0; len],
@@ -111,22 +150,29 @@ impl ChannelDots {
     }
 
     /// Dot products given image by image.
-    pub fn from_images<I: IntoIterator<Item = Vec<f64>>>(
-        channels: usize,
-        images: I,
-    ) -> Result<Self> {
+    pub fn from_images<I>(channels: usize, images: I) -> Result<Self>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[f64]>,
+    {
         let mut out = Self::zeros(channels, 0)?;
         for image in images {
-            if image.len() != channels {
-                return Err(SearchError::DimensionMismatch {
-                    what: "dot products per image",
-                    expected: channels,
-                    actual: image.len(),
-                });
-            }
-            out.values.extend(image);
+            out.push(image.as_ref())?;
         }
         Ok(out)
+    }
+
+    /// Appends the dot products of one image (one per channel).
+    pub fn push(&mut self, image: &[f64]) -> Result<()> {
+        if image.len() != self.channels {
+            return Err(SearchError::DimensionMismatch {
+                what: "dot products per image",
+                expected: self.channels,
+                actual: image.len(),
+            });
+        }
+        self.values.extend_from_slice(image);
+        Ok(())
     }
 
     /// Channels per image.

@@ -12,7 +12,8 @@ use blindsight_search::he_backend::{
     BfvCipher, CkksCipher, HeEvaluator, evaluation_keys, response_secret, shape_of,
 };
 use blindsight_search::rank::{
-    ChannelDots, EncodedImage, RankRule, Similarity, reference_dots, similarities, top_k,
+    ChannelDots, EncodedImage, RankRule, Similarity, channel_values, reference_dots, similarities,
+    top_k,
 };
 use blindsight_search::slots::{Slot, SlotShape};
 use blindsight_search::vectors::{ImageVector, image_vector};
@@ -62,14 +63,11 @@ where
     for &size in segment_sizes {
         let part = &gallery[start..start + size];
         start += size;
-        let vectors: Vec<Vec<Vec<f64>>> = (0..query.channels.len())
-            .map(|c| part.iter().map(|g| g.channels[c].values.clone()).collect())
-            .collect();
-        let enc = encrypt_segment(cipher, &vectors)?;
+        let enc = encrypt_segment(cipher, &channel_values(part, query.channels.len()))?;
         segments.push(PreparedSegment::new(ev, enc.layout, enc.channels)?);
     }
     assert_eq!(start, gallery.len());
-    let q = encrypt_query(cipher, &query_values(query))?;
+    let q = encrypt_query(cipher, &query.values())?;
     let responses = score(ev, &segments, &q)?;
     let channels = query.channels.len();
     let mut dots = ChannelDots::zeros(channels, 0)?;
@@ -80,11 +78,6 @@ where
         similarities(encoding, gallery, query, &dots),
         segments.iter().map(|s| s.layout).collect(),
     ))
-}
-
-/// The encoded values of every channel of a query.
-fn query_values(query: &EncodedImage) -> Vec<Vec<f64>> {
-    query.channels.iter().map(|c| c.values.clone()).collect()
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -381,17 +374,9 @@ fn ckks_client_decryption_is_flooded_and_within_1e_6() {
     let layout = Layout::new(64, 4096, Complex::vector_slots(4096), shape_of(&ctx)).unwrap();
     let ev = he_evaluator(&ctx, &sk, &layout.galois_steps());
     let cipher = CkksCipher::new(&ctx, sk, response_secret(&ctx, &RESPONSE_SEED).unwrap()).unwrap();
-    let vectors: Vec<Vec<Vec<f64>>> = (0..3)
-        .map(|c| {
-            gallery
-                .iter()
-                .map(|g| g.channels[c].values.clone())
-                .collect()
-        })
-        .collect();
-    let enc = encrypt_segment(&cipher, &vectors).unwrap();
+    let enc = encrypt_segment(&cipher, &channel_values(&gallery, 3)).unwrap();
     let seg = PreparedSegment::new(&ev, enc.layout, enc.channels).unwrap();
-    let q = encrypt_query(&cipher, &query_values(&query)).unwrap();
+    let q = encrypt_query(&cipher, &query.values()).unwrap();
     let responses = score(&ev, std::slice::from_ref(&seg), &q).unwrap();
     let first = decrypt_scores(&cipher, &seg.layout, 3, &responses[0]).unwrap();
     let second = decrypt_scores(&cipher, &seg.layout, 3, &responses[0]).unwrap();
