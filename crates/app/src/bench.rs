@@ -7,7 +7,7 @@ use crate::images::{NamedImage, load_embedded, load_folder};
 use crate::pipeline::{AnySession, peak_rss_bytes};
 use blindsight_search::rank::{RankRule, top_k};
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Options of `blindsight bench`.
 #[derive(Clone, Debug)]
@@ -112,6 +112,37 @@ pub fn run(opts: &BenchOptions) -> Result<serde_json::Value> {
         "max_abs_err": q.max_abs_err(),
         "skipped_files": skipped.len(),
     }))
+}
+
+/// Largest report file read by [`plot`].
+const MAX_REPORT_BYTES: u64 = 16 << 20;
+
+/// Writes the SVG of `report`'s timings beside the reports of the `compare` files.
+pub fn plot(path: &Path, report: serde_json::Value, compare: &[PathBuf]) -> Result<()> {
+    let mut reports = vec![report];
+    for file in compare {
+        let len = std::fs::metadata(file)
+            .map_err(|e| AppError::io(file, e))?
+            .len();
+        if len > MAX_REPORT_BYTES {
+            return Err(AppError::Usage(format!(
+                "{}: {len} bytes is not a benchmark report (at most {MAX_REPORT_BYTES})",
+                file.display()
+            )));
+        }
+        let text = std::fs::read_to_string(file).map_err(|e| AppError::io(file, e))?;
+        let parsed: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            AppError::Usage(format!(
+                "{}: not a JSON benchmark report ({e}); give the output of `bench --json` or of a peer",
+                file.display()
+            ))
+        })?;
+        reports.push(parsed);
+    }
+    let svg = crate::plot::timings_svg(&reports)?;
+    std::fs::write(path, svg).map_err(|e| AppError::io(path, e))?;
+    eprintln!("wrote the plot to {}", path.display());
+    Ok(())
 }
 
 /// The median of a non-empty list (the mean of the middle two for an even count).

@@ -101,6 +101,16 @@ pub struct Match {
     pub whole_cosine: f64,
 }
 
+impl Match {
+    /// The match's similarity to the query (to re-rank under another rule).
+    pub fn similarity(&self) -> blindsight_search::rank::Similarity {
+        blindsight_search::rank::Similarity {
+            channel_cosines: self.channel_cosines.clone(),
+            whole_cosine: self.whole_cosine,
+        }
+    }
+}
+
 /// Where a search spent its time (seconds).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SearchTiming {
@@ -245,6 +255,11 @@ impl Client {
     /// What the collection holds.
     pub fn vectors(&self) -> &VectorKind {
         self.encoder.kind()
+    }
+
+    /// The name of the keystore's parameter preset (e.g. `ckks-8192`).
+    pub fn preset(&self) -> &str {
+        self.ctx().params().name()
     }
 
     fn channels(&self) -> usize {

@@ -20,12 +20,13 @@
 //! it reaches the terminal or a file name; decrypted matches are written as new files
 //! (mode 0600, never following or replacing an existing file) inside `--out` only.
 
-use crate::client::{Client, IngestReport};
+use crate::client::{Client, IngestReport, Match};
 use crate::errors::{AppError, Result};
 use crate::images::list_images;
 use crate::keystore::{self, DirState, Keystore};
 use crate::names;
 use crate::remote::Remote;
+use crate::report_page::{QuerySection, ReportPage, ResultColumn, ShownMatch, Thumbnail};
 use crate::server::{LocalServer, ServerOptions};
 use blindsight_search::VectorKind;
 use blindsight_search::rank::RankRule;
@@ -463,6 +464,7 @@ pub fn search(
     top: usize,
     rule: Option<RankRule>,
     out: Option<&Path>,
+    report: Option<&Path>,
 ) -> Result<()> {
     let (_server, client) = env.client()?;
     let bytes = std::fs::read(image).map_err(|e| AppError::io(image, e))?;
@@ -495,13 +497,17 @@ pub fn search(
         );
     }
     println!("timing: {t}");
+    if out.is_none() && report.is_none() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = matches.iter().map(|m| m.id).collect();
+    let files = client.fetch(&ids)?;
+    let file_of = |m: &Match| files.iter().find(|(id, _)| *id == m.id).map(|(_, d)| d);
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).map_err(|e| AppError::io(dir, e))?;
-        let ids: Vec<i64> = matches.iter().map(|m| m.id).collect();
-        let files = client.fetch(&ids)?;
         let mut written = 0usize;
         for (rank, m) in matches.iter().enumerate() {
-            if let Some((_, data)) = files.iter().find(|(id, _)| *id == m.id) {
+            if let Some(data) = file_of(m) {
                 let file = format!("{:02}-{}", rank + 1, names::for_file(&m.name));
                 keystore::write_new_private(dir, &file, data)?;
                 written += 1;
@@ -509,7 +515,53 @@ pub fn search(
         }
         println!("wrote {written} decrypted matches to {}", dir.display());
     }
+    if let Some(path) = report {
+        let shown = matches
+            .iter()
+            .map(|m| ShownMatch {
+                found: m.clone(),
+                image: file_of(m).and_then(|d| Thumbnail::of_file(d, &m.name).ok()),
+                expected: false,
+            })
+            .collect();
+        let page = ReportPage {
+            title: format!("blindsight search: {}", names::for_terminal(&name)),
+            notes: vec![
+                format!(
+                    "collection {:?} on {}",
+                    env.collection,
+                    env.server.as_deref().unwrap_or("the in-process server")
+                ),
+                format!(
+                    "{} · {} · ranked by {}",
+                    client.vectors(),
+                    client.preset(),
+                    rule_name(rule)
+                ),
+            ],
+            sections: vec![QuerySection {
+                heading: name.clone(),
+                query: Thumbnail::of_file(&bytes, &name).ok(),
+                columns: vec![ResultColumn {
+                    title: format!("top {} of the collection", matches.len()),
+                    matches: shown,
+                    timing: t,
+                }],
+            }],
+            summary: None,
+        };
+        page.write(path)?;
+        println!("wrote the report to {}", path.display());
+    }
     Ok(())
+}
+
+/// A rule's name as the CLI spells it.
+pub fn rule_name(rule: RankRule) -> &'static str {
+    match rule {
+        RankRule::ChannelTriple => "the triple of squared channel cosines",
+        RankRule::WholeCosine => "cosine",
+    }
 }
 
 /// The ranking rule of a kind when none is asked for: the original demo's for pixels, the

@@ -13,7 +13,9 @@
 //!   [`names`] (names made safe for a terminal or a file name).
 //! - Between them: [`wire`], the framed binary bodies of the HTTP API.
 //! - The command line: [`commands`] (the CLI commands on top of the client and the server),
-//!   [`demo`], [`bench`](mod@bench) (the benchmark contract of DESIGN.md), [`pipeline`] (the
+//!   [`demo`], [`eval`] (search quality on edited copies), [`report_page`] (results as one
+//!   self-contained HTML page), [`sandbox`] (a collection on a
+//!   loopback server: the demo's and eval's setting), [`bench`](mod@bench) (the benchmark contract of DESIGN.md; [`plot`] draws its timings), [`pipeline`] (the
 //!   whole path in one process, every message serialized), [`images`] (galleries from
 //!   folders or the embedded test images), [`bench_server`] (`blindsight bench-server`, a
 //!   loopback load test of a server process: concurrent clients mixing search, ingest, fetch
@@ -31,8 +33,11 @@ pub mod images;
 pub mod keystore;
 pub mod names;
 pub mod pipeline;
+pub mod plot;
 pub mod random;
 pub mod remote;
+pub mod report_page;
+pub mod sandbox;
 pub mod seal;
 pub mod server;
 pub mod store;

@@ -139,6 +139,10 @@ enum Command {
         /// Write the decrypted matches into this folder.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Write one self-contained HTML page: the query, the decrypted matches with their
+        /// scores, the timing.
+        #[arg(long)]
+        report: Option<PathBuf>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -212,6 +216,29 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Search quality: edited copies (crop, shift, mirror, JPEG, colour, downscale,
+    /// rotation, caption, grayscale) of a sample of a gallery, searched through the
+    /// encrypted path; recall@1 / recall@10 per edit and vector kind.
+    Eval {
+        /// Folder of images (default: the embedded Twemoji images).
+        #[arg(long)]
+        images: Option<PathBuf>,
+        /// Gallery size: the first N images by name (content duplicates dropped).
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        /// Originals edited, spread over the gallery.
+        #[arg(long, default_value_t = 50)]
+        sample: usize,
+        /// Scheme.
+        #[arg(long, value_enum, default_value = "ckks")]
+        scheme: SchemeArg,
+        /// Vector kinds compared (default: both).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        vectors: Vec<VectorsArg>,
+        /// Print JSON instead of Markdown tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// The benchmark contract: one JSON object with timings, sizes, accuracy, memory.
     Bench {
         /// Folder of images (default: the embedded Twemoji images).
@@ -248,6 +275,13 @@ enum Command {
         /// Print one JSON object (otherwise, one field per line).
         #[arg(long)]
         json: bool,
+        /// Draw the timings of this run and of the `--compare` reports as an SVG file.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Earlier reports of the same contract to draw beside this run (JSON files of
+        /// `blindsight bench --json` or of the peers in shared/bench), in legend order.
+        #[arg(long)]
+        compare: Vec<PathBuf>,
     },
     /// Loopback load test: a `serve` process, concurrent clients mixing search, ingest,
     /// fetch and hostile requests; rates, latencies, errors and the server's peak memory.
@@ -287,6 +321,13 @@ fn preset_of(scheme: SchemeArg) -> String {
     }
 }
 
+fn vector_kind(v: VectorsArg) -> blindsight_search::VectorKind {
+    match v {
+        VectorsArg::Embedding => blindsight::encoder::embedding_kind(),
+        VectorsArg::Pixels => blindsight::encoder::pixels_kind(),
+    }
+}
+
 fn run(command: Command) -> blindsight::Result<()> {
     match command {
         Command::Keygen {
@@ -301,11 +342,7 @@ fn run(command: Command) -> blindsight::Result<()> {
             client,
         } => {
             let preset = preset.or_else(|| scheme.map(preset_of));
-            let vectors = match vectors {
-                VectorsArg::Embedding => blindsight::encoder::embedding_kind(),
-                VectorsArg::Pixels => blindsight::encoder::pixels_kind(),
-            };
-            commands::create(&client.env(), preset.as_deref(), &vectors)
+            commands::create(&client.env(), preset.as_deref(), &vector_kind(vectors))
         }
         Command::Ingest { dir, client } => commands::ingest(&client.env(), &dir).map(|_| ()),
         Command::Search {
@@ -313,13 +350,21 @@ fn run(command: Command) -> blindsight::Result<()> {
             top,
             rule,
             out,
+            report,
             client,
         } => {
             let rule = rule.map(|r| match r {
                 RuleArg::Triple => RankRule::ChannelTriple,
                 RuleArg::Whole => RankRule::WholeCosine,
             });
-            commands::search(&client.env(), &image, top, rule, out.as_deref())
+            commands::search(
+                &client.env(),
+                &image,
+                top,
+                rule,
+                out.as_deref(),
+                report.as_deref(),
+            )
         }
         Command::Delete { ids, client } => commands::delete(&client.env(), &ids),
         Command::Info { client } => commands::info(&client.env()),
@@ -374,6 +419,38 @@ fn run(command: Command) -> blindsight::Result<()> {
                 keep,
             })
         }
+        Command::Eval {
+            images,
+            count,
+            sample,
+            scheme,
+            vectors,
+            json,
+        } => {
+            let vectors = if vectors.is_empty() {
+                vec![VectorsArg::Embedding, VectorsArg::Pixels]
+            } else {
+                vectors
+            };
+            let work = std::env::temp_dir().join(format!("blindsight-eval-{}", std::process::id()));
+            let report = blindsight::eval::run(&blindsight::eval::EvalOptions {
+                images,
+                count,
+                sample,
+                preset: preset_of(scheme),
+                kinds: vectors.into_iter().map(vector_kind).collect(),
+                work: work.clone(),
+                progress: true,
+            });
+            let _ = std::fs::remove_dir_all(&work);
+            report.map(|r| {
+                if json {
+                    println!("{}", r.to_json());
+                } else {
+                    print!("{}", r.markdown());
+                }
+            })
+        }
         Command::Bench {
             images,
             count,
@@ -386,6 +463,8 @@ fn run(command: Command) -> blindsight::Result<()> {
             memory_budget_mb,
             repeat,
             json,
+            plot,
+            compare,
         } => {
             let opts = BenchOptions {
                 repeat,
@@ -399,15 +478,18 @@ fn run(command: Command) -> blindsight::Result<()> {
                 memory_budget: memory_budget_mb
                     .map_or_else(blindsight::pipeline::default_memory_budget, |mb| mb << 20),
             };
-            bench::run(&opts).map(|report| {
-                if json {
-                    println!("{report}");
-                } else if let Some(map) = report.as_object() {
-                    for (k, v) in map {
-                        println!("{k}: {v}");
-                    }
+            let report = bench::run(&opts)?;
+            if json {
+                println!("{report}");
+            } else if let Some(map) = report.as_object() {
+                for (k, v) in map {
+                    println!("{k}: {v}");
                 }
-            })
+            }
+            match plot {
+                Some(path) => bench::plot(&path, report, &compare),
+                None => Ok(()),
+            }
         }
         Command::BenchServer {
             preset,

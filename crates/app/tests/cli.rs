@@ -518,26 +518,117 @@ fn the_demo_removes_its_store_unless_kept() {
             String::from_utf8_lossy(&out.stderr)
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            stdout.contains("identical to the original file"),
-            "{stdout}"
-        );
+        for needle in [
+            "embedding (cosine)",
+            "pixels (triple rule",
+            "searched for itself",
+            "BFV and CKKS side by side",
+            "edited copies found first",
+        ] {
+            assert!(stdout.contains(needle), "{needle}: {stdout}");
+        }
         let demo_dir = std::fs::read_dir(&temp)
             .unwrap()
             .next()
             .unwrap()
             .unwrap()
             .path();
-        let work = demo_dir.join("ckks-8192");
-        let names: Vec<String> = std::fs::read_dir(&work)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(
-            names.iter().any(|n| n.starts_with("best-match-for-")),
-            "{names:?}"
-        );
-        assert_eq!(names.iter().any(|n| n == "gallery.db"), keep, "{names:?}");
-        assert_eq!(names.iter().any(|n| n == "keystore"), keep, "{names:?}");
+        let page = std::fs::read_to_string(demo_dir.join("report.html")).unwrap();
+        // three queries, each with its query image and 2 matches per kind
+        assert_eq!(page.matches("<img ").count(), 3 * (1 + 2 * 2), "{page}");
+        assert!(page.contains("<h2>Summary</h2>"));
+        for kind in ["embedding", "pixels"] {
+            let work = demo_dir.join("ckks-8192").join(kind);
+            let names: Vec<String> = std::fs::read_dir(&work)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(
+                names.iter().any(|n| n.starts_with("best-match-for-")),
+                "{names:?}"
+            );
+            assert_eq!(names.iter().any(|n| n == "gallery.db"), keep, "{names:?}");
+            assert_eq!(names.iter().any(|n| n == "keystore"), keep, "{names:?}");
+        }
     }
+}
+
+/// `search --report` writes one self-contained page (query and decrypted matches as
+/// embedded images, scores, timing); `bench --plot` draws its run beside earlier reports and
+/// refuses a file that is not one.
+#[test]
+fn search_report_page_and_bench_plot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    ok(
+        &home,
+        &["create", "--scheme", "ckks", "--vectors", "pixels"],
+    );
+    let imgs = tmp.path().join("imgs");
+    write_images(&imgs, 6);
+    ok(&home, &["ingest", imgs.to_str().unwrap()]);
+    let query = imgs.join(blindsight_testdata::first(6)[4].name);
+    let page = tmp.path().join("report.html");
+    let out = ok(
+        &home,
+        &[
+            "search",
+            query.to_str().unwrap(),
+            "--top",
+            "3",
+            "--report",
+            page.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("wrote the report"), "{out}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert_eq!(
+        html.matches("<img src=\"data:image/jpeg;base64,").count(),
+        4
+    );
+    assert!(html.contains(blindsight_testdata::first(6)[4].name));
+    assert!(
+        html.contains("server") && html.contains("whole 1.0000"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no outside resource"
+    );
+
+    let earlier = tmp.path().join("earlier.json");
+    let bench = |extra: &[&str]| {
+        let mut args = vec!["bench", "--count", "8", "--scheme", "bfv", "--json"];
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let json = ok(
+        &home,
+        &bench(&[]).iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    std::fs::write(&earlier, json).unwrap();
+    let svg = tmp.path().join("t.svg");
+    let args = bench(&[
+        "--plot",
+        svg.to_str().unwrap(),
+        "--compare",
+        earlier.to_str().unwrap(),
+    ]);
+    ok(&home, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(drawn.starts_with("<svg") && drawn.contains("blindsight BFV"));
+    // 4 phases x 2 reports, 2 legend boxes, the background
+    assert_eq!(drawn.matches("<rect").count(), 4 * 2 + 2 + 1);
+    let args = bench(&[
+        "--plot",
+        svg.to_str().unwrap(),
+        "--compare",
+        page.to_str().unwrap(),
+    ]);
+    fails_with(
+        &home,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "not a JSON benchmark report",
+    );
 }

@@ -388,3 +388,59 @@ fn ckks_embedding_collection_end_to_end() {
 fn bfv_embedding_collection_end_to_end() {
     run_embedding("bfv-8192");
 }
+
+/// `blindsight eval` on a small embedded gallery, through the encrypted path: every edit of
+/// every sampled original is searched in both collections; the embedding finds the
+/// originals of nearly all of them, and beats pixels on the geometric edits (crop, shift,
+/// mirror, rotation), which pixel cosines cannot see through.
+#[test]
+fn eval_recall_on_embedded_images_is_above_a_floor() {
+    use blindsight::eval::edits::Edit;
+    use blindsight::eval::{self, EvalOptions};
+    let work = tempfile::tempdir().unwrap();
+    let report = eval::run(&EvalOptions {
+        images: None,
+        count: 60,
+        sample: 5,
+        preset: "ckks-8192".into(),
+        kinds: vec![
+            blindsight::encoder::embedding_kind(),
+            blindsight::encoder::pixels_kind(),
+        ],
+        work: work.path().to_path_buf(),
+        progress: false,
+    })
+    .unwrap();
+    assert_eq!((report.gallery, report.originals), (60, 5));
+    let labels: Vec<String> = report.kinds.iter().map(|k| k.label()).collect();
+    assert_eq!(labels, ["embedding", "pixels · triple", "pixels · cosine"]);
+    for k in &report.kinds {
+        assert_eq!(k.outcomes.len(), 5 * Edit::ALL.len(), "{}", k.label());
+        // photometric edits keep the original first in every kind
+        for e in [Edit::Jpeg, Edit::ColourJitter, Edit::TextOverlay] {
+            assert!(k.edit(e).recall_at_1 >= 0.8, "{} {}", k.label(), e.name());
+        }
+    }
+    let embedding = &report.kinds[0];
+    let overall = embedding.overall();
+    eprintln!("{}", report.markdown());
+    assert!(overall.recall_at_1 >= 0.8, "{overall:?}");
+    assert!(overall.recall_at_10 >= 0.95, "{overall:?}");
+    assert!(overall.mean_separation > 0.02, "{overall:?}");
+    let geometric = [Edit::CentreCrop, Edit::Shift, Edit::Mirror, Edit::Rotate];
+    let recall = |k: &eval::report::KindReport| {
+        geometric
+            .iter()
+            .map(|&e| k.edit(e).recall_at_1)
+            .sum::<f64>()
+    };
+    assert!(
+        recall(embedding) > recall(&report.kinds[1]),
+        "embedding {} vs pixels {}",
+        recall(embedding),
+        recall(&report.kinds[1])
+    );
+    assert!(report.to_json()["kinds"][0]["per_edit"]["mirror"]["queries"] == 5);
+    // the stores are removed, the working directory is left
+    assert!(!work.path().join("kind-0").join("gallery.db").exists());
+}
