@@ -1,10 +1,12 @@
 //! `blindsight bench`: the benchmark contract of DESIGN.md. Builds a gallery from the first
 //! N images of a folder (sorted by name), queries a perturbed copy of one of them through the
 //! whole client/server path in-process, and reports timings, sizes, accuracy and memory.
+//! With `--synthetic --dim D`, the gallery is N random unit vectors of dimension D instead
+//! (the shape of an embedding collection; scoring time does not depend on the content).
 
 use crate::errors::{AppError, Result};
 use crate::images::{NamedImage, load_embedded, load_folder};
-use crate::pipeline::{AnySession, peak_rss_bytes};
+use crate::pipeline::{AnySession, Vectors, peak_rss_bytes};
 use blindsight_search::rank::{RankRule, top_k};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -30,38 +32,26 @@ pub struct BenchOptions {
     pub memory_budget: usize,
     /// How many times the query is scored (the report's `score_s` is the first).
     pub repeat: usize,
+    /// Instead of images: random unit vectors of this dimension (one channel, as an
+    /// embedding collection holds), `count` of them.
+    pub synthetic_dim: Option<usize>,
 }
 
 /// Runs the benchmark; returns the JSON report.
 pub fn run(opts: &BenchOptions) -> Result<serde_json::Value> {
-    let (gallery, skipped): (Vec<NamedImage>, Vec<String>) = match &opts.images {
-        Some(dir) => load_folder(dir, opts.count, opts.side)?,
-        None => (load_embedded(opts.count, opts.side)?, Vec::new()),
+    let bench = match opts.synthetic_dim {
+        Some(dim) => synthetic(opts, dim)?,
+        None => of_images(opts)?,
     };
-    for s in &skipped {
-        eprintln!("skipped: {s}");
-    }
-    if gallery.is_empty() {
-        return Err(AppError::Usage("no readable images in the gallery".into()));
-    }
-    let source = opts
-        .query_index
-        .unwrap_or(gallery.len() * 2 / 3)
-        .min(gallery.len() - 1);
-    let query = gallery[source].vector.perturbed();
-    if let Some(path) = &opts.write_query {
-        query
-            .to_rgb()
-            .save(path)
-            .map_err(|e| AppError::Usage(format!("{}: {e}", path.display())))?;
-    }
-    let vectors: Vec<_> = gallery.iter().map(|g| g.vector.clone()).collect();
-    let session = AnySession::build(
-        &opts.preset,
-        &vectors,
-        opts.segment_size,
-        opts.memory_budget,
-    )?;
+    let BenchGallery {
+        names,
+        vectors,
+        query,
+        source,
+        twins,
+        skipped,
+    } = bench;
+    let session = AnySession::build(&opts.preset, vectors, opts.segment_size, opts.memory_budget)?;
     let q = session.query(&query)?;
     let mut runs = vec![q.score_s];
     for _ in 1..opts.repeat.max(1) {
@@ -70,8 +60,7 @@ pub fn run(opts: &BenchOptions) -> Result<serde_json::Value> {
     let setup = session.setup();
     let top = top_k(&q.similarities, RankRule::ChannelTriple, 1);
     let top_whole = top_k(&q.similarities, RankRule::WholeCosine, 1);
-    // Any pixel-identical twin of the source counts as the right answer.
-    let correct = |i: &usize| gallery[*i].vector == gallery[source].vector;
+    let correct = |i: &usize| *i == source || twins.contains(i);
     let scheme = if opts.preset.starts_with("bfv") {
         "bfv"
     } else {
@@ -105,13 +94,113 @@ pub fn run(opts: &BenchOptions) -> Result<serde_json::Value> {
         "query_bytes": q.query_bytes,
         "response_bytes": q.response_bytes,
         "peak_rss_bytes": peak_rss_bytes(),
-        "query_source": gallery[source].name,
-        "top1_name": top.first().map(|&i| gallery[i].name.clone()),
+        "vectors": if opts.synthetic_dim.is_some() { "synthetic unit vectors" } else { "pixels" },
+        "query_source": names[source],
+        "top1_name": top.first().map(|&i| names[i].clone()),
         "top1_correct": top.first().is_some_and(correct),
         "top1_whole_cosine_correct": top_whole.first().is_some_and(correct),
         "max_abs_err": q.max_abs_err(),
-        "skipped_files": skipped.len(),
+        "skipped_files": skipped,
     }))
+}
+
+/// A gallery and its query, as the bench runs them.
+struct BenchGallery {
+    names: Vec<String>,
+    vectors: Vectors,
+    query: Vectors,
+    /// Index of the image the query was made from.
+    source: usize,
+    /// Other indices that count as a right answer (pixel-identical twins of the source).
+    twins: Vec<usize>,
+    skipped: usize,
+}
+
+/// Images of a folder (or embedded), the query a perturbed copy of one of them.
+fn of_images(opts: &BenchOptions) -> Result<BenchGallery> {
+    let (gallery, skipped): (Vec<NamedImage>, Vec<String>) = match &opts.images {
+        Some(dir) => load_folder(dir, opts.count, opts.side)?,
+        None => (load_embedded(opts.count, opts.side)?, Vec::new()),
+    };
+    for s in &skipped {
+        eprintln!("skipped: {s}");
+    }
+    if gallery.is_empty() {
+        return Err(AppError::Usage("no readable images in the gallery".into()));
+    }
+    let source = opts
+        .query_index
+        .unwrap_or(gallery.len() * 2 / 3)
+        .min(gallery.len() - 1);
+    let query = gallery[source].vector.perturbed();
+    if let Some(path) = &opts.write_query {
+        query
+            .to_rgb()
+            .save(path)
+            .map_err(|e| AppError::Usage(format!("{}: {e}", path.display())))?;
+    }
+    let twins = (0..gallery.len())
+        .filter(|&i| i != source && gallery[i].vector == gallery[source].vector)
+        .collect();
+    let images: Vec<_> = gallery.iter().map(|g| g.vector.clone()).collect();
+    Ok(BenchGallery {
+        names: gallery.into_iter().map(|g| g.name).collect(),
+        vectors: Vectors::of_images(&images),
+        query: Vectors::of_images(std::slice::from_ref(&query)),
+        source,
+        twins,
+        skipped: skipped.len(),
+    })
+}
+
+/// `count` random unit vectors of dimension `dim` with non-negative entries (as the image
+/// model's normalized features), from a fixed seed; the query is a noisy copy (cosine about
+/// 0.9) of one of them, which must come first.
+fn synthetic(opts: &BenchOptions, dim: usize) -> Result<BenchGallery> {
+    use rand_chacha::ChaCha8Rng;
+    use rand_core::{RngCore, SeedableRng};
+    if dim == 0 || opts.count == 0 {
+        return Err(AppError::Usage(
+            "a synthetic gallery needs --dim and --count above 0".into(),
+        ));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(0x5eed);
+    // uniform in (0, 1]
+    let mut uniform = move || ((rng.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+    let mut gaussian = move || {
+        let (u, v) = (uniform(), uniform());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    };
+    let unit = |v: Vec<f64>| {
+        let n = v
+            .iter()
+            .map(|x| x * x)
+            .sum::<f64>()
+            .sqrt()
+            .max(f64::MIN_POSITIVE);
+        v.into_iter().map(|x| x / n).collect::<Vec<f64>>()
+    };
+    let vectors: Vec<Vec<f64>> = (0..opts.count)
+        .map(|_| unit((0..dim).map(|_| gaussian().abs()).collect()))
+        .collect();
+    let source = opts
+        .query_index
+        .unwrap_or(opts.count * 2 / 3)
+        .min(opts.count - 1);
+    let query = unit(
+        vectors[source]
+            .iter()
+            .map(|x| (x + 0.02 * gaussian()).max(0.0))
+            .collect(),
+    );
+    Ok(BenchGallery {
+        names: (0..opts.count).map(|i| format!("synthetic-{i}")).collect(),
+        vectors: Vectors::Features(vectors),
+        query: Vectors::Features(vec![query]),
+        source,
+        twins: Vec::new(),
+        skipped: 0,
+    })
 }
 
 /// Largest report file read by [`plot`].
@@ -153,5 +242,59 @@ fn median(values: &[f64]) -> f64 {
         0 => 0.0,
         n if n % 2 == 1 => v[n / 2],
         n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synthetic_opts(preset: &str) -> BenchOptions {
+        BenchOptions {
+            images: None,
+            count: 300,
+            preset: preset.into(),
+            side: 64,
+            query_index: Some(123),
+            segment_size: 1 << 20,
+            write_query: None,
+            memory_budget: 1 << 30,
+            repeat: 1,
+            synthetic_dim: Some(320),
+        }
+    }
+
+    /// Synthetic embedding galleries run the whole path in both schemes: the planted
+    /// near-copy comes first, CKKS within 1e-5 of the f64 cosines, BFV exact.
+    #[test]
+    fn synthetic_unit_vectors_through_the_whole_path() -> Result<()> {
+        for (preset, bound) in [("ckks-8192", 1e-5), ("bfv-8192", 0.0)] {
+            let r = run(&synthetic_opts(preset))?;
+            assert_eq!(r["n"], 300);
+            assert_eq!(r["d"], 320);
+            assert_eq!(r["query_source"], "synthetic-123");
+            assert_eq!(r["top1_whole_cosine_correct"], true, "{preset}: {r}");
+            let err = r["max_abs_err"].as_f64().unwrap_or(f64::NAN);
+            assert!(err <= bound, "{preset}: {err}");
+        }
+        let mut empty = synthetic_opts("ckks-8192");
+        empty.synthetic_dim = Some(0);
+        assert!(run(&empty).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn synthetic_galleries_are_deterministic_unit_vectors() -> Result<()> {
+        let opts = synthetic_opts("ckks-8192");
+        let (a, b) = (synthetic(&opts, 16)?, synthetic(&opts, 16)?);
+        let (Vectors::Features(va), Vectors::Features(vb)) = (&a.vectors, &b.vectors) else {
+            return Err(AppError::Internal("not features".into()));
+        };
+        assert_eq!(va, vb);
+        for v in va {
+            let norm: f64 = v.iter().map(|x| x * x).sum();
+            assert!((norm - 1.0).abs() < 1e-12 && v.iter().all(|x| *x >= 0.0));
+        }
+        Ok(())
     }
 }

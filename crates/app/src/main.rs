@@ -275,6 +275,13 @@ enum Command {
         /// Print one JSON object (otherwise, one field per line).
         #[arg(long)]
         json: bool,
+        /// Random unit vectors instead of images (one channel, as an embedding collection
+        /// holds): `--count` of them, of dimension `--dim`.
+        #[arg(long)]
+        synthetic: bool,
+        /// Dimension of the synthetic vectors.
+        #[arg(long, default_value_t = 1280, requires = "synthetic")]
+        dim: usize,
         /// Draw the timings of this run and of the `--compare` reports as an SVG file.
         #[arg(long)]
         plot: Option<PathBuf>,
@@ -465,8 +472,11 @@ fn run(command: Command) -> blindsight::Result<()> {
             json,
             plot,
             compare,
+            synthetic,
+            dim,
         } => {
             let opts = BenchOptions {
+                synthetic_dim: synthetic.then_some(dim),
                 repeat,
                 images,
                 count,

@@ -26,8 +26,84 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use zeroize::Zeroizing;
 
-/// Channels of the pixel galleries this pipeline runs (R, G, B).
-const CHANNELS: usize = 3;
+/// The vectors of a gallery (or of one query), of either kind. The session keeps the
+/// gallery's to compute the f64 reference of every query, image by image.
+#[derive(Clone, Debug)]
+pub enum Vectors {
+    /// 8-bit R, G, B channels of `side × side` images (an eighth of the encoded size).
+    Pixels(Vec<[Vec<u8>; 3]>),
+    /// Unit-norm feature vectors, one channel (the embedding kind).
+    Features(Vec<Vec<f64>>),
+}
+
+impl Vectors {
+    /// The pixel vectors of images.
+    pub fn of_images(images: &[ImageVector]) -> Self {
+        Self::Pixels(images.iter().map(|g| g.channels.clone()).collect())
+    }
+
+    /// How many vectors.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Pixels(v) => v.len(),
+            Self::Features(v) => v.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Dimension of one channel (0 when empty).
+    pub fn dim(&self) -> usize {
+        match self {
+            Self::Pixels(v) => v.first().map_or(0, |p| p[0].len()),
+            Self::Features(v) => v.first().map_or(0, Vec::len),
+        }
+    }
+
+    /// Channels per vector.
+    pub fn channels(&self) -> usize {
+        match self {
+            Self::Pixels(_) => 3,
+            Self::Features(_) => 1,
+        }
+    }
+
+    /// The encoding of these vectors under a scheme with plaintext modulus `t` (BFV) or
+    /// under CKKS (`None`).
+    fn encoding(&self, bfv_t: Option<u64>) -> VectorEncoding {
+        match (bfv_t, self) {
+            (Some(t), Self::Pixels(_)) => VectorEncoding::for_bfv(t, self.dim()),
+            (Some(t), Self::Features(_)) => VectorEncoding::for_bfv_unit_vectors(t, self.dim()),
+            (None, _) => VectorEncoding::Unit,
+        }
+    }
+
+    /// Vector `i`, encoded (`None` past the end).
+    fn encode(&self, encoding: &VectorEncoding, i: usize) -> Option<EncodedImage> {
+        match self {
+            Self::Pixels(v) => v.get(i).map(|p| EncodedImage::new(encoding, p)),
+            Self::Features(v) => v.get(i).map(|f| EncodedImage::from_features(encoding, f)),
+        }
+    }
+
+    /// Checks that every vector has the same dimension (and 3 equal channels for pixels).
+    fn check_uniform(&self) -> Result<()> {
+        let d = self.dim();
+        let uniform = match self {
+            Self::Pixels(v) => v.iter().all(|p| p.iter().all(|c| c.len() == d)),
+            Self::Features(v) => v.iter().all(|f| f.len() == d),
+        };
+        if d == 0 || !uniform {
+            return Err(AppError::Usage(
+                "gallery vectors must all have the same, non-zero dimension".into(),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// What building a gallery measured.
 #[derive(Clone, Debug)]
@@ -100,9 +176,8 @@ pub struct Session<C: SlotCipher<Ct = Ciphertext>> {
     ctx: Context,
     cipher: C,
     encoding: VectorEncoding,
-    /// The gallery's pixels (8-bit, an eighth of the encoded vectors): the client's norms
-    /// and the f64 reference are computed from them image by image.
-    pixels: Vec<[Vec<u8>; 3]>,
+    /// The gallery's vectors: the f64 reference is computed from them image by image.
+    gallery: Vectors,
     norms: Vec<ImageNorms>,
     ev: HeEvaluator,
     segments: Vec<PreparedSegment<HeEvaluator>>,
@@ -124,7 +199,7 @@ impl AnySession {
     /// from their serialized form by every query otherwise.
     pub fn build(
         preset: &str,
-        gallery: &[ImageVector],
+        gallery: Vectors,
         segment_size: usize,
         memory_budget: usize,
     ) -> Result<Self> {
@@ -134,10 +209,9 @@ impl AnySession {
         // one response secret for the cipher (decryption) and the keys (the switch to it)
         let seed = Zeroizing::new(crate::random::bytes::<32>()?);
         let response = response_secret(&ctx, &seed)?;
-        let d = gallery.first().map_or(0, ImageVector::dim);
         Ok(match ctx.scheme() {
             Scheme::Bfv => {
-                let encoding = VectorEncoding::for_bfv(ctx.params().plain_modulus(), d);
+                let encoding = gallery.encoding(Some(ctx.params().plain_modulus()));
                 let cipher = BfvCipher::new(&ctx, sk.clone(), response_secret(&ctx, &seed)?)?;
                 Self::Bfv(Session::build(
                     &ctx,
@@ -155,7 +229,7 @@ impl AnySession {
                     &ctx,
                     cipher,
                     (&sk, &response),
-                    VectorEncoding::Unit,
+                    gallery.encoding(None),
                     gallery,
                     (segment_size, memory_budget),
                     t,
@@ -172,8 +246,8 @@ impl AnySession {
         }
     }
 
-    /// Runs one query.
-    pub fn query(&self, query: &ImageVector) -> Result<QueryReport> {
+    /// Runs one query (the first vector of `query`, of the gallery's kind).
+    pub fn query(&self, query: &Vectors) -> Result<QueryReport> {
         match self {
             Self::Bfv(s) => s.query(query),
             Self::Ckks(s) => s.query(query),
@@ -187,17 +261,22 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
         cipher: C,
         (sk, response): (&SecretKey, &ResponseSecretKey),
         encoding: VectorEncoding,
-        gallery: &[ImageVector],
+        gallery: Vectors,
         (segment_size, memory_budget): (usize, usize),
         keygen_start: Instant,
     ) -> Result<Self> {
         if gallery.is_empty() || segment_size == 0 {
             return Err(AppError::Usage("the gallery is empty".into()));
         }
-        let d = gallery[0].dim();
+        gallery.check_uniform()?;
+        let (n, d, channels) = (gallery.len(), gallery.dim(), gallery.channels());
+        let chunks: Vec<std::ops::Range<usize>> = (0..n)
+            .step_by(segment_size)
+            .map(|start| start..(start + segment_size).min(n))
+            .collect();
         let shape = cipher.shape();
-        let layouts = gallery
-            .chunks(segment_size)
+        let layouts = chunks
+            .iter()
             .map(|c| Layout::new(c.len(), d, C::Slot::vector_slots(d), shape))
             .collect::<blindsight_search::Result<Vec<_>>>()?;
         let mut steps: Vec<i64> = layouts.iter().flat_map(Layout::galois_steps).collect();
@@ -208,17 +287,18 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
 
         // Client: encode and encrypt the gallery, serialize what goes to the server.
         let t = Instant::now();
-        let mut norms = Vec::with_capacity(gallery.len());
+        let mut norms = Vec::with_capacity(n);
         // The "wire": serialized ciphertexts, each taken (and freed) by the server as it loads.
         let mut blobs: Vec<(Layout, WireChannels)> = Vec::new();
-        for chunk in gallery.chunks(segment_size) {
+        for chunk in &chunks {
             // encoded a segment at a time, and dropped once it is encrypted
             let encoded: Vec<EncodedImage> = chunk
-                .par_iter()
-                .map(|g| EncodedImage::new(&encoding, &g.channels))
+                .clone()
+                .into_par_iter()
+                .filter_map(|i| gallery.encode(&encoding, i))
                 .collect();
             norms.extend(encoded.iter().map(EncodedImage::norms));
-            let vectors = channel_values(&encoded, CHANNELS);
+            let vectors = channel_values(&encoded, channels);
             drop(encoded);
             let seg =
                 encrypt_segment_with(&cipher, &vectors, |ct| Ok(Mutex::new(ct.to_bytes(ctx)?)))?;
@@ -241,7 +321,7 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
             GaloisKeys::from_bytes(ctx, &key_blobs.1)?,
             Some(RingSwitchKey::from_bytes(ctx, &key_blobs.2)?),
         );
-        let resident = fits_in_memory(ctx, &layouts, memory_budget);
+        let resident = fits_in_memory(ctx, &layouts, channels, memory_budget);
         let segments = blobs
             .into_iter()
             .map(|(layout, ch)| {
@@ -258,9 +338,9 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
                             let bytes = slot.lock().map(|b| b.clone()).unwrap_or_default();
                             Ok(Ciphertext::from_bytes(&ctx, &bytes)?)
                         };
-                    return PreparedSegment::streamed(layout, CHANNELS, Box::new(loader));
+                    return PreparedSegment::streamed(layout, channels, Box::new(loader));
                 }
-                PreparedSegment::load(&ev, layout, CHANNELS, |c, k| {
+                PreparedSegment::load(&ev, layout, channels, |c, k| {
                     let slot = ch[c].get(k).ok_or(SearchError::CiphertextCount {
                         what: "stored ciphertexts",
                         expected: layout.ciphertexts_per_channel(),
@@ -277,7 +357,7 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
         let load_s = t.elapsed().as_secs_f64();
         let setup = SetupReport {
             preset: ctx.params().name().to_string(),
-            n: gallery.len(),
+            n,
             d,
             layouts,
             keygen_s,
@@ -291,7 +371,7 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
             ctx: ctx.clone(),
             cipher,
             encoding,
-            pixels: gallery.iter().map(|g| g.channels.clone()).collect(),
+            gallery,
             norms,
             ev,
             segments,
@@ -299,11 +379,19 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
         })
     }
 
-    fn query(&self, query: &ImageVector) -> Result<QueryReport> {
+    fn query(&self, query: &Vectors) -> Result<QueryReport> {
         let ctx = &self.ctx;
+        let channels = self.gallery.channels();
+        if query.channels() != channels || query.dim() != self.gallery.dim() {
+            return Err(AppError::Usage(
+                "the query is not of the gallery's kind and dimension".into(),
+            ));
+        }
         // Client: encrypt the query.
         let t = Instant::now();
-        let query_encoded = EncodedImage::new(&self.encoding, &query.channels);
+        let query_encoded = query
+            .encode(&self.encoding, 0)
+            .ok_or_else(|| AppError::Usage("no query vector".into()))?;
         let query_blobs = encrypt_query(&self.cipher, &query_encoded.values())?
             .iter()
             .map(|ct| ct.to_bytes(ctx))
@@ -339,12 +427,12 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
 
         // Client: decrypt and rank.
         let t = Instant::now();
-        let mut dots = ChannelDots::zeros(CHANNELS, 0)?;
+        let mut dots = ChannelDots::zeros(channels, 0)?;
         for (seg, blobs) in self.segments.iter().zip(&response_blobs) {
             dots.extend(&decrypt_scores(
                 &self.cipher,
                 &seg.layout,
-                CHANNELS,
+                channels,
                 &read_channels(ctx, blobs)?,
             )?)?;
         }
@@ -353,17 +441,16 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
         let decrypt_s = t.elapsed().as_secs_f64();
 
         // the f64 reference, one image encoded at a time
-        let per_image: Vec<Vec<f64>> = self
-            .pixels
-            .par_iter()
-            .map(|p| {
-                let g = EncodedImage::new(&self.encoding, p);
+        let per_image: Vec<Vec<f64>> = (0..self.gallery.len())
+            .into_par_iter()
+            .filter_map(|i| self.gallery.encode(&self.encoding, i))
+            .map(|g| {
                 reference_dots(std::slice::from_ref(&g), &query_encoded)
                     .image(0)
                     .to_vec()
             })
             .collect();
-        let reference_dots = ChannelDots::from_images(CHANNELS, per_image)?;
+        let reference_dots = ChannelDots::from_images(channels, per_image)?;
         let reference =
             similarities_from_norms(&self.encoding, &self.norms, &query_norms, &reference_dots);
         Ok(QueryReport {
@@ -393,13 +480,14 @@ fn read_channels(ctx: &Context, blobs: &[Vec<Vec<u8>>]) -> Result<Vec<Vec<Cipher
         .map_err(Into::into)
 }
 
-/// Whether the prepared operands of segments with these layouts fit in `budget` bytes
-/// (otherwise they are streamed from their serialized form by every query).
-pub fn fits_in_memory(ctx: &Context, layouts: &[Layout], budget: usize) -> bool {
+/// Whether the prepared operands of segments with these layouts and `channels` channels
+/// fit in `budget` bytes (otherwise they are streamed from their serialized form by every
+/// query).
+pub fn fits_in_memory(ctx: &Context, layouts: &[Layout], channels: usize, budget: usize) -> bool {
     let bytes: usize = layouts
         .iter()
         .map(|l| {
-            CHANNELS * l.ciphertexts_per_channel() * ctx.product_operand_bytes(ctx.max_level())
+            channels * l.ciphertexts_per_channel() * ctx.product_operand_bytes(ctx.max_level())
         })
         .sum();
     bytes <= budget
