@@ -142,10 +142,13 @@ fn of_images(opts: &BenchOptions) -> Result<BenchGallery> {
     let twins = (0..gallery.len())
         .filter(|&i| i != source && gallery[i].vector == gallery[source].vector)
         .collect();
-    let images: Vec<_> = gallery.iter().map(|g| g.vector.clone()).collect();
+    let (names, pixels): (Vec<String>, Vec<[Vec<u8>; 3]>) = gallery
+        .into_iter()
+        .map(|g| (g.name, g.vector.channels))
+        .unzip();
     Ok(BenchGallery {
-        names: gallery.into_iter().map(|g| g.name).collect(),
-        vectors: Vectors::of_images(&images),
+        names,
+        vectors: Vectors::Pixels(pixels),
         query: Vectors::of_images(std::slice::from_ref(&query)),
         source,
         twins,

@@ -20,13 +20,13 @@
 //! it reaches the terminal or a file name; decrypted matches are written as new files
 //! (mode 0600, never following or replacing an existing file) inside `--out` only.
 
-use crate::client::{Client, IngestReport, Match};
+use crate::client::{Client, IngestReport};
 use crate::errors::{AppError, Result};
 use crate::images::list_images;
 use crate::keystore::{self, DirState, Keystore};
 use crate::names;
 use crate::remote::Remote;
-use crate::report_page::{QuerySection, ReportPage, ResultColumn, ShownMatch, Thumbnail};
+use crate::report_page::{QuerySection, ReportPage, ResultColumn, ShownMatch, Thumbnail, file_of};
 use crate::server::{LocalServer, ServerOptions};
 use blindsight_search::VectorKind;
 use blindsight_search::rank::RankRule;
@@ -502,12 +502,11 @@ pub fn search(
     }
     let ids: Vec<i64> = matches.iter().map(|m| m.id).collect();
     let files = client.fetch(&ids)?;
-    let file_of = |m: &Match| files.iter().find(|(id, _)| *id == m.id).map(|(_, d)| d);
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).map_err(|e| AppError::io(dir, e))?;
         let mut written = 0usize;
         for (rank, m) in matches.iter().enumerate() {
-            if let Some(data) = file_of(m) {
+            if let Some(data) = file_of(&files, m.id) {
                 let file = format!("{:02}-{}", rank + 1, names::for_file(&m.name));
                 keystore::write_new_private(dir, &file, data)?;
                 written += 1;
@@ -516,14 +515,6 @@ pub fn search(
         println!("wrote {written} decrypted matches to {}", dir.display());
     }
     if let Some(path) = report {
-        let shown = matches
-            .iter()
-            .map(|m| ShownMatch {
-                found: m.clone(),
-                image: file_of(m).and_then(|d| Thumbnail::of_file(d, &m.name).ok()),
-                expected: false,
-            })
-            .collect();
         let page = ReportPage {
             title: format!("blindsight search: {}", names::for_terminal(&name)),
             notes: vec![
@@ -544,7 +535,7 @@ pub fn search(
                 query: Thumbnail::of_file(&bytes, &name).ok(),
                 columns: vec![ResultColumn {
                     title: format!("top {} of the collection", matches.len()),
-                    matches: shown,
+                    matches: ShownMatch::list(&matches, &files, None),
                     timing: t,
                 }],
             }],

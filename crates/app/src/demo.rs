@@ -14,7 +14,7 @@ use crate::encoder::{embedding_kind, pixels_kind};
 use crate::errors::{AppError, Result};
 use crate::eval::edits::Edit;
 use crate::names;
-use crate::report_page::{QuerySection, ReportPage, ResultColumn, ShownMatch, Thumbnail};
+use crate::report_page::{QuerySection, ReportPage, ResultColumn, ShownMatch, Thumbnail, file_of};
 use crate::sandbox::{Sandbox, remove_store};
 use blindsight_he::params::Parameters;
 use blindsight_search::VectorKind;
@@ -52,9 +52,12 @@ struct SchemeSummary {
     self_cosine: [f64; 2],
 }
 
-/// The two kinds, in display order, with a short label.
-fn kinds() -> [(VectorKind, &'static str); 2] {
-    [(embedding_kind(), "embedding"), (pixels_kind(), "pixels")]
+/// Short labels of the two kinds, in display order (the order of [`kinds`]).
+const KIND_LABELS: [&str; 2] = ["embedding", "pixels"];
+
+/// The two kinds, in display order.
+fn kinds() -> [VectorKind; 2] {
+    [embedding_kind(), pixels_kind()]
 }
 
 /// The demo's queries: (gallery index, edit).
@@ -134,7 +137,7 @@ fn run_scheme(
     };
     println!("== {preset} ({})", summary.parameters);
     let mut boxes: Vec<(Sandbox, PathBuf)> = Vec::new();
-    for (k, (kind, label)) in kinds().iter().enumerate() {
+    for (k, (kind, label)) in kinds().iter().zip(KIND_LABELS).enumerate() {
         let work = dir.join(preset).join(label);
         let sandbox = Sandbox::create(&work, preset, "demo", kind)?;
         summary.keygen_s += sandbox.keygen_s;
@@ -171,7 +174,7 @@ fn run_scheme(
             }
             let shown = show_matches(client, &matches, name, work)?;
             columns.push(ResultColumn {
-                title: format!("{} · {preset}", kinds()[k].1),
+                title: format!("{} · {preset}", KIND_LABELS[k]),
                 matches: shown,
                 timing,
             });
@@ -230,19 +233,11 @@ fn show_matches(
 ) -> Result<Vec<ShownMatch>> {
     let ids: Vec<i64> = matches.iter().map(|m| m.id).collect();
     let files = client.fetch(&ids)?;
-    let file_of = |m: &Match| files.iter().find(|(id, _)| *id == m.id).map(|(_, d)| d);
-    if let Some(data) = matches.first().and_then(file_of) {
+    if let Some(data) = matches.first().and_then(|m| file_of(&files, m.id)) {
         let path = work.join(format!("best-match-for-{}", names::for_file(original)));
         std::fs::write(&path, data).map_err(|e| AppError::io(&path, e))?;
     }
-    Ok(matches
-        .iter()
-        .map(|m| ShownMatch {
-            found: m.clone(),
-            image: file_of(m).and_then(|d| Thumbnail::of_file(d, &m.name).ok()),
-            expected: m.name == original,
-        })
-        .collect())
+    Ok(ShownMatch::list(matches, &files, Some(original)))
 }
 
 fn print_side_by_side(results: &[(Vec<Match>, SearchTiming)], original: &str) {
@@ -272,7 +267,7 @@ fn print_side_by_side(results: &[(Vec<Match>, SearchTiming)], original: &str) {
         println!("   {:>4}  {:<34}  {:<44}", r + 1, cell(0), cell(1));
     }
     for (k, (_, t)) in results.iter().enumerate() {
-        println!("         {}: {t}", kinds()[k].1);
+        println!("         {}: {t}", KIND_LABELS[k]);
     }
 }
 
@@ -296,7 +291,7 @@ fn summary_table(s: &[SchemeSummary]) -> Vec<Vec<String>> {
     row("keys and collections (2)", &|x| {
         format!("{:.2} s", x.keygen_s)
     });
-    for (k, label) in ["embedding", "pixels"].iter().enumerate() {
+    for (k, label) in KIND_LABELS.iter().enumerate() {
         row(
             &format!("{label}: gallery encoded + encrypted + stored"),
             &|x| format!("{:.2} s", x.ingest_s[k]),

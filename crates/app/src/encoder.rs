@@ -37,12 +37,18 @@ pub fn pixels_kind() -> VectorKind {
 
 /// The encoding of `kind`'s vectors under `ctx`'s scheme.
 pub fn encoding_for(kind: &VectorKind, ctx: &Context) -> VectorEncoding {
+    let unit_vectors = matches!(kind, VectorKind::Embedding { .. });
+    encoding_of(ctx, unit_vectors, kind.dim())
+}
+
+/// The encoding of vectors of dimension `dim` under `ctx`'s scheme: unit vectors (an
+/// embedding's features) or 8-bit pixel channels. CKKS encodes both as unit vectors; BFV
+/// quantizes unit vectors so that no dot product wraps, and takes pixels as integers.
+pub fn encoding_of(ctx: &Context, unit_vectors: bool, dim: usize) -> VectorEncoding {
     let t = ctx.params().plain_modulus();
-    match (ctx.scheme(), kind) {
-        (Scheme::Bfv, VectorKind::Embedding { dim, .. }) => {
-            VectorEncoding::for_bfv_unit_vectors(t, *dim)
-        }
-        (Scheme::Bfv, kind) => VectorEncoding::for_bfv(t, kind.dim()),
+    match ctx.scheme() {
+        Scheme::Bfv if unit_vectors => VectorEncoding::for_bfv_unit_vectors(t, dim),
+        Scheme::Bfv => VectorEncoding::for_bfv(t, dim),
         _ => VectorEncoding::Unit,
     }
 }

@@ -71,14 +71,10 @@ impl Vectors {
         }
     }
 
-    /// The encoding of these vectors under a scheme with plaintext modulus `t` (BFV) or
-    /// under CKKS (`None`).
-    fn encoding(&self, bfv_t: Option<u64>) -> VectorEncoding {
-        match (bfv_t, self) {
-            (Some(t), Self::Pixels(_)) => VectorEncoding::for_bfv(t, self.dim()),
-            (Some(t), Self::Features(_)) => VectorEncoding::for_bfv_unit_vectors(t, self.dim()),
-            (None, _) => VectorEncoding::Unit,
-        }
+    /// The encoding of these vectors under `ctx`'s scheme (as a collection of their kind
+    /// would encode them).
+    fn encoding(&self, ctx: &Context) -> VectorEncoding {
+        crate::encoder::encoding_of(ctx, matches!(self, Self::Features(_)), self.dim())
     }
 
     /// Vector `i`, encoded (`None` past the end).
@@ -211,7 +207,7 @@ impl AnySession {
         let response = response_secret(&ctx, &seed)?;
         Ok(match ctx.scheme() {
             Scheme::Bfv => {
-                let encoding = gallery.encoding(Some(ctx.params().plain_modulus()));
+                let encoding = gallery.encoding(&ctx);
                 let cipher = BfvCipher::new(&ctx, sk.clone(), response_secret(&ctx, &seed)?)?;
                 Self::Bfv(Session::build(
                     &ctx,
@@ -229,7 +225,7 @@ impl AnySession {
                     &ctx,
                     cipher,
                     (&sk, &response),
-                    gallery.encoding(None),
+                    gallery.encoding(&ctx),
                     gallery,
                     (segment_size, memory_budget),
                     t,

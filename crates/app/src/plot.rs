@@ -4,6 +4,7 @@
 //! logarithmic time axis (the phases span four decades), each bar labelled with its value.
 
 use crate::errors::{AppError, Result};
+use crate::report_page::escape;
 use serde_json::Value as Json;
 use std::fmt::Write as _;
 
@@ -35,10 +36,6 @@ pub fn label(report: &Json) -> String {
     };
     let scheme = report.get("scheme").and_then(Json::as_str).unwrap_or("");
     format!("{system} {}", scheme.to_uppercase())
-}
-
-fn escape(s: &str) -> String {
-    crate::report_page::escape(s)
 }
 
 /// The SVG of `reports` (at least one). A phase a report does not give is left out of its

@@ -74,6 +74,31 @@ pub struct ShownMatch {
     pub expected: bool,
 }
 
+impl ShownMatch {
+    /// `matches` as shown, each with the thumbnail of its decrypted file among `files`
+    /// ((id, bytes) as [`crate::client::Client::fetch`] returns them; a match whose file is
+    /// missing or unreadable is shown without an image), marked expected when its name is
+    /// `original`.
+    pub fn list(matches: &[Match], files: &[(i64, Vec<u8>)], original: Option<&str>) -> Vec<Self> {
+        matches
+            .iter()
+            .map(|m| ShownMatch {
+                found: m.clone(),
+                image: file_of(files, m.id).and_then(|d| Thumbnail::of_file(d, &m.name).ok()),
+                expected: original == Some(m.name.as_str()),
+            })
+            .collect()
+    }
+}
+
+/// The bytes of image `id` among fetched `files`.
+pub fn file_of(files: &[(i64, Vec<u8>)], id: i64) -> Option<&[u8]> {
+    files
+        .iter()
+        .find(|(i, _)| *i == id)
+        .map(|(_, d)| d.as_slice())
+}
+
 /// One list of results: a title (the collection, its kind), the matches, the timing.
 #[derive(Clone, Debug)]
 pub struct ResultColumn {

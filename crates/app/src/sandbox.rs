@@ -8,7 +8,7 @@ use crate::keystore::Keystore;
 use crate::remote::Remote;
 use crate::server::{LocalServer, ServerOptions};
 use blindsight_search::VectorKind;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 /// A collection served from `work` on a loopback port. Dropping it stops the server.
@@ -17,7 +17,6 @@ pub struct Sandbox {
     pub client: Client,
     /// Seconds spent generating keys and creating the collection.
     pub keygen_s: f64,
-    db: PathBuf,
     // dropped last: the client's requests finish first
     server: LocalServer,
 }
@@ -30,8 +29,7 @@ impl Sandbox {
         let t = Instant::now();
         let ks = Keystore::generate(preset)?;
         ks.save(&work.join("keystore"), None)?;
-        let db = work.join("gallery.db");
-        let server = LocalServer::start(ServerOptions::new(db.clone()))?;
+        let server = LocalServer::start(ServerOptions::new(work.join("gallery.db")))?;
         let remote = Remote::new(server.url())?;
         let token = Client::create(&ks, &remote.with_token(server.admin_token()), name, vectors)?;
         let keygen_s = t.elapsed().as_secs_f64();
@@ -39,7 +37,6 @@ impl Sandbox {
         Ok(Self {
             client,
             keygen_s,
-            db,
             server,
         })
     }
@@ -47,11 +44,6 @@ impl Sandbox {
     /// The server's base URL.
     pub fn url(&self) -> &str {
         self.server.url()
-    }
-
-    /// The SQLite file.
-    pub fn db(&self) -> &Path {
-        &self.db
     }
 }
 

@@ -229,6 +229,16 @@ pub enum RankRule {
     WholeCosine,
 }
 
+impl RankRule {
+    /// The rule's short name: `triple` or `cosine`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RankRule::ChannelTriple => "triple",
+            RankRule::WholeCosine => "cosine",
+        }
+    }
+}
+
 /// The similarity of one gallery image to the query.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Similarity {

@@ -44,11 +44,8 @@ pub struct EvalOptions {
     pub progress: bool,
 }
 
-/// One gallery file.
-struct GalleryFile {
-    name: String,
-    bytes: Vec<u8>,
-}
+/// One gallery file: name, bytes (as `Client::ingest` takes them).
+type GalleryFile = (String, Vec<u8>);
 
 /// One edited copy: which original, which edit, the file.
 struct Query {
@@ -73,14 +70,10 @@ pub fn run(opts: &EvalOptions) -> Result<EvalReport> {
     }
     let sample = sample_indices(gallery.len(), opts.sample);
     let queries = edited_copies(&gallery, &sample)?;
-    let files: Vec<(String, Vec<u8>)> = gallery
-        .iter()
-        .map(|g| (g.name.clone(), g.bytes.clone()))
-        .collect();
     let mut kinds = Vec::new();
     for (k, kind) in opts.kinds.iter().enumerate() {
         let work = opts.work.join(format!("kind-{k}"));
-        let result = evaluate_kind(opts, kind, &work, &files, &gallery, &queries);
+        let result = evaluate_kind(opts, kind, &work, &gallery, &queries);
         remove_store(&work)?;
         kinds.extend(result?);
     }
@@ -136,7 +129,7 @@ fn load_gallery(opts: &EvalOptions) -> Result<(Vec<GalleryFile>, usize)> {
     for ((name, bytes), digest) in files.into_iter().zip(digests) {
         match digest {
             None => skipped += 1,
-            Some(d) if seen.insert(d) => gallery.push(GalleryFile { name, bytes }),
+            Some(d) if seen.insert(d) => gallery.push((name, bytes)),
             Some(_) => {}
         }
     }
@@ -154,7 +147,8 @@ fn edited_copies(gallery: &[GalleryFile], sample: &[usize]) -> Result<Vec<Query>
     let per_original: Vec<Result<Vec<Query>>> = sample
         .par_iter()
         .map(|&i| {
-            let img = decode_rgb(&gallery[i].bytes, &gallery[i].name)?;
+            let (name, bytes) = &gallery[i];
+            let img = decode_rgb(bytes, name)?;
             Edit::ALL
                 .iter()
                 .map(|&edit| {
@@ -187,13 +181,12 @@ fn evaluate_kind(
     opts: &EvalOptions,
     kind: &VectorKind,
     work: &std::path::Path,
-    files: &[(String, Vec<u8>)],
     gallery: &[GalleryFile],
     queries: &[Query],
 ) -> Result<Vec<KindReport>> {
     let sandbox = Sandbox::create(work, &opts.preset, "eval", kind)?;
     let t = Instant::now();
-    let ingest = sandbox.client.ingest(files, |_| {})?;
+    let ingest = sandbox.client.ingest(gallery, |_| {})?;
     let ingest_s = t.elapsed().as_secs_f64();
     if let Some((name, why)) = ingest.failed.first() {
         return Err(AppError::Usage(format!(
@@ -212,12 +205,12 @@ fn evaluate_kind(
     let mut search_s = 0.0;
     for (n, q) in queries.iter().enumerate() {
         let t = Instant::now();
-        let name = format!("{}.{}", q.edit.name(), "query");
+        let name = format!("{}.query", q.edit.name());
         let (matches, _) = sandbox
             .client
             .search(&q.bytes, &name, gallery.len(), rules[0])?;
         search_s += t.elapsed().as_secs_f64();
-        let original = &gallery[q.original].name;
+        let original = &gallery[q.original].0;
         let scored: Vec<(bool, Similarity)> = matches
             .iter()
             .map(|m| (&m.name == original, m.similarity()))

@@ -129,10 +129,9 @@ impl KindReport {
     /// A short label: `embedding`, `pixels · triple`, `pixels · cosine`.
     pub fn label(&self) -> String {
         let kind = self.kind.split(':').next().unwrap_or_default();
-        match (kind, self.rule) {
-            ("embedding", _) => "embedding".to_string(),
-            (k, RankRule::ChannelTriple) => format!("{k} · triple"),
-            (k, RankRule::WholeCosine) => format!("{k} · cosine"),
+        match kind {
+            "embedding" => kind.to_string(),
+            k => format!("{k} · {}", self.rule.name()),
         }
     }
 
@@ -177,10 +176,7 @@ impl EvalReport {
             "kinds": self.kinds.iter().map(|k| json!({
                 "label": k.label(),
                 "kind": k.kind,
-                "rule": match k.rule {
-                    RankRule::ChannelTriple => "triple",
-                    RankRule::WholeCosine => "cosine",
-                },
+                "rule": k.rule.name(),
                 "ingest_s": k.ingest_s,
                 "mean_search_s": k.mean_search_s,
                 "overall": k.overall().to_json(),
