@@ -108,6 +108,19 @@ pub enum AppError {
         actual: i64,
     },
 
+    /// A segment file is not what its segment's rows say (damaged, truncated, or from
+    /// another store).
+    #[error(
+        "segment file {path}: {reason}; the store is damaged: restore it from a backup, or \
+         delete the collection and ingest it again"
+    )]
+    SegmentFile {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A named thing does not exist.
     #[error("{what} `{name}` not found")]
     NotFound {

@@ -41,6 +41,7 @@ pub mod sandbox;
 pub mod seal;
 pub mod server;
 pub mod store;
+pub mod synthetic;
 pub mod wire;
 
 pub use errors::{AppError, Result};

@@ -259,16 +259,20 @@ enum Command {
         /// Gallery index whose perturbed copy is the query (default: 2/3 of the way).
         #[arg(long)]
         query_index: Option<usize>,
-        /// Largest segment (images).
-        #[arg(long, default_value_t = 1 << 20)]
+        /// Images per ingest batch: one segment each (at most the server's 65 536).
+        #[arg(long, default_value_t = 1 << 16)]
         segment_size: usize,
         /// Write the perturbed query as PNG (to feed the TenSEAL reference the same query).
         #[arg(long)]
         write_query: Option<PathBuf>,
-        /// Memory for resident gallery operands, MiB (default: half the RAM); larger
-        /// galleries are streamed from their serialized form by every query.
+        /// Keep the store (SQLite and segment files) in this new directory (default: a
+        /// temporary one, removed afterwards).
         #[arg(long)]
-        memory_budget_mb: Option<usize>,
+        store: Option<PathBuf>,
+        /// Drop the page cache before the store is opened, so that the first query reads
+        /// the disk (needs root).
+        #[arg(long)]
+        cold: bool,
         /// Score the query R times (`score_s` is the first, `score_s_runs` all of them).
         #[arg(long, default_value_t = 1)]
         repeat: usize,
@@ -467,7 +471,8 @@ fn run(command: Command) -> blindsight::Result<()> {
             query_index,
             segment_size,
             write_query,
-            memory_budget_mb,
+            store,
+            cold,
             repeat,
             json,
             plot,
@@ -485,8 +490,8 @@ fn run(command: Command) -> blindsight::Result<()> {
                 query_index,
                 segment_size,
                 write_query,
-                memory_budget: memory_budget_mb
-                    .map_or_else(blindsight::pipeline::default_memory_budget, |mb| mb << 20),
+                store_dir: store,
+                cold,
             };
             let report = bench::run(&opts)?;
             if json {

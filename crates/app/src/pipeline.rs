@@ -3,26 +3,32 @@
 //! encryption, scoring, decryption and ranking, each timed.
 
 use crate::errors::{AppError, Result};
-use blindsight_he::{
-    Ciphertext, Context, GaloisKeys, RelinKey, ResponseSecretKey, RingSwitchKey, Scheme, SecretKey,
-    Serializable,
-};
+use crate::server::ServerOptions;
+use crate::server::errors::ApiError;
+use crate::server::gallery::Gallery;
+use crate::server::ingest;
+use crate::server::state::AppState;
+use crate::store::{ImageRecord, NewCollection, Quota};
+use crate::synthetic::SyntheticVectors;
+use crate::wire::AppendSegment;
+use blindsight_he::{Ciphertext, Context, ResponseSecretKey, Scheme, SecretKey, Serializable};
+use blindsight_search::Layout;
+use blindsight_search::VectorKind;
 use blindsight_search::backend::SlotCipher;
 use blindsight_search::client::{decrypt_scores, encrypt_query, encrypt_segment_with};
 use blindsight_search::encoding::VectorEncoding;
 use blindsight_search::engine::{PreparedSegment, score};
 use blindsight_search::he_backend::{
-    BfvCipher, CkksCipher, HeEvaluator, evaluation_keys, response_secret,
+    BfvCipher, CkksCipher, HeEvaluator, evaluation_keys, response_secret, segment_layout,
 };
 use blindsight_search::rank::{
     ChannelDots, EncodedImage, ImageNorms, Similarity, channel_values, reference_dots,
     similarities_from_norms,
 };
-use blindsight_search::slots::Slot;
 use blindsight_search::vectors::ImageVector;
-use blindsight_search::{Layout, SearchError};
 use rayon::prelude::*;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 use zeroize::Zeroizing;
 
@@ -34,6 +40,8 @@ pub enum Vectors {
     Pixels(Vec<[Vec<u8>; 3]>),
     /// Unit-norm feature vectors, one channel (the embedding kind).
     Features(Vec<Vec<f64>>),
+    /// Random unit vectors generated on demand, one channel (the embedding kind).
+    Synthetic(SyntheticVectors),
 }
 
 impl Vectors {
@@ -47,6 +55,7 @@ impl Vectors {
         match self {
             Self::Pixels(v) => v.len(),
             Self::Features(v) => v.len(),
+            Self::Synthetic(s) => s.count,
         }
     }
 
@@ -60,6 +69,7 @@ impl Vectors {
         match self {
             Self::Pixels(v) => v.first().map_or(0, |p| p[0].len()),
             Self::Features(v) => v.first().map_or(0, Vec::len),
+            Self::Synthetic(s) => s.dim,
         }
     }
 
@@ -67,14 +77,29 @@ impl Vectors {
     pub fn channels(&self) -> usize {
         match self {
             Self::Pixels(_) => 3,
-            Self::Features(_) => 1,
+            Self::Features(_) | Self::Synthetic(_) => 1,
+        }
+    }
+
+    /// The kind of collection that holds these vectors (pixels of square images, or an
+    /// embedding of their dimension).
+    fn kind(&self) -> VectorKind {
+        match self {
+            Self::Pixels(_) => VectorKind::Pixels {
+                side: self.dim().isqrt() as u32,
+            },
+            Self::Features(_) | Self::Synthetic(_) => VectorKind::Embedding {
+                dim: self.dim(),
+                model: "synthetic".into(),
+                normalization: "l2".into(),
+            },
         }
     }
 
     /// The encoding of these vectors under `ctx`'s scheme (as a collection of their kind
     /// would encode them).
     fn encoding(&self, ctx: &Context) -> VectorEncoding {
-        crate::encoder::encoding_of(ctx, matches!(self, Self::Features(_)), self.dim())
+        crate::encoder::encoding_of(ctx, !matches!(self, Self::Pixels(_)), self.dim())
     }
 
     /// Vector `i`, encoded (`None` past the end).
@@ -82,6 +107,9 @@ impl Vectors {
         match self {
             Self::Pixels(v) => v.get(i).map(|p| EncodedImage::new(encoding, p)),
             Self::Features(v) => v.get(i).map(|f| EncodedImage::from_features(encoding, f)),
+            Self::Synthetic(s) => {
+                (i < s.count).then(|| EncodedImage::from_features(encoding, &s.vector(i)))
+            }
         }
     }
 
@@ -91,10 +119,14 @@ impl Vectors {
         let uniform = match self {
             Self::Pixels(v) => v.iter().all(|p| p.iter().all(|c| c.len() == d)),
             Self::Features(v) => v.iter().all(|f| f.len() == d),
+            Self::Synthetic(_) => true,
         };
-        if d == 0 || !uniform {
+        let square = !matches!(self, Self::Pixels(_)) || d.isqrt() * d.isqrt() == d;
+        if d == 0 || !uniform || !square {
             return Err(AppError::Usage(
-                "gallery vectors must all have the same, non-zero dimension".into(),
+                "gallery vectors must all have the same, non-zero dimension (pixels: that of \
+                 a square image)"
+                    .into(),
             ));
         }
         Ok(())
@@ -114,16 +146,30 @@ pub struct SetupReport {
     pub layouts: Vec<Layout>,
     /// Secret, relinearization and Galois key generation (s).
     pub keygen_s: f64,
-    /// Gallery encoding, encryption and serialization (s).
+    /// Client: gallery encoding, encryption and serialization (s).
     pub encrypt_s: f64,
-    /// Server: deserializing keys and gallery, preparing operands (s).
+    /// Server: every uploaded segment checked, converted to its segment file and committed
+    /// with its rows (s).
+    pub store_s: f64,
+    /// Server: opening the store afresh and loading the collection (keys deserialized,
+    /// segment files mapped and their headers checked) (s).
     pub load_s: f64,
-    /// Serialized gallery ciphertexts (bytes).
+    /// Whether the page cache was dropped before the load (a cold open reads the disk).
+    pub cold: bool,
+    /// Serialized gallery ciphertexts, as uploaded (bytes).
     pub gallery_bytes: usize,
+    /// The segment files on disk (bytes).
+    pub disk_bytes: u64,
     /// Serialized evaluation keys (bytes).
     pub eval_key_bytes: usize,
-    /// Whether the gallery operands are kept in memory (otherwise streamed per query).
-    pub resident: bool,
+}
+
+impl SetupReport {
+    /// Vectors ingested per second, client and server (encryption, upload form, segment
+    /// files and transactions).
+    pub fn ingest_per_s(&self) -> f64 {
+        self.n as f64 / (self.encrypt_s + self.store_s).max(f64::MIN_POSITIVE)
+    }
 }
 
 /// What one query measured and found.
@@ -141,7 +187,7 @@ pub struct QueryReport {
     pub response_bytes: usize,
     /// Similarities from the decrypted scores.
     pub similarities: Vec<Similarity>,
-    /// Similarities from the f64 reference engine.
+    /// Similarities from the f64 reference engine (empty if not asked for).
     pub reference: Vec<Similarity>,
 }
 
@@ -167,7 +213,68 @@ impl QueryReport {
     }
 }
 
-/// A gallery encrypted by a client and loaded by a server, ready for queries.
+/// Where a session keeps its store: a directory it made and removes when dropped, or one
+/// the caller named and keeps.
+pub struct WorkDir {
+    path: PathBuf,
+    remove: bool,
+}
+
+impl WorkDir {
+    /// `dir` (created; it must not exist or be empty), or a fresh temporary directory.
+    pub fn new(dir: Option<&Path>) -> Result<Self> {
+        match dir {
+            Some(d) => {
+                let empty = std::fs::read_dir(d).map_or(true, |mut e| e.next().is_none());
+                if !empty {
+                    return Err(AppError::Usage(format!(
+                        "{} is not empty; give a new directory for the store",
+                        d.display()
+                    )));
+                }
+                std::fs::create_dir_all(d).map_err(|e| AppError::io(d, e))?;
+                Ok(Self {
+                    path: d.to_path_buf(),
+                    remove: false,
+                })
+            }
+            None => {
+                let name = crate::random::hex(&crate::random::bytes::<8>()?);
+                let path = std::env::temp_dir().join(format!("blindsight-bench-{name}"));
+                std::fs::create_dir_all(&path).map_err(|e| AppError::io(&path, e))?;
+                Ok(Self { path, remove: true })
+            }
+        }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if self.remove {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// How a session builds its gallery.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// Images per ingest batch (one segment each).
+    pub segment_size: usize,
+    /// Where the store goes (None: a temporary directory).
+    pub store_dir: Option<PathBuf>,
+    /// Drop the page cache before loading (needs root; a clear error otherwise).
+    pub cold: bool,
+}
+
+/// A gallery encrypted by a client, ingested in batches by a server into its store
+/// (SQLite and segment files, through the same checks and writes as an upload), then
+/// loaded by a server that opens the store afresh: ready for queries.
 pub struct Session<C: SlotCipher<Ct = Ciphertext>> {
     ctx: Context,
     cipher: C,
@@ -175,9 +282,13 @@ pub struct Session<C: SlotCipher<Ct = Ciphertext>> {
     /// The gallery's vectors: the f64 reference is computed from them image by image.
     gallery: Vectors,
     norms: Vec<ImageNorms>,
-    ev: HeEvaluator,
-    segments: Vec<PreparedSegment<HeEvaluator>>,
+    loaded: Arc<Gallery>,
     setup: SetupReport,
+    /// Anonymous memory from the server's open of the store on.
+    serving: std::sync::Mutex<Option<RssAnonSampler>>,
+    // dropped last: the store's files
+    _state: Arc<AppState>,
+    _dir: WorkDir,
 }
 
 /// A session of either scheme.
@@ -189,25 +300,18 @@ pub enum AnySession {
 }
 
 impl AnySession {
-    /// Generates keys for `preset`, encrypts `gallery` (segments of at most `segment_size`
-    /// images) and loads it into the in-process server.
-    /// Operands are kept resident when they fit in `memory_budget` bytes, and streamed
-    /// from their serialized form by every query otherwise.
-    pub fn build(
-        preset: &str,
-        gallery: Vectors,
-        segment_size: usize,
-        memory_budget: usize,
-    ) -> Result<Self> {
+    /// Generates keys for `preset`, encrypts `gallery` in batches of
+    /// `options.segment_size` images, ingests them into a store and loads it back.
+    pub fn build(preset: &str, gallery: Vectors, options: &BuildOptions) -> Result<Self> {
         let ctx = Context::preset(preset)?;
         let t = Instant::now();
         let sk = SecretKey::generate(&ctx)?;
         // one response secret for the cipher (decryption) and the keys (the switch to it)
         let seed = Zeroizing::new(crate::random::bytes::<32>()?);
         let response = response_secret(&ctx, &seed)?;
+        let encoding = gallery.encoding(&ctx);
         Ok(match ctx.scheme() {
             Scheme::Bfv => {
-                let encoding = gallery.encoding(&ctx);
                 let cipher = BfvCipher::new(&ctx, sk.clone(), response_secret(&ctx, &seed)?)?;
                 Self::Bfv(Session::build(
                     &ctx,
@@ -215,7 +319,7 @@ impl AnySession {
                     (&sk, &response),
                     encoding,
                     gallery,
-                    (segment_size, memory_budget),
+                    options,
                     t,
                 )?)
             }
@@ -225,9 +329,9 @@ impl AnySession {
                     &ctx,
                     cipher,
                     (&sk, &response),
-                    gallery.encoding(&ctx),
+                    encoding,
                     gallery,
-                    (segment_size, memory_budget),
+                    options,
                     t,
                 )?)
             }
@@ -242,14 +346,28 @@ impl AnySession {
         }
     }
 
-    /// Runs one query (the first vector of `query`, of the gallery's kind).
-    pub fn query(&self, query: &Vectors) -> Result<QueryReport> {
+    /// The largest anonymous memory (`RssAnon`, bytes) of the process from the server's
+    /// open of the store until now (the first call stops sampling; later calls give `None`).
+    pub fn serving_peak_rss_anon(&self) -> Option<u64> {
+        let sampler = match self {
+            Self::Bfv(s) => &s.serving,
+            Self::Ckks(s) => &s.serving,
+        };
+        sampler.lock().ok()?.take()?.stop()
+    }
+
+    /// Runs one query (the first vector of `query`, of the gallery's kind), with the f64
+    /// reference of every image if `reference`.
+    pub fn query(&self, query: &Vectors, reference: bool) -> Result<QueryReport> {
         match self {
-            Self::Bfv(s) => s.query(query),
-            Self::Ckks(s) => s.query(query),
+            Self::Bfv(s) => s.query(query, reference),
+            Self::Ckks(s) => s.query(query, reference),
         }
     }
 }
+
+/// Name of the collection a session makes.
+const COLLECTION: &str = "bench";
 
 impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
     fn build(
@@ -258,9 +376,10 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
         (sk, response): (&SecretKey, &ResponseSecretKey),
         encoding: VectorEncoding,
         gallery: Vectors,
-        (segment_size, memory_budget): (usize, usize),
+        options: &BuildOptions,
         keygen_start: Instant,
     ) -> Result<Self> {
+        let segment_size = options.segment_size;
         if gallery.is_empty() || segment_size == 0 {
             return Err(AppError::Usage("the gallery is empty".into()));
         }
@@ -270,10 +389,9 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
             .step_by(segment_size)
             .map(|start| start..(start + segment_size).min(n))
             .collect();
-        let shape = cipher.shape();
         let layouts = chunks
             .iter()
-            .map(|c| Layout::new(c.len(), d, C::Slot::vector_slots(d), shape))
+            .map(|c| segment_layout(ctx, c.len(), d))
             .collect::<blindsight_search::Result<Vec<_>>>()?;
         let mut steps: Vec<i64> = layouts.iter().flat_map(Layout::galois_steps).collect();
         steps.sort_unstable();
@@ -281,13 +399,39 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
         let (rk, gk, rsk) = evaluation_keys(ctx, sk, response, &steps)?;
         let keygen_s = keygen_start.elapsed().as_secs_f64();
 
-        // Client: encode and encrypt the gallery, serialize what goes to the server.
-        let t = Instant::now();
+        // The server's store, and the collection with the client's keys.
+        let dir = WorkDir::new(options.store_dir.as_deref())?;
+        let mut server_options = ServerOptions::new(dir.path().join("bench.db"));
+        server_options.quota = Quota::UNLIMITED;
+        let state = AppState::open(server_options.clone())?;
+        let key_blobs = (rk.to_bytes(ctx)?, gk.to_bytes(ctx)?, rsk.to_bytes(ctx)?);
+        let eval_key_bytes = key_blobs.0.len() + key_blobs.1.len() + key_blobs.2.len();
+        let kind = gallery.kind();
+        let elements: Vec<u64> = gk.elements().collect();
+        state.writer().map_err(api)?.create_collection(
+            &NewCollection {
+                name: COLLECTION,
+                params: &ctx.params().to_envelope(),
+                fingerprint: &ctx.params().fingerprint(),
+                vectors: &kind,
+                relin_key: &key_blobs.0,
+                galois_keys: &key_blobs.1,
+                galois_elements: &elements,
+                response_key: &key_blobs.2,
+                token_hash: &[0; 32],
+                key_id: "bench",
+            },
+            &Quota::UNLIMITED,
+        )?;
+        drop((rk, gk, rsk, key_blobs));
+        let record = state.writer().map_err(api)?.collection(COLLECTION)?;
+
+        // Batch by batch: the client encodes and encrypts (serialized, as uploaded), the
+        // server checks, writes the segment file and commits.
+        let (mut encrypt_s, mut store_s, mut gallery_bytes) = (0.0, 0.0, 0usize);
         let mut norms = Vec::with_capacity(n);
-        // The "wire": serialized ciphertexts, each taken (and freed) by the server as it loads.
-        let mut blobs: Vec<(Layout, WireChannels)> = Vec::new();
         for chunk in &chunks {
-            // encoded a segment at a time, and dropped once it is encrypted
+            let t = Instant::now();
             let encoded: Vec<EncodedImage> = chunk
                 .clone()
                 .into_par_iter()
@@ -296,72 +440,68 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
             norms.extend(encoded.iter().map(EncodedImage::norms));
             let vectors = channel_values(&encoded, channels);
             drop(encoded);
-            let seg =
-                encrypt_segment_with(&cipher, &vectors, |ct| Ok(Mutex::new(ct.to_bytes(ctx)?)))?;
-            blobs.push((seg.layout, seg.channels));
+            let seg = encrypt_segment_with(&cipher, &vectors, |ct| Ok(ct.to_bytes(ctx)?))?;
+            drop(vectors);
+            let msg = AppendSegment {
+                layout: seg.layout.to_bytes(),
+                ciphertexts: seg.channels,
+                images: chunk
+                    .clone()
+                    .enumerate()
+                    .map(|(position, i)| ImageRecord {
+                        id: i as i64 + 1,
+                        position,
+                        tag: (i as u64).to_le_bytes().to_vec(),
+                        meta: Vec::new(),
+                        payload: Vec::new(),
+                    })
+                    .collect(),
+                galois_keys: Vec::new(),
+            };
+            gallery_bytes += msg
+                .ciphertexts
+                .iter()
+                .flatten()
+                .map(Vec::len)
+                .sum::<usize>();
+            encrypt_s += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let staged = ingest::stage(&state, &record, ctx, &msg).map_err(api)?;
+            ingest::check_keys(&state, &record, ctx, &msg).map_err(api)?;
+            state.writer().map_err(api)?.append_segment(
+                record.id,
+                staged.into_batch(&msg),
+                None,
+                &Quota::UNLIMITED,
+            )?;
+            store_s += t.elapsed().as_secs_f64();
         }
-        let key_blobs = (rk.to_bytes(ctx)?, gk.to_bytes(ctx)?, rsk.to_bytes(ctx)?);
-        let encrypt_s = t.elapsed().as_secs_f64();
-        let gallery_bytes = blobs
-            .iter()
-            .flat_map(|(_, ch)| ch.iter().flatten())
-            .map(|b| b.lock().map_or(0, |b| b.len()))
-            .sum();
-        let eval_key_bytes = key_blobs.0.len() + key_blobs.1.len() + key_blobs.2.len();
+        let disk_bytes = state.writer().map_err(api)?.files().disk_bytes()?;
+        drop(state);
 
-        // Server: load keys and gallery.
+        // A server opening the store afresh.
+        if options.cold {
+            drop_page_cache()?;
+        }
+        let serving = RssAnonSampler::start();
         let t = Instant::now();
-        let ev = HeEvaluator::new(
-            ctx,
-            RelinKey::from_bytes(ctx, &key_blobs.0)?,
-            GaloisKeys::from_bytes(ctx, &key_blobs.1)?,
-            Some(RingSwitchKey::from_bytes(ctx, &key_blobs.2)?),
-        );
-        let resident = fits_in_memory(ctx, &layouts, channels, memory_budget);
-        let segments = blobs
-            .into_iter()
-            .map(|(layout, ch)| {
-                if !resident {
-                    let ch = Arc::new(ch);
-                    let ctx = ctx.clone();
-                    let loader =
-                        move |c: usize, k: usize| -> blindsight_search::Result<Ciphertext> {
-                            let slot = ch[c].get(k).ok_or(SearchError::CiphertextCount {
-                                what: "stored ciphertexts",
-                                expected: layout.ciphertexts_per_channel(),
-                                actual: ch[c].len(),
-                            })?;
-                            let bytes = slot.lock().map(|b| b.clone()).unwrap_or_default();
-                            Ok(Ciphertext::from_bytes(&ctx, &bytes)?)
-                        };
-                    return PreparedSegment::streamed(layout, channels, Box::new(loader));
-                }
-                PreparedSegment::load(&ev, layout, channels, |c, k| {
-                    let slot = ch[c].get(k).ok_or(SearchError::CiphertextCount {
-                        what: "stored ciphertexts",
-                        expected: layout.ciphertexts_per_channel(),
-                        actual: ch[c].len(),
-                    })?;
-                    let bytes = slot
-                        .lock()
-                        .map(|mut b| std::mem::take(&mut *b))
-                        .unwrap_or_default();
-                    Ok(Ciphertext::from_bytes(ctx, &bytes)?)
-                })
-            })
-            .collect::<blindsight_search::Result<Vec<_>>>()?;
+        let state = AppState::open(server_options)?;
+        let record = state.writer().map_err(api)?.collection(COLLECTION)?;
+        let loaded = state.gallery.load(&state, &record).map_err(api)?;
         let load_s = t.elapsed().as_secs_f64();
         let setup = SetupReport {
             preset: ctx.params().name().to_string(),
             n,
             d,
-            layouts,
+            layouts: loaded.segments.iter().map(|s| s.prepared.layout).collect(),
             keygen_s,
             encrypt_s,
+            store_s,
             load_s,
+            cold: options.cold,
             gallery_bytes,
+            disk_bytes,
             eval_key_bytes,
-            resident,
         };
         Ok(Self {
             ctx: ctx.clone(),
@@ -369,13 +509,15 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
             encoding,
             gallery,
             norms,
-            ev,
-            segments,
+            loaded,
             setup,
+            serving: std::sync::Mutex::new(Some(serving)),
+            _state: state,
+            _dir: dir,
         })
     }
 
-    fn query(&self, query: &Vectors) -> Result<QueryReport> {
+    fn query(&self, query: &Vectors, with_reference: bool) -> Result<QueryReport> {
         let ctx = &self.ctx;
         let channels = self.gallery.channels();
         if query.channels() != channels || query.dim() != self.gallery.dim() {
@@ -401,7 +543,9 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
             .iter()
             .map(|b| Ciphertext::from_bytes(ctx, b))
             .collect::<blindsight_he::Result<Vec<_>>>()?;
-        let responses = score(&self.ev, &self.segments, &q)?;
+        let segments: Vec<&PreparedSegment<HeEvaluator>> =
+            self.loaded.segments.iter().map(|s| &*s.prepared).collect();
+        let responses = score(&*self.loaded.ev, &segments, &q)?;
         let response_blobs: Vec<Vec<Vec<Vec<u8>>>> = responses
             .iter()
             .map(|resp| {
@@ -421,10 +565,10 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
             .map(Vec::len)
             .sum();
 
-        // Client: decrypt and rank.
+        // Client: decrypt and rank (segments in ingest order, images by position).
         let t = Instant::now();
         let mut dots = ChannelDots::zeros(channels, 0)?;
-        for (seg, blobs) in self.segments.iter().zip(&response_blobs) {
+        for (seg, blobs) in segments.iter().zip(&response_blobs) {
             dots.extend(&decrypt_scores(
                 &self.cipher,
                 &seg.layout,
@@ -437,18 +581,21 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
         let decrypt_s = t.elapsed().as_secs_f64();
 
         // the f64 reference, one image encoded at a time
-        let per_image: Vec<Vec<f64>> = (0..self.gallery.len())
-            .into_par_iter()
-            .filter_map(|i| self.gallery.encode(&self.encoding, i))
-            .map(|g| {
-                reference_dots(std::slice::from_ref(&g), &query_encoded)
-                    .image(0)
-                    .to_vec()
-            })
-            .collect();
-        let reference_dots = ChannelDots::from_images(channels, per_image)?;
-        let reference =
-            similarities_from_norms(&self.encoding, &self.norms, &query_norms, &reference_dots);
+        let reference = if with_reference {
+            let per_image: Vec<Vec<f64>> = (0..self.gallery.len())
+                .into_par_iter()
+                .filter_map(|i| self.gallery.encode(&self.encoding, i))
+                .map(|g| {
+                    reference_dots(std::slice::from_ref(&g), &query_encoded)
+                        .image(0)
+                        .to_vec()
+                })
+                .collect();
+            let reference_dots = ChannelDots::from_images(channels, per_image)?;
+            similarities_from_norms(&self.encoding, &self.norms, &query_norms, &reference_dots)
+        } else {
+            Vec::new()
+        };
         Ok(QueryReport {
             query_encrypt_s,
             score_s,
@@ -461,8 +608,24 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
     }
 }
 
-/// Serialized ciphertexts of the channels of a segment, each taken once by the server.
-type WireChannels = Vec<Vec<Mutex<Vec<u8>>>>;
+/// A server error as an application error (the status is the server's business here).
+fn api(e: ApiError) -> AppError {
+    AppError::Internal(format!("{e:?}"))
+}
+
+/// Writes dirty pages back and drops the page cache (Linux, root only).
+fn drop_page_cache() -> Result<()> {
+    let path = Path::new("/proc/sys/vm/drop_caches");
+    std::process::Command::new("sync")
+        .status()
+        .map_err(|e| AppError::io("sync", e))?;
+    std::fs::write(path, "1\n").map_err(|e| {
+        AppError::Usage(format!(
+            "--cold drops the page cache through {}, which needs root: {e}",
+            path.display()
+        ))
+    })
+}
 
 fn read_channels(ctx: &Context, blobs: &[Vec<Vec<u8>>]) -> Result<Vec<Vec<Ciphertext>>> {
     blobs
@@ -474,19 +637,6 @@ fn read_channels(ctx: &Context, blobs: &[Vec<Vec<u8>>]) -> Result<Vec<Vec<Cipher
         })
         .collect::<blindsight_he::Result<_>>()
         .map_err(Into::into)
-}
-
-/// Whether the prepared operands of segments with these layouts and `channels` channels
-/// fit in `budget` bytes (otherwise they are streamed from their serialized form by every
-/// query).
-pub fn fits_in_memory(ctx: &Context, layouts: &[Layout], channels: usize, budget: usize) -> bool {
-    let bytes: usize = layouts
-        .iter()
-        .map(|l| {
-            channels * l.ciphertexts_per_channel() * ctx.product_operand_bytes(ctx.max_level())
-        })
-        .sum();
-    bytes <= budget
 }
 
 /// Default memory for resident gallery operands: half of the machine's RAM (4 GiB if it
@@ -503,10 +653,54 @@ pub fn default_memory_budget() -> usize {
     total_kb.map_or(4 << 30, |kb| kb * 1024 / 2)
 }
 
-/// Peak resident set size of this process (bytes), from `/proc/self/status`.
-pub fn peak_rss_bytes() -> Option<u64> {
+/// Samples this process's anonymous resident memory (`RssAnon` of `/proc/self/status`:
+/// the heap and stacks, not the page cache a mapped file occupies) every few milliseconds
+/// until stopped, keeping the largest value.
+pub struct RssAnonSampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl RssAnonSampler {
+    /// Starts sampling.
+    pub fn start() -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("rss-anon".into())
+            .spawn(move || {
+                let mut peak = 0;
+                loop {
+                    peak = peak.max(status_bytes("RssAnon:").unwrap_or(0));
+                    if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                        return peak;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            })
+            .ok();
+        Self { stop, thread }
+    }
+
+    /// Stops sampling; the largest `RssAnon` seen (bytes; `None` where `/proc` has none).
+    pub fn stop(mut self) -> Option<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .filter(|&b| b > 0)
+    }
+}
+
+/// A size line (`key   N kB`) of `/proc/self/status`, in bytes.
+fn status_bytes(key: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// Peak resident set size of this process (bytes), from `/proc/self/status`.
+pub fn peak_rss_bytes() -> Option<u64> {
+    status_bytes("VmHWM:")
 }

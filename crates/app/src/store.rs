@@ -16,18 +16,28 @@
 //!   computed from is still the segment's live set, so no live image is dropped and no
 //!   deleted image comes back.
 //! - `synchronous=FULL`: an acknowledged batch survives a power loss, not only a crash.
+//! - A segment's gallery operands are a file beside the database ([`files`], in the format
+//!   of [`segment_file`], mapped by [`mapped`]), committed with its rows: visible only
+//!   when both are, and a file no row names (a crash between the two) is removed when the
+//!   store is next opened.
 
 use crate::errors::{AppError, Result};
 use blindsight_search::VectorKind;
 use blindsight_search::rank::MAX_CHANNELS;
+use files::{SegmentFiles, StagedFile};
+use rusqlite::TransactionBehavior;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+pub mod files;
+pub mod mapped;
+pub mod segment_file;
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     r#"
 CREATE TABLE collections (
     id          INTEGER PRIMARY KEY,
@@ -125,6 +135,12 @@ ALTER TABLE collection_keys ADD COLUMN response_key BLOB;
     r#"
 ALTER TABLE collections ADD COLUMN vectors TEXT NOT NULL DEFAULT 'pixels:64';
 "#,
+    // Segment files (issue 11): the bytes of a segment's file once it has one; NULL for a
+    // segment whose ciphertexts are still rows of `ciphertexts` (written before), which the
+    // server converts to a file when it opens the store.
+    r#"
+ALTER TABLE segments ADD COLUMN file_bytes INTEGER;
+"#,
 ];
 
 /// A collection as the authorization path and the handlers see it: one narrow row.
@@ -219,22 +235,21 @@ pub struct KeyUpdate<'a> {
     pub galois_elements: &'a [u64],
 }
 
-/// A segment to insert: serialized layout, ciphertexts per channel, images.
-#[derive(Clone, Copy, Debug)]
+/// A segment to insert: serialized layout, its file (staged in [`Store::files`]), images.
+#[derive(Debug)]
 pub struct SegmentBatch<'a> {
     /// Serialized layout.
     pub layout: &'a [u8],
-    /// Ciphertext envelopes per channel.
-    pub ciphertexts: &'a [Vec<Vec<u8>>],
+    /// The segment's file, written and synced under a temporary name.
+    pub file: StagedFile,
     /// The images, `images[k].position == k` not required but positions are distinct.
     pub images: &'a [ImageRecord],
 }
 
 impl SegmentBatch<'_> {
     fn bytes(&self) -> u64 {
-        let cts: usize = self.ciphertexts.iter().flatten().map(Vec::len).sum();
         let imgs: usize = self.images.iter().map(ImageRecord::stored_bytes).sum();
-        (cts + imgs + self.layout.len()) as u64
+        self.file.bytes() + (imgs + self.layout.len()) as u64
     }
 }
 
@@ -309,9 +324,10 @@ pub struct PayloadBatch {
     pub missing: Vec<i64>,
 }
 
-/// The SQLite store.
+/// The SQLite store and its segment files.
 pub struct Store {
     conn: Connection,
+    files: SegmentFiles,
 }
 
 fn now() -> i64 {
@@ -329,10 +345,16 @@ fn to_i64(v: u64) -> i64 {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path` and migrates it.
+    /// Opens (creating if needed) the database at `path` and its segment directory
+    /// (`<path>-segments`), migrates it and removes segment files no row names (left by a
+    /// crash).
     pub fn open(path: &Path) -> Result<Self> {
-        let mut store = Self::init(Connection::open(path)?)?;
+        let mut store = Self::init(Connection::open(path)?, SegmentFiles::beside(path)?)?;
         store.migrate()?;
+        let removed = store.collect_orphans()?;
+        if removed > 0 {
+            tracing::info!(files = removed, "orphaned segment files removed");
+        }
         Ok(store)
     }
 
@@ -343,7 +365,10 @@ impl Store {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let store = Self { conn };
+        let store = Self {
+            conn,
+            files: SegmentFiles::beside(path)?,
+        };
         let version = store.schema_version()?;
         if version != SCHEMA_VERSION {
             return Err(AppError::SchemaTooNew {
@@ -354,19 +379,89 @@ impl Store {
         Ok(store)
     }
 
-    /// An in-memory store (tests).
+    /// An in-memory store with its segment files in a temporary directory (tests).
+    #[cfg(test)]
     pub fn in_memory() -> Result<Self> {
-        let mut store = Self::init(Connection::open_in_memory()?)?;
+        let mut store = Self::init(Connection::open_in_memory()?, SegmentFiles::temporary()?)?;
         store.migrate()?;
         Ok(store)
     }
 
-    fn init(conn: Connection) -> Result<Self> {
+    fn init(conn: Connection, files: SegmentFiles) -> Result<Self> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        Ok(Self { conn })
+        Ok(Self { conn, files })
+    }
+
+    /// The segment files.
+    pub fn files(&self) -> &SegmentFiles {
+        &self.files
+    }
+
+    /// Where segment `id`'s file is.
+    pub fn segment_path(&self, id: i64) -> PathBuf {
+        self.files.path(id)
+    }
+
+    /// Removes the segment files no committed segment names, and stale temporary files
+    /// (under the write lock, so never a file between its rename and its commit); returns
+    /// how many went.
+    pub fn collect_orphans(&mut self) -> Result<usize> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let live: HashSet<i64> = {
+            let mut st = tx.prepare("SELECT id FROM segments WHERE file_bytes IS NOT NULL")?;
+            st.query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let removed = self.files.collect_orphans(&live)?;
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Segments whose ciphertexts are still rows (written before segment files): (segment,
+    /// collection).
+    pub fn segments_without_files(&self) -> Result<Vec<(i64, i64)>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, collection_id FROM segments WHERE file_bytes IS NULL ORDER BY id",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Gives segment `segment` (without a file so far) its `file`, written from its
+    /// ciphertext rows, and drops those rows, in one transaction.
+    pub fn adopt_segment_file(&mut self, segment: i64, mut file: StagedFile) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        let row: Option<(i64, Option<i64>, i64)> = tx
+            .query_row(
+                "SELECT collection_id, file_bytes,
+                        (SELECT COALESCE(SUM(length(data)), 0) FROM ciphertexts WHERE segment_id = ?1)
+                 FROM segments WHERE id = ?1",
+                [segment],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((collection, None, blob_bytes)) = row else {
+            return Err(conflict(format!(
+                "segment {segment} has a file already or is gone"
+            )));
+        };
+        let bytes = to_i64(file.bytes());
+        tx.execute(
+            "UPDATE segments SET file_bytes = ?2 WHERE id = ?1",
+            params![segment, bytes],
+        )?;
+        tx.execute("DELETE FROM ciphertexts WHERE segment_id = ?1", [segment])?;
+        tx.execute(
+            "UPDATE collections SET stored_bytes = MAX(stored_bytes + ?2, 0) WHERE id = ?1",
+            params![collection, bytes - blob_bytes],
+        )?;
+        self.files.commit(&mut file, segment)?;
+        commit_or_remove(tx, &self.files, &[segment])
     }
 
     /// The schema version of the open database.
@@ -508,16 +603,19 @@ impl Store {
     pub fn append_segment(
         &mut self,
         collection: i64,
-        batch: &SegmentBatch<'_>,
+        batch: SegmentBatch<'_>,
         keys: Option<&KeyUpdate<'_>>,
         quota: &Quota,
     ) -> Result<i64> {
         let tx = self.conn.transaction()?;
-        let segment = insert_segment(&tx, collection, batch)?;
+        let bytes = batch.bytes() as i64;
+        let segment = insert_segment(&tx, collection, &batch)?;
         let delta_keys = update_keys(&tx, collection, keys)?;
-        bump(&tx, collection, batch.bytes() as i64, delta_keys)?;
+        bump(&tx, collection, bytes, delta_keys)?;
         check_quota(&tx, collection, quota)?;
-        tx.commit()?;
+        let mut file = batch.file;
+        self.files.commit(&mut file, segment)?;
+        commit_or_remove(tx, &self.files, &[segment])?;
         Ok(segment)
     }
 
@@ -531,7 +629,7 @@ impl Store {
         collection: i64,
         old: i64,
         expected_live: &[i64],
-        batch: Option<&SegmentBatch<'_>>,
+        batch: Option<SegmentBatch<'_>>,
         keys: Option<&KeyUpdate<'_>>,
         quota: &Quota,
     ) -> Result<Option<i64>> {
@@ -561,6 +659,7 @@ impl Store {
             ));
         }
         let incoming: HashSet<i64> = batch
+            .as_ref()
             .map(|b| b.images.iter().map(|i| i.id).collect())
             .unwrap_or_default();
         if incoming != live {
@@ -569,7 +668,7 @@ impl Store {
             ));
         }
         let old_bytes: i64 = tx.query_row(
-            "SELECT length(layout)
+            "SELECT length(layout) + COALESCE(file_bytes, 0)
                + (SELECT COALESCE(SUM(length(data)), 0) FROM ciphertexts WHERE segment_id = ?1)
                + (SELECT COALESCE(SUM(length(tag) + length(meta) + length(payload)), 0)
                     FROM images WHERE segment_id = ?1)
@@ -578,15 +677,22 @@ impl Store {
             |r| r.get(0),
         )?;
         tx.execute("DELETE FROM segments WHERE id = ?1", [old])?;
-        let new = match batch {
+        let new_bytes = batch.as_ref().map_or(0, |b| b.bytes() as i64);
+        let new = match &batch {
             Some(b) => Some(insert_segment(&tx, collection, b)?),
             None => None,
         };
         let delta_keys = update_keys(&tx, collection, keys)?;
-        let new_bytes = batch.map_or(0, |b| b.bytes() as i64);
         bump(&tx, collection, new_bytes - old_bytes, delta_keys)?;
         check_quota(&tx, collection, quota)?;
-        tx.commit()?;
+        if let (Some(b), Some(id)) = (batch, new) {
+            let mut file = b.file;
+            self.files.commit(&mut file, id)?;
+        }
+        commit_or_remove(tx, &self.files, new.as_slice())?;
+        // the old segment's file goes once nothing names it (a search that mapped it keeps
+        // reading it)
+        self.files.remove(old);
         Ok(new)
     }
 
@@ -655,7 +761,13 @@ impl Store {
             keys_version: u.keys_version,
             segments,
         };
-        let out = load(&snap, &SnapshotReader { conn: &tx })?;
+        let out = load(
+            &snap,
+            &SnapshotReader {
+                conn: &tx,
+                files: &self.files,
+            },
+        )?;
         tx.commit()?;
         Ok(out)
     }
@@ -743,9 +855,10 @@ impl Store {
     }
 }
 
-/// Reads keys and ciphertexts inside a [`Store::snapshot`] transaction.
+/// Reads keys and segment files inside a [`Store::snapshot`] transaction.
 pub struct SnapshotReader<'a> {
     conn: &'a Connection,
+    files: &'a SegmentFiles,
 }
 
 impl SnapshotReader<'_> {
@@ -754,10 +867,22 @@ impl SnapshotReader<'_> {
         evaluation_keys(self.conn, collection)
     }
 
-    /// All ciphertexts of a segment of `channels` channels, per channel, in index order.
-    pub fn segment_ciphertexts(&self, segment: i64, channels: usize) -> Result<Vec<Vec<Vec<u8>>>> {
-        segment_ciphertexts(self.conn, segment, channels)
+    /// Where segment `id`'s file is.
+    pub fn segment_path(&self, id: i64) -> PathBuf {
+        self.files.path(id)
     }
+}
+
+/// Commits `tx`; if that fails, removes the files it would have given `segments` (renamed
+/// into place before the commit).
+fn commit_or_remove(tx: Transaction<'_>, files: &SegmentFiles, segments: &[i64]) -> Result<()> {
+    if let Err(e) = tx.commit() {
+        for &id in segments {
+            files.remove(id);
+        }
+        return Err(e.into());
+    }
+    Ok(())
 }
 
 fn evaluation_keys(conn: &Connection, collection: i64) -> Result<EvaluationKeyBlobs> {
@@ -989,8 +1114,13 @@ fn insert_segment(tx: &Transaction<'_>, collection: i64, batch: &SegmentBatch<'_
     })?;
     let segment = high_water.max(max_id).saturating_add(1);
     tx.execute(
-        "INSERT INTO segments (id, collection_id, layout) VALUES (?1, ?2, ?3)",
-        params![segment, collection, batch.layout],
+        "INSERT INTO segments (id, collection_id, layout, file_bytes) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            segment,
+            collection,
+            batch.layout,
+            to_i64(batch.file.bytes())
+        ],
     )?;
     tx.execute(
         "INSERT INTO store_meta (key, value) VALUES ('segment_high_water', ?1)
@@ -998,14 +1128,6 @@ fn insert_segment(tx: &Transaction<'_>, collection: i64, batch: &SegmentBatch<'_
         [segment.to_string()],
     )?;
     {
-        let mut ins = tx.prepare(
-            "INSERT INTO ciphertexts (segment_id, channel, idx, data) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for (c, cts) in batch.ciphertexts.iter().enumerate() {
-            for (k, data) in cts.iter().enumerate() {
-                ins.execute(params![segment, c as i64, k as i64, data])?;
-            }
-        }
         let mut ins = tx.prepare(
             "INSERT INTO images (collection_id, id, segment_id, position, tag, meta, payload)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

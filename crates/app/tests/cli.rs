@@ -10,6 +10,9 @@
 )]
 
 use blindsight::store::Store;
+use blindsight::store::mapped::map_segment_file;
+use blindsight::store::segment_file::open_segment;
+use blindsight_he::{Context, Evaluator, Parameters};
 use blindsight_search::Layout;
 use std::collections::HashMap;
 use std::path::Path;
@@ -151,7 +154,8 @@ fn wrong_passphrase_and_foreign_keystore_are_refused() {
     assert!(out.contains(blindsight_testdata::first(3)[2].name), "{out}");
 }
 
-/// Every segment has all its ciphertexts and exactly its images; returns the image count.
+/// Every segment has its whole file and exactly its images, and no other segment file is
+/// left; returns the image count.
 fn check_consistent(db: &Path) -> usize {
     let store = Store::open(db).unwrap();
     let c = store.collection("default").unwrap();
@@ -166,14 +170,27 @@ fn check_consistent(db: &Path) -> usize {
         by_segment.len(),
         "images without a segment, or segments without images"
     );
-    for (id, layout) in segments {
-        let layout = Layout::from_bytes(&layout).unwrap();
-        let cts = store.segment_ciphertexts(id, c.vectors.channels()).unwrap();
-        for ch in &cts {
+    // opening the store removed whatever a kill left behind: one file per segment
+    let files: Vec<String> = std::fs::read_dir(store.files().dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "tmp")
+        .collect();
+    assert_eq!(files.len(), segments.len(), "{files:?}");
+    let ctx = Context::new(&Parameters::from_envelope(&c.params).unwrap()).unwrap();
+    let ev = Evaluator::new(&ctx);
+    for (id, layout_bytes) in segments {
+        let layout = Layout::from_bytes(&layout_bytes).unwrap();
+        // the whole file, with the header its rows say
+        let path = store.segment_path(id);
+        let map = std::sync::Arc::new(map_segment_file(&path).unwrap());
+        let (_, operands) =
+            open_segment(&path, map, &ev, &layout_bytes, c.vectors.channels()).unwrap();
+        for ch in &operands {
             assert_eq!(
                 ch.len(),
                 layout.ciphertexts_per_channel(),
-                "segment {id} is missing ciphertexts"
+                "segment {id} is missing operands"
             );
         }
         let mut positions = by_segment.remove(&id).unwrap_or_default();

@@ -491,7 +491,7 @@ fn requests_without_a_valid_token_do_not_slow_other_collections() {
 }
 
 #[test]
-fn a_collection_larger_than_the_cache_budget_is_streamed_and_still_right() {
+fn a_collection_larger_than_the_cache_budget_is_served_from_its_files_and_still_right() {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = ServerOptions::new(dir.path().join("gallery.db"));
     opts.memory_budget = 1 << 10;

@@ -37,6 +37,14 @@ pub enum HeError {
         reason: String,
     },
 
+    /// Bytes holding product operands cannot be read in place (misaligned, or a
+    /// big-endian machine).
+    #[error("shared operand bytes cannot be read in place: {reason}")]
+    UnusableBytes {
+        /// Why.
+        reason: String,
+    },
+
     /// An input has the wrong length (vector of values, slot count, byte buffer, ...).
     #[error("{what}: expected {expected} values, got {actual}")]
     LengthMismatch {

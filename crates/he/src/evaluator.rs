@@ -51,22 +51,102 @@ impl ProductForm {
     }
 }
 
+/// Bytes that outlive every operand read from them: a memory-mapped segment file, say
+/// ([`Evaluator::shared_product`]).
+pub type SharedBytes = std::sync::Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// What a stored product operand is, besides its residues: everything
+/// [`Evaluator::shared_product`] needs to read one back (a segment file records it once
+/// for all its operands).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OperandSpec {
+    /// Level of the prepared ciphertext.
+    pub level: usize,
+    /// Its scale (CKKS; 1 for BFV).
+    pub scale: f64,
+    /// Its form.
+    pub form: ProductForm,
+}
+
 /// A ciphertext prepared as a factor of many products (BFV extended: lifted to `Q ∪ R`;
 /// native: the ciphertext's own residues). A compact operand
 /// ([`Evaluator::compact_product`]) stores its residues on trailing primes below `2^32` as
 /// `u32` words: the same products, a quarter less memory (and memory traffic) per such prime.
+/// A shared operand ([`Evaluator::shared_product`]) reads its residues, in the compact
+/// layout of [`ProductOperand::append_kernel_bytes`], from bytes it shares with others (a
+/// memory-mapped file): opening it reads nothing.
 #[derive(Clone, Debug)]
 pub struct ProductOperand {
-    /// Residues of both polynomials on the primes held as `u64` words (all of them unless
-    /// compact).
-    polys: [RnsPoly; 2],
-    /// A compact operand's residues on the remaining primes (each below `2^32`), prime by
-    /// prime, as `u32` words.
-    narrow: Vec<[Vec<u32>; 2]>,
+    residues: Storage,
     level: usize,
     scale: f64,
     form: ProductForm,
     fingerprint: [u8; 32],
+}
+
+/// Where the residues of a [`ProductOperand`] are.
+#[derive(Clone)]
+enum Storage {
+    /// In memory of its own.
+    Owned {
+        /// Residues of both polynomials on the primes held as `u64` words (all of them
+        /// unless compact).
+        polys: [RnsPoly; 2],
+        /// A compact operand's residues on the remaining primes (each below `2^32`), prime
+        /// by prime, as `u32` words.
+        narrow: Vec<[Vec<u32>; 2]>,
+    },
+    /// In shared bytes, from `offset` on, prime by prime, both polynomials of each: `wide`
+    /// primes of `2·n` little-endian `u64` words, then `narrow` primes of `2·n` `u32` words
+    /// (checked at construction to lie inside the bytes, aligned).
+    Shared {
+        bytes: SharedBytes,
+        offset: usize,
+        n: usize,
+        wide: usize,
+        narrow: usize,
+    },
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Storage::Owned { polys, narrow } => f
+                .debug_struct("Owned")
+                .field("wide", &polys[0].count())
+                .field("narrow", &narrow.len())
+                .finish(),
+            Storage::Shared {
+                offset,
+                wide,
+                narrow,
+                ..
+            } => f
+                .debug_struct("Shared")
+                .field("offset", offset)
+                .field("wide", wide)
+                .field("narrow", narrow)
+                .finish(),
+        }
+    }
+}
+
+impl Storage {
+    /// (degree, primes as `u64` words, primes as `u32` words).
+    fn shape(&self) -> (usize, usize, usize) {
+        match self {
+            Storage::Owned { polys, narrow } => (polys[0].degree(), polys[0].count(), narrow.len()),
+            Storage::Shared {
+                n, wide, narrow, ..
+            } => (*n, *wide, *narrow),
+        }
+    }
+}
+
+/// Bytes of the kernel layout of one operand: `wide` primes of `u64` and `narrow` primes of
+/// `u32` residues, two polynomials of degree `n` each.
+fn kernel_bytes_len(n: usize, wide: usize, narrow: usize) -> usize {
+    2 * n * (wide * size_of::<u64>() + narrow * size_of::<u32>())
 }
 
 /// The residues of one polynomial of a [`ProductOperand`] on one prime.
@@ -97,43 +177,88 @@ impl ProductOperand {
     pub fn form(&self) -> ProductForm {
         self.form
     }
+    /// What [`Evaluator::shared_product`] needs to read the operand back.
+    pub fn spec(&self) -> OperandSpec {
+        OperandSpec {
+            level: self.level,
+            scale: self.scale,
+            form: self.form,
+        }
+    }
     /// Whether some residues are stored as `u32` words ([`Evaluator::compact_product`]).
     pub fn is_compact(&self) -> bool {
-        !self.narrow.is_empty()
+        self.residues.shape().2 > 0
     }
-    /// Bytes of residues held.
+    /// Whether the residues live in shared bytes ([`Evaluator::shared_product`]).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.residues, Storage::Shared { .. })
+    }
+    /// Bytes of residues held (or read from shared bytes).
     pub fn residue_bytes(&self) -> usize {
-        let wide = 2 * self.polys[0].count() * self.polys[0].degree() * 8;
-        wide + self
-            .narrow
-            .iter()
-            .map(|[a, b]| 4 * (a.len() + b.len()))
-            .sum::<usize>()
+        let (n, wide, narrow) = self.residues.shape();
+        kernel_bytes_len(n, wide, narrow)
     }
     /// Primes the residues cover.
     pub(crate) fn limbs(&self) -> usize {
-        self.polys[0].count() + self.narrow.len()
+        let (_, wide, narrow) = self.residues.shape();
+        wide + narrow
     }
-    /// The residues of polynomial `poly` (0 or 1) on prime `j < limbs()`.
+    /// The residues of polynomial `poly` (0 or 1) on prime `j < limbs()` (empty, which every
+    /// kernel refuses as a length mismatch, if they are out of range).
     pub(crate) fn residues(&self, poly: usize, j: usize) -> Residues<'_> {
-        let wide = self.polys[poly].count();
-        if j < wide {
-            Residues::Wide(self.polys[poly].comp(j))
-        } else {
-            Residues::Narrow(&self.narrow[j - wide][poly])
+        match &self.residues {
+            Storage::Owned { polys, narrow } => {
+                let wide = polys[poly].count();
+                if j < wide {
+                    Residues::Wide(polys[poly].comp(j))
+                } else {
+                    Residues::Narrow(narrow.get(j - wide).map_or(&[], |r| &r[poly][..]))
+                }
+            }
+            Storage::Shared {
+                bytes,
+                offset,
+                n,
+                wide,
+                ..
+            } => {
+                let (start, words, size) = if j < *wide {
+                    (offset + (2 * j + poly) * n * 8, *n, 8)
+                } else {
+                    let base = offset + wide * 2 * n * 8;
+                    (base + (2 * (j - wide) + poly) * n * 4, *n, 4)
+                };
+                let raw = bytes
+                    .as_ref()
+                    .as_ref()
+                    .get(start..start + words * size)
+                    .unwrap_or(&[]);
+                if size == 8 {
+                    Residues::Wide(bytemuck::try_cast_slice(raw).unwrap_or(&[]))
+                } else {
+                    Residues::Narrow(bytemuck::try_cast_slice(raw).unwrap_or(&[]))
+                }
+            }
         }
     }
-    /// Both polynomials with every residue as `u64` words (a copy only if compact).
+    /// Both polynomials with every residue as `u64` words (a copy unless the operand holds
+    /// exactly that).
     pub(crate) fn wide_polys(&self) -> std::borrow::Cow<'_, [RnsPoly; 2]> {
-        if self.narrow.is_empty() {
-            return std::borrow::Cow::Borrowed(&self.polys);
+        if let Storage::Owned { polys, narrow } = &self.residues
+            && narrow.is_empty()
+        {
+            return std::borrow::Cow::Borrowed(polys);
         }
-        let n = self.polys[0].degree();
+        let (n, _, _) = self.residues.shape();
         std::borrow::Cow::Owned(std::array::from_fn(|poly| {
             let mut out = RnsPoly::zero(n, self.limbs());
             for (j, o) in out.comps_mut().enumerate() {
                 match self.residues(poly, j) {
-                    Residues::Wide(r) => o.copy_from_slice(r),
+                    Residues::Wide(r) => {
+                        for (o, &x) in o.iter_mut().zip(r) {
+                            *o = x;
+                        }
+                    }
                     Residues::Narrow(r) => {
                         for (o, &x) in o.iter_mut().zip(r) {
                             *o = u64::from(x);
@@ -143,6 +268,56 @@ impl ProductOperand {
             }
             out
         }))
+    }
+
+    /// Appends the residues in the layout the product kernels read
+    /// ([`Evaluator::shared_product`] reads them back): prime by prime, both polynomials,
+    /// little-endian, `u64` words on the primes a compact operand keeps wide and `u32` words
+    /// on the others (the operand need not be compact: the layout is always the compact
+    /// one). `ctx` must be the operand's context.
+    pub fn append_kernel_bytes(&self, ctx: &Context, out: &mut Vec<u8>) -> Result<()> {
+        ctx.check_fingerprint(&self.fingerprint)?;
+        let primes = ctx.primes_at(&product_indices(ctx, self.form, self.level)?);
+        if primes.len() != self.limbs() {
+            return Err(HeError::LengthMismatch {
+                what: "product operand residues",
+                expected: primes.len(),
+                actual: self.limbs(),
+            });
+        }
+        let (n, _, _) = self.residues.shape();
+        let wide = wide_prime_count(&primes);
+        out.reserve(kernel_bytes_len(n, wide, primes.len() - wide));
+        for j in 0..primes.len() {
+            for poly in 0..2 {
+                let r = self.residues(poly, j);
+                if r.len() != n {
+                    return Err(HeError::LengthMismatch {
+                        what: "product operand residues",
+                        expected: n,
+                        actual: r.len(),
+                    });
+                }
+                match (r, j < wide) {
+                    (Residues::Wide(r), true) => {
+                        r.iter()
+                            .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+                    }
+                    // a prime below 2^32: its residues fit in u32 words
+                    (Residues::Wide(r), false) => r
+                        .iter()
+                        .for_each(|&x| out.extend_from_slice(&(x as u32).to_le_bytes())),
+                    (Residues::Narrow(r), false) => {
+                        r.iter()
+                            .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+                    }
+                    (Residues::Narrow(r), true) => r
+                        .iter()
+                        .for_each(|&x| out.extend_from_slice(&u64::from(x).to_le_bytes())),
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -625,8 +800,10 @@ impl Evaluator {
                     actual: p.len(),
                 })?;
         Ok(ProductOperand {
-            polys,
-            narrow: Vec::new(),
+            residues: Storage::Owned {
+                polys,
+                narrow: Vec::new(),
+            },
             level,
             scale,
             form: ProductForm::Native,
@@ -653,8 +830,10 @@ impl Evaluator {
             }
         };
         Ok(ProductOperand {
-            polys,
-            narrow: Vec::new(),
+            residues: Storage::Owned {
+                polys,
+                narrow: Vec::new(),
+            },
             level: ct.level,
             scale: ct.scale,
             form,
@@ -669,28 +848,37 @@ impl Evaluator {
     /// such prime. Unchanged if its last prime is `2^32` or more, or if it is compact already.
     pub fn compact_product(&self, op: ProductOperand) -> Result<ProductOperand> {
         self.ctx.check_fingerprint(&op.fingerprint)?;
-        if op.is_compact() {
-            return Ok(op);
-        }
-        let primes = self
-            .ctx
-            .primes_at(&product_indices(&self.ctx, op.form, op.level)?);
-        if primes.len() != op.polys[0].count() {
-            return Err(HeError::LengthMismatch {
-                what: "product operand residues",
-                expected: primes.len(),
-                actual: op.polys[0].count(),
-            });
-        }
-        let wide = wide_prime_count(&primes);
         let ProductOperand {
-            polys,
+            residues,
             level,
             scale,
             form,
             fingerprint,
-            ..
         } = op;
+        let polys = match residues {
+            Storage::Owned { polys, narrow } if narrow.is_empty() => polys,
+            // compact already, or shared (in the compact layout)
+            residues => {
+                return Ok(ProductOperand {
+                    residues,
+                    level,
+                    scale,
+                    form,
+                    fingerprint,
+                });
+            }
+        };
+        let primes = self
+            .ctx
+            .primes_at(&product_indices(&self.ctx, form, level)?);
+        if primes.len() != polys[0].count() {
+            return Err(HeError::LengthMismatch {
+                what: "product operand residues",
+                expected: primes.len(),
+                actual: polys[0].count(),
+            });
+        }
+        let wide = wide_prime_count(&primes);
         let narrow = (wide..primes.len())
             .map(|j| {
                 // residues are below their prime, so below 2^32 here
@@ -703,13 +891,91 @@ impl Evaluator {
         // a copy of exactly the wide residues (an allocator may keep a shrunk buffer whole)
         let polys = [polys[0].slice(0, wide), polys[1].slice(0, wide)];
         Ok(ProductOperand {
-            polys,
-            narrow,
+            residues: Storage::Owned { polys, narrow },
             level,
             scale,
             form,
             fingerprint,
         })
+    }
+
+    /// Bytes of one operand of `spec` in the kernel layout
+    /// ([`ProductOperand::append_kernel_bytes`]).
+    pub fn kernel_bytes_len(&self, spec: &OperandSpec) -> Result<usize> {
+        let primes = self
+            .ctx
+            .primes_at(&product_indices(&self.ctx, spec.form, spec.level)?);
+        let wide = wide_prime_count(&primes);
+        Ok(kernel_bytes_len(
+            self.ctx.degree(),
+            wide,
+            primes.len() - wide,
+        ))
+    }
+
+    /// The operand of `spec` whose residues are `bytes[offset..offset + len]` in the kernel
+    /// layout ([`ProductOperand::append_kernel_bytes`], `len` from
+    /// [`Evaluator::kernel_bytes_len`]), read in place whenever a product needs them:
+    /// building it reads nothing. Refused if the range is outside `bytes` or not aligned to
+    /// 8 bytes, or on a big-endian machine (the layout is little-endian).
+    ///
+    /// The residues are trusted to be below their primes, as
+    /// [`ProductOperand::append_kernel_bytes`] wrote them: bytes that are not give wrong
+    /// products (never a panic or undefined behaviour), so they must come from a file this
+    /// process's store wrote and committed, not from the network.
+    pub fn shared_product(
+        &self,
+        bytes: SharedBytes,
+        offset: usize,
+        spec: &OperandSpec,
+    ) -> Result<ProductOperand> {
+        if cfg!(target_endian = "big") {
+            return Err(HeError::UnusableBytes {
+                reason: "shared product operands are little-endian; this machine is not".into(),
+            });
+        }
+        if spec.form == ProductForm::Native {
+            self.ctx.native_products(spec.level)?;
+        }
+        let primes = self
+            .ctx
+            .primes_at(&product_indices(&self.ctx, spec.form, spec.level)?);
+        let wide = wide_prime_count(&primes);
+        let narrow = primes.len() - wide;
+        let n = self.ctx.degree();
+        let len = kernel_bytes_len(n, wide, narrow);
+        let total = bytes.as_ref().as_ref().len();
+        if offset.checked_add(len).is_none_or(|end| end > total) {
+            return Err(HeError::LengthMismatch {
+                what: "shared operand bytes",
+                expected: offset.saturating_add(len),
+                actual: total,
+            });
+        }
+        let op = ProductOperand {
+            residues: Storage::Shared {
+                bytes,
+                offset,
+                n,
+                wide,
+                narrow,
+            },
+            level: spec.level,
+            scale: spec.scale,
+            form: spec.form,
+            fingerprint: self.ctx.params().fingerprint(),
+        };
+        // every residue slice must be readable as words (in range and aligned)
+        for j in 0..wide + narrow {
+            for poly in 0..2 {
+                if op.residues(poly, j).len() != n {
+                    return Err(HeError::UnusableBytes {
+                        reason: format!("offset {offset} is not aligned to 8 bytes"),
+                    });
+                }
+            }
+        }
+        Ok(op)
     }
 }
 

@@ -24,7 +24,8 @@ pub use ckks::{CkksEncoder, Complex};
 pub use context::Context;
 pub use errors::{HeError, Result};
 pub use evaluator::{
-    Evaluator, HoistedCiphertext, ProductAccumulator, ProductForm, ProductOperand,
+    Evaluator, HoistedCiphertext, OperandSpec, ProductAccumulator, ProductForm, ProductOperand,
+    SharedBytes,
 };
 pub use flooding::NoiseFlooding;
 pub use keys::{GaloisKeys, PublicKey, RelinKey, SecretKey};

@@ -380,3 +380,84 @@ fn compact_operands_on_the_reduced_sum() {
     assert!(compact[0].0.is_compact());
     assert!(sum(&compact) == sum(&pairs));
 }
+
+/// Operands written in the kernel layout and read back in place from shared bytes (as the
+/// server reads memory-mapped segment files) give exactly the products of the operands they
+/// were written from: CKKS (one `u64` and one `u32` prime), native and extended BFV. A range
+/// outside the bytes or misaligned is refused, and so are bytes of another context.
+#[test]
+fn shared_operands_give_the_same_products() {
+    for (preset, native) in [("ckks-8192", true), ("bfv-8192", true), ("bfv-4096", false)] {
+        let f = fixture(Context::preset(preset).unwrap());
+        let level = f.ctx.max_level();
+        let pairs = operands(&f, 9, native);
+        let spec = pairs[0].0.spec();
+        let len = f.ev.kernel_bytes_len(&spec).unwrap();
+        // a 64-byte header first, as a segment file has, then every gallery operand
+        let mut bytes = vec![0u8; 64];
+        for (g, _) in &pairs {
+            let before = bytes.len();
+            g.append_kernel_bytes(&f.ctx, &mut bytes).unwrap();
+            assert_eq!(bytes.len() - before, len, "{preset}");
+        }
+        assert_eq!(len, g_bytes(&f, &pairs[0].0), "{preset}");
+        let shared: SharedBytes = std::sync::Arc::new(bytes);
+        let read: Vec<(ProductOperand, ProductOperand)> = pairs
+            .iter()
+            .enumerate()
+            .map(|(i, (_, q))| {
+                let g =
+                    f.ev.shared_product(shared.clone(), 64 + i * len, &spec)
+                        .unwrap();
+                assert!(g.is_shared());
+                (g, q.clone())
+            })
+            .collect();
+        let new = || {
+            if native {
+                ProductAccumulator::native(&f.ctx, level).unwrap()
+            } else {
+                ProductAccumulator::new(&f.ctx, level).unwrap()
+            }
+        };
+        let sum = |pairs: &[(ProductOperand, ProductOperand)]| {
+            let mut acc = new();
+            acc.add_products(&refs(pairs)).unwrap();
+            acc.finish(&f.ev, &f.rk).unwrap()
+        };
+        assert!(sum(&read) == sum(&pairs), "{preset}: shared operands");
+        // a shared operand written again gives the same bytes
+        let mut again = Vec::new();
+        read[3].0.append_kernel_bytes(&f.ctx, &mut again).unwrap();
+        let shared_bytes: &[u8] = shared.as_ref().as_ref();
+        assert_eq!(again, shared_bytes[64 + 3 * len..64 + 4 * len]);
+        // out of range, misaligned
+        let total = 64 + pairs.len() * len;
+        assert!(
+            f.ev.shared_product(shared.clone(), total - len + 8, &spec)
+                .is_err()
+        );
+        assert!(
+            f.ev.shared_product(shared.clone(), usize::MAX - 3, &spec)
+                .is_err()
+        );
+        assert!(matches!(
+            f.ev.shared_product(shared.clone(), 68, &spec),
+            Err(HeError::UnusableBytes { .. })
+        ));
+        // another context's operand is refused when written
+        let other = Context::preset("ckks-16384").unwrap();
+        assert!(
+            pairs[0]
+                .0
+                .append_kernel_bytes(&other, &mut Vec::new())
+                .is_err()
+        );
+    }
+}
+
+/// Bytes of an operand in the kernel layout, from its primes.
+fn g_bytes(f: &Fixture, op: &ProductOperand) -> usize {
+    let compact = f.ev.compact_product(op.clone()).unwrap();
+    compact.residue_bytes()
+}

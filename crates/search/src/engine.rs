@@ -15,26 +15,15 @@ use crate::rank::check_channel_count;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 
-/// A segment ready for queries.
+/// A segment ready for queries: its gallery operands per channel, in memory or read in
+/// place from a mapped segment file (`blindsight_he::Evaluator::shared_product`), which
+/// the engine does not tell apart.
 pub struct PreparedSegment<E: SlotEvaluator> {
     /// The packing.
     pub layout: Layout,
     channels: usize,
-    operands: Operands<E>,
+    operands: Vec<Vec<E::Operand>>,
 }
-
-/// Where the gallery operands of a segment come from.
-enum Operands<E: SlotEvaluator> {
-    /// Prepared once and kept in memory (BFV: lifted to the extension basis once).
-    Resident(Vec<Vec<E::Operand>>),
-    /// Loaded and prepared for every query, a giant step at a time: for galleries larger
-    /// than memory. BFV then pays one basis extension per gallery ciphertext per query.
-    Streamed(Box<CiphertextLoader<E>>),
-}
-
-/// Produces ciphertext `k` of channel `c` of a segment.
-pub type CiphertextLoader<E> =
-    dyn Fn(usize, usize) -> Result<<E as SlotEvaluator>::Ct> + Send + Sync;
 
 impl<E: SlotEvaluator> PreparedSegment<E> {
     /// Prepares a segment's ciphertexts (per channel; in parallel) and keeps the operands
@@ -73,25 +62,24 @@ impl<E: SlotEvaluator> PreparedSegment<E> {
                     .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            layout,
-            channels,
-            operands: Operands::Resident(out),
-        })
+        Self::from_operands(layout, out)
     }
 
-    /// A segment of `channels` channels whose ciphertexts are loaded on demand by every
-    /// query.
-    pub fn streamed(
-        layout: Layout,
-        channels: usize,
-        load: Box<CiphertextLoader<E>>,
-    ) -> Result<Self> {
-        check_channel_count(channels, "segment channels")?;
+    /// A segment of prepared gallery operands (per channel, as many as the layout has).
+    pub fn from_operands(layout: Layout, operands: Vec<Vec<E::Operand>>) -> Result<Self> {
+        check_channel_count(operands.len(), "segment channels")?;
+        let expected = layout.ciphertexts_per_channel();
+        if let Some(bad) = operands.iter().find(|c| c.len() != expected) {
+            return Err(SearchError::CiphertextCount {
+                what: "segment operands",
+                expected,
+                actual: bad.len(),
+            });
+        }
         Ok(Self {
             layout,
-            channels,
-            operands: Operands::Streamed(load),
+            channels: operands.len(),
+            operands,
         })
     }
 
@@ -177,40 +165,24 @@ fn score_group<E: SlotEvaluator>(
 ) -> Result<E::Ct> {
     let l = &seg.layout;
     let base = group * l.block;
-    let mut acc = match &seg.operands {
-        Operands::Resident(ch) => {
-            let gallery = &ch[channel][base..base + l.block];
-            let giants = (0..l.giant())
-                .map(|gi| {
-                    let first = gi * l.baby;
-                    let count = l.baby.min(l.block - first);
-                    Ok((
-                        pairs_of(&gallery[first..first + count], babies, l, first)?,
-                        l.lane_step(first),
-                    ))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            ev.sum_of_rotated_products(&giants)?
-        }
-        // loaded and prepared a giant step at a time, so that a group's operands never sit
-        // in memory together
-        Operands::Streamed(load) => {
-            let parts = (0..l.giant())
-                .into_par_iter()
-                .map(|gi| {
-                    let first = gi * l.baby;
-                    let count = l.baby.min(l.block - first);
-                    let operands = (0..count)
-                        .into_par_iter()
-                        .map(|b| ev.operand(load(channel, base + first + b)?))
-                        .collect::<Result<Vec<_>>>()?;
-                    let sum = ev.sum_of_products(&pairs_of(&operands, babies, l, first)?)?;
-                    ev.rotate(&sum, l.lane_step(first))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            ev.add_all(parts)?
-        }
-    };
+    let gallery = seg
+        .operands
+        .get(channel)
+        .and_then(|ch| ch.get(base..base + l.block))
+        .ok_or_else(|| SearchError::Layout {
+            reason: format!("group {group} of channel {channel} is outside its segment"),
+        })?;
+    let giants = (0..l.giant())
+        .map(|gi| {
+            let first = gi * l.baby;
+            let count = l.baby.min(l.block - first);
+            Ok((
+                pairs_of(&gallery[first..first + count], babies, l, first)?,
+                l.lane_step(first),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut acc = ev.sum_of_rotated_products(&giants)?;
     // the fold's last steps are left to the response's trace (ring switch) where it can
     let trace = ev.max_trace().min(l.max_trace());
     for step in l.fold_steps_before_trace(trace) {

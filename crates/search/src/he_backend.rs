@@ -369,6 +369,22 @@ impl SlotCipher for CkksCipher {
     }
 }
 
+/// A ciphertext as a factor of products: native (no extension basis) wherever the level
+/// allows (CKKS always, BFV on the presets whose primes are ≡ 1 mod t), else lifted to the
+/// extension basis.
+pub fn product_operand(ev: &Evaluator, ct: Ciphertext) -> Result<ProductOperand> {
+    Ok(match ev.context().native_products(ct.level()) {
+        Ok(()) => ev.into_native_product(ct)?,
+        Err(_) => ev.prepare_product(&ct)?,
+    })
+}
+
+/// A gallery ciphertext as the products read it, in its most compact form: what a segment
+/// keeps in memory or writes to its file (needs no evaluation key).
+pub fn gallery_operand(ev: &Evaluator, ct: Ciphertext) -> Result<ProductOperand> {
+    Ok(ev.compact_product(product_operand(ev, ct)?)?)
+}
+
 /// Server side for both schemes: evaluation keys only.
 pub struct HeEvaluator {
     ctx: Context,
@@ -443,15 +459,10 @@ impl SlotEvaluator for HeEvaluator {
             .collect()
     }
     fn operand(&self, ct: Ciphertext) -> Result<ProductOperand> {
-        // Native products (no extension basis) wherever the level allows: CKKS always, BFV
-        // on the presets whose primes are ≡ 1 mod t.
-        Ok(match self.ctx.native_products(ct.level()) {
-            Ok(()) => self.ev.into_native_product(ct)?,
-            Err(_) => self.ev.prepare_product(&ct)?,
-        })
+        product_operand(&self.ev, ct)
     }
     fn gallery_operand(&self, ct: Ciphertext) -> Result<ProductOperand> {
-        Ok(self.ev.compact_product(self.operand(ct)?)?)
+        gallery_operand(&self.ev, ct)
     }
     fn sum_of_products(&self, pairs: &[(&ProductOperand, &ProductOperand)]) -> Result<Ciphertext> {
         Ok(self.accumulate(pairs)?.finish(&self.ev, &self.rk)?)

@@ -440,10 +440,11 @@ mod layouts {
     }
 }
 
-/// Streamed segments (operands loaded a giant step at a time) score exactly like resident
-/// ones (their giant steps summed by `sum_of_rotated_products`), at every trace.
+/// A segment made of operands prepared elsewhere (as the server's mapped segment files are)
+/// scores exactly like one prepared from its ciphertexts, at every trace; operands that do
+/// not cover the layout are refused.
 #[test]
-fn streamed_segments_score_like_resident_ones() {
+fn segments_from_operands_score_like_prepared_ones() {
     use blindsight_search::client::encrypt_segment;
     let shape = SlotShape {
         rows: 2,
@@ -468,18 +469,17 @@ fn streamed_segments_score_like_resident_ones() {
         let query: Vec<Vec<f64>> = (0..3).map(|_| (0..100).map(|_| next()).collect()).collect();
         let seg = encrypt_segment(&s, &vectors).unwrap();
         assert!(seg.layout.giant() > 1, "{:?}", seg.layout);
-        let resident = PreparedSegment::new(&s, seg.layout, seg.channels.clone()).unwrap();
-        let ch = seg.channels.clone();
-        let streamed: PreparedSegment<NoOp<i64>> = PreparedSegment::streamed(
-            seg.layout,
-            3,
-            Box::new(move |c: usize, k: usize| Ok(ch[c][k].clone())),
-        )
-        .unwrap();
+        let prepared = PreparedSegment::new(&s, seg.layout, seg.channels.clone()).unwrap();
+        let from_operands: PreparedSegment<NoOp<i64>> =
+            PreparedSegment::from_operands(seg.layout, seg.channels.clone()).unwrap();
         let q = encrypt_query(&s, &query).unwrap();
-        let a = score(&s, &[resident], &q).unwrap();
-        let b = score(&s, &[streamed], &q).unwrap();
+        let a = score(&s, &[prepared], &q).unwrap();
+        let b = score(&s, &[from_operands], &q).unwrap();
         assert_eq!(a, b, "trace {trace}");
+        let mut short = seg.channels.clone();
+        short[1].pop();
+        assert!(PreparedSegment::<NoOp<i64>>::from_operands(seg.layout, short).is_err());
+        assert!(PreparedSegment::<NoOp<i64>>::from_operands(seg.layout, Vec::new()).is_err());
     }
 }
 

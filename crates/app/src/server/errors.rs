@@ -15,6 +15,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// Whether the request met a concurrent change (409).
+    pub fn is_conflict(&self) -> bool {
+        self.status == StatusCode::CONFLICT
+    }
+
     /// An answer with `status` and `message`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {

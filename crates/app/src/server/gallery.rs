@@ -7,17 +7,25 @@
 //! that holds them; evaluators are cached by (collection, keys version). A search therefore
 //! always sees every write acknowledged before it started, and never a deleted image.
 //!
-//! Memory: the cache holds at most `budget` bytes of prepared operands and evaluation keys
-//! (least recently used first out). A segment that does not fit without evicting what the
-//! current search itself uses is not cached: the search streams it from its serialized
-//! ciphertexts. Loads are single-flight: one load per collection at a time, so concurrent
-//! first searches do not prepare the same segments twice.
+//! Memory: a segment's operands are read in place from its mapped segment file
+//! (`crate::store::segment_file`): the page cache holds them, not the heap, so a gallery
+//! larger than memory costs disk or page-cache bandwidth and the server's anonymous memory
+//! stays bounded. The cache holds at most `budget` bytes of evaluation keys and of the
+//! operands' handles (least recently used first out); what does not fit is used by the
+//! search that loaded it and dropped. Loads are single-flight: one load per collection at a
+//! time, so concurrent first searches do not map the same segments twice. A segment
+//! compacted away between the snapshot and the opening of its file (removed once its
+//! transaction committed) makes the load start again from a new snapshot.
 
 use super::errors::ApiError;
 use super::state::{AppState, CollectionLocks};
+use crate::errors::AppError;
 use crate::store::CollectionRecord;
-use blindsight_he::{Ciphertext, Context, GaloisKeys, RelinKey, RingSwitchKey, Serializable};
-use blindsight_search::Layout;
+use crate::store::mapped::map_segment_file;
+use crate::store::segment_file::open_segment;
+use blindsight_he::{
+    Context, Evaluator, GaloisKeys, ProductOperand, RelinKey, RingSwitchKey, Serializable,
+};
 use blindsight_search::engine::PreparedSegment;
 use blindsight_search::he_backend::HeEvaluator;
 use std::collections::HashMap;
@@ -170,7 +178,16 @@ impl GalleryCache {
         state: &AppState,
         record: &CollectionRecord,
     ) -> Result<Arc<Gallery>, ApiError> {
-        self.loads.run(record.id, || self.load_now(state, record))
+        self.loads.run(record.id, || {
+            // a segment removed by a compaction after the snapshot was read: read again
+            for _ in 0..LOAD_ATTEMPTS - 1 {
+                match self.load_now(state, record) {
+                    Err(e) if e.is_conflict() => continue,
+                    other => return other,
+                }
+            }
+            self.load_now(state, record)
+        })
     }
 
     /// [`GalleryCache::load`], under the collection's load lock.
@@ -194,7 +211,6 @@ impl GalleryCache {
             })?;
             let mut segments = Vec::with_capacity(snap.segments.len());
             for view in &snap.segments {
-                let layout = Layout::from_bytes(&view.layout)?;
                 let origin = (record.id, view.layout.clone());
                 let cached = {
                     let mut inner = self.lock().map_err(to_app)?;
@@ -211,21 +227,28 @@ impl GalleryCache {
                     Some(p) => p,
                     None => {
                         prepared_now += 1;
+                        let path = r.segment_path(view.id);
+                        let map = map_segment_file(&path).map_err(|e| match e {
+                            AppError::Io { source, .. }
+                                if source.kind() == std::io::ErrorKind::NotFound =>
+                            {
+                                AppError::Conflict(format!(
+                                    "segment {} was compacted away while the collection \
+                                     loaded; search again",
+                                    view.id
+                                ))
+                            }
+                            e => e,
+                        })?;
+                        let plain = Evaluator::new(&ctx);
                         let channels = record.vectors.channels();
-                        let blobs = r.segment_ciphertexts(view.id, channels)?;
-                        let bytes = channels
-                            * layout.ciphertexts_per_channel()
-                            * ctx.product_operand_bytes(ctx.max_level());
-                        let room =
-                            self.lock()
-                                .map_err(to_app)?
-                                .make_room(bytes, self.budget, since);
-                        if room {
-                            let p =
-                                Arc::new(PreparedSegment::load(&*ev, layout, channels, |c, k| {
-                                    stored_ciphertext(&ctx, &layout, &blobs, c, k)
-                                })?);
-                            let mut inner = self.lock().map_err(to_app)?;
+                        let (layout, operands) =
+                            open_segment(&path, Arc::new(map), &plain, &view.layout, channels)?;
+                        let handles = layout.ciphertexts_per_channel() * channels;
+                        let bytes = handles * size_of::<ProductOperand>();
+                        let p = Arc::new(PreparedSegment::from_operands(layout, operands)?);
+                        let mut inner = self.lock().map_err(to_app)?;
+                        if inner.make_room(bytes, self.budget, since) {
                             inner.used = inner.used.saturating_add(bytes);
                             let old = inner.segments.insert(
                                 view.id,
@@ -239,17 +262,8 @@ impl GalleryCache {
                             if let Some(old) = old {
                                 inner.used = inner.used.saturating_sub(old.bytes);
                             }
-                            p
-                        } else {
-                            let ctx = ctx.clone();
-                            Arc::new(PreparedSegment::streamed(
-                                layout,
-                                channels,
-                                Box::new(move |c, k| {
-                                    stored_ciphertext(&ctx, &layout, &blobs, c, k)
-                                }),
-                            )?)
                         }
+                        p
                     }
                 };
                 segments.push(LoadedSegment {
@@ -316,58 +330,49 @@ impl GalleryCache {
     }
 }
 
-fn to_app(e: ApiError) -> crate::errors::AppError {
-    crate::errors::AppError::Internal(format!("{e:?}"))
+fn to_app(e: ApiError) -> AppError {
+    AppError::Internal(format!("{e:?}"))
 }
 
-/// Ciphertext `k` of channel `c` of a stored segment.
-fn stored_ciphertext(
-    ctx: &Context,
-    layout: &Layout,
-    blobs: &[Vec<Vec<u8>>],
-    c: usize,
-    k: usize,
-) -> blindsight_search::Result<Ciphertext> {
-    let b = blobs.get(c).and_then(|ch| ch.get(k)).ok_or(
-        blindsight_search::SearchError::CiphertextCount {
-            what: "stored ciphertexts",
-            expected: layout.ciphertexts_per_channel(),
-            actual: blobs.get(c).map_or(0, Vec::len),
-        },
-    )?;
-    Ok(Ciphertext::from_bytes(ctx, b)?)
-}
+/// Loads of a collection tried before a missing segment file is an error.
+const LOAD_ATTEMPTS: usize = 3;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A one-operand segment (a real operand: the cache never looks inside).
+    fn segment() -> Arc<PreparedSegment<HeEvaluator>> {
+        let ctx = Context::preset("ckks-8192").unwrap_or_else(|e| panic!("{e}"));
+        let sk = blindsight_he::SecretKey::generate(&ctx).unwrap_or_else(|e| panic!("{e}"));
+        let pt = blindsight_he::CkksEncoder::new(&ctx)
+            .and_then(|e| e.encode(&[0.5], 1e6, ctx.max_level()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ct = sk.encrypt(&ctx, &pt).unwrap_or_else(|e| panic!("{e}"));
+        let op = blindsight_search::he_backend::gallery_operand(&Evaluator::new(&ctx), ct)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let layout = blindsight_search::Layout::new(
+            1,
+            4,
+            4,
+            blindsight_search::slots::SlotShape {
+                rows: 1,
+                row_len: 8,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        Arc::new(
+            PreparedSegment::from_operands(layout, vec![vec![op]])
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+    }
 
     fn entry(inner: &mut Inner, id: i64, bytes: usize, used_at: u64) {
         inner.used += bytes;
         inner.segments.insert(
             id,
             Cached {
-                value: Arc::new(
-                    PreparedSegment::streamed(
-                        Layout::new(
-                            1,
-                            4,
-                            4,
-                            blindsight_search::slots::SlotShape {
-                                rows: 1,
-                                row_len: 8,
-                            },
-                        )
-                        .unwrap_or_else(|e| panic!("{e}")),
-                        1,
-                        Box::new(|_, _| {
-                            Err(blindsight_search::SearchError::Layout {
-                                reason: "test".into(),
-                            })
-                        }),
-                    )
-                    .unwrap_or_else(|e| panic!("{e}")),
-                ),
+                value: segment(),
                 bytes,
                 used_at,
                 origin: (0, Vec::new()),

@@ -20,11 +20,13 @@ pub mod auth;
 pub mod body;
 pub mod errors;
 pub mod gallery;
+pub mod ingest;
 pub mod listener;
 mod local;
 pub mod routes;
 pub mod state;
 pub mod tls;
+pub(crate) mod upgrade;
 
 pub use local::LocalServer;
 

@@ -19,9 +19,10 @@
 use super::auth::{self, Authorized};
 use super::body;
 use super::errors::{ApiError, json};
+use super::ingest;
 use super::state::AppState;
 use crate::errors::AppError;
-use crate::store::{CollectionRecord, KeyUpdate, NewCollection, SegmentBatch};
+use crate::store::{CollectionRecord, NewCollection};
 use crate::wire::{self, AppendSegment, CompactSegment, CreateCollection};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -43,11 +44,6 @@ use tokio::sync::OwnedSemaphorePermit;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
-
-/// Largest keyed content tag of an image.
-const MAX_TAG_BYTES: usize = 64;
-/// Largest sealed metadata of an image.
-const MAX_META_BYTES: usize = 4 << 10;
 
 /// The application: every route with its policy layers.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -260,145 +256,6 @@ async fn images(
     .await
 }
 
-/// A batch checked against its collection, with the Galois keys to store if it brought any.
-struct CheckedBatch {
-    keys: Option<(Vec<u8>, Vec<u64>)>,
-}
-
-impl CheckedBatch {
-    /// The key update to write with the batch.
-    fn key_update(&self) -> Option<KeyUpdate<'_>> {
-        self.keys.as_ref().map(|(k, e)| KeyUpdate {
-            galois_keys: k,
-            galois_elements: e,
-        })
-    }
-}
-
-/// Validates an ingest batch against the collection (never against what the message says of
-/// itself): the only acceptable layout is the one the collection's parameters give for the
-/// batch's image count; every ciphertext is a fresh one of the collection's parameters;
-/// image positions are `0..count`; sizes are bounded; the collection's Galois keys,
-/// completed by the batch's, cover the layout.
-fn check_batch(
-    state: &AppState,
-    record: &CollectionRecord,
-    ctx: &Context,
-    msg: &AppendSegment,
-) -> Result<CheckedBatch, ApiError> {
-    let limits = &state.options.limits;
-    let n = msg.images.len();
-    if n == 0 || n > limits.max_batch_images {
-        return Err(AppError::Malformed(format!(
-            "a batch holds 1 to {} images, not {n}",
-            limits.max_batch_images
-        ))
-        .into());
-    }
-    let layout = segment_layout(ctx, n, record.vectors.dim())?;
-    if msg.layout != layout.to_bytes() {
-        return Err(AppError::Malformed(format!(
-            "the batch's layout is not the one this collection's parameters give for {n} \
-             images of {} values",
-            record.vectors.dim()
-        ))
-        .into());
-    }
-    if msg.ciphertexts.len() != record.vectors.channels() {
-        return Err(AppError::Malformed(format!(
-            "the collection holds {} ({} channels); the batch has {} channels",
-            record.vectors,
-            record.vectors.channels(),
-            msg.ciphertexts.len()
-        ))
-        .into());
-    }
-    let expected = layout.ciphertexts_per_channel();
-    for ch in &msg.ciphertexts {
-        if ch.len() != expected {
-            return Err(AppError::Malformed(format!(
-                "expected {expected} ciphertexts per channel, got {}",
-                ch.len()
-            ))
-            .into());
-        }
-        for bytes in ch {
-            let ct = Ciphertext::from_bytes(ctx, bytes)?;
-            if ct.size() != 2 || ct.level() != ctx.max_level() {
-                return Err(AppError::Malformed(
-                    "gallery ciphertexts must be fresh encryptions (2 polynomials, top level)"
-                        .into(),
-                )
-                .into());
-            }
-        }
-    }
-    let mut positions = vec![false; n];
-    for img in &msg.images {
-        match positions.get_mut(img.position) {
-            Some(seen) if !*seen => *seen = true,
-            _ => {
-                return Err(AppError::Malformed(
-                    "image positions must be 0..count of the batch, each once".into(),
-                )
-                .into());
-            }
-        }
-        if img.tag.len() > MAX_TAG_BYTES
-            || img.meta.len() > MAX_META_BYTES
-            || img.payload.len() > limits.max_image_bytes
-        {
-            return Err(AppError::Malformed(format!(
-                "an image's tag, metadata or payload is too large (limits: {MAX_TAG_BYTES} B, \
-                 {MAX_META_BYTES} B, {} B)",
-                limits.max_image_bytes
-            ))
-            .into());
-        }
-    }
-    let needed: Vec<u64> = layout
-        .galois_steps()
-        .into_iter()
-        .map(|s| ctx.galois_element(s))
-        .collect();
-    let reader = state.reader()?;
-    let stored: HashSet<u64> = reader.galois_elements(record.id)?.into_iter().collect();
-    let keys = if msg.galois_keys.is_empty() {
-        None
-    } else {
-        let fresh = GaloisKeys::from_bytes(ctx, &msg.galois_keys)?;
-        if fresh.elements().all(|e| stored.contains(&e)) {
-            None
-        } else {
-            let blobs = reader.evaluation_keys(record.id)?;
-            let mut keys = GaloisKeys::from_bytes(ctx, &blobs.galois_keys)?;
-            keys.merge(fresh)?;
-            let elements: Vec<u64> = keys.elements().collect();
-            Some((keys.to_bytes(ctx)?, elements))
-        }
-    };
-    let have: HashSet<u64> = match &keys {
-        Some((_, e)) => e.iter().copied().collect(),
-        None => stored,
-    };
-    let missing: Vec<u64> = needed.into_iter().filter(|e| !have.contains(e)).collect();
-    if !missing.is_empty() {
-        return Err(AppError::Malformed(format!(
-            "the layout needs Galois keys for elements {missing:?}; send them with the batch"
-        ))
-        .into());
-    }
-    Ok(CheckedBatch { keys })
-}
-
-fn batch_of(msg: &AppendSegment) -> SegmentBatch<'_> {
-    SegmentBatch {
-        layout: &msg.layout,
-        ciphertexts: &msg.ciphertexts,
-        images: &msg.images,
-    }
-}
-
 async fn append(
     State(state): State<Arc<AppState>>,
     Extension(Authorized(record)): Extension<Authorized>,
@@ -413,12 +270,13 @@ async fn append(
         // the decoded copy is all that is needed from here: free the body
         let body_len = body.len();
         drop(body);
+        let staged = ingest::stage(state, &record, &ctx, &msg)?;
         let segment = state.write_gated(record.id, || {
-            let checked = check_batch(state, &record, &ctx, &msg)?;
+            let keys = ingest::check_keys(state, &record, &ctx, &msg)?;
             Ok(state.writer()?.append_segment(
                 record.id,
-                &batch_of(&msg),
-                checked.key_update().as_ref(),
+                staged.into_batch(&msg),
+                keys.as_ref().map(ingest::NewKeys::update).as_ref(),
                 &state.options.quota,
             )?)
         })?;
@@ -442,18 +300,25 @@ async fn compact(
         let ctx = state.context(&record.params)?;
         let msg = CompactSegment::decode(&body)?;
         drop(body);
+        let staged = match &msg.batch {
+            Some(b) => Some(ingest::stage(state, &record, &ctx, b)?),
+            None => None,
+        };
         let new = state.write_gated(record.id, || {
-            let checked = match &msg.batch {
-                Some(b) => Some(check_batch(state, &record, &ctx, b)?),
+            let keys = match &msg.batch {
+                Some(b) => ingest::check_keys(state, &record, &ctx, b)?,
                 None => None,
             };
-            let keys = checked.as_ref().and_then(CheckedBatch::key_update);
+            let batch = match (staged, &msg.batch) {
+                (Some(s), Some(b)) => Some(s.into_batch(b)),
+                _ => None,
+            };
             Ok(state.writer()?.replace_segment(
                 record.id,
                 msg.old,
                 &msg.live,
-                msg.batch.as_ref().map(batch_of).as_ref(),
-                keys.as_ref(),
+                batch,
+                keys.as_ref().map(ingest::NewKeys::update).as_ref(),
                 &state.options.quota,
             )?)
         })?;

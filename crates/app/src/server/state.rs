@@ -7,6 +7,7 @@ use super::errors::ApiError;
 use super::gallery::GalleryCache;
 use crate::errors::Result;
 use crate::store::Store;
+use crate::store::files::SegmentFiles;
 use blindsight_he::{Context, Parameters};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub heavy: Arc<Semaphore>,
     /// The database's identity.
     pub store_id: String,
+    /// The segment directory (uploaded segments are staged here before their transaction).
+    pub files: SegmentFiles,
     db: PathBuf,
     writer: Mutex<Store>,
     contexts: Mutex<HashMap<Vec<u8>, Context>>,
@@ -60,12 +63,15 @@ impl CollectionLocks {
 }
 
 impl AppState {
-    /// Opens the store (migrating it) and loads the token table.
+    /// Opens the store (migrating it, and writing the segment files of segments stored
+    /// before them) and loads the token table.
     pub fn open(options: ServerOptions) -> Result<Arc<Self>> {
-        let writer = Store::open(&options.db)?;
+        let mut writer = Store::open(&options.db)?;
+        super::upgrade::give_segments_files(&mut writer)?;
         let auth = AuthTable::load(&writer)?;
         let store_id = writer.store_id()?;
         Ok(Arc::new(Self {
+            files: SegmentFiles::beside(&options.db)?,
             gallery: GalleryCache::new(options.memory_budget),
             heavy: Arc::new(Semaphore::new(options.limits.max_concurrent.max(1))),
             auth,

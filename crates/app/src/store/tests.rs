@@ -2,10 +2,9 @@ use super::*;
 
 const PIXELS: VectorKind = VectorKind::Pixels { side: 64 };
 
-fn batch(first_id: i64, n: usize) -> (Vec<Vec<Vec<u8>>>, Vec<ImageRecord>) {
-    let cts = (0u8..3)
-        .map(|c| (0..4).map(|k| vec![c, k as u8, 9]).collect())
-        .collect();
+/// The content of a segment file (opaque to the store) and the images of a batch.
+fn batch(first_id: i64, n: usize) -> (Vec<u8>, Vec<ImageRecord>) {
+    let cts = vec![first_id as u8, n as u8, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9];
     let images = (0..n)
         .map(|i| ImageRecord {
             id: first_id + i as i64,
@@ -18,14 +17,18 @@ fn batch(first_id: i64, n: usize) -> (Vec<Vec<Vec<u8>>>, Vec<ImageRecord>) {
     (cts, images)
 }
 
+/// A batch whose segment file, holding `content`, is staged in `s`'s segment directory.
 fn seg<'a>(
+    s: &Store,
     layout: &'a [u8],
-    cts: &'a [Vec<Vec<u8>>],
+    content: &[u8],
     images: &'a [ImageRecord],
 ) -> SegmentBatch<'a> {
+    let mut w = s.files().stage().unwrap();
+    w.write(content).unwrap();
     SegmentBatch {
         layout,
-        ciphertexts: cts,
+        file: w.finish().unwrap(),
         images,
     }
 }
@@ -53,7 +56,7 @@ fn collection(store: &mut Store, name: &str) -> i64 {
 
 fn append(s: &mut Store, c: i64, first_id: i64, n: usize) -> Result<i64> {
     let (cts, images) = batch(first_id, n);
-    s.append_segment(c, &seg(b"layout", &cts, &images), None, &Q)
+    s.append_segment(c, seg(s, b"layout", &cts, &images), None, &Q)
 }
 
 #[test]
@@ -69,11 +72,16 @@ fn batches_round_trip_and_persist_across_reopen() {
         let c = collection(&mut s, "photos");
         let (cts, images) = batch(100, 3);
         let id = s
-            .append_segment(c, &seg(b"layout", &cts, &images), None, &Q)
+            .append_segment(c, seg(&s, b"layout", &cts, &images), None, &Q)
             .unwrap();
-        assert_eq!(s.segment_ciphertexts(id, 3).unwrap(), cts);
-        // a reader asking for fewer channels gets fewer (the count check then fails)
-        assert_eq!(s.segment_ciphertexts(id, 1).unwrap(), cts[..1]);
+        // the segment's file is in place, nothing left in the staging directory
+        assert_eq!(std::fs::read(s.segment_path(id)).unwrap(), cts);
+        assert_eq!(
+            std::fs::read_dir(s.files().dir().join("tmp"))
+                .unwrap()
+                .count(),
+            0
+        );
         assert!(matches!(
             s.create_collection(&new_collection("photos"), &Q),
             Err(AppError::AlreadyExists { .. })
@@ -112,7 +120,7 @@ fn a_failing_batch_leaves_nothing_behind() {
     let mut s = Store::in_memory().unwrap();
     let c = collection(&mut s, "photos");
     let (cts, images) = batch(1, 3);
-    s.append_segment(c, &seg(b"layout", &cts, &images), None, &Q)
+    s.append_segment(c, seg(&s, b"layout", &cts, &images), None, &Q)
         .unwrap();
     let version = s.usage(c).unwrap().version;
     // same tags again: the whole batch is refused, keys included
@@ -123,19 +131,19 @@ fn a_failing_batch_leaves_nothing_behind() {
         galois_elements: &[7],
     };
     assert!(matches!(
-        s.append_segment(c, &seg(b"layout2", &cts2, &images2), Some(&keys), &Q),
+        s.append_segment(c, seg(&s, b"layout2", &cts2, &images2), Some(&keys), &Q),
         Err(AppError::Conflict(_))
     ));
     // an id already used in the collection, or twice in the batch
     let (cts3, mut images3) = batch(60, 3);
     images3[1].id = 2;
     assert!(matches!(
-        s.append_segment(c, &seg(b"l", &cts3, &images3), None, &Q),
+        s.append_segment(c, seg(&s, b"l", &cts3, &images3), None, &Q),
         Err(AppError::Conflict(_))
     ));
     images3[1].id = 60;
     assert!(matches!(
-        s.append_segment(c, &seg(b"l", &cts3, &images3), None, &Q),
+        s.append_segment(c, seg(&s, b"l", &cts3, &images3), None, &Q),
         Err(AppError::Conflict(_))
     ));
     assert_eq!(s.segments(c).unwrap().len(), 1);
@@ -185,7 +193,7 @@ fn every_write_bumps_the_version_in_its_transaction() {
         galois_keys: b"gk",
         galois_elements: &[3],
     };
-    s.append_segment(c, &seg(b"l", &cts, &images), Some(&keys), &Q)
+    s.append_segment(c, seg(&s, b"l", &cts, &images), Some(&keys), &Q)
         .unwrap();
     let v3 = s.usage(c).unwrap();
     assert_eq!(v3.version, v2.version + 1);
@@ -204,18 +212,18 @@ fn snapshots_hold_exactly_the_live_set() {
     let s1 = append(&mut s, c, 1, 3).unwrap();
     let s2 = append(&mut s, c, 10, 2).unwrap();
     s.delete_images(c, &[2, 11]).unwrap();
-    let (snap, keys, cts) = s
+    let (snap, keys, file) = s
         .snapshot(c, |snap, r| {
             Ok((
                 snap.clone(),
                 r.evaluation_keys(c)?,
-                r.segment_ciphertexts(s1, 3)?,
+                std::fs::read(r.segment_path(s1)).unwrap(),
             ))
         })
         .unwrap();
     assert_eq!(snap.version, s.usage(c).unwrap().version);
     assert_eq!(keys.relin_key, b"rk".to_vec());
-    assert_eq!(cts[0].len(), 4);
+    assert_eq!(file, batch(1, 3).0);
     let live: Vec<(i64, Vec<(usize, i64)>)> = snap
         .segments
         .iter()
@@ -230,7 +238,7 @@ fn compaction_needs_the_live_set_it_was_computed_from() {
     let c = collection(&mut s, "photos");
     let (cts, images) = batch(1, 3);
     let old = s
-        .append_segment(c, &seg(b"l", &cts, &images), None, &Q)
+        .append_segment(c, seg(&s, b"l", &cts, &images), None, &Q)
         .unwrap();
     append(&mut s, c, 10, 1).unwrap();
     s.delete_images(c, &[2]).unwrap();
@@ -251,7 +259,7 @@ fn compaction_needs_the_live_set_it_was_computed_from() {
             c,
             old,
             &[1, 3],
-            Some(&seg(b"l2", &cts2, &rebuilt)),
+            Some(seg(&s, b"l2", &cts2, &rebuilt)),
             None,
             &Q
         )
@@ -264,7 +272,14 @@ fn compaction_needs_the_live_set_it_was_computed_from() {
     good[1].tag = images[2].tag.clone();
     s.delete_images(c, &[3]).unwrap();
     assert!(matches!(
-        s.replace_segment(c, old, &[1, 3], Some(&seg(b"l3", &cts3, &good)), None, &Q),
+        s.replace_segment(
+            c,
+            old,
+            &[1, 3],
+            Some(seg(&s, b"l3", &cts3, &good)),
+            None,
+            &Q
+        ),
         Err(AppError::Conflict(_))
     ));
     assert!(
@@ -276,7 +291,7 @@ fn compaction_needs_the_live_set_it_was_computed_from() {
     only[0].tag = images[0].tag.clone();
     let before = s.usage(c).unwrap().version;
     let new = s
-        .replace_segment(c, old, &[1], Some(&seg(b"l4", &cts4, &only)), None, &Q)
+        .replace_segment(c, old, &[1], Some(seg(&s, b"l4", &cts4, &only)), None, &Q)
         .unwrap()
         .unwrap();
     assert_eq!(s.usage(c).unwrap().version, before + 1);
@@ -319,20 +334,20 @@ fn quotas_refuse_the_write_that_passes_them() {
     ));
     let c = s.create_collection(&new_collection("a"), &tight).unwrap();
     let (cts, images) = batch(1, 3);
-    s.append_segment(c, &seg(b"l", &cts, &images), None, &tight)
+    s.append_segment(c, seg(&s, b"l", &cts, &images), None, &tight)
         .unwrap();
     let (cts, images) = batch(10, 2);
     assert!(matches!(
-        s.append_segment(c, &seg(b"l", &cts, &images), None, &tight),
+        s.append_segment(c, seg(&s, b"l", &cts, &images), None, &tight),
         Err(AppError::QuotaExceeded {
             what: "stored images",
             ..
         })
     ));
     let (mut cts, images) = batch(10, 1);
-    cts[0][0] = vec![0; 2000];
+    cts.resize(2000, 0);
     assert!(matches!(
-        s.append_segment(c, &seg(b"l", &cts, &images), None, &tight),
+        s.append_segment(c, seg(&s, b"l", &cts, &images), None, &tight),
         Err(AppError::QuotaExceeded {
             what: "stored bytes",
             ..
@@ -344,7 +359,7 @@ fn quotas_refuse_the_write_that_passes_them() {
     };
     let (cts, images) = batch(20, 1);
     assert!(matches!(
-        s.append_segment(c, &seg(b"l", &cts, &images), Some(&keys), &tight),
+        s.append_segment(c, seg(&s, b"l", &cts, &images), Some(&keys), &tight),
         Err(AppError::QuotaExceeded { .. })
     ));
     assert_eq!(s.usage(c).unwrap().images, 3, "refused writes left nothing");
@@ -462,7 +477,14 @@ fn segment_ids_are_never_reused() {
         let (cts, mut images) = batch(20, 1);
         images[0].tag = vec![0, 1];
         images[0].id = 2;
-        s.replace_segment(a, first, &[1, 2], Some(&seg(b"l", &cts, &images)), None, &Q)
+        s.replace_segment(
+            a,
+            first,
+            &[1, 2],
+            Some(seg(&s, b"l", &cts, &images)),
+            None,
+            &Q,
+        )
     };
     assert!(matches!(rebuilt, Err(AppError::Conflict(_))), "{rebuilt:?}");
     assert_eq!(
@@ -471,4 +493,136 @@ fn segment_ids_are_never_reused() {
     );
     let again = append(&mut s, b, 5, 1).unwrap();
     assert!(again > next);
+}
+
+/// A store written before segment files (schema 4: ciphertexts as rows) opens, and the
+/// server's upgrade gives its segment a file holding exactly the gallery operands of its
+/// ciphertexts, drops the rows, accounts the file's bytes, and does nothing the second time.
+#[test]
+fn segments_stored_before_segment_files_get_theirs() {
+    use crate::server::upgrade::give_segments_files;
+    use blindsight_he::{CkksEncoder, Context, Evaluator, SecretKey, Serializable};
+    use blindsight_search::he_backend::{gallery_operand, segment_layout};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v4.db");
+    let ctx = Context::preset("ckks-8192").unwrap();
+    let sk = SecretKey::generate(&ctx).unwrap();
+    let encoder = CkksEncoder::new(&ctx).unwrap();
+    let layout = segment_layout(&ctx, 2, 4).unwrap();
+    let cts: Vec<_> = (0..layout.ciphertexts_per_channel())
+        .map(|k| {
+            let pt = encoder
+                .encode(&[0.25 * k as f64, -0.5], 1e9, ctx.max_level())
+                .unwrap();
+            sk.encrypt(&ctx, &pt).unwrap()
+        })
+        .collect();
+    {
+        let conn = Connection::open(&path).unwrap();
+        for (i, m) in MIGRATIONS[..4].iter().enumerate() {
+            conn.execute_batch(m).unwrap();
+            conn.pragma_update(None, "user_version", i as i64 + 1)
+                .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO collections (id, name, params, fingerprint, dim, token_hash, key_id, created_at, vectors, stored_bytes)
+             VALUES (1, 'old', ?1, ?2, 4, x'00', 'k', 0, 'embedding:4:m@1:l2', 10000000)",
+            params![ctx.params().to_envelope(), ctx.params().fingerprint().to_vec()],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO segments (id, collection_id, layout) VALUES (5, 1, ?1)",
+            [layout.to_bytes()],
+        )
+        .unwrap();
+        conn.execute_batch(
+            "INSERT INTO collection_keys (collection_id, relin_key, galois_keys) VALUES (1, x'', x'');
+             INSERT INTO images (collection_id, id, segment_id, position, tag, meta, payload)
+                 VALUES (1, 42, 5, 0, x'01', x'', x''), (1, 43, 5, 1, x'02', x'', x'');",
+        )
+        .unwrap();
+        for (k, ct) in cts.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO ciphertexts VALUES (5, 0, ?1, ?2)",
+                params![k as i64, ct.to_bytes(&ctx).unwrap()],
+            )
+            .unwrap();
+        }
+    }
+    let mut s = Store::open(&path).unwrap();
+    assert_eq!(s.segments_without_files().unwrap(), vec![(5, 1)]);
+    assert_eq!(give_segments_files(&mut s).unwrap(), 1);
+    assert!(s.segments_without_files().unwrap().is_empty());
+    assert!(s.segment_ciphertexts(5, 1).unwrap()[0].is_empty());
+    let file_bytes = std::fs::metadata(s.segment_path(5)).unwrap().len();
+    let blob_bytes: u64 = cts
+        .iter()
+        .map(|c| c.to_bytes(&ctx).unwrap().len() as u64)
+        .sum();
+    assert_eq!(
+        s.usage(1).unwrap().stored_bytes,
+        10_000_000 - blob_bytes + file_bytes
+    );
+    let ev = Evaluator::new(&ctx);
+    let map = std::sync::Arc::new(mapped::map_segment_file(&s.segment_path(5)).unwrap());
+    let (_, operands) =
+        segment_file::open_segment(&s.segment_path(5), map, &ev, &layout.to_bytes(), 1).unwrap();
+    for (op, ct) in operands[0].iter().zip(cts) {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        op.append_kernel_bytes(&ctx, &mut a).unwrap();
+        gallery_operand(&ev, ct)
+            .unwrap()
+            .append_kernel_bytes(&ctx, &mut b)
+            .unwrap();
+        assert!(a == b);
+    }
+    // a file of the wrong collection's channel count, or another layout, is refused
+    let map = std::sync::Arc::new(mapped::map_segment_file(&s.segment_path(5)).unwrap());
+    assert!(matches!(
+        segment_file::open_segment(&s.segment_path(5), map.clone(), &ev, &layout.to_bytes(), 3),
+        Err(AppError::SegmentFile { .. })
+    ));
+    let other = segment_layout(&ctx, 3, 4).unwrap().to_bytes();
+    assert!(segment_file::open_segment(&s.segment_path(5), map, &ev, &other, 1).is_err());
+    assert_eq!(give_segments_files(&mut s).unwrap(), 0);
+    drop(s);
+    // reopened: the file is the segment's, not an orphan
+    let s = Store::open(&path).unwrap();
+    assert!(s.segment_path(5).exists());
+}
+
+/// Files no row names (a crash between a file's rename and its transaction's commit, or
+/// after a compaction's commit and before its file was removed) and stale temporary files
+/// go when the store is opened; committed segments' files, fresh temporary files (a write
+/// in progress) and files of other names stay.
+#[test]
+fn orphaned_segment_files_are_collected_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let (kept, orphan, stale, fresh, other);
+    {
+        let mut s = Store::open(&path).unwrap();
+        let c = collection(&mut s, "a");
+        let id = append(&mut s, c, 1, 2).unwrap();
+        kept = s.segment_path(id);
+        orphan = s.segment_path(id + 7);
+        std::fs::write(&orphan, b"left by a crash").unwrap();
+        stale = s.files().dir().join("tmp").join("old.part");
+        std::fs::write(&stale, b"x").unwrap();
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+        fresh = s.files().dir().join("tmp").join("new.part");
+        std::fs::write(&fresh, b"y").unwrap();
+        other = s.files().dir().join("README");
+        std::fs::write(&other, b"z").unwrap();
+    }
+    let mut s = Store::open(&path).unwrap();
+    assert!(kept.exists() && fresh.exists() && other.exists());
+    assert!(!orphan.exists() && !stale.exists());
+    assert_eq!(s.collect_orphans().unwrap(), 0);
 }

@@ -1,0 +1,202 @@
+//! Uploaded segments (ingest batches and compactions), checked against their collection
+//! (never against what the message says of itself) and written to their segment file
+//! before their transaction.
+//!
+//! [`stage`] needs nothing of the store but the segment directory, so it runs outside the
+//! collection's write gate: the shape checks (layout, counts, positions, sizes), then every
+//! ciphertext deserialized, checked to be a fresh encryption of the collection's parameters
+//! and converted to its gallery operand in the file. [`check_keys`] reads the collection's
+//! Galois keys and runs under the gate, just before the transaction.
+
+use super::errors::ApiError;
+use super::state::AppState;
+use crate::errors::AppError;
+use crate::store::files::StagedFile;
+use crate::store::segment_file::write_segment;
+use crate::store::{CollectionRecord, KeyUpdate, SegmentBatch};
+use crate::wire::AppendSegment;
+use blindsight_he::{Ciphertext, Context, Evaluator, GaloisKeys, Serializable};
+use blindsight_search::Layout;
+use blindsight_search::he_backend::segment_layout;
+use std::collections::HashSet;
+
+/// Largest keyed content tag of an image.
+pub const MAX_TAG_BYTES: usize = 64;
+/// Largest sealed metadata of an image.
+pub const MAX_META_BYTES: usize = 4 << 10;
+
+/// An uploaded segment whose file is written and synced, waiting for its transaction.
+pub struct Staged {
+    file: StagedFile,
+}
+
+impl Staged {
+    /// The batch to write: `msg`'s layout and images with the staged file.
+    pub fn into_batch(self, msg: &AppendSegment) -> SegmentBatch<'_> {
+        SegmentBatch {
+            layout: &msg.layout,
+            file: self.file,
+            images: &msg.images,
+        }
+    }
+}
+
+/// Galois keys to store with a batch (the collection's, completed by the batch's).
+pub struct NewKeys {
+    keys: Vec<u8>,
+    elements: Vec<u64>,
+}
+
+impl NewKeys {
+    /// The key update to write with the batch.
+    pub fn update(&self) -> KeyUpdate<'_> {
+        KeyUpdate {
+            galois_keys: &self.keys,
+            galois_elements: &self.elements,
+        }
+    }
+}
+
+/// Checks an uploaded segment's shape, then writes its segment file: the only acceptable
+/// layout is the one the collection's parameters give for the batch's image count; every
+/// ciphertext is a fresh one (2 polynomials, top level) of the collection's parameters;
+/// image positions are `0..count`; sizes are bounded.
+pub fn stage(
+    state: &AppState,
+    record: &CollectionRecord,
+    ctx: &Context,
+    msg: &AppendSegment,
+) -> Result<Staged, ApiError> {
+    let layout = check_shape(state, record, ctx, msg)?;
+    let ev = Evaluator::new(ctx);
+    let file = write_segment(&state.files, &ev, &layout, msg.ciphertexts.len(), |c, k| {
+        let bytes = msg
+            .ciphertexts
+            .get(c)
+            .and_then(|ch| ch.get(k))
+            .ok_or_else(|| AppError::Malformed("a ciphertext is missing".into()))?;
+        let ct = Ciphertext::from_bytes(ctx, bytes)?;
+        if ct.size() != 2 || ct.level() != ctx.max_level() {
+            return Err(AppError::Malformed(
+                "gallery ciphertexts must be fresh encryptions (2 polynomials, top level)".into(),
+            ));
+        }
+        Ok(ct)
+    })?;
+    Ok(Staged { file })
+}
+
+/// The checks of [`stage`] that read nothing but the message: the segment's layout.
+fn check_shape(
+    state: &AppState,
+    record: &CollectionRecord,
+    ctx: &Context,
+    msg: &AppendSegment,
+) -> Result<Layout, ApiError> {
+    let limits = &state.options.limits;
+    let n = msg.images.len();
+    if n == 0 || n > limits.max_batch_images {
+        return Err(AppError::Malformed(format!(
+            "a batch holds 1 to {} images, not {n}",
+            limits.max_batch_images
+        ))
+        .into());
+    }
+    let layout = segment_layout(ctx, n, record.vectors.dim())?;
+    if msg.layout != layout.to_bytes() {
+        return Err(AppError::Malformed(format!(
+            "the batch's layout is not the one this collection's parameters give for {n} \
+             images of {} values",
+            record.vectors.dim()
+        ))
+        .into());
+    }
+    if msg.ciphertexts.len() != record.vectors.channels() {
+        return Err(AppError::Malformed(format!(
+            "the collection holds {} ({} channels); the batch has {} channels",
+            record.vectors,
+            record.vectors.channels(),
+            msg.ciphertexts.len()
+        ))
+        .into());
+    }
+    let expected = layout.ciphertexts_per_channel();
+    if let Some(ch) = msg.ciphertexts.iter().find(|ch| ch.len() != expected) {
+        return Err(AppError::Malformed(format!(
+            "expected {expected} ciphertexts per channel, got {}",
+            ch.len()
+        ))
+        .into());
+    }
+    let mut positions = vec![false; n];
+    for img in &msg.images {
+        match positions.get_mut(img.position) {
+            Some(seen) if !*seen => *seen = true,
+            _ => {
+                return Err(AppError::Malformed(
+                    "image positions must be 0..count of the batch, each once".into(),
+                )
+                .into());
+            }
+        }
+        if img.tag.len() > MAX_TAG_BYTES
+            || img.meta.len() > MAX_META_BYTES
+            || img.payload.len() > limits.max_image_bytes
+        {
+            return Err(AppError::Malformed(format!(
+                "an image's tag, metadata or payload is too large (limits: {MAX_TAG_BYTES} B, \
+                 {MAX_META_BYTES} B, {} B)",
+                limits.max_image_bytes
+            ))
+            .into());
+        }
+    }
+    Ok(layout)
+}
+
+/// Checks that the collection's Galois keys, completed by the batch's, cover the batch's
+/// layout; returns the completed keys when the batch brought new ones.
+pub fn check_keys(
+    state: &AppState,
+    record: &CollectionRecord,
+    ctx: &Context,
+    msg: &AppendSegment,
+) -> Result<Option<NewKeys>, ApiError> {
+    let layout = Layout::from_bytes(&msg.layout)?;
+    let needed: Vec<u64> = layout
+        .galois_steps()
+        .into_iter()
+        .map(|s| ctx.galois_element(s))
+        .collect();
+    let reader = state.reader()?;
+    let stored: HashSet<u64> = reader.galois_elements(record.id)?.into_iter().collect();
+    let keys = if msg.galois_keys.is_empty() {
+        None
+    } else {
+        let fresh = GaloisKeys::from_bytes(ctx, &msg.galois_keys)?;
+        if fresh.elements().all(|e| stored.contains(&e)) {
+            None
+        } else {
+            let blobs = reader.evaluation_keys(record.id)?;
+            let mut keys = GaloisKeys::from_bytes(ctx, &blobs.galois_keys)?;
+            keys.merge(fresh)?;
+            let elements: Vec<u64> = keys.elements().collect();
+            Some(NewKeys {
+                keys: keys.to_bytes(ctx)?,
+                elements,
+            })
+        }
+    };
+    let have: HashSet<u64> = match &keys {
+        Some(k) => k.elements.iter().copied().collect(),
+        None => stored,
+    };
+    let missing: Vec<u64> = needed.into_iter().filter(|e| !have.contains(e)).collect();
+    if !missing.is_empty() {
+        return Err(AppError::Malformed(format!(
+            "the layout needs Galois keys for elements {missing:?}; send them with the batch"
+        ))
+        .into());
+    }
+    Ok(keys)
+}
