@@ -639,8 +639,8 @@ fn read_channels(ctx: &Context, blobs: &[Vec<Vec<u8>>]) -> Result<Vec<Vec<Cipher
         .map_err(Into::into)
 }
 
-/// Default memory for resident gallery operands: half of the machine's RAM (4 GiB if it
-/// cannot be read).
+/// Default memory budget of a server's loaded collections (evaluation keys, the handles of
+/// mapped segments): half of the machine's RAM (4 GiB if it cannot be read).
 pub fn default_memory_budget() -> usize {
     let total_kb = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
         m.lines()

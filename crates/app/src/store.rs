@@ -367,7 +367,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         let store = Self {
             conn,
-            files: SegmentFiles::beside(path)?,
+            files: SegmentFiles::of_reader(path),
         };
         let version = store.schema_version()?;
         if version != SCHEMA_VERSION {

@@ -147,7 +147,8 @@ pub struct ServerOptions {
     pub limits: Limits,
     /// Per-collection quota.
     pub quota: Quota,
-    /// Memory for loaded collections (prepared gallery operands and evaluation keys).
+    /// Memory for loaded collections: evaluation keys and the handles of mapped segments
+    /// (the gallery operands themselves are read from the page cache).
     pub memory_budget: usize,
     /// TLS (None: plain HTTP).
     pub tls: Option<Arc<rustls::ServerConfig>>,

@@ -91,15 +91,21 @@ fn io_error(path: &Path, e: std::io::Error) -> AppError {
 impl SegmentFiles {
     /// The segment directory of the database at `db` (`<db>-segments`), created if missing.
     pub fn beside(db: &Path) -> Result<Self> {
+        let files = Self::of_reader(db);
+        fs::create_dir_all(files.dir.join("tmp")).map_err(|e| io_error(&files.dir, e))?;
+        Ok(files)
+    }
+
+    /// The segment directory of the database at `db`, as a reader sees it: nothing is
+    /// created (a reader only opens committed files).
+    pub fn of_reader(db: &Path) -> Self {
         let mut name = db.as_os_str().to_owned();
         name.push("-segments");
-        let dir = PathBuf::from(name);
-        fs::create_dir_all(dir.join("tmp")).map_err(|e| io_error(&dir, e))?;
-        Ok(Self {
-            dir,
+        Self {
+            dir: PathBuf::from(name),
             #[cfg(test)]
             _temp: None,
-        })
+        }
     }
 
     /// A directory that is removed when the store is dropped (in-memory stores of tests).
