@@ -620,10 +620,7 @@ impl Store {
     }
 
     /// Replaces segment `old` by a rebuilt one (compaction: its live images, re-encrypted by
-    /// the client), or drops it when `batch` is `None`, in one transaction that bumps the
-    /// version. Refused with [`AppError::Conflict`] unless `expected_live` (the ids the client
-    /// computed the rebuild from) is exactly the segment's current live set and, with a
-    /// batch, the batch holds exactly those images.
+    /// the client), or drops it when `batch` is `None`: [`Store::replace_segments`] of one.
     pub fn replace_segment(
         &mut self,
         collection: i64,
@@ -633,50 +630,88 @@ impl Store {
         keys: Option<&KeyUpdate<'_>>,
         quota: &Quota,
     ) -> Result<Option<i64>> {
-        let tx = self.conn.transaction()?;
-        let exists: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM segments WHERE id = ?1 AND collection_id = ?2)",
-            params![old, collection],
-            |r| r.get(0),
-        )?;
-        if !exists {
-            return Err(AppError::NotFound {
-                what: "segment",
-                name: old.to_string(),
-            });
-        }
-        let live: HashSet<i64> = {
-            let mut st =
-                tx.prepare("SELECT id FROM images WHERE segment_id = ?1 AND deleted_at IS NULL")?;
-            st.query_map([old], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?
-        };
-        let expected: HashSet<i64> = expected_live.iter().copied().collect();
-        if expected.len() != expected_live.len() || expected != live {
-            return Err(conflict(
-                "the segment's live images changed since the compaction was computed; \
-                 fetch the image list and compact again",
+        self.replace_segments(
+            collection,
+            &[(old, expected_live.to_vec())],
+            batch,
+            keys,
+            quota,
+        )
+    }
+
+    /// Replaces segments `olds` of the collection by one rebuilt from their live images
+    /// (compaction and merging: re-encrypted by the client), or drops them when `batch` is
+    /// `None`, in one transaction that bumps the version; their files are removed after it
+    /// commits. Refused as a whole with [`AppError::Conflict`] unless, for every old segment,
+    /// the ids the client computed the rebuild from are exactly its current live set, and the
+    /// batch holds exactly the union of those images (none, without a batch); with
+    /// [`AppError::NotFound`] if a segment is not the collection's.
+    pub fn replace_segments(
+        &mut self,
+        collection: i64,
+        olds: &[(i64, Vec<i64>)],
+        batch: Option<SegmentBatch<'_>>,
+        keys: Option<&KeyUpdate<'_>>,
+        quota: &Quota,
+    ) -> Result<Option<i64>> {
+        let distinct: HashSet<i64> = olds.iter().map(|(id, _)| *id).collect();
+        if olds.is_empty() || distinct.len() != olds.len() {
+            return Err(AppError::Malformed(
+                "a replacement names one or more distinct segments".into(),
             ));
         }
-        let incoming: HashSet<i64> = batch
+        let tx = self.conn.transaction()?;
+        let mut all_live: HashSet<i64> = HashSet::new();
+        let mut old_bytes = 0i64;
+        for (old, expected_live) in olds {
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM segments WHERE id = ?1 AND collection_id = ?2)",
+                params![old, collection],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Err(AppError::NotFound {
+                    what: "segment",
+                    name: old.to_string(),
+                });
+            }
+            let live: HashSet<i64> = {
+                let mut st = tx.prepare(
+                    "SELECT id FROM images WHERE segment_id = ?1 AND deleted_at IS NULL",
+                )?;
+                st.query_map([old], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?
+            };
+            let expected: HashSet<i64> = expected_live.iter().copied().collect();
+            if expected.len() != expected_live.len() || expected != live {
+                return Err(conflict(
+                    "a segment's live images changed since the compaction was computed; \
+                     fetch the image list and compact again",
+                ));
+            }
+            all_live.extend(live);
+            old_bytes += tx.query_row(
+                "SELECT length(layout) + COALESCE(file_bytes, 0)
+                   + (SELECT COALESCE(SUM(length(data)), 0) FROM ciphertexts WHERE segment_id = ?1)
+                   + (SELECT COALESCE(SUM(length(tag) + length(meta) + length(payload)), 0)
+                        FROM images WHERE segment_id = ?1)
+                 FROM segments WHERE id = ?1",
+                [old],
+                |r| r.get::<_, i64>(0),
+            )?;
+        }
+        let incoming: Vec<i64> = batch
             .as_ref()
             .map(|b| b.images.iter().map(|i| i.id).collect())
             .unwrap_or_default();
-        if incoming != live {
+        if incoming.len() != all_live.len() || incoming.iter().any(|id| !all_live.contains(id)) {
             return Err(conflict(
-                "a rebuilt segment must hold exactly the live images of the segment it replaces",
+                "a rebuilt segment must hold exactly the live images of the segments it replaces",
             ));
         }
-        let old_bytes: i64 = tx.query_row(
-            "SELECT length(layout) + COALESCE(file_bytes, 0)
-               + (SELECT COALESCE(SUM(length(data)), 0) FROM ciphertexts WHERE segment_id = ?1)
-               + (SELECT COALESCE(SUM(length(tag) + length(meta) + length(payload)), 0)
-                    FROM images WHERE segment_id = ?1)
-             FROM segments WHERE id = ?1",
-            [old],
-            |r| r.get(0),
-        )?;
-        tx.execute("DELETE FROM segments WHERE id = ?1", [old])?;
+        for (old, _) in olds {
+            tx.execute("DELETE FROM segments WHERE id = ?1", [old])?;
+        }
         let new_bytes = batch.as_ref().map_or(0, |b| b.bytes() as i64);
         let new = match &batch {
             Some(b) => Some(insert_segment(&tx, collection, b)?),
@@ -690,9 +725,11 @@ impl Store {
             self.files.commit(&mut file, id)?;
         }
         commit_or_remove(tx, &self.files, new.as_slice())?;
-        // the old segment's file goes once nothing names it (a search that mapped it keeps
-        // reading it)
-        self.files.remove(old);
+        // the old segments' files go once nothing names them (a search that mapped them
+        // keeps reading them)
+        for (old, _) in olds {
+            self.files.remove(*old);
+        }
         Ok(new)
     }
 

@@ -626,3 +626,76 @@ fn orphaned_segment_files_are_collected_on_open() {
     assert!(!orphan.exists() && !stale.exists());
     assert_eq!(s.collect_orphans().unwrap(), 0);
 }
+
+/// Several segments are replaced by one holding exactly the union of their live images (a
+/// merge), in one transaction: the old files go, the new one stays; a stale live set of any
+/// of them, a batch missing or adding an image, a segment named twice or another
+/// collection's segment refuse the whole replacement and change nothing.
+#[test]
+fn several_segments_merge_into_one() {
+    let mut s = Store::in_memory().unwrap();
+    let c = collection(&mut s, "a");
+    let other = collection(&mut s, "b");
+    let s1 = append(&mut s, c, 1, 2).unwrap();
+    let s2 = append(&mut s, c, 10, 3).unwrap();
+    let s3 = append(&mut s, c, 20, 1).unwrap();
+    let foreign = append(&mut s, other, 1, 1).unwrap();
+    s.delete_images(c, &[11]).unwrap();
+    let olds = vec![(s1, vec![1, 2]), (s2, vec![10, 12]), (s3, vec![20])];
+    let merged_images = |ids: &[i64]| -> Vec<ImageRecord> {
+        let all: Vec<ImageRecord> = [batch(1, 2).1, batch(10, 3).1, batch(20, 1).1].concat();
+        ids.iter()
+            .enumerate()
+            .map(|(position, id)| {
+                let mut img = all.iter().find(|i| i.id == *id).unwrap().clone();
+                img.position = position;
+                img
+            })
+            .collect()
+    };
+    let before = s.usage(c).unwrap();
+    let refused = |s: &mut Store, olds: &[(i64, Vec<i64>)], ids: &[i64]| {
+        let images = merged_images(ids);
+        let r = s.replace_segments(c, olds, Some(seg(s, b"m", b"merged", &images)), None, &Q);
+        assert!(r.is_err(), "{olds:?} {ids:?}");
+    };
+    // one old segment's live set is stale (11 was deleted)
+    refused(
+        &mut s,
+        &[(s1, vec![1, 2]), (s2, vec![10, 11, 12])],
+        &[1, 2, 10, 11, 12],
+    );
+    // the batch misses an image, or holds one more
+    refused(&mut s, &olds, &[1, 2, 10, 12]);
+    refused(&mut s, &olds, &[1, 2, 10, 11, 12, 20]);
+    // a segment twice, none, or another collection's
+    refused(&mut s, &[(s1, vec![1, 2]), (s1, vec![1, 2])], &[1, 2]);
+    assert!(s.replace_segments(c, &[], None, None, &Q).is_err());
+    assert!(matches!(
+        s.replace_segments(c, &[(s1, vec![1, 2]), (foreign, vec![1])], None, None, &Q),
+        Err(AppError::NotFound { .. })
+    ));
+    assert_eq!(s.usage(c).unwrap(), before, "refused merges change nothing");
+    assert!(s.segment_path(s1).exists() && s.segment_path(s2).exists());
+
+    let images = merged_images(&[1, 2, 10, 12, 20]);
+    let new = s
+        .replace_segments(c, &olds, Some(seg(&s, b"m", b"merged", &images)), None, &Q)
+        .unwrap()
+        .unwrap();
+    let after = s.usage(c).unwrap();
+    assert_eq!(after.version, before.version + 1);
+    assert_eq!((after.segments, after.live, after.images), (1, 5, 5));
+    let listed = s.images(c).unwrap();
+    assert!(listed.iter().all(|i| i.segment_id == new && !i.deleted));
+    // the deleted image is gone for good, the payloads kept
+    assert_eq!(
+        s.payloads(c, &[11, 12], usize::MAX).unwrap().missing,
+        vec![11]
+    );
+    assert_eq!(std::fs::read(s.segment_path(new)).unwrap(), b"merged");
+    for old in [s1, s2, s3] {
+        assert!(!s.segment_path(old).exists(), "segment {old}'s file");
+    }
+    assert!(s.segment_path(foreign).exists());
+}
