@@ -584,6 +584,31 @@ fn segments_stored_before_segment_files_get_theirs() {
     ));
     let other = segment_layout(&ctx, 3, 4).unwrap().to_bytes();
     assert!(segment_file::open_segment(&s.segment_path(5), map, &ev, &other, 1).is_err());
+    // a truncated copy, a damaged header, another parameter set: each a clear error
+    let bytes = std::fs::read(s.segment_path(5)).unwrap();
+    let open_bytes = |b: Vec<u8>, ev: &Evaluator| {
+        let shared: blindsight_he::SharedBytes = std::sync::Arc::new(b);
+        segment_file::open_segment(Path::new("copy.seg"), shared, ev, &layout.to_bytes(), 1)
+    };
+    assert!(open_bytes(bytes.clone(), &ev).is_ok());
+    for bad in [
+        bytes[..bytes.len() - 1].to_vec(),
+        bytes[..100].to_vec(),
+        Vec::new(),
+        [bytes.clone(), vec![0; 64]].concat(),
+    ] {
+        let e = open_bytes(bad, &ev).err().unwrap();
+        assert!(matches!(e, AppError::SegmentFile { .. }), "{e}");
+        assert!(e.to_string().contains("restore it from a backup"), "{e}");
+    }
+    let mut damaged = bytes.clone();
+    damaged[60] ^= 1;
+    assert!(open_bytes(damaged, &ev).is_err());
+    let other_ctx = Context::preset("ckks-16384").unwrap();
+    assert!(matches!(
+        open_bytes(bytes, &Evaluator::new(&other_ctx)),
+        Err(AppError::SegmentFile { .. })
+    ));
     assert_eq!(give_segments_files(&mut s).unwrap(), 0);
     drop(s);
     // reopened: the file is the segment's, not an orphan
