@@ -686,11 +686,7 @@ impl Drop for ServerProcess {
 /// `(VmRSS, RssAnon, VmHWM)` of a process, bytes.
 fn proc_memory(pid: u32) -> Option<(u64, u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Option<u64> {
-        let line = status.lines().find(|l| l.starts_with(name))?;
-        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb * 1024)
-    };
+    let field = |name: &str| crate::procfs::field_bytes(&status, name);
     Some((field("VmRSS:")?, field("RssAnon:")?, field("VmHWM:")?))
 }
 

@@ -34,6 +34,7 @@ pub mod keystore;
 pub mod names;
 pub mod pipeline;
 pub mod plot;
+pub mod procfs;
 pub mod random;
 pub mod remote;
 pub mod report_page;

@@ -4,7 +4,6 @@
 
 use crate::errors::{AppError, Result};
 use crate::server::ServerOptions;
-use crate::server::errors::ApiError;
 use crate::server::gallery::Gallery;
 use crate::server::ingest;
 use crate::server::state::AppState;
@@ -408,7 +407,7 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
         let eval_key_bytes = key_blobs.0.len() + key_blobs.1.len() + key_blobs.2.len();
         let kind = gallery.kind();
         let elements: Vec<u64> = gk.elements().collect();
-        state.writer().map_err(api)?.create_collection(
+        state.writer()?.create_collection(
             &NewCollection {
                 name: COLLECTION,
                 params: &ctx.params().to_envelope(),
@@ -424,7 +423,7 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
             &Quota::UNLIMITED,
         )?;
         drop((rk, gk, rsk, key_blobs));
-        let record = state.writer().map_err(api)?.collection(COLLECTION)?;
+        let record = state.writer()?.collection(COLLECTION)?;
 
         // Batch by batch: the client encodes and encrypts (serialized, as uploaded), the
         // server checks, writes the segment file and commits.
@@ -466,9 +465,9 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
                 .sum::<usize>();
             encrypt_s += t.elapsed().as_secs_f64();
             let t = Instant::now();
-            let staged = ingest::stage(&state, &record, ctx, &msg).map_err(api)?;
-            ingest::check_keys(&state, &record, ctx, &msg).map_err(api)?;
-            state.writer().map_err(api)?.append_segment(
+            let staged = ingest::stage(&state, &record, ctx, &msg)?;
+            ingest::check_keys(&state, &record, ctx, &msg)?;
+            state.writer()?.append_segment(
                 record.id,
                 staged.into_batch(&msg),
                 None,
@@ -476,7 +475,7 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
             )?;
             store_s += t.elapsed().as_secs_f64();
         }
-        let disk_bytes = state.writer().map_err(api)?.files().disk_bytes()?;
+        let disk_bytes = state.writer()?.files().disk_bytes()?;
         drop(state);
 
         // A server opening the store afresh.
@@ -486,8 +485,8 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
         let serving = RssAnonSampler::start();
         let t = Instant::now();
         let state = AppState::open(server_options)?;
-        let record = state.writer().map_err(api)?.collection(COLLECTION)?;
-        let loaded = state.gallery.load(&state, &record).map_err(api)?;
+        let record = state.writer()?.collection(COLLECTION)?;
+        let loaded = state.gallery.load(&state, &record)?;
         let load_s = t.elapsed().as_secs_f64();
         let setup = SetupReport {
             preset: ctx.params().name().to_string(),
@@ -608,11 +607,6 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
     }
 }
 
-/// A server error as an application error (the status is the server's business here).
-fn api(e: ApiError) -> AppError {
-    AppError::Internal(format!("{e:?}"))
-}
-
 /// Writes dirty pages back and drops the page cache (Linux, root only).
 fn drop_page_cache() -> Result<()> {
     let path = Path::new("/proc/sys/vm/drop_caches");
@@ -642,15 +636,8 @@ fn read_channels(ctx: &Context, blobs: &[Vec<Vec<u8>>]) -> Result<Vec<Vec<Cipher
 /// Default memory budget of a server's loaded collections (evaluation keys, the handles of
 /// mapped segments): half of the machine's RAM (4 GiB if it cannot be read).
 pub fn default_memory_budget() -> usize {
-    let total_kb = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
-        m.lines()
-            .find(|l| l.starts_with("MemTotal:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse::<usize>()
-            .ok()
-    });
-    total_kb.map_or(4 << 30, |kb| kb * 1024 / 2)
+    crate::procfs::read_field_bytes("/proc/meminfo", "MemTotal:")
+        .map_or(4 << 30, |b| usize::try_from(b / 2).unwrap_or(usize::MAX))
 }
 
 /// Samples this process's anonymous resident memory (`RssAnon` of `/proc/self/status`:
@@ -692,12 +679,9 @@ impl RssAnonSampler {
     }
 }
 
-/// A size line (`key   N kB`) of `/proc/self/status`, in bytes.
+/// A size field of `/proc/self/status`, in bytes.
 fn status_bytes(key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    crate::procfs::read_field_bytes("/proc/self/status", key)
 }
 
 /// Peak resident set size of this process (bytes), from `/proc/self/status`.

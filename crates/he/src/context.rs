@@ -262,15 +262,13 @@ impl Context {
     /// [`Context::native_products`]), else lifted to the extension basis `Q ∪ R`; compact
     /// ([`crate::Evaluator::compact_product`]: `u32` words on trailing primes below `2^32`).
     pub fn product_operand_bytes(&self, level: usize) -> usize {
-        use crate::evaluator::{ProductForm, product_indices, wide_prime_count};
+        use crate::evaluator::{ProductForm, compact_primes, kernel_bytes_len};
         let form = match self.native_products(level) {
             Ok(()) => ProductForm::Native,
             Err(_) => ProductForm::Extended,
         };
-        let primes = self.primes_at(&product_indices(self, form, level).unwrap_or_default());
-        let wide = wide_prime_count(&primes);
-        let narrow = primes.len() - wide;
-        2 * self.inner.n * (wide * size_of::<u64>() + narrow * size_of::<u32>())
+        let (wide, narrow) = compact_primes(self, form, level).unwrap_or_default();
+        kernel_bytes_len(self.inner.n, wide, narrow)
     }
 
     /// Whether ciphertext products at `level` can be taken in `Q_ℓ` itself, without an

@@ -145,7 +145,7 @@ impl Storage {
 
 /// Bytes of the kernel layout of one operand: `wide` primes of `u64` and `narrow` primes of
 /// `u32` residues, two polynomials of degree `n` each.
-fn kernel_bytes_len(n: usize, wide: usize, narrow: usize) -> usize {
+pub(crate) fn kernel_bytes_len(n: usize, wide: usize, narrow: usize) -> usize {
     2 * n * (wide * size_of::<u64>() + narrow * size_of::<u32>())
 }
 
@@ -277,18 +277,17 @@ impl ProductOperand {
     /// one). `ctx` must be the operand's context.
     pub fn append_kernel_bytes(&self, ctx: &Context, out: &mut Vec<u8>) -> Result<()> {
         ctx.check_fingerprint(&self.fingerprint)?;
-        let primes = ctx.primes_at(&product_indices(ctx, self.form, self.level)?);
-        if primes.len() != self.limbs() {
+        let (wide, narrow) = compact_primes(ctx, self.form, self.level)?;
+        if wide + narrow != self.limbs() {
             return Err(HeError::LengthMismatch {
                 what: "product operand residues",
-                expected: primes.len(),
+                expected: wide + narrow,
                 actual: self.limbs(),
             });
         }
         let (n, _, _) = self.residues.shape();
-        let wide = wide_prime_count(&primes);
-        out.reserve(kernel_bytes_len(n, wide, primes.len() - wide));
-        for j in 0..primes.len() {
+        out.reserve(kernel_bytes_len(n, wide, narrow));
+        for j in 0..wide + narrow {
             for poly in 0..2 {
                 let r = self.residues(poly, j);
                 if r.len() != n {
@@ -332,6 +331,18 @@ pub(crate) fn product_indices(
         ProductForm::Extended => ext_indices(ctx, level),
         ProductForm::Native => Ok((0..=level).collect()),
     }
+}
+
+/// The primes a compact product operand of `form` at `level` has residues on, as (held as
+/// `u64` words, held as `u32` words): the kernel layout's shape.
+pub(crate) fn compact_primes(
+    ctx: &Context,
+    form: ProductForm,
+    level: usize,
+) -> Result<(usize, usize)> {
+    let primes = ctx.primes_at(&product_indices(ctx, form, level)?);
+    let wide = wide_prime_count(&primes);
+    Ok((wide, primes.len() - wide))
 }
 
 /// How many of `primes` precede their trailing run of primes below `2^32`: the residues a
@@ -868,18 +879,15 @@ impl Evaluator {
                 });
             }
         };
-        let primes = self
-            .ctx
-            .primes_at(&product_indices(&self.ctx, form, level)?);
-        if primes.len() != polys[0].count() {
+        let (wide, narrow) = compact_primes(&self.ctx, form, level)?;
+        if wide + narrow != polys[0].count() {
             return Err(HeError::LengthMismatch {
                 what: "product operand residues",
-                expected: primes.len(),
+                expected: wide + narrow,
                 actual: polys[0].count(),
             });
         }
-        let wide = wide_prime_count(&primes);
-        let narrow = (wide..primes.len())
+        let narrow = (wide..wide + narrow)
             .map(|j| {
                 // residues are below their prime, so below 2^32 here
                 let words = |poly: &RnsPoly| -> Vec<u32> {
@@ -902,15 +910,8 @@ impl Evaluator {
     /// Bytes of one operand of `spec` in the kernel layout
     /// ([`ProductOperand::append_kernel_bytes`]).
     pub fn kernel_bytes_len(&self, spec: &OperandSpec) -> Result<usize> {
-        let primes = self
-            .ctx
-            .primes_at(&product_indices(&self.ctx, spec.form, spec.level)?);
-        let wide = wide_prime_count(&primes);
-        Ok(kernel_bytes_len(
-            self.ctx.degree(),
-            wide,
-            primes.len() - wide,
-        ))
+        let (wide, narrow) = compact_primes(&self.ctx, spec.form, spec.level)?;
+        Ok(kernel_bytes_len(self.ctx.degree(), wide, narrow))
     }
 
     /// The operand of `spec` whose residues are `bytes[offset..offset + len]` in the kernel
@@ -937,11 +938,7 @@ impl Evaluator {
         if spec.form == ProductForm::Native {
             self.ctx.native_products(spec.level)?;
         }
-        let primes = self
-            .ctx
-            .primes_at(&product_indices(&self.ctx, spec.form, spec.level)?);
-        let wide = wide_prime_count(&primes);
-        let narrow = primes.len() - wide;
+        let (wide, narrow) = compact_primes(&self.ctx, spec.form, spec.level)?;
         let n = self.ctx.degree();
         let len = kernel_bytes_len(n, wide, narrow);
         let total = bytes.as_ref().as_ref().len();

@@ -27,55 +27,23 @@ pub struct PreparedSegment<E: SlotEvaluator> {
 
 impl<E: SlotEvaluator> PreparedSegment<E> {
     /// Prepares a segment's ciphertexts (per channel; in parallel) and keeps the operands
-    /// resident.
+    /// in memory.
     pub fn new(ev: &E, layout: Layout, channels: Vec<Vec<E::Ct>>) -> Result<Self> {
-        let expected = layout.ciphertexts_per_channel();
-        if let Some(bad) = channels.iter().find(|c| c.len() != expected) {
-            return Err(SearchError::CiphertextCount {
-                what: "segment ciphertexts",
-                expected,
-                actual: bad.len(),
-            });
-        }
-        Self::load(
-            ev,
-            layout,
-            channels.len(),
-            |c, k| Ok(channels[c][k].clone()),
-        )
-    }
-
-    /// Prepares a segment of `channels` channels whose ciphertext `k` of channel `c` is
-    /// produced by `load(c, k)` (deserialized, say): each is turned into an operand and
-    /// dropped, so only the operands stay in memory.
-    pub fn load<F>(ev: &E, layout: Layout, channels: usize, load: F) -> Result<Self>
-    where
-        F: Fn(usize, usize) -> Result<E::Ct> + Sync,
-    {
-        check_channel_count(channels, "segment channels")?;
-        let per_channel = layout.ciphertexts_per_channel();
-        let out = (0..channels)
-            .map(|c| {
-                (0..per_channel)
-                    .into_par_iter()
-                    .map(|k| ev.gallery_operand(load(c, k)?))
+        check_counts(&layout, &channels, "segment ciphertexts")?;
+        let operands = channels
+            .into_iter()
+            .map(|ch| {
+                ch.into_par_iter()
+                    .map(|ct| ev.gallery_operand(ct))
                     .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
-        Self::from_operands(layout, out)
+        Self::from_operands(layout, operands)
     }
 
     /// A segment of prepared gallery operands (per channel, as many as the layout has).
     pub fn from_operands(layout: Layout, operands: Vec<Vec<E::Operand>>) -> Result<Self> {
-        check_channel_count(operands.len(), "segment channels")?;
-        let expected = layout.ciphertexts_per_channel();
-        if let Some(bad) = operands.iter().find(|c| c.len() != expected) {
-            return Err(SearchError::CiphertextCount {
-                what: "segment operands",
-                expected,
-                actual: bad.len(),
-            });
-        }
+        check_counts(&layout, &operands, "segment operands")?;
         Ok(Self {
             layout,
             channels: operands.len(),
@@ -86,6 +54,21 @@ impl<E: SlotEvaluator> PreparedSegment<E> {
     /// Channels of every image (three for pixels, one for an embedding).
     pub fn channels(&self) -> usize {
         self.channels
+    }
+}
+
+/// Checks that a segment has a valid number of channels, each of as many items as `layout`
+/// has ciphertexts per channel.
+fn check_counts<T>(layout: &Layout, channels: &[Vec<T>], what: &'static str) -> Result<()> {
+    check_channel_count(channels.len(), "segment channels")?;
+    let expected = layout.ciphertexts_per_channel();
+    match channels.iter().find(|c| c.len() != expected) {
+        Some(bad) => Err(SearchError::CiphertextCount {
+            what,
+            expected,
+            actual: bad.len(),
+        }),
+        None => Ok(()),
     }
 }
 

@@ -59,6 +59,14 @@ impl ApiError {
     }
 }
 
+/// A server answer where an application error is expected (in-process callers of the
+/// server's pieces): its status and message as an internal error.
+impl From<ApiError> for AppError {
+    fn from(e: ApiError) -> Self {
+        AppError::Internal(format!("{e:?}"))
+    }
+}
+
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         let status = match &e {

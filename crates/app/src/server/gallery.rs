@@ -210,10 +210,12 @@ impl GalleryCache {
                 r.evaluation_keys(record.id)
             })?;
             let mut segments = Vec::with_capacity(snap.segments.len());
+            // segment files need no evaluation key to open
+            let plain = Evaluator::new(&ctx);
             for view in &snap.segments {
                 let origin = (record.id, view.layout.clone());
                 let cached = {
-                    let mut inner = self.lock().map_err(to_app)?;
+                    let mut inner = self.lock()?;
                     inner
                         .segments
                         .get_mut(&view.id)
@@ -240,14 +242,13 @@ impl GalleryCache {
                             }
                             e => e,
                         })?;
-                        let plain = Evaluator::new(&ctx);
                         let channels = record.vectors.channels();
                         let (layout, operands) =
                             open_segment(&path, Arc::new(map), &plain, &view.layout, channels)?;
                         let handles = layout.ciphertexts_per_channel() * channels;
                         let bytes = handles * size_of::<ProductOperand>();
                         let p = Arc::new(PreparedSegment::from_operands(layout, operands)?);
-                        let mut inner = self.lock().map_err(to_app)?;
+                        let mut inner = self.lock()?;
                         if inner.make_room(bytes, self.budget, since) {
                             inner.used = inner.used.saturating_add(bytes);
                             let old = inner.segments.insert(
@@ -294,7 +295,7 @@ impl GalleryCache {
         read: impl FnOnce() -> crate::Result<crate::store::EvaluationKeyBlobs>,
     ) -> crate::Result<Arc<HeEvaluator>> {
         let key = (collection, keys_version);
-        if let Some(c) = self.lock().map_err(to_app)?.evaluators.get_mut(&key) {
+        if let Some(c) = self.lock()?.evaluators.get_mut(&key) {
             c.used_at = since;
             return Ok(c.value.clone());
         }
@@ -313,7 +314,7 @@ impl GalleryCache {
             GaloisKeys::from_bytes(ctx, &keys.galois_keys)?,
             response,
         ));
-        let mut inner = self.lock().map_err(to_app)?;
+        let mut inner = self.lock()?;
         if inner.make_room(bytes, self.budget, since) {
             inner.used = inner.used.saturating_add(bytes);
             inner.evaluators.insert(
@@ -328,10 +329,6 @@ impl GalleryCache {
         }
         Ok(ev)
     }
-}
-
-fn to_app(e: ApiError) -> AppError {
-    AppError::Internal(format!("{e:?}"))
 }
 
 /// Loads of a collection tried before a missing segment file is an error.

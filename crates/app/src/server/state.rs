@@ -66,11 +66,10 @@ impl AppState {
     /// Opens the store (migrating it, and writing the segment files of segments stored
     /// before them) and loads the token table.
     pub fn open(options: ServerOptions) -> Result<Arc<Self>> {
-        let mut writer = Store::open(&options.db)?;
-        super::upgrade::give_segments_files(&mut writer)?;
+        let writer = Store::open(&options.db)?;
         let auth = AuthTable::load(&writer)?;
         let store_id = writer.store_id()?;
-        Ok(Arc::new(Self {
+        let state = Arc::new(Self {
             files: SegmentFiles::beside(&options.db)?,
             gallery: GalleryCache::new(options.memory_budget),
             heavy: Arc::new(Semaphore::new(options.limits.max_concurrent.max(1))),
@@ -81,7 +80,9 @@ impl AppState {
             writer: Mutex::new(writer),
             contexts: Mutex::new(HashMap::new()),
             write_gates: CollectionLocks::default(),
-        }))
+        });
+        super::upgrade::give_segments_files(&state)?;
+        Ok(state)
     }
 
     /// The writer connection (one at a time).

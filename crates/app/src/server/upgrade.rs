@@ -4,15 +4,17 @@
 //! it serves; a crash midway leaves the remaining segments as they were, and the next open
 //! carries on.
 
+use super::state::AppState;
 use crate::errors::{AppError, Result};
-use crate::store::Store;
 use crate::store::segment_file::write_segment;
-use blindsight_he::{Ciphertext, Context, Evaluator, Parameters, Serializable};
+use blindsight_he::{Ciphertext, Evaluator, Serializable};
 use blindsight_search::Layout;
 use std::collections::HashMap;
 
-/// Gives every segment of `store` that has none its segment file; returns how many.
-pub fn give_segments_files(store: &mut Store) -> Result<usize> {
+/// Gives every segment of the server's store that has none its segment file; returns how
+/// many.
+pub fn give_segments_files(state: &AppState) -> Result<usize> {
+    let mut store = state.writer()?;
     let todo = store.segments_without_files()?;
     if todo.is_empty() {
         return Ok(0);
@@ -32,7 +34,6 @@ pub fn give_segments_files(store: &mut Store) -> Result<usize> {
         .into_iter()
         .flatten()
         .collect();
-    let mut contexts: HashMap<Vec<u8>, Context> = HashMap::new();
     for (segment, collection) in &todo {
         let record = collections
             .get(collection)
@@ -40,14 +41,7 @@ pub fn give_segments_files(store: &mut Store) -> Result<usize> {
                 what: "collection",
                 name: collection.to_string(),
             })?;
-        let ctx = match contexts.get(&record.params) {
-            Some(c) => c.clone(),
-            None => {
-                let c = Context::new(&Parameters::from_envelope(&record.params)?)?;
-                contexts.insert(record.params.clone(), c.clone());
-                c
-            }
-        };
+        let ctx = state.context(&record.params)?;
         let layout_bytes = layouts.get(segment).ok_or_else(|| AppError::NotFound {
             what: "segment",
             name: segment.to_string(),

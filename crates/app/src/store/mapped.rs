@@ -35,8 +35,5 @@ pub fn map_segment_file(path: &Path) -> Result<Mmap> {
 
 /// `MemAvailable` of `/proc/meminfo` (bytes; `None` where there is no such file).
 fn available_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    crate::procfs::read_field_bytes("/proc/meminfo", "MemAvailable:")
 }

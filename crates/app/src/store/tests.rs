@@ -495,11 +495,13 @@ fn segment_ids_are_never_reused() {
     assert!(again > next);
 }
 
-/// A store written before segment files (schema 4: ciphertexts as rows) opens, and the
-/// server's upgrade gives its segment a file holding exactly the gallery operands of its
+/// A store written before segment files (schema 4: ciphertexts as rows) opens, and a
+/// server opening it gives its segment a file holding exactly the gallery operands of its
 /// ciphertexts, drops the rows, accounts the file's bytes, and does nothing the second time.
 #[test]
 fn segments_stored_before_segment_files_get_theirs() {
+    use crate::server::ServerOptions;
+    use crate::server::state::AppState;
     use crate::server::upgrade::give_segments_files;
     use blindsight_he::{CkksEncoder, Context, Evaluator, SecretKey, Serializable};
     use blindsight_search::he_backend::{gallery_operand, segment_layout};
@@ -549,9 +551,16 @@ fn segments_stored_before_segment_files_get_theirs() {
             .unwrap();
         }
     }
-    let mut s = Store::open(&path).unwrap();
-    assert_eq!(s.segments_without_files().unwrap(), vec![(5, 1)]);
-    assert_eq!(give_segments_files(&mut s).unwrap(), 1);
+    assert_eq!(
+        Store::open(&path)
+            .unwrap()
+            .segments_without_files()
+            .unwrap(),
+        vec![(5, 1)]
+    );
+    // a server opening the store gives the segment its file
+    let state = AppState::open(ServerOptions::new(path.clone())).unwrap();
+    let s = Store::open(&path).unwrap();
     assert!(s.segments_without_files().unwrap().is_empty());
     assert!(s.segment_ciphertexts(5, 1).unwrap()[0].is_empty());
     let file_bytes = std::fs::metadata(s.segment_path(5)).unwrap().len();
@@ -609,8 +618,8 @@ fn segments_stored_before_segment_files_get_theirs() {
         open_bytes(bytes, &Evaluator::new(&other_ctx)),
         Err(AppError::SegmentFile { .. })
     ));
-    assert_eq!(give_segments_files(&mut s).unwrap(), 0);
-    drop(s);
+    assert_eq!(give_segments_files(&state).unwrap(), 0);
+    drop((s, state));
     // reopened: the file is the segment's, not an orphan
     let s = Store::open(&path).unwrap();
     assert!(s.segment_path(5).exists());
