@@ -9,6 +9,7 @@ use crate::errors::{AppError, Result};
 use crate::keystore::Keystore;
 use crate::remote::{Json, Remote};
 use crate::seal;
+use crate::source_vector::SourceVector;
 use crate::store::ImageRecord;
 use crate::wire::{AppendSegment, CreateCollection};
 use blindsight_he::{Ciphertext, Context, GaloisKeys, RelinKey, Scheme, Serializable};
@@ -23,6 +24,9 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
+
+mod merge;
+pub use merge::{CompactReport, MergeMode, MergePolicy, SegmentState, plan_rebuilds};
 
 /// Images per ingest batch (one segment each).
 pub const BATCH: usize = 1024;
@@ -57,6 +61,7 @@ pub struct Client {
     collection: String,
     encoder: ImageEncoder,
     cipher: AnyCipher,
+    merge_after_ingest: bool,
 }
 
 enum AnyCipher {
@@ -75,17 +80,8 @@ pub struct IngestReport {
     pub failed: Vec<(String, String)>,
     /// The ids given to the added images: (file name, id).
     pub ids: Vec<(String, i64)>,
-}
-
-/// The outcome of a compaction.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CompactReport {
-    /// Segments rebuilt (or dropped, when nothing in them was live).
-    pub rebuilt: usize,
-    /// Deleted images purged.
-    pub purged: usize,
-    /// Segments left for a later compaction because their live set changed meanwhile.
-    pub skipped: usize,
+    /// The tiered merging that followed.
+    pub merged: CompactReport,
 }
 
 /// One search result.
@@ -130,8 +126,16 @@ pub struct SearchTiming {
     pub down_bytes: usize,
 }
 
-/// A decoded ingest candidate: file index, encoded vectors, keyed tag.
-type Candidate = (usize, EncodedImage, Vec<u8>);
+/// A segment encrypted for upload: serialized layout, ciphertexts per channel, and the
+/// Galois keys it brings.
+struct EncryptedSegment {
+    layout: Vec<u8>,
+    ciphertexts: Vec<Vec<Vec<u8>>>,
+    galois_keys: Vec<u8>,
+}
+
+/// A decoded ingest candidate: file index, encoded vectors, keyed tag, source vector.
+type Candidate = (usize, EncodedImage, Vec<u8>, SourceVector);
 
 /// Images by id: name, norms (from their sealed metadata).
 type Catalog = HashMap<i64, (String, ImageNorms)>;
@@ -192,6 +196,10 @@ fn meta_context(collection: &str) -> String {
     format!("{collection}/meta")
 }
 
+fn source_context(collection: &str) -> String {
+    format!("{collection}/source")
+}
+
 impl Client {
     /// Creates `collection` of `vectors` on the server with the keystore's public evaluation
     /// keys; returns the collection's bearer token.
@@ -249,7 +257,15 @@ impl Client {
             collection: collection.to_string(),
             encoder,
             cipher,
+            merge_after_ingest: true,
         })
+    }
+
+    /// The same client, leaving merging to explicit [`Client::merge`] and
+    /// [`Client::compact`] calls (tests and measurements of unmerged galleries).
+    pub fn without_merging(mut self) -> Self {
+        self.merge_after_ingest = false;
+        self
     }
 
     /// What the collection holds.
@@ -294,7 +310,8 @@ impl Client {
 
     /// Ingests image files (name, bytes): undecodable ones are reported and skipped, files
     /// the collection already holds are skipped, the rest is added in batches of
-    /// [`BATCH`] images and [`BATCH_FILE_BYTES`], each one transaction on the server.
+    /// [`BATCH`] images and [`BATCH_FILE_BYTES`], each one transaction on the server; then
+    /// full tiers of segments are merged ([`Client::merge`]).
     pub fn ingest(
         &self,
         files: &[(String, Vec<u8>)],
@@ -313,11 +330,16 @@ impl Client {
             .par_iter()
             .enumerate()
             .map(|(k, (name, bytes))| {
-                let encoded = self
+                let (encoded, source) = self
                     .encoder
-                    .encode(bytes, name)
+                    .encode_with_source(bytes, name)
                     .map_err(|e| (name.clone(), e.to_string()))?;
-                Ok((k, encoded, hmac_sha256(&self.keystore.payload_key, bytes)))
+                Ok((
+                    k,
+                    encoded,
+                    hmac_sha256(&self.keystore.payload_key, bytes),
+                    source,
+                ))
             })
             .collect();
         let mut batch_tags = HashSet::new();
@@ -325,17 +347,17 @@ impl Client {
         for d in decoded {
             match d {
                 Err(f) => report.failed.push(f),
-                Ok((k, enc, tag)) => {
+                Ok((k, enc, tag, source)) => {
                     if known.contains(&tag) || !batch_tags.insert(tag.clone()) {
                         report.duplicates += 1;
                     } else {
-                        todo.push((k, enc, tag));
+                        todo.push((k, enc, tag, source));
                     }
                 }
             }
         }
         let mut elements = Self::galois_elements(&info);
-        for chunk in batches(&todo, |(k, _, _)| files[*k].1.len()) {
+        for chunk in batches(&todo, |(k, ..)| files[*k].1.len()) {
             let msg = self.batch(files, chunk, &mut elements)?;
             self.remote.append(&self.collection, &msg)?;
             report.added += chunk.len();
@@ -343,9 +365,12 @@ impl Client {
                 chunk
                     .iter()
                     .zip(&msg.images)
-                    .map(|((k, _, _), img)| (files[*k].0.clone(), img.id)),
+                    .map(|((k, ..), img)| (files[*k].0.clone(), img.id)),
             );
             progress(report.added);
+        }
+        if report.added > 0 && self.merge_after_ingest {
+            report.merged = self.merge()?;
         }
         Ok(report)
     }
@@ -353,13 +378,13 @@ impl Client {
     fn batch(
         &self,
         files: &[(String, Vec<u8>)],
-        chunk: &[(usize, EncodedImage, Vec<u8>)],
+        chunk: &[Candidate],
         elements: &mut HashSet<u64>,
     ) -> Result<AppendSegment> {
         let images = chunk
             .iter()
             .enumerate()
-            .map(|(position, (k, enc, tag))| {
+            .map(|(position, (k, enc, tag, source))| {
                 let id = (u64::from_le_bytes(crate::random::bytes()?) >> 1) as i64;
                 let (name, bytes) = &files[*k];
                 Ok(ImageRecord {
@@ -378,10 +403,16 @@ impl Client {
                         id as u64,
                         bytes,
                     )?,
+                    source: seal::seal(
+                        &self.keystore.payload_key,
+                        &source_context(&self.collection),
+                        id as u64,
+                        &source.to_bytes(),
+                    )?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let encoded: Vec<&EncodedImage> = chunk.iter().map(|(_, e, _)| e).collect();
+        let encoded: Vec<&EncodedImage> = chunk.iter().map(|(_, e, ..)| e).collect();
         self.segment_message(&encoded, images, elements)
     }
 
@@ -392,6 +423,23 @@ impl Client {
         images: Vec<ImageRecord>,
         elements: &mut HashSet<u64>,
     ) -> Result<AppendSegment> {
+        let seg = self.encrypt_segment(encoded, elements)?;
+        Ok(AppendSegment {
+            layout: seg.layout,
+            ciphertexts: seg.ciphertexts,
+            images,
+            galois_keys: seg.galois_keys,
+        })
+    }
+
+    /// Encrypts a segment of `encoded` (position `k` is `encoded[k]`): its serialized
+    /// layout, ciphertexts per channel, and the Galois keys its layout needs that `elements`
+    /// (the collection's, updated) lacks.
+    fn encrypt_segment(
+        &self,
+        encoded: &[&EncodedImage],
+        elements: &mut HashSet<u64>,
+    ) -> Result<EncryptedSegment> {
         let ctx = self.ctx();
         let vectors = channel_values(encoded, self.channels());
         let (layout, ciphertexts) = match &self.cipher {
@@ -410,10 +458,9 @@ impl Client {
             elements.extend(gk.elements());
             gk.to_bytes(ctx)?
         };
-        Ok(AppendSegment {
+        Ok(EncryptedSegment {
             layout: layout.to_bytes(),
             ciphertexts,
-            images,
             galois_keys,
         })
     }
@@ -424,81 +471,6 @@ impl Client {
             .and_then(|e| e.as_array())
             .map(|a| a.iter().filter_map(|g| g.as_u64()).collect())
             .unwrap_or_default()
-    }
-
-    /// Rebuilds every segment holding deleted images from its live images (fetched,
-    /// decrypted and re-encrypted here, ids and sealed data kept), one segment per
-    /// transaction on the server. A segment whose live set changes meanwhile (an image
-    /// deleted after the listing: its payload is gone, or the server answers 409) is left
-    /// for the next compaction and counted as skipped; nothing live is ever dropped.
-    pub fn compact(&self) -> Result<CompactReport> {
-        let info = self.check_collection()?;
-        let entries = self.remote.images(&self.collection)?.images;
-        let mut by_segment: std::collections::BTreeMap<i64, Vec<&crate::store::ImageEntry>> =
-            Default::default();
-        for e in &entries {
-            by_segment.entry(e.segment_id).or_default().push(e);
-        }
-        let mut elements = Self::galois_elements(&info);
-        let mut report = CompactReport::default();
-        'segments: for (segment, mut images) in by_segment {
-            if !images.iter().any(|e| e.deleted) {
-                continue;
-            }
-            let purged = images.iter().filter(|e| e.deleted).count();
-            images.retain(|e| !e.deleted);
-            images.sort_by_key(|e| e.position);
-            let live: Vec<i64> = images.iter().map(|e| e.id).collect();
-            let batch = if images.is_empty() {
-                None
-            } else {
-                let ids: Vec<i64> = images.iter().map(|e| e.id).collect();
-                let sealed: HashMap<i64, Vec<u8>> = self
-                    .remote
-                    .payloads(&self.collection, &ids)?
-                    .into_iter()
-                    .collect();
-                let mut encoded = Vec::with_capacity(images.len());
-                let mut records = Vec::with_capacity(images.len());
-                for (position, e) in images.iter().enumerate() {
-                    let Some(payload) = sealed.get(&e.id) else {
-                        // deleted since the listing
-                        report.skipped += 1;
-                        continue 'segments;
-                    };
-                    let file = seal::open(
-                        &self.keystore.payload_key,
-                        &self.collection,
-                        e.id as u64,
-                        payload,
-                    )?;
-                    encoded.push(self.encoder.encode(&file, &e.id.to_string())?);
-                    records.push(ImageRecord {
-                        id: e.id,
-                        position,
-                        tag: e.tag.clone(),
-                        meta: e.meta.clone(),
-                        payload: payload.clone(),
-                    });
-                }
-                let refs: Vec<&EncodedImage> = encoded.iter().collect();
-                Some(self.segment_message(&refs, records, &mut elements)?)
-            };
-            let msg = crate::wire::CompactSegment {
-                old: segment,
-                live,
-                batch,
-            };
-            match self.remote.compact(&self.collection, &msg) {
-                Ok(_) => {
-                    report.rebuilt += 1;
-                    report.purged += purged;
-                }
-                Err(AppError::Remote { status: 409, .. }) => report.skipped += 1,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(report)
     }
 
     /// The images of the collection: id → (name, norms), and the version listed.

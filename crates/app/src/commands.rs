@@ -445,6 +445,12 @@ pub fn ingest(env: &Env, dir: &Path) -> Result<IngestReport> {
         "added {} images, skipped {} already present",
         report.added, report.duplicates
     );
+    if report.merged.replaced > 0 {
+        println!(
+            "merged {} segments into {}",
+            report.merged.replaced, report.merged.written
+        );
+    }
     for (name, reason) in &report.failed {
         println!(
             "skipped {}: {}",
@@ -576,8 +582,8 @@ pub fn compact(env: &Env) -> Result<()> {
     let (_server, client) = env.client()?;
     let r = client.compact()?;
     println!(
-        "rebuilt {} segments, purged {} deleted images",
-        r.rebuilt, r.purged
+        "replaced {} segments by {}, purged {} deleted images",
+        r.replaced, r.written, r.purged
     );
     if r.skipped > 0 {
         println!(

@@ -13,6 +13,7 @@
 //! the gallery it is compared with.
 
 use crate::errors::Result;
+use crate::source_vector::SourceVector;
 use blindsight_embed::{Embedder, FEATURES, ModelIdentity, Normalization};
 use blindsight_he::{Context, Scheme};
 use blindsight_search::encoding::VectorEncoding;
@@ -108,27 +109,30 @@ impl ImageEncoder {
 
     /// The encoded vectors of an image file (`name` for error messages).
     pub fn encode(&self, bytes: &[u8], name: &str) -> Result<EncodedImage> {
-        match &self.source {
+        Ok(self.encode_with_source(bytes, name)?.0)
+    }
+
+    /// The encoded vectors of an image file and what they were encoded from (to seal beside
+    /// the image, so that a merge re-encodes it with [`ImageEncoder::encode_source`]).
+    pub fn encode_with_source(
+        &self,
+        bytes: &[u8],
+        name: &str,
+    ) -> Result<(EncodedImage, SourceVector)> {
+        let source = match &self.source {
             Source::Model(embedder, norm) => {
-                let features = normalized_features(embedder, *norm, bytes, name)?;
-                Ok(EncodedImage::from_features(&self.encoding, &features))
+                let rgb = decode_rgb(bytes, name)?;
+                SourceVector::Features(norm.apply(&embedder.features(&rgb)?))
             }
             Source::Pixels { side } => {
-                let v = image_vector(bytes, name, *side)?;
-                Ok(EncodedImage::new(&self.encoding, &v.channels))
+                SourceVector::Pixels(image_vector(bytes, name, *side)?.channels)
             }
-        }
+        };
+        Ok((source.encode(&self.encoding), source))
     }
-}
 
-/// The normalized features of an image file (before the scheme's encoding).
-fn normalized_features(
-    embedder: &Embedder,
-    norm: Normalization,
-    bytes: &[u8],
-    name: &str,
-) -> Result<Vec<f64>> {
-    let rgb = decode_rgb(bytes, name)?;
-    let raw = embedder.features(&rgb)?;
-    Ok(norm.apply(&raw).into_iter().map(f64::from).collect())
+    /// The encoded vectors of a source kept from an ingest: the same as the file's.
+    pub fn encode_source(&self, source: &SourceVector) -> EncodedImage {
+        source.encode(&self.encoding)
+    }
 }

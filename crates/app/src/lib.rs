@@ -41,6 +41,7 @@ pub mod report_page;
 pub mod sandbox;
 pub mod seal;
 pub mod server;
+pub mod source_vector;
 pub mod store;
 pub mod synthetic;
 pub mod wire;

@@ -153,7 +153,8 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Rebuild the segments that hold deleted images (re-encrypted on this client).
+    /// Purge deleted images and merge small segments into as few as fit (re-encrypted on
+    /// this client; ingests merge full tiers on their own).
     Compact {
         #[command(flatten)]
         client: ClientArgs,

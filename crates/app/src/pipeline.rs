@@ -453,6 +453,7 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
                         tag: (i as u64).to_le_bytes().to_vec(),
                         meta: Vec::new(),
                         payload: Vec::new(),
+                        source: Vec::new(),
                     })
                     .collect(),
                 galois_keys: Vec::new(),

@@ -291,7 +291,17 @@ impl Remote {
     /// Asks in chunks, and again for what a capped answer left out, while the server makes
     /// progress; answers for ids that were not asked for are an error.
     pub fn payloads(&self, collection: &str, ids: &[i64]) -> Result<Vec<(i64, Vec<u8>)>> {
-        let url = self.url(&format!("/v1/collections/{collection}/payloads"));
+        self.sealed(collection, "payloads", ids)
+    }
+
+    /// Sealed source vectors of the given images, as [`Remote::payloads`] (ids that are not
+    /// live images, or have no source, are absent).
+    pub fn sources(&self, collection: &str, ids: &[i64]) -> Result<Vec<(i64, Vec<u8>)>> {
+        self.sealed(collection, "sources", ids)
+    }
+
+    fn sealed(&self, collection: &str, what: &str, ids: &[i64]) -> Result<Vec<(i64, Vec<u8>)>> {
+        let url = self.url(&format!("/v1/collections/{collection}/{what}"));
         let mut seen = HashSet::new();
         let mut todo: Vec<i64> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
         let mut out = Vec::new();
@@ -325,7 +335,8 @@ impl Remote {
         Ok(out)
     }
 
-    /// Replaces (or drops) one segment in a single transaction; returns the new segment id.
+    /// Replaces (or drops) segments by one rebuilt from their live images, in a single
+    /// transaction; returns the new segment id.
     pub fn compact(&self, collection: &str, msg: &wire::CompactSegment) -> Result<Option<i64>> {
         let url = self.url(&format!("/v1/collections/{collection}/compact"));
         Ok(

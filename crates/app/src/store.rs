@@ -35,9 +35,9 @@ pub mod mapped;
 pub mod segment_file;
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     r#"
 CREATE TABLE collections (
     id          INTEGER PRIMARY KEY,
@@ -140,6 +140,11 @@ ALTER TABLE collections ADD COLUMN vectors TEXT NOT NULL DEFAULT 'pixels:64';
     // server converts to a file when it opens the store.
     r#"
 ALTER TABLE segments ADD COLUMN file_bytes INTEGER;
+"#,
+    // Merging (issue 11): each image's sealed source vector, which a merge re-encrypts
+    // without the original file; NULL for images ingested before (their file is re-encoded).
+    r#"
+ALTER TABLE images ADD COLUMN source BLOB;
 "#,
 ];
 
@@ -266,11 +271,44 @@ pub struct ImageRecord {
     pub meta: Vec<u8>,
     /// Sealed original file.
     pub payload: Vec<u8>,
+    /// Sealed source vector (what the image's vectors are encoded from), empty if none.
+    pub source: Vec<u8>,
 }
 
 impl ImageRecord {
     fn stored_bytes(&self) -> usize {
-        self.tag.len() + self.meta.len() + self.payload.len()
+        self.tag.len() + self.meta.len() + self.payload.len() + self.source.len()
+    }
+}
+
+/// A segment rebuilt from the live images of the segments it replaces (compaction and
+/// merging, re-encrypted by the client): the images keep their rows (tag, metadata, payload,
+/// source) and move into it.
+#[derive(Debug)]
+pub struct RebuiltBatch<'a> {
+    /// Serialized layout.
+    pub layout: &'a [u8],
+    /// The segment's file, written and synced under a temporary name.
+    pub file: StagedFile,
+    /// Where each image goes: (image id, position in the new segment), positions distinct.
+    pub placements: &'a [(i64, usize)],
+}
+
+/// Sealed data kept per image that a client may fetch back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SealedData {
+    /// The original file.
+    Payload,
+    /// The source vector (absent for images ingested before sources were kept).
+    Source,
+}
+
+impl SealedData {
+    fn column(self) -> &'static str {
+        match self {
+            Self::Payload => "payload",
+            Self::Source => "source",
+        }
     }
 }
 
@@ -626,7 +664,7 @@ impl Store {
         collection: i64,
         old: i64,
         expected_live: &[i64],
-        batch: Option<SegmentBatch<'_>>,
+        batch: Option<RebuiltBatch<'_>>,
         keys: Option<&KeyUpdate<'_>>,
         quota: &Quota,
     ) -> Result<Option<i64>> {
@@ -641,16 +679,18 @@ impl Store {
 
     /// Replaces segments `olds` of the collection by one rebuilt from their live images
     /// (compaction and merging: re-encrypted by the client), or drops them when `batch` is
-    /// `None`, in one transaction that bumps the version; their files are removed after it
-    /// commits. Refused as a whole with [`AppError::Conflict`] unless, for every old segment,
-    /// the ids the client computed the rebuild from are exactly its current live set, and the
-    /// batch holds exactly the union of those images (none, without a batch); with
-    /// [`AppError::NotFound`] if a segment is not the collection's.
+    /// `None`, in one transaction that bumps the version: the live images move into the new
+    /// segment (their rows, tags, metadata, payloads and sources stay), the deleted ones
+    /// go with the old segments, whose files are removed after the commit. Refused as a
+    /// whole with [`AppError::Conflict`] unless, for every old segment, the ids the client
+    /// computed the rebuild from are exactly its current live set, and the batch places
+    /// exactly the union of those images (none, without a batch), or if a segment is not
+    /// (or no longer) the collection's.
     pub fn replace_segments(
         &mut self,
         collection: i64,
         olds: &[(i64, Vec<i64>)],
-        batch: Option<SegmentBatch<'_>>,
+        batch: Option<RebuiltBatch<'_>>,
         keys: Option<&KeyUpdate<'_>>,
         quota: &Quota,
     ) -> Result<Option<i64>> {
@@ -670,10 +710,11 @@ impl Store {
                 |r| r.get(0),
             )?;
             if !exists {
-                return Err(AppError::NotFound {
-                    what: "segment",
-                    name: old.to_string(),
-                });
+                // merged or dropped since the client's listing (or never the collection's)
+                return Err(conflict(format!(
+                    "segment {old} is not (or no longer) one of the collection's; fetch the \
+                     image list and compact again"
+                )));
             }
             let live: HashSet<i64> = {
                 let mut st = tx.prepare(
@@ -690,33 +731,44 @@ impl Store {
                 ));
             }
             all_live.extend(live);
+            // what goes: the segment (file, layout, legacy ciphertext rows) and its deleted
+            // images; its live images move
             old_bytes += tx.query_row(
                 "SELECT length(layout) + COALESCE(file_bytes, 0)
                    + (SELECT COALESCE(SUM(length(data)), 0) FROM ciphertexts WHERE segment_id = ?1)
-                   + (SELECT COALESCE(SUM(length(tag) + length(meta) + length(payload)), 0)
-                        FROM images WHERE segment_id = ?1)
+                   + (SELECT COALESCE(SUM(length(tag) + length(meta) + length(payload)
+                                          + COALESCE(length(source), 0)), 0)
+                        FROM images WHERE segment_id = ?1 AND deleted_at IS NOT NULL)
                  FROM segments WHERE id = ?1",
                 [old],
                 |r| r.get::<_, i64>(0),
             )?;
         }
-        let incoming: Vec<i64> = batch
+        let incoming: HashSet<i64> = batch
             .as_ref()
-            .map(|b| b.images.iter().map(|i| i.id).collect())
+            .map(|b| b.placements.iter().map(|(id, _)| *id).collect())
             .unwrap_or_default();
-        if incoming.len() != all_live.len() || incoming.iter().any(|id| !all_live.contains(id)) {
+        let placed = batch.as_ref().map_or(0, |b| b.placements.len());
+        if placed != incoming.len() || incoming != all_live {
             return Err(conflict(
                 "a rebuilt segment must hold exactly the live images of the segments it replaces",
             ));
         }
+        let new_bytes = batch.as_ref().map_or(0, |b| {
+            to_i64(b.file.bytes()).saturating_add(b.layout.len() as i64)
+        });
+        let new = match &batch {
+            Some(b) => {
+                let id = insert_segment_row(&tx, collection, b.layout, b.file.bytes())?;
+                move_images(&tx, collection, id, b.placements)?;
+                Some(id)
+            }
+            None => None,
+        };
+        // the old segments' rows go with their deleted images (the live ones have moved)
         for (old, _) in olds {
             tx.execute("DELETE FROM segments WHERE id = ?1", [old])?;
         }
-        let new_bytes = batch.as_ref().map_or(0, |b| b.bytes() as i64);
-        let new = match &batch {
-            Some(b) => Some(insert_segment(&tx, collection, b)?),
-            None => None,
-        };
         let delta_keys = update_keys(&tx, collection, keys)?;
         bump(&tx, collection, new_bytes - old_bytes, delta_keys)?;
         check_quota(&tx, collection, quota)?;
@@ -833,16 +885,31 @@ impl Store {
             .collect()
     }
 
-    /// Sealed payloads of live images of the collection, in the order of `ids` (which must
-    /// hold no duplicates), until their total would pass `max_bytes` (at least one is
-    /// returned). Ids of other collections and deleted images are reported missing.
+    /// Sealed payloads of live images: [`Store::sealed`] of [`SealedData::Payload`].
     pub fn payloads(&self, collection: i64, ids: &[i64], max_bytes: usize) -> Result<PayloadBatch> {
-        let mut st = self.conn.prepare(
-            "SELECT payload FROM images WHERE collection_id = ?1 AND id = ?2 AND deleted_at IS NULL",
-        )?;
-        let mut size = self.conn.prepare(
-            "SELECT length(payload) FROM images WHERE collection_id = ?1 AND id = ?2 AND deleted_at IS NULL",
-        )?;
+        self.sealed(collection, SealedData::Payload, ids, max_bytes)
+    }
+
+    /// Sealed data (payloads or sources) of live images of the collection, in the order of
+    /// `ids` (which must hold no duplicates), until their total would pass `max_bytes` (at
+    /// least one is returned). Ids of other collections, deleted images and images without
+    /// that data are reported missing.
+    pub fn sealed(
+        &self,
+        collection: i64,
+        what: SealedData,
+        ids: &[i64],
+        max_bytes: usize,
+    ) -> Result<PayloadBatch> {
+        let column = what.column();
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {column} FROM images
+             WHERE collection_id = ?1 AND id = ?2 AND deleted_at IS NULL AND {column} IS NOT NULL"
+        ))?;
+        let mut size = self.conn.prepare(&format!(
+            "SELECT length({column}) FROM images
+             WHERE collection_id = ?1 AND id = ?2 AND deleted_at IS NULL AND {column} IS NOT NULL"
+        ))?;
         let mut out = PayloadBatch::default();
         let mut total = 0usize;
         for &id in ids {
@@ -1136,6 +1203,35 @@ fn insert_segment(tx: &Transaction<'_>, collection: i64, batch: &SegmentBatch<'_
             }
         }
     }
+    let segment = insert_segment_row(tx, collection, batch.layout, batch.file.bytes())?;
+    {
+        let mut ins = tx.prepare(
+            "INSERT INTO images (collection_id, id, segment_id, position, tag, meta, payload, source)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for img in batch.images {
+            ins.execute(params![
+                collection,
+                img.id,
+                segment,
+                img.position as i64,
+                img.tag,
+                img.meta,
+                img.payload,
+                (!img.source.is_empty()).then_some(&img.source)
+            ])?;
+        }
+    }
+    Ok(segment)
+}
+
+/// Inserts a segment's row under a fresh id (never one used before) and returns it.
+fn insert_segment_row(
+    tx: &Transaction<'_>,
+    collection: i64,
+    layout: &[u8],
+    file_bytes: u64,
+) -> Result<i64> {
     // Segment ids are never reused (SQLite would reuse the highest id once it is deleted):
     // caches key prepared segments by id, so an id must name one segment forever.
     let high_water: i64 = tx
@@ -1152,36 +1248,41 @@ fn insert_segment(tx: &Transaction<'_>, collection: i64, batch: &SegmentBatch<'_
     let segment = high_water.max(max_id).saturating_add(1);
     tx.execute(
         "INSERT INTO segments (id, collection_id, layout, file_bytes) VALUES (?1, ?2, ?3, ?4)",
-        params![
-            segment,
-            collection,
-            batch.layout,
-            to_i64(batch.file.bytes())
-        ],
+        params![segment, collection, layout, to_i64(file_bytes)],
     )?;
     tx.execute(
         "INSERT INTO store_meta (key, value) VALUES ('segment_high_water', ?1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [segment.to_string()],
     )?;
-    {
-        let mut ins = tx.prepare(
-            "INSERT INTO images (collection_id, id, segment_id, position, tag, meta, payload)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        for img in batch.images {
-            ins.execute(params![
-                collection,
-                img.id,
-                segment,
-                img.position as i64,
-                img.tag,
-                img.meta,
-                img.payload
-            ])?;
+    Ok(segment)
+}
+
+/// Moves the images of a rebuilt segment into `segment`, at their new positions.
+fn move_images(
+    tx: &Transaction<'_>,
+    collection: i64,
+    segment: i64,
+    placements: &[(i64, usize)],
+) -> Result<()> {
+    let mut positions = HashSet::with_capacity(placements.len());
+    if placements.iter().any(|(_, p)| !positions.insert(*p)) {
+        return Err(AppError::Malformed(
+            "a rebuilt segment places two images at one position".into(),
+        ));
+    }
+    let mut st = tx.prepare(
+        "UPDATE images SET segment_id = ?3, position = ?4
+         WHERE collection_id = ?1 AND id = ?2 AND deleted_at IS NULL",
+    )?;
+    for &(id, position) in placements {
+        if st.execute(params![collection, id, segment, to_i64(position as u64)])? != 1 {
+            return Err(conflict(format!(
+                "image {id} is not a live image of the collection; list the images and compact again"
+            )));
         }
     }
-    Ok(segment)
+    Ok(())
 }
 
 #[cfg(test)]

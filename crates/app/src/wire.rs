@@ -17,9 +17,11 @@ use crate::store::{ImageEntry, ImageRecord, PayloadBatch};
 use blindsight_search::rank::MAX_CHANNELS;
 
 const MAGIC: [u8; 4] = *b"BLSW";
-/// Version 4: `CreateCollection` carries the vector kind; per-channel ciphertexts are
-/// counted (version 3: the ring-switching key of responses).
-const VERSION: u16 = 4;
+/// Version 5: images carry their sealed source vector, and a compaction replaces one or
+/// more segments by a rebuilt one whose images move (merging). Version 4: `CreateCollection`
+/// carries the vector kind; per-channel ciphertexts are counted (version 3: the
+/// ring-switching key of responses).
+const VERSION: u16 = 5;
 
 /// Message kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +41,7 @@ pub enum MessageKind {
     Payloads = 6,
     /// Image list (ids, places, sealed metadata, deletion marks).
     ImageList = 7,
-    /// Compaction of one segment.
+    /// Compaction or merge: segments replaced by one rebuilt from their live images.
     Compact = 8,
 }
 
@@ -271,7 +273,8 @@ impl AppendSegment {
                 .u64(img.position as u64)
                 .bytes(&img.tag)
                 .bytes(&img.meta)
-                .bytes(&img.payload);
+                .bytes(&img.payload)
+                .bytes(&img.source);
         }
         w.bytes(&self.galois_keys);
     }
@@ -287,7 +290,8 @@ impl AppendSegment {
     fn read(r: &mut FrameReader<'_>) -> Result<Self> {
         let layout = r.bytes()?.to_vec();
         let ciphertexts = r.channels()?;
-        let n = r.count(40)?;
+        // id, position and four length prefixes
+        let n = r.count(48)?;
         let mut images = Vec::with_capacity(n);
         for _ in 0..n {
             let id = r.i64("image id")?;
@@ -299,6 +303,7 @@ impl AppendSegment {
                 tag: r.bytes()?.to_vec(),
                 meta: r.bytes()?.to_vec(),
                 payload: r.bytes()?.to_vec(),
+                source: r.bytes()?.to_vec(),
             });
         }
         let galois_keys = r.bytes()?.to_vec();
@@ -311,26 +316,76 @@ impl AppendSegment {
     }
 }
 
-/// Body of `Compact`: replace segment `old` by `batch` (its live images, re-encrypted), or
-/// drop it when `batch` is `None` (nothing in it is live). `live` is the live set the client
-/// computed the rebuild from: the server refuses the compaction (409) unless it is still
-/// the segment's live set.
+/// A segment rebuilt by the client from the live images of the segments it replaces: the
+/// ciphertexts of its layout, and where each image goes. The images themselves (tags,
+/// sealed metadata, payloads and sources) stay on the server and move.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RebuiltSegment {
+    /// Serialized layout.
+    pub layout: Vec<u8>,
+    /// Ciphertext envelopes per channel.
+    pub ciphertexts: Vec<Vec<Vec<u8>>>,
+    /// (image id, position in the new segment) of every image.
+    pub placements: Vec<(i64, usize)>,
+    /// Galois keys the layout needs and the collection lacks (envelope; empty if none).
+    pub galois_keys: Vec<u8>,
+}
+
+impl RebuiltSegment {
+    fn write(&self, w: &mut FrameWriter) {
+        w.bytes(&self.layout).channels(&self.ciphertexts);
+        w.u64(self.placements.len() as u64);
+        for &(id, position) in &self.placements {
+            w.u64(id as u64).u64(position as u64);
+        }
+        w.bytes(&self.galois_keys);
+    }
+
+    fn read(r: &mut FrameReader<'_>) -> Result<Self> {
+        let layout = r.bytes()?.to_vec();
+        let ciphertexts = r.channels()?;
+        let n = r.count(16)?;
+        let placements = (0..n)
+            .map(|_| {
+                let id = r.i64("image id")?;
+                let position =
+                    usize::try_from(r.u64()?).map_err(|_| malformed("position out of range"))?;
+                Ok((id, position))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let galois_keys = r.bytes()?.to_vec();
+        Ok(Self {
+            layout,
+            ciphertexts,
+            placements,
+            galois_keys,
+        })
+    }
+}
+
+/// Body of `Compact`: replace segments `olds` by `batch` (their live images, re-encrypted as
+/// one segment: the compaction of one segment, or a merge of several), or drop them when
+/// `batch` is `None` (nothing in them is live). Each old segment comes with the live set the
+/// client computed the rebuild from: the server refuses the whole request (409) unless
+/// every one is still its segment's live set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompactSegment {
-    /// Row id of the segment to replace.
-    pub old: i64,
-    /// Ids of the segment's live images, as the client saw them.
-    pub live: Vec<i64>,
+    /// Row ids of the segments to replace, each with the ids of its live images as the
+    /// client saw them.
+    pub olds: Vec<(i64, Vec<i64>)>,
     /// The rebuilt segment.
-    pub batch: Option<AppendSegment>,
+    pub batch: Option<RebuiltSegment>,
 }
 
 impl CompactSegment {
     /// Encodes the message.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = FrameWriter::new(MessageKind::Compact);
-        w.u64(self.old as u64);
-        write_ids(&mut w, &self.live);
+        w.u64(self.olds.len() as u64);
+        for (old, live) in &self.olds {
+            w.u64(*old as u64);
+            write_ids(&mut w, live);
+        }
         match &self.batch {
             Some(b) => {
                 w.u64(1);
@@ -346,15 +401,18 @@ impl CompactSegment {
     /// Decodes the message.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let mut r = FrameReader::open(bytes, MessageKind::Compact)?;
-        let old = r.i64("segment id")?;
-        let live = read_ids(&mut r)?;
+        // each old segment takes at least its id and its count
+        let n = r.count(16)?;
+        let olds = (0..n)
+            .map(|_| Ok((r.i64("segment id")?, read_ids(&mut r)?)))
+            .collect::<Result<Vec<_>>>()?;
         let batch = match r.u64()? {
             0 => None,
-            1 => Some(AppendSegment::read(&mut r)?),
+            1 => Some(RebuiltSegment::read(&mut r)?),
             _ => return Err(malformed("bad compaction flag")),
         };
         r.finish()?;
-        Ok(Self { old, live, batch })
+        Ok(Self { olds, batch })
     }
 }
 
@@ -566,6 +624,7 @@ mod tests {
                 tag: vec![1],
                 meta: vec![2, 2],
                 payload: vec![3; 7],
+                source: vec![6; 3],
             }],
             galois_keys: vec![4, 4],
         }
@@ -575,13 +634,24 @@ mod tests {
     fn messages_round_trip() {
         let a = sample();
         assert_eq!(AppendSegment::decode(&a.encode()).unwrap(), a);
-        for batch in [None, Some(a.clone())] {
-            let c = CompactSegment {
-                old: 7,
-                live: vec![5, 6],
-                batch,
-            };
-            assert_eq!(CompactSegment::decode(&c.encode()).unwrap(), c);
+        let rebuilt = RebuiltSegment {
+            layout: a.layout.clone(),
+            ciphertexts: a.ciphertexts.clone(),
+            placements: vec![(5, 1), (6, 0)],
+            galois_keys: vec![],
+        };
+        for batch in [None, Some(rebuilt)] {
+            for olds in [
+                vec![(7, vec![5, 6])],
+                vec![(7, vec![]), (9, vec![5, 6])],
+                vec![],
+            ] {
+                let c = CompactSegment {
+                    olds,
+                    batch: batch.clone(),
+                };
+                assert_eq!(CompactSegment::decode(&c.encode()).unwrap(), c);
+            }
         }
         let c = CreateCollection {
             name: "x".into(),

@@ -1,7 +1,8 @@
 //! The `blindsight` binary: bad input gets a clear error and changes nothing (wrong
 //! passphrase, a keystore that does not match the collection), and a process killed in the
 //! middle of an ingest leaves a consistent store that a second ingest completes without
-//! duplicates.
+//! duplicates; ingests with their merges, deletions and compactions killed at random
+//! points lose no live image and bring no deleted one back.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,7 +15,7 @@ use blindsight::store::mapped::map_segment_file;
 use blindsight::store::segment_file::open_segment;
 use blindsight_he::{Context, Evaluator, Parameters};
 use blindsight_search::Layout;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -215,7 +216,7 @@ fn an_ingest_killed_mid_batch_leaves_a_consistent_store() {
     let unique = blindsight_testdata::first(n)
         .iter()
         .map(|e| e.png)
-        .collect::<std::collections::HashSet<_>>()
+        .collect::<HashSet<_>>()
         .len();
     ok(&home, &["keygen", "--scheme", "ckks"]);
     // pixels: batches commit within the kill delays below
@@ -243,6 +244,150 @@ fn an_ingest_killed_mid_batch_leaves_a_consistent_store() {
     assert!(
         again.contains(&format!("added 0 images, skipped {n} already present")),
         "{again}"
+    );
+}
+
+/// The live and the deleted image ids of the store's collection.
+fn live_and_deleted(db: &Path) -> (HashSet<i64>, HashSet<i64>) {
+    let store = Store::open(db).unwrap();
+    let c = store.collection("default").unwrap();
+    let (mut live, mut deleted) = (HashSet::new(), HashSet::new());
+    for i in store.images(c.id).unwrap() {
+        if i.deleted {
+            deleted.insert(i.id);
+        } else {
+            live.insert(i.id);
+        }
+    }
+    (live, deleted)
+}
+
+/// Kill delays, uniform in `0..max` (xorshift; the seed is printed to replay a failure).
+struct Delays(u64);
+
+impl Delays {
+    fn up_to(&mut self, max: Duration) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        max.mul_f64((self.0 >> 11) as f64 / (1u64 << 53) as f64)
+    }
+}
+
+/// Runs `args` to completion; returns how long it took.
+fn timed(home: &Path, args: &[&str]) -> Duration {
+    let started = std::time::Instant::now();
+    ok(home, args);
+    started.elapsed()
+}
+
+/// Starts `args` and kills it (SIGKILL) after `delay`.
+fn killed_after(home: &Path, args: &[&str], delay: Duration) {
+    let mut child = blindsight(home, args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn merges_deletions_and_compactions_killed_at_random_points_lose_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let db = home.join("gallery.db");
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("kill delays seed: {seed}");
+    let mut delays = Delays(seed);
+    // 8 folders of 24 distinct images: the fourth and the eighth ingest merge a tier
+    let night = 24;
+    let mut seen = HashSet::new();
+    let distinct: Vec<_> = blindsight_testdata::all()
+        .iter()
+        .filter(|e| seen.insert(e.png))
+        .take(8 * night)
+        .collect();
+    ok(&home, &["keygen", "--scheme", "ckks"]);
+    ok(&home, &["create", "--vectors", "pixels"]);
+    let (mut expected, mut deleted) = (HashSet::new(), HashSet::<i64>::new());
+    // the longest uninterrupted ingest so far (the first night is not killed)
+    let mut typical = Duration::ZERO;
+    let check = |expected_live: &HashSet<i64>, deleted: &HashSet<i64>, exact: bool| {
+        check_consistent(&db);
+        let (live, _) = live_and_deleted(&db);
+        assert!(live.is_superset(expected_live), "a live image was lost");
+        assert!(live.is_disjoint(deleted), "a deleted image is back");
+        if exact {
+            assert_eq!(&live, expected_live);
+        }
+        live
+    };
+    for (k, chunk) in distinct.chunks(night).enumerate() {
+        let dir = tmp.path().join(format!("night{k}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for e in chunk {
+            std::fs::write(dir.join(e.name), e.png).unwrap();
+        }
+        let args = ["ingest", dir.to_str().unwrap()];
+        let (before, delay) = (expected.len(), delays.up_to(typical));
+        killed_after(&home, &args, delay);
+        expected = check(&expected, &deleted, false);
+        eprintln!(
+            "night {k}: killed after {delay:?} of {typical:?}: {} images committed",
+            expected.len() - before
+        );
+        typical = typical.max(timed(&home, &args));
+        expected = check(&expected, &deleted, false);
+        assert_eq!(
+            expected.len() + deleted.len(),
+            night * (k + 1),
+            "every image of night {k}"
+        );
+
+        // every other night, a deletion of a third of the live images, killed first
+        if k % 2 == 1 {
+            let mut victims: Vec<i64> = expected.iter().copied().collect();
+            victims.sort_unstable();
+            victims.retain(|id| id % 3 == 0);
+            let ids: Vec<String> = victims.iter().map(i64::to_string).collect();
+            let mut args = vec!["delete"];
+            args.extend(ids.iter().map(String::as_str));
+            killed_after(&home, &args, delays.up_to(typical / 2));
+            let (live, _) = live_and_deleted(&db);
+            let after: HashSet<i64> = expected
+                .difference(&victims.iter().copied().collect())
+                .copied()
+                .collect();
+            assert!(
+                live == expected || live == after,
+                "a deletion is all or nothing"
+            );
+            ok(&home, &args);
+            deleted.extend(victims);
+            expected = after;
+            check(&expected, &deleted, true);
+        }
+    }
+    // compactions killed at random points, then one to the end: one segment remains
+    for _ in 0..3 {
+        killed_after(&home, &["compact"], delays.up_to(typical));
+        check(&expected, &deleted, true);
+    }
+    ok(&home, &["compact"]);
+    check(&expected, &deleted, true);
+    let store = Store::open(&db).unwrap();
+    let c = store.collection("default").unwrap();
+    assert_eq!(store.segments(c.id).unwrap().len(), 1);
+    assert_eq!(
+        store.usage(c.id).unwrap().images as usize,
+        expected.len(),
+        "purged"
     );
 }
 

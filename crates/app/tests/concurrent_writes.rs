@@ -128,7 +128,7 @@ fn searches_see_exactly_the_acknowledged_writes() {
             while !shared.stop.load(Ordering::Relaxed) {
                 match c.compact() {
                     Ok(r) => {
-                        shared.compactions.fetch_add(r.rebuilt, Ordering::Relaxed);
+                        shared.compactions.fetch_add(r.replaced, Ordering::Relaxed);
                         shared.conflicts.fetch_add(r.skipped, Ordering::Relaxed);
                     }
                     Err(e) => panic!("compaction failed: {e}"),

@@ -35,6 +35,7 @@ fn image(id: i64, position: usize) -> ImageRecord {
         tag: vec![id as u8; 32],
         meta: vec![7; 70],
         payload: vec![9; 100],
+        source: vec![4; 50],
     }
 }
 
@@ -64,9 +65,13 @@ fn frames() -> &'static [Vec<u8>] {
             .encode(),
             append().encode(),
             CompactSegment {
-                old: 3,
-                live: vec![11, 12],
-                batch: Some(append()),
+                olds: vec![(3, vec![11]), (4, vec![12])],
+                batch: Some(wire::RebuiltSegment {
+                    layout: vec![1; 61],
+                    ciphertexts: vec![vec![vec![2; 40]], vec![vec![3; 40]], vec![vec![4; 40]]],
+                    placements: vec![(11, 1), (12, 0)],
+                    galois_keys: vec![5; 30],
+                }),
             }
             .encode(),
             wire::encode_search(&[vec![1; 30], vec![2; 30], vec![3; 30]]),

@@ -171,9 +171,9 @@ fn run(preset: &str) {
 
     // compaction rebuilds the segment without the deleted image; results are unchanged
     let r = client.compact().unwrap();
-    assert_eq!((r.rebuilt, r.purged, r.skipped), (1, 1, 0));
+    assert_eq!((r.replaced, r.written, r.purged, r.skipped), (1, 1, 1, 0));
     let r = client.compact().unwrap();
-    assert_eq!((r.rebuilt, r.purged), (0, 0), "nothing left to compact");
+    assert_eq!((r.replaced, r.purged), (0, 0), "nothing left to compact");
     let info = remote.with_token(&token).info("photos").unwrap();
     assert_eq!(
         (info["images"].as_u64(), info["deleted"].as_u64()),
@@ -443,4 +443,170 @@ fn eval_recall_on_embedded_images_is_above_a_floor() {
     assert!(report.to_json()["kinds"][0]["per_edit"]["mirror"]["queries"] == 5);
     // the stores are removed, the working directory is left
     assert!(!work.path().join("kind-0").join("gallery.db").exists());
+}
+
+/// A collection of `kind` on `server` and its client (merging after ingests unless
+/// `merging` is false).
+fn collection(
+    server: &TestServer,
+    ks: &Keystore,
+    name: &str,
+    kind: &blindsight_search::VectorKind,
+    merging: bool,
+) -> Client {
+    let remote = Remote::new(&server.url).unwrap();
+    let token = Client::create(ks, &remote.with_token(&server.admin), name, kind).unwrap();
+    let client = Client::new(
+        Keystore::from_bytes(&ks.to_bytes(None).unwrap(), None, "ks").unwrap(),
+        remote.with_token(&token),
+        name,
+    )
+    .unwrap();
+    if merging {
+        client
+    } else {
+        client.without_merging()
+    }
+}
+
+fn segment_count(client: &Client) -> u64 {
+    client.check_collection().unwrap()["segments"]
+        .as_u64()
+        .unwrap()
+}
+
+/// The first `n` test images with distinct bytes (the crate holds a few identical files).
+fn distinct_images(n: usize) -> Vec<(String, Vec<u8>)> {
+    let mut seen = std::collections::HashSet::new();
+    blindsight_testdata::all()
+        .iter()
+        .filter(|e| seen.insert(e.png))
+        .take(n)
+        .map(|e| (e.name.to_string(), e.png.to_vec()))
+        .collect()
+}
+
+/// The same images (by name: ids differ between collections) ranked the same way: equal
+/// cosines (up to CKKS noise) per image, so that only images whose cosines tie within the
+/// noise may trade places.
+fn assert_same_ranking(a: &[blindsight::client::Match], b: &[blindsight::client::Match]) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        if x.name != y.name {
+            assert!(
+                (x.whole_cosine - y.whole_cosine).abs() < 2e-4,
+                "{x:?} vs {y:?}"
+            );
+        }
+        let other = b
+            .iter()
+            .find(|m| m.name == x.name)
+            .expect("the same images");
+        assert!((x.whole_cosine - other.whole_cosine).abs() < 2e-4);
+    }
+}
+
+/// A search over many one-image segments ranks exactly as over the one segment they merge
+/// into, and that segment answers with exactly the bytes of one batch of the same images.
+fn merged_segments_rank_like_one_batch(preset: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("g.db"));
+    let ks = Keystore::generate(preset).unwrap();
+    let small = blindsight_search::VectorKind::Pixels { side: 8 };
+    let files = distinct_images(40);
+    let query = perturbed_png(&files[29].1);
+    let rule = RankRule::WholeCosine;
+
+    let split = collection(&server, &ks, "split", &small, false);
+    for f in &files {
+        assert_eq!(
+            split.ingest(std::slice::from_ref(f), |_| {}).unwrap().added,
+            1
+        );
+    }
+    assert_eq!(segment_count(&split), 40);
+    let (tiny, tiny_t) = split.search(&query, "q.png", 40, rule).unwrap();
+    // a deletion, then the compaction: purged and merged into one segment
+    let gone = tiny[5].id;
+    assert_eq!(split.delete(&[gone]).unwrap(), 1);
+    let r = split.compact().unwrap();
+    assert_eq!((r.replaced, r.written, r.purged, r.skipped), (40, 1, 1, 0));
+    assert_eq!(segment_count(&split), 1);
+    let (merged, merged_t) = split.search(&query, "q.png", 40, rule).unwrap();
+    let expected: Vec<_> = tiny.iter().filter(|m| m.id != gone).cloned().collect();
+    assert_same_ranking(&merged, &expected);
+    assert!(merged_t.down_bytes < tiny_t.down_bytes / 10);
+    // the merged segment's images keep their payloads (fetch) and ids
+    assert_eq!(split.fetch(&[merged[0].id]).unwrap().len(), 1);
+
+    let batch = collection(&server, &ks, "batch", &small, false);
+    let kept: Vec<_> = files
+        .iter()
+        .filter(|(name, _)| *name != tiny[5].name)
+        .cloned()
+        .collect();
+    assert_eq!(batch.ingest(&kept, |_| {}).unwrap().added, 39);
+    let (one, one_t) = batch.search(&query, "q.png", 40, rule).unwrap();
+    assert_eq!(
+        one_t.down_bytes, merged_t.down_bytes,
+        "the response of one batch"
+    );
+    let names =
+        |v: &[blindsight::client::Match]| v.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
+    let mut a = names(&one);
+    let mut b = names(&merged);
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn merged_segments_rank_like_one_batch_ckks() {
+    merged_segments_rank_like_one_batch("ckks-8192");
+}
+
+#[test]
+fn merged_segments_rank_like_one_batch_bfv() {
+    merged_segments_rank_like_one_batch("bfv-8192");
+}
+
+/// 1 000 one-image ingests: tiered merging keeps the segment count logarithmic while they
+/// arrive, and after `compact` the response is exactly that of one batch of 1 000.
+#[test]
+fn a_thousand_single_ingests_merge_into_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("g.db"));
+    let ks = Keystore::generate("ckks-8192").unwrap();
+    let small = blindsight_search::VectorKind::Pixels { side: 8 };
+    let files = distinct_images(1000);
+    let nightly = collection(&server, &ks, "nightly", &small, true);
+    let mut most = 0;
+    for f in &files {
+        assert_eq!(
+            nightly
+                .ingest(std::slice::from_ref(f), |_| {})
+                .unwrap()
+                .added,
+            1
+        );
+        most = most.max(segment_count(&nightly));
+    }
+    // at most 3 segments in each of the tiers 0..=4 (4^5 > 1000)
+    assert!(most <= 15, "{most} segments at once");
+    let query = perturbed_png(&files[500].1);
+    let rule = RankRule::WholeCosine;
+    nightly.compact().unwrap();
+    assert_eq!(segment_count(&nightly), 1);
+    let (merged, merged_t) = nightly.search(&query, "q.png", 10, rule).unwrap();
+    assert_eq!(merged[0].name, files[500].0);
+
+    let once = collection(&server, &ks, "once", &small, false);
+    assert_eq!(once.ingest(&files, |_| {}).unwrap().added, 1000);
+    assert_eq!(segment_count(&once), 1);
+    let (one, one_t) = once.search(&query, "q.png", 10, rule).unwrap();
+    assert_eq!(
+        merged_t.down_bytes, one_t.down_bytes,
+        "the response of one batch"
+    );
+    assert_same_ranking(&merged, &one);
 }

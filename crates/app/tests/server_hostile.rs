@@ -244,6 +244,7 @@ fn append_body(layout: &[u8], images: usize) -> Vec<u8> {
                 tag: vec![i as u8; 32],
                 meta: vec![0; 60],
                 payload: vec![0; 40],
+                source: vec![],
             })
             .collect(),
         galois_keys: vec![],
@@ -388,8 +389,7 @@ fn compactions_from_a_stale_live_set_or_dropping_live_images_get_409() {
     let live: Vec<i64> = list.images.iter().map(|i| i.id).collect();
     // dropping a segment whose images are live
     let drop_live = wire::CompactSegment {
-        old: segment,
-        live: live.clone(),
+        olds: vec![(segment, live.clone())],
         batch: None,
     };
     match remote.compact("photos", &drop_live) {
@@ -399,8 +399,7 @@ fn compactions_from_a_stale_live_set_or_dropping_live_images_get_409() {
     // a deletion acknowledged after the client listed the segment
     assert_eq!(remote.delete("photos", &[live[0]]).unwrap(), 1);
     let stale = wire::CompactSegment {
-        old: segment,
-        live: live.clone(),
+        olds: vec![(segment, live.clone())],
         batch: None,
     };
     match remote.compact("photos", &stale) {

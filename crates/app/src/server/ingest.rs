@@ -13,8 +13,8 @@ use super::state::AppState;
 use crate::errors::AppError;
 use crate::store::files::StagedFile;
 use crate::store::segment_file::write_segment;
-use crate::store::{CollectionRecord, KeyUpdate, SegmentBatch};
-use crate::wire::AppendSegment;
+use crate::store::{CollectionRecord, KeyUpdate, RebuiltBatch, SegmentBatch};
+use crate::wire::{AppendSegment, RebuiltSegment};
 use blindsight_he::{Ciphertext, Context, Evaluator, GaloisKeys, Serializable};
 use blindsight_search::Layout;
 use blindsight_search::he_backend::segment_layout;
@@ -24,6 +24,83 @@ use std::collections::HashSet;
 pub const MAX_TAG_BYTES: usize = 64;
 /// Largest sealed metadata of an image.
 pub const MAX_META_BYTES: usize = 4 << 10;
+/// Bytes a sealed value adds to what it seals, at most (nonce, tag, header).
+const SEAL_OVERHEAD: usize = 128;
+
+/// An uploaded segment: an ingest batch (new images) or a rebuilt segment (images that
+/// move from the segments it replaces).
+pub trait Upload {
+    /// Serialized layout.
+    fn layout(&self) -> &[u8];
+    /// Ciphertext envelopes per channel.
+    fn ciphertexts(&self) -> &[Vec<Vec<u8>>];
+    /// Galois keys sent with the segment (envelope; empty if none).
+    fn galois_keys(&self) -> &[u8];
+    /// The images' positions in the segment, in message order.
+    fn positions(&self) -> Vec<usize>;
+    /// Checks what the segment carries of each image beside its position.
+    fn check_images(
+        &self,
+        record: &CollectionRecord,
+        max_image_bytes: usize,
+    ) -> Result<(), ApiError>;
+}
+
+impl Upload for AppendSegment {
+    fn layout(&self) -> &[u8] {
+        &self.layout
+    }
+    fn ciphertexts(&self) -> &[Vec<Vec<u8>>] {
+        &self.ciphertexts
+    }
+    fn galois_keys(&self) -> &[u8] {
+        &self.galois_keys
+    }
+    fn positions(&self) -> Vec<usize> {
+        self.images.iter().map(|i| i.position).collect()
+    }
+    fn check_images(
+        &self,
+        record: &CollectionRecord,
+        max_image_bytes: usize,
+    ) -> Result<(), ApiError> {
+        // a source is one tag byte and at most 4 bytes per value of every channel
+        let max_source = 1 + 4 * record.vectors.channels() * record.vectors.dim() + SEAL_OVERHEAD;
+        let too_large = |img: &crate::store::ImageRecord| {
+            img.tag.len() > MAX_TAG_BYTES
+                || img.meta.len() > MAX_META_BYTES
+                || img.payload.len() > max_image_bytes
+                || img.source.len() > max_source
+        };
+        if self.images.iter().any(too_large) {
+            return Err(AppError::Malformed(format!(
+                "an image's tag, metadata, payload or source is too large (limits: \
+                 {MAX_TAG_BYTES} B, {MAX_META_BYTES} B, {max_image_bytes} B, {max_source} B)"
+            ))
+            .into());
+        }
+        Ok(())
+    }
+}
+
+impl Upload for RebuiltSegment {
+    fn layout(&self) -> &[u8] {
+        &self.layout
+    }
+    fn ciphertexts(&self) -> &[Vec<Vec<u8>>] {
+        &self.ciphertexts
+    }
+    fn galois_keys(&self) -> &[u8] {
+        &self.galois_keys
+    }
+    fn positions(&self) -> Vec<usize> {
+        self.placements.iter().map(|&(_, p)| p).collect()
+    }
+    fn check_images(&self, _: &CollectionRecord, _: usize) -> Result<(), ApiError> {
+        // the images are already stored: only their ids and positions travel
+        Ok(())
+    }
+}
 
 /// An uploaded segment whose file is written and synced, waiting for its transaction.
 pub struct Staged {
@@ -37,6 +114,15 @@ impl Staged {
             layout: &msg.layout,
             file: self.file,
             images: &msg.images,
+        }
+    }
+
+    /// The rebuilt segment to write: `msg`'s layout and placements with the staged file.
+    pub fn into_rebuilt(self, msg: &RebuiltSegment) -> RebuiltBatch<'_> {
+        RebuiltBatch {
+            layout: &msg.layout,
+            file: self.file,
+            placements: &msg.placements,
         }
     }
 }
@@ -65,13 +151,13 @@ pub fn stage(
     state: &AppState,
     record: &CollectionRecord,
     ctx: &Context,
-    msg: &AppendSegment,
+    msg: &impl Upload,
 ) -> Result<Staged, ApiError> {
     let layout = check_shape(state, record, ctx, msg)?;
     let ev = Evaluator::new(ctx);
-    let file = write_segment(&state.files, &ev, &layout, msg.ciphertexts.len(), |c, k| {
-        let bytes = msg
-            .ciphertexts
+    let cts = msg.ciphertexts();
+    let file = write_segment(&state.files, &ev, &layout, cts.len(), |c, k| {
+        let bytes = cts
             .get(c)
             .and_then(|ch| ch.get(k))
             .ok_or_else(|| AppError::Malformed("a ciphertext is missing".into()))?;
@@ -91,10 +177,11 @@ fn check_shape(
     state: &AppState,
     record: &CollectionRecord,
     ctx: &Context,
-    msg: &AppendSegment,
+    msg: &impl Upload,
 ) -> Result<Layout, ApiError> {
     let limits = &state.options.limits;
-    let n = msg.images.len();
+    let positions = msg.positions();
+    let n = positions.len();
     if n == 0 || n > limits.max_batch_images {
         return Err(AppError::Malformed(format!(
             "a batch holds 1 to {} images, not {n}",
@@ -103,7 +190,7 @@ fn check_shape(
         .into());
     }
     let layout = segment_layout(ctx, n, record.vectors.dim())?;
-    if msg.layout != layout.to_bytes() {
+    if msg.layout() != layout.to_bytes() {
         return Err(AppError::Malformed(format!(
             "the batch's layout is not the one this collection's parameters give for {n} \
              images of {} values",
@@ -111,26 +198,27 @@ fn check_shape(
         ))
         .into());
     }
-    if msg.ciphertexts.len() != record.vectors.channels() {
+    let cts = msg.ciphertexts();
+    if cts.len() != record.vectors.channels() {
         return Err(AppError::Malformed(format!(
             "the collection holds {} ({} channels); the batch has {} channels",
             record.vectors,
             record.vectors.channels(),
-            msg.ciphertexts.len()
+            cts.len()
         ))
         .into());
     }
     let expected = layout.ciphertexts_per_channel();
-    if let Some(ch) = msg.ciphertexts.iter().find(|ch| ch.len() != expected) {
+    if let Some(ch) = cts.iter().find(|ch| ch.len() != expected) {
         return Err(AppError::Malformed(format!(
             "expected {expected} ciphertexts per channel, got {}",
             ch.len()
         ))
         .into());
     }
-    let mut positions = vec![false; n];
-    for img in &msg.images {
-        match positions.get_mut(img.position) {
+    let mut seen = vec![false; n];
+    for &p in &positions {
+        match seen.get_mut(p) {
             Some(seen) if !*seen => *seen = true,
             _ => {
                 return Err(AppError::Malformed(
@@ -139,18 +227,8 @@ fn check_shape(
                 .into());
             }
         }
-        if img.tag.len() > MAX_TAG_BYTES
-            || img.meta.len() > MAX_META_BYTES
-            || img.payload.len() > limits.max_image_bytes
-        {
-            return Err(AppError::Malformed(format!(
-                "an image's tag, metadata or payload is too large (limits: {MAX_TAG_BYTES} B, \
-                 {MAX_META_BYTES} B, {} B)",
-                limits.max_image_bytes
-            ))
-            .into());
-        }
     }
+    msg.check_images(record, limits.max_image_bytes)?;
     Ok(layout)
 }
 
@@ -160,9 +238,9 @@ pub fn check_keys(
     state: &AppState,
     record: &CollectionRecord,
     ctx: &Context,
-    msg: &AppendSegment,
+    msg: &impl Upload,
 ) -> Result<Option<NewKeys>, ApiError> {
-    let layout = Layout::from_bytes(&msg.layout)?;
+    let layout = Layout::from_bytes(msg.layout())?;
     let needed: Vec<u64> = layout
         .galois_steps()
         .into_iter()
@@ -170,10 +248,10 @@ pub fn check_keys(
         .collect();
     let reader = state.reader()?;
     let stored: HashSet<u64> = reader.galois_elements(record.id)?.into_iter().collect();
-    let keys = if msg.galois_keys.is_empty() {
+    let keys = if msg.galois_keys().is_empty() {
         None
     } else {
-        let fresh = GaloisKeys::from_bytes(ctx, &msg.galois_keys)?;
+        let fresh = GaloisKeys::from_bytes(ctx, msg.galois_keys())?;
         if fresh.elements().all(|e| stored.contains(&e)) {
             None
         } else {

@@ -13,6 +13,7 @@
 //! | `POST /v1/collections/{name}/segments` | token | `max_segment_body` |
 //! | `POST /v1/collections/{name}/search` | token | `max_search_body` |
 //! | `POST /v1/collections/{name}/payloads` | token | `max_ids_body` |
+//! | `POST /v1/collections/{name}/sources` | token | `max_ids_body` |
 //! | `POST /v1/collections/{name}/delete` | token | `max_ids_body` |
 //! | `POST /v1/collections/{name}/compact` | token | `max_segment_body` |
 
@@ -22,7 +23,7 @@ use super::errors::{ApiError, json};
 use super::ingest;
 use super::state::AppState;
 use crate::errors::AppError;
-use crate::store::{CollectionRecord, NewCollection};
+use crate::store::{CollectionRecord, NewCollection, SealedData};
 use crate::wire::{self, AppendSegment, CompactSegment, CreateCollection};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -53,6 +54,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/collections/{name}/segments", post(append))
         .route("/v1/collections/{name}/search", post(search))
         .route("/v1/collections/{name}/payloads", post(payloads))
+        .route("/v1/collections/{name}/sources", post(sources))
         .route("/v1/collections/{name}/delete", post(delete))
         .route("/v1/collections/{name}/compact", post(compact))
         .route_layer(from_fn_with_state(state.clone(), auth::collection_auth));
@@ -310,20 +312,21 @@ async fn compact(
                 None => None,
             };
             let batch = match (staged, &msg.batch) {
-                (Some(s), Some(b)) => Some(s.into_batch(b)),
+                (Some(s), Some(b)) => Some(s.into_rebuilt(b)),
                 _ => None,
             };
-            Ok(state.writer()?.replace_segment(
+            Ok(state.writer()?.replace_segments(
                 record.id,
-                msg.old,
-                &msg.live,
+                &msg.olds,
                 batch,
                 keys.as_ref().map(ingest::NewKeys::update).as_ref(),
                 &state.options.quota,
             )?)
         })?;
-        state.gallery.forget_segment(msg.old);
-        tracing::info!(collection = %record.name, old = msg.old, new = ?new, "segment compacted");
+        for (old, _) in &msg.olds {
+            state.gallery.forget_segment(*old);
+        }
+        tracing::info!(collection = %record.name, replaced = msg.olds.len(), new = ?new, "segments compacted");
         Ok(json(StatusCode::OK, serde_json::json!({ "segment": new })))
     })
     .await
@@ -437,9 +440,29 @@ async fn payloads(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    sealed(state, record, SealedData::Payload, &headers, body).await
+}
+
+async fn sources(
+    State(state): State<Arc<AppState>>,
+    Extension(Authorized(record)): Extension<Authorized>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    sealed(state, record, SealedData::Source, &headers, body).await
+}
+
+/// Sealed data of the images a request names, capped at `max_payload_response`.
+async fn sealed(
+    state: Arc<AppState>,
+    record: Arc<CollectionRecord>,
+    what: SealedData,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let max_response = state.options.limits.max_payload_response;
-    with_ids(state, &headers, body, move |state, ids| {
-        let batch = state.reader()?.payloads(record.id, ids, max_response)?;
+    with_ids(state, headers, body, move |state, ids| {
+        let batch = state.reader()?.sealed(record.id, what, ids, max_response)?;
         Ok(binary(wire::encode_payloads(&batch)))
     })
     .await

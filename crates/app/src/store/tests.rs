@@ -12,9 +12,30 @@ fn batch(first_id: i64, n: usize) -> (Vec<u8>, Vec<ImageRecord>) {
             tag: vec![i as u8, first_id as u8],
             meta: vec![1, 2, 3],
             payload: vec![i as u8; 10],
+            source: if i % 2 == 0 { vec![7; 4] } else { Vec::new() },
         })
         .collect();
     (cts, images)
+}
+
+/// A rebuilt segment placing `ids` at positions `0..`, its file holding `content`.
+fn rebuilt<'a>(
+    s: &Store,
+    layout: &'a [u8],
+    content: &[u8],
+    placements: &'a [(i64, usize)],
+) -> RebuiltBatch<'a> {
+    let mut w = s.files().stage().unwrap();
+    w.write(content).unwrap();
+    RebuiltBatch {
+        layout,
+        file: w.finish().unwrap(),
+        placements,
+    }
+}
+
+fn placed(ids: &[i64]) -> Vec<(i64, usize)> {
+    ids.iter().enumerate().map(|(p, &id)| (id, p)).collect()
 }
 
 /// A batch whose segment file, holding `content`, is staged in `s`'s segment directory.
@@ -251,32 +272,42 @@ fn compaction_needs_the_live_set_it_was_computed_from() {
         s.replace_segment(c, old, &[1, 3], None, None, &Q),
         Err(AppError::Conflict(_))
     ));
-    // a rebuild that collides with another segment's image fails as a whole
-    let (cts2, mut rebuilt) = batch(1, 2);
-    rebuilt[1].id = 10;
+    // a rebuild that takes another segment's image fails as a whole
+    let stolen = placed(&[1, 10]);
     assert!(
         s.replace_segment(
             c,
             old,
             &[1, 3],
-            Some(seg(&s, b"l2", &cts2, &rebuilt)),
+            Some(rebuilt(&s, b"l2", &cts, &stolen)),
             None,
             &Q
         )
         .is_err()
     );
     assert_eq!(s.images(c).unwrap().len(), 4);
+    // two images at one position
+    let twice = [(1, 0), (3, 0)];
+    assert!(
+        s.replace_segment(
+            c,
+            old,
+            &[1, 3],
+            Some(rebuilt(&s, b"l2", &cts, &twice)),
+            None,
+            &Q
+        )
+        .is_err()
+    );
     // a delete acknowledged after the client listed the segment makes its rebuild stale
-    let (cts3, mut good) = batch(1, 2);
-    good[1].id = 3;
-    good[1].tag = images[2].tag.clone();
+    let good = placed(&[1, 3]);
     s.delete_images(c, &[3]).unwrap();
     assert!(matches!(
         s.replace_segment(
             c,
             old,
             &[1, 3],
-            Some(seg(&s, b"l3", &cts3, &good)),
+            Some(rebuilt(&s, b"l3", &cts, &good)),
             None,
             &Q
         ),
@@ -287,11 +318,17 @@ fn compaction_needs_the_live_set_it_was_computed_from() {
         "still deleted"
     );
     // recomputed from the current live set, it replaces the segment
-    let (cts4, mut only) = batch(1, 1);
-    only[0].tag = images[0].tag.clone();
+    let only = placed(&[1]);
     let before = s.usage(c).unwrap().version;
     let new = s
-        .replace_segment(c, old, &[1], Some(seg(&s, b"l4", &cts4, &only)), None, &Q)
+        .replace_segment(
+            c,
+            old,
+            &[1],
+            Some(rebuilt(&s, b"l4", b"c4", &only)),
+            None,
+            &Q,
+        )
         .unwrap()
         .unwrap();
     assert_eq!(s.usage(c).unwrap().version, before + 1);
@@ -310,7 +347,7 @@ fn compaction_needs_the_live_set_it_was_computed_from() {
     let other = s.segments(c).unwrap()[0].0;
     assert!(matches!(
         s.replace_segment(b, other, &[10], None, None, &Q),
-        Err(AppError::NotFound { .. })
+        Err(AppError::Conflict(_))
     ));
 }
 
@@ -473,20 +510,16 @@ fn segment_ids_are_never_reused() {
     assert!(next > last, "{next} reuses {last}");
     // a rebuild of the highest segment gets a new id too
     s.delete_images(b, &[1]).unwrap();
-    let rebuilt = {
-        let (cts, mut images) = batch(20, 1);
-        images[0].tag = vec![0, 1];
-        images[0].id = 2;
-        s.replace_segment(
-            a,
-            first,
-            &[1, 2],
-            Some(seg(&s, b"l", &cts, &images)),
-            None,
-            &Q,
-        )
-    };
-    assert!(matches!(rebuilt, Err(AppError::Conflict(_))), "{rebuilt:?}");
+    let partial = placed(&[2]);
+    let r = s.replace_segment(
+        a,
+        first,
+        &[1, 2],
+        Some(rebuilt(&s, b"l", b"x", &partial)),
+        None,
+        &Q,
+    );
+    assert!(matches!(r, Err(AppError::Conflict(_))), "{r:?}");
     assert_eq!(
         s.replace_segment(b, next, &[], None, None, &Q).unwrap(),
         None
@@ -676,21 +709,16 @@ fn several_segments_merge_into_one() {
     let foreign = append(&mut s, other, 1, 1).unwrap();
     s.delete_images(c, &[11]).unwrap();
     let olds = vec![(s1, vec![1, 2]), (s2, vec![10, 12]), (s3, vec![20])];
-    let merged_images = |ids: &[i64]| -> Vec<ImageRecord> {
-        let all: Vec<ImageRecord> = [batch(1, 2).1, batch(10, 3).1, batch(20, 1).1].concat();
-        ids.iter()
-            .enumerate()
-            .map(|(position, id)| {
-                let mut img = all.iter().find(|i| i.id == *id).unwrap().clone();
-                img.position = position;
-                img
-            })
-            .collect()
-    };
     let before = s.usage(c).unwrap();
     let refused = |s: &mut Store, olds: &[(i64, Vec<i64>)], ids: &[i64]| {
-        let images = merged_images(ids);
-        let r = s.replace_segments(c, olds, Some(seg(s, b"m", b"merged", &images)), None, &Q);
+        let places = placed(ids);
+        let r = s.replace_segments(
+            c,
+            olds,
+            Some(rebuilt(s, b"m", b"merged", &places)),
+            None,
+            &Q,
+        );
         assert!(r.is_err(), "{olds:?} {ids:?}");
     };
     // one old segment's live set is stale (11 was deleted)
@@ -707,25 +735,51 @@ fn several_segments_merge_into_one() {
     assert!(s.replace_segments(c, &[], None, None, &Q).is_err());
     assert!(matches!(
         s.replace_segments(c, &[(s1, vec![1, 2]), (foreign, vec![1])], None, None, &Q),
-        Err(AppError::NotFound { .. })
+        Err(AppError::Conflict(_))
     ));
     assert_eq!(s.usage(c).unwrap(), before, "refused merges change nothing");
     assert!(s.segment_path(s1).exists() && s.segment_path(s2).exists());
 
-    let images = merged_images(&[1, 2, 10, 12, 20]);
+    let order = [20, 1, 2, 10, 12];
+    let places = placed(&order);
     let new = s
-        .replace_segments(c, &olds, Some(seg(&s, b"m", b"merged", &images)), None, &Q)
+        .replace_segments(
+            c,
+            &olds,
+            Some(rebuilt(&s, b"m", b"merged", &places)),
+            None,
+            &Q,
+        )
         .unwrap()
         .unwrap();
     let after = s.usage(c).unwrap();
     assert_eq!(after.version, before.version + 1);
     assert_eq!((after.segments, after.live, after.images), (1, 5, 5));
+    // what went: three files and layouts, and the deleted image's row (tag, meta, payload)
+    let (_, old_images) = batch(10, 3);
+    let gone = 3 * (12 + 6) + old_images[1].stored_bytes() as u64;
+    assert_eq!(after.stored_bytes, before.stored_bytes - gone + 6 + 1);
+    // the images moved, in the rebuilt order, with their rows
     let listed = s.images(c).unwrap();
     assert!(listed.iter().all(|i| i.segment_id == new && !i.deleted));
-    // the deleted image is gone for good, the payloads kept
+    let positions: Vec<(i64, usize)> = listed.iter().map(|i| (i.id, i.position)).collect();
+    assert_eq!(positions, {
+        let mut p = places.clone();
+        p.sort_by_key(|&(_, pos)| pos);
+        p
+    });
+    // the deleted image is gone for good, payloads and sources kept
     assert_eq!(
         s.payloads(c, &[11, 12], usize::MAX).unwrap().missing,
         vec![11]
+    );
+    let sources = s
+        .sealed(c, SealedData::Source, &[1, 2, 10, 12, 20], usize::MAX)
+        .unwrap();
+    assert_eq!(
+        sources.missing,
+        vec![2],
+        "odd positions were ingested without a source"
     );
     assert_eq!(std::fs::read(s.segment_path(new)).unwrap(), b"merged");
     for old in [s1, s2, s3] {
