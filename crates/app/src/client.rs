@@ -82,6 +82,9 @@ pub struct IngestReport {
     pub ids: Vec<(String, i64)>,
     /// The tiered merging that followed.
     pub merged: CompactReport,
+    /// Why that merging failed, if it did (the images are added all the same; the next
+    /// ingest or `compact` merges).
+    pub merge_failed: Option<String>,
 }
 
 /// One search result.
@@ -370,7 +373,10 @@ impl Client {
             progress(report.added);
         }
         if report.added > 0 && self.merge_after_ingest {
-            report.merged = self.merge()?;
+            match self.merge() {
+                Ok(merged) => report.merged = merged,
+                Err(e) => report.merge_failed = Some(e.to_string()),
+            }
         }
         Ok(report)
     }

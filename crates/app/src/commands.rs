@@ -445,10 +445,19 @@ pub fn ingest(env: &Env, dir: &Path) -> Result<IngestReport> {
         "added {} images, skipped {} already present",
         report.added, report.duplicates
     );
+    if let Some(why) = &report.merge_failed {
+        println!(
+            "merging segments failed (the images are added; the next ingest or `compact` \
+             merges): {}",
+            names::for_terminal_bounded(why, 300)
+        );
+    }
     if report.merged.replaced > 0 {
         println!(
-            "merged {} segments into {}",
-            report.merged.replaced, report.merged.written
+            "merged {} segments into {} in {:.2} s",
+            report.merged.replaced,
+            report.merged.written,
+            report.merged.elapsed.as_secs_f64()
         );
     }
     for (name, reason) in &report.failed {
@@ -582,8 +591,11 @@ pub fn compact(env: &Env) -> Result<()> {
     let (_server, client) = env.client()?;
     let r = client.compact()?;
     println!(
-        "replaced {} segments by {}, purged {} deleted images",
-        r.replaced, r.written, r.purged
+        "replaced {} segments by {}, purged {} deleted images in {:.2} s",
+        r.replaced,
+        r.written,
+        r.purged,
+        r.elapsed.as_secs_f64()
     );
     if r.skipped > 0 {
         println!(

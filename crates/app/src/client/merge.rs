@@ -31,6 +31,7 @@ use blindsight_search::backend::{Role, SlotCipher};
 use blindsight_search::he_backend::segment_layout;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 /// Largest upload of a rebuilt segment's ciphertexts.
 pub const MERGE_BYTES: usize = 384 << 20;
@@ -50,6 +51,8 @@ pub struct CompactReport {
     pub purged: usize,
     /// Segments left for a later compaction because their live set changed meanwhile.
     pub skipped: usize,
+    /// Time taken (listing, fetching sources, re-encrypting, uploading).
+    pub elapsed: Duration,
 }
 
 impl CompactReport {
@@ -58,6 +61,7 @@ impl CompactReport {
         self.written += other.written;
         self.purged += other.purged;
         self.skipped += other.skipped;
+        self.elapsed += other.elapsed;
     }
 }
 
@@ -215,6 +219,7 @@ impl Client {
     }
 
     fn rebuild_segments(&self, mode: MergeMode) -> Result<CompactReport> {
+        let started = Instant::now();
         let info = self.check_collection()?;
         let mut elements = Self::galois_elements(&info);
         let policy = self.merge_policy()?;
@@ -247,6 +252,7 @@ impl Client {
                 break;
             }
         }
+        report.elapsed = started.elapsed();
         Ok(report)
     }
 
@@ -299,7 +305,7 @@ impl Client {
                 replaced: group.len(),
                 written,
                 purged,
-                skipped: 0,
+                ..CompactReport::default()
             }),
             Err(AppError::Remote { status: 409, .. }) => Ok(skipped),
             Err(e) => Err(e),
