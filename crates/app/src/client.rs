@@ -26,7 +26,10 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 mod merge;
-pub use merge::{CompactReport, MergeMode, MergePolicy, SegmentState, plan_rebuilds};
+pub use merge::{
+    CompactReport, MAX_MERGED_IMAGES, MERGE_BYTES, MergeMode, MergePolicy, SegmentState,
+    plan_rebuilds,
+};
 
 /// Images per ingest batch (one segment each).
 pub const BATCH: usize = 1024;

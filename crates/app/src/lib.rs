@@ -6,8 +6,10 @@
 //!   body limits and deadlines, TLS, graceful shutdown; the gallery cache) and [`store`]
 //!   (SQLite: versioned collections, segments, sealed payloads, quotas).
 //! - On the client, holding secrets: [`client`] (create, ingest, search, fetch, delete,
-//!   compact: all the secret-key work), [`encoder`] (image files to a collection's vectors:
-//!   pixels, or the embedded image model's features), [`keystore`] (HE secret key and payload key, 0600 in a
+//!   compact and tiered merging: all the secret-key work), [`encoder`] (image files to a
+//!   collection's vectors: pixels, or the embedded image model's features),
+//!   [`source_vector`] (what the vectors are encoded from, sealed beside each image so that
+//!   merges re-encrypt without the file or the model), [`keystore`] (HE secret key and payload key, 0600 in a
 //!   0700 folder, optionally sealed under a passphrase), [`seal`] (payloads sealed with
 //!   XChaCha20-Poly1305), [`remote`] (the HTTP client: capped answers, bounded retries),
 //!   [`names`] (names made safe for a terminal or a file name).

@@ -198,7 +198,7 @@ pub struct CreateCollection {
     pub name: String,
     /// Parameter set envelope.
     pub params: Vec<u8>,
-    /// What the collection encrypts ([`VectorKind`] spec).
+    /// What the collection encrypts ([`blindsight_search::VectorKind`] spec).
     pub vectors: String,
     /// Relinearization key envelope.
     pub relin_key: Vec<u8>,

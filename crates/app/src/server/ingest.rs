@@ -30,12 +30,8 @@ const SEAL_OVERHEAD: usize = 128;
 /// An uploaded segment: an ingest batch (new images) or a rebuilt segment (images that
 /// move from the segments it replaces).
 pub trait Upload {
-    /// Serialized layout.
-    fn layout(&self) -> &[u8];
-    /// Ciphertext envelopes per channel.
-    fn ciphertexts(&self) -> &[Vec<Vec<u8>>];
-    /// Galois keys sent with the segment (envelope; empty if none).
-    fn galois_keys(&self) -> &[u8];
+    /// What every uploaded segment carries.
+    fn parts(&self) -> Parts<'_>;
     /// The images' positions in the segment, in message order.
     fn positions(&self) -> Vec<usize>;
     /// Checks what the segment carries of each image beside its position.
@@ -46,15 +42,29 @@ pub trait Upload {
     ) -> Result<(), ApiError>;
 }
 
+/// The parts of an uploaded segment that do not depend on its kind.
+pub struct Parts<'a> {
+    /// Serialized layout.
+    pub layout: &'a [u8],
+    /// Ciphertext envelopes per channel.
+    pub ciphertexts: &'a [Vec<Vec<u8>>],
+    /// Galois keys sent with the segment (envelope; empty if none).
+    pub galois_keys: &'a [u8],
+}
+
+impl<'a> Parts<'a> {
+    fn new(layout: &'a [u8], ciphertexts: &'a [Vec<Vec<u8>>], galois_keys: &'a [u8]) -> Self {
+        Self {
+            layout,
+            ciphertexts,
+            galois_keys,
+        }
+    }
+}
+
 impl Upload for AppendSegment {
-    fn layout(&self) -> &[u8] {
-        &self.layout
-    }
-    fn ciphertexts(&self) -> &[Vec<Vec<u8>>] {
-        &self.ciphertexts
-    }
-    fn galois_keys(&self) -> &[u8] {
-        &self.galois_keys
+    fn parts(&self) -> Parts<'_> {
+        Parts::new(&self.layout, &self.ciphertexts, &self.galois_keys)
     }
     fn positions(&self) -> Vec<usize> {
         self.images.iter().map(|i| i.position).collect()
@@ -84,14 +94,8 @@ impl Upload for AppendSegment {
 }
 
 impl Upload for RebuiltSegment {
-    fn layout(&self) -> &[u8] {
-        &self.layout
-    }
-    fn ciphertexts(&self) -> &[Vec<Vec<u8>>] {
-        &self.ciphertexts
-    }
-    fn galois_keys(&self) -> &[u8] {
-        &self.galois_keys
+    fn parts(&self) -> Parts<'_> {
+        Parts::new(&self.layout, &self.ciphertexts, &self.galois_keys)
     }
     fn positions(&self) -> Vec<usize> {
         self.placements.iter().map(|&(_, p)| p).collect()
@@ -155,7 +159,7 @@ pub fn stage(
 ) -> Result<Staged, ApiError> {
     let layout = check_shape(state, record, ctx, msg)?;
     let ev = Evaluator::new(ctx);
-    let cts = msg.ciphertexts();
+    let cts = msg.parts().ciphertexts;
     let file = write_segment(&state.files, &ev, &layout, cts.len(), |c, k| {
         let bytes = cts
             .get(c)
@@ -190,7 +194,7 @@ fn check_shape(
         .into());
     }
     let layout = segment_layout(ctx, n, record.vectors.dim())?;
-    if msg.layout() != layout.to_bytes() {
+    if msg.parts().layout != layout.to_bytes() {
         return Err(AppError::Malformed(format!(
             "the batch's layout is not the one this collection's parameters give for {n} \
              images of {} values",
@@ -198,7 +202,7 @@ fn check_shape(
         ))
         .into());
     }
-    let cts = msg.ciphertexts();
+    let cts = msg.parts().ciphertexts;
     if cts.len() != record.vectors.channels() {
         return Err(AppError::Malformed(format!(
             "the collection holds {} ({} channels); the batch has {} channels",
@@ -240,7 +244,7 @@ pub fn check_keys(
     ctx: &Context,
     msg: &impl Upload,
 ) -> Result<Option<NewKeys>, ApiError> {
-    let layout = Layout::from_bytes(msg.layout())?;
+    let layout = Layout::from_bytes(msg.parts().layout)?;
     let needed: Vec<u64> = layout
         .galois_steps()
         .into_iter()
@@ -248,10 +252,10 @@ pub fn check_keys(
         .collect();
     let reader = state.reader()?;
     let stored: HashSet<u64> = reader.galois_elements(record.id)?.into_iter().collect();
-    let keys = if msg.galois_keys().is_empty() {
+    let keys = if msg.parts().galois_keys.is_empty() {
         None
     } else {
-        let fresh = GaloisKeys::from_bytes(ctx, msg.galois_keys())?;
+        let fresh = GaloisKeys::from_bytes(ctx, msg.parts().galois_keys)?;
         if fresh.elements().all(|e| stored.contains(&e)) {
             None
         } else {
