@@ -12,7 +12,8 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand_core::{OsRng, TryRngCore};
 
 const VERSION: u8 = 1;
-const OVERHEAD: usize = 1 + 24 + 16;
+/// Bytes sealing adds to a plaintext: version, nonce and tag.
+pub const OVERHEAD: usize = 1 + 24 + 16;
 
 fn associated_data(collection: &str, image: u64) -> Vec<u8> {
     let mut aad = b"blindsight/payload/v1\0".to_vec();

@@ -64,44 +64,55 @@ impl SourceVector {
         let bad = |reason: String| AppError::Malformed(format!("image source vector: {reason}"));
         let (&tag, body) = bytes.split_first().ok_or_else(|| bad("empty".into()))?;
         let dim = kind.dim();
-        if dim == 0 {
-            return Err(bad("the collection's vectors have no values".into()));
+        let expected = serialized_len(kind);
+        if dim == 0 || expected == 0 {
+            return Err(bad(format!(
+                "the collection's {kind} have no source vectors"
+            )));
         }
-        match (tag, kind) {
-            (PIXELS, VectorKind::Pixels { .. }) => {
-                if body.len() != 3 * dim {
-                    return Err(bad(format!(
-                        "expected {} pixel bytes, got {}",
-                        3 * dim,
-                        body.len()
-                    )));
-                }
-                let mut parts = body.chunks_exact(dim).map(<[u8]>::to_vec);
-                let mut next = || parts.next().unwrap_or_default();
-                Ok(Self::Pixels([next(), next(), next()]))
-            }
-            (FEATURES, VectorKind::Embedding { .. }) => {
-                if body.len() != 4 * dim {
-                    return Err(bad(format!(
-                        "expected {} feature bytes, got {}",
-                        4 * dim,
-                        body.len()
-                    )));
-                }
-                let values: Vec<f32> = body
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-                if values.iter().any(|v| !v.is_finite()) {
-                    return Err(bad("a feature is not finite".into()));
-                }
-                Ok(Self::Features(values))
-            }
-            _ => Err(bad(format!(
+        if format_of(kind).map(|(t, _)| t) != Some(tag) {
+            return Err(bad(format!(
                 "tag {tag} is not a source of the collection's {kind}"
-            ))),
+            )));
         }
+        if bytes.len() != expected {
+            return Err(bad(format!(
+                "expected {expected} bytes for {kind}, got {}",
+                bytes.len()
+            )));
+        }
+        if tag == PIXELS {
+            let mut parts = body.chunks_exact(dim).map(<[u8]>::to_vec);
+            let mut next = || parts.next().unwrap_or_default();
+            return Ok(Self::Pixels([next(), next(), next()]));
+        }
+        let values: Vec<f32> = body
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(bad("a feature is not finite".into()));
+        }
+        Ok(Self::Features(values))
     }
+}
+
+/// The tag of the sources of `kind` and their bytes per value (pixels: the three channels'
+/// bytes; features: one `f32`); `None` for a kind without sources.
+fn format_of(kind: &VectorKind) -> Option<(u8, usize)> {
+    match kind {
+        VectorKind::Pixels { .. } => Some((PIXELS, 3)),
+        VectorKind::Embedding { .. } => Some((FEATURES, 4)),
+        _ => None,
+    }
+}
+
+/// The serialized length of every source of a collection of `kind`, tag byte included (0 for
+/// a kind without sources): what the server bounds uploads by and the decoder requires.
+pub fn serialized_len(kind: &VectorKind) -> usize {
+    format_of(kind).map_or(0, |(_, per_value)| {
+        per_value.saturating_mul(kind.dim()).saturating_add(1)
+    })
 }
 
 #[cfg(test)]
@@ -137,6 +148,8 @@ mod tests {
         assert!(SourceVector::from_bytes(&f.to_bytes(), &kind).is_err());
         assert!(SourceVector::from_bytes(&f.to_bytes(), &embedding(4)).is_err());
         assert!(SourceVector::from_bytes(&px.to_bytes(), &embedding(16)).is_err());
+        assert_eq!(serialized_len(&kind), px.to_bytes().len());
+        assert_eq!(serialized_len(&embedding(3)), f.to_bytes().len());
         let nan = SourceVector::Features(vec![f32::NAN, 0.0, 0.0]);
         assert!(SourceVector::from_bytes(&nan.to_bytes(), &embedding(3)).is_err());
         assert!(SourceVector::from_bytes(&[], &kind).is_err());

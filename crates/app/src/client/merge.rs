@@ -132,17 +132,24 @@ pub fn plan_rebuilds(
             }
             for members in tiers.into_values() {
                 if members.len() >= policy.fanout.max(2) {
-                    out.extend(pack(&members, cap).into_iter().filter(|g| g.len() > 1));
+                    out.extend(
+                        pack(&members, cap)
+                            .iter()
+                            .filter(|run| run.len() > 1)
+                            .map(|run| ids(run)),
+                    );
                 }
             }
         }
         MergeMode::Full => {
             let (small, large): (Vec<_>, Vec<_>) = sorted.into_iter().partition(|s| s.live < cap);
-            for group in pack(&small, cap) {
-                if group.len() > 1 || small.iter().any(|s| s.id == group[0] && s.deleted > 0) {
-                    out.push(group);
-                }
-            }
+            // a run of one segment is rebuilt only to purge its deleted images
+            out.extend(
+                pack(&small, cap)
+                    .into_iter()
+                    .filter(|run| run.len() > 1 || run[0].deleted > 0)
+                    .map(|run| ids(&run)),
+            );
             out.extend(large.iter().filter(|s| s.deleted > 0).map(|s| vec![s.id]));
         }
     }
@@ -150,22 +157,26 @@ pub fn plan_rebuilds(
 }
 
 /// Consecutive runs of `segments` holding at most `cap` live images each.
-fn pack(segments: &[SegmentState], cap: usize) -> Vec<Vec<i64>> {
-    let mut out: Vec<Vec<i64>> = Vec::new();
+fn pack(segments: &[SegmentState], cap: usize) -> Vec<Vec<SegmentState>> {
+    let mut out: Vec<Vec<SegmentState>> = Vec::new();
     let mut total = 0usize;
-    for s in segments {
+    for &s in segments {
         match out.last_mut() {
-            Some(group) if total + s.live <= cap => {
-                group.push(s.id);
+            Some(run) if total + s.live <= cap => {
+                run.push(s);
                 total += s.live;
             }
             _ => {
-                out.push(vec![s.id]);
+                out.push(vec![s]);
                 total = s.live;
             }
         }
     }
     out
+}
+
+fn ids(run: &[SegmentState]) -> Vec<i64> {
+    run.iter().map(|s| s.id).collect()
 }
 
 /// The serialized size of one fresh gallery ciphertext.

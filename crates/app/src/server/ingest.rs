@@ -15,6 +15,7 @@ use crate::store::files::StagedFile;
 use crate::store::segment_file::write_segment;
 use crate::store::{CollectionRecord, KeyUpdate, RebuiltBatch, SegmentBatch};
 use crate::wire::{AppendSegment, RebuiltSegment};
+use crate::{seal, source_vector};
 use blindsight_he::{Ciphertext, Context, Evaluator, GaloisKeys, Serializable};
 use blindsight_search::Layout;
 use blindsight_search::he_backend::segment_layout;
@@ -24,8 +25,6 @@ use std::collections::HashSet;
 pub const MAX_TAG_BYTES: usize = 64;
 /// Largest sealed metadata of an image.
 pub const MAX_META_BYTES: usize = 4 << 10;
-/// Bytes a sealed value adds to what it seals, at most (nonce, tag, header).
-const SEAL_OVERHEAD: usize = 128;
 
 /// An uploaded segment: an ingest batch (new images) or a rebuilt segment (images that
 /// move from the segments it replaces).
@@ -74,8 +73,8 @@ impl Upload for AppendSegment {
         record: &CollectionRecord,
         max_image_bytes: usize,
     ) -> Result<(), ApiError> {
-        // a source is one tag byte and at most 4 bytes per value of every channel
-        let max_source = 1 + 4 * record.vectors.channels() * record.vectors.dim() + SEAL_OVERHEAD;
+        // a sealed source of the collection's kind, or none
+        let max_source = source_vector::serialized_len(&record.vectors) + seal::OVERHEAD;
         let too_large = |img: &crate::store::ImageRecord| {
             img.tag.len() > MAX_TAG_BYTES
                 || img.meta.len() > MAX_META_BYTES

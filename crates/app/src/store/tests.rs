@@ -18,18 +18,23 @@ fn batch(first_id: i64, n: usize) -> (Vec<u8>, Vec<ImageRecord>) {
     (cts, images)
 }
 
-/// A rebuilt segment placing `ids` at positions `0..`, its file holding `content`.
+/// A segment file holding `content`, staged in `s`'s segment directory.
+fn staged(s: &Store, content: &[u8]) -> StagedFile {
+    let mut w = s.files().stage().unwrap();
+    w.write(content).unwrap();
+    w.finish().unwrap()
+}
+
+/// A rebuilt segment with `placements`, its file holding `content`.
 fn rebuilt<'a>(
     s: &Store,
     layout: &'a [u8],
     content: &[u8],
     placements: &'a [(i64, usize)],
 ) -> RebuiltBatch<'a> {
-    let mut w = s.files().stage().unwrap();
-    w.write(content).unwrap();
     RebuiltBatch {
         layout,
-        file: w.finish().unwrap(),
+        file: staged(s, content),
         placements,
     }
 }
@@ -45,11 +50,9 @@ fn seg<'a>(
     content: &[u8],
     images: &'a [ImageRecord],
 ) -> SegmentBatch<'a> {
-    let mut w = s.files().stage().unwrap();
-    w.write(content).unwrap();
     SegmentBatch {
         layout,
-        file: w.finish().unwrap(),
+        file: staged(s, content),
         images,
     }
 }
