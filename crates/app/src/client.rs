@@ -14,11 +14,12 @@ use crate::store::ImageRecord;
 use crate::wire::{AppendSegment, CreateCollection};
 use blindsight_he::{Ciphertext, Context, GaloisKeys, RelinKey, Scheme, Serializable};
 use blindsight_search::backend::SlotCipher;
-use blindsight_search::client::{decrypt_scores, encrypt_query, encrypt_segment_with};
+use blindsight_search::client::{decrypt_response, encrypt_query, encrypt_segment_with};
 use blindsight_search::he_backend::{BfvCipher, CkksCipher, response_key, segment_layout};
 use blindsight_search::rank::{
     ChannelDots, EncodedImage, ImageNorms, RankRule, channel_values, similarities_from_norms, top_k,
 };
+use blindsight_search::response::{Placement, Response};
 use blindsight_search::{Layout, VectorKind};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -553,39 +554,48 @@ impl Client {
         let mut found_norms: Vec<ImageNorms> = Vec::new();
         let mut found_dots = ChannelDots::zeros(self.channels(), 0)?;
         let mut ids = HashSet::new();
-        for seg in &resp.segments {
-            timing.down_bytes += seg
+        timing.down_bytes = resp.ciphertexts.iter().flatten().map(Vec::len).sum();
+        if resp.ciphertexts.len() != self.channels() {
+            return Err(AppError::Malformed(format!(
+                "the server sent {} channels for a collection of {}",
+                resp.ciphertexts.len(),
+                self.vectors()
+            )));
+        }
+        let layouts = resp
+            .segments
+            .iter()
+            .map(|seg| self.checked_layout(&seg.layout))
+            .collect::<Result<Vec<_>>>()?;
+        let response = Response {
+            ciphertexts: resp
                 .ciphertexts
                 .iter()
-                .flatten()
-                .map(Vec::len)
-                .sum::<usize>();
-            let layout = self.checked_layout(&seg.layout)?;
-            if seg.ciphertexts.len() != self.channels() {
-                return Err(AppError::Malformed(format!(
-                    "the server sent {} channels for a collection of {}",
-                    seg.ciphertexts.len(),
-                    self.vectors()
-                )));
-            }
-            let mut cts: Vec<Vec<Ciphertext>> = vec![Vec::new(); self.channels()];
-            for (out, ch) in cts.iter_mut().zip(&seg.ciphertexts) {
-                if ch.len() != layout.groups() {
-                    return Err(AppError::Malformed(format!(
-                        "the server sent {} ciphertexts for a segment of {} groups",
-                        ch.len(),
-                        layout.groups()
-                    )));
-                }
-                *out = ch
-                    .iter()
-                    .map(|b| Ciphertext::from_bytes(ctx, b))
-                    .collect::<blindsight_he::Result<_>>()?;
-            }
-            let dots = match &self.cipher {
-                AnyCipher::Bfv(c) => decrypt_scores(c, &layout, self.channels(), &cts)?,
-                AnyCipher::Ckks(c) => decrypt_scores(c, &layout, self.channels(), &cts)?,
-            };
+                .map(|ch| {
+                    ch.iter()
+                        .map(|b| Ciphertext::from_bytes(ctx, b))
+                        .collect::<blindsight_he::Result<Vec<_>>>()
+                })
+                .collect::<blindsight_he::Result<Vec<_>>>()?,
+            placements: resp
+                .segments
+                .iter()
+                .map(|seg| {
+                    seg.groups
+                        .iter()
+                        .map(|&(ciphertext, lane_offset)| Placement {
+                            ciphertext,
+                            lane_offset,
+                        })
+                        .collect()
+                })
+                .collect(),
+        };
+        let all_dots = match &self.cipher {
+            AnyCipher::Bfv(c) => decrypt_response(c, &layouts, self.channels(), &response)?,
+            AnyCipher::Ckks(c) => decrypt_response(c, &layouts, self.channels(), &response)?,
+        };
+        for ((seg, layout), dots) in resp.segments.iter().zip(&layouts).zip(&all_dots) {
             for &(position, id) in &seg.live {
                 if position >= dots.len() {
                     return Err(AppError::Malformed(format!(

@@ -14,7 +14,7 @@ use blindsight_he::{Ciphertext, Context, ResponseSecretKey, Scheme, SecretKey, S
 use blindsight_search::Layout;
 use blindsight_search::VectorKind;
 use blindsight_search::backend::SlotCipher;
-use blindsight_search::client::{decrypt_scores, encrypt_query, encrypt_segment_with};
+use blindsight_search::client::{decrypt_response, encrypt_query, encrypt_segment_with};
 use blindsight_search::encoding::VectorEncoding;
 use blindsight_search::engine::{PreparedSegment, score};
 use blindsight_search::he_backend::{
@@ -24,6 +24,7 @@ use blindsight_search::rank::{
     ChannelDots, EncodedImage, ImageNorms, Similarity, channel_values, reference_dots,
     similarities_from_norms,
 };
+use blindsight_search::response::Response;
 use blindsight_search::vectors::ImageVector;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -545,36 +546,29 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
             .collect::<blindsight_he::Result<Vec<_>>>()?;
         let segments: Vec<&PreparedSegment<HeEvaluator>> =
             self.loaded.segments.iter().map(|s| &*s.prepared).collect();
-        let responses = score(&*self.loaded.ev, &segments, &q)?;
-        let response_blobs: Vec<Vec<Vec<Vec<u8>>>> = responses
+        let response = score(&*self.loaded.ev, &segments, &q)?;
+        let response_blobs: Vec<Vec<Vec<u8>>> = response
+            .ciphertexts
             .iter()
-            .map(|resp| {
-                resp.iter()
-                    .map(|cts| {
-                        cts.iter()
-                            .map(|ct| ct.to_bytes(ctx))
-                            .collect::<blindsight_he::Result<Vec<_>>>()
-                    })
+            .map(|cts| {
+                cts.iter()
+                    .map(|ct| ct.to_bytes(ctx))
                     .collect::<blindsight_he::Result<Vec<_>>>()
             })
             .collect::<blindsight_he::Result<_>>()?;
         let score_s = t.elapsed().as_secs_f64();
-        let response_bytes = response_blobs
-            .iter()
-            .flat_map(|r| r.iter().flatten())
-            .map(Vec::len)
-            .sum();
+        let response_bytes = response_blobs.iter().flatten().map(Vec::len).sum();
 
         // Client: decrypt and rank (segments in ingest order, images by position).
         let t = Instant::now();
+        let received = Response {
+            ciphertexts: read_channels(ctx, &response_blobs)?,
+            placements: response.placements,
+        };
+        let layouts: Vec<Layout> = segments.iter().map(|s| s.layout).collect();
         let mut dots = ChannelDots::zeros(channels, 0)?;
-        for (seg, blobs) in segments.iter().zip(&response_blobs) {
-            dots.extend(&decrypt_scores(
-                &self.cipher,
-                &seg.layout,
-                channels,
-                &read_channels(ctx, blobs)?,
-            )?)?;
+        for d in decrypt_response(&self.cipher, &layouts, channels, &received)? {
+            dots.extend(&d)?;
         }
         let query_norms = query_encoded.norms();
         let sims = similarities_from_norms(&self.encoding, &self.norms, &query_norms, &dots);

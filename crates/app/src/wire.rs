@@ -17,11 +17,13 @@ use crate::store::{ImageEntry, ImageRecord, PayloadBatch};
 use blindsight_search::rank::MAX_CHANNELS;
 
 const MAGIC: [u8; 4] = *b"BLSW";
-/// Version 5: images carry their sealed source vector, and a compaction replaces one or
-/// more segments by a rebuilt one whose images move (merging). Version 4: `CreateCollection`
+/// Version 6: a search response is one list of ciphertexts per channel, shared by the
+/// segments, and every group of a segment says where its scores are (ciphertext, lane
+/// shift). Version 5: images carry their sealed source vector, and a compaction replaces
+/// one or more segments by a rebuilt one whose images move (merging). Version 4: `CreateCollection`
 /// carries the vector kind; per-channel ciphertexts are counted (version 3: the
 /// ring-switching key of responses).
-const VERSION: u16 = 5;
+const VERSION: u16 = 6;
 
 /// Message kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +35,7 @@ pub enum MessageKind {
     AppendSegment = 2,
     /// Search: one query ciphertext per channel.
     Search = 3,
-    /// Search response: per segment, per channel, ciphertexts.
+    /// Search response: per channel, ciphertexts; per segment, where its scores are.
     SearchResponse = 4,
     /// Image ids (payload fetch, deletion).
     ImageIds = 5,
@@ -436,7 +438,7 @@ pub fn decode_search(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
 }
 
 /// The response for one segment: its row id, its layout, its live images (position, id),
-/// per channel one ciphertext per group.
+/// and per group where its scores are in the response's ciphertexts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentScores {
     /// Segment row id.
@@ -445,16 +447,20 @@ pub struct SegmentScores {
     pub layout: Vec<u8>,
     /// The segment's live images at the response's version: (position, image id).
     pub live: Vec<(usize, i64)>,
-    /// Response ciphertext envelopes per channel.
-    pub ciphertexts: Vec<Vec<Vec<u8>>>,
+    /// Per group: the response ciphertext its scores are in and the lanes they were
+    /// shifted by (`blindsight_search::response::Placement`).
+    pub groups: Vec<(usize, usize)>,
 }
 
-/// A search response: the collection's version it was computed at and every segment of
+/// A search response: the collection's version it was computed at, the response
+/// ciphertexts (per channel; the small segments' scores share them) and every segment of
 /// that version, with exactly its live images (deleted ones are absent).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SearchResponse {
     /// The collection version the scores belong to.
     pub version: i64,
+    /// Response ciphertext envelopes per channel.
+    pub ciphertexts: Vec<Vec<Vec<u8>>>,
     /// Every segment of that version.
     pub segments: Vec<SegmentScores>,
 }
@@ -463,6 +469,7 @@ pub struct SearchResponse {
 pub fn encode_search_response(resp: &SearchResponse) -> Vec<u8> {
     let mut w = FrameWriter::new(MessageKind::SearchResponse);
     w.u64(resp.version as u64);
+    w.channels(&resp.ciphertexts);
     w.u64(resp.segments.len() as u64);
     for s in &resp.segments {
         w.u64(s.segment as u64).bytes(&s.layout);
@@ -470,7 +477,10 @@ pub fn encode_search_response(resp: &SearchResponse) -> Vec<u8> {
         for &(position, id) in &s.live {
             w.u64(position as u64).u64(id as u64);
         }
-        w.channels(&s.ciphertexts);
+        w.u64(s.groups.len() as u64);
+        for &(ciphertext, shift) in &s.groups {
+            w.u64(ciphertext as u64).u64(shift as u64);
+        }
     }
     w.finish()
 }
@@ -479,28 +489,41 @@ pub fn encode_search_response(resp: &SearchResponse) -> Vec<u8> {
 pub fn decode_search_response(bytes: &[u8]) -> Result<SearchResponse> {
     let mut r = FrameReader::open(bytes, MessageKind::SearchResponse)?;
     let version = r.i64("version")?;
-    let n = r.count(48)?;
+    let ciphertexts = r.channels()?;
+    let n = r.count(32)?;
     let mut segments = Vec::with_capacity(n);
+    let index = |v: u64, what: &str| {
+        usize::try_from(v).map_err(|_| malformed(format!("{what} out of range")))
+    };
     for _ in 0..n {
         let segment = r.i64("segment id")?;
         let layout = r.bytes()?.to_vec();
         let live_n = r.count(16)?;
         let live = (0..live_n)
+            .map(|_| Ok((index(r.u64()?, "position")?, r.i64("image id")?)))
+            .collect::<Result<Vec<_>>>()?;
+        let groups_n = r.count(16)?;
+        let groups = (0..groups_n)
             .map(|_| {
-                let position =
-                    usize::try_from(r.u64()?).map_err(|_| malformed("position out of range"))?;
-                Ok((position, r.i64("image id")?))
+                Ok((
+                    index(r.u64()?, "response ciphertext")?,
+                    index(r.u64()?, "lane shift")?,
+                ))
             })
             .collect::<Result<Vec<_>>>()?;
         segments.push(SegmentScores {
             segment,
             layout,
             live,
-            ciphertexts: r.channels()?,
+            groups,
         });
     }
     r.finish()?;
-    Ok(SearchResponse { version, segments })
+    Ok(SearchResponse {
+        version,
+        ciphertexts,
+        segments,
+    })
 }
 
 fn write_ids(w: &mut FrameWriter, ids: &[i64]) {
@@ -681,11 +704,12 @@ mod tests {
         }
         let resp = SearchResponse {
             version: 9,
+            ciphertexts: vec![vec![vec![1]], vec![], vec![vec![2], vec![3]]],
             segments: vec![SegmentScores {
                 segment: 3,
                 layout: vec![5],
                 live: vec![(0, 11), (2, 12)],
-                ciphertexts: vec![vec![vec![1]], vec![], vec![vec![2], vec![3]]],
+                groups: vec![(0, 0), (1, 3)],
             }],
         };
         assert_eq!(

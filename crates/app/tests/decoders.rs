@@ -78,11 +78,12 @@ fn frames() -> &'static [Vec<u8>] {
             wire::encode_search(&[vec![1; 30]]),
             wire::encode_search_response(&wire::SearchResponse {
                 version: 4,
+                ciphertexts: vec![vec![vec![1; 20]], vec![vec![2; 20]], vec![vec![3; 20]]],
                 segments: vec![wire::SegmentScores {
                     segment: 2,
                     layout: vec![1; 61],
                     live: vec![(0, 11), (1, 12)],
-                    ciphertexts: vec![vec![vec![1; 20]], vec![vec![2; 20]], vec![vec![3; 20]]],
+                    groups: vec![(0, 0), (0, 3)],
                 }],
             }),
             wire::encode_ids(&[1, 2, 3, 4]),

@@ -1,5 +1,6 @@
 //! The client library against a fake, hostile server: layouts claiming billions of images,
-//! counts that do not match the ciphertexts, positions and ids out of place, answers for
+//! counts that do not match the ciphertexts, positions and ids out of place, scores placed
+//! outside the response, shifted out of their row or packed beyond a ciphertext's slots, answers for
 //! ids that were not asked for, endless bodies. Each gets an error, and the client's memory
 //! stays within a bound (the answer caps), never the 23 GB a claimed layout once cost.
 #![allow(
@@ -37,9 +38,12 @@ enum Attack {
     EndlessBody,
     ForeignLayout,
     UnaskedPayload,
+    PlacedOutOfRange,
+    ShiftedOutOfRow,
+    OverclaimedCiphertext,
 }
 
-const ATTACKS: [Attack; 8] = [
+const ATTACKS: [Attack; 11] = [
     Attack::HugeLayout,
     Attack::TooFewCiphertexts,
     Attack::PositionOutOfRange,
@@ -48,6 +52,9 @@ const ATTACKS: [Attack; 8] = [
     Attack::EndlessBody,
     Attack::ForeignLayout,
     Attack::UnaskedPayload,
+    Attack::PlacedOutOfRange,
+    Attack::ShiftedOutOfRow,
+    Attack::OverclaimedCiphertext,
 ];
 
 struct Fake {
@@ -71,18 +78,22 @@ fn vm_hwm() -> u64 {
 async fn search(State(f): State<Arc<Fake>>, _query: bytes::Bytes) -> axum::response::Response {
     let attack = ATTACKS[f.attack.load(Ordering::SeqCst)];
     let valid = segment_layout(&f.ctx, 2, 4096).unwrap();
-    let (layout, live, groups) = match attack {
+    let one = |layout: Layout, live: Vec<(usize, i64)>, groups: Vec<(usize, usize)>| {
+        vec![(layout, live, groups)]
+    };
+    // (layout, live images, placements) per segment; one response ciphertext per channel
+    let segments = match attack {
         // a layout the client's parameters give, but for 2^32 images: billions of scores
-        Attack::HugeLayout => (
+        Attack::HugeLayout => one(
             segment_layout(&f.ctx, 1 << 32, 4096).unwrap(),
             vec![(0, 1)],
-            1,
+            vec![(0, 0)],
         ),
-        Attack::TooFewCiphertexts => (valid, vec![(0, 1)], 0),
-        Attack::PositionOutOfRange => (valid, vec![(1 << 40, 1)], 1),
-        Attack::DuplicateIds => (valid, vec![(0, 1), (1, 1)], 1),
-        Attack::UnknownImage => (valid, vec![(0, 999)], 1),
-        Attack::ForeignLayout => (
+        Attack::TooFewCiphertexts => one(valid, vec![(0, 1)], vec![]),
+        Attack::PositionOutOfRange => one(valid, vec![(1 << 40, 1)], vec![(0, 0)]),
+        Attack::DuplicateIds => one(valid, vec![(0, 1), (1, 1)], vec![(0, 0)]),
+        Attack::UnknownImage => one(valid, vec![(0, 999)], vec![(0, 0)]),
+        Attack::ForeignLayout => one(
             Layout::new(
                 2,
                 4096,
@@ -94,8 +105,19 @@ async fn search(State(f): State<Arc<Fake>>, _query: bytes::Bytes) -> axum::respo
             )
             .unwrap(),
             vec![(0, 1)],
-            1,
+            vec![(0, 0)],
         ),
+        Attack::PlacedOutOfRange => one(valid, vec![(0, 1)], vec![(7, 0)]),
+        // two lanes shifted by one: the second leaves the row
+        Attack::ShiftedOutOfRow => one(valid, vec![(0, 1)], vec![(0, 1)]),
+        // two full segments of 4096 images claiming the one ciphertext sent
+        Attack::OverclaimedCiphertext => {
+            let full = segment_layout(&f.ctx, 4096, 4096).unwrap();
+            vec![
+                (full, vec![(0, 1)], vec![(0, 0)]),
+                (full, vec![(1, 2)], vec![(0, 0)]),
+            ]
+        }
         Attack::EndlessBody | Attack::UnaskedPayload => {
             // an endless stream of bytes
             let chunk = bytes::Bytes::from(vec![0x5a; 1 << 20]);
@@ -107,16 +129,17 @@ async fn search(State(f): State<Arc<Fake>>, _query: bytes::Bytes) -> axum::respo
     let ct = f.ct.clone();
     let resp = wire::SearchResponse {
         version: 1,
-        segments: vec![wire::SegmentScores {
-            segment: 1,
-            layout: layout.to_bytes(),
-            live,
-            ciphertexts: vec![
-                vec![ct.clone(); groups],
-                vec![ct.clone(); groups],
-                vec![ct; groups],
-            ],
-        }],
+        ciphertexts: vec![vec![ct.clone()], vec![ct.clone()], vec![ct]],
+        segments: segments
+            .into_iter()
+            .enumerate()
+            .map(|(i, (layout, live, groups))| wire::SegmentScores {
+                segment: i as i64 + 1,
+                layout: layout.to_bytes(),
+                live,
+                groups,
+            })
+            .collect(),
     };
     axum::response::Response::new(Body::from(wire::encode_search_response(&resp)))
 }
@@ -232,13 +255,16 @@ fn a_hostile_server_gets_errors_and_bounded_memory() {
             .to_string();
         eprintln!("{attack:?}: {err}");
         let expected = match attack {
-            Attack::HugeLayout | Attack::TooFewCiphertexts => "ciphertexts for a segment",
+            Attack::HugeLayout | Attack::TooFewCiphertexts => "placed groups",
             Attack::PositionOutOfRange => "at position",
             Attack::DuplicateIds => "twice",
             Attack::UnknownImage => "does not hold",
             Attack::EndlessBody => "larger than",
             Attack::ForeignLayout => "layout",
             Attack::UnaskedPayload => "not asked for",
+            Attack::PlacedOutOfRange => "placed in response ciphertext 7",
+            Attack::ShiftedOutOfRow => "leaves its row",
+            Attack::OverclaimedCiphertext => "claim more than",
         };
         assert!(err.contains(expected), "{attack:?}: {err}");
         let grown = vm_hwm().saturating_sub(before);

@@ -507,7 +507,9 @@ fn assert_same_ranking(a: &[blindsight::client::Match], b: &[blindsight::client:
 }
 
 /// A search over many one-image segments ranks exactly as over the one segment they merge
-/// into, and that segment answers with exactly the bytes of one batch of the same images.
+/// into, and answers in as many bytes: their scores share the response's ciphertexts, so
+/// 40 segments, the one they merge into and one batch of the same images all answer with
+/// exactly the same bytes.
 fn merged_segments_rank_like_one_batch(preset: &str) {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir.path().join("g.db"));
@@ -535,7 +537,10 @@ fn merged_segments_rank_like_one_batch(preset: &str) {
     let (merged, merged_t) = split.search(&query, "q.png", 40, rule).unwrap();
     let expected: Vec<_> = tiny.iter().filter(|m| m.id != gone).cloned().collect();
     assert_same_ranking(&merged, &expected);
-    assert!(merged_t.down_bytes < tiny_t.down_bytes / 10);
+    assert_eq!(
+        tiny_t.down_bytes, merged_t.down_bytes,
+        "40 one-image segments answer in the ciphertexts of one"
+    );
     // the merged segment's images keep their payloads (fetch) and ids
     assert_eq!(split.fetch(&[merged[0].id]).unwrap().len(), 1);
 
@@ -571,7 +576,8 @@ fn merged_segments_rank_like_one_batch_bfv() {
 }
 
 /// 1 000 one-image ingests: tiered merging keeps the segment count logarithmic while they
-/// arrive, and after `compact` the response is exactly that of one batch of 1 000.
+/// arrive, the segments left answer in shared ciphertexts, and after `compact` the
+/// response is exactly that of one batch of 1 000.
 #[test]
 fn a_thousand_single_ingests_merge_into_one_batch() {
     let dir = tempfile::tempdir().unwrap();
@@ -595,9 +601,18 @@ fn a_thousand_single_ingests_merge_into_one_batch() {
     assert!(most <= 15, "{most} segments at once");
     let query = perturbed_png(&files[500].1);
     let rule = RankRule::WholeCosine;
+    let spread = segment_count(&nightly);
+    let (tiered, tiered_t) = nightly.search(&query, "q.png", 10, rule).unwrap();
     nightly.compact().unwrap();
     assert_eq!(segment_count(&nightly), 1);
     let (merged, merged_t) = nightly.search(&query, "q.png", 10, rule).unwrap();
+    assert_same_ranking(&tiered, &merged);
+    eprintln!(
+        "{spread} segments answer in {} bytes, one in {}",
+        tiered_t.down_bytes, merged_t.down_bytes
+    );
+    // the small segments' scores share ciphertexts: at most half of one per segment
+    assert!(2 * tiered_t.down_bytes <= spread as usize * merged_t.down_bytes);
     assert_eq!(merged[0].name, files[500].0);
 
     let once = collection(&server, &ks, "once", &small, false);

@@ -77,6 +77,12 @@ pub trait SlotEvaluator: Send + Sync {
     }
     /// Rotation by `step`.
     fn rotate(&self, ct: &Self::Ct, step: i64) -> Result<Self::Ct>;
+    /// Whether [`Self::rotate`] can rotate by `step` (HE schemes: whether its Galois key is
+    /// held).
+    fn can_rotate(&self, step: i64) -> bool {
+        let _ = step;
+        true
+    }
     /// `a + b`.
     fn add(&self, a: &Self::Ct, b: &Self::Ct) -> Result<Self::Ct>;
     /// The largest trace [`Self::finish`] can take (a power of two; 1 if none).

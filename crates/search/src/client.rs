@@ -6,6 +6,7 @@ use crate::backend::{Role, SlotCipher};
 use crate::errors::{Result, SearchError};
 use crate::layout::Layout;
 use crate::rank::{ChannelDots, check_channel_count};
+use crate::response::{Response, shifted_slot};
 use crate::slots::Slot;
 use rayon::prelude::*;
 
@@ -151,42 +152,102 @@ pub fn encrypt_query<C: SlotCipher>(cipher: &C, channels: &[Vec<f64>]) -> Result
         .collect()
 }
 
-/// Reads the per-channel dot products of every image of a segment from its response
-/// (per channel, one ciphertext per group; `channels` is what the collection declares).
-pub fn decrypt_scores<C: SlotCipher>(
+/// Reads the per-channel dot products of every image of every segment (of `layouts`, in
+/// the order they were scored) from a search response; `channels` is what the collection
+/// declares. Every response ciphertext is decrypted once.
+///
+/// The response may come from an untrusted server: counts and placements are checked
+/// before anything is allocated from them, and the images its layouts claim are bounded
+/// by the slots of the ciphertexts actually received (the groups placed in one ciphertext
+/// may not claim more slots than it has).
+pub fn decrypt_response<C: SlotCipher>(
     cipher: &C,
-    layout: &Layout,
+    layouts: &[Layout],
     channels: usize,
-    response: &[Vec<C::Ct>],
-) -> Result<ChannelDots> {
-    if response.len() != channels {
-        return Err(SearchError::CiphertextCount {
-            what: "response channels",
-            expected: channels,
-            actual: response.len(),
-        });
+    response: &Response<C::Ct>,
+) -> Result<Vec<ChannelDots>> {
+    let count = |what, expected, actual| {
+        if expected == actual {
+            Ok(())
+        } else {
+            Err(SearchError::CiphertextCount {
+                what,
+                expected,
+                actual,
+            })
+        }
+    };
+    count("response channels", channels, response.ciphertexts.len())?;
+    let per_channel = response.ciphertexts.first().map_or(0, Vec::len);
+    for cts in &response.ciphertexts {
+        count("response ciphertexts per channel", per_channel, cts.len())?;
     }
-    // Check the counts before allocating: the layout may come from an untrusted server, and
-    // `count ≤ groups · lanes · m` (a validated layout) bounds the scores by the ciphertexts
-    // actually received.
-    if let Some(cts) = response.iter().find(|cts| cts.len() != layout.groups()) {
-        return Err(SearchError::CiphertextCount {
-            what: "response ciphertexts",
-            expected: layout.groups(),
-            actual: cts.len(),
-        });
+    count(
+        "segments placed in the response",
+        layouts.len(),
+        response.placements.len(),
+    )?;
+    let slots = cipher.shape().len();
+    let mut claimed = vec![0usize; per_channel];
+    for (layout, placements) in layouts.iter().zip(&response.placements) {
+        count("placed groups", layout.groups(), placements.len())?;
+        if layout.shape.len() != slots {
+            return Err(SearchError::Layout {
+                reason: format!(
+                    "a segment of {} slots per ciphertext in a response of {slots}",
+                    layout.shape.len()
+                ),
+            });
+        }
+        for (g, p) in placements.iter().enumerate() {
+            let used = claimed
+                .get_mut(p.ciphertext)
+                .ok_or_else(|| SearchError::Layout {
+                    reason: format!(
+                        "a group is placed in response ciphertext {}, of {per_channel}",
+                        p.ciphertext
+                    ),
+                })?;
+            *used = used.saturating_add(layout.group_lanes(g).saturating_mul(layout.block));
+            if *used > slots {
+                return Err(SearchError::Layout {
+                    reason: format!(
+                        "the groups placed in response ciphertext {} claim more than its \
+                         {slots} slots",
+                        p.ciphertext
+                    ),
+                });
+            }
+        }
     }
-    let mut dots = ChannelDots::zeros(channels, layout.count)?;
-    for (c, cts) in response.iter().enumerate() {
-        let slots = cts
+    let mut out = layouts
+        .iter()
+        .map(|l| ChannelDots::zeros(channels, l.count))
+        .collect::<Result<Vec<_>>>()?;
+    for (c, cts) in response.ciphertexts.iter().enumerate() {
+        let decrypted = cts
             .par_iter()
             .map(|ct| cipher.decrypt(ct))
             .collect::<Result<Vec<_>>>()?;
-        for k in 0..layout.count {
-            let (group, slot) = layout.score_slot(k);
-            let value = slots[group].get(slot).copied().unwrap_or_default();
-            dots.image_mut(k)[c] = value.score();
+        for ((layout, placements), dots) in layouts.iter().zip(&response.placements).zip(&mut out) {
+            for k in 0..layout.count {
+                let (group, slot) = layout.score_slot(k);
+                let placement =
+                    placements
+                        .get(group)
+                        .copied()
+                        .ok_or_else(|| SearchError::Layout {
+                            reason: format!("group {group} of a segment has no placement"),
+                        })?;
+                let slot = shifted_slot(layout, group, slot, placement)?;
+                let value = decrypted
+                    .get(placement.ciphertext)
+                    .and_then(|v| v.get(slot))
+                    .copied()
+                    .unwrap_or_default();
+                dots.image_mut(k)[c] = value.score();
+            }
         }
     }
-    Ok(dots)
+    Ok(out)
 }

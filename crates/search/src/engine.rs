@@ -3,8 +3,9 @@
 //! Per channel the query is decomposed once and rotated by every baby step (hoisted); per
 //! group and giant step the products are summed lazily and relinearized once; giant-step
 //! sums are rotated into place and added; short blocks are folded by rotate-and-add, the
-//! last steps of the fold left to the trace of the response's ring switch; the result is
-//! switched to the smallest modulus. Channels, segments, groups and giant steps run in
+//! last steps of the fold left to the trace of the response's ring switch; the last groups
+//! of small segments are shifted into disjoint lanes and summed ([`crate::response`]); the
+//! result is switched to the smallest modulus. Channels, segments, groups and giant steps run in
 //! parallel (rayon), each channel its baby steps and then its groups with no barrier across
 //! channels. No rotation is ever done per image.
 
@@ -12,6 +13,7 @@ use crate::backend::SlotEvaluator;
 use crate::errors::{Result, SearchError};
 use crate::layout::Layout;
 use crate::rank::check_channel_count;
+use crate::response::{self, Response};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 
@@ -72,12 +74,10 @@ fn check_counts<T>(layout: &Layout, channels: &[Vec<T>], what: &'static str) -> 
     }
 }
 
-/// The encrypted response for one segment: per channel, one ciphertext per group.
-pub type SegmentResponse<C> = Vec<Vec<C>>;
-
 /// Scores an encrypted query (one ciphertext per channel) against every segment; every
-/// segment must have as many channels as the query.
-pub fn score<E, S>(ev: &E, segments: &[S], query: &[E::Ct]) -> Result<Vec<SegmentResponse<E::Ct>>>
+/// segment must have as many channels as the query. The results of small segments share
+/// response ciphertexts ([`crate::response`]).
+pub fn score<E, S>(ev: &E, segments: &[S], query: &[E::Ct]) -> Result<Response<E::Ct>>
 where
     E: SlotEvaluator,
     S: std::borrow::Borrow<PreparedSegment<E>> + Sync,
@@ -90,17 +90,16 @@ where
             actual: query.len(),
         });
     }
+    let layouts: Vec<Layout> = segments.iter().map(|s| s.borrow().layout).collect();
+    let plan = response::plan(&layouts, ev.max_trace(), |l| response::can_shift(ev, l));
     // Baby steps of every segment, computed once per channel.
-    let mut steps: Vec<i64> = segments
-        .iter()
-        .flat_map(|s| s.borrow().layout.baby_steps())
-        .collect();
+    let mut steps: Vec<i64> = layouts.iter().flat_map(Layout::baby_steps).collect();
     steps.sort_unstable();
     steps.dedup();
-    // Channel by channel in parallel, each its baby steps and then its groups: no barrier
-    // between the channels, so one channel's rotations (arithmetic) overlap another's
-    // products (memory traffic).
-    let per_channel = query
+    // Channel by channel in parallel, each its baby steps and then its response
+    // ciphertexts: no barrier between the channels, so one channel's rotations
+    // (arithmetic) overlap another's products (memory traffic).
+    let ciphertexts = query
         .par_iter()
         .enumerate()
         .map(|(c, q)| {
@@ -111,40 +110,47 @@ where
                 .into_par_iter()
                 .map(|(s, ct)| Ok((s, ev.operand(ct)?)))
                 .collect::<Result<BTreeMap<_, _>>>()?;
-            segments
+            plan.ciphertexts
                 .par_iter()
-                .map(|seg| {
-                    let seg = seg.borrow();
-                    (0..seg.layout.groups())
-                        .into_par_iter()
-                        .map(|g| score_group(ev, seg, c, &babies, g))
-                        .collect::<Result<Vec<_>>>()
+                .map(|(members, trace)| {
+                    let parts = members
+                        .par_iter()
+                        .map(|m| {
+                            let seg =
+                                segments.get(m.segment).ok_or_else(|| SearchError::Layout {
+                                    reason: format!("no segment {}", m.segment),
+                                })?;
+                            let acc = score_group(ev, seg.borrow(), c, &babies, m.group, *trace)?;
+                            shift_lanes(ev, acc, m.lane_offset)
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    ev.finish(ev.add_all(parts)?, *trace)
                 })
                 .collect::<Result<Vec<_>>>()
         })
         .collect::<Result<Vec<_>>>()?;
-    // per channel and segment → per segment and channel
-    let mut channels: Vec<_> = per_channel.into_iter().map(Vec::into_iter).collect();
-    (0..segments.len())
-        .map(|_| {
-            channels
-                .iter_mut()
-                .map(|ch| {
-                    ch.next().ok_or_else(|| SearchError::Layout {
-                        reason: "a channel's responses do not cover every segment".into(),
-                    })
-                })
-                .collect()
-        })
-        .collect()
+    Ok(Response {
+        ciphertexts,
+        placements: plan.placements,
+    })
 }
 
+/// Shifts a group's result right by `lanes` lanes (one rotation per set bit).
+fn shift_lanes<E: SlotEvaluator>(ev: &E, ct: E::Ct, lanes: usize) -> Result<E::Ct> {
+    response::shift_steps(lanes)
+        .into_iter()
+        .try_fold(ct, |acc, step| ev.rotate(&acc, step))
+}
+
+/// A group's result before the response's trace: its giant steps summed and the fold's
+/// steps below `trace` done.
 fn score_group<E: SlotEvaluator>(
     ev: &E,
     seg: &PreparedSegment<E>,
     channel: usize,
     babies: &BTreeMap<i64, E::Operand>,
     group: usize,
+    trace: usize,
 ) -> Result<E::Ct> {
     let l = &seg.layout;
     let base = group * l.block;
@@ -167,12 +173,11 @@ fn score_group<E: SlotEvaluator>(
         .collect::<Result<Vec<_>>>()?;
     let mut acc = ev.sum_of_rotated_products(&giants)?;
     // the fold's last steps are left to the response's trace (ring switch) where it can
-    let trace = ev.max_trace().min(l.max_trace());
     for step in l.fold_steps_before_trace(trace) {
         let r = ev.rotate(&acc, step)?;
         acc = ev.add(&acc, &r)?;
     }
-    ev.finish(acc, trace)
+    Ok(acc)
 }
 
 /// The products of a giant step: gallery operand `b` with the query's baby step `b`.

@@ -496,6 +496,9 @@ impl SlotEvaluator for HeEvaluator {
         }
         Ok(self.ev.rotate(ct, step, &self.gk)?)
     }
+    fn can_rotate(&self, step: i64) -> bool {
+        step == 0 || self.gk.has_step(&self.ctx, step)
+    }
     fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
         Ok(self.ev.add(a, b)?)
     }

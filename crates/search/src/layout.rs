@@ -262,6 +262,28 @@ impl Layout {
         steps
     }
 
+    /// Lanes group `g` has blocks in (`L` for every group but the last).
+    pub fn group_lanes(&self, g: usize) -> usize {
+        let per_group = self.lanes().saturating_mul(self.block);
+        let before = g.saturating_mul(per_group);
+        self.count
+            .saturating_sub(before)
+            .min(per_group)
+            .div_ceil(self.block.max(1))
+    }
+
+    /// The row rotations (to the right by `1, 2, 4, …` lanes, below `S`) that pack this
+    /// segment's last group into a response ciphertext shared with other segments
+    /// ([`crate::response`]); none when the last group fills its rows.
+    pub fn packing_steps(&self) -> Vec<i64> {
+        let stride = self.stride();
+        let last = self.groups().saturating_sub(1);
+        if stride < 2 || self.group_lanes(last) >= stride {
+            return Vec::new();
+        }
+        (0..stride.ilog2()).map(|b| -(1i64 << b)).collect()
+    }
+
     /// Every rotation step the server performs, sorted: the Galois keys this layout needs.
     pub fn galois_steps(&self) -> Vec<i64> {
         let mut steps: Vec<i64> = self
@@ -269,6 +291,7 @@ impl Layout {
             .into_iter()
             .chain(self.giant_steps())
             .chain(self.fold_steps())
+            .chain(self.packing_steps())
             .collect();
         steps.sort_unstable();
         steps.dedup();
@@ -385,7 +408,9 @@ mod tests {
         }
         let l = Layout::new(1_000_000, 512, 256, CKKS).unwrap();
         assert_eq!((l.groups(), l.baby, l.giant()), (245, 256, 1));
-        assert!(l.galois_steps().len() <= MAX_BABY);
+        // baby steps and the lane shifts that pack its partial last group
+        assert_eq!(l.packing_steps(), [-1, -2, -4, -8]);
+        assert!(l.galois_steps().len() <= MAX_BABY + 4);
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! - [`backend`]: the scheme traits the engine is generic over, and the no-op scheme;
 //!   [`he_backend`]: BFV and CKKS behind them.
 //! - [`client`]: packing and encrypting segments and queries, decrypting scores.
-//! - [`engine`]: the server's encrypted matrix-vector product over all segments.
+//! - [`engine`]: the server's encrypted matrix-vector product over all segments;
+//!   [`response`]: its results packed across segments (small segments share ciphertexts).
 //! - [`rank`]: per-image, per-channel dot products ([`rank::ChannelDots`]), cosines, the
 //!   demo's rule on squared channel cosines, whole-vector cosine, top-k, and the f64
 //!   reference engine.
@@ -27,6 +28,7 @@ pub mod he_backend;
 pub mod kind;
 pub mod layout;
 pub mod rank;
+pub mod response;
 pub mod slots;
 pub mod vectors;
 

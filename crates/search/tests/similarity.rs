@@ -5,7 +5,7 @@
 
 use blindsight_he::{Complex, Context, SecretKey};
 use blindsight_search::backend::{NoOp, SlotCipher, SlotEvaluator};
-use blindsight_search::client::{decrypt_scores, encrypt_query, encrypt_segment};
+use blindsight_search::client::{decrypt_response, encrypt_query, encrypt_segment};
 use blindsight_search::encoding::VectorEncoding;
 use blindsight_search::engine::{PreparedSegment, score};
 use blindsight_search::he_backend::{
@@ -68,16 +68,14 @@ where
     }
     assert_eq!(start, gallery.len());
     let q = encrypt_query(cipher, &query.values())?;
-    let responses = score(ev, &segments, &q)?;
+    let response = score(ev, &segments, &q)?;
     let channels = query.channels.len();
+    let layouts: Vec<Layout> = segments.iter().map(|s| s.layout).collect();
     let mut dots = ChannelDots::zeros(channels, 0)?;
-    for (seg, resp) in segments.iter().zip(&responses) {
-        dots.extend(&decrypt_scores(cipher, &seg.layout, channels, resp)?)?;
+    for d in decrypt_response(cipher, &layouts, channels, &response)? {
+        dots.extend(&d)?;
     }
-    Ok((
-        similarities(encoding, gallery, query, &dots),
-        segments.iter().map(|s| s.layout).collect(),
-    ))
+    Ok((similarities(encoding, gallery, query, &dots), layouts))
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -377,13 +375,13 @@ fn ckks_client_decryption_is_flooded_and_within_1e_6() {
     let enc = encrypt_segment(&cipher, &channel_values(&gallery, 3)).unwrap();
     let seg = PreparedSegment::new(&ev, enc.layout, enc.channels).unwrap();
     let q = encrypt_query(&cipher, &query.values()).unwrap();
-    let responses = score(&ev, std::slice::from_ref(&seg), &q).unwrap();
-    let first = decrypt_scores(&cipher, &seg.layout, 3, &responses[0]).unwrap();
-    let second = decrypt_scores(&cipher, &seg.layout, 3, &responses[0]).unwrap();
+    let response = score(&ev, std::slice::from_ref(&seg), &q).unwrap();
+    let first = decrypt_response(&cipher, &[seg.layout], 3, &response).unwrap();
+    let second = decrypt_response(&cipher, &[seg.layout], 3, &response).unwrap();
     assert_ne!(first, second, "decryption must add fresh noise");
     let reference = reference_dots(&gallery, &query);
     let mut worst = 0f64;
-    for dots in [&first, &second] {
+    for dots in [&first[0], &second[0]] {
         for (g, w) in similarities(&encoding, &gallery, &query, dots)
             .iter()
             .zip(similarities(&encoding, &gallery, &query, &reference))
@@ -416,7 +414,7 @@ mod layouts {
             dim in 1usize..300,
             rows in 1usize..3,
             row_len_log in 8u32..11,
-            split in 0.0f64..1.0,
+            cuts in prop::collection::vec(0.0f64..1.0, 0..6),
             seed in any::<u64>(),
             trace_log in 0u32..4,
         ) {
@@ -431,8 +429,20 @@ mod layouts {
                 .collect();
             let gallery: Vec<EncodedImage> = pixels[..n].iter().map(|p| EncodedImage::new(&encoding, p)).collect();
             let query = EncodedImage::new(&encoding, &pixels[n]);
-            let first = ((n as f64 * split) as usize).clamp(1, n);
-            let sizes: Vec<usize> = if first < n { vec![first, n - first] } else { vec![n] };
+            // up to seven segments: their small last groups share response ciphertexts
+            let mut ends: Vec<usize> = cuts.iter().map(|c| (n as f64 * c) as usize).collect();
+            ends.push(n);
+            ends.sort_unstable();
+            ends.dedup();
+            let sizes: Vec<usize> = ends
+                .iter()
+                .scan(0, |start, &end| {
+                    let size = end - *start;
+                    *start = end;
+                    Some(size)
+                })
+                .filter(|&size| size > 0)
+                .collect();
             let (got, _) = encrypted_similarities(&s, &s, &encoding, &gallery, &query, &sizes).unwrap();
             let want = similarities(&encoding, &gallery, &query, &reference_dots(&gallery, &query));
             prop_assert_eq!(got, want);
@@ -639,4 +649,143 @@ fn a_query_of_another_channel_count_is_refused() {
     assert!(encrypt_query(&s, &[]).is_err());
     assert!(encrypt_query(&s, &[vec![1.0; 64], vec![1.0; 32]]).is_err());
     assert!(encrypt_segment(&s, &vec![vec![vec![1.0; 8]]; 4]).is_err());
+}
+
+/// Many small segments of 512-value embeddings: sixteen of one image, five of two to five,
+/// one of 30 and one of 700, as tiered merging leaves them between compactions.
+const SMALL_SEGMENTS: [usize; 23] = [
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 3, 5, 4, 2, 30, 700,
+];
+
+/// Scores a query against [`SMALL_SEGMENTS`] and checks every cosine against the f64
+/// reference; returns the response and the layouts.
+fn run_small_segments<C, E>(
+    cipher: &C,
+    ev: &E,
+    encoding: &VectorEncoding,
+    exactness: Exactness,
+) -> (blindsight_search::response::Response<C::Ct>, Vec<Layout>)
+where
+    C: SlotCipher,
+    E: SlotEvaluator<Ct = C::Ct>,
+{
+    let n: usize = SMALL_SEGMENTS.iter().sum();
+    let of = 9; // in a one-image segment
+    let (features, query_features) = feature_vectors(n, 512, of, 99);
+    let gallery: Vec<EncodedImage> = features
+        .iter()
+        .map(|f| EncodedImage::from_features(encoding, f))
+        .collect();
+    let query = EncodedImage::from_features(encoding, &query_features);
+    let mut segments = Vec::new();
+    let mut start = 0;
+    for size in SMALL_SEGMENTS {
+        let enc =
+            encrypt_segment(cipher, &channel_values(&gallery[start..start + size], 1)).unwrap();
+        segments.push(PreparedSegment::new(ev, enc.layout, enc.channels).unwrap());
+        start += size;
+    }
+    let q = encrypt_query(cipher, &query.values()).unwrap();
+    let response = score(ev, &segments, &q).unwrap();
+    let layouts: Vec<Layout> = segments.iter().map(|s| s.layout).collect();
+    let mut dots = ChannelDots::zeros(1, 0).unwrap();
+    for d in decrypt_response(cipher, &layouts, 1, &response).unwrap() {
+        dots.extend(&d).unwrap();
+    }
+    let got = similarities(encoding, &gallery, &query, &dots);
+    let want = similarities(
+        encoding,
+        &gallery,
+        &query,
+        &reference_dots(&gallery, &query),
+    );
+    assert_eq!(top_k(&got, RankRule::WholeCosine, 1), [of]);
+    let mut worst = 0f64;
+    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+        match exactness {
+            Exactness::Exact => assert_eq!(g, w, "image {k}"),
+            Exactness::Within(tol) => {
+                let err = (g.whole_cosine - w.whole_cosine).abs();
+                worst = worst.max(err);
+                assert!(err <= tol, "image {k}: {err}");
+            }
+        }
+    }
+    eprintln!("packed response: largest cosine error {worst:.2e}");
+    (response, layouts)
+}
+
+/// Response ciphertexts per channel for [`SMALL_SEGMENTS`]: under the CKKS shape (16 lanes
+/// per row) their last groups fill 58 lanes, packed into 4 ciphertexts; under the BFV shape
+/// (8 lanes per row, two rows) the segments of 30 and 700 fill more than a row and keep
+/// their own, the other 32 lanes take 4.
+const PACKED_CKKS: usize = 4;
+const PACKED_BFV: usize = 6;
+
+fn small_segment_steps(shape: SlotShape, vector_slots: usize) -> Vec<i64> {
+    let mut steps: Vec<i64> = SMALL_SEGMENTS
+        .iter()
+        .flat_map(|&n| {
+            Layout::new(n, 512, vector_slots, shape)
+                .unwrap()
+                .galois_steps()
+        })
+        .collect();
+    steps.sort_unstable();
+    steps.dedup();
+    steps
+}
+
+#[test]
+fn no_op_small_segments_share_response_ciphertexts() {
+    let bfv = SlotShape {
+        rows: 2,
+        row_len: 4096,
+    };
+    let s = NoOp::<i64>::with_max_trace(bfv, 4);
+    let encoding = VectorEncoding::for_bfv_unit_vectors(532_709_377, 512);
+    let (response, _) = run_small_segments(&s, &s, &encoding, Exactness::Exact);
+    assert_eq!(response.ciphertexts[0].len(), PACKED_BFV);
+    let ckks = SlotShape {
+        rows: 1,
+        row_len: 4096,
+    };
+    for trace in TRACES {
+        let s = NoOp::<Complex>::with_max_trace(ckks, trace);
+        let (response, _) =
+            run_small_segments(&s, &s, &VectorEncoding::Unit, Exactness::Within(1e-12));
+        assert_eq!(response.ciphertexts[0].len(), PACKED_CKKS, "trace {trace}");
+    }
+}
+
+#[test]
+fn bfv_small_segments_share_response_ciphertexts_exactly() {
+    let ctx = Context::preset("bfv-8192").unwrap();
+    let sk = SecretKey::generate(&ctx).unwrap();
+    let steps = small_segment_steps(shape_of(&ctx), i64::vector_slots(512));
+    let ev = he_evaluator(&ctx, &sk, &steps);
+    let response_key = response_secret(&ctx, &RESPONSE_SEED).unwrap();
+    let cipher = BfvCipher::new(&ctx, sk, response_secret(&ctx, &RESPONSE_SEED).unwrap()).unwrap();
+    let encoding = VectorEncoding::for_bfv_unit_vectors(ctx.params().plain_modulus(), 512);
+    let (response, _) = run_small_segments(&cipher, &ev, &encoding, Exactness::Exact);
+    assert_eq!(response.ciphertexts[0].len(), PACKED_BFV);
+    // the noise budget left in every response ciphertext, packed (the last four) or not
+    let budgets: Vec<f64> = response.ciphertexts[0]
+        .iter()
+        .map(|ct| response_key.noise_budget(&ctx, ct).unwrap())
+        .collect();
+    eprintln!("BFV response noise budgets (bits): {budgets:.1?}");
+    assert!(budgets.iter().all(|&b| b >= 1.5), "{budgets:?}");
+}
+
+#[test]
+fn ckks_small_segments_share_response_ciphertexts_within_2e_6() {
+    let ctx = Context::preset("ckks-8192").unwrap();
+    let sk = SecretKey::generate(&ctx).unwrap();
+    let steps = small_segment_steps(shape_of(&ctx), Complex::vector_slots(512));
+    let ev = he_evaluator(&ctx, &sk, &steps);
+    let cipher = CkksCipher::new(&ctx, sk, response_secret(&ctx, &RESPONSE_SEED).unwrap()).unwrap();
+    let (response, _) =
+        run_small_segments(&cipher, &ev, &VectorEncoding::Unit, Exactness::Within(2e-6));
+    assert_eq!(response.ciphertexts[0].len(), PACKED_CKKS);
 }

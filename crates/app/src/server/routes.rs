@@ -368,31 +368,38 @@ async fn search(
             .iter()
             .map(|s| &*s.prepared)
             .collect();
-        let responses = score(&*gallery.ev, &segs, &q)?;
-        let mut segments = Vec::with_capacity(gallery.segments.len());
-        for (seg, r) in gallery.segments.iter().zip(responses) {
-            let ciphertexts = r
-                .iter()
-                .map(|cts| {
-                    cts.iter()
-                        .map(|ct| ct.to_bytes(ctx))
-                        .collect::<blindsight_he::Result<Vec<_>>>()
-                })
-                .collect::<blindsight_he::Result<Vec<_>>>()?;
-            segments.push(wire::SegmentScores {
+        let response = score(&*gallery.ev, &segs, &q)?;
+        let ciphertexts = response
+            .ciphertexts
+            .iter()
+            .map(|cts| {
+                cts.iter()
+                    .map(|ct| ct.to_bytes(ctx))
+                    .collect::<blindsight_he::Result<Vec<_>>>()
+            })
+            .collect::<blindsight_he::Result<Vec<_>>>()?;
+        let segments = gallery
+            .segments
+            .iter()
+            .zip(response.placements)
+            .map(|(seg, placements)| wire::SegmentScores {
                 segment: seg.id,
                 layout: seg.prepared.layout.to_bytes(),
                 live: seg.live.clone(),
-                ciphertexts,
-            });
-        }
+                groups: placements
+                    .iter()
+                    .map(|p| (p.ciphertext, p.lane_offset))
+                    .collect(),
+            })
+            .collect();
         let resp = wire::SearchResponse {
             version: gallery.version,
+            ciphertexts,
             segments,
         };
         let out = wire::encode_search_response(&resp);
         let ms = started.elapsed().as_secs_f64() * 1000.0;
-        tracing::info!(collection = %record.name, version = resp.version, segments = resp.segments.len(), bytes_in = body.len(), bytes_out = out.len(), ms = ms as u64, "search");
+        tracing::info!(collection = %record.name, version = resp.version, segments = resp.segments.len(), ciphertexts = resp.ciphertexts.first().map_or(0, Vec::len), bytes_in = body.len(), bytes_out = out.len(), ms = ms as u64, "search");
         let mut response = binary(out);
         if let Ok(v) = format!("{ms:.3}").parse() {
             response.headers_mut().insert("x-blindsight-server-ms", v);
