@@ -33,8 +33,9 @@ pub struct BenchOptions {
     pub side: u32,
     /// Index of the gallery image whose perturbed copy is the query.
     pub query_index: Option<usize>,
-    /// Images per ingest batch (one segment each).
-    pub segment_size: usize,
+    /// Images per ingest batch (one segment each); None: the size merging and compaction
+    /// build the collection's segments up to.
+    pub segment_size: Option<usize>,
     /// Where to keep the store (None: a temporary directory, removed afterwards).
     pub store_dir: Option<PathBuf>,
     /// Drop the page cache before opening the store (needs root).
@@ -259,7 +260,7 @@ mod tests {
             preset: preset.into(),
             side: 64,
             query_index: Some(123),
-            segment_size: 1 << 20,
+            segment_size: Some(1 << 20),
             store_dir: None,
             cold: false,
             write_query: None,

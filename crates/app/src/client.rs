@@ -29,7 +29,7 @@ use std::time::Instant;
 mod merge;
 pub use merge::{
     CompactReport, MAX_MERGED_IMAGES, MERGE_BYTES, MergeMode, MergePolicy, SegmentState,
-    plan_rebuilds,
+    fresh_ciphertext_bytes, merged_segment_cap, plan_rebuilds,
 };
 
 /// Images per ingest batch (one segment each).

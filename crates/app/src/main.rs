@@ -260,9 +260,12 @@ enum Command {
         /// Gallery index whose perturbed copy is the query (default: 2/3 of the way).
         #[arg(long)]
         query_index: Option<usize>,
-        /// Images per ingest batch: one segment each (at most the server's 65 536).
-        #[arg(long, default_value_t = 1 << 16)]
-        segment_size: usize,
+        /// Images per ingest batch: one segment each (at most the server's 65 536). Default:
+        /// the size merging and compaction build segments up to (the most images whose
+        /// upload stays under 384 MiB: 65 536 vectors of 512 values under CKKS, 4 096
+        /// 64×64 images under CKKS, 2 048 under BFV).
+        #[arg(long)]
+        segment_size: Option<usize>,
         /// Write the perturbed query as PNG (to feed the TenSEAL reference the same query).
         #[arg(long)]
         write_query: Option<PathBuf>,

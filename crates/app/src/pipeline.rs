@@ -2,6 +2,7 @@
 //! as it would cross the network: key generation, gallery encryption, server load, query
 //! encryption, scoring, decryption and ranking, each timed.
 
+use crate::client::{fresh_ciphertext_bytes, merged_segment_cap};
 use crate::errors::{AppError, Result};
 use crate::server::ServerOptions;
 use crate::server::gallery::Gallery;
@@ -264,8 +265,9 @@ impl Drop for WorkDir {
 /// How a session builds its gallery.
 #[derive(Clone, Debug)]
 pub struct BuildOptions {
-    /// Images per ingest batch (one segment each).
-    pub segment_size: usize,
+    /// Images per ingest batch (one segment each); None: the size merging and compaction
+    /// build a collection's segments up to ([`crate::client::merged_segment_cap`]).
+    pub segment_size: Option<usize>,
     /// Where the store goes (None: a temporary directory).
     pub store_dir: Option<PathBuf>,
     /// Drop the page cache before loading (needs root; a clear error otherwise).
@@ -379,12 +381,15 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
         options: &BuildOptions,
         keygen_start: Instant,
     ) -> Result<Self> {
-        let segment_size = options.segment_size;
-        if gallery.is_empty() || segment_size == 0 {
+        if gallery.is_empty() || options.segment_size == Some(0) {
             return Err(AppError::Usage("the gallery is empty".into()));
         }
         gallery.check_uniform()?;
         let (n, d, channels) = (gallery.len(), gallery.dim(), gallery.channels());
+        let segment_size = match options.segment_size {
+            Some(size) => size,
+            None => merged_segment_cap(ctx, d, channels, fresh_ciphertext_bytes(&cipher, ctx)?)?,
+        };
         let chunks: Vec<std::ops::Range<usize>> = (0..n)
             .step_by(segment_size)
             .map(|start| start..(start + segment_size).min(n))

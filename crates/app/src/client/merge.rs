@@ -180,9 +180,42 @@ fn ids(run: &[SegmentState]) -> Vec<i64> {
 }
 
 /// The serialized size of one fresh gallery ciphertext.
-fn fresh_ciphertext_bytes<C: SlotCipher<Ct = Ciphertext>>(c: &C, ctx: &Context) -> Result<usize> {
+/// Bytes of one serialized fresh gallery ciphertext of `c`.
+pub fn fresh_ciphertext_bytes<C: SlotCipher<Ct = Ciphertext>>(
+    c: &C,
+    ctx: &Context,
+) -> Result<usize> {
     let zeros = vec![C::Slot::default(); c.shape().len()];
     Ok(c.encrypt(&zeros, Role::Gallery)?.to_bytes(ctx)?.len())
+}
+
+/// The most images (at most [`MAX_MERGED_IMAGES`]) of `dim` values and `channels` channels
+/// whose segment's upload, at `ciphertext_bytes` per ciphertext, stays under
+/// [`MERGE_BYTES`]: the size merging and compaction build segments up to.
+pub fn merged_segment_cap(
+    ctx: &Context,
+    dim: usize,
+    channels: usize,
+    ciphertext_bytes: usize,
+) -> Result<usize> {
+    let fits = |n: usize| -> Result<bool> {
+        let cts = segment_layout(ctx, n, dim)?.ciphertexts_per_channel();
+        Ok(cts
+            .saturating_mul(channels)
+            .saturating_mul(ciphertext_bytes)
+            <= MERGE_BYTES)
+    };
+    // the largest n that fits (the upload grows with n)
+    let (mut lo, mut hi) = (1usize, MAX_MERGED_IMAGES);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(mid)? {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Ok(lo)
 }
 
 impl Client {
@@ -208,24 +241,9 @@ impl Client {
             AnyCipher::Bfv(c) => fresh_ciphertext_bytes(c, ctx)?,
             AnyCipher::Ckks(c) => fresh_ciphertext_bytes(c, ctx)?,
         };
-        let (dim, channels) = (self.vectors().dim(), self.channels());
-        let fits = |n: usize| -> Result<bool> {
-            let cts = segment_layout(ctx, n, dim)?.ciphertexts_per_channel();
-            Ok(cts.saturating_mul(channels).saturating_mul(ct_bytes) <= MERGE_BYTES)
-        };
-        // the largest n that fits (the upload grows with n)
-        let (mut lo, mut hi) = (1usize, MAX_MERGED_IMAGES);
-        while lo < hi {
-            let mid = lo + (hi - lo).div_ceil(2);
-            if fits(mid)? {
-                lo = mid;
-            } else {
-                hi = mid - 1;
-            }
-        }
         Ok(MergePolicy {
             fanout: MergePolicy::FANOUT,
-            max_images: lo,
+            max_images: merged_segment_cap(ctx, self.vectors().dim(), self.channels(), ct_bytes)?,
         })
     }
 
