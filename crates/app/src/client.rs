@@ -4,6 +4,7 @@
 //! decrypting the scores, ranking with the norms only the client knows), fetching and
 //! opening images, deleting.
 
+use crate::channel_ciphertexts;
 use crate::encoder::ImageEncoder;
 use crate::errors::{AppError, Result};
 use crate::keystore::Keystore;
@@ -568,15 +569,7 @@ impl Client {
             .map(|seg| self.checked_layout(&seg.layout))
             .collect::<Result<Vec<_>>>()?;
         let response = Response {
-            ciphertexts: resp
-                .ciphertexts
-                .iter()
-                .map(|ch| {
-                    ch.iter()
-                        .map(|b| Ciphertext::from_bytes(ctx, b))
-                        .collect::<blindsight_he::Result<Vec<_>>>()
-                })
-                .collect::<blindsight_he::Result<Vec<_>>>()?,
+            ciphertexts: channel_ciphertexts::from_envelopes(ctx, &resp.ciphertexts)?,
             placements: resp
                 .segments
                 .iter()

@@ -13,7 +13,8 @@
 //!   0700 folder, optionally sealed under a passphrase), [`seal`] (payloads sealed with
 //!   XChaCha20-Poly1305), [`remote`] (the HTTP client: capped answers, bounded retries),
 //!   [`names`] (names made safe for a terminal or a file name).
-//! - Between them: [`wire`], the framed binary bodies of the HTTP API.
+//! - Between them: [`wire`], the framed binary bodies of the HTTP API, and
+//!   [`channel_ciphertexts`], the ciphertext envelopes they carry.
 //! - The command line: [`commands`] (the CLI commands on top of the client and the server),
 //!   [`demo`], [`eval`] (search quality on edited copies), [`report_page`] (results as one
 //!   self-contained HTML page), [`sandbox`] (a collection on a
@@ -25,6 +26,7 @@
 
 pub mod bench;
 pub mod bench_server;
+pub mod channel_ciphertexts;
 pub mod client;
 pub mod commands;
 pub mod demo;

@@ -2,6 +2,7 @@
 //! as it would cross the network: key generation, gallery encryption, server load, query
 //! encryption, scoring, decryption and ranking, each timed.
 
+use crate::channel_ciphertexts;
 use crate::client::{fresh_ciphertext_bytes, merged_segment_cap};
 use crate::errors::{AppError, Result};
 use crate::server::ServerOptions;
@@ -552,22 +553,14 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
         let segments: Vec<&PreparedSegment<HeEvaluator>> =
             self.loaded.segments.iter().map(|s| &*s.prepared).collect();
         let response = score(&*self.loaded.ev, &segments, &q)?;
-        let response_blobs: Vec<Vec<Vec<u8>>> = response
-            .ciphertexts
-            .iter()
-            .map(|cts| {
-                cts.iter()
-                    .map(|ct| ct.to_bytes(ctx))
-                    .collect::<blindsight_he::Result<Vec<_>>>()
-            })
-            .collect::<blindsight_he::Result<_>>()?;
+        let response_blobs = channel_ciphertexts::to_envelopes(ctx, &response.ciphertexts)?;
         let score_s = t.elapsed().as_secs_f64();
         let response_bytes = response_blobs.iter().flatten().map(Vec::len).sum();
 
         // Client: decrypt and rank (segments in ingest order, images by position).
         let t = Instant::now();
         let received = Response {
-            ciphertexts: read_channels(ctx, &response_blobs)?,
+            ciphertexts: channel_ciphertexts::from_envelopes(ctx, &response_blobs)?,
             placements: response.placements,
         };
         let layouts: Vec<Layout> = segments.iter().map(|s| s.layout).collect();
@@ -619,18 +612,6 @@ fn drop_page_cache() -> Result<()> {
             path.display()
         ))
     })
-}
-
-fn read_channels(ctx: &Context, blobs: &[Vec<Vec<u8>>]) -> Result<Vec<Vec<Ciphertext>>> {
-    blobs
-        .iter()
-        .map(|ch| {
-            ch.par_iter()
-                .map(|b| Ciphertext::from_bytes(ctx, b))
-                .collect::<blindsight_he::Result<_>>()
-        })
-        .collect::<blindsight_he::Result<_>>()
-        .map_err(Into::into)
 }
 
 /// Default memory budget of a server's loaded collections (evaluation keys, the handles of

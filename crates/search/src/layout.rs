@@ -369,15 +369,7 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const BFV: SlotShape = SlotShape {
-        rows: 2,
-        row_len: 4096,
-    };
-    const CKKS: SlotShape = SlotShape {
-        rows: 1,
-        row_len: 4096,
-    };
+    use crate::slots::test_shapes::{BFV, CKKS};
 
     #[test]
     fn the_demo_gallery_takes_512_products_per_channel() {

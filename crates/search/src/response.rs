@@ -191,16 +191,8 @@ pub fn shifted_slot(
 mod tests {
     use super::*;
     use crate::slots::SlotShape;
+    use crate::slots::test_shapes::{BFV, CKKS};
     use proptest::prelude::*;
-
-    const CKKS: SlotShape = SlotShape {
-        rows: 1,
-        row_len: 4096,
-    };
-    const BFV: SlotShape = SlotShape {
-        rows: 2,
-        row_len: 4096,
-    };
 
     fn layouts(sizes: &[usize], dim: usize, v: usize, shape: SlotShape) -> Vec<Layout> {
         sizes

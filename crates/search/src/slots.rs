@@ -106,3 +106,20 @@ impl Slot for Complex {
         self + other
     }
 }
+
+/// The slot shapes of the `N = 8192` presets, for unit tests.
+#[cfg(test)]
+pub(crate) mod test_shapes {
+    use super::SlotShape;
+
+    /// BFV: two rows of 4096 integers.
+    pub(crate) const BFV: SlotShape = SlotShape {
+        rows: 2,
+        row_len: 4096,
+    };
+    /// CKKS: one row of 4096 complex slots.
+    pub(crate) const CKKS: SlotShape = SlotShape {
+        rows: 1,
+        row_len: 4096,
+    };
+}

@@ -22,6 +22,7 @@ use super::body;
 use super::errors::{ApiError, json};
 use super::ingest;
 use super::state::AppState;
+use crate::channel_ciphertexts;
 use crate::errors::AppError;
 use crate::store::{CollectionRecord, NewCollection, SealedData};
 use crate::wire::{self, AppendSegment, CompactSegment, CreateCollection};
@@ -369,15 +370,7 @@ async fn search(
             .map(|s| &*s.prepared)
             .collect();
         let response = score(&*gallery.ev, &segs, &q)?;
-        let ciphertexts = response
-            .ciphertexts
-            .iter()
-            .map(|cts| {
-                cts.iter()
-                    .map(|ct| ct.to_bytes(ctx))
-                    .collect::<blindsight_he::Result<Vec<_>>>()
-            })
-            .collect::<blindsight_he::Result<Vec<_>>>()?;
+        let ciphertexts = channel_ciphertexts::to_envelopes(ctx, &response.ciphertexts)?;
         let segments = gallery
             .segments
             .iter()
