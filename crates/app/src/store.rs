@@ -657,26 +657,6 @@ impl Store {
         Ok(segment)
     }
 
-    /// Replaces segment `old` by a rebuilt one (compaction: its live images, re-encrypted by
-    /// the client), or drops it when `batch` is `None`: [`Store::replace_segments`] of one.
-    pub fn replace_segment(
-        &mut self,
-        collection: i64,
-        old: i64,
-        expected_live: &[i64],
-        batch: Option<RebuiltBatch<'_>>,
-        keys: Option<&KeyUpdate<'_>>,
-        quota: &Quota,
-    ) -> Result<Option<i64>> {
-        self.replace_segments(
-            collection,
-            &[(old, expected_live.to_vec())],
-            batch,
-            keys,
-            quota,
-        )
-    }
-
     /// Replaces segments `olds` of the collection by one rebuilt from their live images
     /// (compaction and merging: re-encrypted by the client), or drops them when `batch` is
     /// `None`, in one transaction that bumps the version: the live images move into the new

@@ -147,6 +147,10 @@ impl<'a> FrameReader<'a> {
     pub fn i64(&mut self, what: &str) -> Result<i64> {
         i64::try_from(self.u64()?).map_err(|_| malformed(format!("{what} out of range")))
     }
+    /// Reads an index or position that fits this machine's `usize`.
+    pub fn usize(&mut self, what: &str) -> Result<usize> {
+        usize::try_from(self.u64()?).map_err(|_| malformed(format!("{what} out of range")))
+    }
     /// Reads a count of items that each take at least `min_item` bytes.
     pub fn count(&mut self, min_item: usize) -> Result<usize> {
         let n = self.u64()?;
@@ -297,8 +301,7 @@ impl AppendSegment {
         let mut images = Vec::with_capacity(n);
         for _ in 0..n {
             let id = r.i64("image id")?;
-            let position =
-                usize::try_from(r.u64()?).map_err(|_| malformed("position out of range"))?;
+            let position = r.usize("position")?;
             images.push(ImageRecord {
                 id,
                 position,
@@ -350,8 +353,7 @@ impl RebuiltSegment {
         let placements = (0..n)
             .map(|_| {
                 let id = r.i64("image id")?;
-                let position =
-                    usize::try_from(r.u64()?).map_err(|_| malformed("position out of range"))?;
+                let position = r.usize("position")?;
                 Ok((id, position))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -492,24 +494,16 @@ pub fn decode_search_response(bytes: &[u8]) -> Result<SearchResponse> {
     let ciphertexts = r.channels()?;
     let n = r.count(32)?;
     let mut segments = Vec::with_capacity(n);
-    let index = |v: u64, what: &str| {
-        usize::try_from(v).map_err(|_| malformed(format!("{what} out of range")))
-    };
     for _ in 0..n {
         let segment = r.i64("segment id")?;
         let layout = r.bytes()?.to_vec();
         let live_n = r.count(16)?;
         let live = (0..live_n)
-            .map(|_| Ok((index(r.u64()?, "position")?, r.i64("image id")?)))
+            .map(|_| Ok((r.usize("position")?, r.i64("image id")?)))
             .collect::<Result<Vec<_>>>()?;
         let groups_n = r.count(16)?;
         let groups = (0..groups_n)
-            .map(|_| {
-                Ok((
-                    index(r.u64()?, "response ciphertext")?,
-                    index(r.u64()?, "lane shift")?,
-                ))
-            })
+            .map(|_| Ok((r.usize("response ciphertext")?, r.usize("lane shift")?)))
             .collect::<Result<Vec<_>>>()?;
         segments.push(SegmentScores {
             segment,
@@ -610,8 +604,7 @@ pub fn decode_image_list(bytes: &[u8]) -> Result<ImageList> {
         .map(|_| {
             let id = r.i64("image id")?;
             let segment_id = r.i64("segment id")?;
-            let position =
-                usize::try_from(r.u64()?).map_err(|_| malformed("position out of range"))?;
+            let position = r.usize("position")?;
             let tag = r.bytes()?.to_vec();
             let meta = r.bytes()?.to_vec();
             let deleted = match r.u64()? {

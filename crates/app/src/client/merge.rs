@@ -179,7 +179,6 @@ fn ids(run: &[SegmentState]) -> Vec<i64> {
     run.iter().map(|s| s.id).collect()
 }
 
-/// The serialized size of one fresh gallery ciphertext.
 /// Bytes of one serialized fresh gallery ciphertext of `c`.
 pub fn fresh_ciphertext_bytes<C: SlotCipher<Ct = Ciphertext>>(
     c: &C,

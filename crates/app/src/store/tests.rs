@@ -19,6 +19,39 @@ fn batch(first_id: i64, n: usize) -> (Vec<u8>, Vec<ImageRecord>) {
 }
 
 /// A segment file holding `content`, staged in `s`'s segment directory.
+/// One segment replaced at a time: [`Store::replace_segments`] of one (the tests' shorthand).
+trait ReplaceOne {
+    fn replace_segment(
+        &mut self,
+        collection: i64,
+        old: i64,
+        expected_live: &[i64],
+        batch: Option<RebuiltBatch<'_>>,
+        keys: Option<&KeyUpdate<'_>>,
+        quota: &Quota,
+    ) -> Result<Option<i64>>;
+}
+
+impl ReplaceOne for Store {
+    fn replace_segment(
+        &mut self,
+        collection: i64,
+        old: i64,
+        expected_live: &[i64],
+        batch: Option<RebuiltBatch<'_>>,
+        keys: Option<&KeyUpdate<'_>>,
+        quota: &Quota,
+    ) -> Result<Option<i64>> {
+        self.replace_segments(
+            collection,
+            &[(old, expected_live.to_vec())],
+            batch,
+            keys,
+            quota,
+        )
+    }
+}
+
 fn staged(s: &Store, content: &[u8]) -> StagedFile {
     let mut w = s.files().stage().unwrap();
     w.write(content).unwrap();
