@@ -145,5 +145,26 @@ fn bench_narrow(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, bench_narrow);
+/// The building blocks of a key switch at N = 8192 on a 50-bit prime: forward and inverse
+/// NTT (tfhe-ntt) and one pointwise multiply-accumulate, the unit costs of the key-switching
+/// figures of BENCHMARKS.md.
+fn bench_ntt(c: &mut Criterion) {
+    let p = ntt_primes(&[50], N, &mut Vec::new()).unwrap()[0];
+    let prime = Prime::new(p, N).unwrap();
+    let ops = operands(p);
+    let mut a = ops[0][0].clone();
+    let mut acc = vec![0u64; N];
+    let mut group = c.benchmark_group("ntt_n8192_p50");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(2));
+    group.bench_function("forward", |b| b.iter(|| prime.forward(black_box(&mut a))));
+    group.bench_function("backward", |b| b.iter(|| prime.backward(black_box(&mut a))));
+    group.bench_function("mul_acc", |b| {
+        b.iter(|| prime.mul_acc(black_box(&mut acc), &ops[1][0], &ops[1][1]))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_narrow, bench_ntt);
 criterion_main!(benches);

@@ -1059,6 +1059,74 @@ impl ProductAccumulator {
     /// not fit in what is left of [`ProductAccumulator::capacity`]. An empty slice adds
     /// nothing.
     pub fn add_products(&mut self, pairs: &[(&ProductOperand, &ProductOperand)]) -> Result<()> {
+        Self::add_products_many(&mut [self], &[pairs])
+    }
+
+    /// [`add_products`](Self::add_products) of `batches[i]` into `accumulators[i]`, for
+    /// every `i`: the same sums, but the lazy kernel passes over all of them tile by tile of
+    /// coefficients, so that an operand several batches share (a query's baby step, which
+    /// every giant step multiplies) is read from the cache instead of from memory once per
+    /// sum. Accumulators of one parameter set, level and form go through one kernel call
+    /// per prime; any others are summed one by one.
+    ///
+    /// Every batch is checked before anything is added, as in `add_products`; on an error
+    /// no accumulator is changed.
+    pub fn add_products_many(
+        accumulators: &mut [&mut ProductAccumulator],
+        batches: &[&[(&ProductOperand, &ProductOperand)]],
+    ) -> Result<()> {
+        if accumulators.len() != batches.len() {
+            return Err(HeError::LengthMismatch {
+                what: "product batches (one per accumulator)",
+                expected: accumulators.len(),
+                actual: batches.len(),
+            });
+        }
+        let checked = accumulators
+            .iter()
+            .zip(batches)
+            .map(|(acc, pairs)| acc.check_products(pairs))
+            .collect::<Result<Vec<_>>>()?;
+        let Some(first) = accumulators.first() else {
+            return Ok(());
+        };
+        let (ctx, level, form) = (first.ctx.clone(), first.level, first.form);
+        let joint = accumulators.iter().all(|a| {
+            a.level == level
+                && a.form == form
+                && a.ctx.params().fingerprint() == ctx.params().fingerprint()
+        });
+        let idx = product_indices(&ctx, form, level)?;
+        let primes = ctx.primes_at(&idx);
+        let mut sums = Vec::with_capacity(accumulators.len());
+        let mut sum_batches = Vec::with_capacity(accumulators.len());
+        for ((acc, pairs), scale) in accumulators.iter_mut().zip(batches).zip(checked) {
+            if pairs.is_empty() {
+                continue;
+            }
+            if acc.tensor.is_none() {
+                let idx = acc.tensor_indices()?;
+                acc.tensor = Some(TensorSum::new(&acc.ctx.primes_at(&idx), acc.ctx.degree())?);
+            }
+            acc.scale = scale;
+            acc.products += pairs.len();
+            let Some(sum) = acc.tensor.as_mut() else {
+                continue;
+            };
+            if joint {
+                sums.push(sum);
+                sum_batches.push(*pairs);
+            } else {
+                let idx = product_indices(&acc.ctx, acc.form, acc.level)?;
+                sum.add_batch(pairs, &acc.ctx.primes_at(&idx))?;
+            }
+        }
+        TensorSum::add_batch_many(&mut sums, &sum_batches, &primes)
+    }
+
+    /// Checks a batch for [`add_products`](Self::add_products) without adding it: returns
+    /// the CKKS scale the sum has after it.
+    fn check_products(&self, pairs: &[(&ProductOperand, &ProductOperand)]) -> Result<Option<f64>> {
         if pairs.len() > self.capacity.saturating_sub(self.products) {
             return Err(HeError::AccumulatorFull {
                 capacity: self.capacity,
@@ -1094,7 +1162,7 @@ impl ProductAccumulator {
             }
         }
         if pairs.is_empty() {
-            return Ok(());
+            return Ok(self.scale);
         }
         let idx = self.tensor_indices()?;
         let n = self.ctx.degree();
@@ -1121,18 +1189,7 @@ impl ProductAccumulator {
                 }
             }
         }
-        let primes = self.ctx.primes_at(&idx);
-        match &mut self.tensor {
-            Some(sum) => sum.add_batch(pairs, &primes)?,
-            None => {
-                let mut sum = TensorSum::new(&primes, n)?;
-                sum.add_batch(pairs, &primes)?;
-                self.tensor = Some(sum);
-            }
-        }
-        self.scale = scale;
-        self.products += pairs.len();
-        Ok(())
+        Ok(scale)
     }
 
     /// Adds `ct · pt`.

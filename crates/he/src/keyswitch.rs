@@ -5,7 +5,9 @@
 use crate::context::Context;
 use crate::errors::Result;
 use crate::keys::KeySwitchingKey;
+use crate::math::modulus::Modulus;
 use crate::math::poly::RnsPoly;
+use crate::math::simd::vectorized;
 
 /// The RNS digits of a polynomial at level `ℓ`: digit `i` is `[d]_{q_i}` (centered), lifted to
 /// `Q_ℓ ∪ P`, in NTT form.
@@ -27,26 +29,43 @@ pub(crate) fn decompose(ctx: &Context, level: usize, d: &RnsPoly) -> Result<Vec<
                 out.copy_from_slice(d.comp(i));
                 continue;
             }
-            if prime.value() > qi {
-                for (o, &x) in out.iter_mut().zip(src) {
-                    // centered: x > qi/2 stands for x - qi
-                    *o = if x > qi / 2 {
-                        prime.value() - (qi - x)
-                    } else {
-                        x
-                    };
-                }
-            } else {
-                for (o, &x) in out.iter_mut().zip(src) {
-                    *o = prime.m.reduce_centered(x, qi);
-                }
-            }
+            lift_centered(out, src, qi, &prime.m);
             prime.forward(out);
         }
         digits.push(digit);
     }
     Ok(digits)
 }
+
+/// `out = [x]_{to}` for every residue `x` of `src` modulo `from`, keeping its centered
+/// meaning (`x > from/2` stands for `x - from`). Vectorized, branch-free.
+pub(crate) fn lift_centered(out: &mut [u64], src: &[u64], from: u64, to: &Modulus) {
+    let t = to.value();
+    vectorized(
+        #[inline(always)]
+        || {
+            if from / 2 < t {
+                // |centered x| < t: no reduction, only the sign to apply
+                for (o, &x) in out.iter_mut().zip(src) {
+                    let neg = ((x > from / 2) as u64).wrapping_neg();
+                    *o = x.wrapping_add((t.wrapping_sub(from)) & neg);
+                }
+            } else if from < F64_EXACT && t < F64_EXACT {
+                let inv = to.reciprocal();
+                for (o, &x) in out.iter_mut().zip(src) {
+                    *o = to.reduce_centered_f64(x, from, inv);
+                }
+            } else {
+                for (o, &x) in out.iter_mut().zip(src) {
+                    *o = to.reduce_centered(x, from);
+                }
+            }
+        },
+    );
+}
+
+/// Moduli below this bound reduce through [`Modulus::reduce_centered_f64`].
+const F64_EXACT: u64 = 1 << 52;
 
 /// `Σ_i digit_i · key_i` over `Q_ℓ ∪ P`: the two accumulators before mod-down.
 pub(crate) fn inner_product(
@@ -60,16 +79,12 @@ pub(crate) fn inner_product(
     let n = ctx.degree();
     let mut acc0 = RnsPoly::zero(n, qp.len());
     let mut acc1 = RnsPoly::zero(n, qp.len());
-    for (i, (digit, pair)) in digits.iter().zip(&key.digits).enumerate() {
+    for (digit, pair) in digits.iter().zip(&key.digits) {
         for (j, (&kj, prime)) in lv.qp.iter().zip(&qp).enumerate() {
             let src = digit.comp(j);
-            if i == 0 {
-                prime.mul_into(acc0.comp_mut(j), src, pair.b.comp(kj));
-                prime.mul_into(acc1.comp_mut(j), src, pair.a.comp(kj));
-            } else {
-                prime.mul_acc(acc0.comp_mut(j), src, pair.b.comp(kj));
-                prime.mul_acc(acc1.comp_mut(j), src, pair.a.comp(kj));
-            }
+            // the accumulators start at zero
+            prime.mul_acc(acc0.comp_mut(j), src, pair.b.comp(kj));
+            prime.mul_acc(acc1.comp_mut(j), src, pair.a.comp(kj));
         }
     }
     Ok((acc0, acc1))

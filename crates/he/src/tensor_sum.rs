@@ -47,50 +47,79 @@ impl TensorSum {
         pairs: &[(&ProductOperand, &ProductOperand)],
         primes: &[&Prime],
     ) -> Result<()> {
-        match self {
-            Self::Reduced([d0, d1, d2]) => {
-                for (a, b) in pairs {
-                    let (a, b) = (a.wide_polys(), b.wide_polys());
-                    d0.mul_acc(&a[0], &b[0], primes);
-                    d1.mul_acc(&a[0], &b[1], primes);
-                    d1.mul_acc(&a[1], &b[0], primes);
-                    d2.mul_acc(&a[1], &b[1], primes);
+        Self::add_batch_many(&mut [self], &[pairs], primes)
+    }
+
+    /// [`add_batch`](Self::add_batch) of `batches[i]` into `sums[i]`, for every `i`: lazy
+    /// sums go through [`LazyTensor::add_batch_many`] prime by prime, so that operands the
+    /// batches share are read once per tile of coefficients rather than once per sum.
+    pub(crate) fn add_batch_many(
+        sums: &mut [&mut TensorSum],
+        batches: &[&[(&ProductOperand, &ProductOperand)]],
+        primes: &[&Prime],
+    ) -> Result<()> {
+        if sums.len() != batches.len() {
+            return Err(HeError::LengthMismatch {
+                what: "tensor sum batches (one per sum)",
+                expected: sums.len(),
+                actual: batches.len(),
+            });
+        }
+        let mut lazy: Vec<&mut Vec<LazyTensor>> = Vec::with_capacity(sums.len());
+        let mut lazy_batches = Vec::with_capacity(sums.len());
+        for (sum, pairs) in sums.iter_mut().zip(batches) {
+            match &mut **sum {
+                Self::Reduced([d0, d1, d2]) => {
+                    for (a, b) in *pairs {
+                        let (a, b) = (a.wide_polys(), b.wide_polys());
+                        d0.mul_acc(&a[0], &b[0], primes);
+                        d1.mul_acc(&a[0], &b[1], primes);
+                        d1.mul_acc(&a[1], &b[0], primes);
+                        d2.mul_acc(&a[1], &b[1], primes);
+                    }
                 }
-                Ok(())
+                Self::Lazy(accs) => {
+                    lazy.push(accs);
+                    lazy_batches.push(*pairs);
+                }
             }
-            Self::Lazy(lazy) => {
-                for (j, acc) in lazy.iter_mut().enumerate() {
-                    // the rare pair of two compact operands: one side widened
-                    let widened: Vec<[Vec<u64>; 2]> = pairs
+        }
+        let batches = lazy_batches;
+        for j in 0..primes.len() {
+            // the rare pair of two compact operands: one side widened
+            let widened: Vec<Vec<[Vec<u64>; 2]>> = batches
+                .iter()
+                .map(|pairs| {
+                    pairs
                         .iter()
                         .filter(|(a, b)| narrow(a, j).is_some() && narrow(b, j).is_some())
                         .map(|(_, b)| [0, 1].map(|poly| widen(b.residues(poly, j))))
-                        .collect();
-                    let mut widened = widened.iter();
-                    let mut wide: Vec<TensorPair<'_>> = Vec::with_capacity(pairs.len());
-                    let mut narrowed: Vec<NarrowPair<'_>> = Vec::new();
-                    for (a, b) in pairs {
-                        match (narrow(a, j), narrow(b, j)) {
-                            (None, None) => wide.push((wide_of(a, j)?, wide_of(b, j)?)),
-                            (Some(g), None) => narrowed.push((g, wide_of(b, j)?)),
-                            // the tensor is symmetric in its two factors
-                            (None, Some(g)) => narrowed.push((g, wide_of(a, j)?)),
-                            (Some(g), Some(_)) => {
-                                let q = widened.next().ok_or(HeError::LengthMismatch {
-                                    what: "widened product operands",
-                                    expected: 1,
-                                    actual: 0,
-                                })?;
-                                narrowed.push((g, [&q[0][..], &q[1][..]]));
-                            }
-                        }
-                    }
-                    acc.add_batch(&wide)?;
-                    acc.add_batch_narrow(&narrowed)?;
-                }
-                Ok(())
+                        .collect()
+                })
+                .collect();
+            let mut wide: Vec<Vec<TensorPair<'_>>> = Vec::with_capacity(batches.len());
+            let mut narrowed: Vec<Vec<NarrowPair<'_>>> = Vec::with_capacity(batches.len());
+            for (pairs, widened) in batches.iter().zip(&widened) {
+                let (w, n) = split_by_width(pairs, j, widened)?;
+                wide.push(w);
+                narrowed.push(n);
             }
+            let mut accs = lazy
+                .iter_mut()
+                .map(|accs| {
+                    accs.get_mut(j).ok_or(HeError::LengthMismatch {
+                        what: "lazy tensor primes",
+                        expected: primes.len(),
+                        actual: j,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let wide: Vec<&[TensorPair<'_>]> = wide.iter().map(Vec::as_slice).collect();
+            let narrowed: Vec<&[NarrowPair<'_>]> = narrowed.iter().map(Vec::as_slice).collect();
+            LazyTensor::add_batch_many(&mut accs, &wide)?;
+            LazyTensor::add_batch_narrow_many(&mut accs, &narrowed)?;
         }
+        Ok(())
     }
 
     /// The three reduced tensor polynomials.
@@ -107,6 +136,36 @@ impl TensorSum {
             }
         }
     }
+}
+
+/// The pairs of one batch on prime `j`, split into those with `u64` residues on both sides
+/// and those with a compact (`u32`) side; `widened` holds, in order, the query side of
+/// each pair compact on both sides, widened to `u64`.
+fn split_by_width<'a>(
+    pairs: &[(&'a ProductOperand, &'a ProductOperand)],
+    j: usize,
+    widened: &'a [[Vec<u64>; 2]],
+) -> Result<(Vec<TensorPair<'a>>, Vec<NarrowPair<'a>>)> {
+    let mut widened = widened.iter();
+    let mut wide: Vec<TensorPair<'a>> = Vec::with_capacity(pairs.len());
+    let mut narrowed: Vec<NarrowPair<'a>> = Vec::new();
+    for &(a, b) in pairs {
+        match (narrow(a, j), narrow(b, j)) {
+            (None, None) => wide.push((wide_of(a, j)?, wide_of(b, j)?)),
+            (Some(g), None) => narrowed.push((g, wide_of(b, j)?)),
+            // the tensor is symmetric in its two factors
+            (None, Some(g)) => narrowed.push((g, wide_of(a, j)?)),
+            (Some(g), Some(_)) => {
+                let q = widened.next().ok_or(HeError::LengthMismatch {
+                    what: "widened product operands",
+                    expected: 1,
+                    actual: 0,
+                })?;
+                narrowed.push((g, [&q[0][..], &q[1][..]]));
+            }
+        }
+    }
+    Ok((wide, narrowed))
 }
 
 /// Both residue slices of `op` on prime `j` if they are `u32` words (a compact operand).

@@ -1,5 +1,6 @@
-//! `ProductAccumulator::add_products` (one batched pass per call) against repeated
-//! `add_product`: the same ciphertext after `finish`, for CKKS and native BFV on the search
+//! `ProductAccumulator::add_products` (one batched pass per call) and `add_products_many`
+//! (several sums in one pass) against repeated `add_product`: the same ciphertext after
+//! `finish`, for CKKS and native BFV on the search
 //! presets (lazy kernel) and CKKS on 60-bit primes (reduced sum); and a batch with a bad pair
 //! anywhere in it is refused whole, leaving the accumulator unchanged.
 #![allow(clippy::unwrap_used, reason = "tests")]
@@ -104,6 +105,25 @@ fn batched_equals_one_by_one(
     let want = one_by_one.finish(&f.ev, &f.rk).unwrap();
     assert!(batched.finish(&f.ev, &f.rk).unwrap() == want);
     assert!(split.finish(&f.ev, &f.rk).unwrap() == want);
+    // several sums at once, as the giant steps of a query (sharing its operands): each is
+    // the sum its own batch gives alone
+    let cut = count / 3;
+    let chunks: [&[(ProductOperand, ProductOperand)]; 3] = [&pairs[..cut], &pairs[cut..], &[]];
+    let batches: Vec<Vec<_>> = chunks.iter().map(|c| refs(c)).collect();
+    let batch_refs: Vec<&[_]> = batches.iter().map(Vec::as_slice).collect();
+    let mut many: Vec<ProductAccumulator> = chunks.iter().map(|_| new()).collect();
+    many[1].add_product(&pairs[0].0, &pairs[0].1).unwrap();
+    ProductAccumulator::add_products_many(&mut many.iter_mut().collect::<Vec<_>>(), &batch_refs)
+        .unwrap();
+    for (i, (acc, chunk)) in many.iter().zip(chunks).enumerate() {
+        let mut alone = new();
+        if i == 1 {
+            alone.add_product(&pairs[0].0, &pairs[0].1).unwrap();
+        }
+        alone.add_products(&refs(chunk)).unwrap();
+        assert_eq!(acc.products(), alone.products());
+        assert!(acc.finish(&f.ev, &f.rk).unwrap() == alone.finish(&f.ev, &f.rk).unwrap());
+    }
     // an empty batch on an empty accumulator is an empty sum
     let mut empty = new();
     empty.add_products(&[]).unwrap();
@@ -200,6 +220,17 @@ fn add_products_refuses_a_bad_pair_without_change() {
     refused_whole(&f, &mut acc, &batch, |e| {
         matches!(e, HeError::ScaleMismatch { .. })
     });
+    // with several accumulators, a bad batch anywhere changes none of them
+    let mut other = ProductAccumulator::new(&f.ctx, top).unwrap();
+    let before = acc.finish(&f.ev, &f.rk).unwrap();
+    let bad = [(&low, &pairs[0].1)];
+    for (batches, accs) in [(vec![&good[2..], &bad[..]], 2), (vec![&good[2..]], 2)] {
+        let mut list: Vec<&mut ProductAccumulator> = vec![&mut acc, &mut other];
+        list.truncate(accs);
+        assert!(ProductAccumulator::add_products_many(&mut list, &batches).is_err());
+    }
+    assert_eq!((acc.products(), other.products()), (2, 0));
+    assert!(acc.finish(&f.ev, &f.rk).unwrap() == before);
     // the accumulator is intact: finishing the sum gives what a clean run gives
     acc.add_products(&good[2..]).unwrap();
     let mut clean = ProductAccumulator::new(&f.ctx, top).unwrap();

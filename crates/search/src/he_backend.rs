@@ -9,7 +9,7 @@ use blindsight_he::ring_switch::max_response_log_d;
 use blindsight_he::{
     BfvEncoder, Ciphertext, CkksEncoder, Complex, Context, Evaluator, GaloisKeys, NoiseFlooding,
     ProductAccumulator, ProductForm, ProductOperand, RelinKey, ResponseSecretKey, RingSwitchKey,
-    Scheme, SecretKey,
+    RotationSum, Scheme, SecretKey,
 };
 use rayon::prelude::*;
 
@@ -425,17 +425,36 @@ impl HeEvaluator {
         &self,
         pairs: &[(&ProductOperand, &ProductOperand)],
     ) -> Result<ProductAccumulator> {
+        let mut acc = self.accumulator_for(pairs)?;
+        acc.add_products(pairs)?;
+        Ok(acc)
+    }
+
+    /// An empty accumulator for the products of `pairs` (their level and form).
+    fn accumulator_for(
+        &self,
+        pairs: &[(&ProductOperand, &ProductOperand)],
+    ) -> Result<ProductAccumulator> {
         let (level, form) = pairs
             .first()
             .map_or((self.ctx.max_level(), ProductForm::Native), |(a, _)| {
                 (a.level(), a.form())
             });
-        let mut acc = match form {
+        Ok(match form {
             ProductForm::Native => ProductAccumulator::native(&self.ctx, level)?,
             _ => ProductAccumulator::new(&self.ctx, level)?,
-        };
-        acc.add_products(pairs)?;
-        Ok(acc)
+        })
+    }
+}
+
+/// Giant steps whose products one pass of the tensor kernel sums together (see
+/// [`ProductAccumulator::add_products_many`]).
+const GIANT_STEPS_PER_PASS: usize = 8;
+
+/// The error of a group without giant steps.
+fn empty_group() -> crate::errors::SearchError {
+    crate::errors::SearchError::Layout {
+        reason: "a group without giant steps".into(),
     }
 }
 
@@ -471,23 +490,37 @@ impl SlotEvaluator for HeEvaluator {
         &self,
         giants: &[GiantStep<'_, ProductOperand>],
     ) -> Result<Ciphertext> {
-        // each giant step relinearized and rotated in Q ∪ P, one mod-down for the group;
-        // summed as they come, so that few terms are alive at once
+        // Giant steps a few at a time: their products summed in one pass of the kernel (so
+        // a baby step's tile is read from the cache by every giant step of the pass), then
+        // each relinearized and rotated in Q ∪ P, one mod-down for the group; summed as they
+        // come, so that few terms are alive at once.
+        let add = |mut a: RotationSum, b: RotationSum| -> Result<RotationSum> {
+            a.add(&b, &self.ev)?;
+            Ok(a)
+        };
         let sum = giants
-            .par_iter()
-            .map(|(pairs, step)| {
-                let product = self.accumulate(pairs)?.finish_unrelinearized()?;
-                Ok::<_, crate::errors::SearchError>(
-                    self.ev.rotated_term(&product, *step, &self.rk, &self.gk)?,
-                )
+            .par_chunks(GIANT_STEPS_PER_PASS)
+            .map(|pass| {
+                let mut accs = pass
+                    .iter()
+                    .map(|(pairs, _)| self.accumulator_for(pairs))
+                    .collect::<Result<Vec<_>>>()?;
+                let batches: Vec<&[_]> = pass.iter().map(|(pairs, _)| &pairs[..]).collect();
+                ProductAccumulator::add_products_many(
+                    &mut accs.iter_mut().collect::<Vec<_>>(),
+                    &batches,
+                )?;
+                accs.into_par_iter()
+                    .zip(pass.par_iter())
+                    .map(|(acc, (_, step))| {
+                        let product = acc.finish_unrelinearized()?;
+                        Ok(self.ev.rotated_term(&product, *step, &self.rk, &self.gk)?)
+                    })
+                    .try_reduce_with(add)
+                    .ok_or_else(empty_group)?
             })
-            .try_reduce_with(|mut a, b| {
-                a.add(&b, &self.ev)?;
-                Ok(a)
-            })
-            .ok_or_else(|| crate::errors::SearchError::Layout {
-                reason: "a group without giant steps".into(),
-            })??;
+            .try_reduce_with(add)
+            .ok_or_else(empty_group)??;
         Ok(self.ev.finish_rotation_sum(sum)?)
     }
     fn rotate(&self, ct: &Ciphertext, step: i64) -> Result<Ciphertext> {

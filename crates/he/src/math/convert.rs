@@ -99,18 +99,7 @@ impl BaseConverter {
             // One source prime: the centered residue reduced into each target.
             let p = self.from[0].value();
             for (out, t) in output.iter_mut().zip(&self.to) {
-                if p / 2 < t.value() {
-                    // |centered x| < t: no reduction, only the sign to apply
-                    for (o, &x) in out.iter_mut().zip(input[0]) {
-                        let neg = ((x > p / 2) as u64).wrapping_neg();
-                        let magnitude = x ^ ((x ^ (p - x)) & neg);
-                        *o = magnitude ^ ((magnitude ^ t.neg(magnitude)) & neg);
-                    }
-                } else {
-                    for (o, &x) in out.iter_mut().zip(input[0]) {
-                        *o = t.reduce_centered(x, p);
-                    }
-                }
+                crate::keyswitch::lift_centered(out, input[0], p, t);
             }
             return;
         }

@@ -95,6 +95,9 @@ impl GalleryWord for u32 {
 /// the gallery's `[g0, g1]` (words `W`) and the query's `[q0, q1]`.
 type PairBlocks<'a, W> = ([&'a [[W; LANES]]; 2], [&'a [[u64; LANES]]; 2]);
 
+/// One sum for the batch kernels: its state in blocks, and its products.
+type BatchJob<'s, 'o, W> = (&'s mut [[u64; BLOCK]], &'o [PairBlocks<'o, W>]);
+
 /// Mask of the low 52 bits.
 const MASK52: u64 = (1 << 52) - 1;
 /// Coefficients per SIMD vector (and per accumulator block).
@@ -181,19 +184,28 @@ const TILE_BLOCKS: usize = 32;
 /// is all the tile ([`TILE_BLOCKS`]) leaves of it.
 const GROUP: usize = 2;
 
-/// The loop order of the batch kernels: tile by tile ([`TILE_BLOCKS`]), then group by
-/// group of products ([`GROUP`]), then block by block within the tile, calling
-/// `apply(state, b, group)` with the state of block `b` and the group's operands.
+/// The loop order of the batch kernels: tile by tile ([`TILE_BLOCKS`]); within a tile, sum
+/// by sum (`jobs`: a state and its products), then group by group of products
+/// ([`GROUP`]), then block by block within the tile, calling `apply(state, b, group)` with
+/// the state of block `b` and the group's operands. Several sums that share operands (the
+/// giant steps of one query: every one multiplies the same baby steps) thus read a shared
+/// operand's tile while it is still in the L2 cache, instead of once per sum from memory.
 #[inline(always)]
 fn for_each_group<T>(
-    acc: &mut [[u64; BLOCK]],
-    ops: &[T],
+    jobs: &mut [(&mut [[u64; BLOCK]], &[T])],
     mut apply: impl FnMut(&mut [u64; BLOCK], usize, &[T]),
 ) {
-    for (t, tile) in acc.chunks_mut(TILE_BLOCKS).enumerate() {
-        for group in ops.chunks(GROUP) {
-            for (i, blk) in tile.iter_mut().enumerate() {
-                apply(blk, t * TILE_BLOCKS + i, group);
+    let blocks = jobs.iter().map(|(acc, _)| acc.len()).max().unwrap_or(0);
+    for start in (0..blocks).step_by(TILE_BLOCKS) {
+        for (acc, ops) in jobs.iter_mut() {
+            let end = (start + TILE_BLOCKS).min(acc.len());
+            let Some(tile) = acc.get_mut(start..end) else {
+                continue;
+            };
+            for group in ops.chunks(GROUP) {
+                for (i, blk) in tile.iter_mut().enumerate() {
+                    apply(blk, start + i, group);
+                }
             }
         }
     }
@@ -205,6 +217,16 @@ enum Engine {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Ifma(ifma::Ifma),
+}
+
+impl Engine {
+    fn path(self) -> KernelPath {
+        match self {
+            Engine::Portable => KernelPath::Portable,
+            #[cfg(target_arch = "x86_64")]
+            Engine::Ifma(_) => KernelPath::Ifma,
+        }
+    }
 }
 
 /// Lazy accumulator of ciphertext tensor products on one prime `p < 2^50` and `n`
@@ -260,11 +282,7 @@ impl LazyTensor {
 
     /// The implementation this accumulator runs.
     pub fn path(&self) -> KernelPath {
-        match self.engine {
-            Engine::Portable => KernelPath::Portable,
-            #[cfg(target_arch = "x86_64")]
-            Engine::Ifma(_) => KernelPath::Ifma,
-        }
+        self.engine.path()
     }
 
     /// The prime.
@@ -347,24 +365,83 @@ impl LazyTensor {
                 self.flush();
             }
             let (chunk, tail) = rest.split_at(rest.len().min(FLUSH_STEPS - self.pending));
-            let blocks: Vec<PairBlocks<'_, W>> = chunk
-                .iter()
-                .map(|&(g, q)| {
-                    (
-                        g.map(|s| s.as_chunks::<LANES>().0),
-                        q.map(|s| s.as_chunks::<LANES>().0),
-                    )
-                })
-                .collect();
-            match self.engine {
-                Engine::Portable => portable::add_batch(&mut self.acc, &blocks),
-                #[cfg(target_arch = "x86_64")]
-                Engine::Ifma(simd) => ifma::add_batch(simd, &mut self.acc, &blocks),
-            }
+            let blocks = pair_blocks(chunk);
+            let engine = self.engine;
+            run_batch(engine, &mut [(self.state_blocks(), &blocks)]);
             self.pending += chunk.len();
             rest = tail;
         }
         Ok(())
+    }
+
+    /// [`add_batch`](Self::add_batch) on several accumulators at once, `batches[i]` into
+    /// `tensors[i]`: the same state, bit for bit, as one `add_batch` call per accumulator,
+    /// but tile by tile across all of them, so that an operand shared by several batches
+    /// (the baby steps every giant step of a query multiplies) is read from the cache
+    /// rather than from memory again.
+    ///
+    /// Errors ([`HeError::LengthMismatch`]) if the two lists differ in length or an operand
+    /// has a length other than its accumulator's `n`; nothing is changed then.
+    pub fn add_batch_many(
+        tensors: &mut [&mut LazyTensor],
+        batches: &[&[TensorPair<'_>]],
+    ) -> Result<()> {
+        Self::add_batch_many_of(tensors, batches)
+    }
+
+    /// [`add_batch_many`](Self::add_batch_many) with the gallery residues as `u32`, as
+    /// [`add_batch_narrow`](Self::add_batch_narrow).
+    pub fn add_batch_narrow_many(
+        tensors: &mut [&mut LazyTensor],
+        batches: &[&[NarrowPair<'_>]],
+    ) -> Result<()> {
+        Self::add_batch_many_of(tensors, batches)
+    }
+
+    fn add_batch_many_of<W: GalleryWord>(
+        tensors: &mut [&mut LazyTensor],
+        batches: &[&[GalleryPair<'_, W>]],
+    ) -> Result<()> {
+        if tensors.len() != batches.len() {
+            return Err(HeError::LengthMismatch {
+                what: "lazy tensor batches (one per accumulator)",
+                expected: tensors.len(),
+                actual: batches.len(),
+            });
+        }
+        for (t, pairs) in tensors.iter().zip(batches) {
+            for &([g0, g1], [q0, q1]) in *pairs {
+                t.check_operands([g0.len(), g1.len(), q0.len(), q1.len()])?;
+            }
+        }
+        let first = tensors.first().map(|t| t.engine);
+        let joint = tensors.iter().zip(batches).all(|(t, pairs)| {
+            t.pending + pairs.len() <= FLUSH_STEPS
+                && Some(t.engine.path()) == first.map(Engine::path)
+        });
+        let Some(engine) = first.filter(|_| joint) else {
+            // past a flush point or on different paths: one accumulator at a time
+            for (t, pairs) in tensors.iter_mut().zip(batches) {
+                t.add_batch_of(pairs)?;
+            }
+            return Ok(());
+        };
+        let blocks: Vec<Vec<PairBlocks<'_, W>>> = batches.iter().map(|b| pair_blocks(b)).collect();
+        let mut jobs: Vec<BatchJob<'_, '_, W>> = tensors
+            .iter_mut()
+            .zip(&blocks)
+            .map(|(t, b)| {
+                t.pending += b.len();
+                (t.state_blocks(), &b[..])
+            })
+            .collect();
+        run_batch(engine, &mut jobs);
+        Ok(())
+    }
+
+    /// The state as blocks of [`BLOCK`] words.
+    fn state_blocks(&mut self) -> &mut [[u64; BLOCK]] {
+        self.acc.as_chunks_mut::<BLOCK>().0
     }
 
     /// Writes the sums reduced modulo `p` (values `< p`) to `d0`, `d1`, `d2`, overwriting
@@ -443,9 +520,31 @@ fn ifma_engine() -> Result<Engine> {
     })
 }
 
+/// The products of `pairs` cut into blocks of [`LANES`] words.
+fn pair_blocks<'a, W>(pairs: &[GalleryPair<'a, W>]) -> Vec<PairBlocks<'a, W>> {
+    pairs
+        .iter()
+        .map(|&(g, q)| {
+            (
+                g.map(|s| s.as_chunks::<LANES>().0),
+                q.map(|s| s.as_chunks::<LANES>().0),
+            )
+        })
+        .collect()
+}
+
+/// Runs the batch kernel of `engine` on `jobs`.
+fn run_batch<W: GalleryWord>(engine: Engine, jobs: &mut [BatchJob<'_, '_, W>]) {
+    match engine {
+        Engine::Portable => portable::add_batch(jobs),
+        #[cfg(target_arch = "x86_64")]
+        Engine::Ifma(simd) => ifma::add_batch(simd, jobs),
+    }
+}
+
 /// Scalar kernels: the same `lo`/`hi` split as IFMA, with `u128` products.
 mod portable {
-    use super::{BLOCK, Consts, GalleryWord, LANES, MASK52, PairBlocks, for_each_group};
+    use super::{BLOCK, BatchJob, Consts, GalleryWord, LANES, MASK52, for_each_group};
 
     /// `lo += (a·b) mod 2^52`, `hi += ⌊a·b / 2^52⌋` on the low 52 bits of `a` and `b`,
     /// exactly what `vpmadd52luq` / `vpmadd52huq` compute per lane (wrapping like them:
@@ -485,8 +584,8 @@ mod portable {
 
     /// Adds every product of `ops` in the order of [`for_each_group`], a group of products
     /// at a time to each block.
-    pub(super) fn add_batch<W: GalleryWord>(acc: &mut [u64], ops: &[PairBlocks<'_, W>]) {
-        for_each_group(acc.as_chunks_mut::<BLOCK>().0, ops, |blk, b, group| {
+    pub(super) fn add_batch<W: GalleryWord>(jobs: &mut [BatchJob<'_, '_, W>]) {
+        for_each_group(jobs, |blk, b, group| {
             let [lo0, hi0, lo1, hi1, lo2, hi2] = blk.as_chunks_mut::<LANES>().0 else {
                 return;
             };
@@ -536,7 +635,7 @@ mod portable {
 /// with them enabled.
 #[cfg(target_arch = "x86_64")]
 mod ifma {
-    use super::{BLOCK, Consts, GalleryWord, LANES, MASK52, PairBlocks, for_each_group};
+    use super::{BLOCK, BatchJob, Consts, GalleryWord, LANES, MASK52, for_each_group};
     use core::arch::x86_64::__m512i;
     use pulp::{as_arrays, as_arrays_mut, cast};
 
@@ -686,20 +785,14 @@ mod ifma {
     /// the end), so that eight independent IFMA chains hide the instruction latency; as
     /// `u64` addition wraps and is associative, the stored state is bit for bit what one
     /// accumulator (or repeated `add`) gives.
-    pub(super) fn add_batch<W: GalleryWord>(
-        simd: Ifma,
-        acc: &mut [u64],
-        ops: &[PairBlocks<'_, W>],
-    ) {
+    pub(super) fn add_batch<W: GalleryWord>(simd: Ifma, jobs: &mut [BatchJob<'_, '_, W>]) {
         simd.vectorize(
             #[inline(always)]
             move || {
                 let f = simd.avx512f;
                 let zero = simd.splat(0);
-                let acc = as_arrays_mut::<BLOCK, u64>(acc).0;
                 for_each_group(
-                    acc,
-                    ops,
+                    jobs,
                     #[inline(always)]
                     |blk, b, group| {
                         let [mut lo0, mut hi0, mut lo1, mut hi1, mut lo2, mut hi2]: [__m512i; 6] =
@@ -1028,6 +1121,141 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    /// `add_batch_many` against one `add_batch` per accumulator: several sums sharing their
+    /// query operands (as the giant steps of a query share its baby steps), with random
+    /// batch sizes (empty ones included), starting points (some past the flush point, which
+    /// takes the one-by-one fallback), gallery words `u64` and `u32`, on both paths: the
+    /// states and pending counts are bit-identical, and equal across paths.
+    #[test]
+    fn add_batch_many_matches_one_batch_per_accumulator() {
+        let paths = batch_paths("add_batch_many_matches_one_batch_per_accumulator");
+        let primes = primes();
+        let strategy = (
+            0..primes.len(),
+            prop::sample::select(vec![16usize, 64, 264]),
+            prop::collection::vec((0usize..40, prop_oneof![0usize..8, 2000usize..2047]), 1..6),
+            0u8..3,
+            any::<u64>(),
+        );
+        runner(24)
+            .run(&strategy, |(i, n, jobs, kind, seed)| {
+                let p = primes[i];
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                let shared: Vec<[Vec<u64>; 4]> =
+                    (0..5).map(|_| operands(&mut rng, p, n, kind)).collect();
+                let gallery: Vec<Vec<[Vec<u64>; 4]>> = jobs
+                    .iter()
+                    .map(|&(batch, _)| (0..batch).map(|_| operands(&mut rng, p, n, kind)).collect())
+                    .collect();
+                let narrow: Vec<Vec<[Vec<u32>; 2]>> = gallery
+                    .iter()
+                    .map(|ops| {
+                        ops.iter()
+                            .map(|[g0, g1, ..]| {
+                                [g0, g1].map(|g| g.iter().map(|&x| x as u32).collect())
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let small = p < 1 << 32;
+                let mut states = Vec::new();
+                for &path in &paths {
+                    let fresh = |pre: usize| {
+                        let mut t = LazyTensor::new(p, n, path).unwrap();
+                        let [g0, g1, q0, q1] = &shared[0];
+                        for _ in 0..pre {
+                            t.add(g0, g1, q0, q1).unwrap();
+                        }
+                        t
+                    };
+                    let mut one_by_one: Vec<LazyTensor> =
+                        jobs.iter().map(|&(_, pre)| fresh(pre)).collect();
+                    let mut joint = one_by_one.clone();
+                    let wide: Vec<Vec<TensorPair<'_>>> = gallery
+                        .iter()
+                        .map(|ops| {
+                            ops.iter()
+                                .enumerate()
+                                .map(|(b, [g0, g1, ..])| {
+                                    let [_, _, q0, q1] = &shared[b % shared.len()];
+                                    ([&g0[..], &g1[..]], [&q0[..], &q1[..]])
+                                })
+                                .collect()
+                        })
+                        .collect();
+                    for (t, pairs) in one_by_one.iter_mut().zip(&wide) {
+                        t.add_batch(pairs).unwrap();
+                    }
+                    let batches: Vec<&[TensorPair<'_>]> = wide.iter().map(Vec::as_slice).collect();
+                    let mut refs: Vec<&mut LazyTensor> = joint.iter_mut().collect();
+                    LazyTensor::add_batch_many(&mut refs, &batches).unwrap();
+                    if small {
+                        // the same products with the gallery side as u32 words
+                        let narrowed: Vec<Vec<NarrowPair<'_>>> = narrow
+                            .iter()
+                            .map(|ops| {
+                                ops.iter()
+                                    .enumerate()
+                                    .map(|(b, [g0, g1])| {
+                                        let [_, _, q0, q1] = &shared[b % shared.len()];
+                                        ([&g0[..], &g1[..]], [&q0[..], &q1[..]])
+                                    })
+                                    .collect()
+                            })
+                            .collect();
+                        for (t, pairs) in one_by_one.iter_mut().zip(&narrowed) {
+                            t.add_batch_narrow(pairs).unwrap();
+                        }
+                        let batches: Vec<&[NarrowPair<'_>]> =
+                            narrowed.iter().map(Vec::as_slice).collect();
+                        let mut refs: Vec<&mut LazyTensor> = joint.iter_mut().collect();
+                        LazyTensor::add_batch_narrow_many(&mut refs, &batches).unwrap();
+                    }
+                    for (a, b) in joint.iter().zip(&one_by_one) {
+                        prop_assert_eq!(&a.acc, &b.acc, "{:?} p={} n={}", path, p, n);
+                        prop_assert_eq!(a.pending(), b.pending());
+                    }
+                    states.push(
+                        joint
+                            .into_iter()
+                            .map(|t| (t.acc, t.pending))
+                            .collect::<Vec<_>>(),
+                    );
+                }
+                for s in &states[1..] {
+                    prop_assert_eq!(s, &states[0], "paths differ: p={}", p);
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// `add_batch_many` checks every operand and the number of batches before changing
+    /// anything.
+    #[test]
+    fn add_batch_many_rejects_bad_shapes_without_change() {
+        let p = primes()[0];
+        let good = vec![1u64; 16];
+        let short = vec![1u64; 8];
+        let mut a = LazyTensor::new(p, 16, KernelPath::Portable).unwrap();
+        let mut b = a.clone();
+        let ok: TensorPair<'_> = ([&good[..], &good[..]], [&good[..], &good[..]]);
+        let bad: TensorPair<'_> = ([&good[..], &short[..]], [&good[..], &good[..]]);
+        let before = (a.acc.clone(), b.acc.clone());
+        let err = LazyTensor::add_batch_many(&mut [&mut a, &mut b], &[&[ok][..], &[bad][..]]);
+        assert!(
+            matches!(err, Err(HeError::LengthMismatch { .. })),
+            "{err:?}"
+        );
+        let err = LazyTensor::add_batch_many(&mut [&mut a, &mut b], &[&[ok][..]]);
+        assert!(
+            matches!(err, Err(HeError::LengthMismatch { .. })),
+            "{err:?}"
+        );
+        assert_eq!((a.acc.clone(), b.acc.clone()), before);
+        assert_eq!((a.pending(), b.pending()), (0, 0));
     }
 
     /// Every input `p − 1`, every batch size and starting point of the lists, every prime:

@@ -148,6 +148,29 @@ impl Modulus {
         (a as i64).wrapping_sub((self.value & above) as i64)
     }
 
+    /// `1/p` as `f64`, the constant of [`Self::reduce_centered_f64`].
+    #[inline(always)]
+    pub fn reciprocal(&self) -> f64 {
+        1.0 / self.value as f64
+    }
+
+    /// [`Self::reduce_centered`] for `other < 2^52` and `p < 2^52`, with `inv =
+    /// self.reciprocal()`: the quotient is estimated in `f64` (exact operands below 2^53,
+    /// off by at most one) and corrected with two masked additions, so that a loop of it
+    /// vectorizes (no 128-bit product). Constant time like `reduce_centered`.
+    #[inline(always)]
+    pub fn reduce_centered_f64(&self, x: u64, other: u64, inv: f64) -> u64 {
+        let p = self.value;
+        let neg = ((x > other / 2) as u64).wrapping_neg();
+        let magnitude = x ^ ((x ^ (other - x)) & neg);
+        // q within one of floor(magnitude / p): r in [-p, 2p)
+        let q = (magnitude as f64 * inv) as u64;
+        let r = magnitude.wrapping_sub(q.wrapping_mul(p));
+        let r = r.wrapping_add(p & sign_mask(r));
+        let r = csub(r, p);
+        r ^ ((r ^ self.neg(r)) & neg)
+    }
+
     /// Reduces a value `x` known to lie in `[0, other)` (a residue of another prime,
     /// centered around `other/2`) into this modulus, keeping the centered meaning:
     /// values above `other/2` stand for `x - other`.
@@ -199,6 +222,19 @@ mod tests {
             prop_assert_eq!(m.add(a, b) as u128, (a as u128 + b as u128) % p as u128);
             prop_assert_eq!(m.sub(a, b) as i128, (a as i128 - b as i128).rem_euclid(p as i128));
             prop_assert_eq!(m.neg(a) as i128, (-(a as i128)).rem_euclid(p as i128));
+        }
+
+        #[test]
+        fn f64_centered_reduction_matches(x in any::<u64>(), i in 0usize..3, j in 0usize..3) {
+            // the primes below 2^52; x at random and at the edges of the centered range
+            let (p, other) = (PRIMES[i], PRIMES[j]);
+            let m = Modulus::new(p);
+            for x in [x % other, 0, 1, other / 2, other / 2 + 1, other - 1] {
+                prop_assert_eq!(
+                    m.reduce_centered_f64(x, other, m.reciprocal()),
+                    m.reduce_centered(x, other)
+                );
+            }
         }
 
         #[test]

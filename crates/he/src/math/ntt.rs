@@ -179,12 +179,20 @@ impl NttOrder {
     }
 }
 
-/// Applies an NTT-domain automorphism permutation to one residue polynomial.
+/// Appends to `out` one residue polynomial `a` permuted by an NTT-domain automorphism
+/// (`out[i] = a[perm[i]]`; the indices of [`NttOrder::galois_permutation`] are below
+/// `a.len()`, any other reads as zero).
 #[inline]
-pub fn permute(out: &mut [u64], a: &[u64], perm: &[u32]) {
-    for (o, &j) in out.iter_mut().zip(perm) {
-        *o = a[j as usize];
-    }
+pub fn permute(out: &mut Vec<u64>, a: &[u64], perm: &[u32]) {
+    super::simd::vectorized(
+        #[inline(always)]
+        || {
+            out.extend(
+                perm.iter()
+                    .map(|&j| a.get(j as usize).copied().unwrap_or(0)),
+            )
+        },
+    );
 }
 
 #[cfg(test)]
@@ -253,7 +261,7 @@ mod tests {
             }
             let mut fa = a.clone();
             p0.forward(&mut fa);
-            let mut out = vec![0; n];
+            let mut out = Vec::with_capacity(n);
             permute(&mut out, &fa, &order.galois_permutation(g));
             p0.backward(&mut out);
             assert_eq!(out, want, "g = {g}");

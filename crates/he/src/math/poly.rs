@@ -2,6 +2,7 @@
 //! contiguously. A polynomial does not know its primes; the caller passes them.
 
 use super::ntt::{Prime, permute};
+use super::simd::vectorized;
 use zeroize::Zeroize;
 
 /// An element of `Z_M[X]/(X^n + 1)` for `M` a product of primes, stored residue by residue.
@@ -102,29 +103,44 @@ impl RnsPoly {
 
     /// `self += other`.
     pub fn add_assign(&mut self, other: &RnsPoly, primes: &[&Prime]) {
-        for ((a, b), p) in self.comps_mut().zip(other.comps()).zip(primes) {
-            for (x, &y) in a.iter_mut().zip(b) {
-                *x = p.m.add(*x, y);
-            }
-        }
+        vectorized(
+            #[inline(always)]
+            || {
+                for ((a, b), p) in self.comps_mut().zip(other.comps()).zip(primes) {
+                    for (x, &y) in a.iter_mut().zip(b) {
+                        *x = p.m.add(*x, y);
+                    }
+                }
+            },
+        );
     }
 
     /// `self -= other`.
     pub fn sub_assign(&mut self, other: &RnsPoly, primes: &[&Prime]) {
-        for ((a, b), p) in self.comps_mut().zip(other.comps()).zip(primes) {
-            for (x, &y) in a.iter_mut().zip(b) {
-                *x = p.m.sub(*x, y);
-            }
-        }
+        vectorized(
+            #[inline(always)]
+            || {
+                for ((a, b), p) in self.comps_mut().zip(other.comps()).zip(primes) {
+                    for (x, &y) in a.iter_mut().zip(b) {
+                        *x = p.m.sub(*x, y);
+                    }
+                }
+            },
+        );
     }
 
     /// `self = -self`.
     pub fn neg_assign(&mut self, primes: &[&Prime]) {
-        for (a, p) in self.comps_mut().zip(primes) {
-            for x in a.iter_mut() {
-                *x = p.m.neg(*x);
-            }
-        }
+        vectorized(
+            #[inline(always)]
+            || {
+                for (a, p) in self.comps_mut().zip(primes) {
+                    for x in a.iter_mut() {
+                        *x = p.m.neg(*x);
+                    }
+                }
+            },
+        );
     }
 
     /// `self *= other` pointwise (NTT form).
@@ -156,11 +172,12 @@ impl RnsPoly {
 
     /// The automorphism with NTT-domain permutation `perm` (NTT form in, NTT form out).
     pub fn permuted(&self, perm: &[u32]) -> RnsPoly {
-        let mut out = RnsPoly::zero(self.n, self.count());
-        for (o, a) in out.comps_mut().zip(self.comps()) {
-            permute(o, a, perm);
+        // every word is written: no zero fill first
+        let mut data = Vec::with_capacity(self.data.len());
+        for a in self.comps() {
+            permute(&mut data, a, perm);
         }
-        out
+        RnsPoly { data, n: self.n }
     }
 
     /// Fills residues with the small signed coefficients `c` (coefficient form).
