@@ -1237,8 +1237,8 @@ mod tests {
     #[test]
     fn add_batch_many_rejects_bad_shapes_without_change() {
         let p = primes()[0];
-        let good = vec![1u64; 16];
-        let short = vec![1u64; 8];
+        let good = [1u64; 16];
+        let short = [1u64; 8];
         let mut a = LazyTensor::new(p, 16, KernelPath::Portable).unwrap();
         let mut b = a.clone();
         let ok: TensorPair<'_> = ([&good[..], &good[..]], [&good[..], &good[..]]);
