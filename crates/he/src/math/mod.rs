@@ -1,5 +1,6 @@
 //! Arithmetic foundations: modular arithmetic, NTT, RNS polynomials, sampling, base
-//! conversion. Everything here works on raw `u64` residues; the scheme layer sits above.
+//! conversion, the tensor-product kernels and the run-time dispatch of vector loops.
+//! Everything here works on raw `u64` residues; the scheme layer sits above.
 
 pub mod convert;
 pub mod kernels;
