@@ -265,3 +265,16 @@ pub enum HeError {
 
 /// Result type of the `he` layer.
 pub type Result<T> = core::result::Result<T, HeError>;
+
+/// `Ok` if `actual == expected`, else [`HeError::LengthMismatch`] about `what`.
+pub(crate) fn check_length(what: &'static str, expected: usize, actual: usize) -> Result<()> {
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(HeError::LengthMismatch {
+            what,
+            expected,
+            actual,
+        })
+    }
+}

@@ -1075,13 +1075,11 @@ impl ProductAccumulator {
         accumulators: &mut [&mut ProductAccumulator],
         batches: &[&[(&ProductOperand, &ProductOperand)]],
     ) -> Result<()> {
-        if accumulators.len() != batches.len() {
-            return Err(HeError::LengthMismatch {
-                what: "product batches (one per accumulator)",
-                expected: accumulators.len(),
-                actual: batches.len(),
-            });
-        }
+        crate::errors::check_length(
+            "product batches (one per accumulator)",
+            accumulators.len(),
+            batches.len(),
+        )?;
         let checked = accumulators
             .iter()
             .zip(batches)

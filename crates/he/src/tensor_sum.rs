@@ -58,13 +58,11 @@ impl TensorSum {
         batches: &[&[(&ProductOperand, &ProductOperand)]],
         primes: &[&Prime],
     ) -> Result<()> {
-        if sums.len() != batches.len() {
-            return Err(HeError::LengthMismatch {
-                what: "tensor sum batches (one per sum)",
-                expected: sums.len(),
-                actual: batches.len(),
-            });
-        }
+        crate::errors::check_length(
+            "tensor sum batches (one per sum)",
+            sums.len(),
+            batches.len(),
+        )?;
         let mut lazy: Vec<&mut Vec<LazyTensor>> = Vec::with_capacity(sums.len());
         let mut lazy_batches = Vec::with_capacity(sums.len());
         for (sum, pairs) in sums.iter_mut().zip(batches) {

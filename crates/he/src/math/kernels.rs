@@ -402,13 +402,11 @@ impl LazyTensor {
         tensors: &mut [&mut LazyTensor],
         batches: &[&[GalleryPair<'_, W>]],
     ) -> Result<()> {
-        if tensors.len() != batches.len() {
-            return Err(HeError::LengthMismatch {
-                what: "lazy tensor batches (one per accumulator)",
-                expected: tensors.len(),
-                actual: batches.len(),
-            });
-        }
+        crate::errors::check_length(
+            "lazy tensor batches (one per accumulator)",
+            tensors.len(),
+            batches.len(),
+        )?;
         for (t, pairs) in tensors.iter().zip(batches) {
             for &([g0, g1], [q0, q1]) in *pairs {
                 t.check_operands([g0.len(), g1.len(), q0.len(), q1.len()])?;
