@@ -18,7 +18,6 @@ fn batch(first_id: i64, n: usize) -> (Vec<u8>, Vec<ImageRecord>) {
     (cts, images)
 }
 
-/// A segment file holding `content`, staged in `s`'s segment directory.
 /// One segment replaced at a time: [`Store::replace_segments`] of one (the tests' shorthand).
 trait ReplaceOne {
     fn replace_segment(
@@ -52,6 +51,7 @@ impl ReplaceOne for Store {
     }
 }
 
+/// A segment file holding `content`, staged in `s`'s segment directory.
 fn staged(s: &Store, content: &[u8]) -> StagedFile {
     let mut w = s.files().stage().unwrap();
     w.write(content).unwrap();

@@ -493,15 +493,7 @@ impl LazyTensor {
     }
 
     fn check_len(&self, what: &'static str, actual: usize) -> Result<()> {
-        if actual == self.n {
-            Ok(())
-        } else {
-            Err(HeError::LengthMismatch {
-                what,
-                expected: self.n,
-                actual,
-            })
-        }
+        crate::errors::check_length(what, self.n, actual)
     }
 }
 
@@ -1121,6 +1113,26 @@ mod tests {
             .unwrap();
     }
 
+    /// Each batch's gallery residues `[g0, g1]` paired with the query residues of the shared
+    /// operand of their position (as every giant step multiplies the same baby steps).
+    fn with_shared<'a, W>(
+        gallery: &'a [Vec<[Vec<W>; 2]>],
+        shared: &'a [[Vec<u64>; 4]],
+    ) -> Vec<Vec<GalleryPair<'a, W>>> {
+        gallery
+            .iter()
+            .map(|ops| {
+                ops.iter()
+                    .enumerate()
+                    .map(|(b, [g0, g1])| {
+                        let [_, _, q0, q1] = &shared[b % shared.len()];
+                        ([&g0[..], &g1[..]], [&q0[..], &q1[..]])
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     /// `add_batch_many` against one `add_batch` per accumulator: several sums sharing their
     /// query operands (as the giant steps of a query share its baby steps), with random
     /// batch sizes (empty ones included), starting points (some past the flush point, which
@@ -1143,17 +1155,22 @@ mod tests {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
                 let shared: Vec<[Vec<u64>; 4]> =
                     (0..5).map(|_| operands(&mut rng, p, n, kind)).collect();
-                let gallery: Vec<Vec<[Vec<u64>; 4]>> = jobs
+                let gallery: Vec<Vec<[Vec<u64>; 2]>> = jobs
                     .iter()
-                    .map(|&(batch, _)| (0..batch).map(|_| operands(&mut rng, p, n, kind)).collect())
+                    .map(|&(batch, _)| {
+                        (0..batch)
+                            .map(|_| {
+                                let [g0, g1, ..] = operands(&mut rng, p, n, kind);
+                                [g0, g1]
+                            })
+                            .collect()
+                    })
                     .collect();
                 let narrow: Vec<Vec<[Vec<u32>; 2]>> = gallery
                     .iter()
                     .map(|ops| {
                         ops.iter()
-                            .map(|[g0, g1, ..]| {
-                                [g0, g1].map(|g| g.iter().map(|&x| x as u32).collect())
-                            })
+                            .map(|g| g.each_ref().map(|g| g.iter().map(|&x| x as u32).collect()))
                             .collect()
                     })
                     .collect();
@@ -1171,18 +1188,7 @@ mod tests {
                     let mut one_by_one: Vec<LazyTensor> =
                         jobs.iter().map(|&(_, pre)| fresh(pre)).collect();
                     let mut joint = one_by_one.clone();
-                    let wide: Vec<Vec<TensorPair<'_>>> = gallery
-                        .iter()
-                        .map(|ops| {
-                            ops.iter()
-                                .enumerate()
-                                .map(|(b, [g0, g1, ..])| {
-                                    let [_, _, q0, q1] = &shared[b % shared.len()];
-                                    ([&g0[..], &g1[..]], [&q0[..], &q1[..]])
-                                })
-                                .collect()
-                        })
-                        .collect();
+                    let wide: Vec<Vec<TensorPair<'_>>> = with_shared(&gallery, &shared);
                     for (t, pairs) in one_by_one.iter_mut().zip(&wide) {
                         t.add_batch(pairs).unwrap();
                     }
@@ -1191,18 +1197,7 @@ mod tests {
                     LazyTensor::add_batch_many(&mut refs, &batches).unwrap();
                     if small {
                         // the same products with the gallery side as u32 words
-                        let narrowed: Vec<Vec<NarrowPair<'_>>> = narrow
-                            .iter()
-                            .map(|ops| {
-                                ops.iter()
-                                    .enumerate()
-                                    .map(|(b, [g0, g1])| {
-                                        let [_, _, q0, q1] = &shared[b % shared.len()];
-                                        ([&g0[..], &g1[..]], [&q0[..], &q1[..]])
-                                    })
-                                    .collect()
-                            })
-                            .collect();
+                        let narrowed: Vec<Vec<NarrowPair<'_>>> = with_shared(&narrow, &shared);
                         for (t, pairs) in one_by_one.iter_mut().zip(&narrowed) {
                             t.add_batch_narrow(pairs).unwrap();
                         }

@@ -48,13 +48,6 @@ impl Prime {
         self.plan.mul_accumulate(acc, a, b);
     }
 
-    /// `out[i] = a[i] * b[i] mod p`.
-    #[inline]
-    pub fn mul_into(&self, out: &mut [u64], a: &[u64], b: &[u64]) {
-        out.fill(0);
-        self.plan.mul_accumulate(out, a, b);
-    }
-
     /// `a[i] = a[i] * b[i] mod p` (SIMD).
     #[inline]
     pub fn mul_assign(&self, a: &mut [u64], b: &[u64]) {
@@ -228,7 +221,7 @@ mod tests {
         prime.forward(&mut fa);
         prime.forward(&mut fb);
         let mut prod = vec![0; n];
-        prime.mul_into(&mut prod, &fa, &fb);
+        prime.mul_acc(&mut prod, &fa, &fb);
         prime.backward(&mut prod);
         assert_eq!(prod, want);
         prime.backward(&mut fa);
