@@ -19,10 +19,16 @@
 //! other failure of a well-formed request, any 5xx, an unexpected answer to a hostile
 //! request or a server that dies is an error.
 //!
+//! With `--hostile-tenant`, the owner of a second collection runs beside them
+//! ([`tenant`]): slow uploads held open and one-image segments past the collection's segment
+//! cap; the well-behaved clients' figures then show what that tenant costs them.
+//!
 //! The report gives, per kind of operation, the count, rate, p50 and p99 latency (of the
 //! attempt that succeeded), errors and 503s; the server's peak RSS (`VmHWM`) and the peak of
 //! its sampled `RssAnon`, against the bound the server's defaults state (see [`Bound`]); and
 //! how long the server took to stop after SIGTERM.
+
+pub mod tenant;
 
 use crate::client::Client;
 use crate::errors::{AppError, Result};
@@ -78,6 +84,8 @@ pub struct BenchServerOptions {
     /// Working folder (database, admin token, server log); default: a fresh folder under
     /// the system's temporary folder, removed at the end.
     pub dir: Option<PathBuf>,
+    /// Run a hostile tenant beside the clients ([`tenant`]).
+    pub hostile_tenant: bool,
 }
 
 impl Default for BenchServerOptions {
@@ -90,6 +98,7 @@ impl Default for BenchServerOptions {
             max_concurrent: Limits::default().max_concurrent,
             seed: 1,
             dir: None,
+            hostile_tenant: false,
         }
     }
 }
@@ -366,6 +375,8 @@ pub struct BenchServerReport {
     pub server: ServerFigures,
     /// The memory bound.
     pub bound: Bound,
+    /// The hostile tenant, if one ran.
+    pub tenant: Option<tenant::TenantReport>,
 }
 
 fn mib(b: u64) -> f64 {
@@ -483,6 +494,7 @@ impl BenchServerReport {
                 "largest_append_body_bytes": s.largest_append,
                 "largest_search_bytes": s.largest_search,
             },
+            "hostile_tenant": self.tenant.as_ref().map(tenant::TenantReport::to_json),
             "bound": {
                 "formula": Bound::FORMULA,
                 "baseline_bytes": b.baseline,
@@ -615,6 +627,9 @@ impl BenchServerReport {
             "server stopped {:.2} s after SIGTERM ({}); crashed during the run: {}; ERROR log lines: {}",
             s.stop_s, s.exit, s.crashed, s.log_errors
         );
+        if let Some(t) = &self.tenant {
+            let _ = writeln!(out, "{}", t.line());
+        }
         let _ = writeln!(
             out,
             "well-formed errors: {}; hostile requests without their expected refusal: {}; images ingested during the run: {}",
@@ -1352,6 +1367,22 @@ fn run_in(server_exe: &Path, opts: &BenchServerOptions, dir: &Path) -> Result<Be
             warm.first().map(|m| &m.name)
         )));
     }
+    let hostile = if opts.hostile_tenant {
+        // images no gallery or ingest of the clients uses: the end of the embedded list
+        let mut files = blindsight_testdata::distinct_files(usize::MAX);
+        let cap = DEFAULT_QUOTA.segments as usize;
+        let keep = files.len().saturating_sub(cap + 2000);
+        files.drain(..keep.max(pool.len()).min(files.len()));
+        Some(tenant::Tenant::setup(
+            &base,
+            server.addr,
+            &admin,
+            cap,
+            files,
+        )?)
+    } else {
+        None
+    };
     let setup_peak_rss = proc_memory(pid).map_or(0, |m| m.2);
     let log_lines_at_start =
         std::fs::read_to_string(dir.join("server.log")).map_or(0, |l| l.lines().count());
@@ -1378,21 +1409,26 @@ fn run_in(server_exe: &Path, opts: &BenchServerOptions, dir: &Path) -> Result<Be
         deadline: started + Duration::from_secs_f64(opts.seconds),
         retry_after: Duration::from_secs(Limits::default().retry_after_s),
     };
-    let results: Vec<Result<Tallies>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..opts.clients)
-            .map(|k| {
-                let shared = &shared;
-                s.spawn(move || client_thread(shared, k, opts.seed))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(AppError::Internal("a client thread panicked".into())))
-            })
-            .collect()
-    });
+    let deadline = shared.deadline;
+    let (results, tenant): (Vec<Result<Tallies>>, Option<tenant::TenantReport>) =
+        std::thread::scope(|s| {
+            let tenant = hostile.map(|t| s.spawn(move || t.run(deadline)));
+            let handles: Vec<_> = (0..opts.clients)
+                .map(|k| {
+                    let shared = &shared;
+                    s.spawn(move || client_thread(shared, k, opts.seed))
+                })
+                .collect();
+            let results = handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(AppError::Internal("a client thread panicked".into()))
+                    })
+                })
+                .collect();
+            (results, tenant.and_then(|t| t.join().ok()))
+        });
     let duration_s = started.elapsed().as_secs_f64();
     let mut report = BenchServerReport {
         preset: opts.preset.clone(),
@@ -1404,6 +1440,7 @@ fn run_in(server_exe: &Path, opts: &BenchServerOptions, dir: &Path) -> Result<Be
         setup_s,
         duration_s,
         ingested: shared.ingested.load(Ordering::SeqCst),
+        tenant,
         ..BenchServerReport::default()
     };
     for op in Op::ALL {

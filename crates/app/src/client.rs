@@ -4,23 +4,24 @@
 //! decrypting the scores, ranking with the norms only the client knows), fetching and
 //! opening images, deleting.
 
-use crate::channel_ciphertexts;
 use crate::encoder::ImageEncoder;
 use crate::errors::{AppError, Result};
 use crate::keystore::Keystore;
 use crate::remote::{Json, Remote};
 use crate::seal;
 use crate::source_vector::SourceVector;
-use crate::store::ImageRecord;
+use crate::store::{ImageEntry, ImageRecord};
 use crate::wire::{AppendSegment, CreateCollection};
 use blindsight_he::{Ciphertext, Context, GaloisKeys, RelinKey, Scheme, Serializable};
 use blindsight_search::backend::SlotCipher;
-use blindsight_search::client::{decrypt_response, encrypt_query, encrypt_segment_with};
+use blindsight_search::client::{
+    check_response, decrypt_response_with, encrypt_query, encrypt_segment_with,
+};
 use blindsight_search::he_backend::{BfvCipher, CkksCipher, response_key, segment_layout};
 use blindsight_search::rank::{
     ChannelDots, EncodedImage, ImageNorms, RankRule, channel_values, similarities_from_norms, top_k,
 };
-use blindsight_search::response::{Placement, Response};
+use blindsight_search::response::Placement;
 use blindsight_search::{Layout, VectorKind};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -327,13 +328,11 @@ impl Client {
     ) -> Result<IngestReport> {
         let info = self.check_collection()?;
         let mut report = IngestReport::default();
-        let known: HashSet<Vec<u8>> = self
-            .remote
-            .images(&self.collection)?
-            .images
-            .into_iter()
-            .map(|i| i.tag)
-            .collect();
+        let mut known: HashSet<Vec<u8>> = HashSet::new();
+        self.listed_images(|e, _, _| {
+            known.insert(e.tag.clone());
+            Ok(())
+        })?;
         let decoded: Vec<std::result::Result<Candidate, (String, String)>> = files
             .par_iter()
             .enumerate()
@@ -367,7 +366,14 @@ impl Client {
         let mut elements = Self::galois_elements(&info);
         for chunk in batches(&todo, |(k, ..)| files[*k].1.len()) {
             let msg = self.batch(files, chunk, &mut elements)?;
-            self.remote.append(&self.collection, &msg)?;
+            match self.remote.append(&self.collection, &msg) {
+                // the server keeps a bounded number of segments: merge them, send again
+                Err(AppError::TooManySegments { .. }) if self.merge_after_ingest => {
+                    report.merged.add(self.compact()?);
+                    self.remote.append(&self.collection, &msg)?
+                }
+                other => other?,
+            };
             report.added += chunk.len();
             report.ids.extend(
                 chunk
@@ -379,7 +385,7 @@ impl Client {
         }
         if report.added > 0 && self.merge_after_ingest {
             match self.merge() {
-                Ok(merged) => report.merged = merged,
+                Ok(merged) => report.merged.add(merged),
                 Err(e) => report.merge_failed = Some(e.to_string()),
             }
         }
@@ -484,23 +490,45 @@ impl Client {
             .unwrap_or_default()
     }
 
+    /// Reads the collection's image list page by page, opening each image's sealed
+    /// metadata as its page arrives (so a hostile server cannot make the client hold
+    /// entries this keystore did not seal) and handing it to `each` with its entry.
+    fn listed_images(
+        &self,
+        mut each: impl FnMut(&ImageEntry, String, ImageNorms) -> Result<()>,
+    ) -> Result<i64> {
+        let context = meta_context(&self.collection);
+        self.remote.image_pages(&self.collection, |page| {
+            for e in page {
+                let meta = seal::open(&self.keystore.payload_key, &context, e.id as u64, &e.meta)?;
+                let (name, norms) = parse_meta(&meta, self.channels())
+                    .ok_or_else(|| AppError::Malformed("image metadata".into()))?;
+                each(e, name, norms)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The collection's image entries, each checked to be sealed by this keystore, and the
+    /// version listed.
+    pub(crate) fn verified_images(&self) -> Result<(i64, Vec<ImageEntry>)> {
+        let mut entries = Vec::new();
+        let version = self.listed_images(|e, _, _| {
+            entries.push(e.clone());
+            Ok(())
+        })?;
+        Ok((version, entries))
+    }
+
     /// The images of the collection: id → (name, norms), and the version listed.
     fn catalog(&self) -> Result<(i64, Catalog)> {
-        let list = self.remote.images(&self.collection)?;
         let mut map = HashMap::new();
         // deleted images too: one may be live at the version a concurrent search reads
-        for e in &list.images {
-            let meta = seal::open(
-                &self.keystore.payload_key,
-                &meta_context(&self.collection),
-                e.id as u64,
-                &e.meta,
-            )?;
-            let (name, norms) = parse_meta(&meta, self.channels())
-                .ok_or_else(|| AppError::Malformed("image metadata".into()))?;
+        let version = self.listed_images(|e, name, norms| {
             map.insert(e.id, (name, norms));
-        }
-        Ok((list.version, map))
+            Ok(())
+        })?;
+        Ok((version, map))
     }
 
     /// Searches for `image` (file bytes); returns the `k` best live images under `rule`.
@@ -535,20 +563,36 @@ impl Client {
             .collect::<blindsight_he::Result<Vec<_>>>()?;
         timing.up_bytes = q.iter().map(Vec::len).sum();
         timing.encrypt_s = t.elapsed().as_secs_f64();
-        let (resp, request) = self.remote.search(&self.collection, &q)?;
+        let max_answer = crate::remote::search_answer_cap(catalog.len(), self.channels());
+        let (resp, request) = self.remote.search(&self.collection, &q, max_answer)?;
         timing.upload_s = request.upload_s;
         timing.server_s = request.server_s;
         timing.download_s = request.download_s;
         let t = Instant::now();
-        // appends acknowledged after the listing: list again (once)
         let all_known = |c: &Catalog| {
             resp.segments
                 .iter()
                 .flat_map(|s| &s.live)
                 .all(|(_, id)| c.contains_key(id))
         };
-        if !all_known(&catalog) && resp.version > listed_version {
+        if resp.segments.len() > crate::wire::MAX_ANSWER_SEGMENTS {
+            return Err(AppError::Malformed(format!(
+                "the server's answer has {} segments; a server keeps at most {}",
+                resp.segments.len(),
+                crate::wire::MAX_ANSWER_SEGMENTS
+            )));
+        }
+        // the images of the collection the answer may cover (each listed entry is sealed to
+        // its id: the server cannot make up more than the client ingested)
+        let mut listed = catalog.len();
+        let positions = resp.segments.iter().try_fold(0usize, |n, seg| {
+            self.checked_layout(&seg.layout)
+                .map(|l| n.saturating_add(l.count))
+        })?;
+        // images added (and maybe deleted again) after the listing: list again (once)
+        if (!all_known(&catalog) || positions > listed) && resp.version > listed_version {
             (listed_version, catalog) = self.catalog()?;
+            listed = listed.max(catalog.len());
         }
         // the live images scored: (id, name), their norms and their dot products
         let mut found: Vec<(i64, String)> = Vec::new();
@@ -568,25 +612,55 @@ impl Client {
             .iter()
             .map(|seg| self.checked_layout(&seg.layout))
             .collect::<Result<Vec<_>>>()?;
-        let response = Response {
-            ciphertexts: channel_ciphertexts::from_envelopes(ctx, &resp.ciphertexts)?,
-            placements: resp
-                .segments
-                .iter()
-                .map(|seg| {
-                    seg.groups
-                        .iter()
-                        .map(|&(ciphertext, lane_offset)| Placement {
-                            ciphertext,
-                            lane_offset,
-                        })
-                        .collect()
-                })
-                .collect(),
+        // Its segments' positions are the rows at the answer's version, deleted ones
+        // included: a race can leave the listings short of them (a batch added, deleted and
+        // compacted away between the two listings), so the bound allows for that, and stays
+        // a small multiple of the collection the client knows.
+        let most = listed.saturating_mul(2).saturating_add(MAX_MERGED_IMAGES);
+        if positions > most {
+            return Err(AppError::Malformed(format!(
+                "the server's answer has segments of {positions} images; the collection lists \
+                 {listed}"
+            )));
+        }
+        let placements: Vec<Vec<Placement>> = resp
+            .segments
+            .iter()
+            .map(|seg| {
+                seg.groups
+                    .iter()
+                    .map(|&(ciphertext, lane_offset)| Placement {
+                        ciphertext,
+                        lane_offset,
+                    })
+                    .collect()
+            })
+            .collect();
+        // everything checked from counts before a ciphertext is read; then read and
+        // decrypted a few at a time
+        let counts: Vec<usize> = resp.ciphertexts.iter().map(Vec::len).collect();
+        let read = |c: usize, k: usize| -> blindsight_search::Result<Ciphertext> {
+            let bytes = resp.ciphertexts.get(c).and_then(|cts| cts.get(k)).ok_or(
+                blindsight_search::SearchError::CiphertextCount {
+                    what: "response ciphertexts per channel",
+                    expected: k + 1,
+                    actual: counts.get(c).copied().unwrap_or(0),
+                },
+            )?;
+            Ok(Ciphertext::from_bytes(ctx, bytes)?)
         };
+        let channels = self.channels();
         let all_dots = match &self.cipher {
-            AnyCipher::Bfv(c) => decrypt_response(c, &layouts, self.channels(), &response)?,
-            AnyCipher::Ckks(c) => decrypt_response(c, &layouts, self.channels(), &response)?,
+            AnyCipher::Bfv(c) => {
+                let shape =
+                    check_response(&layouts, channels, c.shape().len(), &counts, &placements)?;
+                decrypt_response_with(c, &layouts, channels, &shape, read)?
+            }
+            AnyCipher::Ckks(c) => {
+                let shape =
+                    check_response(&layouts, channels, c.shape().len(), &counts, &placements)?;
+                decrypt_response_with(c, &layouts, channels, &shape, read)?
+            }
         };
         for ((seg, layout), dots) in resp.segments.iter().zip(&layouts).zip(&all_dots) {
             for &(position, id) in &seg.live {

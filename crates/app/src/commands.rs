@@ -651,9 +651,25 @@ pub struct ServeOptions {
 }
 
 /// Reads the admin token from `path`, or creates the file (mode 0600, fsynced with its
-/// folder) with a fresh random token if it does not exist.
+/// folder) with a fresh random token if it does not exist. An existing file that other
+/// users may read (group or other permission bits) is refused, with the command that fixes
+/// it.
 pub fn admin_token(path: &Path) -> Result<Zeroizing<String>> {
     if path.exists() {
+        let mode = std::fs::metadata(path)
+            .map(|m| keystore::mode_of(&m))
+            .map_err(|e| AppError::io(path, e))?;
+        if mode & 0o077 != 0 {
+            return Err(AppError::Secret {
+                what: "admin token",
+                origin: path.display().to_string(),
+                reason: format!(
+                    "the file is readable by other users (mode {mode:04o}); restrict it with \
+                     `chmod 600 {}` and start again",
+                    path.display()
+                ),
+            });
+        }
         let token = keystore::read_secret_file(path, "admin token")?;
         if token.trim().len() < 16 {
             return Err(AppError::Usage(format!(
@@ -797,6 +813,30 @@ mod tests {
             db: PathBuf::from("g.db"),
             collection: "c".into(),
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    #[allow(clippy::unwrap_used, clippy::panic, reason = "test")]
+    fn an_admin_token_file_others_can_read_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin-token");
+        let made = admin_token(&path).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(admin_token(&path).unwrap().as_str(), made.as_str());
+        for mode in [0o640, 0o604, 0o644] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            match admin_token(&path) {
+                Err(e) => assert!(e.to_string().contains("chmod 600"), "{e}"),
+                Ok(_) => panic!("mode {mode:o} accepted"),
+            }
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(admin_token(&path).unwrap().as_str(), made.as_str());
     }
 
     #[test]

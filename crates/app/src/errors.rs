@@ -158,6 +158,19 @@ pub enum AppError {
         actual: u64,
     },
 
+    /// The collection holds the most segments its server keeps: its segments must be
+    /// merged before another ingest (the client does it by itself).
+    #[error(
+        "the collection holds {actual} segments, the most this server keeps per collection is \
+         {limit}: merge them (`blindsight compact`) and ingest again"
+    )]
+    TooManySegments {
+        /// The server's limit.
+        limit: u64,
+        /// Segments the collection holds.
+        actual: u64,
+    },
+
     /// A fault inside the program or its environment (not the caller's input).
     #[error("internal error: {0}")]
     Internal(String),

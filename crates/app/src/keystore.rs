@@ -494,7 +494,8 @@ fn parent_or_dot(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
-fn mode_of(meta: &std::fs::Metadata) -> u32 {
+/// The permission bits of a file or folder (0o700 where there are none).
+pub(crate) fn mode_of(meta: &std::fs::Metadata) -> u32 {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -507,7 +508,8 @@ fn mode_of(meta: &std::fs::Metadata) -> u32 {
     }
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<()> {
+/// Sets the permission bits of `path` (nothing where there are none).
+pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -197,6 +197,10 @@ enum Command {
         /// Quota: stored GiB per collection.
         #[arg(long, default_value_t = 64)]
         quota_stored_gb: u64,
+        /// Quota: segments per collection (ingests past it are refused until the client
+        /// merges; clients accept answers of at most 1024 segments).
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        quota_segments: u64,
         /// Searches, ingests and payload reads at once (more get 503 Retry-After).
         #[arg(long, default_value_t = 4)]
         max_concurrent: usize,
@@ -323,6 +327,10 @@ enum Command {
         /// removed at the end).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// A hostile tenant beside the clients: the owner of a second collection holding
+        /// slow uploads open and adding one-image segments past its segment cap.
+        #[arg(long)]
+        hostile_tenant: bool,
         /// Print one JSON object (the tables go to stderr).
         #[arg(long)]
         json: bool,
@@ -395,6 +403,7 @@ fn run(command: Command) -> blindsight::Result<()> {
             quota_key_mb,
             quota_images,
             quota_stored_gb,
+            quota_segments,
             max_concurrent,
         } => {
             let admin_token_file = admin_token_file.unwrap_or_else(|| {
@@ -413,6 +422,7 @@ fn run(command: Command) -> blindsight::Result<()> {
                     key_bytes: quota_key_mb.saturating_mul(1 << 20),
                     images: quota_images,
                     stored_bytes: quota_stored_gb.saturating_mul(1 << 30),
+                    segments: quota_segments,
                 },
                 max_concurrent,
             })
@@ -518,6 +528,7 @@ fn run(command: Command) -> blindsight::Result<()> {
             max_concurrent,
             seed,
             dir,
+            hostile_tenant,
             json,
         } => {
             let exe = std::env::current_exe()
@@ -530,6 +541,7 @@ fn run(command: Command) -> blindsight::Result<()> {
                 max_concurrent,
                 seed,
                 dir,
+                hostile_tenant,
             };
             blindsight::bench_server::run(&exe, &opts).map(|report| {
                 if json {

@@ -5,8 +5,10 @@
 //! server accepts, and multi-request answers stop when the server stops making progress.
 
 use crate::errors::{AppError, Result};
-use crate::store::PayloadBatch;
-use crate::wire::{self, AppendSegment, CreateCollection, ImageList, SearchResponse};
+use crate::store::{ImageEntry, PayloadBatch};
+use crate::wire::{
+    self, AppendSegment, CreateCollection, ImageList, SearchResponse, TOO_MANY_SEGMENTS,
+};
 use reqwest::blocking::{Client, Response};
 use std::collections::HashSet;
 use std::io::Read;
@@ -16,12 +18,28 @@ use zeroize::Zeroizing;
 
 /// Largest JSON answer read.
 const MAX_JSON: usize = 1 << 20;
-/// Largest image list read (a million images of ~200 bytes of sealed metadata, twice over).
-pub const MAX_IMAGE_LIST: usize = 512 << 20;
+/// Largest page of an image list read ([`wire::MAX_PAGE_IMAGES`] images of at most 4 KiB of
+/// sealed metadata and 64 bytes of tag each, with their framing).
+pub const MAX_IMAGE_PAGE: usize = 20 << 20;
 /// Largest search response read (W1's is 0.4 MB; a million images in one segment ~20 MB).
 pub const MAX_SEARCH_RESPONSE: usize = 256 << 20;
-/// Largest payload answer read (the server caps its answers at 64 MiB, or one payload).
-pub const MAX_PAYLOAD_ANSWER: usize = 160 << 20;
+/// The largest search answer read for a collection whose image list holds `images`
+/// images of `channels` channels: 32 MiB, plus 1 KiB per image and channel, at most
+/// [`MAX_SEARCH_RESPONSE`]. An honest answer carries about 20 bytes of scores and 16 of its
+/// live list per image (W1's is 74 KB, a million 512-value vectors 17 MB) and at most one
+/// ciphertext per segment and channel (24 KB each, 256 segments by default); so a hostile
+/// server can make the client read and decode no more than this, whatever it claims.
+pub fn search_answer_cap(images: usize, channels: usize) -> usize {
+    images
+        .saturating_mul(channels)
+        .saturating_mul(1 << 10)
+        .saturating_add(32 << 20)
+        .min(MAX_SEARCH_RESPONSE)
+}
+
+/// Largest payload answer read (the server caps its answers at 64 MiB, or one payload of
+/// at most 64 MiB; the rest is framing).
+pub const MAX_PAYLOAD_ANSWER: usize = 65 << 20;
 /// Attempts of a request the server answers 503 (busy) or closes early.
 const RETRIES: u32 = 8;
 /// Ids per payload or deletion request (the server's default cap).
@@ -147,8 +165,17 @@ impl Remote {
         let status = resp.status().as_u16();
         let text =
             String::from_utf8_lossy(&Self::capped(resp, MAX_JSON).unwrap_or_default()).into_owned();
-        let message = serde_json::from_str::<Json>(&text)
-            .ok()
+        let answer = serde_json::from_str::<Json>(&text).ok();
+        if let Some(j) = &answer
+            && j.get("code").and_then(Json::as_str) == Some(TOO_MANY_SEGMENTS)
+        {
+            let field = |name| j.get(name).and_then(Json::as_u64).unwrap_or(0);
+            return Err(AppError::TooManySegments {
+                limit: field("limit"),
+                actual: field("actual"),
+            });
+        }
+        let message = answer
             .and_then(|j| j.get("error").and_then(|e| e.as_str()).map(str::to_string))
             .unwrap_or(text);
         Err(AppError::Remote { status, message })
@@ -242,13 +269,69 @@ impl Remote {
         )
     }
 
-    /// Every image of the collection (sealed metadata) and the version it was read at.
+    /// Every image of the collection (sealed metadata) and the version of its first page:
+    /// [`Remote::image_pages`] collected. Only for a server the caller trusts with its
+    /// memory (tools, tests): a client checks each page's seals as it comes.
     pub fn images(&self, collection: &str) -> Result<ImageList> {
-        let resp = self.send(
-            self.http
-                .get(self.url(&format!("/v1/collections/{collection}/images"))),
-        )?;
-        wire::decode_image_list(&Self::capped(resp, MAX_IMAGE_LIST)?)
+        let mut images = Vec::new();
+        let version = self.image_pages(collection, |page| {
+            images.extend_from_slice(page);
+            Ok(())
+        })?;
+        Ok(ImageList { version, images })
+    }
+
+    /// Reads the collection's image list page by page, handing each page's images to
+    /// `each` (which may refuse it: a client opens the sealed metadata, so that a server
+    /// cannot make it hold entries it did not seal); returns the version of the first page
+    /// (the oldest: anything written after it may be missing). Each page must continue
+    /// after the previous one (ids strictly increase), so a server cannot make the client
+    /// loop on the same pages.
+    pub fn image_pages(
+        &self,
+        collection: &str,
+        mut each: impl FnMut(&[ImageEntry]) -> Result<()>,
+    ) -> Result<i64> {
+        let mut version = None;
+        let mut after: Option<i64> = None;
+        loop {
+            let mut url = format!(
+                "/v1/collections/{collection}/images?limit={}",
+                wire::MAX_PAGE_IMAGES
+            );
+            if let Some(a) = after {
+                url.push_str(&format!("&after={a}"));
+            }
+            let resp = self.send(self.http.get(self.url(&url)))?;
+            let page = wire::decode_image_page(&Self::capped(resp, MAX_IMAGE_PAGE)?)?;
+            let version = *version.get_or_insert(page.version);
+            let mut last = after;
+            for e in &page.images {
+                if last.is_some_and(|l| e.id <= l) {
+                    return Err(AppError::Malformed(
+                        "the server's image list is not in increasing id order".into(),
+                    ));
+                }
+                last = Some(e.id);
+            }
+            if page.images.len() > wire::MAX_PAGE_IMAGES {
+                return Err(AppError::Malformed(format!(
+                    "the server sent a page of {} images; pages hold at most {}",
+                    page.images.len(),
+                    wire::MAX_PAGE_IMAGES
+                )));
+            }
+            each(&page.images)?;
+            match page.next {
+                Some(next) if Some(next) == last && last != after => after = Some(next),
+                None => return Ok(version),
+                Some(_) => {
+                    return Err(AppError::Malformed(
+                        "the server's image list page does not continue where it ended".into(),
+                    ));
+                }
+            }
+        }
     }
 
     /// Appends an ingest batch; returns the new segment's id.
@@ -261,11 +344,13 @@ impl Remote {
             .ok_or_else(|| AppError::Malformed("no segment in the answer".into()))
     }
 
-    /// Searches; returns the encrypted scores and where the time went.
+    /// Searches; returns the encrypted scores and where the time went. The answer is read
+    /// under `max_answer` bytes ([`search_answer_cap`] of the collection).
     pub fn search(
         &self,
         collection: &str,
         query: &[Vec<u8>],
+        max_answer: usize,
     ) -> Result<(SearchResponse, RequestTiming)> {
         let url = self.url(&format!("/v1/collections/{collection}/search"));
         let started = std::time::Instant::now();
@@ -278,7 +363,7 @@ impl Remote {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<f64>().ok())
             .map_or(0.0, |ms| ms / 1000.0);
-        let body = Self::capped(resp, MAX_SEARCH_RESPONSE)?;
+        let body = Self::capped(resp, max_answer.min(MAX_SEARCH_RESPONSE))?;
         let timing = RequestTiming {
             upload_s: (head_s - server_s).max(0.0),
             server_s,

@@ -35,9 +35,9 @@ pub mod mapped;
 pub mod segment_file;
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     r#"
 CREATE TABLE collections (
     id          INTEGER PRIMARY KEY,
@@ -146,6 +146,18 @@ ALTER TABLE segments ADD COLUMN file_bytes INTEGER;
     r#"
 ALTER TABLE images ADD COLUMN source BLOB;
 "#,
+    // Stored counters (issue 22): images, live images and segments per collection, kept by
+    // every write's transaction, so that nothing counts rows under the write lock.
+    r#"
+ALTER TABLE collections ADD COLUMN image_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE collections ADD COLUMN live_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE collections ADD COLUMN segment_count INTEGER NOT NULL DEFAULT 0;
+UPDATE collections SET
+    image_count = (SELECT COUNT(*) FROM images WHERE collection_id = collections.id),
+    live_count = (SELECT COUNT(*) FROM images
+                  WHERE collection_id = collections.id AND deleted_at IS NULL),
+    segment_count = (SELECT COUNT(*) FROM segments WHERE collection_id = collections.id);
+"#,
 ];
 
 /// A collection as the authorization path and the handlers see it: one narrow row.
@@ -195,6 +207,9 @@ pub struct Quota {
     pub images: u64,
     /// Largest total of stored bytes (ciphertexts, tags, metadata, payloads).
     pub stored_bytes: u64,
+    /// Most segments: an ingest past it is refused ([`AppError::TooManySegments`]) until
+    /// the client merges; compactions, which never add a segment, always pass.
+    pub segments: u64,
 }
 
 impl Quota {
@@ -203,7 +218,47 @@ impl Quota {
         key_bytes: u64::MAX,
         images: u64::MAX,
         stored_bytes: u64::MAX,
+        segments: u64::MAX,
     };
+
+    /// Refuses a new segment when the collection already holds `segments` (or more).
+    pub fn check_new_segment(&self, segments: u64) -> Result<()> {
+        if segments >= self.segments {
+            return Err(AppError::TooManySegments {
+                limit: self.segments,
+                actual: segments,
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses, before anything is written, an upload that would add `images` images and
+    /// `bytes` stored bytes to a collection at `usage` past its quota (the write's
+    /// transaction checks again, against the state it commits on).
+    pub fn check_headroom(&self, usage: &Usage, images: u64, bytes: u64) -> Result<()> {
+        let checks = [
+            (
+                "stored images",
+                self.images,
+                usage.images.saturating_add(images),
+            ),
+            (
+                "stored bytes",
+                self.stored_bytes,
+                usage.stored_bytes.saturating_add(bytes),
+            ),
+        ];
+        for (what, limit, actual) in checks {
+            if actual > limit {
+                return Err(AppError::QuotaExceeded {
+                    what,
+                    limit,
+                    actual,
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A collection to create.
@@ -276,7 +331,8 @@ pub struct ImageRecord {
 }
 
 impl ImageRecord {
-    fn stored_bytes(&self) -> usize {
+    /// Bytes the image's rows add to its collection's stored bytes.
+    pub fn stored_bytes(&self) -> usize {
         self.tag.len() + self.meta.len() + self.payload.len() + self.source.len()
     }
 }
@@ -384,9 +440,10 @@ fn to_i64(v: u64) -> i64 {
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and its segment directory
-    /// (`<path>-segments`), migrates it and removes segment files no row names (left by a
+    /// (`<path>-segments`), owner-only (0600 files, 0700 folders), migrates it and removes segment files no row names (left by a
     /// crash).
     pub fn open(path: &Path) -> Result<Self> {
+        files::private_database(path)?;
         let mut store = Self::init(Connection::open(path)?, SegmentFiles::beside(path)?)?;
         store.migrate()?;
         let removed = store.collect_orphans()?;
@@ -637,7 +694,8 @@ impl Store {
     /// Appends one ingest batch (a segment, its images, and the collection's completed
     /// Galois keys if they changed) in one transaction that bumps the version. Fails as a
     /// whole, leaving nothing, if an image id or tag already exists in the collection
-    /// ([`AppError::Conflict`]) or a quota would be exceeded.
+    /// ([`AppError::Conflict`]), the collection holds its most segments
+    /// ([`AppError::TooManySegments`]) or a quota would be exceeded.
     pub fn append_segment(
         &mut self,
         collection: i64,
@@ -646,10 +704,18 @@ impl Store {
         quota: &Quota,
     ) -> Result<i64> {
         let tx = self.conn.transaction()?;
+        quota.check_new_segment(usage(&tx, collection)?.segments)?;
         let bytes = batch.bytes() as i64;
         let segment = insert_segment(&tx, collection, &batch)?;
-        let delta_keys = update_keys(&tx, collection, keys)?;
-        bump(&tx, collection, bytes, delta_keys)?;
+        let added = batch.images.len() as i64;
+        let delta = Delta {
+            bytes,
+            keys: update_keys(&tx, collection, keys)?,
+            images: added,
+            live: added,
+            segments: 1,
+        };
+        bump(&tx, collection, delta)?;
         check_quota(&tx, collection, quota)?;
         let mut file = batch.file;
         self.files.commit(&mut file, segment)?;
@@ -683,6 +749,7 @@ impl Store {
         let tx = self.conn.transaction()?;
         let mut all_live: HashSet<i64> = HashSet::new();
         let mut old_bytes = 0i64;
+        let mut purged = 0i64;
         for (old, expected_live) in olds {
             let exists: bool = tx.query_row(
                 "SELECT EXISTS (SELECT 1 FROM segments WHERE id = ?1 AND collection_id = ?2)",
@@ -710,6 +777,11 @@ impl Store {
                      fetch the image list and compact again",
                 ));
             }
+            purged += tx.query_row(
+                "SELECT COUNT(*) FROM images WHERE segment_id = ?1 AND deleted_at IS NOT NULL",
+                [old],
+                |r| r.get::<_, i64>(0),
+            )?;
             all_live.extend(live);
             // what goes: the segment (file, layout, legacy ciphertext rows) and its deleted
             // images; its live images move
@@ -749,8 +821,14 @@ impl Store {
         for (old, _) in olds {
             tx.execute("DELETE FROM segments WHERE id = ?1", [old])?;
         }
-        let delta_keys = update_keys(&tx, collection, keys)?;
-        bump(&tx, collection, new_bytes - old_bytes, delta_keys)?;
+        let delta = Delta {
+            bytes: new_bytes - old_bytes,
+            keys: update_keys(&tx, collection, keys)?,
+            images: -purged,
+            live: 0,
+            segments: i64::from(new.is_some()) - olds.len() as i64,
+        };
+        bump(&tx, collection, delta)?;
         check_quota(&tx, collection, quota)?;
         if let (Some(b), Some(id)) = (batch, new) {
             let mut file = b.file;
@@ -855,6 +933,42 @@ impl Store {
         Ok((version, images))
     }
 
+    /// At most `limit` images of a collection with ids above `after` (all from the
+    /// start without one), in id order, read with the collection's version in one
+    /// transaction; and the id to read the next page after, if there are more.
+    pub fn image_page(
+        &mut self,
+        collection: i64,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<(i64, Vec<ImageEntry>, Option<i64>)> {
+        let tx = self.conn.transaction()?;
+        let version = usage(&tx, collection)?.version;
+        let mut images = {
+            let mut st = tx.prepare(
+                "SELECT id, segment_id, position, tag, meta, deleted_at IS NOT NULL
+                 FROM images WHERE collection_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+            )?;
+            let rows = st.query_map(
+                params![
+                    collection,
+                    after.unwrap_or(i64::MIN),
+                    to_i64(limit.max(1) as u64 + 1)
+                ],
+                image_entry,
+            )?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        tx.commit()?;
+        let next = if images.len() > limit.max(1) {
+            images.truncate(limit.max(1));
+            images.last().map(|e| e.id)
+        } else {
+            None
+        };
+        Ok((version, images, next))
+    }
+
     /// Which of `tags` the collection already holds.
     pub fn existing_tags(&self, collection: i64, tags: &[Vec<u8>]) -> Result<Vec<bool>> {
         let mut st = self
@@ -932,7 +1046,11 @@ impl Store {
             }
         }
         if n > 0 {
-            bump(&tx, collection, 0, 0)?;
+            let delta = Delta {
+                live: -(n as i64),
+                ..Delta::default()
+            };
+            bump(&tx, collection, delta)?;
         }
         tx.commit()?;
         Ok(n)
@@ -1016,27 +1134,38 @@ fn collection_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CollectionRecord> {
 }
 
 fn usage(conn: &Connection, collection: i64) -> Result<Usage> {
-    let (version, keys_version, key_bytes, stored_bytes): (i64, i64, i64, i64) = conn
+    let row: [i64; 7] = conn
         .query_row(
-            "SELECT version, keys_version, key_bytes, stored_bytes FROM collections WHERE id = ?1",
+            "SELECT version, keys_version, key_bytes, stored_bytes, image_count, live_count,
+                    segment_count
+             FROM collections WHERE id = ?1",
             [collection],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| {
+                Ok([
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ])
+            },
         )
         .optional()?
         .ok_or_else(|| AppError::NotFound {
             what: "collection",
             name: collection.to_string(),
         })?;
-    let (images, live): (i64, i64) = conn.query_row(
-        "SELECT COUNT(*), COUNT(*) - COUNT(deleted_at) FROM images WHERE collection_id = ?1",
-        [collection],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let segments: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM segments WHERE collection_id = ?1",
-        [collection],
-        |r| r.get(0),
-    )?;
+    let [
+        version,
+        keys_version,
+        key_bytes,
+        stored_bytes,
+        images,
+        live,
+        segments,
+    ] = row;
     Ok(Usage {
         version,
         keys_version,
@@ -1053,17 +1182,20 @@ fn images(conn: &Connection, collection: i64) -> Result<Vec<ImageEntry>> {
         "SELECT id, segment_id, position, tag, meta, deleted_at IS NOT NULL
          FROM images WHERE collection_id = ?1 ORDER BY segment_id, position",
     )?;
-    let rows = st.query_map([collection], |r| {
-        Ok(ImageEntry {
-            id: r.get(0)?,
-            segment_id: r.get(1)?,
-            position: usize::try_from(r.get::<_, i64>(2)?).unwrap_or(usize::MAX),
-            tag: r.get(3)?,
-            meta: r.get(4)?,
-            deleted: r.get(5)?,
-        })
-    })?;
+    let rows = st.query_map([collection], image_entry)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// An image row: id, segment, position, tag, metadata, whether deleted.
+fn image_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageEntry> {
+    Ok(ImageEntry {
+        id: r.get(0)?,
+        segment_id: r.get(1)?,
+        position: usize::try_from(r.get::<_, i64>(2)?).unwrap_or(usize::MAX),
+        tag: r.get(3)?,
+        meta: r.get(4)?,
+        deleted: r.get(5)?,
+    })
 }
 
 /// Rows of a channel at or beyond `channels` are left out (the segment's count check then
@@ -1101,16 +1233,41 @@ fn parse_elements(text: &str) -> Vec<u64> {
     text.split(',').filter_map(|e| e.parse().ok()).collect()
 }
 
-/// Adds `bytes` to the stored bytes and `key_delta` to the key bytes, bumps the version (and
-/// the keys' version when the keys changed).
-fn bump(tx: &Transaction<'_>, collection: i64, bytes: i64, key_delta: i64) -> Result<()> {
+/// What a write changes in a collection's counters.
+#[derive(Clone, Copy, Debug, Default)]
+struct Delta {
+    /// Stored bytes.
+    bytes: i64,
+    /// Evaluation key bytes (non-zero when the keys changed).
+    keys: i64,
+    /// Images stored (live and deleted).
+    images: i64,
+    /// Live images.
+    live: i64,
+    /// Segments.
+    segments: i64,
+}
+
+/// Applies `delta` to the collection's counters and bumps the version (and the keys'
+/// version when the keys changed), in the write's transaction.
+fn bump(tx: &Transaction<'_>, collection: i64, delta: Delta) -> Result<()> {
     tx.execute(
         "UPDATE collections SET version = version + 1,
              keys_version = keys_version + (?3 != 0),
              stored_bytes = MAX(stored_bytes + ?2, 0),
-             key_bytes = MAX(key_bytes + ?3, 0)
+             key_bytes = MAX(key_bytes + ?3, 0),
+             image_count = MAX(image_count + ?4, 0),
+             live_count = MAX(live_count + ?5, 0),
+             segment_count = MAX(segment_count + ?6, 0)
          WHERE id = ?1",
-        params![collection, bytes, key_delta],
+        params![
+            collection,
+            delta.bytes,
+            delta.keys,
+            delta.images,
+            delta.live,
+            delta.segments
+        ],
     )?;
     Ok(())
 }

@@ -17,13 +17,25 @@ use crate::store::{ImageEntry, ImageRecord, PayloadBatch};
 use blindsight_search::rank::MAX_CHANNELS;
 
 const MAGIC: [u8; 4] = *b"BLSW";
-/// Version 6: a search response is one list of ciphertexts per channel, shared by the
+
+/// Version 7: image lists come in pages (a cursor to the next). Version 6: a search response is one list of ciphertexts per channel, shared by the
 /// segments, and every group of a segment says where its scores are (ciphertext, lane
 /// shift). Version 5: images carry their sealed source vector, and a compaction replaces
 /// one or more segments by a rebuilt one whose images move (merging). Version 4: `CreateCollection`
 /// carries the vector kind; per-channel ciphertexts are counted (version 3: the
 /// ring-switching key of responses).
-const VERSION: u16 = 6;
+const VERSION: u16 = 7;
+/// The `code` of an error answer refusing an ingest because the collection holds the most
+/// segments its server keeps (409, with `limit` and `actual`): the client merges its
+/// segments and sends the batch again.
+pub const TOO_MANY_SEGMENTS: &str = "too_many_segments";
+
+/// Most segments a client accepts in a search answer (a server keeps at most this many
+/// per collection: `serve --quota-segments` is at most this).
+pub const MAX_ANSWER_SEGMENTS: usize = 1024;
+
+/// Most images in one page of an image list (`GET …/images?after=ID&limit=N`).
+pub const MAX_PAGE_IMAGES: usize = 4096;
 
 /// Message kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -579,12 +591,23 @@ pub struct ImageList {
     pub images: Vec<ImageEntry>,
 }
 
-/// Encodes an image list.
-pub fn encode_image_list(list: &ImageList) -> Vec<u8> {
+/// One page of an image list: images by id after a cursor, and the cursor of the next page.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImagePage {
+    /// The collection version the page was read at.
+    pub version: i64,
+    /// Images (live and deleted) in increasing id order.
+    pub images: Vec<ImageEntry>,
+    /// The id to ask the next page after, if there are more images.
+    pub next: Option<i64>,
+}
+
+/// Encodes a page of an image list.
+pub fn encode_image_page(page: &ImagePage) -> Vec<u8> {
     let mut w = FrameWriter::new(MessageKind::ImageList);
-    w.u64(list.version as u64);
-    w.u64(list.images.len() as u64);
-    for i in &list.images {
+    w.u64(page.version as u64);
+    w.u64(page.images.len() as u64);
+    for i in &page.images {
         w.u64(i.id as u64)
             .u64(i.segment_id as u64)
             .u64(i.position as u64)
@@ -592,11 +615,15 @@ pub fn encode_image_list(list: &ImageList) -> Vec<u8> {
             .bytes(&i.meta);
         w.u64(i.deleted as u64);
     }
+    match page.next {
+        Some(id) => w.u64(1).u64(id as u64),
+        None => w.u64(0),
+    };
     w.finish()
 }
 
-/// Decodes an image list.
-pub fn decode_image_list(bytes: &[u8]) -> Result<ImageList> {
+/// Decodes a page of an image list.
+pub fn decode_image_page(bytes: &[u8]) -> Result<ImagePage> {
     let mut r = FrameReader::open(bytes, MessageKind::ImageList)?;
     let version = r.i64("version")?;
     let n = r.count(48)?;
@@ -622,8 +649,17 @@ pub fn decode_image_list(bytes: &[u8]) -> Result<ImageList> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let next = match r.u64()? {
+        0 => None,
+        1 => Some(r.i64("next image id")?),
+        _ => return Err(malformed("bad page cursor flag")),
+    };
     r.finish()?;
-    Ok(ImageList { version, images })
+    Ok(ImagePage {
+        version,
+        images,
+        next,
+    })
 }
 
 #[cfg(test)]
@@ -715,18 +751,21 @@ mod tests {
             missing: vec![8],
         };
         assert_eq!(decode_payloads(&encode_payloads(&p)).unwrap(), p);
-        let list = ImageList {
-            version: 4,
-            images: vec![ImageEntry {
-                id: 1,
-                segment_id: 2,
-                position: 3,
-                tag: vec![4],
-                meta: vec![],
-                deleted: true,
-            }],
-        };
-        assert_eq!(decode_image_list(&encode_image_list(&list)).unwrap(), list);
+        for next in [None, Some(77)] {
+            let page = ImagePage {
+                version: 4,
+                images: vec![ImageEntry {
+                    id: 1,
+                    segment_id: 2,
+                    position: 3,
+                    tag: vec![4],
+                    meta: vec![],
+                    deleted: true,
+                }],
+                next,
+            };
+            assert_eq!(decode_image_page(&encode_image_page(&page)).unwrap(), page);
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ fn a_short_load_has_no_errors_and_every_hostile_request_is_refused() {
         max_concurrent: 4,
         seed: 7,
         dir: Some(dir.path().to_path_buf()),
+        hostile_tenant: true,
     };
     let report = bench_server::run(Path::new(env!("CARGO_BIN_EXE_blindsight")), &opts).unwrap();
     let table = report.table();
@@ -30,6 +31,14 @@ fn a_short_load_has_no_errors_and_every_hostile_request_is_refused() {
     assert_eq!(report.hostile_unexpected(), 0, "{table}");
     assert!(!report.server.crashed, "{table}");
     assert_eq!(report.gallery, 8);
+    // the hostile tenant reached its segment cap and was refused, and held slow uploads
+    let tenant = report.tenant.as_ref().unwrap();
+    assert!(tenant.tiny_refused > 0, "{table}");
+    assert_eq!(tenant.segments, 256, "{table}");
+    assert!(
+        tenant.slow_opened >= bench_server::tenant::SLOW_UPLOADS,
+        "{table}"
+    );
     // every kind of hostile request ran (each client sends each kind once first)
     for kind in Hostile::ALL {
         let t = &report.hostile[&kind];

@@ -91,7 +91,7 @@ fn frames() -> &'static [Vec<u8>] {
                 found: vec![(1, vec![1; 30]), (2, vec![2; 10])],
                 missing: vec![3],
             }),
-            wire::encode_image_list(&wire::ImageList {
+            wire::encode_image_page(&wire::ImagePage {
                 version: 9,
                 images: vec![ImageEntry {
                     id: 1,
@@ -101,6 +101,7 @@ fn frames() -> &'static [Vec<u8>] {
                     meta: vec![2; 70],
                     deleted: false,
                 }],
+                next: Some(1),
             }),
         ]
     })
@@ -150,9 +151,9 @@ fn decode_any(kind: usize, bytes: &[u8]) {
             }
         }
         _ => {
-            if let Ok(m) = wire::decode_image_list(bytes) {
-                let again = wire::encode_image_list(&m);
-                assert_eq!(wire::decode_image_list(&again).unwrap(), m);
+            if let Ok(m) = wire::decode_image_page(bytes) {
+                let again = wire::encode_image_page(&m);
+                assert_eq!(wire::decode_image_page(&again).unwrap(), m);
             }
         }
     }

@@ -1,8 +1,10 @@
 //! The client library against a fake, hostile server: layouts claiming billions of images,
 //! counts that do not match the ciphertexts, positions and ids out of place, scores placed
 //! outside the response, shifted out of their row or packed beyond a ciphertext's slots, answers for
-//! ids that were not asked for, endless bodies. Each gets an error, and the client's memory
-//! stays within a bound (the answer caps), never the 23 GB a claimed layout once cost.
+//! ids that were not asked for, endless bodies, thousands of tiny ciphertexts that would
+//! expand 125 times, more segments than any server keeps. Each gets an error,
+//! and the client's memory stays within its stated bound (3 × the answer cap + 64 MiB),
+//! never the 23 GB a claimed layout or the 1.1 GB 4 000 tiny ciphertexts once cost.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -20,7 +22,7 @@ use blindsight::remote::Remote;
 use blindsight::seal;
 use blindsight::store::{ImageEntry, PayloadBatch};
 use blindsight::wire;
-use blindsight_he::{CkksEncoder, Context, Serializable};
+use blindsight_he::{CkksEncoder, Context, Evaluator, Serializable};
 use blindsight_search::Layout;
 use blindsight_search::he_backend::segment_layout;
 use blindsight_search::rank::{ImageNorms, RankRule};
@@ -41,9 +43,13 @@ enum Attack {
     PlacedOutOfRange,
     ShiftedOutOfRow,
     OverclaimedCiphertext,
+    TinyCiphertexts,
+    ManySegments,
+    TooManySegments,
 }
 
-const ATTACKS: [Attack; 11] = [
+/// The search attacks, then the payload attack (its answer cap is another).
+const ATTACKS: [Attack; 14] = [
     Attack::HugeLayout,
     Attack::TooFewCiphertexts,
     Attack::PositionOutOfRange,
@@ -51,11 +57,17 @@ const ATTACKS: [Attack; 11] = [
     Attack::UnknownImage,
     Attack::EndlessBody,
     Attack::ForeignLayout,
-    Attack::UnaskedPayload,
     Attack::PlacedOutOfRange,
     Attack::ShiftedOutOfRow,
     Attack::OverclaimedCiphertext,
+    Attack::TinyCiphertexts,
+    Attack::ManySegments,
+    Attack::TooManySegments,
+    Attack::UnaskedPayload,
 ];
+
+/// Response ciphertexts per channel of [`Attack::TinyCiphertexts`].
+const TINY: usize = 4000;
 
 struct Fake {
     attack: AtomicUsize,
@@ -63,6 +75,9 @@ struct Fake {
     list: Vec<u8>,
     ctx: Context,
     ct: Vec<u8>,
+    /// A valid ciphertext rounded to 2 bits per coefficient: ~2 KB that reads back as a
+    /// full ciphertext of 256 KB.
+    tiny: Vec<u8>,
 }
 
 fn vm_hwm() -> u64 {
@@ -117,6 +132,33 @@ async fn search(State(f): State<Arc<Fake>>, _query: bytes::Bytes) -> axum::respo
                 (full, vec![(0, 1)], vec![(0, 0)]),
                 (full, vec![(1, 2)], vec![(0, 0)]),
             ]
+        }
+        Attack::TinyCiphertexts => {
+            let tiny = vec![f.tiny.clone(); TINY];
+            let resp = wire::SearchResponse {
+                version: 1,
+                ciphertexts: vec![tiny.clone(), tiny.clone(), tiny],
+                segments: vec![wire::SegmentScores {
+                    segment: 1,
+                    layout: valid.to_bytes(),
+                    live: vec![(0, 1)],
+                    groups: vec![(0, 0)],
+                }],
+            };
+            return axum::response::Response::new(Body::from(wire::encode_search_response(&resp)));
+        }
+        // one-image segments: 600 of them (one response ciphertext sent) for a collection
+        // that lists 2 images, then more segments than any server keeps
+        Attack::ManySegments | Attack::TooManySegments => {
+            let count = if attack == Attack::ManySegments {
+                600
+            } else {
+                wire::MAX_ANSWER_SEGMENTS + 1
+            };
+            let one = segment_layout(&f.ctx, 1, 4096).unwrap();
+            (0..count)
+                .map(|i| (one, vec![(0, i as i64 + 1)], vec![(i, 0)]))
+                .collect()
         }
         Attack::EndlessBody | Attack::UnaskedPayload => {
             // an endless stream of bytes
@@ -196,7 +238,11 @@ fn a_hostile_server_gets_errors_and_bounded_memory() {
     let fake = Arc::new(Fake {
         attack: AtomicUsize::new(0),
         key_id: ks.key_id(),
-        list: wire::encode_image_list(&wire::ImageList { version: 1, images }),
+        list: wire::encode_image_page(&wire::ImagePage {
+            version: 1,
+            images,
+            next: None,
+        }),
         ct: {
             let enc = CkksEncoder::new(&ctx).unwrap();
             let pt = enc
@@ -204,6 +250,18 @@ fn a_hostile_server_gets_errors_and_bounded_memory() {
                 .unwrap();
             ks.secret_key
                 .encrypt(&ctx, &pt)
+                .unwrap()
+                .to_bytes(&ctx)
+                .unwrap()
+        },
+        tiny: {
+            let enc = CkksEncoder::new(&ctx).unwrap();
+            let pt = enc
+                .encode(&[0.0], enc.default_scale(), ctx.max_level())
+                .unwrap();
+            let ct = ks.secret_key.encrypt(&ctx, &pt).unwrap();
+            Evaluator::new(&ctx)
+                .round_for_transfer(&ct, [2, 0])
                 .unwrap()
                 .to_bytes(&ctx)
                 .unwrap()
@@ -240,6 +298,12 @@ fn a_hostile_server_gets_errors_and_bounded_memory() {
     });
     let client = Client::new(ks, Remote::new(&url).unwrap().with_token("t"), "c").unwrap();
     let query = blindsight_testdata::first(1)[0].png;
+    // what the client may read and decode of an answer for its collection (2 listed images)
+    let search_cap = blindsight::remote::search_answer_cap(2, 3) as u64;
+    eprintln!(
+        "tiny ciphertext: {} bytes; search answer cap {search_cap}",
+        fake.tiny.len()
+    );
     let before = vm_hwm();
     for (i, attack) in ATTACKS.iter().enumerate() {
         fake.attack.store(i, Ordering::SeqCst);
@@ -255,7 +319,11 @@ fn a_hostile_server_gets_errors_and_bounded_memory() {
             .to_string();
         eprintln!("{attack:?}: {err}");
         let expected = match attack {
-            Attack::HugeLayout | Attack::TooFewCiphertexts => "placed groups",
+            Attack::HugeLayout => "the collection lists 2",
+            Attack::ManySegments => "placed in response ciphertext 1, of 1",
+            Attack::TooFewCiphertexts => "placed groups",
+            Attack::TinyCiphertexts => "at most one per placed group",
+            Attack::TooManySegments => "a server keeps at most",
             Attack::PositionOutOfRange => "at position",
             Attack::DuplicateIds => "twice",
             Attack::UnknownImage => "does not hold",
@@ -267,10 +335,18 @@ fn a_hostile_server_gets_errors_and_bounded_memory() {
             Attack::OverclaimedCiphertext => "claim more than",
         };
         assert!(err.contains(expected), "{attack:?}: {err}");
+        // the stated bound: the answer read (at most its cap), its decoded copy, and the
+        // allocator's slack (SECURITY.md, "Limits")
         let grown = vm_hwm().saturating_sub(before);
+        let bound = if *attack == Attack::UnaskedPayload {
+            3 * blindsight::remote::MAX_PAYLOAD_ANSWER as u64 + (64 << 20)
+        } else {
+            3 * search_cap + (64 << 20)
+        };
+        eprintln!("{attack:?}: the client grew by {} MiB", grown >> 20);
         assert!(
-            grown < 700 << 20,
-            "{attack:?}: the client grew by {grown} bytes"
+            grown < bound,
+            "{attack:?}: the client grew by {grown} bytes, over {bound}"
         );
     }
 }

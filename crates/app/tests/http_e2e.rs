@@ -17,6 +17,9 @@ use blindsight::wire::{self, AppendSegment};
 use blindsight_search::rank::RankRule;
 use blindsight_search::vectors::{DEFAULT_SIDE, image_vector};
 use std::io::Cursor;
+
+/// The answer cap of the raw searches below.
+const ANSWER: usize = blindsight::remote::MAX_SEARCH_RESPONSE;
 use std::path::Path;
 
 /// A server on an ephemeral loopback port, stopped on drop.
@@ -144,7 +147,7 @@ fn run(preset: &str) {
         expect_status(r.images("photos"), 401);
         expect_status(r.payloads("photos", &[matches[0].id]), 401);
         expect_status(r.delete("photos", &[matches[0].id]), 401);
-        expect_status(r.search("photos", &[vec![], vec![], vec![]]), 401);
+        expect_status(r.search("photos", &[vec![], vec![], vec![]], ANSWER), 401);
         let empty = AppendSegment {
             layout: vec![],
             ciphertexts: vec![vec![], vec![], vec![]],
@@ -192,7 +195,7 @@ fn run(preset: &str) {
     // bad bodies: 4xx, and the server keeps serving
     let authed = remote.with_token(&token);
     expect_status(
-        authed.search("photos", &[vec![1, 2, 3], vec![], vec![]]),
+        authed.search("photos", &[vec![1, 2, 3], vec![], vec![]], ANSWER),
         400,
     );
     let mut bad_query = wire::encode_search(&[vec![], vec![], vec![]]);
@@ -232,6 +235,7 @@ fn run(preset: &str) {
         authed.search(
             "photos",
             &[foreign.clone(), foreign.clone(), foreign.clone()],
+            ANSWER,
         ),
         400,
     );
@@ -240,13 +244,18 @@ fn run(preset: &str) {
         authed.search(
             "photos",
             &[truncated_ct.clone(), truncated_ct.clone(), truncated_ct],
+            ANSWER,
         ),
         400,
     );
     let mut flipped = foreign.clone();
     flipped[200] ^= 4;
     expect_status(
-        authed.search("photos", &[flipped.clone(), flipped.clone(), flipped]),
+        authed.search(
+            "photos",
+            &[flipped.clone(), flipped.clone(), flipped],
+            ANSWER,
+        ),
         400,
     );
     // an ingest batch inconsistent with its own layout is refused, nothing is stored
@@ -354,7 +363,12 @@ fn run_embedding(preset: &str) {
 
     // three query ciphertexts against a one-channel collection: refused by the server
     let pixel_query = vec![vec![0u8; 100]; 3];
-    expect_status(remote.with_token(&token).search("emb", &pixel_query), 400);
+    expect_status(
+        remote
+            .with_token(&token)
+            .search("emb", &pixel_query, ANSWER),
+        400,
+    );
 
     // a collection recorded with another model: this client cannot make its vectors
     let other_model =
@@ -477,13 +491,7 @@ fn segment_count(client: &Client) -> u64 {
 
 /// The first `n` test images with distinct bytes (the crate holds a few identical files).
 fn distinct_images(n: usize) -> Vec<(String, Vec<u8>)> {
-    let mut seen = std::collections::HashSet::new();
-    blindsight_testdata::all()
-        .iter()
-        .filter(|e| seen.insert(e.png))
-        .take(n)
-        .map(|e| (e.name.to_string(), e.png.to_vec()))
-        .collect()
+    blindsight_testdata::distinct_files(n)
 }
 
 /// The same images (by name: ids differ between collections) ranked the same way: equal

@@ -154,18 +154,60 @@ pub fn encrypt_query<C: SlotCipher>(cipher: &C, channels: &[Vec<f64>]) -> Result
 
 /// Reads the per-channel dot products of every image of every segment (of `layouts`, in
 /// the order they were scored) from a search response; `channels` is what the collection
-/// declares. Every response ciphertext is decrypted once.
-///
-/// The response may come from an untrusted server: counts and placements are checked
-/// before anything is allocated from them, and the images its layouts claim are bounded
-/// by the slots of the ciphertexts actually received (the groups placed in one ciphertext
-/// may not claim more slots than it has).
+/// declares. Every response ciphertext is decrypted once: [`check_response`], then
+/// [`decrypt_response_with`] over the ciphertexts held.
 pub fn decrypt_response<C: SlotCipher>(
     cipher: &C,
     layouts: &[Layout],
     channels: usize,
     response: &Response<C::Ct>,
 ) -> Result<Vec<ChannelDots>> {
+    let counts: Vec<usize> = response.ciphertexts.iter().map(Vec::len).collect();
+    let plan = check_response(
+        layouts,
+        channels,
+        cipher.shape().len(),
+        &counts,
+        &response.placements,
+    )?;
+    decrypt_response_with(cipher, layouts, channels, &plan, |c, k| {
+        response
+            .ciphertexts
+            .get(c)
+            .and_then(|cts| cts.get(k))
+            .cloned()
+            .ok_or(SearchError::CiphertextCount {
+                what: "response ciphertexts per channel",
+                expected: k + 1,
+                actual: counts.get(c).copied().unwrap_or(0),
+            })
+    })
+}
+
+/// Where a checked response's scores are: per response ciphertext, the groups placed in it
+/// (segment, group, lane shift); made by [`check_response`] from counts alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResponseShape {
+    /// Response ciphertexts per channel.
+    pub per_channel: usize,
+    /// Per response ciphertext, its members: (segment, group, placement).
+    members: Vec<Vec<(usize, usize, crate::response::Placement)>>,
+}
+
+/// Checks a search response from its counts alone, before any ciphertext is read or
+/// anything is allocated for it: `channels` channels of `per_channel[c]` ciphertexts each
+/// (the same in every channel), one placement per group of every layout, each inside the
+/// ciphertexts sent, the groups placed in one ciphertext claiming no more than its `slots`
+/// slots, and every ciphertext placed by at least one group (so a response cannot send
+/// more ciphertexts than its layouts have groups). The response may come from an untrusted
+/// server: what this returns is bounded by the layouts, which the caller bounds.
+pub fn check_response(
+    layouts: &[Layout],
+    channels: usize,
+    slots: usize,
+    per_channel: &[usize],
+    placements: &[Vec<crate::response::Placement>],
+) -> Result<ResponseShape> {
     let count = |what, expected, actual| {
         if expected == actual {
             Ok(())
@@ -177,20 +219,28 @@ pub fn decrypt_response<C: SlotCipher>(
             })
         }
     };
-    count("response channels", channels, response.ciphertexts.len())?;
-    let per_channel = response.ciphertexts.first().map_or(0, Vec::len);
-    for cts in &response.ciphertexts {
-        count("response ciphertexts per channel", per_channel, cts.len())?;
+    count("response channels", channels, per_channel.len())?;
+    let n = per_channel.first().copied().unwrap_or(0);
+    for &c in per_channel {
+        count("response ciphertexts per channel", n, c)?;
     }
     count(
         "segments placed in the response",
         layouts.len(),
-        response.placements.len(),
+        placements.len(),
     )?;
-    let slots = cipher.shape().len();
-    let mut claimed = vec![0usize; per_channel];
-    for (layout, placements) in layouts.iter().zip(&response.placements) {
-        count("placed groups", layout.groups(), placements.len())?;
+    let groups: usize = layouts.iter().map(Layout::groups).sum();
+    if n > groups {
+        return Err(SearchError::CiphertextCount {
+            what: "response ciphertexts (at most one per placed group)",
+            expected: groups,
+            actual: n,
+        });
+    }
+    let mut claimed = vec![0usize; n];
+    let mut members = vec![Vec::new(); n];
+    for (s, (layout, placed)) in layouts.iter().zip(placements).enumerate() {
+        count("placed groups", layout.groups(), placed.len())?;
         if layout.shape.len() != slots {
             return Err(SearchError::Layout {
                 reason: format!(
@@ -199,12 +249,12 @@ pub fn decrypt_response<C: SlotCipher>(
                 ),
             });
         }
-        for (g, p) in placements.iter().enumerate() {
+        for (g, p) in placed.iter().enumerate() {
             let used = claimed
                 .get_mut(p.ciphertext)
                 .ok_or_else(|| SearchError::Layout {
                     reason: format!(
-                        "a group is placed in response ciphertext {}, of {per_channel}",
+                        "a group is placed in response ciphertext {}, of {n}",
                         p.ciphertext
                     ),
                 })?;
@@ -218,34 +268,79 @@ pub fn decrypt_response<C: SlotCipher>(
                     ),
                 });
             }
+            // the shift is checked here, before anything is decrypted
+            shifted_slot(layout, g, 0, *p)?;
+            if let Some(m) = members.get_mut(p.ciphertext) {
+                m.push((s, g, *p));
+            }
         }
     }
+    if let Some(k) = members.iter().position(Vec::is_empty) {
+        return Err(SearchError::Layout {
+            reason: format!("response ciphertext {k} is placed by no group"),
+        });
+    }
+    Ok(ResponseShape {
+        per_channel: n,
+        members,
+    })
+}
+
+/// Ciphertexts read and decrypted at once by [`decrypt_response_with`]: a response is
+/// never held expanded, only this many of its ciphertexts.
+const DECRYPT_CHUNK: usize = 16;
+
+/// Reads the per-channel dot products of a checked response (`shape`, from
+/// [`check_response`] on the same layouts): ciphertext `k` of channel `c` is `read(c, k)`,
+/// called once each, [`DECRYPT_CHUNK`] at a time, so that only those are expanded and
+/// decrypted at once whatever the response's size.
+pub fn decrypt_response_with<C: SlotCipher>(
+    cipher: &C,
+    layouts: &[Layout],
+    channels: usize,
+    shape: &ResponseShape,
+    read: impl Fn(usize, usize) -> Result<C::Ct> + Sync,
+) -> Result<Vec<ChannelDots>> {
     let mut out = layouts
         .iter()
         .map(|l| ChannelDots::zeros(channels, l.count))
         .collect::<Result<Vec<_>>>()?;
-    for (c, cts) in response.ciphertexts.iter().enumerate() {
-        let decrypted = cts
-            .par_iter()
-            .map(|ct| cipher.decrypt(ct))
-            .collect::<Result<Vec<_>>>()?;
-        for ((layout, placements), dots) in layouts.iter().zip(&response.placements).zip(&mut out) {
-            for k in 0..layout.count {
-                let (group, slot) = layout.score_slot(k);
-                let placement =
-                    placements
-                        .get(group)
-                        .copied()
-                        .ok_or_else(|| SearchError::Layout {
-                            reason: format!("group {group} of a segment has no placement"),
-                        })?;
-                let slot = shifted_slot(layout, group, slot, placement)?;
-                let value = decrypted
-                    .get(placement.ciphertext)
-                    .and_then(|v| v.get(slot))
-                    .copied()
-                    .unwrap_or_default();
-                dots.image_mut(k)[c] = value.score();
+    // per segment, per group, its images and their slots
+    let by_group: Vec<Vec<Vec<(usize, usize)>>> = layouts
+        .iter()
+        .map(|l| {
+            let mut groups = vec![Vec::new(); l.groups()];
+            for k in 0..l.count {
+                let (group, slot) = l.score_slot(k);
+                if let Some(g) = groups.get_mut(group) {
+                    g.push((k, slot));
+                }
+            }
+            groups
+        })
+        .collect();
+    for c in 0..channels {
+        for start in (0..shape.per_channel).step_by(DECRYPT_CHUNK) {
+            let end = (start + DECRYPT_CHUNK).min(shape.per_channel);
+            let decrypted = (start..end)
+                .into_par_iter()
+                .map(|k| cipher.decrypt(&read(c, k)?))
+                .collect::<Result<Vec<_>>>()?;
+            for (k, values) in (start..end).zip(&decrypted) {
+                for &(s, g, placement) in shape.members.get(k).map_or(&[][..], Vec::as_slice) {
+                    let (Some(layout), Some(dots)) = (layouts.get(s), out.get_mut(s)) else {
+                        continue;
+                    };
+                    let images = by_group
+                        .get(s)
+                        .and_then(|groups| groups.get(g))
+                        .map_or(&[][..], Vec::as_slice);
+                    for &(image, slot) in images {
+                        let slot = shifted_slot(layout, g, slot, placement)?;
+                        let value = values.get(slot).copied().unwrap_or_default();
+                        dots.image_mut(image)[c] = value.score();
+                    }
+                }
             }
         }
     }

@@ -31,6 +31,18 @@ pub fn first(count: usize) -> &'static [EmojiImage] {
     &all[..count.min(all.len())]
 }
 
+/// The first `count` images with distinct bytes, as (name, PNG bytes) files (the crate holds
+/// a few identical files, which an ingest would skip as duplicates).
+pub fn distinct_files(count: usize) -> Vec<(String, Vec<u8>)> {
+    let mut seen = std::collections::HashSet::new();
+    all()
+        .iter()
+        .filter(|e| seen.insert(e.png))
+        .take(count)
+        .map(|e| (e.name.to_string(), e.png.to_vec()))
+        .collect()
+}
+
 fn enumerate() -> Vec<EmojiImage> {
     let mut found: Vec<(String, &'static [u8])> = Vec::new();
     let mut push = |s: String| {

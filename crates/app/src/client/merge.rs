@@ -56,7 +56,8 @@ pub struct CompactReport {
 }
 
 impl CompactReport {
-    fn add(&mut self, other: CompactReport) {
+    /// Adds another rebuild's counts and time to these.
+    pub(crate) fn add(&mut self, other: CompactReport) {
         self.replaced += other.replaced;
         self.written += other.written;
         self.purged += other.purged;
@@ -253,7 +254,7 @@ impl Client {
         let policy = self.merge_policy()?;
         let mut report = CompactReport::default();
         for _ in 0..MAX_ROUNDS {
-            let entries = self.remote.images(&self.collection)?.images;
+            let (_, entries) = self.verified_images()?;
             let mut by_segment: BTreeMap<i64, Vec<ImageEntry>> = BTreeMap::new();
             for e in entries {
                 by_segment.entry(e.segment_id).or_default().push(e);

@@ -18,21 +18,28 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
+/// The body length a request declares (`Content-Length`), if it does.
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// Reads a body of at most `limit` bytes, into one buffer (sized from the declared length,
 /// so the body is held once, not as chunks plus a contiguous copy). The body must keep up
 /// a rolling minimum rate: at any time `t` after the start, at least
-/// `(t − body_timeout) · min_body_rate` bytes must have arrived (408 otherwise), so a
-/// trickling upload cannot hold its admission permit for long.
+/// `(t − body_timeout) · min_body_rate` bytes must have arrived (408 otherwise). So every
+/// body has arrived, or been refused, by `body_timeout + limit / min_body_rate` (9 min for
+/// a 512 MiB upload at the defaults); meanwhile it holds only its collection's place and
+/// its reservation in the body budget (`routes::heavy`).
 pub async fn read(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
     limits: &Limits,
 ) -> Result<Bytes, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(headers);
     if declared.is_some_and(|d| d > limit as u64) {
         return Err(too_large(limit));
     }

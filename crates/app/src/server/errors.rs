@@ -12,6 +12,8 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     retry_after_s: Option<u64>,
+    /// Fields a client acts on, beside the message (`code`, `limit`, `actual`).
+    detail: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -26,6 +28,7 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after_s: None,
+            detail: None,
         }
     }
 
@@ -44,12 +47,17 @@ impl ApiError {
 
     /// 503 with `Retry-After`.
     pub fn busy(retry_after_s: u64) -> Self {
+        Self::busy_with(
+            retry_after_s,
+            "the server is busy with other searches and ingests; retry shortly",
+        )
+    }
+
+    /// 503 with `Retry-After` and `message`.
+    pub fn busy_with(retry_after_s: u64, message: impl Into<String>) -> Self {
         Self {
             retry_after_s: Some(retry_after_s),
-            ..Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the server is busy with other searches and ingests; retry shortly",
-            )
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
         }
     }
 
@@ -73,6 +81,16 @@ impl From<AppError> for ApiError {
             AppError::NotFound { .. } => StatusCode::NOT_FOUND,
             AppError::AlreadyExists { .. } | AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::QuotaExceeded { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            AppError::TooManySegments { limit, actual } => {
+                return Self {
+                    detail: Some(serde_json::json!({
+                        "code": crate::wire::TOO_MANY_SEGMENTS,
+                        "limit": limit,
+                        "actual": actual,
+                    })),
+                    ..Self::new(StatusCode::CONFLICT, e.to_string())
+                };
+            }
             AppError::Malformed(_) | AppError::Usage(_) => StatusCode::BAD_REQUEST,
             AppError::He(he) if !is_server_fault(he) => StatusCode::BAD_REQUEST,
             AppError::Search(blindsight_search::SearchError::He(he)) if is_server_fault(he) => {
@@ -125,7 +143,13 @@ impl IntoResponse for ApiError {
             tracing::info!(status = %self.status, error = %self.message, "request refused");
             (self.message, None)
         };
-        let mut response = json(self.status, serde_json::json!({ "error": message }));
+        let mut body = serde_json::json!({ "error": message });
+        if let (Some(serde_json::Value::Object(fields)), Some(out)) =
+            (self.detail, body.as_object_mut())
+        {
+            out.extend(fields);
+        }
+        let mut response = json(self.status, body);
         if let Some(id) = id.and_then(|i| HeaderValue::from_str(&i).ok()) {
             response.headers_mut().insert("x-request-id", id);
         }

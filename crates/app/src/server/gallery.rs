@@ -86,6 +86,28 @@ enum Slot {
 }
 
 impl Inner {
+    /// Room for one more mapped segment when the cache holds `max_mappings`: evicts the
+    /// least recently used segment not used since `since`. False (nothing evicted) if none
+    /// may go.
+    fn make_mapping_room(&mut self, max_mappings: usize, since: u64) -> bool {
+        if self.segments.len() < max_mappings {
+            return true;
+        }
+        let oldest = self
+            .segments
+            .iter()
+            .filter(|(_, c)| c.evictable(since))
+            .min_by_key(|(_, c)| c.used_at)
+            .map(|(k, _)| *k);
+        match oldest.and_then(|k| self.segments.remove(&k)) {
+            Some(c) => {
+                self.used = self.used.saturating_sub(c.bytes);
+                self.segments.len() < max_mappings
+            }
+            None => false,
+        }
+    }
+
     /// Evicts entries not used since `since`, least recently used first, until `bytes` more
     /// fit in `budget`. False (nothing evicted) if they cannot.
     fn make_room(&mut self, bytes: usize, budget: usize, since: u64) -> bool {
@@ -134,9 +156,21 @@ impl Inner {
     }
 }
 
+/// What one cached segment costs beside its operand handles: its mapping (a kernel memory
+/// area, its page tables) and the prepared segment around it. Measured: a server holding
+/// 901 one-image segments grew by about 130 KiB per segment.
+pub const MAPPING_BYTES: usize = 128 << 10;
+
+/// Most mapped segments the cache keeps at once. A process may hold 65 530 mappings
+/// (`vm.max_map_count`), which its allocator and threads also need; segments a search maps
+/// beyond the cache are unmapped when it ends (at most `max_concurrent` searches ×
+/// the segment quota).
+pub const MAX_CACHED_MAPPINGS: usize = 8192;
+
 /// The loaded collections of a server, under one memory budget.
 pub struct GalleryCache {
     budget: usize,
+    max_mappings: usize,
     inner: Mutex<Inner>,
     /// One load per collection at a time (single flight).
     loads: CollectionLocks,
@@ -145,8 +179,14 @@ pub struct GalleryCache {
 impl GalleryCache {
     /// An empty cache that may hold `budget` bytes.
     pub fn new(budget: usize) -> Self {
+        Self::with_mappings(budget, MAX_CACHED_MAPPINGS)
+    }
+
+    /// An empty cache that may hold `budget` bytes and `max_mappings` mapped segments.
+    pub fn with_mappings(budget: usize, max_mappings: usize) -> Self {
         Self {
             budget,
+            max_mappings,
             inner: Mutex::new(Inner::default()),
             loads: CollectionLocks::default(),
         }
@@ -246,10 +286,12 @@ impl GalleryCache {
                         let (layout, operands) =
                             open_segment(&path, Arc::new(map), &plain, &view.layout, channels)?;
                         let handles = layout.ciphertexts_per_channel() * channels;
-                        let bytes = handles * size_of::<ProductOperand>();
+                        let bytes = handles * size_of::<ProductOperand>() + MAPPING_BYTES;
                         let p = Arc::new(PreparedSegment::from_operands(layout, operands)?);
                         let mut inner = self.lock()?;
-                        if inner.make_room(bytes, self.budget, since) {
+                        if inner.make_mapping_room(self.max_mappings, since)
+                            && inner.make_room(bytes, self.budget, since)
+                        {
                             inner.used = inner.used.saturating_add(bytes);
                             let old = inner.segments.insert(
                                 view.id,
@@ -399,5 +441,22 @@ mod tests {
         assert!(!inner.make_room(131, 130, 10));
         assert!(inner.make_room(130, 130, 10));
         assert_eq!(inner.used, 0);
+    }
+
+    #[test]
+    fn mapped_segments_are_capped_in_number_whatever_their_bytes() {
+        let mut inner = Inner::default();
+        entry(&mut inner, 1, 1, 1);
+        entry(&mut inner, 2, 1, 3);
+        entry(&mut inner, 3, 1, 2);
+        // a cap of 3 mappings: the least recently used (1) makes room for a fourth
+        assert!(inner.make_mapping_room(3, 5));
+        assert!(!inner.segments.contains_key(&1));
+        assert_eq!((inner.segments.len(), inner.used), (2, 2));
+        entry(&mut inner, 4, 1, 5);
+        // segments the current load uses are never evicted: no room, nothing evicted
+        assert!(!inner.make_mapping_room(3, 2));
+        assert_eq!(inner.segments.len(), 3);
+        assert!(inner.make_mapping_room(4, 2), "under the cap there is room");
     }
 }

@@ -13,7 +13,7 @@ use super::state::AppState;
 use crate::errors::AppError;
 use crate::store::files::StagedFile;
 use crate::store::segment_file::write_segment;
-use crate::store::{CollectionRecord, KeyUpdate, RebuiltBatch, SegmentBatch};
+use crate::store::{CollectionRecord, ImageRecord, KeyUpdate, RebuiltBatch, SegmentBatch};
 use crate::wire::{AppendSegment, RebuiltSegment};
 use crate::{seal, source_vector};
 use blindsight_he::{Ciphertext, Context, Evaluator, GaloisKeys, Serializable};
@@ -33,6 +33,9 @@ pub trait Upload {
     fn parts(&self) -> Parts<'_>;
     /// The images' positions in the segment, in message order.
     fn positions(&self) -> Vec<usize>;
+    /// What the segment adds to its collection beside its file: (new images, their
+    /// stored bytes); nothing for a rebuilt segment, whose images are already stored.
+    fn added(&self) -> (u64, u64);
     /// Checks what the segment carries of each image beside its position.
     fn check_images(
         &self,
@@ -68,6 +71,10 @@ impl Upload for AppendSegment {
     fn positions(&self) -> Vec<usize> {
         self.images.iter().map(|i| i.position).collect()
     }
+    fn added(&self) -> (u64, u64) {
+        let bytes: usize = self.images.iter().map(ImageRecord::stored_bytes).sum();
+        (self.images.len() as u64, (bytes + self.layout.len()) as u64)
+    }
     fn check_images(
         &self,
         record: &CollectionRecord,
@@ -75,7 +82,7 @@ impl Upload for AppendSegment {
     ) -> Result<(), ApiError> {
         // a sealed source of the collection's kind, or none
         let max_source = source_vector::serialized_len(&record.vectors) + seal::OVERHEAD;
-        let too_large = |img: &crate::store::ImageRecord| {
+        let too_large = |img: &ImageRecord| {
             img.tag.len() > MAX_TAG_BYTES
                 || img.meta.len() > MAX_META_BYTES
                 || img.payload.len() > max_image_bytes
@@ -98,6 +105,9 @@ impl Upload for RebuiltSegment {
     }
     fn positions(&self) -> Vec<usize> {
         self.placements.iter().map(|&(_, p)| p).collect()
+    }
+    fn added(&self) -> (u64, u64) {
+        (0, 0)
     }
     fn check_images(&self, _: &CollectionRecord, _: usize) -> Result<(), ApiError> {
         // the images are already stored: only their ids and positions travel
@@ -146,10 +156,20 @@ impl NewKeys {
     }
 }
 
+/// Most bytes a segment file may take per byte of its uploaded ciphertexts. An honest upload expands
+/// 2.6× (BFV) to 3.0× (CKKS): its second polynomials travel as 32-byte seeds and its first
+/// rounded, and the file holds both expanded in NTT form. A larger ratio is a compact form
+/// crafted to make the server store what it was not sent (a few rounded bits per
+/// coefficient expand 77×), and is refused before anything is written.
+pub const MAX_FILE_EXPANSION: u64 = 4;
+
 /// Checks an uploaded segment's shape, then writes its segment file: the only acceptable
 /// layout is the one the collection's parameters give for the batch's image count; every
 /// ciphertext is a fresh one (2 polynomials, top level) of the collection's parameters;
-/// image positions are `0..count`; sizes are bounded.
+/// image positions are `0..count`; sizes are bounded. Before the file's first byte: an
+/// ingest batch must find the collection under its segment cap and its quota with room for
+/// the file at its expanded size, and no segment may expand more than
+/// [`MAX_FILE_EXPANSION`] times the bytes of its uploaded ciphertexts.
 pub fn stage(
     state: &AppState,
     record: &CollectionRecord,
@@ -157,21 +177,58 @@ pub fn stage(
     msg: &impl Upload,
 ) -> Result<Staged, ApiError> {
     let layout = check_shape(state, record, ctx, msg)?;
+    let (images, image_bytes) = msg.added();
+    let quota = &state.options.quota;
+    // the counters before the upload (the transaction checks again on what it commits on)
+    let usage = state.reader()?.usage(record.id)?;
+    if images > 0 {
+        quota.check_new_segment(usage.segments)?;
+        quota.check_headroom(&usage, images, image_bytes)?;
+    }
+    let uploaded: u64 = msg
+        .parts()
+        .ciphertexts
+        .iter()
+        .flatten()
+        .map(|ct| ct.len() as u64)
+        .sum();
+    let admit = |file_bytes: u64| {
+        let allowed = uploaded.saturating_mul(MAX_FILE_EXPANSION);
+        if file_bytes > allowed {
+            return Err(AppError::Malformed(format!(
+                "the segment's ciphertexts expand to {file_bytes} bytes from {uploaded} bytes \
+                 uploaded (more than {MAX_FILE_EXPANSION}×): send gallery ciphertexts as fresh \
+                 encryptions in their full or seeded form"
+            )));
+        }
+        if images > 0 {
+            quota.check_headroom(&usage, images, image_bytes.saturating_add(file_bytes))?;
+        }
+        Ok(())
+    };
     let ev = Evaluator::new(ctx);
     let cts = msg.parts().ciphertexts;
-    let file = write_segment(&state.files, &ev, &layout, cts.len(), |c, k| {
-        let bytes = cts
-            .get(c)
-            .and_then(|ch| ch.get(k))
-            .ok_or_else(|| AppError::Malformed("a ciphertext is missing".into()))?;
-        let ct = Ciphertext::from_bytes(ctx, bytes)?;
-        if ct.size() != 2 || ct.level() != ctx.max_level() {
-            return Err(AppError::Malformed(
-                "gallery ciphertexts must be fresh encryptions (2 polynomials, top level)".into(),
-            ));
-        }
-        Ok(ct)
-    })?;
+    let file = write_segment(
+        &state.files,
+        &ev,
+        &layout,
+        cts.len(),
+        |c, k| {
+            let bytes = cts
+                .get(c)
+                .and_then(|ch| ch.get(k))
+                .ok_or_else(|| AppError::Malformed("a ciphertext is missing".into()))?;
+            let ct = Ciphertext::from_bytes(ctx, bytes)?;
+            if ct.size() != 2 || ct.level() != ctx.max_level() {
+                return Err(AppError::Malformed(
+                    "gallery ciphertexts must be fresh encryptions (2 polynomials, top level)"
+                        .into(),
+                ));
+            }
+            Ok(ct)
+        },
+        admit,
+    )?;
     Ok(Staged { file })
 }
 

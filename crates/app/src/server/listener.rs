@@ -1,28 +1,35 @@
-//! The accept loop. Each connection: a permit of the connection limit (more connections wait
-//! in the kernel's backlog) and a place among its address's (more are closed at once, so
-//! one address cannot hold every connection), an optional TLS handshake under `header_timeout`, then HTTP/1.1
-//! with a header read timeout. On shutdown the listener closes, idle connections close,
-//! requests in flight get `shutdown_deadline` to finish, and the loop returns.
+//! The accept loop. Each connection: a place among its network's (an IPv4 address or an
+//! IPv6 `/64`, [`connections`](super::connections)) and a permit of the connection limit;
+//! when either is full, the longest-idle keep-alive connection of that network (or of the
+//! network holding the most) is closed to make room, and the newcomer waits for it up to
+//! `header_timeout` (then it is closed). Then an optional TLS handshake under
+//! `header_timeout`, HTTP/1.1 with a header read timeout, and writes that must keep up a
+//! minimum rate ([`WriteTimeout`]). On shutdown the listener closes, idle connections
+//! close, requests in flight get `shutdown_deadline` to finish, and the loop returns.
 
 use super::Limits;
-use crate::errors::{AppError, Result};
+use super::connections::{Evictable, Registry, Slot};
+use crate::errors::Result;
 use axum::Router;
+use axum::body::Body;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
 
 /// Serves `app` on `listener` until `shutdown` completes.
 pub async fn run<F>(
@@ -37,6 +44,8 @@ where
 {
     let acceptor = tls.map(TlsAcceptor::from);
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // connections accepted and waiting for a place (bounded like the places themselves)
+    let waiting = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -45,14 +54,9 @@ where
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, tls = acceptor.is_some(), "blindsight server listening");
     }
-    let handshake_timeout = limits.header_timeout;
-    let per_address = PerAddress::new(limits.max_connections_per_address);
+    let registry = Registry::new(limits.max_connections_per_address);
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            p = connections.clone().acquire_owned() => p.map_err(|e| AppError::Internal(e.to_string()))?,
-            () = &mut shutdown => break,
-        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(s) => s,
@@ -65,54 +69,28 @@ where
             },
             () = &mut shutdown => break,
         };
-        let Some(per_address) = per_address.admit(peer.ip()) else {
-            tracing::info!(%peer, "too many connections from this address; closed");
-            drop(stream);
+        let Ok(waiting) = waiting.clone().try_acquire_owned() else {
+            tracing::info!(%peer, "too many connections waiting for a place; closed");
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let http = http.clone();
+        let conn = Accepted {
+            stream,
+            peer,
+            app: app.clone(),
+            http: http.clone(),
+            acceptor: acceptor.clone(),
+            limits: limits.clone(),
+            registry: registry.clone(),
+            connections: connections.clone(),
+        };
         let watcher = graceful.watcher();
-        let acceptor = acceptor.clone();
-        let write_timeout = limits.write_timeout;
         tokio::spawn(async move {
-            let _permit = permit;
-            let _per_address = per_address;
-            let served = match acceptor {
-                None => {
-                    watcher
-                        .watch(http.serve_connection(
-                            TokioIo::new(WriteTimeout::new(stream, write_timeout)),
-                            service,
-                        ))
-                        .await
-                }
-                Some(acceptor) => {
-                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::info!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::info!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    watcher
-                        .watch(http.serve_connection(
-                            TokioIo::new(WriteTimeout::new(tls, write_timeout)),
-                            service,
-                        ))
-                        .await
-                }
+            let Some((slot, permit)) = conn.place().await else {
+                return;
             };
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
+            drop(waiting);
+            conn.serve(slot, permit, watcher).await;
         });
     }
     drop(listener);
@@ -129,38 +107,244 @@ where
     Ok(())
 }
 
-/// A connection whose writes fail once they have made no progress for `timeout` (a client
-/// that stops reading its response would otherwise hold the connection and the response
-/// buffer forever).
+/// A connection accepted and not yet served.
+struct Accepted {
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    http: http1::Builder,
+    acceptor: Option<TlsAcceptor>,
+    limits: Limits,
+    registry: Registry,
+    connections: Arc<Semaphore>,
+}
+
+/// How often a connection waiting for a place looks again.
+const PLACE_POLL: Duration = Duration::from_millis(20);
+
+impl Accepted {
+    /// A place among its network's and a permit of the connection limit, evicting idle
+    /// connections to make room; `None` (the connection is closed) if none came within
+    /// `header_timeout`.
+    async fn place(&self) -> Option<(Slot, OwnedSemaphorePermit)> {
+        let ip: IpAddr = self.peer.ip();
+        let deadline = tokio::time::Instant::now() + self.limits.header_timeout;
+        // one idle connection is asked to go per place waited for; it closes within a poll
+        let mut asked = false;
+        let slot = loop {
+            if let Some(slot) = self.registry.admit(ip) {
+                break slot;
+            }
+            if !asked {
+                if !self.registry.evict_for(ip, false) {
+                    tracing::info!(peer = %self.peer, "too many busy connections from this network; closed");
+                    return None;
+                }
+                asked = true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(PLACE_POLL).await;
+        };
+        let mut asked = false;
+        let permit = loop {
+            if let Ok(p) = self.connections.clone().try_acquire_owned() {
+                break p;
+            }
+            if !asked {
+                asked = self.registry.evict_for(ip, true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::info!(peer = %self.peer, "connection limit reached and nothing idle to close; closed");
+                return None;
+            }
+            tokio::time::sleep(PLACE_POLL).await;
+        };
+        Some((slot, permit))
+    }
+
+    /// Serves HTTP/1.1 on the connection (after TLS, if any) until it closes.
+    async fn serve(
+        self,
+        slot: Slot,
+        permit: OwnedSemaphorePermit,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) {
+        let _held = permit;
+        let peer = self.peer;
+        let connection = slot.connection().clone();
+        // every request marks the connection busy until its response body is sent
+        let app = self.app;
+        let tracked = connection.clone();
+        let service = tower::service_fn(move |req: hyper::Request<Incoming>| {
+            let in_flight = tracked.request();
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(req).await?;
+                Ok::<_, std::convert::Infallible>(response.map(|body| {
+                    Body::new(body.map_frame(move |frame| {
+                        let _ = &in_flight;
+                        frame
+                    }))
+                }))
+            }
+        });
+        let service = TowerToHyperService::new(service);
+        let limits = &self.limits;
+        let io = |s| {
+            TokioIo::new(WriteTimeout::new(
+                Evictable::new(s, connection.clone()),
+                limits.write_timeout,
+                limits.min_write_rate,
+            ))
+        };
+        let served = match self.acceptor {
+            None => {
+                watcher
+                    .watch(
+                        self.http
+                            .serve_connection(io(Transport::Plain(self.stream)), service),
+                    )
+                    .await
+            }
+            Some(acceptor) => {
+                let tls =
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(self.stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::info!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                watcher
+                    .watch(
+                        self.http
+                            .serve_connection(io(Transport::Tls(Box::new(tls))), service),
+                    )
+                    .await
+            }
+        };
+        if let Err(e) = served {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+        drop(slot);
+    }
+}
+
+/// A connection's byte stream: plain TCP or TLS over it.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A connection whose writes must keep up a rolling minimum rate once they first block:
+/// the time its writes spend blocked (the client not reading) may not pass
+/// `grace + written / min_rate`, where `written` counts the bytes written since the first
+/// block (what filled the socket buffers before it earns nothing). So a client that stops
+/// reading loses its connection after `grace`, and one that reads a few bytes now and then
+/// (a trickling reader) soon after, once its rate is below `min_rate`; either would
+/// otherwise hold the connection and its response buffer for as long as it likes. Time
+/// spent idle between requests is not blocked time.
 struct WriteTimeout<S> {
     inner: S,
-    timeout: Duration,
-    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    grace: Duration,
+    min_rate: u64,
+    /// Whether a write has blocked yet.
+    ever_blocked: bool,
+    /// Bytes written since the first block.
+    written: u64,
+    /// Time writes spent blocked, not counting the current block.
+    blocked: Duration,
+    /// The current block: when it started, and when it fails.
+    stalled: Option<(tokio::time::Instant, Pin<Box<tokio::time::Sleep>>)>,
 }
 
 impl<S> WriteTimeout<S> {
-    fn new(inner: S, timeout: Duration) -> Self {
+    fn new(inner: S, grace: Duration, min_rate: u64) -> Self {
         Self {
             inner,
-            timeout,
+            grace,
+            min_rate: min_rate.max(1),
+            ever_blocked: false,
+            written: 0,
+            blocked: Duration::ZERO,
             stalled: None,
         }
     }
 
-    /// Turns a pending write into an error once it has been pending for `timeout`.
+    /// The blocked time the bytes written so far allow.
+    fn allowed(&self) -> Duration {
+        self.grace.saturating_add(Duration::from_secs_f64(
+            self.written as f64 / self.min_rate as f64,
+        ))
+    }
+
+    /// Turns a pending write into an error once the connection's blocked time passes what
+    /// its bytes allow.
     fn check<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         if r.is_ready() {
-            self.stalled = None;
+            if let Some((since, _)) = self.stalled.take() {
+                self.blocked = self.blocked.saturating_add(since.elapsed());
+            }
             return r;
         }
-        let timeout = self.timeout;
-        let sleep = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        self.ever_blocked = true;
+        let left = self.allowed().saturating_sub(self.blocked);
+        let (_, sleep) = self.stalled.get_or_insert_with(|| {
+            let now = tokio::time::Instant::now();
+            (now, Box::pin(tokio::time::sleep_until(now + left)))
+        });
         if sleep.as_mut().poll(cx).is_ready() {
             Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "the client stopped reading its response",
+                "the client read its response slower than the minimum rate",
             )))
         } else {
             Poll::Pending
@@ -186,6 +370,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r
+            && this.ever_blocked
+        {
+            this.written = this.written.saturating_add(n as u64);
+        }
         this.check(cx, r)
     }
 
@@ -202,70 +391,60 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
     }
 }
 
-/// Open connections per client address.
-#[derive(Clone)]
-struct PerAddress {
-    limit: usize,
-    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-/// One open connection of an address; closing it (dropping this) frees its place.
-struct AddressSlot {
-    ip: IpAddr,
-    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
-}
-
-impl PerAddress {
-    fn new(limit: usize) -> Self {
-        Self {
-            limit: limit.max(1),
-            open: Arc::new(Mutex::new(HashMap::new())),
-        }
-    }
-
-    /// A place for one more connection from `ip`, if it has fewer than the limit open.
-    fn admit(&self, ip: IpAddr) -> Option<AddressSlot> {
-        let mut open = self.open.lock().ok()?;
-        let n = open.entry(ip).or_insert(0);
-        if *n >= self.limit {
-            return None;
-        }
-        *n += 1;
-        Some(AddressSlot {
-            ip,
-            open: self.open.clone(),
-        })
-    }
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        if let Ok(mut open) = self.open.lock()
-            && let Some(n) = open.get_mut(&self.ip)
-        {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                open.remove(&self.ip);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[test]
-    fn each_address_gets_its_limit_and_closing_frees_a_place() {
-        let p = PerAddress::new(2);
-        let a: IpAddr = [10, 0, 0, 1].into();
-        let b: IpAddr = [10, 0, 0, 2].into();
-        let first = p.admit(a);
-        let second = p.admit(a);
-        assert!(first.is_some() && second.is_some());
-        assert!(p.admit(a).is_none(), "a third from the same address");
-        assert!(p.admit(b).is_some(), "another address is not affected");
-        drop(first);
-        assert!(p.admit(a).is_some(), "a closed connection frees its place");
+    /// Writes `total` bytes through a [`WriteTimeout`] (grace 200 ms, 1 MiB/s) into a pipe
+    /// of 64 KiB that a reader empties `chunk` bytes every `every` (or never); returns
+    /// whether the writes failed, and after how long.
+    async fn write_to_reader(
+        chunk: Option<usize>,
+        every: Duration,
+        total: usize,
+    ) -> (bool, Duration) {
+        let (server, mut client) = tokio::io::duplex(64 << 10);
+        let mut w = WriteTimeout::new(server, Duration::from_millis(200), 1 << 20);
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; chunk.unwrap_or(1)];
+            if chunk.is_none() {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            loop {
+                match client.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => tokio::time::sleep(every).await,
+                }
+            }
+        });
+        let started = tokio::time::Instant::now();
+        let data = vec![7u8; 16 << 10];
+        let mut failed = false;
+        let mut sent = 0;
+        while sent < total {
+            if w.write_all(&data).await.is_err() {
+                failed = true;
+                break;
+            }
+            sent += data.len();
+        }
+        reader.abort();
+        (failed, started.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_below_the_minimum_rate_is_cut_off_and_one_above_is_not() {
+        // 4 KiB every 10 ms (400 KiB/s, always some progress): cut off, soon
+        let (failed, took) =
+            write_to_reader(Some(4 << 10), Duration::from_millis(10), 64 << 20).await;
+        assert!(failed && took < Duration::from_secs(2), "{failed} {took:?}");
+        // a reader that stops: cut off after the grace
+        let (failed, took) = write_to_reader(None, Duration::ZERO, 64 << 20).await;
+        assert!(failed && took < Duration::from_secs(1), "{failed} {took:?}");
+        // 64 KiB every 10 ms (6.4 MiB/s): served in full
+        let (failed, took) =
+            write_to_reader(Some(64 << 10), Duration::from_millis(10), 8 << 20).await;
+        assert!(!failed, "{took:?}");
     }
 }

@@ -4,7 +4,9 @@
 //! the tests and the in-process mode all run the same server.
 //!
 //! - [`listener`]: the accept loop: optional TLS, a connection limit, header and handshake
-//!   timeouts, graceful shutdown with a deadline.
+//!   timeouts, a minimum rate for response writes, graceful shutdown with a deadline.
+//! - [`connections`]: slots per client network (IPv4 address, IPv6 `/64`) and eviction of
+//!   idle keep-alive connections when slots run out.
 //! - [`auth`]: the admin credential (creating collections) and per-collection bearer
 //!   tokens, checked from the headers before any body is read, against an in-memory table
 //!   (no database read, same work whether the collection exists or not).
@@ -18,6 +20,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod connections;
 pub mod errors;
 pub mod gallery;
 pub mod ingest;
@@ -85,17 +88,30 @@ pub struct Limits {
     pub max_ids: usize,
     /// Largest payload response (bytes; at least one payload is always sent).
     pub max_payload_response: usize,
-    /// Searches, ingests, compactions and payload reads running at once; more get 503.
+    /// Searches, ingests, compactions and payload reads computing at once (their bodies
+    /// read); more wait up to `admission_wait`, then get 503. One collection may have
+    /// `max(1, max_concurrent − 1)` requests in flight, bodies included (more wait, then
+    /// get 503), so another collection always finds a place.
     pub max_concurrent: usize,
-    /// Open connections at once; more wait in the listen backlog.
+    /// Longest a request waits for each of its places (its collection's, its body's, its
+    /// work's) before it is answered 503.
+    pub admission_wait: Duration,
+    /// Request bodies in flight at once, by their declared length (bytes; a body without
+    /// one counts as its route's limit). More wait, then get 503.
+    pub max_body_bytes_in_flight: usize,
+    /// Open connections at once; a newcomer beyond makes the longest-idle connection of
+    /// the network holding the most close, or waits up to `header_timeout`.
     pub max_connections: usize,
-    /// Open connections from one address at once; more are closed at once.
+    /// Open connections from one network (an IPv4 address, an IPv6 `/64`); a newcomer
+    /// beyond makes the network's longest-idle connection close, or is closed.
     pub max_connections_per_address: usize,
     /// Time to receive a request's headers (and to finish a TLS handshake).
     pub header_timeout: Duration,
-    /// Longest a response write may make no progress (a client that stops reading) before
-    /// the connection is closed.
+    /// Longest a connection's response writes may be blocked by a client that does not
+    /// read, beyond what `min_write_rate` allows for the bytes it read; then it is closed.
     pub write_timeout: Duration,
+    /// Slowest accepted reader of responses (bytes per second) beyond `write_timeout`.
+    pub min_write_rate: u64,
     /// Base time to receive a body, plus `size / min_body_rate`.
     pub body_timeout: Duration,
     /// Slowest accepted upload (bytes per second) beyond the base body time.
@@ -104,6 +120,18 @@ pub struct Limits {
     pub shutdown_deadline: Duration,
     /// `Retry-After` of a 503 (seconds).
     pub retry_after_s: u64,
+}
+
+impl Limits {
+    /// Requests of one collection in flight at once: all but one of `max_concurrent`.
+    pub fn max_per_collection(&self) -> usize {
+        self.max_concurrent.saturating_sub(1).max(1)
+    }
+
+    /// The body budget in KiB (the unit of its semaphore).
+    pub fn body_budget_kib(&self) -> usize {
+        (self.max_body_bytes_in_flight >> 10).clamp(1, u32::MAX as usize)
+    }
 }
 
 impl Default for Limits {
@@ -117,10 +145,13 @@ impl Default for Limits {
             max_ids: 1024,
             max_payload_response: 64 << 20,
             max_concurrent: 4,
+            admission_wait: Duration::from_secs(2),
+            max_body_bytes_in_flight: 2 << 30,
             max_connections: 256,
             max_connections_per_address: 64,
             header_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
+            min_write_rate: 64 << 10,
             body_timeout: Duration::from_secs(30),
             min_body_rate: 1 << 20,
             shutdown_deadline: Duration::from_secs(10),
@@ -129,11 +160,14 @@ impl Default for Limits {
     }
 }
 
-/// Default quota of a collection: 256 MiB of evaluation keys, a million images, 64 GiB.
+/// Default quota of a collection: 256 MiB of evaluation keys, a million images, 64 GiB,
+/// 256 segments (an honest client's tiered merging keeps `O(4·log_4 n)`: a few dozen at a
+/// million images).
 pub const DEFAULT_QUOTA: Quota = Quota {
     key_bytes: 256 << 20,
     images: 1 << 20,
     stored_bytes: 64 << 30,
+    segments: 256,
 };
 
 /// Server settings.

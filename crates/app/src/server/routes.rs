@@ -1,15 +1,19 @@
 //! The routes. Policy (authorization, sensitive headers, request logs) is applied as layers,
-//! so a route cannot skip it; every handler but `health` and `info` then takes an admission
-//! permit (503 when none is free: the writer lock, the CPU and bodies are shared by all
-//! collections), reads its body under a limit and a deadline, and does its blocking work off
-//! the async workers.
+//! so a route cannot skip it. Every handler but `health` and `info` is then admitted in
+//! three steps ([`heavy`]), each waited for up to `admission_wait` (then 503): one of its
+//! collection's places (`max_concurrent − 1` requests in flight per collection, so one is
+//! always left to the others), its body's declared length reserved in the server's budget
+//! of bodies in flight, and, once the body has arrived under its limit and deadline, a place
+//! among `max_concurrent` for the work; the work runs off the async workers. A slow or large
+//! upload therefore holds its own collection's places, never the places other collections'
+//! searches need.
 //!
 //! | route | auth | body limit |
 //! |-------|------|-----------|
 //! | `GET /health` | none | — |
 //! | `POST /v1/collections` | admin | key quota + 1 MiB |
 //! | `GET /v1/collections/{name}` | token | — |
-//! | `GET /v1/collections/{name}/images` | token | — |
+//! | `GET /v1/collections/{name}/images?after=ID&limit=N` | token | — (a page of ≤ 4096) |
 //! | `POST /v1/collections/{name}/segments` | token | `max_segment_body` |
 //! | `POST /v1/collections/{name}/search` | token | `max_search_body` |
 //! | `POST /v1/collections/{name}/payloads` | token | `max_ids_body` |
@@ -28,7 +32,7 @@ use crate::store::{CollectionRecord, NewCollection, SealedData};
 use crate::wire::{self, AppendSegment, CompactSegment, CreateCollection};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Extension, State};
+use axum::extract::{DefaultBodyLimit, Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
@@ -39,12 +43,12 @@ use blindsight_he::{
 use blindsight_search::VectorKind;
 use blindsight_search::engine::{PreparedSegment, score};
 use blindsight_search::he_backend::{HeEvaluator, segment_layout};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 /// The application: every route with its policy layers.
@@ -73,7 +77,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                .on_response(DefaultOnResponse::new().level(Level::INFO))
+                // a 503 (busy) or 507 (quota) is no fault of the server's: warnings; a real
+                // fault is logged at ERROR with its request id (`errors.rs`)
+                .on_failure(DefaultOnFailure::new().level(Level::WARN)),
         )
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
@@ -85,29 +92,81 @@ fn binary(bytes: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
 }
 
-/// A permit for heavy work, or 503.
-fn admit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
-    state
-        .heavy
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::busy(state.options.limits.retry_after_s))
+/// A place for heavy work among `max_concurrent`, waiting up to `admission_wait`; 503
+/// after that.
+async fn admit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
+    let limits = &state.options.limits;
+    match tokio::time::timeout(limits.admission_wait, state.heavy.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(ApiError::busy(limits.retry_after_s)),
+    }
 }
 
-/// A heavy request: takes an admission permit (503 if none is free), reads the body under
-/// `limit` and the body deadline, then runs `work` off the async workers with the permit
-/// held.
+/// One of the collection's places for requests in flight (bodies and work), waiting up to
+/// `admission_wait`, then 503: a collection's requests queue behind its own, and always
+/// leave a place of `max_concurrent` to the others.
+async fn admit_collection(
+    state: &AppState,
+    collection: Option<i64>,
+) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
+    let Some(id) = collection else {
+        return Ok(None);
+    };
+    let wait = state.options.limits.admission_wait;
+    match state.per_collection.acquire(id, wait).await? {
+        Some(permit) => Ok(Some(permit)),
+        None => Err(ApiError::busy_with(
+            state.options.limits.retry_after_s,
+            format!(
+                "this collection already has {} requests in flight; retry when one finishes",
+                state.options.limits.max_per_collection()
+            ),
+        )),
+    }
+}
+
+/// Reserves the body's declared length (or `limit` without one) in the server's budget of
+/// bodies in flight, waiting up to `admission_wait`, then 503. A collection has at most
+/// `max_per_collection` requests in flight, so it never reserves more than that many bodies
+/// of its routes' limits.
+async fn reserve_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<OwnedSemaphorePermit, ApiError> {
+    let declared = body::declared_length(headers).map_or(limit, |d| d.min(limit as u64) as usize);
+    let kib = u32::try_from(declared.div_ceil(1 << 10).max(1)).unwrap_or(u32::MAX);
+    let limits = &state.options.limits;
+    match tokio::time::timeout(
+        limits.admission_wait,
+        state.bodies.clone().acquire_many_owned(kib),
+    )
+    .await
+    {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(ApiError::busy(limits.retry_after_s)),
+    }
+}
+
+/// A heavy request of `collection` (none for the admin's): takes one of the collection's
+/// places, reserves its body in the server's budget, reads the body
+/// under `limit` and the body deadline, then waits for a place among `max_concurrent` and
+/// runs `work` off the async workers. A body trickling in holds only its collection's place
+/// and its reservation, never a place of the work that other collections wait for.
 async fn heavy<T: Send + 'static>(
     state: Arc<AppState>,
+    collection: Option<i64>,
     headers: &HeaderMap,
     body: Body,
     limit: usize,
     work: impl FnOnce(&AppState, Bytes) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let permit = admit(&state)?;
+    let own = admit_collection(&state, collection).await?;
+    let reserved = reserve_body(&state, headers, limit).await?;
     let body = body::read(body, headers, limit, &state.options.limits).await?;
+    let permit = admit(&state).await?;
     blocking(move || {
-        let _permit = permit;
+        let _held = (own, reserved, permit);
         work(&state, body)
     })
     .await
@@ -145,7 +204,7 @@ async fn create(
     let limit = usize::try_from(state.options.quota.key_bytes)
         .unwrap_or(usize::MAX)
         .saturating_add(1 << 20);
-    heavy(state, &headers, body, limit, move |state, body| {
+    heavy(state, None, &headers, body, limit, move |state, body| {
         let msg = CreateCollection::decode(&body)?;
         if !valid_name(&msg.name) {
             return Err(AppError::Malformed(
@@ -243,17 +302,36 @@ async fn info(
     .await
 }
 
+/// One page of the collection's images: `?after=ID` (the previous page's `next`) and
+/// `?limit=N` (at most [`wire::MAX_PAGE_IMAGES`], the default).
 async fn images(
     State(state): State<Arc<AppState>>,
     Extension(Authorized(record)): Extension<Authorized>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let permit = admit(&state)?;
+    let number = |key: &str| -> Result<Option<i64>, ApiError> {
+        query
+            .get(key)
+            .map(|v| {
+                v.parse::<i64>().map_err(|_| {
+                    AppError::Malformed(format!("`{key}` must be an integer, not {v:?}")).into()
+                })
+            })
+            .transpose()
+    };
+    let after = number("after")?;
+    let limit = number("limit")?
+        .map_or(wire::MAX_PAGE_IMAGES, |l| usize::try_from(l).unwrap_or(0))
+        .clamp(1, wire::MAX_PAGE_IMAGES);
+    let own = admit_collection(&state, Some(record.id)).await?;
+    let permit = admit(&state).await?;
     blocking(move || {
-        let _permit = permit;
-        let (version, images) = state.reader()?.image_list(record.id)?;
-        Ok(binary(wire::encode_image_list(&wire::ImageList {
+        let _held = (own, permit);
+        let (version, images, next) = state.reader()?.image_page(record.id, after, limit)?;
+        Ok(binary(wire::encode_image_page(&wire::ImagePage {
             version,
             images,
+            next,
         })))
     })
     .await
@@ -266,7 +344,7 @@ async fn append(
     body: Body,
 ) -> Result<Response, ApiError> {
     let limit = state.options.limits.max_segment_body;
-    heavy(state, &headers, body, limit, move |state, body| {
+    heavy(state, Some(record.id), &headers, body, limit, move |state, body| {
         let started = Instant::now();
         let ctx = state.context(&record.params)?;
         let msg = AppendSegment::decode(&body)?;
@@ -299,7 +377,7 @@ async fn compact(
     body: Body,
 ) -> Result<Response, ApiError> {
     let limit = state.options.limits.max_segment_body;
-    heavy(state, &headers, body, limit, move |state, body| {
+    heavy(state, Some(record.id), &headers, body, limit, move |state, body| {
         let ctx = state.context(&record.params)?;
         let msg = CompactSegment::decode(&body)?;
         drop(body);
@@ -340,7 +418,7 @@ async fn search(
     body: Body,
 ) -> Result<Response, ApiError> {
     let limit = state.options.limits.max_search_body;
-    heavy(state, &headers, body, limit, move |state, body| {
+    heavy(state, Some(record.id), &headers, body, limit, move |state, body| {
         let started = Instant::now();
         let query = wire::decode_search(&body)?;
         let gallery = state.gallery.load(state, &record)?;
@@ -406,6 +484,7 @@ async fn search(
 /// A heavy request whose body is a list of image ids (bounded by the id limits).
 async fn with_ids(
     state: Arc<AppState>,
+    collection: i64,
     headers: &HeaderMap,
     body: Body,
     work: impl FnOnce(&AppState, &[i64]) -> Result<Response, ApiError> + Send + 'static,
@@ -414,9 +493,14 @@ async fn with_ids(
         state.options.limits.max_ids_body,
         state.options.limits.max_ids,
     );
-    heavy(state, headers, body, body_limit, move |state, body| {
-        work(state, &request_ids(&body, max_ids)?)
-    })
+    heavy(
+        state,
+        Some(collection),
+        headers,
+        body,
+        body_limit,
+        move |state, body| work(state, &request_ids(&body, max_ids)?),
+    )
     .await
 }
 
@@ -461,7 +545,7 @@ async fn sealed(
     body: Body,
 ) -> Result<Response, ApiError> {
     let max_response = state.options.limits.max_payload_response;
-    with_ids(state, headers, body, move |state, ids| {
+    with_ids(state, record.id, headers, body, move |state, ids| {
         let batch = state.reader()?.sealed(record.id, what, ids, max_response)?;
         Ok(binary(wire::encode_payloads(&batch)))
     })
@@ -474,7 +558,7 @@ async fn delete(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    with_ids(state, &headers, body, move |state, ids| {
+    with_ids(state, record.id, &headers, body, move |state, ids| {
         let n = state.writer()?.delete_images(record.id, ids)?;
         tracing::info!(collection = %record.name, deleted = n, "images deleted");
         Ok(json(StatusCode::OK, serde_json::json!({ "deleted": n })))

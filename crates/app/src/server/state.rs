@@ -12,7 +12,7 @@ use blindsight_he::{Context, Parameters};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The shared state of a server.
 pub struct AppState {
@@ -22,8 +22,14 @@ pub struct AppState {
     pub auth: AuthTable,
     /// Loaded collections.
     pub gallery: GalleryCache,
-    /// Admission of heavy requests (search, ingest, compaction, payloads).
+    /// Admission of heavy work (search, ingest, compaction, payloads), taken once a
+    /// request's body has arrived.
     pub heavy: Arc<Semaphore>,
+    /// Bodies in flight, in KiB reserved by their declared length.
+    pub bodies: Arc<Semaphore>,
+    /// Requests of each collection in flight (body and work): one collection's slow or
+    /// large requests wait on its own permits, never on another's.
+    pub per_collection: CollectionPermits,
     /// The database's identity.
     pub store_id: String,
     /// The segment directory (uploaded segments are staged here before their transaction).
@@ -62,6 +68,41 @@ impl CollectionLocks {
     }
 }
 
+/// A semaphore per collection, made on first use, each with the same number of permits.
+pub struct CollectionPermits {
+    permits: usize,
+    semaphores: Mutex<HashMap<i64, Arc<Semaphore>>>,
+}
+
+impl CollectionPermits {
+    /// Permits of `permits` each.
+    pub fn new(permits: usize) -> Self {
+        Self {
+            permits: permits.max(1),
+            semaphores: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A permit of `collection`, waiting up to `wait` for one; `None` if none came.
+    pub async fn acquire(
+        &self,
+        collection: i64,
+        wait: std::time::Duration,
+    ) -> std::result::Result<Option<OwnedSemaphorePermit>, ApiError> {
+        let semaphore = self
+            .semaphores
+            .lock()
+            .map_err(|_| ApiError::internal("a collection permit table is poisoned"))?
+            .entry(collection)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.permits)))
+            .clone();
+        Ok(tokio::time::timeout(wait, semaphore.acquire_owned())
+            .await
+            .ok()
+            .and_then(std::result::Result::ok))
+    }
+}
+
 impl AppState {
     /// Opens the store (migrating it, and writing the segment files of segments stored
     /// before them) and loads the token table.
@@ -73,6 +114,8 @@ impl AppState {
             files: SegmentFiles::beside(&options.db)?,
             gallery: GalleryCache::new(options.memory_budget),
             heavy: Arc::new(Semaphore::new(options.limits.max_concurrent.max(1))),
+            bodies: Arc::new(Semaphore::new(options.limits.body_budget_kib())),
+            per_collection: CollectionPermits::new(options.limits.max_per_collection()),
             auth,
             store_id,
             db: options.db.clone(),

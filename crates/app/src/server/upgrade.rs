@@ -50,14 +50,22 @@ pub fn give_segments_files(state: &AppState) -> Result<usize> {
         let channels = record.vectors.channels();
         let blobs = store.segment_ciphertexts(*segment, channels)?;
         let ev = Evaluator::new(&ctx);
-        let file = write_segment(store.files(), &ev, &layout, channels, |c, k| {
-            let bytes = blobs.get(c).and_then(|ch| ch.get(k)).ok_or_else(|| {
-                AppError::Malformed(format!(
-                    "segment {segment} lacks ciphertext {k} of channel {c}"
-                ))
-            })?;
-            Ok(Ciphertext::from_bytes(&ctx, bytes)?)
-        })?;
+        // stored before segment files, already counted: converted whatever its size
+        let file = write_segment(
+            store.files(),
+            &ev,
+            &layout,
+            channels,
+            |c, k| {
+                let bytes = blobs.get(c).and_then(|ch| ch.get(k)).ok_or_else(|| {
+                    AppError::Malformed(format!(
+                        "segment {segment} lacks ciphertext {k} of channel {c}"
+                    ))
+                })?;
+                Ok(Ciphertext::from_bytes(&ctx, bytes)?)
+            },
+            |_| Ok(()),
+        )?;
         store.adopt_segment_file(*segment, file)?;
         tracing::info!(segment, collection = %record.name, "segment file written for a segment stored before them");
     }

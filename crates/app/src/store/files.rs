@@ -88,11 +88,60 @@ fn io_error(path: &Path, e: std::io::Error) -> AppError {
     AppError::io(path, e)
 }
 
+/// Creates `dir` (and its parents) if missing; the folder itself gets mode 0700, an
+/// existing one with group or other bits is narrowed to it (the server's files are its
+/// own).
+fn private_dir(dir: &Path) -> Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|e| io_error(dir, e))?;
+    owner_only(dir, 0o700)
+}
+
+/// Narrows `path`'s mode to `mode` when it has group or other bits.
+pub(crate) fn owner_only(path: &Path, mode: u32) -> Result<()> {
+    let meta = fs::metadata(path).map_err(|e| io_error(path, e))?;
+    if crate::keystore::mode_of(&meta) & 0o077 != 0 {
+        crate::keystore::set_mode(path, mode)?;
+    }
+    Ok(())
+}
+
+/// Creates the database file `db` with mode 0600 if it does not exist, and narrows an
+/// existing one (and its `-wal` and `-shm` files, which SQLite creates with the
+/// database's mode) to 0600.
+pub(crate) fn private_database(db: &Path) -> Result<()> {
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(db).map_err(|e| io_error(db, e))?;
+    owner_only(db, 0o600)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let path = PathBuf::from(name);
+        if path.exists() {
+            owner_only(&path, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
 impl SegmentFiles {
     /// The segment directory of the database at `db` (`<db>-segments`), created if missing.
     pub fn beside(db: &Path) -> Result<Self> {
         let files = Self::of_reader(db);
-        fs::create_dir_all(files.dir.join("tmp")).map_err(|e| io_error(&files.dir, e))?;
+        private_dir(&files.dir)?;
+        private_dir(&files.dir.join("tmp"))?;
         Ok(files)
     }
 
@@ -134,11 +183,14 @@ impl SegmentFiles {
     pub fn stage(&self) -> Result<StagingWriter> {
         let name = crate::random::hex(&crate::random::bytes::<12>()?);
         let path = self.dir.join("tmp").join(format!("{name}.part"));
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| io_error(&path, e))?;
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let file = opts.open(&path).map_err(|e| io_error(&path, e))?;
         Ok(StagingWriter {
             out: BufWriter::with_capacity(1 << 20, file),
             staged: StagedFile {

@@ -142,18 +142,21 @@ impl<'a> Reader<'a> {
 
 /// Writes the segment file of `layout` with `channels` channels whose ciphertext `k` of
 /// channel `c` is `ciphertext(c, k)` (converted to gallery operands in parallel, a chunk at a
-/// time), staged and synced in `files`.
+/// time), staged and synced in `files`. `admit` sees the file's size once the first operand
+/// gives it, before any byte is written, and may refuse it (quota, expansion).
 pub fn write_segment(
     files: &SegmentFiles,
     ev: &Evaluator,
     layout: &Layout,
     channels: usize,
     ciphertext: impl Fn(usize, usize) -> Result<Ciphertext> + Sync,
+    admit: impl FnOnce(u64) -> Result<()>,
 ) -> Result<StagedFile> {
     let ctx = ev.context();
     let per_channel = layout.ciphertexts_per_channel();
     let mut out = files.stage()?;
     let mut header: Option<Header> = None;
+    let mut admit = Some(admit);
     for c in 0..channels {
         for start in (0..per_channel).step_by(WRITE_CHUNK) {
             let end = (start + WRITE_CHUNK).min(per_channel);
@@ -178,6 +181,15 @@ pub fn write_segment(
                             operand_bytes: bytes.len() as u64,
                             spec,
                         };
+                        // the file's whole size is known from its first operand: admitted
+                        // (quota, expansion) before its first byte is written
+                        let total = (bytes.len() as u64)
+                            .saturating_mul(per_channel as u64)
+                            .saturating_mul(channels as u64)
+                            .saturating_add(HEADER_BYTES as u64);
+                        if let Some(admit) = admit.take() {
+                            admit(total)?;
+                        }
                         out.write(&h.encode())?;
                         header.insert(h)
                     }

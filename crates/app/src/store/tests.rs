@@ -394,6 +394,7 @@ fn quotas_refuse_the_write_that_passes_them() {
         key_bytes: 10,
         images: 4,
         stored_bytes: 1000,
+        segments: 100,
     };
     assert!(matches!(
         s.create_collection(
@@ -822,4 +823,99 @@ fn several_segments_merge_into_one() {
         assert!(!s.segment_path(old).exists(), "segment {old}'s file");
     }
     assert!(s.segment_path(foreign).exists());
+}
+
+/// The counters as counted from the rows (what `usage` read before counters were stored).
+fn counted(s: &Store, c: i64) -> (u64, u64, u64) {
+    s.conn
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM images WHERE collection_id = ?1),
+                    (SELECT COUNT(*) FROM images WHERE collection_id = ?1 AND deleted_at IS NULL),
+                    (SELECT COUNT(*) FROM segments WHERE collection_id = ?1)",
+            [c],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+}
+
+#[test]
+fn stored_counters_follow_every_write() {
+    let mut s = Store::in_memory().unwrap();
+    let c = collection(&mut s, "a");
+    let other = collection(&mut s, "b");
+    let check = |s: &Store, c: i64| {
+        let u = s.usage(c).unwrap();
+        assert_eq!((u.images, u.live, u.segments), counted(s, c));
+    };
+    let first = append(&mut s, c, 1, 4).unwrap();
+    let second = append(&mut s, c, 10, 3).unwrap();
+    append(&mut s, other, 100, 2).unwrap();
+    check(&s, c);
+    assert_eq!(s.delete_images(c, &[1, 2, 11, 999]).unwrap(), 3);
+    check(&s, c);
+    // a deletion of nothing changes nothing
+    assert_eq!(s.delete_images(c, &[1]).unwrap(), 0);
+    check(&s, c);
+    // two segments merged into one: the deleted images go, the live ones move
+    let live = [(first, vec![3, 4]), (second, vec![10, 12])];
+    let places = placed(&[3, 4, 10, 12]);
+    s.replace_segments(
+        c,
+        &live,
+        Some(rebuilt(&s, b"layout", b"x", &places)),
+        None,
+        &Q,
+    )
+    .unwrap();
+    check(&s, c);
+    let u = s.usage(c).unwrap();
+    assert_eq!((u.images, u.live, u.segments), (4, 4, 1));
+    check(&s, other);
+    // a migration fills the counters of an older database from its rows
+    s.conn
+        .execute_batch(
+            "ALTER TABLE collections DROP COLUMN image_count;
+             ALTER TABLE collections DROP COLUMN live_count;
+             ALTER TABLE collections DROP COLUMN segment_count;",
+        )
+        .unwrap();
+    s.conn.pragma_update(None, "user_version", 6).unwrap();
+    s.migrate().unwrap();
+    check(&s, c);
+    check(&s, other);
+}
+
+#[cfg(unix)]
+#[test]
+fn the_database_its_segment_folder_and_files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    {
+        let mut s = Store::open(&path).unwrap();
+        let c = collection(&mut s, "a");
+        append(&mut s, c, 1, 2).unwrap();
+        assert_eq!(mode(s.files().dir()), 0o700);
+        assert_eq!(mode(&s.files().dir().join("tmp")), 0o700);
+        let seg = std::fs::read_dir(s.files().dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "seg"))
+            .unwrap();
+        assert_eq!(mode(&seg), 0o600);
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let p = dir.path().join(format!("store.db{suffix}"));
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+    }
+    // an existing store made readable by others is narrowed again when opened
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let segments = dir.path().join("store.db-segments");
+    std::fs::set_permissions(&segments, std::fs::Permissions::from_mode(0o755)).unwrap();
+    drop(Store::open(&path).unwrap());
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&segments), 0o700);
 }
