@@ -248,16 +248,22 @@ impl Quota {
                 usage.stored_bytes.saturating_add(bytes),
             ),
         ];
-        for (what, limit, actual) in checks {
-            if actual > limit {
-                return Err(AppError::QuotaExceeded {
-                    what,
-                    limit,
-                    actual,
-                });
-            }
-        }
-        Ok(())
+        first_exceeded(checks)
+    }
+}
+
+/// The first of `(what, limit, actual)` whose actual value passes its limit, as the error.
+fn first_exceeded(checks: impl IntoIterator<Item = (&'static str, u64, u64)>) -> Result<()> {
+    match checks
+        .into_iter()
+        .find(|&(_, limit, actual)| actual > limit)
+    {
+        Some((what, limit, actual)) => Err(AppError::QuotaExceeded {
+            what,
+            limit,
+            actual,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -1295,16 +1301,7 @@ fn check_quota(tx: &Transaction<'_>, collection: i64, quota: &Quota) -> Result<(
         ("stored images", quota.images, u.images),
         ("stored bytes", quota.stored_bytes, u.stored_bytes),
     ];
-    for (what, limit, actual) in checks {
-        if actual > limit {
-            return Err(AppError::QuotaExceeded {
-                what,
-                limit,
-                actual,
-            });
-        }
-    }
-    Ok(())
+    first_exceeded(checks)
 }
 
 fn insert_segment(tx: &Transaction<'_>, collection: i64, batch: &SegmentBatch<'_>) -> Result<i64> {
