@@ -233,3 +233,12 @@ impl AppError {
         }
     }
 }
+
+impl From<blindsight_proto::ProtoError> for AppError {
+    fn from(e: blindsight_proto::ProtoError) -> Self {
+        match e {
+            blindsight_proto::ProtoError::Malformed(reason) => AppError::Malformed(reason),
+            other => AppError::Malformed(other.to_string()),
+        }
+    }
+}

@@ -13,7 +13,8 @@
 //!   0700 folder, optionally sealed under a passphrase), [`seal`] (payloads sealed with
 //!   XChaCha20-Poly1305), [`remote`] (the HTTP client: capped answers, bounded retries),
 //!   [`names`] (names made safe for a terminal or a file name).
-//! - Between them: [`wire`], the framed binary bodies of the HTTP API, and
+//! - Between them: [`wire`] (the `blindsight-proto` crate), the framed binary bodies of the
+//!   HTTP API, and
 //!   [`channel_ciphertexts`], the ciphertext envelopes they carry.
 //! - The command line: [`commands`] (the CLI commands on top of the client and the server),
 //!   [`demo`], [`eval`] (search quality on edited copies), [`report_page`] (results as one
@@ -48,6 +49,10 @@ pub mod server;
 pub mod source_vector;
 pub mod store;
 pub mod synthetic;
-pub mod wire;
 
+/// The wire protocol ([`blindsight_proto`]): framed messages, their versions and decoders.
+pub use blindsight_proto as wire;
 pub use errors::{AppError, Result};
+
+// the protocol's channel bound is the engine's
+const _: () = assert!(wire::MAX_CHANNELS == blindsight_search::rank::MAX_CHANNELS);

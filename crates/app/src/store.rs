@@ -22,6 +22,7 @@
 //!   store is next opened.
 
 use crate::errors::{AppError, Result};
+pub use blindsight_proto::{ImageEntry, ImageRecord, PayloadBatch};
 use blindsight_search::VectorKind;
 use blindsight_search::rank::MAX_CHANNELS;
 use files::{SegmentFiles, StagedFile};
@@ -319,30 +320,6 @@ impl SegmentBatch<'_> {
     }
 }
 
-/// One image of an ingest batch, as the server receives it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ImageRecord {
-    /// Opaque id chosen by the client (random 63 bits), unique in its collection.
-    pub id: i64,
-    /// Position in its segment.
-    pub position: usize,
-    /// Keyed content tag (for duplicate detection; opaque to the server).
-    pub tag: Vec<u8>,
-    /// Sealed metadata (name, norms).
-    pub meta: Vec<u8>,
-    /// Sealed original file.
-    pub payload: Vec<u8>,
-    /// Sealed source vector (what the image's vectors are encoded from), empty if none.
-    pub source: Vec<u8>,
-}
-
-impl ImageRecord {
-    /// Bytes the image's rows add to its collection's stored bytes.
-    pub fn stored_bytes(&self) -> usize {
-        self.tag.len() + self.meta.len() + self.payload.len() + self.source.len()
-    }
-}
-
 /// A segment rebuilt from the live images of the segments it replaces (compaction and
 /// merging, re-encrypted by the client): the images keep their rows (tag, metadata, payload,
 /// source) and move into it.
@@ -374,23 +351,6 @@ impl SealedData {
     }
 }
 
-/// An image listed without its payload.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ImageEntry {
-    /// Opaque id.
-    pub id: i64,
-    /// Segment row id.
-    pub segment_id: i64,
-    /// Position in the segment.
-    pub position: usize,
-    /// Keyed content tag.
-    pub tag: Vec<u8>,
-    /// Sealed metadata.
-    pub meta: Vec<u8>,
-    /// Whether the image was deleted.
-    pub deleted: bool,
-}
-
 /// A segment as a search sees it: its layout and its live images.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentView {
@@ -411,17 +371,6 @@ pub struct Snapshot {
     pub keys_version: i64,
     /// Its segments, by id.
     pub segments: Vec<SegmentView>,
-}
-
-/// What a payload request found: sealed payloads in request order, and the ids that are
-/// not live images of the collection. Ids in neither list were left for a later request
-/// (the response reached its byte cap).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PayloadBatch {
-    /// (id, sealed payload).
-    pub found: Vec<(i64, Vec<u8>)>,
-    /// Ids that are not live images of the collection.
-    pub missing: Vec<i64>,
 }
 
 /// The SQLite store and its segment files.

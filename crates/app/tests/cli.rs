@@ -794,3 +794,75 @@ fn search_report_page_and_bench_plot() {
         "not a JSON benchmark report",
     );
 }
+
+/// Copies `from` into `to`, folders included.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A store and keystore written by the release of `c498bb5` (schema 6, wire 6; fixture in
+/// `tests/fixtures/c498bb5`): the current build opens them (migrating the store, narrowing
+/// its files to the owner), searches them (the deleted image absent), compacts them and
+/// searches again.
+#[cfg(unix)]
+#[test]
+fn a_store_and_keystore_of_c498bb5_open_search_and_compact() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("old");
+    copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/c498bb5"),
+        &dir,
+    );
+    // a checkout does not keep file modes
+    set_mode(&dir, 0o700);
+    set_mode(&dir.join("keystore"), 0o600);
+    set_mode(&dir.join("keystore.tokens"), 0o600);
+    let (ks, db) = (dir.join("keystore"), dir.join("gallery.db"));
+    let (ks, db) = (ks.to_str().unwrap(), db.to_str().unwrap());
+    let with = |args: &[&str]| -> Vec<String> {
+        let mut all = args.to_vec();
+        all.extend(["--keystore", ks, "--db", db, "--collection", "old"]);
+        all.iter().map(|s| s.to_string()).collect()
+    };
+    let run_ok = |args: &[&str]| {
+        let args = with(args);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        ok(home.path(), &refs)
+    };
+    let info = run_ok(&["info"]);
+    assert!(info.contains("segments: 2"), "{info}");
+    let query = dir.join("1f1eb-1f1f0.png");
+    let found = run_ok(&["search", query.to_str().unwrap(), "--top", "8"]);
+    let first = found
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap_or("");
+    assert!(first.contains("1f1eb-1f1f0.png"), "{found}");
+    assert!(
+        !found.contains("1f1eb-1f1f7.png"),
+        "the deleted image: {found}"
+    );
+    assert_eq!(found.matches(".png").count(), 7, "{found}");
+    // the store was migrated and its files narrowed to the owner
+    assert_eq!(mode(&dir.join("gallery.db")), 0o600);
+    assert_eq!(mode(&dir.join("gallery.db-segments")), 0o700);
+    run_ok(&["compact"]);
+    let info = run_ok(&["info"]);
+    assert!(info.contains("segments: 1"), "{info}");
+    let query = dir.join("1f1eb.png");
+    let found = run_ok(&["search", query.to_str().unwrap(), "--top", "3"]);
+    let first = found
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap_or("");
+    assert!(first.contains("1f1eb.png"), "{found}");
+}

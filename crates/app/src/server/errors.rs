@@ -108,6 +108,12 @@ fn is_server_fault(e: &blindsight_he::HeError) -> bool {
     matches!(e, blindsight_he::HeError::Randomness { .. })
 }
 
+impl From<blindsight_proto::ProtoError> for ApiError {
+    fn from(e: blindsight_proto::ProtoError) -> Self {
+        AppError::from(e).into()
+    }
+}
+
 impl From<blindsight_he::HeError> for ApiError {
     fn from(e: blindsight_he::HeError) -> Self {
         AppError::from(e).into()

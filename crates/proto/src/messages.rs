@@ -1,4 +1,4 @@
-//! The wire format of the HTTP API: every binary request and response body is one frame.
+//! The messages of the HTTP API: every binary request and response body is one frame.
 //!
 //! ```text
 //! "BLSW" | version u16 | kind u8 | payload: u64 integers and length-prefixed byte
@@ -12,9 +12,11 @@
 //! again when they are used. Readers bound every count and length by the bytes actually
 //! present, so a malformed body is an error, never a panic or a huge allocation.
 
-use crate::errors::{AppError, Result};
-use crate::store::{ImageEntry, ImageRecord, PayloadBatch};
-use blindsight_search::rank::MAX_CHANNELS;
+use crate::errors::{ProtoError, Result};
+use crate::types::{ImageEntry, ImageRecord, PayloadBatch};
+
+/// Most channels a message carries per image (pixels: three; an embedding or vectors: one).
+pub const MAX_CHANNELS: usize = 3;
 
 const MAGIC: [u8; 4] = *b"BLSW";
 
@@ -114,8 +116,8 @@ pub struct FrameReader<'a> {
     pos: usize,
 }
 
-fn malformed(reason: impl Into<String>) -> AppError {
-    AppError::Malformed(reason.into())
+fn malformed(reason: impl Into<String>) -> ProtoError {
+    ProtoError::Malformed(reason.into())
 }
 
 impl<'a> FrameReader<'a> {
@@ -130,7 +132,10 @@ impl<'a> FrameReader<'a> {
         }
         let version = u16::from_le_bytes([bytes[4], bytes[5]]);
         if version != VERSION {
-            return Err(malformed(format!("unsupported message version {version}")));
+            return Err(ProtoError::Version {
+                expected: VERSION,
+                actual: version,
+            });
         }
         if bytes[6] != kind as u8 {
             return Err(malformed(format!(
