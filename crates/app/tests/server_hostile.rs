@@ -1150,3 +1150,52 @@ fn an_ingest_past_the_stored_bytes_quota_is_refused_before_its_file() {
         .count();
     assert_eq!(staged, 0, "a staged file was left");
 }
+
+/// Large uploads that fill the server's budget of bodies in flight make other large uploads
+/// wait (then 503), never a search: small bodies reserve nothing.
+#[test]
+fn a_full_body_budget_delays_uploads_but_never_a_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        Limits {
+            max_body_bytes_in_flight: 32 << 20,
+            ..Limits::default()
+        },
+        dir.path(),
+    );
+    let remote = Remote::new(server.url()).unwrap();
+    let (_, hostile_token) = pixel_client(&server, &remote, "hostile");
+    let (_, victim_token) = pixel_client(&server, &remote, "victim");
+    let upload = |collection: &str, token: &str, declared: usize| {
+        format!(
+            "POST /v1/collections/{collection}/segments HTTP/1.1\r\nHost: x\r\nAuthorization: \
+             Bearer {token}\r\nContent-Length: {declared}\r\n\r\n"
+        )
+    };
+    // 30 of the 32 MiB, trickling
+    let mut slow = TcpStream::connect(addr(&server)).unwrap();
+    slow.write_all(upload("hostile", &hostile_token, 30 << 20).as_bytes())
+        .unwrap();
+    slow.write_all(&[0u8; 1024]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // another large upload waits for the budget, then gets 503
+    let (status, took) = raw_status(
+        &server,
+        &upload("victim", &victim_token, 20 << 20),
+        &[],
+        Duration::from_secs(6),
+    );
+    assert!(status.contains(" 503 "), "{status}");
+    assert!(took >= Duration::from_millis(1500), "{took:?}");
+    // a search is admitted at once (its body is junk: 400 once admitted)
+    let started = Instant::now();
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/v1/collections/victim/search", server.url()))
+        .bearer_auth(&victim_token)
+        .body(vec![1u8; 100])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    drop(slow);
+}

@@ -96,8 +96,8 @@ pub struct Limits {
     /// Longest a request waits for each of its places (its collection's, its body's, its
     /// work's) before it is answered 503.
     pub admission_wait: Duration,
-    /// Request bodies in flight at once, by their declared length (bytes; a body without
-    /// one counts as its route's limit). More wait, then get 503.
+    /// Request bodies larger than a search's in flight at once, by their declared length
+    /// (bytes; a body without one counts as its route's limit). More wait, then get 503.
     pub max_body_bytes_in_flight: usize,
     /// Open connections at once; a newcomer beyond makes the longest-idle connection of
     /// the network holding the most close, or waits up to `header_timeout`.

@@ -125,25 +125,30 @@ async fn admit_collection(
     }
 }
 
-/// Reserves the body's declared length (or `limit` without one) in the server's budget of
-/// bodies in flight, waiting up to `admission_wait`, then 503. A collection has at most
+/// Reserves a large body's declared length (or `limit` without one) in the server's budget
+/// of bodies in flight, waiting up to `admission_wait`, then 503. A collection has at most
 /// `max_per_collection` requests in flight, so it never reserves more than that many bodies
-/// of its routes' limits.
+/// of its routes' limits. Bodies no larger than a search's (`max_search_body`) reserve
+/// nothing: however many large uploads fill the budget, a search is never refused for it
+/// (their memory is bounded by the places of the collections, each `max_search_body`).
 async fn reserve_body(
     state: &AppState,
     headers: &HeaderMap,
     limit: usize,
-) -> Result<OwnedSemaphorePermit, ApiError> {
-    let declared = body::declared_length(headers).map_or(limit, |d| d.min(limit as u64) as usize);
-    let kib = u32::try_from(declared.div_ceil(1 << 10).max(1)).unwrap_or(u32::MAX);
+) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
     let limits = &state.options.limits;
+    let declared = body::declared_length(headers).map_or(limit, |d| d.min(limit as u64) as usize);
+    if declared <= limits.max_search_body {
+        return Ok(None);
+    }
+    let kib = u32::try_from(declared.div_ceil(1 << 10).max(1)).unwrap_or(u32::MAX);
     match tokio::time::timeout(
         limits.admission_wait,
         state.bodies.clone().acquire_many_owned(kib),
     )
     .await
     {
-        Ok(Ok(permit)) => Ok(permit),
+        Ok(Ok(permit)) => Ok(Some(permit)),
         _ => Err(ApiError::busy(limits.retry_after_s)),
     }
 }
