@@ -6,8 +6,8 @@ use crate::channel_ciphertexts;
 use crate::client::{fresh_ciphertext_bytes, merged_segment_cap};
 use crate::errors::{AppError, Result};
 use crate::server::ServerOptions;
+use crate::server::engine;
 use crate::server::gallery::Gallery;
-use crate::server::ingest;
 use crate::server::state::AppState;
 use crate::store::{ImageRecord, NewCollection, Quota};
 use crate::synthetic::SyntheticVectors;
@@ -18,15 +18,14 @@ use blindsight_search::VectorKind;
 use blindsight_search::backend::SlotCipher;
 use blindsight_search::client::{decrypt_response, encrypt_query, encrypt_segment_with};
 use blindsight_search::encoding::VectorEncoding;
-use blindsight_search::engine::{PreparedSegment, score};
 use blindsight_search::he_backend::{
-    BfvCipher, CkksCipher, HeEvaluator, evaluation_keys, response_secret, segment_layout,
+    BfvCipher, CkksCipher, evaluation_keys, response_secret, segment_layout,
 };
 use blindsight_search::rank::{
     ChannelDots, EncodedImage, ImageNorms, Similarity, channel_values, reference_dots,
     similarities_from_norms,
 };
-use blindsight_search::response::Response;
+use blindsight_search::response::{Placement, Response};
 use blindsight_search::vectors::ImageVector;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -473,14 +472,7 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
                 .sum::<usize>();
             encrypt_s += t.elapsed().as_secs_f64();
             let t = Instant::now();
-            let staged = ingest::stage(&state, &record, ctx, &msg)?;
-            ingest::check_keys(&state, &record, ctx, &msg)?;
-            state.writer()?.append_segment(
-                record.id,
-                staged.into_batch(&msg),
-                None,
-                &Quota::UNLIMITED,
-            )?;
+            engine::append(&state, &record, ctx, &msg)?;
             store_s += t.elapsed().as_secs_f64();
         }
         let disk_bytes = state.writer()?.files().disk_bytes()?;
@@ -544,26 +536,36 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
         let query_encrypt_s = t.elapsed().as_secs_f64();
         let query_bytes = query_blobs.iter().map(Vec::len).sum();
 
-        // Server: score.
+        // Server: score (the engine call the HTTP handler makes).
         let t = Instant::now();
-        let q = query_blobs
-            .iter()
-            .map(|b| Ciphertext::from_bytes(ctx, b))
-            .collect::<blindsight_he::Result<Vec<_>>>()?;
-        let segments: Vec<&PreparedSegment<HeEvaluator>> =
-            self.loaded.segments.iter().map(|s| &*s.prepared).collect();
-        let response = score(&*self.loaded.ev, &segments, &q)?;
-        let response_blobs = channel_ciphertexts::to_envelopes(ctx, &response.ciphertexts)?;
+        let answer = engine::respond(&self.loaded, &self.gallery.kind(), &query_blobs)?;
         let score_s = t.elapsed().as_secs_f64();
-        let response_bytes = response_blobs.iter().flatten().map(Vec::len).sum();
+        let response_bytes = answer.ciphertexts.iter().flatten().map(Vec::len).sum();
 
         // Client: decrypt and rank (segments in ingest order, images by position).
         let t = Instant::now();
         let received = Response {
-            ciphertexts: channel_ciphertexts::from_envelopes(ctx, &response_blobs)?,
-            placements: response.placements,
+            ciphertexts: channel_ciphertexts::from_envelopes(ctx, &answer.ciphertexts)?,
+            placements: answer
+                .segments
+                .iter()
+                .map(|s| {
+                    s.groups
+                        .iter()
+                        .map(|&(ciphertext, lane_offset)| Placement {
+                            ciphertext,
+                            lane_offset,
+                        })
+                        .collect()
+                })
+                .collect(),
         };
-        let layouts: Vec<Layout> = segments.iter().map(|s| s.layout).collect();
+        let layouts: Vec<Layout> = self
+            .loaded
+            .segments
+            .iter()
+            .map(|s| s.prepared.layout)
+            .collect();
         let mut dots = ChannelDots::zeros(channels, 0)?;
         for d in decrypt_response(&self.cipher, &layouts, channels, &received)? {
             dots.extend(&d)?;

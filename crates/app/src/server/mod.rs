@@ -12,6 +12,8 @@
 //!   (no database read, same work whether the collection exists or not).
 //! - [`routes`]: the handlers; bodies are read only after authorization and admission, with
 //!   a size limit and a deadline ([`body`]).
+//! - [`engine`]: the two engine calls, written once: `respond` (a search) and `append` (an
+//!   ingest), called by the handlers, the in-process pipeline and the tests.
 //! - [`gallery`]: collections loaded for search, one version at a time, under one memory
 //!   budget (LRU over prepared segments and evaluators), each loaded once at a time.
 //! - [`errors`]: error → status mapping; internal faults are a generic 500 with a request id
@@ -21,6 +23,7 @@
 pub mod auth;
 pub mod body;
 pub mod connections;
+pub mod engine;
 pub mod errors;
 pub mod gallery;
 pub mod ingest;

@@ -23,10 +23,10 @@
 
 use super::auth::{self, Authorized};
 use super::body;
+use super::engine;
 use super::errors::{ApiError, json};
 use super::ingest;
 use super::state::AppState;
-use crate::channel_ciphertexts;
 use crate::errors::AppError;
 use crate::store::{CollectionRecord, NewCollection, SealedData};
 use crate::wire::{self, AppendSegment, CompactSegment, CreateCollection};
@@ -37,12 +37,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use blindsight_he::{
-    Ciphertext, Context, GaloisKeys, Parameters, RelinKey, RingSwitchKey, Serializable,
-};
+use blindsight_he::{Context, GaloisKeys, Parameters, RelinKey, RingSwitchKey, Serializable};
 use blindsight_search::VectorKind;
-use blindsight_search::engine::{PreparedSegment, score};
-use blindsight_search::he_backend::{HeEvaluator, segment_layout};
+use blindsight_search::he_backend::segment_layout;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
@@ -356,16 +353,7 @@ async fn append(
         // the decoded copy is all that is needed from here: free the body
         let body_len = body.len();
         drop(body);
-        let staged = ingest::stage(state, &record, &ctx, &msg)?;
-        let segment = state.write_gated(record.id, || {
-            let keys = ingest::check_keys(state, &record, &ctx, &msg)?;
-            Ok(state.writer()?.append_segment(
-                record.id,
-                staged.into_batch(&msg),
-                keys.as_ref().map(ingest::NewKeys::update).as_ref(),
-                &state.options.quota,
-            )?)
-        })?;
+        let segment = engine::append(state, &record, &ctx, &msg)?;
         tracing::info!(collection = %record.name, segment, images = msg.images.len(), bytes = body_len, ms = started.elapsed().as_millis() as u64, "segment appended");
         Ok(json(
             StatusCode::CREATED,
@@ -427,52 +415,7 @@ async fn search(
         let started = Instant::now();
         let query = wire::decode_search(&body)?;
         let gallery = state.gallery.load(state, &record)?;
-        let ctx = &gallery.ctx;
-        if query.len() != record.vectors.channels() {
-            return Err(AppError::Malformed(format!(
-                "the collection holds {}: a query has {} ciphertexts, not {}",
-                record.vectors,
-                record.vectors.channels(),
-                query.len()
-            ))
-            .into());
-        }
-        let q = query
-            .iter()
-            .map(|b| Ciphertext::from_bytes(ctx, b))
-            .collect::<blindsight_he::Result<Vec<_>>>()?;
-        if q.iter().any(|ct| ct.size() != 2 || ct.level() != ctx.max_level()) {
-            return Err(AppError::Malformed(
-                "query ciphertexts must be fresh encryptions (2 polynomials, top level)".into(),
-            )
-            .into());
-        }
-        let segs: Vec<&PreparedSegment<HeEvaluator>> = gallery
-            .segments
-            .iter()
-            .map(|s| &*s.prepared)
-            .collect();
-        let response = score(&*gallery.ev, &segs, &q)?;
-        let ciphertexts = channel_ciphertexts::to_envelopes(ctx, &response.ciphertexts)?;
-        let segments = gallery
-            .segments
-            .iter()
-            .zip(response.placements)
-            .map(|(seg, placements)| wire::SegmentScores {
-                segment: seg.id,
-                layout: seg.prepared.layout.to_bytes(),
-                live: seg.live.clone(),
-                groups: placements
-                    .iter()
-                    .map(|p| (p.ciphertext, p.lane_offset))
-                    .collect(),
-            })
-            .collect();
-        let resp = wire::SearchResponse {
-            version: gallery.version,
-            ciphertexts,
-            segments,
-        };
+        let resp = engine::respond(&gallery, &record.vectors, &query)?;
         let out = wire::encode_search_response(&resp);
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         tracing::info!(collection = %record.name, version = resp.version, segments = resp.segments.len(), ciphertexts = resp.ciphertexts.first().map_or(0, Vec::len), bytes_in = body.len(), bytes_out = out.len(), ms = ms as u64, "search");
