@@ -262,7 +262,7 @@ impl Context {
     /// [`Context::native_products`]), else lifted to the extension basis `Q ∪ R`; compact
     /// ([`crate::Evaluator::compact_product`]: `u32` words on trailing primes below `2^32`).
     pub fn product_operand_bytes(&self, level: usize) -> usize {
-        use crate::evaluator::{ProductForm, compact_primes, kernel_bytes_len};
+        use crate::operand_layout::{ProductForm, compact_primes, kernel_bytes_len};
         let form = match self.native_products(level) {
             Ok(()) => ProductForm::Native,
             Err(_) => ProductForm::Extended,

@@ -2,14 +2,15 @@
 //! relinearization, rescaling / modulus switching, rotations (plain and hoisted), and the
 //! lazy multiply-accumulate.
 
-use crate::bfv_mul::{ext_indices, extend, scale_down};
+use crate::bfv_mul::{extend, scale_down};
 use crate::context::Context;
 use crate::crypt::{message_term, plain_poly};
 use crate::errors::{HeError, Result};
 use crate::keys::{GaloisKeys, KeySwitchingKey, RelinKey};
 use crate::keyswitch::{decompose, drop_last_rounded, inner_product, key_switch, mod_down};
-use crate::math::ntt::Prime;
 use crate::math::poly::RnsPoly;
+pub use crate::operand_layout::ProductForm;
+pub(crate) use crate::operand_layout::{compact_primes, kernel_bytes_len, product_indices};
 use crate::params::Scheme;
 use crate::plaintext::{Ciphertext, Plaintext};
 use crate::tensor_sum::TensorSum;
@@ -30,25 +31,6 @@ pub struct HoistedCiphertext {
     level: usize,
     scale: f64,
     fingerprint: [u8; 32],
-}
-
-/// How the factors of a ciphertext product are represented.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProductForm {
-    /// In `Q_ℓ` itself, as the ciphertext is: CKKS, and BFV where `Q_ℓ ≡ 1 (mod t)`
-    /// ([`ProductAccumulator::native`]).
-    Native,
-    /// BFV lifted to the extension basis `Q_ℓ ∪ R` (HPS multiplication).
-    Extended,
-}
-
-impl ProductForm {
-    fn name(self) -> &'static str {
-        match self {
-            ProductForm::Native => "native",
-            ProductForm::Extended => "extended",
-        }
-    }
 }
 
 /// Bytes that outlive every operand read from them: a memory-mapped segment file, say
@@ -141,12 +123,6 @@ impl Storage {
             } => (*n, *wide, *narrow),
         }
     }
-}
-
-/// Bytes of the kernel layout of one operand: `wide` primes of `u64` and `narrow` primes of
-/// `u32` residues, two polynomials of degree `n` each.
-pub(crate) fn kernel_bytes_len(n: usize, wide: usize, narrow: usize) -> usize {
-    2 * n * (wide * size_of::<u64>() + narrow * size_of::<u32>())
 }
 
 /// The residues of one polynomial of a [`ProductOperand`] on one prime.
@@ -318,40 +294,6 @@ impl ProductOperand {
         }
         Ok(())
     }
-}
-
-/// The primes (as indices) a product operand of `form` at `level` has residues on: `Q_ℓ`
-/// (native) or `Q_ℓ ∪ R` (extended).
-pub(crate) fn product_indices(
-    ctx: &Context,
-    form: ProductForm,
-    level: usize,
-) -> Result<Vec<usize>> {
-    match form {
-        ProductForm::Extended => ext_indices(ctx, level),
-        ProductForm::Native => Ok((0..=level).collect()),
-    }
-}
-
-/// The primes a compact product operand of `form` at `level` has residues on, as (held as
-/// `u64` words, held as `u32` words): the kernel layout's shape.
-pub(crate) fn compact_primes(
-    ctx: &Context,
-    form: ProductForm,
-    level: usize,
-) -> Result<(usize, usize)> {
-    let primes = ctx.primes_at(&product_indices(ctx, form, level)?);
-    let wide = wide_prime_count(&primes);
-    Ok((wide, primes.len() - wide))
-}
-
-/// How many of `primes` precede their trailing run of primes below `2^32`: the residues a
-/// compact operand keeps as `u64` words (the rest it stores as `u32`).
-pub(crate) fn wide_prime_count(primes: &[&Prime]) -> usize {
-    primes
-        .iter()
-        .rposition(|p| p.value() >= 1 << 32)
-        .map_or(0, |last_wide| last_wide + 1)
 }
 
 /// Sums many products in NTT form and reduces, relinearizes (and for BFV scales) once.

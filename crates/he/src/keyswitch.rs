@@ -5,9 +5,8 @@
 use crate::context::Context;
 use crate::errors::Result;
 use crate::keys::KeySwitchingKey;
-use crate::math::modulus::Modulus;
+use crate::math::convert::lift_centered;
 use crate::math::poly::RnsPoly;
-use crate::math::simd::vectorized;
 
 /// The RNS digits of a polynomial at level `ℓ`: digit `i` is `[d]_{q_i}` (centered), lifted to
 /// `Q_ℓ ∪ P`, in NTT form.
@@ -36,36 +35,6 @@ pub(crate) fn decompose(ctx: &Context, level: usize, d: &RnsPoly) -> Result<Vec<
     }
     Ok(digits)
 }
-
-/// `out = [x]_{to}` for every residue `x` of `src` modulo `from`, keeping its centered
-/// meaning (`x > from/2` stands for `x - from`). Vectorized, branch-free.
-pub(crate) fn lift_centered(out: &mut [u64], src: &[u64], from: u64, to: &Modulus) {
-    let t = to.value();
-    vectorized(
-        #[inline(always)]
-        || {
-            if from / 2 < t {
-                // |centered x| < t: no reduction, only the sign to apply
-                for (o, &x) in out.iter_mut().zip(src) {
-                    let neg = ((x > from / 2) as u64).wrapping_neg();
-                    *o = x.wrapping_add((t.wrapping_sub(from)) & neg);
-                }
-            } else if from < F64_EXACT && t < F64_EXACT {
-                let inv = to.reciprocal();
-                for (o, &x) in out.iter_mut().zip(src) {
-                    *o = to.reduce_centered_f64(x, from, inv);
-                }
-            } else {
-                for (o, &x) in out.iter_mut().zip(src) {
-                    *o = to.reduce_centered(x, from);
-                }
-            }
-        },
-    );
-}
-
-/// Moduli below this bound reduce through [`Modulus::reduce_centered_f64`].
-const F64_EXACT: u64 = 1 << 52;
 
 /// `Σ_i digit_i · key_i` over `Q_ℓ ∪ P`: the two accumulators before mod-down.
 pub(crate) fn inner_product(

@@ -11,6 +11,7 @@ pub mod flooding;
 pub mod keys;
 mod keyswitch;
 pub mod math;
+mod operand_layout;
 pub mod params;
 pub mod plaintext;
 pub mod ring_switch;

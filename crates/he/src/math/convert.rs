@@ -4,6 +4,7 @@
 //! an input `x` modulo `F` stands for its representative in `(-F/2, F/2]`.
 
 use super::modulus::Modulus;
+use super::simd::vectorized;
 
 /// Floor of `a * 2^128 / q` for `a < q` (a 128-bit binary fraction of `a/q`).
 pub fn frac128(a: u64, q: u64) -> u128 {
@@ -99,7 +100,7 @@ impl BaseConverter {
             // One source prime: the centered residue reduced into each target.
             let p = self.from[0].value();
             for (out, t) in output.iter_mut().zip(&self.to) {
-                crate::keyswitch::lift_centered(out, input[0], p, t);
+                lift_centered(out, input[0], p, t);
             }
             return;
         }
@@ -192,6 +193,36 @@ impl CrtToFloat {
         v
     }
 }
+
+/// `out = [x]_{to}` for every residue `x` of `src` modulo `from`, keeping its centered
+/// meaning (`x > from/2` stands for `x - from`). Vectorized, branch-free.
+pub(crate) fn lift_centered(out: &mut [u64], src: &[u64], from: u64, to: &Modulus) {
+    let t = to.value();
+    vectorized(
+        #[inline(always)]
+        || {
+            if from / 2 < t {
+                // |centered x| < t: no reduction, only the sign to apply
+                for (o, &x) in out.iter_mut().zip(src) {
+                    let neg = ((x > from / 2) as u64).wrapping_neg();
+                    *o = x.wrapping_add((t.wrapping_sub(from)) & neg);
+                }
+            } else if from < F64_EXACT && t < F64_EXACT {
+                let inv = to.reciprocal();
+                for (o, &x) in out.iter_mut().zip(src) {
+                    *o = to.reduce_centered_f64(x, from, inv);
+                }
+            } else {
+                for (o, &x) in out.iter_mut().zip(src) {
+                    *o = to.reduce_centered(x, from);
+                }
+            }
+        },
+    );
+}
+
+/// Moduli below this bound reduce through [`Modulus::reduce_centered_f64`].
+const F64_EXACT: u64 = 1 << 52;
 
 #[cfg(test)]
 mod tests {
