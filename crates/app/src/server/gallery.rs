@@ -90,19 +90,34 @@ impl Inner {
     /// least recently used segment not used since `since`. False (nothing evicted) if none
     /// may go.
     fn make_mapping_room(&mut self, max_mappings: usize, since: u64) -> bool {
-        if self.segments.len() < max_mappings {
-            return true;
-        }
+        self.segments.len() < max_mappings
+            || (self.evict_oldest(since, false) && self.segments.len() < max_mappings)
+    }
+
+    /// Evicts the least recently used entry not used since `since` (a segment, or also an
+    /// evaluator with `evaluators`); false if none may go.
+    fn evict_oldest(&mut self, since: u64, evaluators: bool) -> bool {
         let oldest = self
             .segments
             .iter()
             .filter(|(_, c)| c.evictable(since))
-            .min_by_key(|(_, c)| c.used_at)
-            .map(|(k, _)| *k);
-        match oldest.and_then(|k| self.segments.remove(&k)) {
-            Some(c) => {
-                self.used = self.used.saturating_sub(c.bytes);
-                self.segments.len() < max_mappings
+            .map(|(k, c)| (c.used_at, Slot::Segment(*k)))
+            .chain(
+                self.evaluators
+                    .iter()
+                    .filter(|(_, c)| evaluators && c.evictable(since))
+                    .map(|(k, c)| (c.used_at, Slot::Evaluator(*k))),
+            )
+            .min_by_key(|(at, _)| *at);
+        let freed = match oldest {
+            Some((_, Slot::Segment(k))) => self.segments.remove(&k).map(|c| c.bytes),
+            Some((_, Slot::Evaluator(k))) => self.evaluators.remove(&k).map(|c| c.bytes),
+            None => None,
+        };
+        match freed {
+            Some(b) => {
+                self.used = self.used.saturating_sub(b);
+                true
             }
             None => false,
         }
@@ -130,26 +145,8 @@ impl Inner {
             return false;
         }
         while self.used.saturating_add(bytes) > budget {
-            let oldest = self
-                .segments
-                .iter()
-                .filter(|(_, c)| c.evictable(since))
-                .map(|(k, c)| (c.used_at, Slot::Segment(*k)))
-                .chain(
-                    self.evaluators
-                        .iter()
-                        .filter(|(_, c)| c.evictable(since))
-                        .map(|(k, c)| (c.used_at, Slot::Evaluator(*k))),
-                )
-                .min_by_key(|(at, _)| *at);
-            let freed = match oldest {
-                Some((_, Slot::Segment(k))) => self.segments.remove(&k).map(|c| c.bytes),
-                Some((_, Slot::Evaluator(k))) => self.evaluators.remove(&k).map(|c| c.bytes),
-                None => None,
-            };
-            match freed {
-                Some(b) => self.used = self.used.saturating_sub(b),
-                None => return false,
+            if !self.evict_oldest(since, true) {
+                return false;
             }
         }
         true
