@@ -3,19 +3,17 @@
 //! run out, so that a new client always gets in while others merely hold connections open.
 //!
 //! A connection is idle when no request is in flight on it: none being handled, no response
-//! body being produced, no write waiting for the client to read. An idle connection asked to go ([`Registry::evict_for`]) sees the end of
-//! its input ([`Evictable`]): the HTTP layer closes it as if the client had, and its slots
+//! body being produced, no write waiting for the client to read. An idle connection asked
+//! to go ([`Registry::evict_for`]) sees the end of its input (the listener's transport reads
+//! [`Connection::evicted`]): the HTTP layer closes it as if the client had, and its slots
 //! are free. A connection with a request in flight is never evicted.
 
 use std::collections::HashMap;
-use std::io;
 use std::net::{IpAddr, Ipv6Addr};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::Waker;
 use std::time::Instant;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The network a client address belongs to for the per-network limit: an IPv4 address
 /// (or an IPv4-mapped IPv6 one) as itself, an IPv6 address as its `/64`.
@@ -76,6 +74,23 @@ impl Connection {
         }
         let since = *lock(&self.idle_since);
         Some(now.saturating_duration_since(since))
+    }
+
+    /// Whether the connection was asked to go; if not, `waker` is woken when it is (the
+    /// reader of a connection waiting for input registers here).
+    pub fn evicted(&self, waker: &Waker) -> bool {
+        if self.evicted.load(Ordering::SeqCst) {
+            return true;
+        }
+        *lock(&self.reader) = Some(waker.clone());
+        // asked between the check and the registration
+        self.evicted.load(Ordering::SeqCst)
+    }
+
+    /// Notes whether a write is waiting for the client to read (the connection is then
+    /// busy, whatever its requests).
+    pub fn set_write_blocked(&self, blocked: bool) {
+        self.write_blocked.store(blocked, Ordering::SeqCst);
     }
 
     /// Asks the connection to go: its reader sees the end of its input.
@@ -210,74 +225,6 @@ impl Registry {
             }
             None => false,
         }
-    }
-}
-
-/// A connection's transport whose reads end (EOF) once the connection is evicted while
-/// idle, so that the HTTP layer closes it as if the client had.
-pub struct Evictable<S> {
-    inner: S,
-    connection: Arc<Connection>,
-}
-
-impl<S> Evictable<S> {
-    /// `inner`, ended when `connection` is evicted.
-    pub fn new(inner: S, connection: Arc<Connection>) -> Self {
-        Self { inner, connection }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Evictable<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.connection.evicted.load(Ordering::SeqCst) {
-            return Poll::Ready(Ok(()));
-        }
-        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if r.is_pending() {
-            *lock(&this.connection.reader) = Some(cx.waker().clone());
-            // evicted between the check and the registration: end now
-            if this.connection.evicted.load(Ordering::SeqCst) {
-                return Poll::Ready(Ok(()));
-            }
-        }
-        r
-    }
-}
-
-impl<S> Evictable<S> {
-    /// Notes whether a write is waiting for the client.
-    fn blocked<T>(&self, r: Poll<T>) -> Poll<T> {
-        self.connection
-            .write_blocked
-            .store(r.is_pending(), Ordering::SeqCst);
-        r
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Evictable<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.blocked(r)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.inner).poll_flush(cx);
-        this.blocked(r)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

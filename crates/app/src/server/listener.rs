@@ -4,11 +4,11 @@
 //! network holding the most) is closed to make room, and the newcomer waits for it up to
 //! `header_timeout` (then it is closed). Then an optional TLS handshake under
 //! `header_timeout`, HTTP/1.1 with a header read timeout, and writes that must keep up a
-//! minimum rate ([`WriteTimeout`]). On shutdown the listener closes, idle connections
+//! minimum rate ([`ConnectionIo`]). On shutdown the listener closes, idle connections
 //! close, requests in flight get `shutdown_deadline` to finish, and the loop returns.
 
 use super::Limits;
-use super::connections::{Evictable, Registry, Slot};
+use super::connections::{Connection, Registry, Slot};
 use crate::errors::Result;
 use axum::Router;
 use axum::body::Body;
@@ -192,45 +192,33 @@ impl Accepted {
         });
         let service = TowerToHyperService::new(service);
         let limits = &self.limits;
-        let io = |s| {
-            TokioIo::new(WriteTimeout::new(
-                Evictable::new(s, connection.clone()),
-                limits.write_timeout,
-                limits.min_write_rate,
-            ))
-        };
-        let served = match self.acceptor {
-            None => {
-                watcher
-                    .watch(
-                        self.http
-                            .serve_connection(io(Transport::Plain(self.stream)), service),
-                    )
-                    .await
-            }
+        let stream: Box<dyn Transport> = match self.acceptor {
+            None => Box::new(self.stream),
             Some(acceptor) => {
-                let tls =
-                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(self.stream))
-                        .await
-                    {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::info!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::info!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                watcher
-                    .watch(
-                        self.http
-                            .serve_connection(io(Transport::Tls(Box::new(tls))), service),
-                    )
+                match tokio::time::timeout(limits.header_timeout, acceptor.accept(self.stream))
                     .await
+                {
+                    Ok(Ok(tls)) => Box::new(tls),
+                    Ok(Err(e)) => {
+                        tracing::info!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                }
             }
         };
+        let io = ConnectionIo::new(
+            stream,
+            limits.write_timeout,
+            limits.min_write_rate,
+            Some(connection),
+        );
+        let served = watcher
+            .watch(self.http.serve_connection(TokioIo::new(io), service))
+            .await;
         if let Err(e) = served {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
@@ -239,50 +227,9 @@ impl Accepted {
 }
 
 /// A connection's byte stream: plain TCP or TLS over it.
-enum Transport {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-}
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
 
-impl AsyncRead for Transport {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Transport {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
 
 /// A connection whose writes must keep up a rolling minimum rate once they first block:
 /// the time its writes spend blocked (the client not reading) may not pass
@@ -292,7 +239,10 @@ impl AsyncWrite for Transport {
 /// (a trickling reader) soon after, once its rate is below `min_rate`; either would
 /// otherwise hold the connection and its response buffer for as long as it likes. Time
 /// spent idle between requests is not blocked time.
-struct WriteTimeout<S> {
+///
+/// Its reads end (EOF) once its [`Connection`] is asked to go while idle, so that the HTTP
+/// layer closes it as if the client had; its blocked writes mark the connection busy.
+struct ConnectionIo<S> {
     inner: S,
     grace: Duration,
     min_rate: u64,
@@ -304,10 +254,12 @@ struct WriteTimeout<S> {
     blocked: Duration,
     /// The current block: when it started, and when it fails.
     stalled: Option<(tokio::time::Instant, Pin<Box<tokio::time::Sleep>>)>,
+    /// The connection's place in the registry (none in tests of the rate alone).
+    connection: Option<Arc<Connection>>,
 }
 
-impl<S> WriteTimeout<S> {
-    fn new(inner: S, grace: Duration, min_rate: u64) -> Self {
+impl<S> ConnectionIo<S> {
+    fn new(inner: S, grace: Duration, min_rate: u64, connection: Option<Arc<Connection>>) -> Self {
         Self {
             inner,
             grace,
@@ -316,6 +268,7 @@ impl<S> WriteTimeout<S> {
             written: 0,
             blocked: Duration::ZERO,
             stalled: None,
+            connection,
         }
     }
 
@@ -329,6 +282,9 @@ impl<S> WriteTimeout<S> {
     /// Turns a pending write into an error once the connection's blocked time passes what
     /// its bytes allow.
     fn check<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if let Some(c) = &self.connection {
+            c.set_write_blocked(r.is_pending());
+        }
         if r.is_ready() {
             if let Some((since, _)) = self.stalled.take() {
                 self.blocked = self.blocked.saturating_add(since.elapsed());
@@ -352,17 +308,23 @@ impl<S> WriteTimeout<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for WriteTimeout<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for ConnectionIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        // evicted while waiting for input: the input ends
+        match &this.connection {
+            Some(c) if r.is_pending() && c.evicted(cx.waker()) => Poll::Ready(Ok(())),
+            _ => r,
+        }
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for ConnectionIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -396,7 +358,7 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// Writes `total` bytes through a [`WriteTimeout`] (grace 200 ms, 1 MiB/s) into a pipe
+    /// Writes `total` bytes through a [`ConnectionIo`] (grace 200 ms, 1 MiB/s) into a pipe
     /// of 64 KiB that a reader empties `chunk` bytes every `every` (or never); returns
     /// whether the writes failed, and after how long.
     async fn write_to_reader(
@@ -405,7 +367,7 @@ mod tests {
         total: usize,
     ) -> (bool, Duration) {
         let (server, mut client) = tokio::io::duplex(64 << 10);
-        let mut w = WriteTimeout::new(server, Duration::from_millis(200), 1 << 20);
+        let mut w = ConnectionIo::new(server, Duration::from_millis(200), 1 << 20, None);
         let reader = tokio::spawn(async move {
             let mut buf = vec![0u8; chunk.unwrap_or(1)];
             if chunk.is_none() {
