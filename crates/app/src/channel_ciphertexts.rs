@@ -1,8 +1,11 @@
 //! Ciphertexts per channel to and from the envelopes a wire frame carries (a search
-//! response's ciphertexts, a segment's upload).
+//! response's ciphertexts, a segment's upload), and where a search answer places each
+//! group's scores.
 
 use crate::errors::Result;
+use crate::wire::SegmentScores;
 use blindsight_he::{Ciphertext, Context, Serializable};
+use blindsight_search::response::Placement;
 use rayon::prelude::*;
 
 /// Serializes ciphertexts per channel into their envelopes.
@@ -30,4 +33,21 @@ pub fn from_envelopes(ctx: &Context, channels: &[Vec<Vec<u8>>]) -> Result<Vec<Ve
         })
         .collect::<blindsight_he::Result<Vec<_>>>()
         .map_err(Into::into)
+}
+
+/// Where each group's scores are in a search answer: per segment, per group, its response
+/// ciphertext and lane shift (as the answer says; checked by `check_response`).
+pub fn placements(segments: &[SegmentScores]) -> Vec<Vec<Placement>> {
+    segments
+        .iter()
+        .map(|seg| {
+            seg.groups
+                .iter()
+                .map(|&(ciphertext, lane_offset)| Placement {
+                    ciphertext,
+                    lane_offset,
+                })
+                .collect()
+        })
+        .collect()
 }

@@ -4,6 +4,7 @@
 //! decrypting the scores, ranking with the norms only the client knows), fetching and
 //! opening images, deleting.
 
+use crate::channel_ciphertexts;
 use crate::encoder::ImageEncoder;
 use crate::errors::{AppError, Result};
 use crate::keystore::Keystore;
@@ -21,7 +22,6 @@ use blindsight_search::he_backend::{BfvCipher, CkksCipher, response_key, segment
 use blindsight_search::rank::{
     ChannelDots, EncodedImage, ImageNorms, RankRule, channel_values, similarities_from_norms, top_k,
 };
-use blindsight_search::response::Placement;
 use blindsight_search::{Layout, VectorKind};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -585,10 +585,14 @@ impl Client {
         // the images of the collection the answer may cover (each listed entry is sealed to
         // its id: the server cannot make up more than the client ingested)
         let mut listed = catalog.len();
-        let positions = resp.segments.iter().try_fold(0usize, |n, seg| {
-            self.checked_layout(&seg.layout)
-                .map(|l| n.saturating_add(l.count))
-        })?;
+        let layouts = resp
+            .segments
+            .iter()
+            .map(|seg| self.checked_layout(&seg.layout))
+            .collect::<Result<Vec<_>>>()?;
+        let positions = layouts
+            .iter()
+            .fold(0usize, |n, l| n.saturating_add(l.count));
         // images added (and maybe deleted again) after the listing: list again (once)
         if (!all_known(&catalog) || positions > listed) && resp.version > listed_version {
             (listed_version, catalog) = self.catalog()?;
@@ -607,11 +611,6 @@ impl Client {
                 self.vectors()
             )));
         }
-        let layouts = resp
-            .segments
-            .iter()
-            .map(|seg| self.checked_layout(&seg.layout))
-            .collect::<Result<Vec<_>>>()?;
         // Its segments' positions are the rows at the answer's version, deleted ones
         // included: a race can leave the listings short of them (a batch added, deleted and
         // compacted away between the two listings), so the bound allows for that, and stays
@@ -623,19 +622,7 @@ impl Client {
                  {listed}"
             )));
         }
-        let placements: Vec<Vec<Placement>> = resp
-            .segments
-            .iter()
-            .map(|seg| {
-                seg.groups
-                    .iter()
-                    .map(|&(ciphertext, lane_offset)| Placement {
-                        ciphertext,
-                        lane_offset,
-                    })
-                    .collect()
-            })
-            .collect();
+        let placements = channel_ciphertexts::placements(&resp.segments);
         // everything checked from counts before a ciphertext is read; then read and
         // decrypted a few at a time
         let counts: Vec<usize> = resp.ciphertexts.iter().map(Vec::len).collect();

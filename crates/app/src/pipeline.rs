@@ -25,7 +25,7 @@ use blindsight_search::rank::{
     ChannelDots, EncodedImage, ImageNorms, Similarity, channel_values, reference_dots,
     similarities_from_norms,
 };
-use blindsight_search::response::{Placement, Response};
+use blindsight_search::response::Response;
 use blindsight_search::vectors::ImageVector;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -546,19 +546,7 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
         let t = Instant::now();
         let received = Response {
             ciphertexts: channel_ciphertexts::from_envelopes(ctx, &answer.ciphertexts)?,
-            placements: answer
-                .segments
-                .iter()
-                .map(|s| {
-                    s.groups
-                        .iter()
-                        .map(|&(ciphertext, lane_offset)| Placement {
-                            ciphertext,
-                            lane_offset,
-                        })
-                        .collect()
-                })
-                .collect(),
+            placements: channel_ciphertexts::placements(&answer.segments),
         };
         let layouts: Vec<Layout> = self
             .loaded

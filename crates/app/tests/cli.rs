@@ -838,15 +838,16 @@ fn a_store_and_keystore_of_c498bb5_open_search_and_compact() {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         ok(home.path(), &refs)
     };
+    // the first row of a search's table
+    let first_row = |found: &str| {
+        let row = found.lines().find(|l| l.trim_start().starts_with("1 "));
+        row.unwrap_or("").to_string()
+    };
     let info = run_ok(&["info"]);
     assert!(info.contains("segments: 2"), "{info}");
     let query = dir.join("1f1eb-1f1f0.png");
     let found = run_ok(&["search", query.to_str().unwrap(), "--top", "8"]);
-    let first = found
-        .lines()
-        .find(|l| l.trim_start().starts_with("1 "))
-        .unwrap_or("");
-    assert!(first.contains("1f1eb-1f1f0.png"), "{found}");
+    assert!(first_row(&found).contains("1f1eb-1f1f0.png"), "{found}");
     assert!(
         !found.contains("1f1eb-1f1f7.png"),
         "the deleted image: {found}"
@@ -860,9 +861,5 @@ fn a_store_and_keystore_of_c498bb5_open_search_and_compact() {
     assert!(info.contains("segments: 1"), "{info}");
     let query = dir.join("1f1eb.png");
     let found = run_ok(&["search", query.to_str().unwrap(), "--top", "3"]);
-    let first = found
-        .lines()
-        .find(|l| l.trim_start().starts_with("1 "))
-        .unwrap_or("");
-    assert!(first.contains("1f1eb.png"), "{found}");
+    assert!(first_row(&found).contains("1f1eb.png"), "{found}");
 }

@@ -40,11 +40,42 @@ pub struct AppState {
     write_gates: CollectionLocks,
 }
 
+/// One value per collection, made on first use and kept (a collection's lock, its
+/// semaphore).
+struct ByCollection<T> {
+    values: Mutex<HashMap<i64, Arc<T>>>,
+}
+
+impl<T> Default for ByCollection<T> {
+    fn default() -> Self {
+        Self {
+            values: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<T> ByCollection<T> {
+    /// The value of `collection`, made by `make` the first time.
+    fn get(
+        &self,
+        collection: i64,
+        make: impl FnOnce() -> T,
+    ) -> std::result::Result<Arc<T>, ApiError> {
+        Ok(self
+            .values
+            .lock()
+            .map_err(|_| ApiError::internal("a per-collection table is poisoned"))?
+            .entry(collection)
+            .or_insert_with(|| Arc::new(make()))
+            .clone())
+    }
+}
+
 /// One lock per collection, made on first use: work under it runs one at a time per
 /// collection and concurrently across collections.
 #[derive(Default)]
 pub struct CollectionLocks {
-    locks: Mutex<HashMap<i64, Arc<Mutex<()>>>>,
+    locks: ByCollection<Mutex<()>>,
 }
 
 impl CollectionLocks {
@@ -54,13 +85,7 @@ impl CollectionLocks {
         collection: i64,
         f: impl FnOnce() -> std::result::Result<T, ApiError>,
     ) -> std::result::Result<T, ApiError> {
-        let lock = self
-            .locks
-            .lock()
-            .map_err(|_| ApiError::internal("a collection lock table is poisoned"))?
-            .entry(collection)
-            .or_insert_with(|| Arc::new(Mutex::new(())))
-            .clone();
+        let lock = self.locks.get(collection, || Mutex::new(()))?;
         let _held = lock
             .lock()
             .map_err(|_| ApiError::internal("a collection lock is poisoned"))?;
@@ -71,7 +96,7 @@ impl CollectionLocks {
 /// A semaphore per collection, made on first use, each with the same number of permits.
 pub struct CollectionPermits {
     permits: usize,
-    semaphores: Mutex<HashMap<i64, Arc<Semaphore>>>,
+    semaphores: ByCollection<Semaphore>,
 }
 
 impl CollectionPermits {
@@ -79,7 +104,7 @@ impl CollectionPermits {
     pub fn new(permits: usize) -> Self {
         Self {
             permits: permits.max(1),
-            semaphores: Mutex::new(HashMap::new()),
+            semaphores: ByCollection::default(),
         }
     }
 
@@ -91,11 +116,7 @@ impl CollectionPermits {
     ) -> std::result::Result<Option<OwnedSemaphorePermit>, ApiError> {
         let semaphore = self
             .semaphores
-            .lock()
-            .map_err(|_| ApiError::internal("a collection permit table is poisoned"))?
-            .entry(collection)
-            .or_insert_with(|| Arc::new(Semaphore::new(self.permits)))
-            .clone();
+            .get(collection, || Semaphore::new(self.permits))?;
         Ok(tokio::time::timeout(wait, semaphore.acquire_owned())
             .await
             .ok()
