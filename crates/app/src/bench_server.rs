@@ -28,28 +28,33 @@
 //! its sampled `RssAnon`, against the bound the server's defaults state (see [`Bound`]); and
 //! how long the server took to stop after SIGTERM.
 
+mod hostile;
 mod report;
+mod server_process;
 pub mod tenant;
+
+pub use hostile::Hostile;
+use hostile::hostile_op;
+use server_process::{Sampled, log_figures, proc_memory, sampler, start_server};
 
 pub use report::{BenchServerReport, Bound, ServerFigures, Tally};
 
-use crate::client::Client;
 use crate::errors::{AppError, Result};
-use crate::keystore::Keystore;
-use crate::remote::Remote;
-use crate::server::{DEFAULT_QUOTA, Limits};
-use crate::wire;
+use blindsight_client::ClientError;
+use blindsight_client::client::Client;
+use blindsight_client::keystore::Keystore;
+use blindsight_client::remote::Remote;
 use blindsight_he::Context;
 use blindsight_search::he_backend::segment_layout;
 use blindsight_search::rank::RankRule;
 use blindsight_search::vectors::{DEFAULT_SIDE, image_vector};
+use blindsight_server::{DEFAULT_QUOTA, Limits};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -102,94 +107,6 @@ impl Default for BenchServerOptions {
             seed: 1,
             dir: None,
             hostile_tenant: false,
-        }
-    }
-}
-
-/// The hostile requests of the load.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Hostile {
-    /// A segment upload with a wrong token declaring a 300 MB body (64 KiB sent).
-    WrongTokenLargeBody,
-    /// A search of a collection that does not exist (with a valid token of another).
-    UnknownCollection,
-    /// Random bytes as the body of a search, ingest or payload request, right token.
-    GarbageBody,
-    /// A payload request naming one id 5000 times.
-    RepeatedIds,
-    /// A segment upload with the right token declaring 3 GB (over the route's limit).
-    OversizedLength,
-    /// A collection creation without credentials declaring a 200 MB body.
-    UnauthenticatedCreate,
-    /// A request abandoned half-way (in its headers or its body).
-    HalfSent,
-}
-
-impl Hostile {
-    /// Every kind.
-    pub const ALL: [Hostile; 7] = [
-        Hostile::WrongTokenLargeBody,
-        Hostile::UnknownCollection,
-        Hostile::GarbageBody,
-        Hostile::RepeatedIds,
-        Hostile::OversizedLength,
-        Hostile::UnauthenticatedCreate,
-        Hostile::HalfSent,
-    ];
-
-    /// Short name (JSON key).
-    pub fn name(self) -> &'static str {
-        match self {
-            Hostile::WrongTokenLargeBody => "wrong_token_large_body",
-            Hostile::UnknownCollection => "unknown_collection",
-            Hostile::GarbageBody => "garbage_body",
-            Hostile::RepeatedIds => "repeated_ids",
-            Hostile::OversizedLength => "oversized_length",
-            Hostile::UnauthenticatedCreate => "unauthenticated_create",
-            Hostile::HalfSent => "half_sent",
-        }
-    }
-
-    /// The answer it must get.
-    pub fn expected(self) -> &'static str {
-        match self {
-            Hostile::WrongTokenLargeBody | Hostile::UnauthenticatedCreate => "401 or closed",
-            Hostile::UnknownCollection => "401",
-            Hostile::GarbageBody => "400 (or 503)",
-            Hostile::RepeatedIds => "200, one payload (or 503)",
-            Hostile::OversizedLength => "413 or closed (or 503)",
-            Hostile::HalfSent => "nothing (sent, dropped)",
-        }
-    }
-
-    /// Whether the server may close the connection instead of answering (a refusal from
-    /// the headers while the client is still sending a large body).
-    fn may_close(self) -> bool {
-        matches!(
-            self,
-            Hostile::WrongTokenLargeBody
-                | Hostile::UnauthenticatedCreate
-                | Hostile::OversizedLength
-        )
-    }
-
-    /// Whether the route takes an admission permit first (so 503 is a legitimate answer).
-    fn admitted(self) -> bool {
-        matches!(
-            self,
-            Hostile::GarbageBody | Hostile::RepeatedIds | Hostile::OversizedLength
-        )
-    }
-
-    fn status_ok(self, status: u16) -> bool {
-        match self {
-            Hostile::WrongTokenLargeBody
-            | Hostile::UnknownCollection
-            | Hostile::UnauthenticatedCreate => status == 401,
-            Hostile::GarbageBody => status == 400,
-            Hostile::RepeatedIds => status == 200,
-            Hostile::OversizedLength => status == 413,
-            Hostile::HalfSent => false,
         }
     }
 }
@@ -258,83 +175,6 @@ impl Rng {
 struct PoolImage {
     name: String,
     png: Vec<u8>,
-}
-
-/// The server process; killed if still running when dropped (an error path).
-struct ServerProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// `(VmRSS, RssAnon, VmHWM)` of a process, bytes.
-fn proc_memory(pid: u32) -> Option<(u64, u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| crate::procfs::field_bytes(&status, name);
-    Some((field("VmRSS:")?, field("RssAnon:")?, field("VmHWM:")?))
-}
-
-fn start_server(
-    exe: &Path,
-    dir: &Path,
-    max_concurrent: usize,
-) -> Result<(ServerProcess, std::thread::JoinHandle<()>)> {
-    let log = std::fs::File::create(dir.join("server.log"))
-        .map_err(|e| AppError::io(dir.join("server.log"), e))?;
-    let mut child = Command::new(exe)
-        .arg("serve")
-        .arg("--db")
-        .arg(dir.join("gallery.db"))
-        .args(["--listen", "127.0.0.1:0", "--admin-token-file"])
-        .arg(dir.join("admin"))
-        .args(["--max-concurrent", &max_concurrent.to_string()])
-        .env("RUST_LOG", "warn,blindsight=info")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .map_err(|e| AppError::io(exe, e))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| AppError::Internal("the server's stdout is not piped".into()))?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    // reads the first line, hands it over, then drains the rest so the server never blocks
-    let drain = std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut first = String::new();
-        let _ = reader.read_line(&mut first);
-        let _ = tx.send(first);
-        let mut sink = Vec::new();
-        let _ = reader.read_to_end(&mut sink);
-    });
-    let mut process = ServerProcess {
-        child,
-        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-    };
-    let first = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
-    let addr = first
-        .trim()
-        .rsplit_once(" on http://")
-        .and_then(|(_, a)| a.parse::<SocketAddr>().ok())
-        .ok_or_else(|| {
-            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-            AppError::Internal(format!(
-                "the server did not announce its address (first line {first:?}; log: {})",
-                log.chars().take(2000).collect::<String>()
-            ))
-        })?;
-    process.addr = addr;
-    Ok((process, drain))
 }
 
 fn png_of_perturbed(bytes: &[u8], name: &str) -> Result<Vec<u8>> {
@@ -415,7 +255,7 @@ struct Tallies {
 fn well_formed<T>(
     shared: &Shared<'_>,
     tally: &mut Tally,
-    mut attempt: impl FnMut() -> Result<T>,
+    mut attempt: impl FnMut() -> core::result::Result<T, ClientError>,
 ) -> Option<T> {
     tally.count += 1;
     loop {
@@ -427,7 +267,7 @@ fn well_formed<T>(
                     .push(started.elapsed().as_secs_f64() * 1e3);
                 return Some(v);
             }
-            Err(AppError::Remote { status: 503, .. }) => {
+            Err(ClientError::Remote { status: 503, .. }) => {
                 tally.busy += 1;
                 if Instant::now() > shared.deadline + RETRY_GRACE {
                     tally.error("still 503 after the end of the run".into());
@@ -518,187 +358,13 @@ fn fetch_op(shared: &Shared<'_>, client: &Client, rng: &mut Rng, tally: &mut Tal
     }
 }
 
-/// The status line of a raw exchange, or `None` if the server closed the connection.
-fn raw_exchange(addr: SocketAddr, head: &str, body: &[u8]) -> std::io::Result<Option<u16>> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(RAW_READ_TIMEOUT))?;
-    s.set_write_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(head.as_bytes())?;
-    // the server may refuse from the headers and close before the body is in
-    let _ = s.write_all(body);
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                if buf.windows(2).any(|w| w == b"\r\n") || buf.len() > 8192 {
-                    break;
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::ConnectionReset
-                        | std::io::ErrorKind::ConnectionAborted
-                        | std::io::ErrorKind::BrokenPipe
-                ) =>
-            {
-                break;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    if buf.is_empty() {
-        return Ok(None);
-    }
-    let line = String::from_utf8_lossy(&buf);
-    let status = line
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse::<u16>().ok())
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "not an HTTP status line: {:?}",
-                    line.chars().take(80).collect::<String>()
-                ),
-            )
-        })?;
-    Ok(Some(status))
-}
-
-fn hostile_op(
-    shared: &Shared<'_>,
-    http: &reqwest::blocking::Client,
-    kind: Hostile,
-    rng: &mut Rng,
-    tally: &mut Tally,
-) {
-    tally.count += 1;
-    let started = Instant::now();
-    let c = COLLECTION;
-    let token = &shared.token;
-    let first_chunk = vec![0u8; 64 << 10];
-    let outcome: std::result::Result<Option<u16>, String> = match kind {
-        Hostile::WrongTokenLargeBody => raw_exchange(
-            shared.addr,
-            &format!(
-                "POST /v1/collections/{c}/segments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong{:016x}\r\nContent-Length: 300000000\r\nConnection: close\r\n\r\n",
-                rng.next()
-            ),
-            &first_chunk,
-        )
-        .map_err(|e| e.to_string()),
-        Hostile::UnknownCollection => raw_exchange(
-            shared.addr,
-            &format!(
-                "POST /v1/collections/nope-{:08x}/search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 1024\r\nConnection: close\r\n\r\n",
-                rng.next() as u32
-            ),
-            &[0u8; 1024],
-        )
-        .map_err(|e| e.to_string()),
-        Hostile::GarbageBody => {
-            let route = ["search", "segments", "payloads"][rng.below(3)];
-            let body = rng.bytes(4096);
-            raw_exchange(
-                shared.addr,
-                &format!(
-                    "POST /v1/collections/{c}/{route} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                ),
-                &body,
-            )
-            .map_err(|e| e.to_string())
-        }
-        Hostile::RepeatedIds => {
-            let id = shared.ids[rng.below(shared.ids.len())].0;
-            http.post(format!("{}/v1/collections/{c}/payloads", shared.base))
-                .bearer_auth(token)
-                .body(wire::encode_ids(&vec![id; 5000]))
-                .send()
-                .map_err(|e| e.to_string())
-                .and_then(|r| {
-                    let status = r.status().as_u16();
-                    let body = r.bytes().map_err(|e| e.to_string())?;
-                    if status == 200 {
-                        let batch = wire::decode_payloads(&body).map_err(|e| e.to_string())?;
-                        if batch.found.len() != 1 || batch.found[0].0 != id {
-                            return Err(format!(
-                                "5000 copies of one id: {} payloads back",
-                                batch.found.len()
-                            ));
-                        }
-                    }
-                    Ok(Some(status))
-                })
-        }
-        Hostile::OversizedLength => raw_exchange(
-            shared.addr,
-            &format!(
-                "POST /v1/collections/{c}/segments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 3000000000\r\nConnection: close\r\n\r\n"
-            ),
-            &first_chunk,
-        )
-        .map_err(|e| e.to_string()),
-        Hostile::UnauthenticatedCreate => raw_exchange(
-            shared.addr,
-            "POST /v1/collections HTTP/1.1\r\nHost: x\r\nContent-Length: 200000000\r\nConnection: close\r\n\r\n",
-            &first_chunk,
-        )
-        .map_err(|e| e.to_string()),
-        Hostile::HalfSent => {
-            let head = if rng.below(2) == 0 {
-                // headers cut off
-                format!("POST /v1/collections/{c}/search HTTP/1.1\r\nHost: x\r\nAuthorization: Bea")
-            } else {
-                // body cut off
-                format!(
-                    "POST /v1/collections/{c}/search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 1000000\r\n\r\n{}",
-                    "x".repeat(1000)
-                )
-            };
-            TcpStream::connect_timeout(&shared.addr, Duration::from_secs(5))
-                .and_then(|mut s| s.write_all(head.as_bytes()))
-                .map(|()| None)
-                .map_err(|e| e.to_string())
-        }
-    };
-    let ms = started.elapsed().as_secs_f64() * 1e3;
-    match outcome {
-        Ok(None) if kind == Hostile::HalfSent => {
-            tally.as_expected += 1;
-            tally.latencies_ms.push(ms);
-        }
-        Ok(None) if kind.may_close() => {
-            tally.closed_early += 1;
-            tally.latencies_ms.push(ms);
-        }
-        Ok(Some(503)) if kind.admitted() => {
-            tally.busy += 1;
-            tally.latencies_ms.push(ms);
-        }
-        Ok(Some(s)) if kind.status_ok(s) => {
-            tally.as_expected += 1;
-            tally.latencies_ms.push(ms);
-        }
-        Ok(Some(s)) => tally.error(format!("{}: answered {s}", kind.name())),
-        Ok(None) => tally.error(format!("{}: connection closed, no answer", kind.name())),
-        Err(e) => tally.error(format!("{}: {e}", kind.name())),
-    }
-}
-
 fn client_thread(shared: &Shared<'_>, k: usize, seed: u64) -> Result<Tallies> {
     let remote = Remote::new(&shared.base)?.with_token(&shared.token);
     let client = Client::new(shared.keystore.duplicate(), remote, COLLECTION)?;
     let http = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
-        .map_err(|e| AppError::Connection(e.to_string()))?;
+        .map_err(|e| ClientError::Connection(e.to_string()))?;
     let mut rng = Rng::new(seed ^ (k as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F));
     let mut t = Tallies::default();
     for kind in Hostile::ALL {
@@ -755,86 +421,6 @@ fn client_thread(shared: &Shared<'_>, k: usize, seed: u64) -> Result<Tallies> {
         }
     }
     Ok(t)
-}
-
-/// Peak memory of the server, sampled every 50 ms until `stop`.
-#[derive(Default)]
-struct Sampled {
-    rss: u64,
-    anon: u64,
-    samples: usize,
-    /// `unix_ms,vm_rss,rss_anon` lines (written to `rss.csv` in the working folder).
-    series: String,
-}
-
-fn sampler(pid: u32, stop: Arc<AtomicBool>, out: Arc<Mutex<Sampled>>) {
-    while !stop.load(Ordering::SeqCst) {
-        if let Some((rss, anon, _)) = proc_memory(pid)
-            && let Ok(mut s) = out.lock()
-        {
-            s.rss = s.rss.max(rss);
-            s.anon = s.anon.max(anon);
-            s.samples += 1;
-            let ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis());
-            s.series.push_str(&format!("{ms},{rss},{anon}\n"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Figures the server wrote in its log: (ERROR lines, largest `cache_bytes`, largest
-/// appended body, largest search bytes in + out); only lines after `skip` lines count for
-/// the bodies (the setup's gallery upload is not part of the run).
-fn log_figures(log: &str, skip: usize) -> (usize, u64, u64, u64) {
-    let field = |line: &str, name: &str| -> Option<u64> {
-        let at = line.find(&format!(" {name}="))? + name.len() + 2;
-        let digits: String = line[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().ok()
-    };
-    let (mut errors, mut cache, mut append, mut search) = (0, 0, 0, 0);
-    for (i, raw) in log.lines().enumerate() {
-        let line = strip_ansi(raw);
-        if line.contains(" ERROR ") {
-            errors += 1;
-        }
-        if let Some(c) = field(&line, "cache_bytes") {
-            cache = cache.max(c);
-        }
-        if i < skip {
-            continue;
-        }
-        if line.contains("segment appended")
-            && let Some(b) = field(&line, "bytes")
-        {
-            append = append.max(b);
-        }
-        if let (Some(a), Some(b)) = (field(&line, "bytes_in"), field(&line, "bytes_out")) {
-            search = search.max(a + b);
-        }
-    }
-    (errors, cache, append, search)
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// What the gallery cache holds for a collection with these segment sizes and key bytes.
@@ -902,7 +488,7 @@ fn run_in(server_exe: &Path, opts: &BenchServerOptions, dir: &Path) -> Result<Be
         &keystore,
         &remote.with_token(&admin),
         COLLECTION,
-        &crate::encoder::pixels_kind(),
+        &blindsight_client::encoder::pixels_kind(),
     )?;
     let setup_client = Client::new(keystore.duplicate(), remote.with_token(&token), COLLECTION)?;
     let files: Vec<(String, Vec<u8>)> = pool[..gallery]

@@ -1,4 +1,4 @@
-//! The commands of the CLI, on top of [`crate::client`]. Secrets come from the keystore
+//! The commands of the CLI, on top of [`blindsight_client::client`]. Secrets come from the keystore
 //! file (and a passphrase from a file or `BLINDSIGHT_PASSPHRASE`), collection tokens from a
 //! tokens file beside it. Without `--server`, the commands start the server in-process on
 //! the local SQLite file and talk to it over loopback HTTP.
@@ -16,20 +16,21 @@
 //! Creating a collection needs the server's admin token: the in-process server's own, or
 //! for `--server` the one in `--admin-token-file` or `BLINDSIGHT_ADMIN_TOKEN`.
 //!
-//! Whatever comes from the server or from file names goes through [`crate::names`] before
+//! Whatever comes from the server or from file names goes through [`blindsight_client::names`] before
 //! it reaches the terminal or a file name; decrypted matches are written as new files
 //! (mode 0600, never following or replacing an existing file) inside `--out` only.
 
-use crate::client::{Client, IngestReport};
 use crate::errors::{AppError, Result};
 use crate::images::list_images;
-use crate::keystore::{self, DirState, Keystore};
-use crate::names;
-use crate::remote::Remote;
 use crate::report_page::{QuerySection, ReportPage, ResultColumn, ShownMatch, Thumbnail, file_of};
-use crate::server::{LocalServer, ServerOptions};
+use blindsight_client::ClientError;
+use blindsight_client::client::{Client, IngestReport};
+use blindsight_client::keystore::{self, DirState, Keystore};
+use blindsight_client::names;
+use blindsight_client::remote::Remote;
 use blindsight_search::VectorKind;
 use blindsight_search::rank::RankRule;
+use blindsight_server::{LocalServer, ServerOptions};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -131,7 +132,7 @@ impl Env {
 
     fn passphrase(&self) -> Result<Option<Zeroizing<String>>> {
         if let Some(f) = &self.passphrase_file {
-            return keystore::read_secret_file(f, "passphrase").map(Some);
+            return Ok(Some(keystore::read_secret_file(f, "passphrase")?));
         }
         Ok(std::env::var("BLINDSIGHT_PASSPHRASE")
             .ok()
@@ -154,21 +155,25 @@ impl Env {
             },
         };
         if !is_usable_token(&token) {
-            return Err(AppError::Secret {
+            return Err(ClientError::Secret {
                 what: "admin token",
                 origin,
                 reason: format!(
                     "a token is 1 to {MAX_TOKEN_BYTES} visible ASCII characters, without \
                      spaces; copy it exactly as the server's operator gave it"
                 ),
-            });
+            }
+            .into());
         }
         Ok(Some(token))
     }
 
     fn load_keystore(&self) -> Result<Keystore> {
         let pass = self.passphrase()?;
-        Keystore::load(&self.keystore, pass.as_deref().map(String::as_str))
+        Ok(Keystore::load(
+            &self.keystore,
+            pass.as_deref().map(String::as_str),
+        )?)
     }
 
     /// Where the commands talk to, as older versions filed tokens under it.
@@ -264,7 +269,10 @@ impl Env {
             ));
         }
         let line = Zeroizing::new(format!("{key}\t{}\t{token}\n", self.collection));
-        keystore::append_private(&self.tokens_path(), line.as_bytes())
+        Ok(keystore::append_private(
+            &self.tokens_path(),
+            line.as_bytes(),
+        )?)
     }
 
     /// Connects to the server, starting it in-process when no URL was given. Plain HTTP to
@@ -381,15 +389,15 @@ pub fn create(env: &Env, preset: Option<&str>, vectors: &VectorKind) -> Result<(
     };
     let token = Zeroizing::new(
         Client::create(&ks, &authorized, &env.collection, vectors).map_err(|e| match e {
-            AppError::Remote {
+            ClientError::Remote {
                 status: 401 | 403,
                 message,
             } if server.is_none() => match admin {
-                Some(_) => AppError::AdminTokenRejected {
+                Some(_) => ClientError::AdminTokenRejected {
                     server: env.endpoint(),
                     message: names::for_terminal(&message),
                 },
-                None => AppError::AdminTokenRequired {
+                None => ClientError::AdminTokenRequired {
                     server: env.endpoint(),
                 },
             },
@@ -397,10 +405,11 @@ pub fn create(env: &Env, preset: Option<&str>, vectors: &VectorKind) -> Result<(
         })?,
     );
     if !is_usable_token(&token) {
-        return Err(AppError::Malformed(format!(
+        return Err(ClientError::Malformed(format!(
             "the server answered with an unusable collection token (not 1 to \
              {MAX_TOKEN_BYTES} visible ASCII characters); nothing was saved"
-        )));
+        ))
+        .into());
     }
     env.save_token(&env.endpoint(), &token)?;
     if let Some(key) = &key {
@@ -645,7 +654,7 @@ pub struct ServeOptions {
     /// Serve plain HTTP on a non-loopback address anyway.
     pub insecure_http: bool,
     /// Per-collection quota.
-    pub quota: crate::store::Quota,
+    pub quota: blindsight_server::store::Quota,
     /// Searches and ingests at once.
     pub max_concurrent: usize,
 }
@@ -657,10 +666,10 @@ pub struct ServeOptions {
 pub fn admin_token(path: &Path) -> Result<Zeroizing<String>> {
     if path.exists() {
         let mode = std::fs::metadata(path)
-            .map(|m| keystore::mode_of(&m))
+            .map(|m| blindsight_os::files::mode_of(&m))
             .map_err(|e| AppError::io(path, e))?;
         if mode & 0o077 != 0 {
-            return Err(AppError::Secret {
+            return Err(ClientError::Secret {
                 what: "admin token",
                 origin: path.display().to_string(),
                 reason: format!(
@@ -668,7 +677,8 @@ pub fn admin_token(path: &Path) -> Result<Zeroizing<String>> {
                      `chmod 600 {}` and start again",
                     path.display()
                 ),
-            });
+            }
+            .into());
         }
         let token = keystore::read_secret_file(path, "admin token")?;
         if token.trim().len() < 16 {
@@ -679,7 +689,7 @@ pub fn admin_token(path: &Path) -> Result<Zeroizing<String>> {
         }
         return Ok(token);
     }
-    let token = crate::random::token()?;
+    let token = blindsight_os::random::token()?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     if let Some(dir) = dir {
         std::fs::create_dir_all(dir).map_err(|e| AppError::io(dir, e))?;
@@ -728,12 +738,12 @@ pub fn server_options(opts: &ServeOptions) -> Result<ServerOptions> {
     server.quota = opts.quota;
     server.limits.max_concurrent = opts.max_concurrent.max(1);
     if let Some((cert, key)) = &opts.tls {
-        server.tls = Some(crate::server::tls::server_config(cert, key)?);
+        server.tls = Some(blindsight_server::tls::server_config(cert, key)?);
     }
     server.admin = if opts.open_registration {
-        crate::server::AdminAccess::Open
+        blindsight_server::AdminAccess::Open
     } else {
-        crate::server::AdminAccess::token(&admin_token(&opts.admin_token_file)?)
+        blindsight_server::AdminAccess::token(&admin_token(&opts.admin_token_file)?)
     };
     Ok(server)
 }
@@ -789,7 +799,8 @@ pub fn serve(opts: &ServeOptions) -> Result<()> {
                 opts.admin_token_file.display()
             );
         }
-        crate::server::serve(listener, server, shutdown_signal()).await
+        blindsight_server::serve(listener, server, shutdown_signal()).await?;
+        Ok::<(), AppError>(())
     });
     // the listener already gave requests in flight the deadline: blocking work still
     // running gets one more second

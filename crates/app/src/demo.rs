@@ -8,14 +8,14 @@
 //! side; the decrypted best matches are written as files, everything into one HTML page,
 //! and a BFV-vs-CKKS table closes the run.
 
-use crate::client::{Client, Match, SearchTiming};
 use crate::commands::default_rule;
-use crate::encoder::{embedding_kind, pixels_kind};
 use crate::errors::{AppError, Result};
 use crate::eval::edits::Edit;
-use crate::names;
 use crate::report_page::{QuerySection, ReportPage, ResultColumn, ShownMatch, Thumbnail, file_of};
 use crate::sandbox::{Sandbox, remove_store};
+use blindsight_client::client::{Client, Match, SearchTiming};
+use blindsight_client::encoder::{embedding_kind, pixels_kind};
+use blindsight_client::names;
 use blindsight_he::params::Parameters;
 use blindsight_search::VectorKind;
 use blindsight_search::vectors::decode_rgb;

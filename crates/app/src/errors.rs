@@ -1,11 +1,22 @@
-//! Errors of the application layer.
+//! Errors of the command line: the client's and the server's errors, and the CLI's own
+//! (usage, files, the benchmarks' and the demo's setting).
 
+use blindsight_client::ClientError;
+use blindsight_server::ServerError;
 use thiserror::Error;
 
-/// Every failure the `blindsight` application reports.
+/// Every failure a `blindsight` command reports.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum AppError {
+    /// An error of the client (the side holding the keys).
+    #[error(transparent)]
+    Client(#[from] ClientError),
+
+    /// An error of the server (the store, its files, its configuration).
+    #[error(transparent)]
+    Server(#[from] ServerError),
+
     /// A file or directory could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -15,198 +26,13 @@ pub enum AppError {
         source: std::io::Error,
     },
 
-    /// A request or response body is malformed.
-    #[error("malformed message: {0}")]
-    Malformed(String),
-
-    /// The keystore is not the one the collection was created with.
-    #[error(
-        "the keystore does not match collection `{collection}` ({preset}, created with key {expected}; \
-         this keystore is {actual}): use the keystore the collection was created with"
-    )]
-    KeyMismatch {
-        /// Collection.
-        collection: String,
-        /// Key id of the collection.
-        expected: String,
-        /// Key id of this keystore.
-        actual: String,
-        /// The collection's preset.
-        preset: String,
-    },
-
-    /// The server answered with an error.
-    #[error("server answered {status}: {message}")]
-    Remote {
-        /// HTTP status.
-        status: u16,
-        /// The server's message.
-        message: String,
-    },
-
-    /// The server could not be reached.
-    #[error("cannot reach the server: {0}")]
-    Connection(String),
-
     /// The command line asks for something impossible.
     #[error("{0}")]
     Usage(String),
 
-    /// The keystore file is missing, unreadable or corrupted.
-    #[error("keystore {path}: {reason}")]
-    Keystore {
-        /// The keystore path.
-        path: String,
-        /// What is wrong.
-        reason: String,
-    },
-
-    /// Refusing to overwrite an existing keystore.
-    #[error("keystore {path} already exists; refusing to overwrite it (move it away first)")]
-    KeystoreExists {
-        /// The keystore path.
-        path: String,
-    },
-
-    /// The keystore is passphrase-protected and no passphrase was given.
-    #[error(
-        "keystore {path} is protected by a passphrase; provide it (--passphrase-file or BLINDSIGHT_PASSPHRASE)"
-    )]
-    PassphraseRequired {
-        /// The keystore path.
-        path: String,
-    },
-
-    /// The passphrase does not open the keystore.
-    #[error("wrong passphrase for keystore {path} (or the file was tampered with)")]
-    WrongPassphrase {
-        /// The keystore path.
-        path: String,
-    },
-
-    /// A sealed payload does not open with this key for this image.
-    #[error(
-        "sealed payload of image {image} does not open: wrong key, wrong image or corrupted data"
-    )]
-    PayloadAuthentication {
-        /// The image id.
-        image: String,
-    },
-
-    /// The database failed.
-    #[error("database: {0}")]
-    Database(#[from] rusqlite::Error),
-
-    /// The database was written by a newer blindsight.
-    #[error(
-        "database schema version {actual} is newer than this build's {expected}; upgrade blindsight"
-    )]
-    SchemaTooNew {
-        /// Newest version this build knows.
-        expected: i64,
-        /// Version found.
-        actual: i64,
-    },
-
-    /// A segment file is not what its segment's rows say (damaged, truncated, or from
-    /// another store).
-    #[error(
-        "segment file {path}: {reason}; the store is damaged: restore it from a backup, or \
-         delete the collection and ingest it again"
-    )]
-    SegmentFile {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        reason: String,
-    },
-
-    /// A named thing does not exist.
-    #[error("{what} `{name}` not found")]
-    NotFound {
-        /// What was looked up.
-        what: &'static str,
-        /// Its name or id.
-        name: String,
-    },
-
-    /// A thing to create exists already.
-    #[error("{what} `{name}` already exists")]
-    AlreadyExists {
-        /// What.
-        what: &'static str,
-        /// Its name or id.
-        name: String,
-    },
-
-    /// The write conflicts with the collection's current state (an id or image it already
-    /// holds, or a compaction computed from a live set that has changed since).
-    #[error("conflict: {0}")]
-    Conflict(String),
-
-    /// A per-collection quota would be exceeded.
-    #[error(
-        "quota exceeded: {what} would be {actual}, over the collection's limit of {limit}; \
-         delete and compact, or ask the server's operator for a larger quota"
-    )]
-    QuotaExceeded {
-        /// What is limited.
-        what: &'static str,
-        /// The limit.
-        limit: u64,
-        /// What the write would make it.
-        actual: u64,
-    },
-
-    /// The collection holds the most segments its server keeps: its segments must be
-    /// merged before another ingest (the client does it by itself).
-    #[error(
-        "the collection holds {actual} segments, the most this server keeps per collection is \
-         {limit}: merge them (`blindsight compact`) and ingest again"
-    )]
-    TooManySegments {
-        /// The server's limit.
-        limit: u64,
-        /// Segments the collection holds.
-        actual: u64,
-    },
-
     /// A fault inside the program or its environment (not the caller's input).
     #[error("internal error: {0}")]
     Internal(String),
-
-    /// Creating a collection on this server needs its admin token and none was given.
-    #[error(
-        "the server {server} creates collections only with its admin token: put the token in a \
-         file and pass --admin-token-file FILE (or set BLINDSIGHT_ADMIN_TOKEN)"
-    )]
-    AdminTokenRequired {
-        /// The server URL.
-        server: String,
-    },
-
-    /// The server refused the admin token that was given.
-    #[error(
-        "the server {server} refused the admin token ({message}): check the token in \
-         --admin-token-file or BLINDSIGHT_ADMIN_TOKEN"
-    )]
-    AdminTokenRejected {
-        /// The server URL.
-        server: String,
-        /// The server's message (sanitized for a terminal).
-        message: String,
-    },
-
-    /// A secret (passphrase, admin token) could not be used as given.
-    #[error("{what} from {origin}: {reason}")]
-    Secret {
-        /// What the secret is for (`passphrase`, `admin token`).
-        what: &'static str,
-        /// Where it came from: a file path or an environment variable.
-        origin: String,
-        /// What is wrong and what to do.
-        reason: String,
-    },
 
     /// An error of the search layer.
     #[error(transparent)]
@@ -221,7 +47,7 @@ pub enum AppError {
     He(#[from] blindsight_he::HeError),
 }
 
-/// Result type of the application layer.
+/// Result type of the command line.
 pub type Result<T> = core::result::Result<T, AppError>;
 
 impl AppError {
@@ -236,9 +62,18 @@ impl AppError {
 
 impl From<blindsight_proto::ProtoError> for AppError {
     fn from(e: blindsight_proto::ProtoError) -> Self {
-        match e {
-            blindsight_proto::ProtoError::Malformed(reason) => AppError::Malformed(reason),
-            other => AppError::Malformed(other.to_string()),
-        }
+        Self::Client(e.into())
+    }
+}
+
+impl From<blindsight_server::api_error::ApiError> for AppError {
+    fn from(e: blindsight_server::api_error::ApiError) -> Self {
+        Self::Server(e.into())
+    }
+}
+
+impl From<blindsight_os::OsError> for AppError {
+    fn from(e: blindsight_os::OsError) -> Self {
+        Self::Internal(e.to_string())
     }
 }

@@ -346,8 +346,8 @@ fn preset_of(scheme: SchemeArg) -> String {
 
 fn vector_kind(v: VectorsArg) -> blindsight_search::VectorKind {
     match v {
-        VectorsArg::Embedding => blindsight::encoder::embedding_kind(),
-        VectorsArg::Pixels => blindsight::encoder::pixels_kind(),
+        VectorsArg::Embedding => blindsight_client::encoder::embedding_kind(),
+        VectorsArg::Pixels => blindsight_client::encoder::pixels_kind(),
     }
 }
 
@@ -418,7 +418,7 @@ fn run(command: Command) -> blindsight::Result<()> {
                 open_registration,
                 tls: tls_cert.zip(tls_key),
                 insecure_http,
-                quota: blindsight::store::Quota {
+                quota: blindsight_server::store::Quota {
                     key_bytes: quota_key_mb.saturating_mul(1 << 20),
                     images: quota_images,
                     stored_bytes: quota_stored_gb.saturating_mul(1 << 30),
@@ -570,7 +570,7 @@ fn main() -> ExitCode {
             // Errors quote servers and file names: nothing reaches the terminal unfiltered.
             eprintln!(
                 "error: {}",
-                blindsight::names::for_terminal_bounded(&e.to_string(), 4000)
+                blindsight_client::names::for_terminal_bounded(&e.to_string(), 4000)
             );
             ExitCode::FAILURE
         }

@@ -2,17 +2,12 @@
 //! as it would cross the network: key generation, gallery encryption, server load, query
 //! encryption, scoring, decryption and ranking, each timed.
 
-use crate::channel_ciphertexts;
-use crate::client::{fresh_ciphertext_bytes, merged_segment_cap};
 use crate::errors::{AppError, Result};
-use crate::server::ServerOptions;
-use crate::server::engine;
-use crate::server::gallery::Gallery;
-use crate::server::state::AppState;
-use crate::store::{ImageRecord, NewCollection, Quota};
 use crate::synthetic::SyntheticVectors;
-use crate::wire::AppendSegment;
+use blindsight_client::channel_ciphertexts;
+use blindsight_client::client::{fresh_ciphertext_bytes, merged_segment_cap};
 use blindsight_he::{Ciphertext, Context, ResponseSecretKey, Scheme, SecretKey, Serializable};
+use blindsight_proto::AppendSegment;
 use blindsight_search::Layout;
 use blindsight_search::VectorKind;
 use blindsight_search::backend::SlotCipher;
@@ -27,6 +22,11 @@ use blindsight_search::rank::{
 };
 use blindsight_search::response::Response;
 use blindsight_search::vectors::ImageVector;
+use blindsight_server::ServerOptions;
+use blindsight_server::engine;
+use blindsight_server::gallery::Gallery;
+use blindsight_server::state::AppState;
+use blindsight_server::store::{ImageRecord, NewCollection, Quota};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -100,7 +100,7 @@ impl Vectors {
     /// The encoding of these vectors under `ctx`'s scheme (as a collection of their kind
     /// would encode them).
     fn encoding(&self, ctx: &Context) -> VectorEncoding {
-        crate::encoder::encoding_of(ctx, !matches!(self, Self::Pixels(_)), self.dim())
+        blindsight_client::encoder::encoding_of(ctx, !matches!(self, Self::Pixels(_)), self.dim())
     }
 
     /// Vector `i`, encoded (`None` past the end).
@@ -240,7 +240,7 @@ impl WorkDir {
                 })
             }
             None => {
-                let name = crate::random::hex(&crate::random::bytes::<8>()?);
+                let name = blindsight_os::random::hex(&blindsight_os::random::bytes::<8>()?);
                 let path = std::env::temp_dir().join(format!("blindsight-bench-{name}"));
                 std::fs::create_dir_all(&path).map_err(|e| AppError::io(&path, e))?;
                 Ok(Self { path, remove: true })
@@ -266,7 +266,7 @@ impl Drop for WorkDir {
 #[derive(Clone, Debug)]
 pub struct BuildOptions {
     /// Images per ingest batch (one segment each); None: the size merging and compaction
-    /// build a collection's segments up to ([`crate::client::merged_segment_cap`]).
+    /// build a collection's segments up to ([`blindsight_client::client::merged_segment_cap`]).
     pub segment_size: Option<usize>,
     /// Where the store goes (None: a temporary directory).
     pub store_dir: Option<PathBuf>,
@@ -309,7 +309,7 @@ impl AnySession {
         let t = Instant::now();
         let sk = SecretKey::generate(&ctx)?;
         // one response secret for the cipher (decryption) and the keys (the switch to it)
-        let seed = Zeroizing::new(crate::random::bytes::<32>()?);
+        let seed = Zeroizing::new(blindsight_os::random::bytes::<32>()?);
         let response = response_secret(&ctx, &seed)?;
         let encoding = gallery.encoding(&ctx);
         Ok(match ctx.scheme() {
@@ -604,13 +604,6 @@ fn drop_page_cache() -> Result<()> {
     })
 }
 
-/// Default memory budget of a server's loaded collections (evaluation keys, the handles of
-/// mapped segments): half of the machine's RAM (4 GiB if it cannot be read).
-pub fn default_memory_budget() -> usize {
-    crate::procfs::read_field_bytes("/proc/meminfo", "MemTotal:")
-        .map_or(4 << 30, |b| usize::try_from(b / 2).unwrap_or(usize::MAX))
-}
-
 /// Samples this process's anonymous resident memory (`RssAnon` of `/proc/self/status`:
 /// the heap and stacks, not the page cache a mapped file occupies) every few milliseconds
 /// until stopped, keeping the largest value.
@@ -652,7 +645,7 @@ impl RssAnonSampler {
 
 /// A size field of `/proc/self/status`, in bytes.
 fn status_bytes(key: &str) -> Option<u64> {
-    crate::procfs::read_field_bytes("/proc/self/status", key)
+    blindsight_os::procfs::read_field_bytes("/proc/self/status", key)
 }
 
 /// Peak resident set size of this process (bytes), from `/proc/self/status`.

@@ -3,10 +3,10 @@
 //! embedded as `data:` URIs (thumbnails, JPEG), styles inline: the file opens anywhere,
 //! offline, and can be mailed as is. Every text from outside (file names) is escaped.
 
-use crate::client::{Match, SearchTiming};
 use crate::errors::{AppError, Result};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use blindsight_client::client::{Match, SearchTiming};
 use blindsight_search::vectors::decode_rgb;
 use image::codecs::jpeg::JpegEncoder;
 use image::imageops::FilterType;
@@ -76,7 +76,7 @@ pub struct ShownMatch {
 
 impl ShownMatch {
     /// `matches` as shown, each with the thumbnail of its decrypted file among `files`
-    /// ((id, bytes) as [`crate::client::Client::fetch`] returns them; a match whose file is
+    /// ((id, bytes) as [`blindsight_client::client::Client::fetch`] returns them; a match whose file is
     /// missing or unreadable is shown without an image), marked expected when its name is
     /// `original`.
     pub fn list(matches: &[Match], files: &[(i64, Vec<u8>)], original: Option<&str>) -> Vec<Self> {

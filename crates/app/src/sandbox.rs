@@ -2,12 +2,12 @@
 //! `demo` and `eval`. A fresh keystore (saved in the directory), an SQLite store, the server
 //! in a background thread, and a client of the collection, talking HTTP like any other.
 
-use crate::client::Client;
 use crate::errors::{AppError, Result};
-use crate::keystore::Keystore;
-use crate::remote::Remote;
-use crate::server::{LocalServer, ServerOptions};
+use blindsight_client::client::Client;
+use blindsight_client::keystore::Keystore;
+use blindsight_client::remote::Remote;
 use blindsight_search::VectorKind;
+use blindsight_server::{LocalServer, ServerOptions};
 use std::path::Path;
 use std::time::Instant;
 

@@ -10,11 +10,11 @@
     reason = "tests"
 )]
 
-use blindsight::store::Store;
-use blindsight::store::mapped::map_segment_file;
-use blindsight::store::segment_file::open_segment;
 use blindsight_he::{Context, Evaluator, Parameters};
 use blindsight_search::Layout;
+use blindsight_server::store::Store;
+use blindsight_server::store::mapped::map_segment_file;
+use blindsight_server::store::segment_file::open_segment;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -532,7 +532,7 @@ fn keystore_folders_are_private_and_secret_files_bounded() {
 #[cfg(unix)]
 #[test]
 fn tokens_follow_the_store_and_hostile_names_stay_harmless() {
-    use blindsight::server::{LocalServer, ServerOptions};
+    use blindsight_server::{LocalServer, ServerOptions};
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     std::fs::create_dir(&home).unwrap();

@@ -10,11 +10,11 @@
     reason = "tests"
 )]
 
-use blindsight::client::Client;
-use blindsight::keystore::Keystore;
-use blindsight::remote::Remote;
-use blindsight::server::{LocalServer, ServerOptions};
+use blindsight_client::client::Client;
+use blindsight_client::keystore::Keystore;
+use blindsight_client::remote::Remote;
 use blindsight_search::rank::RankRule;
+use blindsight_server::{LocalServer, ServerOptions};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -72,7 +72,8 @@ fn searches_see_exactly_the_acknowledged_writes() {
     let admin = Remote::new(server.url())
         .unwrap()
         .with_token(server.admin_token());
-    let token = Client::create(&ks, &admin, "c", &blindsight::encoder::pixels_kind()).unwrap();
+    let token =
+        Client::create(&ks, &admin, "c", &blindsight_client::encoder::pixels_kind()).unwrap();
     let url = server.url().to_string();
     let shared = Arc::new(Shared {
         model: Mutex::new(Model::default()),

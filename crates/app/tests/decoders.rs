@@ -5,10 +5,10 @@
 //! beyond what the bytes can hold.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-use blindsight::keystore::Keystore;
-use blindsight::seal;
-use blindsight::store::{ImageEntry, ImageRecord, PayloadBatch};
-use blindsight::wire::{self, AppendSegment, CompactSegment, CreateCollection};
+use blindsight_client::keystore::Keystore;
+use blindsight_client::seal;
+use blindsight_proto::{self as wire, AppendSegment, CompactSegment, CreateCollection};
+use blindsight_server::store::{ImageEntry, ImageRecord, PayloadBatch};
 use blindsight_testdata::{Mutation, crc32, mutate};
 use proptest::prelude::*;
 use std::sync::OnceLock;

@@ -16,16 +16,16 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::routing::{get, post};
-use blindsight::client::Client;
-use blindsight::keystore::Keystore;
-use blindsight::remote::Remote;
-use blindsight::seal;
-use blindsight::store::{ImageEntry, PayloadBatch};
-use blindsight::wire;
+use blindsight_client::client::Client;
+use blindsight_client::keystore::Keystore;
+use blindsight_client::remote::Remote;
+use blindsight_client::seal;
 use blindsight_he::{CkksEncoder, Context, Evaluator, Serializable};
+use blindsight_proto as wire;
 use blindsight_search::Layout;
 use blindsight_search::he_backend::segment_layout;
 use blindsight_search::rank::{ImageNorms, RankRule};
+use blindsight_server::store::{ImageEntry, PayloadBatch};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -299,7 +299,7 @@ fn a_hostile_server_gets_errors_and_bounded_memory() {
     let client = Client::new(ks, Remote::new(&url).unwrap().with_token("t"), "c").unwrap();
     let query = blindsight_testdata::first(1)[0].png;
     // what the client may read and decode of an answer for its collection (2 listed images)
-    let search_cap = blindsight::remote::search_answer_cap(2, 3) as u64;
+    let search_cap = blindsight_client::remote::search_answer_cap(2, 3) as u64;
     eprintln!(
         "tiny ciphertext: {} bytes; search answer cap {search_cap}",
         fake.tiny.len()
@@ -339,7 +339,7 @@ fn a_hostile_server_gets_errors_and_bounded_memory() {
         // allocator's slack (SECURITY.md, "Limits")
         let grown = vm_hwm().saturating_sub(before);
         let bound = if *attack == Attack::UnaskedPayload {
-            3 * blindsight::remote::MAX_PAYLOAD_ANSWER as u64 + (64 << 20)
+            3 * blindsight_client::remote::MAX_PAYLOAD_ANSWER as u64 + (64 << 20)
         } else {
             3 * search_cap + (64 << 20)
         };

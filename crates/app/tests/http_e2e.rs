@@ -8,18 +8,18 @@
     reason = "tests"
 )]
 
-use blindsight::client::Client;
-use blindsight::errors::AppError;
-use blindsight::keystore::Keystore;
-use blindsight::remote::Remote;
-use blindsight::server::{LocalServer, ServerOptions};
-use blindsight::wire::{self, AppendSegment};
+use blindsight_client::ClientError;
+use blindsight_client::client::Client;
+use blindsight_client::keystore::Keystore;
+use blindsight_client::remote::Remote;
+use blindsight_proto::{self as wire, AppendSegment};
 use blindsight_search::rank::RankRule;
 use blindsight_search::vectors::{DEFAULT_SIDE, image_vector};
+use blindsight_server::{LocalServer, ServerOptions};
 use std::io::Cursor;
 
 /// The answer cap of the raw searches below.
-const ANSWER: usize = blindsight::remote::MAX_SEARCH_RESPONSE;
+const ANSWER: usize = blindsight_client::remote::MAX_SEARCH_RESPONSE;
 use std::path::Path;
 
 /// A server on an ephemeral loopback port, stopped on drop.
@@ -58,7 +58,10 @@ fn perturbed_png(bytes: &[u8]) -> Vec<u8> {
 
 /// Same images in the same order, cosines equal up to CKKS noise (fresh query encryption
 /// and flooded decryption every time, each within 1e-4 of the reference; BFV is exact).
-fn assert_same_results(a: &[blindsight::client::Match], b: &[blindsight::client::Match]) {
+fn assert_same_results(
+    a: &[blindsight_client::client::Match],
+    b: &[blindsight_client::client::Match],
+) {
     assert_eq!(
         a.iter().map(|m| m.id).collect::<Vec<_>>(),
         b.iter().map(|m| m.id).collect::<Vec<_>>()
@@ -72,9 +75,9 @@ fn assert_same_results(a: &[blindsight::client::Match], b: &[blindsight::client:
     }
 }
 
-fn expect_status<T: std::fmt::Debug>(r: Result<T, AppError>, status: u16) {
+fn expect_status<T: std::fmt::Debug>(r: Result<T, ClientError>, status: u16) {
     match r {
-        Err(AppError::Remote { status: s, .. }) => assert_eq!(s, status),
+        Err(ClientError::Remote { status: s, .. }) => assert_eq!(s, status),
         other => panic!("expected HTTP {status}, got {other:?}"),
     }
 }
@@ -87,7 +90,12 @@ fn run(preset: &str) {
     let ks = Keystore::generate(preset).unwrap();
     // creating a collection needs the admin token
     expect_status(
-        Client::create(&ks, &remote, "photos", &blindsight::encoder::pixels_kind()),
+        Client::create(
+            &ks,
+            &remote,
+            "photos",
+            &blindsight_client::encoder::pixels_kind(),
+        ),
         401,
     );
     expect_status(
@@ -95,12 +103,18 @@ fn run(preset: &str) {
             &ks,
             &remote.with_token("wrong"),
             "photos",
-            &blindsight::encoder::pixels_kind(),
+            &blindsight_client::encoder::pixels_kind(),
         ),
         401,
     );
     let admin = remote.with_token(&server.admin);
-    let token = Client::create(&ks, &admin, "photos", &blindsight::encoder::pixels_kind()).unwrap();
+    let token = Client::create(
+        &ks,
+        &admin,
+        "photos",
+        &blindsight_client::encoder::pixels_kind(),
+    )
+    .unwrap();
     let client = Client::new(
         Keystore::from_bytes(&ks.to_bytes(None).unwrap(), None, "ks").unwrap(),
         remote.with_token(&token),
@@ -139,7 +153,13 @@ fn run(preset: &str) {
     assert_eq!(fetched, vec![(matches[0].id, target_bytes.clone())]);
 
     // a second collection's token is refused on the first collection's data, everywhere
-    let other = Client::create(&ks, &admin, "other", &blindsight::encoder::pixels_kind()).unwrap();
+    let other = Client::create(
+        &ks,
+        &admin,
+        "other",
+        &blindsight_client::encoder::pixels_kind(),
+    )
+    .unwrap();
     let intruder = remote.with_token(&other);
     let nobody = remote.with_token("0000");
     for r in [&intruder, &nobody, &remote] {
@@ -330,7 +350,7 @@ fn mirrored_crop_png(bytes: &[u8]) -> Vec<u8> {
 /// a pixel query (three ciphertexts) is refused by the server; a collection recorded with
 /// another model is refused by the client before anything is encrypted.
 fn run_embedding(preset: &str) {
-    use blindsight::encoder::embedding_kind;
+    use blindsight_client::encoder::embedding_kind;
     use blindsight_search::VectorKind;
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir.path().join("gallery.db"));
@@ -383,7 +403,13 @@ fn run_embedding(preset: &str) {
         "{msg}"
     );
     // a pixel collection searched by this build's pixel encoder still works beside it
-    let px = Client::create(&ks, &admin, "px", &blindsight::encoder::pixels_kind()).unwrap();
+    let px = Client::create(
+        &ks,
+        &admin,
+        "px",
+        &blindsight_client::encoder::pixels_kind(),
+    )
+    .unwrap();
     let px = Client::new(ks, remote.with_token(&px), "px").unwrap();
     px.ingest(&files[..4], |_| {}).unwrap();
     let (m, _) = px
@@ -418,8 +444,8 @@ fn eval_recall_on_embedded_images_is_above_a_floor() {
         sample: 5,
         preset: "ckks-8192".into(),
         kinds: vec![
-            blindsight::encoder::embedding_kind(),
-            blindsight::encoder::pixels_kind(),
+            blindsight_client::encoder::embedding_kind(),
+            blindsight_client::encoder::pixels_kind(),
         ],
         work: work.path().to_path_buf(),
         progress: false,
@@ -497,7 +523,10 @@ fn distinct_images(n: usize) -> Vec<(String, Vec<u8>)> {
 /// The same images (by name: ids differ between collections) ranked the same way: equal
 /// cosines (up to CKKS noise) per image, so that only images whose cosines tie within the
 /// noise may trade places.
-fn assert_same_ranking(a: &[blindsight::client::Match], b: &[blindsight::client::Match]) {
+fn assert_same_ranking(
+    a: &[blindsight_client::client::Match],
+    b: &[blindsight_client::client::Match],
+) {
     assert_eq!(a.len(), b.len());
     for (x, y) in a.iter().zip(b) {
         if x.name != y.name {
@@ -564,8 +593,9 @@ fn merged_segments_rank_like_one_batch(preset: &str) {
         one_t.down_bytes, merged_t.down_bytes,
         "the response of one batch"
     );
-    let names =
-        |v: &[blindsight::client::Match]| v.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
+    let names = |v: &[blindsight_client::client::Match]| {
+        v.iter().map(|m| m.name.clone()).collect::<Vec<_>>()
+    };
     let mut a = names(&one);
     let mut b = names(&merged);
     a.sort();

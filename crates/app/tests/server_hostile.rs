@@ -8,16 +8,16 @@
     reason = "tests"
 )]
 
-use blindsight::client::Client;
-use blindsight::keystore::Keystore;
-use blindsight::remote::Remote;
-use blindsight::server::{Limits, LocalServer, ServerOptions};
-use blindsight::store::ImageRecord;
-use blindsight::wire::{self, AppendSegment};
+use blindsight_client::client::Client;
+use blindsight_client::keystore::Keystore;
+use blindsight_client::remote::Remote;
 use blindsight_he::Context;
+use blindsight_proto::{self as wire, AppendSegment};
 use blindsight_search::Layout;
 use blindsight_search::he_backend::segment_layout;
 use blindsight_search::slots::SlotShape;
+use blindsight_server::store::ImageRecord;
+use blindsight_server::{Limits, LocalServer, ServerOptions};
 use proptest::prelude::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -341,7 +341,7 @@ fn tls_serves_clients_that_trust_its_ca() {
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
     let mut opts = ServerOptions::new(dir.path().join("gallery.db"));
-    opts.tls = Some(blindsight::server::tls::server_config(&cert_path, &key_path).unwrap());
+    opts.tls = Some(blindsight_server::tls::server_config(&cert_path, &key_path).unwrap());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -350,7 +350,7 @@ fn tls_serves_clients_that_trust_its_ca() {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            blindsight::server::serve(listener, opts, async move {
+            blindsight_server::serve(listener, opts, async move {
                 let _ = rx.await;
             })
             .await
@@ -393,7 +393,7 @@ fn compactions_from_a_stale_live_set_or_dropping_live_images_get_409() {
         batch: None,
     };
     match remote.compact("photos", &drop_live) {
-        Err(blindsight::errors::AppError::Remote { status: 409, .. }) => {}
+        Err(blindsight_client::ClientError::Remote { status: 409, .. }) => {}
         other => panic!("expected 409, got {other:?}"),
     }
     // a deletion acknowledged after the client listed the segment
@@ -403,7 +403,7 @@ fn compactions_from_a_stale_live_set_or_dropping_live_images_get_409() {
         batch: None,
     };
     match remote.compact("photos", &stale) {
-        Err(blindsight::errors::AppError::Remote { status: 409, .. }) => {}
+        Err(blindsight_client::ClientError::Remote { status: 409, .. }) => {}
         other => panic!("expected 409, got {other:?}"),
     }
     let after = remote.images("photos").unwrap();
@@ -720,7 +720,13 @@ fn a_client_that_stops_reading_loses_its_connection() {
 fn pixel_client(server: &LocalServer, remote: &Remote, name: &str) -> (Client, String) {
     let ks = Keystore::generate("ckks-8192").unwrap();
     let admin = remote.with_token(server.admin_token());
-    let token = Client::create(&ks, &admin, name, &blindsight::encoder::pixels_kind()).unwrap();
+    let token = Client::create(
+        &ks,
+        &admin,
+        name,
+        &blindsight_client::encoder::pixels_kind(),
+    )
+    .unwrap();
     let client = Client::new(ks, remote.with_token(&token), name).unwrap();
     (client, token)
 }
@@ -747,7 +753,7 @@ fn segment_files(dir: &Path) -> usize {
 fn tiny_segments_past_the_cap_are_refused_and_the_client_merges_them() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(Limits::default(), dir.path());
-    let cap = blindsight::server::DEFAULT_QUOTA.segments as usize;
+    let cap = blindsight_server::DEFAULT_QUOTA.segments as usize;
     let remote = Remote::new(server.url()).unwrap();
     let ks = Keystore::generate("ckks-8192").unwrap();
     let kind = blindsight_search::VectorKind::Pixels { side: 8 };
@@ -769,7 +775,7 @@ fn tiny_segments_past_the_cap_are_refused_and_the_client_merges_them() {
     let written = segment_files(dir.path());
     for f in &files[cap..cap + 50] {
         match hostile.ingest(std::slice::from_ref(f), |_| {}) {
-            Err(blindsight::errors::AppError::TooManySegments { limit, actual }) => {
+            Err(blindsight_client::ClientError::TooManySegments { limit, actual }) => {
                 assert_eq!((limit, actual), (cap as u64, cap as u64));
             }
             other => panic!("an ingest past the cap: {other:?}"),
@@ -881,7 +887,7 @@ fn slow_uploads_of_one_collection_never_deny_another_collections_searches() {
 /// `limit` asked), each continuing where the last ended; the client reads them all.
 #[test]
 fn a_list_of_100_000_images_is_paged() {
-    use blindsight::store::{NewCollection, Quota, SegmentBatch, Store};
+    use blindsight_server::store::{NewCollection, Quota, SegmentBatch, Store};
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("gallery.db");
     let token = "paged-list-token-0123456789";
@@ -899,7 +905,7 @@ fn a_list_of_100_000_images_is_paged() {
                     galois_keys: b"gk",
                     galois_elements: &[],
                     response_key: b"rsk",
-                    token_hash: &blindsight::server::auth::token_hash(token),
+                    token_hash: &blindsight_server::auth::token_hash(token),
                     key_id: "k",
                 },
                 &Quota::UNLIMITED,
@@ -1102,7 +1108,7 @@ fn compact_form_gallery_ciphertexts_are_refused_before_a_file_is_written() {
     });
     let body = tiny.encode().len();
     match authed.append("c", &tiny) {
-        Err(blindsight::errors::AppError::Remote {
+        Err(blindsight_client::ClientError::Remote {
             status: 400,
             message,
         }) => {
@@ -1136,7 +1142,7 @@ fn an_ingest_past_the_stored_bytes_quota_is_refused_before_its_file() {
     let ctx = ks.context.clone();
     let batch = one_image_batch(&ks, 1, |ct| ct.to_bytes(&ctx).unwrap());
     match authed.append("c", &batch) {
-        Err(blindsight::errors::AppError::Remote {
+        Err(blindsight_client::ClientError::Remote {
             status: 507,
             message,
         }) => {

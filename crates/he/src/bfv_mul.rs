@@ -11,15 +11,6 @@ use crate::errors::{HeError, Result};
 use crate::math::convert::round_fraction_sum;
 use crate::math::poly::RnsPoly;
 
-/// Prime indices of `Q_ℓ ∪ R`.
-pub(crate) fn ext_indices(ctx: &Context, level: usize) -> Result<Vec<usize>> {
-    let bfv = ctx.inner.bfv.as_ref().ok_or(HeError::WrongScheme {
-        operation: "BFV multiply",
-        scheme: "CKKS",
-    })?;
-    Ok((0..=level).chain(bfv.r.iter().copied()).collect())
-}
-
 /// Lifts a polynomial (NTT form over `Q_ℓ`) to `Q_ℓ ∪ R` (NTT form), exactly (centered).
 pub(crate) fn extend(ctx: &Context, level: usize, x: &RnsPoly) -> Result<RnsPoly> {
     let lv = ctx.level(level)?;
@@ -54,7 +45,7 @@ pub(crate) fn scale_down(ctx: &Context, level: usize, x: &RnsPoly) -> Result<Rns
         operation: "BFV multiply",
         scheme: "CKKS",
     })?;
-    let idx = ext_indices(ctx, level)?;
+    let idx = ctx.extended_indices(level)?;
     let primes = ctx.primes_at(&idx);
     let k = level + 1;
     let nr = idx.len() - k;

@@ -257,20 +257,6 @@ impl Context {
         self.inner.params.slots()
     }
 
-    /// Bytes of a ciphertext prepared as a gallery product operand at `level` the way the
-    /// search engine prepares it: native where the level allows (see
-    /// [`Context::native_products`]), else lifted to the extension basis `Q ∪ R`; compact
-    /// ([`crate::Evaluator::compact_product`]: `u32` words on trailing primes below `2^32`).
-    pub fn product_operand_bytes(&self, level: usize) -> usize {
-        use crate::operand_layout::{ProductForm, compact_primes, kernel_bytes_len};
-        let form = match self.native_products(level) {
-            Ok(()) => ProductForm::Native,
-            Err(_) => ProductForm::Extended,
-        };
-        let (wide, narrow) = compact_primes(self, form, level).unwrap_or_default();
-        kernel_bytes_len(self.inner.n, wide, narrow)
-    }
-
     /// Whether ciphertext products at `level` can be taken in `Q_ℓ` itself, without an
     /// extension basis: always for CKKS; for BFV when `Q_ℓ ≡ 1 (mod t)` (the 8192 and 16384
     /// presets). See [`crate::ProductAccumulator::native`].
@@ -291,6 +277,16 @@ impl Context {
                 }),
             },
         }
+    }
+
+    /// Prime indices of the extension basis `Q_ℓ ∪ R` of BFV products at `level` (an
+    /// error for CKKS, which has none).
+    pub(crate) fn extended_indices(&self, level: usize) -> Result<Vec<usize>> {
+        let bfv = self.inner.bfv.as_ref().ok_or(HeError::WrongScheme {
+            operation: "BFV multiply",
+            scheme: "CKKS",
+        })?;
+        Ok((0..=level).chain(bfv.r.iter().copied()).collect())
     }
 
     /// Galois element of a rotation by `step` slots to the left (negative: to the right).

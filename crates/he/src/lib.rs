@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod accumulator;
 pub mod bfv;
 mod bfv_mul;
 pub mod ckks;
@@ -14,24 +15,25 @@ pub mod math;
 mod operand_layout;
 pub mod params;
 pub mod plaintext;
+pub mod product_operand;
 pub mod ring_switch;
 pub mod rotation_sum;
 pub mod serialize;
 mod tensor_sum;
 pub mod transfer;
 
+pub use accumulator::ProductAccumulator;
 pub use bfv::BfvEncoder;
 pub use ckks::{CkksEncoder, Complex};
 pub use context::Context;
 pub use errors::{HeError, Result};
-pub use evaluator::{
-    Evaluator, HoistedCiphertext, OperandSpec, ProductAccumulator, ProductForm, ProductOperand,
-    SharedBytes,
-};
+pub use evaluator::{Evaluator, HoistedCiphertext};
 pub use flooding::NoiseFlooding;
 pub use keys::{GaloisKeys, PublicKey, RelinKey, SecretKey};
+pub use operand_layout::ProductForm;
 pub use params::{Parameters, Scheme};
 pub use plaintext::{Ciphertext, Plaintext};
+pub use product_operand::{OperandSpec, ProductOperand, SharedBytes};
 pub use ring_switch::{ResponseSecretKey, RingSwitchKey};
 pub use rotation_sum::RotationSum;
 pub use serialize::{Kind, Serializable};

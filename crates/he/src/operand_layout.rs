@@ -2,9 +2,9 @@
 //! residues on ([`ProductForm`], [`product_indices`]), which of them it keeps as `u64` or
 //! `u32` words ([`compact_primes`]), and how many bytes its kernel layout takes
 //! ([`kernel_bytes_len`]). The context sizes operands from here and the evaluator lays them
-//! out from here, so neither reaches into the other.
+//! out from here, so neither reaches into the other. ([`Context::product_operand_bytes`] is
+//! defined here for that reason: the context itself knows nothing of operands.)
 
-use crate::bfv_mul::ext_indices;
 use crate::context::Context;
 use crate::errors::Result;
 use crate::math::ntt::Prime;
@@ -13,7 +13,7 @@ use crate::math::ntt::Prime;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProductForm {
     /// In `Q_ℓ` itself, as the ciphertext is: CKKS, and BFV where `Q_ℓ ≡ 1 (mod t)`
-    /// ([`ProductAccumulator::native`]).
+    /// ([`crate::ProductAccumulator::native`]).
     Native,
     /// BFV lifted to the extension basis `Q_ℓ ∪ R` (HPS multiplication).
     Extended,
@@ -43,7 +43,7 @@ pub(crate) fn product_indices(
     level: usize,
 ) -> Result<Vec<usize>> {
     match form {
-        ProductForm::Extended => ext_indices(ctx, level),
+        ProductForm::Extended => ctx.extended_indices(level),
         ProductForm::Native => Ok((0..=level).collect()),
     }
 }
@@ -67,4 +67,19 @@ pub(crate) fn wide_prime_count(primes: &[&Prime]) -> usize {
         .iter()
         .rposition(|p| p.value() >= 1 << 32)
         .map_or(0, |last_wide| last_wide + 1)
+}
+
+impl Context {
+    /// Bytes of a ciphertext prepared as a gallery product operand at `level` the way the
+    /// search engine prepares it: native where the level allows (see
+    /// [`Context::native_products`]), else lifted to the extension basis `Q ∪ R`; compact
+    /// ([`crate::Evaluator::compact_product`]: `u32` words on trailing primes below `2^32`).
+    pub fn product_operand_bytes(&self, level: usize) -> usize {
+        let form = match self.native_products(level) {
+            Ok(()) => ProductForm::Native,
+            Err(_) => ProductForm::Extended,
+        };
+        let (wide, narrow) = compact_primes(self, form, level).unwrap_or_default();
+        kernel_bytes_len(self.inner.n, wide, narrow)
+    }
 }

@@ -4,10 +4,10 @@
 //! otherwise.
 
 use crate::errors::{HeError, Result};
-use crate::evaluator::{ProductOperand, Residues};
 use crate::math::kernels::{LazyTensor, MODULUS_BOUND, NarrowPair, TensorPair, detected_path};
 use crate::math::ntt::Prime;
 use crate::math::poly::RnsPoly;
+use crate::product_operand::{ProductOperand, Residues};
 
 /// `Σ a ⊗ b` for two-polynomial operands: the three tensor polynomials `d0 = Σ a0·b0`,
 /// `d1 = Σ a0·b1 + a1·b0`, `d2 = Σ a1·b1`, residue by residue (NTT form).

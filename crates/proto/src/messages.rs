@@ -39,6 +39,10 @@ pub const MAX_ANSWER_SEGMENTS: usize = 1024;
 /// Most images in one page of an image list (`GET …/images?after=ID&limit=N`).
 pub const MAX_PAGE_IMAGES: usize = 4096;
 
+/// Bytes a client's sealing adds to a payload (a version byte, a 24-byte nonce, a 16-byte
+/// tag): the server bounds an image's sealed source vector by its plain length plus this.
+pub const SEALED_OVERHEAD: usize = 1 + 24 + 16;
+
 /// Message kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

@@ -92,6 +92,13 @@ pub enum SearchError {
     /// An error of the homomorphic-encryption layer.
     #[error(transparent)]
     He(#[from] HeError),
+
+    /// An image's source vector (sealed beside it) is not one of its collection's.
+    #[error("image source vector: {reason}; the payload is corrupted or from another collection")]
+    MalformedSource {
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// Result type of the search layer.

@@ -15,6 +15,9 @@
 //! - [`client`]: packing and encrypting segments and queries, decrypting scores.
 //! - [`engine`]: the server's encrypted matrix-vector product over all segments;
 //!   [`response`]: its results packed across segments (small segments share ciphertexts).
+//! - [`source_vector`]: what an image's vectors are encoded from (pixels or features),
+//!   sealed beside it by the client so that merges re-encrypt without the file; the server
+//!   bounds uploads by its length.
 //! - [`rank`]: per-image, per-channel dot products ([`rank::ChannelDots`]), cosines, the
 //!   demo's rule on squared channel cosines, whole-vector cosine, top-k, and the f64
 //!   reference engine.
@@ -30,6 +33,7 @@ pub mod layout;
 pub mod rank;
 pub mod response;
 pub mod slots;
+pub mod source_vector;
 pub mod vectors;
 
 pub use errors::{Result, SearchError};

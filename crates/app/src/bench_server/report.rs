@@ -92,7 +92,7 @@ pub struct ServerFigures {
     pub largest_search: u64,
 }
 
-/// The memory bound the server's defaults state (server/mod.rs, [`Limits`](crate::server::Limits)): the gallery
+/// The memory bound the server's defaults state (server/mod.rs, [`Limits`](blindsight_server::Limits)): the gallery
 /// cache in use, plus `max_concurrent` requests of at most three times the largest body of
 /// the admitted routes (body, decoded copy, transaction), plus a fixed baseline.
 #[derive(Clone, Debug, Default)]
@@ -425,7 +425,11 @@ impl BenchServerReport {
             .chain(self.hostile.iter().map(|(h, t)| (h.name(), t)))
         {
             for m in &t.samples {
-                let _ = writeln!(out, "  {name} error: {}", crate::names::for_terminal(m));
+                let _ = writeln!(
+                    out,
+                    "  {name} error: {}",
+                    blindsight_client::names::for_terminal(m)
+                );
             }
         }
         out

@@ -9,10 +9,11 @@
 //!   filled to a few segments under its cap at setup, so that the run reaches the cap and
 //!   every further ingest is refused (`too_many_segments`).
 
-use crate::client::Client;
 use crate::errors::{AppError, Result};
-use crate::keystore::Keystore;
-use crate::remote::Remote;
+use blindsight_client::ClientError;
+use blindsight_client::client::Client;
+use blindsight_client::keystore::Keystore;
+use blindsight_client::remote::Remote;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
@@ -135,7 +136,7 @@ impl Tenant {
     }
 
     /// Ingests the next file as a segment of its own; `None` when the files are used up.
-    fn tiny_ingest(&mut self) -> Option<Result<usize>> {
+    fn tiny_ingest(&mut self) -> Option<core::result::Result<usize, ClientError>> {
         let file = self.files.get(self.next)?.clone();
         self.next += 1;
         Some(self.client.ingest(&[file], |_| {}).map(|r| r.added))
@@ -184,8 +185,8 @@ impl Tenant {
             }
             match self.tiny_ingest() {
                 Some(Ok(_)) => report.tiny_added += 1,
-                Some(Err(AppError::TooManySegments { .. })) => report.tiny_refused += 1,
-                Some(Err(AppError::Remote { status: 503, .. })) => report.tiny_busy += 1,
+                Some(Err(ClientError::TooManySegments { .. })) => report.tiny_refused += 1,
+                Some(Err(ClientError::Remote { status: 503, .. })) => report.tiny_busy += 1,
                 Some(Err(e)) => {
                     report.tiny_error_count += 1;
                     if report.tiny_errors.len() < 5 {
