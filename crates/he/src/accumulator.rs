@@ -6,6 +6,7 @@ use crate::context::Context;
 use crate::crypt::plain_poly;
 use crate::errors::{HeError, Result};
 use crate::math::poly::RnsPoly;
+use crate::meta::Meta;
 use crate::operand_layout::{ProductForm, product_indices};
 use crate::params::Scheme;
 use crate::plaintext::{Ciphertext, Plaintext};
@@ -211,22 +212,22 @@ impl ProductAccumulator {
         let mut scale = self.scale;
         for &(a, b) in pairs {
             for op in [a, b] {
-                self.ctx.check_fingerprint(&op.fingerprint)?;
+                op.meta.check_context(&self.ctx)?;
                 if op.form != self.form {
                     return Err(HeError::ProductFormMismatch {
                         expected: self.form.name(),
                         actual: op.form.name(),
                     });
                 }
-                if op.level != self.level {
+                if op.meta.level != self.level {
                     return Err(HeError::LevelMismatch {
                         expected: self.level,
-                        actual: op.level,
+                        actual: op.meta.level,
                     });
                 }
             }
             // as product by product: each CKKS scale must match the previous one's
-            let product = a.scale * b.scale;
+            let product = a.meta.scale * b.meta.scale;
             match scale {
                 Some(s) if self.ctx.scheme() == Scheme::Ckks && !scales_match(s, product) => {
                     return Err(HeError::ScaleMismatch {
@@ -271,13 +272,13 @@ impl ProductAccumulator {
     /// Adds `ct · pt`.
     pub fn add_plain_product(&mut self, ct: &Ciphertext, pt: &Plaintext) -> Result<()> {
         self.ctx.check_ciphertext(ct)?;
-        if ct.level != self.level || ct.polys.len() != 2 {
+        if ct.meta.level != self.level || ct.polys.len() != 2 {
             return Err(HeError::LevelMismatch {
                 expected: self.level,
-                actual: ct.level,
+                actual: ct.meta.level,
             });
         }
-        let scale = ct.scale * pt.scale;
+        let scale = ct.meta.scale * pt.meta.scale;
         match self.plain_scale {
             Some(s) if self.ctx.scheme() == Scheme::Ckks && !scales_match(s, scale) => {
                 return Err(HeError::ScaleMismatch {
@@ -325,10 +326,8 @@ impl ProductAccumulator {
             (Scheme::Ckks, _) => Vec::from(t),
         };
         Ok(Ciphertext {
-            fingerprint: self.ctx.params().fingerprint(),
+            meta: Meta::new(&self.ctx, self.level, self.scale.unwrap_or(1.0))?,
             polys,
-            level: self.level,
-            scale: self.scale.unwrap_or(1.0),
             seed: None,
             rounded: None,
             subring: None,

@@ -3,6 +3,7 @@
 
 use crate::context::Context;
 use crate::errors::{HeError, Result};
+use crate::meta::Meta;
 use crate::params::Scheme;
 use crate::plaintext::{PlainData, Plaintext};
 use zeroize::Zeroizing;
@@ -71,15 +72,13 @@ impl BfvEncoder {
         tables.t.backward(&mut evals);
         Ok(Plaintext {
             data: PlainData::Bfv(evals),
-            level: self.ctx.max_level(),
-            scale: 1.0,
-            fingerprint: self.ctx.params().fingerprint(),
+            meta: Meta::new(&self.ctx, self.ctx.max_level(), 1.0)?,
         })
     }
 
     /// Decodes the N slots of a BFV plaintext.
     pub fn decode(&self, pt: &Plaintext) -> Result<Vec<u64>> {
-        self.ctx.check_fingerprint(&pt.fingerprint)?;
+        pt.meta.check_context(&self.ctx)?;
         let PlainData::Bfv(coeffs) = &pt.data else {
             return Err(HeError::WrongScheme {
                 operation: "BFV decode",

@@ -4,6 +4,7 @@
 use crate::context::Context;
 use crate::errors::{HeError, Result};
 use crate::math::poly::RnsPoly;
+use crate::meta::Meta;
 use crate::params::Scheme;
 use crate::plaintext::{PlainData, Plaintext};
 use std::f64::consts::PI;
@@ -196,9 +197,7 @@ impl CkksEncoder {
         poly.forward(&q);
         Ok(Plaintext {
             data: PlainData::Ckks(poly),
-            level,
-            scale,
-            fingerprint: self.ctx.params().fingerprint(),
+            meta: Meta::new(&self.ctx, level, scale)?,
         })
     }
 
@@ -210,7 +209,7 @@ impl CkksEncoder {
 
     /// Decodes the N/2 complex slots of a plaintext.
     pub fn decode_complex(&self, pt: &Plaintext) -> Result<Vec<Complex>> {
-        self.ctx.check_fingerprint(&pt.fingerprint)?;
+        pt.meta.check_context(&self.ctx)?;
         let PlainData::Ckks(poly) = &pt.data else {
             return Err(HeError::WrongScheme {
                 operation: "CKKS decode",
@@ -218,8 +217,8 @@ impl CkksEncoder {
             });
         };
         let mut coeff = Zeroizing::new(poly.clone());
-        coeff.backward(&self.ctx.q_primes(pt.level));
-        self.decode_coefficients(&coeff, pt.level, pt.scale)
+        coeff.backward(&self.ctx.q_primes(pt.meta.level));
+        self.decode_coefficients(&coeff, pt.meta.level, pt.meta.scale)
     }
 
     /// Decodes the real parts of the slots.

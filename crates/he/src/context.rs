@@ -307,42 +307,6 @@ impl Context {
         2 * self.inner.n as u64 - 1
     }
 
-    /// Checks that a ciphertext has the shape of this context (level, degree, residues).
-    pub(crate) fn check_ciphertext(&self, ct: &crate::plaintext::Ciphertext) -> Result<()> {
-        if let Some(log_d) = ct.subring {
-            return Err(HeError::RingSwitched { log_d });
-        }
-        self.check_ciphertext_shape(ct)
-    }
-
-    /// The checks of [`Self::check_ciphertext`] except the key: also accepts ring-switched
-    /// ciphertexts (for serialization and decryption with a response key).
-    pub(crate) fn check_ciphertext_shape(&self, ct: &crate::plaintext::Ciphertext) -> Result<()> {
-        self.check_fingerprint(&ct.fingerprint)?;
-        if ct.level > self.max_level() {
-            return Err(HeError::LevelMismatch {
-                expected: self.max_level(),
-                actual: ct.level,
-            });
-        }
-        if !(2..=3).contains(&ct.polys.len()) {
-            return Err(HeError::CiphertextSize {
-                expected: 2,
-                actual: ct.polys.len(),
-            });
-        }
-        for p in &ct.polys {
-            if p.degree() != self.inner.n || p.count() != ct.level + 1 {
-                return Err(HeError::LengthMismatch {
-                    what: "ciphertext residues (degree × moduli)",
-                    expected: self.inner.n * (ct.level + 1),
-                    actual: p.data().len(),
-                });
-            }
-        }
-        Ok(())
-    }
-
     pub(crate) fn check_fingerprint(&self, fp: &[u8; 32]) -> Result<()> {
         let mine = self.inner.params.fingerprint();
         if &mine != fp {

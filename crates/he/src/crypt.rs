@@ -14,6 +14,7 @@ use crate::math::convert::round_fraction_sum;
 use crate::math::modulus::Modulus;
 use crate::math::poly::RnsPoly;
 use crate::math::sample::{centered_binomial, os_rng, rounded_gaussian, ternary};
+use crate::meta::Meta;
 use crate::params::Scheme;
 use crate::plaintext::{Ciphertext, PlainData, Plaintext};
 use zeroize::Zeroizing;
@@ -38,7 +39,7 @@ pub(crate) fn message_term(
     pt: &Plaintext,
     level: usize,
 ) -> Result<Zeroizing<RnsPoly>> {
-    ctx.check_fingerprint(&pt.fingerprint)?;
+    pt.meta.check_context(ctx)?;
     match &pt.data {
         PlainData::Bfv(coeffs) => {
             let lv = ctx.level(level)?;
@@ -91,7 +92,7 @@ pub(crate) fn plain_poly(
     pt: &Plaintext,
     level: usize,
 ) -> Result<Zeroizing<RnsPoly>> {
-    ctx.check_fingerprint(&pt.fingerprint)?;
+    pt.meta.check_context(ctx)?;
     let q = ctx.q_primes(level);
     match &pt.data {
         PlainData::Bfv(coeffs) => {
@@ -109,10 +110,10 @@ pub(crate) fn plain_poly(
                     scheme: "BFV",
                 });
             }
-            if pt.level < level || poly.count() != pt.level + 1 {
+            if pt.meta.level < level || poly.count() != pt.meta.level + 1 {
                 return Err(HeError::LevelMismatch {
                     expected: level,
-                    actual: pt.level,
+                    actual: pt.meta.level,
                 });
             }
             let mut m = Zeroizing::new(poly.slice(0, level + 1));
@@ -139,7 +140,7 @@ impl SecretKey {
     /// seed, so that it serializes in half the space.
     pub fn encrypt(&self, ctx: &Context, pt: &Plaintext) -> Result<Ciphertext> {
         ctx.check_fingerprint(&self.fingerprint)?;
-        let level = pt.level.min(ctx.max_level());
+        let level = pt.meta.level.min(ctx.max_level());
         let m = message_term(ctx, pt, level)?;
         let idx: Vec<usize> = (0..=level).collect();
         let mut rng = os_rng()?;
@@ -147,10 +148,8 @@ impl SecretKey {
         let mut c0 = pair.b;
         c0.add_assign(&m, &ctx.q_primes(level));
         Ok(Ciphertext {
-            fingerprint: ctx.params().fingerprint(),
+            meta: Meta::new(ctx, level, pt.meta.scale)?,
             polys: vec![c0, pair.a],
-            level,
-            scale: pt.scale,
             seed: Some(pair.seed),
             rounded: None,
             subring: None,
@@ -179,7 +178,7 @@ impl SecretKey {
                 actual: name(self.response_log_d),
             });
         }
-        let level = ct.level;
+        let level = ct.meta.level;
         let q = ctx.q_primes(level);
         let idx: Vec<usize> = (0..=level).collect();
         let s = self.restricted(&idx);
@@ -217,8 +216,8 @@ impl SecretKey {
             });
         }
         let mut x = self.phase(ctx, ct)?;
-        let q = ctx.q_primes(ct.level);
-        flooding.check_level(ctx, ct.level)?;
+        let q = ctx.q_primes(ct.meta.level);
+        flooding.check_level(ctx, ct.meta.level)?;
         let mut rng = os_rng()?;
         let noise = rounded_gaussian(ctx.degree(), flooding.sigma(), &mut rng)?;
         for (c, p) in x.comps_mut().zip(&q) {
@@ -260,21 +259,23 @@ impl SecretKey {
         mut x: Zeroizing<RnsPoly>,
     ) -> Result<Plaintext> {
         let data = match ctx.scheme() {
-            Scheme::Bfv => PlainData::Bfv(bfv_scale_round(ctx, &x, ct.level)?),
+            Scheme::Bfv => PlainData::Bfv(bfv_scale_round(ctx, &x, ct.meta.level)?),
             Scheme::Ckks => {
-                x.forward(&ctx.q_primes(ct.level));
+                x.forward(&ctx.q_primes(ct.meta.level));
                 // moves the residues out; the empty wrapper left behind has nothing to clear
                 PlainData::Ckks(std::mem::replace(&mut *x, RnsPoly::zero(ctx.degree(), 0)))
             }
         };
         Ok(Plaintext {
             data,
-            level: ct.level,
-            scale: match ctx.scheme() {
-                Scheme::Bfv => 1.0,
-                Scheme::Ckks => ct.scale,
+            meta: Meta {
+                fingerprint: ctx.params().fingerprint(),
+                level: ct.meta.level,
+                scale: match ctx.scheme() {
+                    Scheme::Bfv => 1.0,
+                    Scheme::Ckks => ct.meta.scale,
+                },
             },
-            fingerprint: ctx.params().fingerprint(),
         })
     }
 
@@ -288,7 +289,7 @@ impl SecretKey {
     ) -> Result<Vec<Complex>> {
         encoder.check_context(ctx)?;
         let x = self.phase(ctx, ct)?;
-        encoder.decode_coefficients(&x, ct.level, ct.scale)
+        encoder.decode_coefficients(&x, ct.meta.level, ct.meta.scale)
     }
 
     /// CKKS: decrypts with noise flooding (see [`SecretKey::decrypt_flooded`]) and decodes
@@ -303,7 +304,7 @@ impl SecretKey {
     ) -> Result<Vec<Complex>> {
         encoder.check_context(ctx)?;
         let x = self.flooded_phase(ctx, ct, flooding)?;
-        encoder.decode_coefficients(&x, ct.level, ct.scale)
+        encoder.decode_coefficients(&x, ct.meta.level, ct.meta.scale)
     }
 
     /// BFV: the invariant noise budget in bits (`log2(Q / (2·max|v|))` for the noise `v`);
@@ -316,7 +317,7 @@ impl SecretKey {
             });
         }
         let x = self.phase(ctx, ct)?;
-        let level = ct.level;
+        let level = ct.meta.level;
         let lv = ctx.level(level)?;
         let q = ctx.q_primes(level);
         let t = ctx.params().plain_modulus();
@@ -360,7 +361,7 @@ impl PublicKey {
     /// Encrypts with the public key.
     pub fn encrypt(&self, ctx: &Context, pt: &Plaintext) -> Result<Ciphertext> {
         ctx.check_fingerprint(&self.fingerprint)?;
-        let level = pt.level.min(ctx.max_level());
+        let level = pt.meta.level.min(ctx.max_level());
         let m = message_term(ctx, pt, level)?;
         let q = ctx.q_primes(level);
         let n = ctx.degree();
@@ -380,10 +381,8 @@ impl PublicKey {
         c1.mul_acc(&a, &u, &q);
         c0.add_assign(&m, &q);
         Ok(Ciphertext {
-            fingerprint: ctx.params().fingerprint(),
+            meta: Meta::new(ctx, level, pt.meta.scale)?,
             polys: vec![c0, c1],
-            level,
-            scale: pt.scale,
             seed: None,
             rounded: None,
             subring: None,
@@ -413,10 +412,8 @@ mod tests {
         let mut c0 = pair.b;
         c0.add_assign(m, &ctx.q_primes(level));
         Ciphertext {
-            fingerprint: ctx.params().fingerprint(),
             polys: vec![c0, pair.a],
-            level,
-            scale: 1.0,
+            meta: Meta::new(ctx, level, 1.0).unwrap(),
             seed: Some(pair.seed),
             rounded: None,
             subring: None,

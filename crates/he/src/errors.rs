@@ -100,6 +100,13 @@ pub enum HeError {
         actual: f64,
     },
 
+    /// A scale that is not a finite positive number.
+    #[error("scale {scale} is not a finite positive number; encode with a positive scale")]
+    InvalidScale {
+        /// The scale given.
+        scale: f64,
+    },
+
     /// A ciphertext has a number of polynomials the operation does not accept.
     #[error("ciphertext has {actual} polynomials, expected {expected}; relinearize first")]
     CiphertextSize {

@@ -10,6 +10,7 @@ use crate::errors::{HeError, Result};
 use crate::keys::{GaloisKeys, KeySwitchingKey, RelinKey};
 use crate::keyswitch::{decompose, drop_last_rounded, inner_product, key_switch, mod_down};
 use crate::math::poly::RnsPoly;
+use crate::meta::Meta;
 use crate::operand_layout::{ProductForm, compact_primes, kernel_bytes_len};
 use crate::params::Scheme;
 use crate::plaintext::{Ciphertext, Plaintext};
@@ -51,10 +52,10 @@ impl Evaluator {
     fn check_pair(&self, a: &Ciphertext, b: &Ciphertext) -> Result<()> {
         self.check_shape(a)?;
         self.check_shape(b)?;
-        if a.level != b.level {
+        if a.meta.level != b.meta.level {
             return Err(HeError::LevelMismatch {
-                expected: a.level,
-                actual: b.level,
+                expected: a.meta.level,
+                actual: b.meta.level,
             });
         }
         Ok(())
@@ -91,10 +92,11 @@ impl Evaluator {
 
     fn combine(&self, a: &mut Ciphertext, b: &Ciphertext, subtract: bool) -> Result<()> {
         self.check_pair(a, b)?;
-        self.check_add_scale(a.scale, b.scale)?;
-        let q = self.ctx.q_primes(a.level);
+        self.check_add_scale(a.meta.scale, b.meta.scale)?;
+        let q = self.ctx.q_primes(a.meta.level);
         while a.polys.len() < b.polys.len() {
-            a.polys.push(RnsPoly::zero(self.ctx.degree(), a.level + 1));
+            a.polys
+                .push(RnsPoly::zero(self.ctx.degree(), a.meta.level + 1));
         }
         for (x, y) in a.polys.iter_mut().zip(&b.polys) {
             if subtract {
@@ -110,7 +112,7 @@ impl Evaluator {
     /// `-a`.
     pub fn negate(&self, a: &Ciphertext) -> Result<Ciphertext> {
         self.check_shape(a)?;
-        let q = self.ctx.q_primes(a.level);
+        let q = self.ctx.q_primes(a.meta.level);
         let mut out = a.clone();
         for p in &mut out.polys {
             p.neg_assign(&q);
@@ -131,9 +133,9 @@ impl Evaluator {
 
     fn plain_combine(&self, ct: &Ciphertext, pt: &Plaintext, subtract: bool) -> Result<Ciphertext> {
         self.check_shape(ct)?;
-        self.check_add_scale(ct.scale, pt.scale)?;
-        let m = message_term(&self.ctx, pt, ct.level)?;
-        let q = self.ctx.q_primes(ct.level);
+        self.check_add_scale(ct.meta.scale, pt.meta.scale)?;
+        let m = message_term(&self.ctx, pt, ct.meta.level)?;
+        let q = self.ctx.q_primes(ct.meta.level);
         let mut out = ct.clone();
         if subtract {
             out.polys[0].sub_assign(&m, &q);
@@ -147,13 +149,13 @@ impl Evaluator {
     /// `ct · pt` (CKKS: scales multiply).
     pub fn mul_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
         self.check_shape(ct)?;
-        let m = plain_poly(&self.ctx, pt, ct.level)?;
-        let q = self.ctx.q_primes(ct.level);
+        let m = plain_poly(&self.ctx, pt, ct.meta.level)?;
+        let q = self.ctx.q_primes(ct.meta.level);
         let mut out = ct.clone();
         for p in &mut out.polys {
             p.mul_assign(&m, &q);
         }
-        out.scale = ct.scale * pt.scale;
+        out.meta.scale = ct.meta.scale * pt.meta.scale;
         out.clear_forms();
         Ok(out)
     }
@@ -171,7 +173,7 @@ impl Evaluator {
             }
         }
         let (pa, pb) = (self.prepare_product(a)?, self.prepare_product(b)?);
-        let mut acc = ProductAccumulator::new(&self.ctx, a.level)?;
+        let mut acc = ProductAccumulator::new(&self.ctx, a.meta.level)?;
         acc.add_product(&pa, &pb)?;
         acc.tensor_ciphertext()
     }
@@ -193,17 +195,15 @@ impl Evaluator {
         match ct.polys.len() {
             2 => Ok(ct.clone()),
             3 => {
-                let q = self.ctx.q_primes(ct.level);
-                let (u0, u1) = key_switch(&self.ctx, ct.level, &ct.polys[2], &rk.key)?;
+                let q = self.ctx.q_primes(ct.meta.level);
+                let (u0, u1) = key_switch(&self.ctx, ct.meta.level, &ct.polys[2], &rk.key)?;
                 let mut c0 = ct.polys[0].clone();
                 let mut c1 = ct.polys[1].clone();
                 c0.add_assign(&u0, &q);
                 c1.add_assign(&u1, &q);
                 Ok(Ciphertext {
-                    fingerprint: self.ctx.params().fingerprint(),
+                    meta: ct.meta,
                     polys: vec![c0, c1],
-                    level: ct.level,
-                    scale: ct.scale,
                     seed: None,
                     rounded: None,
                     subring: None,
@@ -225,7 +225,7 @@ impl Evaluator {
             });
         }
         let mut out = self.divide_by_last(ct)?;
-        out.scale = ct.scale / self.ctx.inner.primes[ct.level].value() as f64;
+        out.meta.scale = ct.meta.scale / self.ctx.inner.primes[ct.meta.level].value() as f64;
         Ok(out)
     }
 
@@ -236,14 +236,14 @@ impl Evaluator {
             Scheme::Bfv => self.divide_by_last(ct),
             Scheme::Ckks => {
                 self.check_shape(ct)?;
-                if ct.level == 0 {
+                if ct.meta.level == 0 {
                     return Err(HeError::LevelExhausted);
                 }
                 let mut out = ct.clone();
                 for p in &mut out.polys {
-                    p.truncate(ct.level);
+                    p.truncate(ct.meta.level);
                 }
-                out.level -= 1;
+                out.meta.level -= 1;
                 out.clear_forms();
                 Ok(out)
             }
@@ -253,14 +253,14 @@ impl Evaluator {
     /// Switches down to `level`.
     pub fn mod_switch_to(&self, ct: &Ciphertext, level: usize) -> Result<Ciphertext> {
         self.check_shape(ct)?;
-        if level > ct.level {
+        if level > ct.meta.level {
             return Err(HeError::LevelMismatch {
-                expected: ct.level,
+                expected: ct.meta.level,
                 actual: level,
             });
         }
         let mut out = ct.clone();
-        while out.level > level {
+        while out.meta.level > level {
             out = self.mod_switch_down(&out)?;
         }
         Ok(out)
@@ -268,19 +268,17 @@ impl Evaluator {
 
     fn divide_by_last(&self, ct: &Ciphertext) -> Result<Ciphertext> {
         self.check_shape(ct)?;
-        if ct.level == 0 {
+        if ct.meta.level == 0 {
             return Err(HeError::LevelExhausted);
         }
         let polys = ct
             .polys
             .iter()
-            .map(|p| drop_last_rounded(&self.ctx, ct.level, p))
+            .map(|p| drop_last_rounded(&self.ctx, ct.meta.level, p))
             .collect::<Result<Vec<_>>>()?;
         Ok(Ciphertext {
-            fingerprint: self.ctx.params().fingerprint(),
+            meta: ct.meta.lowered(ct.meta.level - 1, ct.meta.scale)?,
             polys,
-            level: ct.level - 1,
-            scale: ct.scale,
             seed: None,
             rounded: None,
             subring: None,
@@ -300,7 +298,7 @@ impl Evaluator {
                 actual: ct.polys.len(),
             });
         }
-        let q = self.ctx.q_primes(ct.level);
+        let q = self.ctx.q_primes(ct.meta.level);
         let big = BigModulus::new(&q)?;
         check_bits(bits, &big)?;
         let polys = ct
@@ -313,10 +311,8 @@ impl Evaluator {
             })
             .collect();
         Ok(Ciphertext {
-            fingerprint: self.ctx.params().fingerprint(),
+            meta: ct.meta,
             polys,
-            level: ct.level,
-            scale: ct.scale,
             seed: if bits[1] == 0 { ct.seed } else { None },
             rounded: Some(bits),
             subring: None,
@@ -359,9 +355,9 @@ impl Evaluator {
         Ok(HoistedCiphertext {
             fingerprint: self.ctx.params().fingerprint(),
             c0: ct.polys[0].clone(),
-            digits: decompose(&self.ctx, ct.level, &ct.polys[1])?,
-            level: ct.level,
-            scale: ct.scale,
+            digits: decompose(&self.ctx, ct.meta.level, &ct.polys[1])?,
+            level: ct.meta.level,
+            scale: ct.meta.scale,
         })
     }
 
@@ -408,10 +404,8 @@ impl Evaluator {
         let c1 = mod_down(&self.ctx, h.level, a1)?;
         let perm = self.ctx.galois_permutation(g);
         Ok(Ciphertext {
-            fingerprint: self.ctx.params().fingerprint(),
+            meta: Meta::new(&self.ctx, h.level, h.scale)?,
             polys: vec![c0.permuted(&perm), c1.permuted(&perm)],
-            level: h.level,
-            scale: h.scale,
             seed: None,
             rounded: None,
             subring: None,
@@ -439,8 +433,8 @@ impl Evaluator {
     /// residues become the operand's, without a copy.
     pub fn into_native_product(&self, ct: Ciphertext) -> Result<ProductOperand> {
         self.check_shape(&ct)?;
-        self.ctx.native_products(ct.level)?;
-        let (level, scale, fingerprint) = (ct.level, ct.scale, ct.fingerprint);
+        self.ctx.native_products(ct.meta.level)?;
+        let meta = ct.meta;
         let polys: [RnsPoly; 2] =
             ct.polys
                 .try_into()
@@ -453,10 +447,8 @@ impl Evaluator {
                 polys,
                 narrow: Vec::new(),
             },
-            level,
-            scale,
+            meta,
             form: ProductForm::Native,
-            fingerprint,
         })
     }
 
@@ -470,11 +462,11 @@ impl Evaluator {
         }
         let polys = match form {
             ProductForm::Extended => [
-                extend(&self.ctx, ct.level, &ct.polys[0])?,
-                extend(&self.ctx, ct.level, &ct.polys[1])?,
+                extend(&self.ctx, ct.meta.level, &ct.polys[0])?,
+                extend(&self.ctx, ct.meta.level, &ct.polys[1])?,
             ],
             ProductForm::Native => {
-                self.ctx.native_products(ct.level)?;
+                self.ctx.native_products(ct.meta.level)?;
                 [ct.polys[0].clone(), ct.polys[1].clone()]
             }
         };
@@ -483,10 +475,8 @@ impl Evaluator {
                 polys,
                 narrow: Vec::new(),
             },
-            level: ct.level,
-            scale: ct.scale,
+            meta: ct.meta,
             form,
-            fingerprint: ct.fingerprint,
         })
     }
 
@@ -496,24 +486,21 @@ impl Evaluator {
     /// [`crate::math::kernels::LazyTensor::add_batch_narrow`]), a quarter less memory per
     /// such prime. Unchanged if its last prime is `2^32` or more, or if it is compact already.
     pub fn compact_product(&self, op: ProductOperand) -> Result<ProductOperand> {
-        self.ctx.check_fingerprint(&op.fingerprint)?;
+        op.meta.check_context(&self.ctx)?;
         let ProductOperand {
             residues,
-            level,
-            scale,
+            meta,
             form,
-            fingerprint,
         } = op;
+        let level = meta.level;
         let polys = match residues {
             Storage::Owned { polys, narrow } if narrow.is_empty() => polys,
             // compact already, or shared (in the compact layout)
             residues => {
                 return Ok(ProductOperand {
                     residues,
-                    level,
-                    scale,
+                    meta,
                     form,
-                    fingerprint,
                 });
             }
         };
@@ -538,10 +525,8 @@ impl Evaluator {
         let polys = [polys[0].slice(0, wide), polys[1].slice(0, wide)];
         Ok(ProductOperand {
             residues: Storage::Owned { polys, narrow },
-            level,
-            scale,
+            meta,
             form,
-            fingerprint,
         })
     }
 
@@ -595,10 +580,8 @@ impl Evaluator {
                 wide,
                 narrow,
             },
-            level: spec.level,
-            scale: spec.scale,
+            meta: Meta::new(&self.ctx, spec.level, spec.scale)?,
             form: spec.form,
-            fingerprint: self.ctx.params().fingerprint(),
         };
         // every residue slice must be readable as words (in range and aligned)
         for j in 0..wide + narrow {
@@ -626,10 +609,8 @@ impl ProductAccumulator {
             None => {
                 let n = self.ctx.degree();
                 Ciphertext {
-                    fingerprint: self.ctx.params().fingerprint(),
+                    meta: Meta::new(&self.ctx, self.level, self.plain_scale.unwrap_or(1.0))?,
                     polys: vec![RnsPoly::zero(n, q.len()), RnsPoly::zero(n, q.len())],
-                    level: self.level,
-                    scale: self.plain_scale.unwrap_or(1.0),
                     seed: None,
                     rounded: None,
                     subring: None,
@@ -640,10 +621,10 @@ impl ProductAccumulator {
             let ps = self.plain_scale.unwrap_or(1.0);
             if self.tensor.is_some()
                 && self.ctx.scheme() == Scheme::Ckks
-                && !scales_match(out.scale, ps)
+                && !scales_match(out.meta.scale, ps)
             {
                 return Err(HeError::ScaleMismatch {
-                    expected: out.scale.log2(),
+                    expected: out.meta.scale.log2(),
                     actual: ps.log2(),
                 });
             }

@@ -1,6 +1,9 @@
 //! Plaintexts and ciphertexts.
 
+use crate::context::Context;
+use crate::errors::{HeError, Result};
 use crate::math::poly::RnsPoly;
+use crate::meta::Meta;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// An encoded message. It carries the fingerprint of its parameter set: every operation
@@ -9,11 +12,9 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 #[derive(Clone, PartialEq, Zeroize, ZeroizeOnDrop)]
 pub struct Plaintext {
     pub(crate) data: PlainData,
-    pub(crate) level: usize,
-    pub(crate) scale: f64,
-    /// Fingerprint of the parameter set the plaintext was encoded for.
+    /// Parameter set, level and scale the plaintext was encoded for.
     #[zeroize(skip)]
-    pub(crate) fingerprint: [u8; 32],
+    pub(crate) meta: Meta,
 }
 
 #[derive(Clone, Debug, PartialEq, Zeroize)]
@@ -27,8 +28,8 @@ pub(crate) enum PlainData {
 impl std::fmt::Debug for Plaintext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plaintext")
-            .field("level", &self.level)
-            .field("scale", &self.scale)
+            .field("level", &self.meta.level)
+            .field("scale", &self.meta.scale)
             .finish_non_exhaustive()
     }
 }
@@ -36,15 +37,19 @@ impl std::fmt::Debug for Plaintext {
 impl Plaintext {
     /// Level (CKKS: number of moduli minus one it is encoded over; BFV: always the top).
     pub fn level(&self) -> usize {
-        self.level
+        self.meta.level
     }
     /// CKKS scale (1 for BFV).
     pub fn scale(&self) -> f64 {
-        self.scale
+        self.meta.scale
     }
     /// Fingerprint of the parameter set the plaintext belongs to.
     pub fn fingerprint(&self) -> [u8; 32] {
-        self.fingerprint
+        self.meta.fingerprint
+    }
+    /// Parameter set, level and scale.
+    pub fn meta(&self) -> Meta {
+        self.meta
     }
 }
 
@@ -52,8 +57,8 @@ impl Plaintext {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ciphertext {
     pub(crate) polys: Vec<RnsPoly>,
-    pub(crate) level: usize,
-    pub(crate) scale: f64,
+    /// Parameter set, level and scale.
+    pub(crate) meta: Meta,
     /// Seed of `c_1` for a fresh secret-key encryption (serialized instead of `c_1`).
     pub(crate) seed: Option<[u8; 32]>,
     /// Bits of `c_0` and `c_1` when the ciphertext was rounded for transfer
@@ -64,14 +69,12 @@ pub struct Ciphertext {
     /// ([`crate::Evaluator::ring_switch`]): under a response secret, every coefficient not a
     /// multiple of `2^k` zero. Such a ciphertext is only serialized and decrypted.
     pub(crate) subring: Option<u32>,
-    /// Fingerprint of the parameter set the ciphertext belongs to.
-    pub(crate) fingerprint: [u8; 32],
 }
 
 impl Ciphertext {
     /// Level: the ciphertext lives modulo `q_0 ⋯ q_level`.
     pub fn level(&self) -> usize {
-        self.level
+        self.meta.level
     }
     /// Number of polynomials (2, or 3 after a multiplication before relinearization).
     pub fn size(&self) -> usize {
@@ -79,7 +82,7 @@ impl Ciphertext {
     }
     /// CKKS scale (1 for BFV).
     pub fn scale(&self) -> f64 {
-        self.scale
+        self.meta.scale
     }
     /// Whether `c_1` can be serialized as a 32-byte seed.
     pub fn is_seeded(&self) -> bool {
@@ -106,6 +109,44 @@ impl Ciphertext {
     }
     /// Fingerprint of the parameter set the ciphertext belongs to.
     pub fn fingerprint(&self) -> [u8; 32] {
-        self.fingerprint
+        self.meta.fingerprint
+    }
+    /// Parameter set, level and scale.
+    pub fn meta(&self) -> Meta {
+        self.meta
+    }
+}
+
+/// A ciphertext's checks against a context are written with the ciphertext: the context
+/// itself knows nothing of ciphertexts.
+impl Context {
+    /// Checks that a ciphertext has the shape of this context (level, degree, residues).
+    pub(crate) fn check_ciphertext(&self, ct: &Ciphertext) -> Result<()> {
+        if let Some(log_d) = ct.subring {
+            return Err(HeError::RingSwitched { log_d });
+        }
+        self.check_ciphertext_shape(ct)
+    }
+
+    /// The checks of [`Self::check_ciphertext`] except the key: also accepts ring-switched
+    /// ciphertexts (for serialization and decryption with a response key).
+    pub(crate) fn check_ciphertext_shape(&self, ct: &Ciphertext) -> Result<()> {
+        ct.meta.check_context(self)?;
+        if !(2..=3).contains(&ct.polys.len()) {
+            return Err(HeError::CiphertextSize {
+                expected: 2,
+                actual: ct.polys.len(),
+            });
+        }
+        for p in &ct.polys {
+            if p.degree() != self.degree() || p.count() != ct.meta.level + 1 {
+                return Err(HeError::LengthMismatch {
+                    what: "ciphertext residues (degree × moduli)",
+                    expected: self.degree() * (ct.meta.level + 1),
+                    actual: p.data().len(),
+                });
+            }
+        }
+        Ok(())
     }
 }

@@ -6,6 +6,7 @@
 use crate::context::Context;
 use crate::errors::{HeError, Result};
 use crate::math::poly::RnsPoly;
+use crate::meta::Meta;
 use crate::operand_layout::{ProductForm, compact_primes, kernel_bytes_len};
 
 /// Bytes that outlive every operand read from them: a memory-mapped segment file, say
@@ -35,10 +36,9 @@ pub struct OperandSpec {
 #[derive(Clone, Debug)]
 pub struct ProductOperand {
     pub(crate) residues: Storage,
-    pub(crate) level: usize,
-    pub(crate) scale: f64,
+    /// Parameter set, level and scale of the prepared ciphertext.
+    pub(crate) meta: Meta,
     pub(crate) form: ProductForm,
-    pub(crate) fingerprint: [u8; 32],
 }
 
 /// Where the residues of a [`ProductOperand`] are.
@@ -122,7 +122,7 @@ impl Residues<'_> {
 impl ProductOperand {
     /// Level of the prepared ciphertext.
     pub fn level(&self) -> usize {
-        self.level
+        self.meta.level
     }
     /// How the operand is represented.
     pub fn form(&self) -> ProductForm {
@@ -131,8 +131,8 @@ impl ProductOperand {
     /// What [`crate::Evaluator::shared_product`] needs to read the operand back.
     pub fn spec(&self) -> OperandSpec {
         OperandSpec {
-            level: self.level,
-            scale: self.scale,
+            level: self.meta.level,
+            scale: self.meta.scale,
             form: self.form,
         }
     }
@@ -227,8 +227,8 @@ impl ProductOperand {
     /// on the others (the operand need not be compact: the layout is always the compact
     /// one). `ctx` must be the operand's context.
     pub fn append_kernel_bytes(&self, ctx: &Context, out: &mut Vec<u8>) -> Result<()> {
-        ctx.check_fingerprint(&self.fingerprint)?;
-        let (wide, narrow) = compact_primes(ctx, self.form, self.level)?;
+        ctx.check_fingerprint(&self.meta.fingerprint)?;
+        let (wide, narrow) = compact_primes(ctx, self.form, self.meta.level)?;
         if wide + narrow != self.limbs() {
             return Err(HeError::LengthMismatch {
                 what: "product operand residues",

@@ -275,10 +275,10 @@ impl Evaluator {
                 actual: ct.polys.len(),
             });
         }
-        if ct.level != key.level {
+        if ct.meta.level != key.level {
             return Err(HeError::LevelMismatch {
                 expected: key.level,
-                actual: ct.level,
+                actual: ct.meta.level,
             });
         }
         if log_d > key.log_d {
@@ -288,7 +288,7 @@ impl Evaluator {
                 hint: "project to the key's subring or a larger one (a smaller log2 d)",
             });
         }
-        let q = ctx.q_primes(ct.level);
+        let q = ctx.q_primes(ct.meta.level);
         let big = BigModulus::new(&q)?;
         check_bits(bits, &big)?;
         if bits[1] == 0 {
@@ -358,12 +358,10 @@ impl Evaluator {
             .collect();
         Ok(Ciphertext {
             polys,
-            level: ct.level,
-            scale: ct.scale,
+            meta: ct.meta,
             seed: None,
             rounded: Some(bits),
             subring: Some(log_d),
-            fingerprint: ctx.params().fingerprint(),
         })
     }
 }

@@ -20,6 +20,7 @@ use crate::evaluator::Evaluator;
 use crate::keys::{GaloisKeys, RelinKey};
 use crate::keyswitch::{decompose, inner_product, mod_down};
 use crate::math::poly::RnsPoly;
+use crate::meta::Meta;
 use crate::plaintext::Ciphertext;
 
 /// A sum of rotated ciphertexts, times `P`, over `Q_ℓ ∪ P` in NTT form: finished (one
@@ -73,7 +74,7 @@ impl Evaluator {
         ctx.check_ciphertext(ct)?;
         ctx.check_fingerprint(&rk.fingerprint)?;
         ctx.check_fingerprint(&gk.fingerprint)?;
-        let level = ct.level;
+        let level = ct.meta.level;
         let lv = ctx.level(level)?;
         let q = ctx.q_primes(level);
         let qp = ctx.primes_at(&lv.qp);
@@ -119,7 +120,7 @@ impl Evaluator {
         };
         Ok(RotationSum {
             level,
-            scale: ct.scale,
+            scale: ct.meta.scale,
             polys,
             fingerprint: ctx.params().fingerprint(),
         })
@@ -133,12 +134,10 @@ impl Evaluator {
         let [a0, a1] = sum.polys;
         Ok(Ciphertext {
             polys: vec![mod_down(ctx, sum.level, a0)?, mod_down(ctx, sum.level, a1)?],
-            level: sum.level,
-            scale: sum.scale,
+            meta: Meta::new(ctx, sum.level, sum.scale)?,
             seed: None,
             rounded: None,
             subring: None,
-            fingerprint: ctx.params().fingerprint(),
         })
     }
 }

@@ -24,6 +24,7 @@ use crate::keys::{
 use crate::math::ntt::Prime;
 use crate::math::poly::RnsPoly;
 use crate::math::sample::uniform_from_seed;
+use crate::meta::Meta;
 use crate::params::{Parameters, Scheme};
 use crate::plaintext::{Ciphertext, PlainData, Plaintext};
 use crate::ring_switch::{MIN_SUBRING_DEGREE, RingSwitchKey, digit_count, level_bits};
@@ -406,16 +407,14 @@ fn rounded_ciphertext(
     seed: Option<[u8; 32]>,
     bits: [u32; 2],
     subring: Option<u32>,
-) -> Ciphertext {
-    Ciphertext {
-        fingerprint: ctx.params().fingerprint(),
+) -> Result<Ciphertext> {
+    Ok(Ciphertext {
         polys,
-        level,
-        scale,
+        meta: Meta::new(ctx, level, scale)?,
         seed,
         rounded: Some(bits),
         subring,
-    }
+    })
 }
 
 const CT_FULL: u8 = 0;
@@ -431,9 +430,9 @@ impl Serializable for Ciphertext {
 
     fn to_bytes(&self, ctx: &Context) -> Result<Vec<u8>> {
         ctx.check_ciphertext_shape(self)?;
-        let primes = ctx.primes_at(&q_idx(self.level));
+        let primes = ctx.primes_at(&q_idx(self.meta.level));
         let mut w = Writer::new();
-        w.u8(self.level as u8);
+        w.u8(self.meta.level as u8);
         w.u8(self.polys.len() as u8);
         if let Some(log_d) = self.subring {
             // made only by `ring_switch`, always rounded with both widths and two polynomials
@@ -441,7 +440,7 @@ impl Serializable for Ciphertext {
             let big = BigModulus::new(&primes)?;
             check_bits(bits, &big)?;
             w.u8(CT_SUBRING);
-            w.f64(self.scale);
+            w.f64(self.meta.scale);
             w.u8(log_d as u8);
             for b in bits {
                 w.u8(b as u8);
@@ -456,7 +455,7 @@ impl Serializable for Ciphertext {
         }
         if let (Some(bits), 2) = (self.rounded, self.polys.len()) {
             w.u8(CT_ROUNDED);
-            w.f64(self.scale);
+            w.f64(self.meta.scale);
             let big = BigModulus::new(&primes)?;
             check_bits(bits, &big)?;
             for b in bits {
@@ -482,7 +481,7 @@ impl Serializable for Ciphertext {
         } else {
             CT_FULL
         });
-        w.f64(self.scale);
+        w.f64(self.meta.scale);
         for (i, p) in self.polys.iter().enumerate() {
             match (&self.seed, i) {
                 (Some(seed), 1) => w.bytes(seed),
@@ -541,14 +540,7 @@ impl Serializable for Ciphertext {
                 polys.push(lifted_poly(&big, &spread, &primes, k));
             }
             r.finish()?;
-            return Ok(rounded_ciphertext(
-                ctx,
-                polys,
-                (level, scale),
-                None,
-                bits,
-                Some(log_d),
-            ));
+            return rounded_ciphertext(ctx, polys, (level, scale), None, bits, Some(log_d));
         }
         if form == CT_ROUNDED {
             if size != 2 {
@@ -577,14 +569,7 @@ impl Serializable for Ciphertext {
                 polys.push(lifted_poly(&big, &rounded, &primes, k));
             }
             r.finish()?;
-            return Ok(rounded_ciphertext(
-                ctx,
-                polys,
-                (level, scale),
-                seed,
-                bits,
-                None,
-            ));
+            return rounded_ciphertext(ctx, polys, (level, scale), seed, bits, None);
         }
         let mut polys = Vec::with_capacity(size);
         let mut seed = None;
@@ -599,10 +584,8 @@ impl Serializable for Ciphertext {
         }
         r.finish()?;
         Ok(Ciphertext {
-            fingerprint: ctx.params().fingerprint(),
             polys,
-            level,
-            scale,
+            meta: Meta::new(ctx, level, scale)?,
             seed,
             rounded: None,
             subring: None,
@@ -614,11 +597,11 @@ impl Serializable for Plaintext {
     const KIND: Kind = Kind::Plaintext;
 
     fn to_bytes(&self, ctx: &Context) -> Result<Vec<u8>> {
-        ctx.check_fingerprint(&self.fingerprint)?;
-        if self.level > ctx.max_level() {
+        ctx.check_fingerprint(&self.meta.fingerprint)?;
+        if self.meta.level > ctx.max_level() {
             return Err(HeError::LevelMismatch {
                 expected: ctx.max_level(),
-                actual: self.level,
+                actual: self.meta.level,
             });
         }
         // The plaintext is the (secret) message: its intermediate buffer is cleared, and
@@ -627,21 +610,21 @@ impl Serializable for Plaintext {
         let body: usize = match &self.data {
             PlainData::Bfv(_) => packed_len(n, 64 - ctx.params().plain_modulus().leading_zeros()),
             PlainData::Ckks(_) => ctx
-                .primes_at(&q_idx(self.level))
+                .primes_at(&q_idx(self.meta.level))
                 .iter()
                 .map(|p| packed_len(n, p.m.bits()))
                 .sum(),
         };
         let mut payload = Zeroizing::new(Vec::with_capacity(9 + body + 8));
-        payload.push(self.level as u8);
-        payload.extend_from_slice(&self.scale.to_bits().to_le_bytes());
+        payload.push(self.meta.level as u8);
+        payload.extend_from_slice(&self.meta.scale.to_bits().to_le_bytes());
         match &self.data {
             PlainData::Bfv(coeffs) => {
                 let t = ctx.params().plain_modulus();
                 pack(&mut payload, coeffs, 64 - t.leading_zeros());
             }
             PlainData::Ckks(poly) => {
-                for (c, p) in poly.comps().zip(ctx.primes_at(&q_idx(self.level))) {
+                for (c, p) in poly.comps().zip(ctx.primes_at(&q_idx(self.meta.level))) {
                     pack(&mut payload, c, p.m.bits());
                 }
             }
@@ -675,9 +658,7 @@ impl Serializable for Plaintext {
         r.finish()?;
         Ok(Plaintext {
             data,
-            level,
-            scale,
-            fingerprint: ctx.params().fingerprint(),
+            meta: Meta::new(ctx, level, scale)?,
         })
     }
 }
