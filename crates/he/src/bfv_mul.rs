@@ -9,7 +9,7 @@
 use crate::context::Context;
 use crate::errors::{HeError, Result};
 use crate::math::convert::round_fraction_sum;
-use crate::math::poly::RnsPoly;
+use crate::math::poly::{Coeff, RnsPoly};
 
 /// Lifts a polynomial (NTT form over `Q_ℓ`) to `Q_ℓ ∪ R` (NTT form), exactly (centered).
 pub(crate) fn extend(ctx: &Context, level: usize, x: &RnsPoly) -> Result<RnsPoly> {
@@ -24,15 +24,14 @@ pub(crate) fn extend(ctx: &Context, level: usize, x: &RnsPoly) -> Result<RnsPoly
     })?;
     let q = ctx.q_primes(level);
     let r = ctx.primes_at(&tables.r);
-    let mut coeff = x.clone();
-    coeff.backward(&q);
-    let mut ext = RnsPoly::zero(ctx.degree(), r.len());
+    let coeff = x.clone().backward(&q);
+    let mut ext = RnsPoly::<Coeff>::zero(ctx.degree(), r.len());
     {
         let input: Vec<&[u64]> = coeff.comps().collect();
         let mut output: Vec<&mut [u64]> = ext.comps_mut().collect();
         bfv.lift_q_to_r.convert(&input, &mut output);
     }
-    ext.forward(&r);
+    let ext = ext.forward(&r);
     let mut out = x.clone();
     out.extend_from(&ext);
     Ok(out)
@@ -50,9 +49,8 @@ pub(crate) fn scale_down(ctx: &Context, level: usize, x: &RnsPoly) -> Result<Rns
     let k = level + 1;
     let nr = idx.len() - k;
     let n = ctx.degree();
-    let mut coeff = x.clone();
-    coeff.backward(&primes);
-    let mut r_out = RnsPoly::zero(n, nr);
+    let coeff = x.clone().backward(&primes);
+    let mut r_out = RnsPoly::<Coeff>::zero(n, nr);
     let mut y = vec![0u64; k];
     {
         let mut outs: Vec<&mut [u64]> = r_out.comps_mut().collect();
@@ -78,12 +76,11 @@ pub(crate) fn scale_down(ctx: &Context, level: usize, x: &RnsPoly) -> Result<Rns
         }
     }
     let q = ctx.q_primes(level);
-    let mut out = RnsPoly::zero(n, k);
+    let mut out = RnsPoly::<Coeff>::zero(n, k);
     {
         let input: Vec<&[u64]> = r_out.comps().collect();
         let mut output: Vec<&mut [u64]> = out.comps_mut().collect();
         bfv.lift_r_to_q.convert(&input, &mut output);
     }
-    out.forward(&q);
-    Ok(out)
+    Ok(out.forward(&q))
 }

@@ -3,7 +3,7 @@
 
 use crate::context::Context;
 use crate::errors::{HeError, Result};
-use crate::math::poly::RnsPoly;
+use crate::math::poly::{Coeff, RnsPoly};
 use crate::meta::Meta;
 use crate::params::Scheme;
 use crate::plaintext::{PlainData, Plaintext};
@@ -193,8 +193,7 @@ impl CkksEncoder {
             }
         }
         let q = self.ctx.q_primes(level);
-        let mut poly = RnsPoly::from_small(&coeffs, &q);
-        poly.forward(&q);
+        let poly = RnsPoly::from_small(&coeffs, &q).forward(&q);
         Ok(Plaintext {
             data: PlainData::Ckks(poly),
             meta: Meta::new(&self.ctx, level, scale)?,
@@ -216,8 +215,7 @@ impl CkksEncoder {
                 scheme: "BFV",
             });
         };
-        let mut coeff = Zeroizing::new(poly.clone());
-        coeff.backward(&self.ctx.q_primes(pt.meta.level));
+        let coeff = Zeroizing::new(poly.clone().backward(&self.ctx.q_primes(pt.meta.level)));
         self.decode_coefficients(&coeff, pt.meta.level, pt.meta.scale)
     }
 
@@ -229,7 +227,7 @@ impl CkksEncoder {
     /// Decodes a coefficient-form polynomial over `Q_level` at `scale`.
     pub(crate) fn decode_coefficients(
         &self,
-        coeff: &RnsPoly,
+        coeff: &RnsPoly<Coeff>,
         level: usize,
         scale: f64,
     ) -> Result<Vec<Complex>> {

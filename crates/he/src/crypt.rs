@@ -12,7 +12,7 @@ use crate::flooding::NoiseFlooding;
 use crate::keys::{PublicKey, SecretKey, rlwe_zero};
 use crate::math::convert::round_fraction_sum;
 use crate::math::modulus::Modulus;
-use crate::math::poly::RnsPoly;
+use crate::math::poly::{Coeff, RnsPoly};
 use crate::math::sample::{centered_binomial, os_rng, rounded_gaussian, ternary};
 use crate::meta::Meta;
 use crate::params::Scheme;
@@ -99,9 +99,9 @@ pub(crate) fn plain_poly(
             let tm = bfv_t(ctx)?;
             check_bfv_coefficients(ctx, coeffs)?;
             let centered = Zeroizing::new(coeffs.iter().map(|&c| tm.center(c)).collect::<Vec<_>>());
-            let mut m = Zeroizing::new(RnsPoly::from_small(&centered, &q));
-            m.forward(&q);
-            Ok(m)
+            Ok(Zeroizing::new(
+                RnsPoly::from_small(&centered, &q).forward(&q),
+            ))
         }
         PlainData::Ckks(poly) => {
             if ctx.scheme() != Scheme::Ckks || poly.degree() != ctx.degree() {
@@ -157,7 +157,11 @@ impl SecretKey {
     }
 
     /// `c_0 + c_1 s + c_2 s^2 + …` in coefficient form over `Q_level` (zeroized on drop).
-    pub(crate) fn phase(&self, ctx: &Context, ct: &Ciphertext) -> Result<Zeroizing<RnsPoly>> {
+    pub(crate) fn phase(
+        &self,
+        ctx: &Context,
+        ct: &Ciphertext,
+    ) -> Result<Zeroizing<RnsPoly<Coeff>>> {
         ctx.check_fingerprint(&self.fingerprint)?;
         ctx.check_ciphertext_shape(ct)?;
         // The main key decrypts ciphertexts under it; a response key those ring-switched to
@@ -198,8 +202,7 @@ impl SecretKey {
             }
             acc.mul_acc(c, &s_pow, &q);
         }
-        acc.backward(&q);
-        Ok(acc)
+        Ok(Zeroizing::new(acc.take().backward(&q)))
     }
 
     /// The phase with fresh flooding noise added to every coefficient (CKKS only).
@@ -208,7 +211,7 @@ impl SecretKey {
         ctx: &Context,
         ct: &Ciphertext,
         flooding: &NoiseFlooding,
-    ) -> Result<Zeroizing<RnsPoly>> {
+    ) -> Result<Zeroizing<RnsPoly<Coeff>>> {
         if ctx.scheme() != Scheme::Ckks {
             return Err(HeError::WrongScheme {
                 operation: "flooded decryption",
@@ -256,14 +259,13 @@ impl SecretKey {
         &self,
         ctx: &Context,
         ct: &Ciphertext,
-        mut x: Zeroizing<RnsPoly>,
+        mut x: Zeroizing<RnsPoly<Coeff>>,
     ) -> Result<Plaintext> {
         let data = match ctx.scheme() {
             Scheme::Bfv => PlainData::Bfv(bfv_scale_round(ctx, &x, ct.meta.level)?),
             Scheme::Ckks => {
-                x.forward(&ctx.q_primes(ct.meta.level));
                 // moves the residues out; the empty wrapper left behind has nothing to clear
-                PlainData::Ckks(std::mem::replace(&mut *x, RnsPoly::zero(ctx.degree(), 0)))
+                PlainData::Ckks(x.take().forward(&ctx.q_primes(ct.meta.level)))
             }
         };
         Ok(Plaintext {
@@ -336,7 +338,7 @@ impl SecretKey {
 }
 
 /// `round(t·x/Q) mod t` for every coefficient of `x` (coefficient form over `Q_level`).
-fn bfv_scale_round(ctx: &Context, x: &RnsPoly, level: usize) -> Result<Vec<u64>> {
+fn bfv_scale_round(ctx: &Context, x: &RnsPoly<Coeff>, level: usize) -> Result<Vec<u64>> {
     let bfv = ctx.level(level)?.bfv.as_ref().ok_or(HeError::WrongScheme {
         operation: "BFV decrypt",
         scheme: "CKKS",
@@ -366,13 +368,10 @@ impl PublicKey {
         let q = ctx.q_primes(level);
         let n = ctx.degree();
         let mut rng = os_rng()?;
-        let mut u = Zeroizing::new(RnsPoly::from_small(&ternary(n, &mut rng), &q));
-        u.forward(&q);
+        let u = Zeroizing::new(RnsPoly::from_small(&ternary(n, &mut rng), &q).forward(&q));
         // c_0, c_1 hold the errors until the products below overwrite them in place
-        let mut c0 = RnsPoly::from_small(&centered_binomial(n, &mut rng), &q);
-        let mut c1 = RnsPoly::from_small(&centered_binomial(n, &mut rng), &q);
-        c0.forward(&q);
-        c1.forward(&q);
+        let mut c0 = RnsPoly::from_small(&centered_binomial(n, &mut rng), &q).forward(&q);
+        let mut c1 = RnsPoly::from_small(&centered_binomial(n, &mut rng), &q).forward(&q);
         let mut b = self.pair.b.clone();
         let mut a = self.pair.a.clone();
         b.truncate(level + 1);
@@ -479,7 +478,7 @@ mod tests {
         let enc = CkksEncoder::new(&ctx).unwrap();
         let pt = enc.encode(&[0.5], enc.default_scale(), 1).unwrap();
         let ct = sk.encrypt(&ctx, &pt).unwrap();
-        let _: Zeroizing<RnsPoly> = sk.phase(&ctx, &ct).unwrap();
+        let _: Zeroizing<RnsPoly<Coeff>> = sk.phase(&ctx, &ct).unwrap();
         let _: Zeroizing<RnsPoly> = sk.restricted(&[0, 1]);
         let _: Zeroizing<RnsPoly> = message_term(&ctx, &pt, 1).unwrap();
         let _: Zeroizing<RnsPoly> = plain_poly(&ctx, &pt, 0).unwrap();

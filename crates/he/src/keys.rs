@@ -43,8 +43,7 @@ impl SecretKey {
     pub(crate) fn from_coeffs(ctx: &Context, coeffs: Vec<i64>) -> Self {
         let all = all_qp(ctx);
         let primes = ctx.primes_at(&all);
-        let mut ntt = RnsPoly::from_small(&coeffs, &primes);
-        ntt.forward(&primes);
+        let ntt = RnsPoly::from_small(&coeffs, &primes).forward(&primes);
         Self {
             coeffs,
             ntt,
@@ -101,8 +100,7 @@ pub(crate) fn rlwe_zero_under(
     let a = uniform_from_seed(&seed, ctx.degree(), &primes);
     let e = centered_binomial(ctx.degree(), rng);
     // b holds e until the subtraction overwrites it in place with -a·s + e (public)
-    let mut b = RnsPoly::from_small(&e, &primes);
-    b.forward(&primes);
+    let mut b = RnsPoly::from_small(&e, &primes).forward(&primes);
     let mut as_ = Zeroizing::new(a.clone());
     as_.mul_assign(s, &primes);
     b.sub_assign(&as_, &primes);

@@ -6,7 +6,7 @@ use crate::context::Context;
 use crate::errors::Result;
 use crate::keys::KeySwitchingKey;
 use crate::math::convert::lift_centered;
-use crate::math::poly::RnsPoly;
+use crate::math::poly::{Coeff, RnsPoly};
 
 /// The RNS digits of a polynomial at level `ℓ`: digit `i` is `[d]_{q_i}` (centered), lifted to
 /// `Q_ℓ ∪ P`, in NTT form.
@@ -15,8 +15,7 @@ pub(crate) fn decompose(ctx: &Context, level: usize, d: &RnsPoly) -> Result<Vec<
     let qp = ctx.primes_at(&lv.qp);
     let q = ctx.q_primes(level);
     let n = ctx.degree();
-    let mut coeff = d.clone();
-    coeff.backward(&q);
+    let coeff = d.clone().backward(&q);
     let mut digits = Vec::with_capacity(level + 1);
     for i in 0..=level {
         let qi = q[i].value();
@@ -67,7 +66,7 @@ pub(crate) fn mod_down(ctx: &Context, level: usize, mut x: RnsPoly) -> Result<Rn
     let q = ctx.q_primes(level);
     let p_primes = ctx.primes_at(&lv.qp[k..]);
     let n = ctx.degree();
-    let mut conv = RnsPoly::zero(n, k);
+    let mut conv = RnsPoly::<Coeff>::zero(n, k);
     {
         let data = x.data_mut();
         let tail = &mut data[k * n..];
@@ -78,7 +77,7 @@ pub(crate) fn mod_down(ctx: &Context, level: usize, mut x: RnsPoly) -> Result<Rn
         let mut output: Vec<&mut [u64]> = conv.comps_mut().collect();
         lv.p_to_q.convert(&input, &mut output);
     }
-    conv.forward(&q);
+    let conv = conv.forward(&q);
     x.truncate(k);
     x.sub_mul_scalar_assign(&conv, &lv.p_inv, &q);
     Ok(x)
@@ -103,8 +102,7 @@ pub(crate) fn drop_last_rounded(ctx: &Context, level: usize, x: &RnsPoly) -> Res
     let q = ctx.q_primes(level);
     let last = q[level];
     let ql = last.value();
-    let mut tail = x.slice(level, level + 1);
-    last.backward(tail.comp_mut(0));
+    let tail = x.slice(level, level + 1).backward(&[last]);
     let n = ctx.degree();
     let mut out = x.slice(0, level);
     let mut scratch = vec![0u64; n];

@@ -301,8 +301,7 @@ impl Evaluator {
         let n = ctx.degree();
         // c_1 as centered integers, consumed digit by digit (balanced base-B digits; the
         // last digit keeps whatever is left, so the decomposition is exact).
-        let mut c1 = ct.polys[1].clone();
-        c1.backward(&q);
+        let c1 = ct.polys[1].clone().backward(&q);
         let q_value = big.value();
         let mut residues = vec![0u64; q.len()];
         let mut rest: Vec<i128> = (0..n)
@@ -336,15 +335,12 @@ impl Evaluator {
                 // |v| ≤ B/2 except the last digit, which is below Q/B^(ℓ-1)·2 < 2^63
                 *d = v as i64;
             }
-            let mut dp = RnsPoly::from_small(&digit, &q);
-            dp.forward(&q);
+            let dp = RnsPoly::from_small(&digit, &q).forward(&q);
             acc0.mul_acc(&dp, &pair.b, &q);
             acc1.mul_acc(&dp, &pair.a, &q);
         }
-        acc0.backward(&q);
-        acc1.backward(&q);
         let stride = 1usize << log_d;
-        let polys = [acc0, acc1]
+        let polys = [acc0.backward(&q), acc1.backward(&q)]
             .iter()
             .zip(bits)
             .map(|(poly, k)| {

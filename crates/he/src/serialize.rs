@@ -446,8 +446,7 @@ impl Serializable for Ciphertext {
                 w.u8(b as u8);
             }
             for (poly, k) in self.polys.iter().zip(bits) {
-                let mut coeff = poly.clone();
-                coeff.backward(&primes);
+                let coeff = poly.clone().backward(&primes);
                 let values = rounded_coefficients(&big, &coeff, &primes, k, 1 << log_d);
                 pack(&mut w.out, &values, k);
             }

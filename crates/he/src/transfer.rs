@@ -18,7 +18,7 @@
 
 use crate::errors::{HeError, Result};
 use crate::math::ntt::Prime;
-use crate::math::poly::RnsPoly;
+use crate::math::poly::{Coeff, RnsPoly};
 
 /// Largest `log2 Q` a ciphertext may have to be rounded for transfer.
 pub const MAX_TRANSFER_MODULUS_BITS: u32 = 126;
@@ -150,8 +150,7 @@ pub(crate) fn rounded_values(
     primes: &[&Prime],
     k: u32,
 ) -> Vec<u64> {
-    let mut coeff = poly.clone();
-    coeff.backward(primes);
+    let coeff = poly.clone().backward(primes);
     rounded_coefficients(big, &coeff, primes, k, 1)
 }
 
@@ -159,7 +158,7 @@ pub(crate) fn rounded_values(
 /// over `primes`).
 pub(crate) fn rounded_coefficients(
     big: &BigModulus,
-    coeff: &RnsPoly,
+    coeff: &RnsPoly<Coeff>,
     primes: &[&Prime],
     k: u32,
     stride: usize,

@@ -1,23 +1,74 @@
 //! Polynomials in RNS form: one residue polynomial of `n` coefficients per prime, stored
-//! contiguously. A polynomial does not know its primes; the caller passes them.
+//! contiguously. A polynomial does not know its primes; the caller passes them. It knows its
+//! domain: [`Ntt`] (evaluation form, the default: ciphertexts, keys, plaintexts) or
+//! [`Coeff`] (coefficients: sampling, base conversion, decoding). Only [`RnsPoly::forward`]
+//! and [`RnsPoly::backward`] move between them, and the operations that mean something in
+//! one domain only (pointwise products, automorphisms as permutations) exist only there.
 
 use super::ntt::{Prime, permute};
 use super::simd::vectorized;
+use std::marker::PhantomData;
 use zeroize::Zeroize;
 
-/// An element of `Z_M[X]/(X^n + 1)` for `M` a product of primes, stored residue by residue.
+/// The domain of a polynomial's residues: [`Ntt`] or [`Coeff`].
+pub trait Domain: Copy + std::fmt::Debug + PartialEq + Eq + Send + Sync + 'static {}
+
+/// Evaluation (NTT) form: residues are the polynomial's values at the roots of `X^n + 1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ntt;
+
+/// Coefficient form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Coeff;
+
+impl Domain for Ntt {}
+impl Domain for Coeff {}
+
+/// An element of `Z_M[X]/(X^n + 1)` for `M` a product of primes, stored residue by residue,
+/// in the domain `D` (NTT form unless said otherwise).
+///
+/// Pointwise products are taken in NTT form:
+///
+/// ```
+/// use blindsight_he::math::ntt::Prime;
+/// use blindsight_he::math::poly::RnsPoly;
+/// let p = Prime::new(65537, 32).ok_or("not an NTT prime")?;
+/// let mut c = vec![0; 32];
+/// c[..2].copy_from_slice(&[1, 2]);
+/// let x = RnsPoly::from_small(&c, &[&p]).forward(&[&p]);
+/// let mut acc = RnsPoly::zero(32, 1);
+/// acc.mul_acc(&x, &x, &[&p]);
+/// let square = acc.backward(&[&p]);
+/// assert_eq!(&square.comp(0)[..3], &[1, 4, 4]);
+/// # Ok::<(), &str>(())
+/// ```
+///
+/// and a product of coefficient-form polynomials does not compile:
+///
+/// ```compile_fail
+/// use blindsight_he::math::ntt::Prime;
+/// use blindsight_he::math::poly::{Coeff, RnsPoly};
+/// let p = Prime::new(65537, 32).ok_or("not an NTT prime")?;
+/// let x = RnsPoly::from_small(&[1; 32], &[&p]);
+/// let mut acc = RnsPoly::<Coeff>::zero(32, 1);
+/// acc.mul_acc(&x, &x, &[&p]);
+/// # Ok::<(), &str>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Zeroize)]
-pub struct RnsPoly {
+pub struct RnsPoly<D: Domain = Ntt> {
     data: Vec<u64>,
     n: usize,
+    #[zeroize(skip)]
+    domain: PhantomData<D>,
 }
 
-impl RnsPoly {
+impl<D: Domain> RnsPoly<D> {
     /// The zero polynomial over `count` primes.
     pub fn zero(n: usize, count: usize) -> Self {
         Self {
             data: vec![0; n * count],
             n,
+            domain: PhantomData,
         }
     }
 
@@ -75,34 +126,41 @@ impl RnsPoly {
     }
 
     /// Appends the residues of `other`.
-    pub fn extend_from(&mut self, other: &RnsPoly) {
+    pub fn extend_from(&mut self, other: &RnsPoly<D>) {
         self.data.extend_from_slice(&other.data);
     }
 
     /// A copy of residues `range`.
-    pub fn slice(&self, start: usize, end: usize) -> RnsPoly {
-        RnsPoly {
+    pub fn slice(&self, start: usize, end: usize) -> Self {
+        Self {
             data: self.data[start * self.n..end * self.n].to_vec(),
             n: self.n,
+            domain: PhantomData,
         }
     }
 
-    /// Forward NTT of every residue.
-    pub fn forward(&mut self, primes: &[&Prime]) {
-        for (c, p) in self.comps_mut().zip(primes) {
-            p.forward(c);
+    /// Moves the residues out, leaving no residues behind (for values inside a
+    /// `Zeroizing` wrapper: the residues move without a copy, nothing is left to clear).
+    pub(crate) fn take(&mut self) -> Self {
+        Self {
+            data: std::mem::take(&mut self.data),
+            n: self.n,
+            domain: PhantomData,
         }
     }
 
-    /// Inverse NTT of every residue.
-    pub fn backward(&mut self, primes: &[&Prime]) {
-        for (c, p) in self.comps_mut().zip(primes) {
-            p.backward(c);
+    /// The same residues read in the other domain `E`: for residues written through
+    /// [`Self::data_mut`] or [`Self::comps_mut`] by a transform done outside this type.
+    pub(crate) fn assume_domain<E: Domain>(self) -> RnsPoly<E> {
+        RnsPoly {
+            data: self.data,
+            n: self.n,
+            domain: PhantomData,
         }
     }
 
     /// `self += other`.
-    pub fn add_assign(&mut self, other: &RnsPoly, primes: &[&Prime]) {
+    pub fn add_assign(&mut self, other: &RnsPoly<D>, primes: &[&Prime]) {
         vectorized(
             #[inline(always)]
             || {
@@ -116,7 +174,7 @@ impl RnsPoly {
     }
 
     /// `self -= other`.
-    pub fn sub_assign(&mut self, other: &RnsPoly, primes: &[&Prime]) {
+    pub fn sub_assign(&mut self, other: &RnsPoly<D>, primes: &[&Prime]) {
         vectorized(
             #[inline(always)]
             || {
@@ -143,20 +201,6 @@ impl RnsPoly {
         );
     }
 
-    /// `self *= other` pointwise (NTT form).
-    pub fn mul_assign(&mut self, other: &RnsPoly, primes: &[&Prime]) {
-        for ((a, b), p) in self.comps_mut().zip(other.comps()).zip(primes) {
-            p.mul_assign(a, b);
-        }
-    }
-
-    /// `self += a * b` pointwise (NTT form).
-    pub fn mul_acc(&mut self, a: &RnsPoly, b: &RnsPoly, primes: &[&Prime]) {
-        for (((acc, x), y), p) in self.comps_mut().zip(a.comps()).zip(b.comps()).zip(primes) {
-            p.mul_acc(acc, x, y);
-        }
-    }
-
     /// `self *= c_i` residue by residue, for per-prime constants `c` (each `< p_i`).
     pub fn mul_scalar_assign(&mut self, c: &[u64], primes: &[&Prime]) {
         for ((a, &c), p) in self.comps_mut().zip(c).zip(primes) {
@@ -165,29 +209,69 @@ impl RnsPoly {
     }
 
     /// `self = (self - other) * c_i` residue by residue (mod-down and rescale).
-    pub fn sub_mul_scalar_assign(&mut self, other: &RnsPoly, c: &[u64], primes: &[&Prime]) {
+    pub fn sub_mul_scalar_assign(&mut self, other: &RnsPoly<D>, c: &[u64], primes: &[&Prime]) {
         self.sub_assign(other, primes);
         self.mul_scalar_assign(c, primes);
     }
+}
 
-    /// The automorphism with NTT-domain permutation `perm` (NTT form in, NTT form out).
-    pub fn permuted(&self, perm: &[u32]) -> RnsPoly {
-        // every word is written: no zero fill first
-        let mut data = Vec::with_capacity(self.data.len());
-        for a in self.comps() {
-            permute(&mut data, a, perm);
+impl RnsPoly<Coeff> {
+    /// Forward NTT of every residue: the polynomial in evaluation form.
+    pub fn forward(mut self, primes: &[&Prime]) -> RnsPoly<Ntt> {
+        debug_assert_eq!(self.count(), primes.len(), "one prime per residue");
+        for (c, p) in self.comps_mut().zip(primes) {
+            p.forward(c);
         }
-        RnsPoly { data, n: self.n }
+        self.assume_domain()
     }
 
     /// Fills residues with the small signed coefficients `c` (coefficient form).
-    pub fn from_small(c: &[i64], primes: &[&Prime]) -> RnsPoly {
-        let mut out = RnsPoly::zero(c.len(), primes.len());
+    pub fn from_small(c: &[i64], primes: &[&Prime]) -> Self {
+        let mut out = Self::zero(c.len(), primes.len());
         for (o, p) in out.comps_mut().zip(primes) {
             for (x, &v) in o.iter_mut().zip(c) {
                 *x = p.m.from_i64(v);
             }
         }
         out
+    }
+}
+
+impl RnsPoly<Ntt> {
+    /// Inverse NTT of every residue: the polynomial's coefficients.
+    pub fn backward(mut self, primes: &[&Prime]) -> RnsPoly<Coeff> {
+        debug_assert_eq!(self.count(), primes.len(), "one prime per residue");
+        for (c, p) in self.comps_mut().zip(primes) {
+            p.backward(c);
+        }
+        self.assume_domain()
+    }
+
+    /// `self *= other` pointwise (NTT form).
+    pub fn mul_assign(&mut self, other: &Self, primes: &[&Prime]) {
+        for ((a, b), p) in self.comps_mut().zip(other.comps()).zip(primes) {
+            p.mul_assign(a, b);
+        }
+    }
+
+    /// `self += a * b` pointwise (NTT form).
+    pub fn mul_acc(&mut self, a: &Self, b: &Self, primes: &[&Prime]) {
+        for (((acc, x), y), p) in self.comps_mut().zip(a.comps()).zip(b.comps()).zip(primes) {
+            p.mul_acc(acc, x, y);
+        }
+    }
+
+    /// The automorphism with NTT-domain permutation `perm` (NTT form in, NTT form out).
+    pub fn permuted(&self, perm: &[u32]) -> Self {
+        // every word is written: no zero fill first
+        let mut data = Vec::with_capacity(self.data.len());
+        for a in self.comps() {
+            permute(&mut data, a, perm);
+        }
+        RnsPoly {
+            data,
+            n: self.n,
+            domain: PhantomData,
+        }
     }
 }
