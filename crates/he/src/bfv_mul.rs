@@ -45,7 +45,7 @@ pub(crate) fn scale_down(ctx: &Context, level: usize, x: &RnsPoly) -> Result<Rns
         scheme: "CKKS",
     })?;
     let idx = ctx.extended_indices(level)?;
-    let primes = ctx.primes_at(&idx);
+    let primes = ctx.primes_at(idx);
     let k = level + 1;
     let nr = idx.len() - k;
     let n = ctx.degree();

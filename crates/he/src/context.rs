@@ -2,6 +2,7 @@
 //! converters, per-level constants), shared behind an `Arc`.
 
 use crate::errors::{HeError, Result};
+use crate::math::basis::Basis;
 use crate::math::convert::{BaseConverter, CrtToFloat, frac128};
 use crate::math::modulus::Modulus;
 use crate::math::ntt::{NttOrder, Prime};
@@ -41,6 +42,8 @@ pub(crate) struct Inner {
 pub(crate) struct Level {
     /// Indices of `Q_ℓ ∪ P`.
     pub qp: Vec<usize>,
+    /// Indices of `Q_ℓ ∪ R` (BFV products; empty for CKKS).
+    pub ext: Vec<usize>,
     /// Exact conversion `P → Q_ℓ` (mod-down after key switching).
     pub p_to_q: BaseConverter,
     /// `[P^-1]_{q_j}`.
@@ -180,8 +183,14 @@ impl Context {
             } else {
                 None
             };
+            let ext = if params.scheme() == Scheme::Bfv {
+                (0..=l).chain(r_idx.iter().copied()).collect()
+            } else {
+                Vec::new()
+            };
             levels.push(Level {
                 qp,
+                ext,
                 p_to_q: BaseConverter::new(p_moduli, q_moduli),
                 p_inv,
                 p_mod_q,
@@ -281,12 +290,14 @@ impl Context {
 
     /// Prime indices of the extension basis `Q_ℓ ∪ R` of BFV products at `level` (an
     /// error for CKKS, which has none).
-    pub(crate) fn extended_indices(&self, level: usize) -> Result<Vec<usize>> {
-        let bfv = self.inner.bfv.as_ref().ok_or(HeError::WrongScheme {
-            operation: "BFV multiply",
-            scheme: "CKKS",
-        })?;
-        Ok((0..=level).chain(bfv.r.iter().copied()).collect())
+    pub(crate) fn extended_indices(&self, level: usize) -> Result<&[usize]> {
+        if self.inner.bfv.is_none() {
+            return Err(HeError::WrongScheme {
+                operation: "BFV multiply",
+                scheme: "CKKS",
+            });
+        }
+        Ok(&self.level(level)?.ext)
     }
 
     /// Galois element of a rotation by `step` slots to the left (negative: to the right).
@@ -318,12 +329,19 @@ impl Context {
         Ok(())
     }
 
-    pub(crate) fn primes_at(&self, idx: &[usize]) -> Vec<&Prime> {
-        idx.iter().map(|&i| &self.inner.primes[i]).collect()
+    /// The basis of the context's primes at `idx` (`Q_ℓ ∪ P`, `Q_ℓ ∪ R`, …).
+    pub(crate) fn primes_at<'a>(&'a self, idx: &'a [usize]) -> Basis<'a> {
+        Basis::at(&self.inner.primes, idx)
     }
 
-    pub(crate) fn q_primes(&self, level: usize) -> Vec<&Prime> {
-        self.inner.primes[..=level].iter().collect()
+    /// The basis `Q_ℓ = q_0 ⋯ q_ℓ` (a prefix of the context's primes).
+    pub(crate) fn q_primes(&self, level: usize) -> Basis<'_> {
+        Basis::all(&self.inner.primes[..=level])
+    }
+
+    /// Every ciphertext and special prime: the key-switching basis at the top level.
+    pub(crate) fn qp_primes(&self) -> Basis<'_> {
+        Basis::all(&self.inner.primes[..self.inner.num_q + self.inner.num_p])
     }
 
     pub(crate) fn level(&self, level: usize) -> Result<&Level> {

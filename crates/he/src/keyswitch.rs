@@ -100,13 +100,15 @@ pub(crate) fn key_switch(
 pub(crate) fn drop_last_rounded(ctx: &Context, level: usize, x: &RnsPoly) -> Result<RnsPoly> {
     let lv = ctx.level(level)?;
     let q = ctx.q_primes(level);
-    let last = q[level];
+    let last = &q[level];
     let ql = last.value();
-    let tail = x.slice(level, level + 1).backward(&[last]);
+    let tail = x
+        .slice(level, level + 1)
+        .backward(&q.range(level, level + 1));
     let n = ctx.degree();
     let mut out = x.slice(0, level);
     let mut scratch = vec![0u64; n];
-    for (j, prime) in q[..level].iter().enumerate() {
+    for (j, prime) in q.prefix(level).iter().enumerate() {
         for (s, &v) in scratch.iter_mut().zip(tail.comp(0)) {
             *s = prime.m.reduce_centered(v, ql);
         }

@@ -1,7 +1,8 @@
-//! Arithmetic foundations: modular arithmetic, NTT, RNS polynomials, sampling, base
-//! conversion, the tensor-product kernels and the run-time dispatch of vector loops.
-//! Everything here works on raw `u64` residues; the scheme layer sits above.
+//! Arithmetic foundations: modular arithmetic, NTT, RNS bases and polynomials (their NTT or
+//! coefficient domain in the type), sampling, base conversion, the tensor-product kernels and
+//! the run-time dispatch of vector loops. The scheme layer sits above.
 
+pub mod basis;
 pub mod convert;
 pub mod kernels;
 pub mod modulus;

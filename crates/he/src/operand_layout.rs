@@ -7,7 +7,7 @@
 
 use crate::context::Context;
 use crate::errors::Result;
-use crate::math::ntt::Prime;
+use crate::math::basis::Basis;
 
 /// How the factors of a ciphertext product are represented.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub(crate) fn product_indices(
     level: usize,
 ) -> Result<Vec<usize>> {
     match form {
-        ProductForm::Extended => ctx.extended_indices(level),
+        ProductForm::Extended => ctx.extended_indices(level).map(<[usize]>::to_vec),
         ProductForm::Native => Ok((0..=level).collect()),
     }
 }
@@ -55,14 +55,15 @@ pub(crate) fn compact_primes(
     form: ProductForm,
     level: usize,
 ) -> Result<(usize, usize)> {
-    let primes = ctx.primes_at(&product_indices(ctx, form, level)?);
+    let indices = product_indices(ctx, form, level)?;
+    let primes = ctx.primes_at(&indices);
     let wide = wide_prime_count(&primes);
     Ok((wide, primes.len() - wide))
 }
 
 /// How many of `primes` precede their trailing run of primes below `2^32`: the residues a
 /// compact operand keeps as `u64` words (the rest it stores as `u32`).
-pub(crate) fn wide_prime_count(primes: &[&Prime]) -> usize {
+pub(crate) fn wide_prime_count(primes: &Basis<'_>) -> usize {
     primes
         .iter()
         .rposition(|p| p.value() >= 1 << 32)

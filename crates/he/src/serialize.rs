@@ -18,10 +18,8 @@
 
 use crate::context::Context;
 use crate::errors::{HeError, Result};
-use crate::keys::{
-    GaloisKeys, KeySwitchingKey, PublicKey, RelinKey, SecretKey, SeededPair, all_qp,
-};
-use crate::math::ntt::Prime;
+use crate::keys::{GaloisKeys, KeySwitchingKey, PublicKey, RelinKey, SecretKey, SeededPair};
+use crate::math::basis::Basis;
 use crate::math::poly::RnsPoly;
 use crate::math::sample::uniform_from_seed;
 use crate::meta::Meta;
@@ -239,7 +237,7 @@ impl Writer {
         self.out.extend_from_slice(b);
     }
     /// Residues of `poly` over `primes`, each packed with the width of its prime.
-    fn poly(&mut self, poly: &RnsPoly, primes: &[&Prime]) {
+    fn poly(&mut self, poly: &RnsPoly, primes: &Basis<'_>) {
         for (c, p) in poly.comps().zip(primes) {
             pack(&mut self.out, c, p.m.bits());
         }
@@ -342,7 +340,7 @@ impl<'a> Reader<'a> {
         unpack(bytes, out, width);
         Ok(())
     }
-    fn poly(&mut self, n: usize, primes: &[&Prime]) -> Result<RnsPoly> {
+    fn poly(&mut self, n: usize, primes: &Basis<'_>) -> Result<RnsPoly> {
         let mut poly = RnsPoly::zero(n, primes.len());
         for (i, (c, p)) in poly.comps_mut().zip(primes).enumerate() {
             let width = p.m.bits();
@@ -393,10 +391,6 @@ fn unpack(bytes: &[u8], out: &mut [u64], width: u32) {
     }
 }
 
-fn q_idx(level: usize) -> Vec<usize> {
-    (0..=level).collect()
-}
-
 // ----- objects -----------------------------------------------------------------------
 
 /// A ciphertext read in a rounded form (plain or ring-switched).
@@ -430,7 +424,7 @@ impl Serializable for Ciphertext {
 
     fn to_bytes(&self, ctx: &Context) -> Result<Vec<u8>> {
         ctx.check_ciphertext_shape(self)?;
-        let primes = ctx.primes_at(&q_idx(self.meta.level));
+        let primes = ctx.q_primes(self.meta.level);
         let mut w = Writer::new();
         w.u8(self.meta.level as u8);
         w.u8(self.polys.len() as u8);
@@ -511,7 +505,7 @@ impl Serializable for Ciphertext {
         if !scale_ok {
             return Err(r.malformed(format!("invalid scale {scale}")));
         }
-        let primes = ctx.primes_at(&q_idx(level));
+        let primes = ctx.q_primes(level);
         let n = ctx.degree();
         if form == CT_SUBRING {
             if size != 2 {
@@ -609,7 +603,7 @@ impl Serializable for Plaintext {
         let body: usize = match &self.data {
             PlainData::Bfv(_) => packed_len(n, 64 - ctx.params().plain_modulus().leading_zeros()),
             PlainData::Ckks(_) => ctx
-                .primes_at(&q_idx(self.meta.level))
+                .q_primes(self.meta.level)
                 .iter()
                 .map(|p| packed_len(n, p.m.bits()))
                 .sum(),
@@ -623,7 +617,7 @@ impl Serializable for Plaintext {
                 pack(&mut payload, coeffs, 64 - t.leading_zeros());
             }
             PlainData::Ckks(poly) => {
-                for (c, p) in poly.comps().zip(ctx.primes_at(&q_idx(self.meta.level))) {
+                for (c, p) in poly.comps().zip(&ctx.q_primes(self.meta.level)) {
                     pack(&mut payload, c, p.m.bits());
                 }
             }
@@ -651,7 +645,7 @@ impl Serializable for Plaintext {
                 if !(scale.is_finite() && scale >= 1.0) {
                     return Err(r.malformed(format!("invalid scale {scale}")));
                 }
-                PlainData::Ckks(r.poly(n, &ctx.primes_at(&q_idx(level)))?)
+                PlainData::Ckks(r.poly(n, &ctx.q_primes(level))?)
             }
         };
         r.finish()?;
@@ -668,17 +662,13 @@ impl Serializable for PublicKey {
     fn to_bytes(&self, ctx: &Context) -> Result<Vec<u8>> {
         ctx.check_fingerprint(&self.fingerprint)?;
         let mut w = Writer::new();
-        write_pair(&mut w, &self.pair, &ctx.primes_at(&q_idx(ctx.max_level())));
+        write_pair(&mut w, &self.pair, &ctx.q_primes(ctx.max_level()));
         Ok(seal(Self::KIND, &ctx.params().fingerprint(), &w.out))
     }
 
     fn from_bytes(ctx: &Context, bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new(open(ctx, Self::KIND, bytes)?, Self::KIND);
-        let pair = read_pair(
-            &mut r,
-            ctx.degree(),
-            &ctx.primes_at(&q_idx(ctx.max_level())),
-        )?;
+        let pair = read_pair(&mut r, ctx.degree(), &ctx.q_primes(ctx.max_level()))?;
         r.finish()?;
         Ok(PublicKey {
             pair,
@@ -687,12 +677,12 @@ impl Serializable for PublicKey {
     }
 }
 
-fn write_pair(w: &mut Writer, pair: &SeededPair, primes: &[&Prime]) {
+fn write_pair(w: &mut Writer, pair: &SeededPair, primes: &Basis<'_>) {
     w.poly(&pair.b, primes);
     w.bytes(&pair.seed);
 }
 
-fn read_pair(r: &mut Reader<'_>, n: usize, primes: &[&Prime]) -> Result<SeededPair> {
+fn read_pair(r: &mut Reader<'_>, n: usize, primes: &Basis<'_>) -> Result<SeededPair> {
     let b = r.poly(n, primes)?;
     let seed = r.seed()?;
     Ok(SeededPair {
@@ -702,7 +692,7 @@ fn read_pair(r: &mut Reader<'_>, n: usize, primes: &[&Prime]) -> Result<SeededPa
     })
 }
 
-fn write_ksk(w: &mut Writer, key: &KeySwitchingKey, primes: &[&Prime]) {
+fn write_ksk(w: &mut Writer, key: &KeySwitchingKey, primes: &Basis<'_>) {
     w.u8(key.digits.len() as u8);
     for d in &key.digits {
         write_pair(w, d, primes);
@@ -717,7 +707,7 @@ fn read_ksk(r: &mut Reader<'_>, ctx: &Context) -> Result<KeySwitchingKey> {
             ctx.max_level() + 1
         )));
     }
-    let primes = ctx.primes_at(&all_qp(ctx));
+    let primes = ctx.qp_primes();
     let digits = (0..count)
         .map(|_| read_pair(r, ctx.degree(), &primes))
         .collect::<Result<Vec<_>>>()?;
@@ -730,7 +720,7 @@ impl Serializable for RelinKey {
     fn to_bytes(&self, ctx: &Context) -> Result<Vec<u8>> {
         ctx.check_fingerprint(&self.fingerprint)?;
         let mut w = Writer::new();
-        write_ksk(&mut w, &self.key, &ctx.primes_at(&all_qp(ctx)));
+        write_ksk(&mut w, &self.key, &ctx.qp_primes());
         Ok(seal(Self::KIND, &ctx.params().fingerprint(), &w.out))
     }
 
@@ -750,7 +740,7 @@ impl Serializable for GaloisKeys {
 
     fn to_bytes(&self, ctx: &Context) -> Result<Vec<u8>> {
         ctx.check_fingerprint(&self.fingerprint)?;
-        let primes = ctx.primes_at(&all_qp(ctx));
+        let primes = ctx.qp_primes();
         let mut w = Writer::new();
         w.u64(self.keys.len() as u64);
         for (&g, key) in &self.keys {
@@ -790,7 +780,7 @@ impl Serializable for RingSwitchKey {
 
     fn to_bytes(&self, ctx: &Context) -> Result<Vec<u8>> {
         ctx.check_fingerprint(&self.fingerprint)?;
-        let primes = ctx.primes_at(&q_idx(self.level));
+        let primes = ctx.q_primes(self.level);
         let mut w = Writer::new();
         w.u8(self.log_d as u8);
         w.u8(self.level as u8);
@@ -813,7 +803,7 @@ impl Serializable for RingSwitchKey {
         if !(1..=crate::ring_switch::MAX_BASE_BITS).contains(&base_bits) {
             return Err(r.malformed(format!("{base_bits} bits per digit")));
         }
-        let primes = ctx.primes_at(&q_idx(level));
+        let primes = ctx.q_primes(level);
         let log_q = level_bits(ctx, level);
         let count = r.u8()? as usize;
         if count != digit_count(log_q, base_bits) {

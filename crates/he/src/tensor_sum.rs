@@ -4,8 +4,8 @@
 //! otherwise.
 
 use crate::errors::{HeError, Result};
+use crate::math::basis::Basis;
 use crate::math::kernels::{LazyTensor, MODULUS_BOUND, NarrowPair, TensorPair, detected_path};
-use crate::math::ntt::Prime;
 use crate::math::poly::RnsPoly;
 use crate::product_operand::{ProductOperand, Residues};
 
@@ -21,7 +21,7 @@ pub(crate) enum TensorSum {
 
 impl TensorSum {
     /// An empty sum over `primes`, degree `n`.
-    pub(crate) fn new(primes: &[&Prime], n: usize) -> Result<Self> {
+    pub(crate) fn new(primes: &Basis<'_>, n: usize) -> Result<Self> {
         if primes.iter().all(|p| p.value() < MODULUS_BOUND) && n.is_multiple_of(8) {
             let path = detected_path();
             Ok(Self::Lazy(
@@ -45,7 +45,7 @@ impl TensorSum {
     pub(crate) fn add_batch(
         &mut self,
         pairs: &[(&ProductOperand, &ProductOperand)],
-        primes: &[&Prime],
+        primes: &Basis<'_>,
     ) -> Result<()> {
         Self::add_batch_many(&mut [self], &[pairs], primes)
     }
@@ -56,7 +56,7 @@ impl TensorSum {
     pub(crate) fn add_batch_many(
         sums: &mut [&mut TensorSum],
         batches: &[&[(&ProductOperand, &ProductOperand)]],
-        primes: &[&Prime],
+        primes: &Basis<'_>,
     ) -> Result<()> {
         crate::errors::check_length(
             "tensor sum batches (one per sum)",

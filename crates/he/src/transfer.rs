@@ -17,7 +17,7 @@
 //! built-in preset's ciphertexts qualify at every level.
 
 use crate::errors::{HeError, Result};
-use crate::math::ntt::Prime;
+use crate::math::basis::Basis;
 use crate::math::poly::{Coeff, RnsPoly};
 
 /// Largest `log2 Q` a ciphertext may have to be rounded for transfer.
@@ -37,7 +37,7 @@ pub(crate) struct BigModulus {
 
 impl BigModulus {
     /// The tables for `primes`; an error if `Q ≥ 2^126`.
-    pub(crate) fn new(primes: &[&Prime]) -> Result<Self> {
+    pub(crate) fn new(primes: &Basis<'_>) -> Result<Self> {
         let bits: f64 = primes.iter().map(|p| (p.value() as f64).log2()).sum();
         let too_large = || HeError::ValueOutOfRange {
             what: "ciphertext modulus for rounding",
@@ -76,7 +76,7 @@ impl BigModulus {
     }
 
     /// The integer in `[0, Q)` with the given residues.
-    pub(crate) fn reconstruct(&self, residues: &[u64], primes: &[&Prime]) -> u128 {
+    pub(crate) fn reconstruct(&self, residues: &[u64], primes: &Basis<'_>) -> u128 {
         let mut x = 0u128;
         for ((&r, &(rest, inv)), p) in residues.iter().zip(&self.punctured).zip(primes) {
             // r·inv mod q_i < q_i, times Q/q_i: below Q < 2^126, no overflow
@@ -147,7 +147,7 @@ impl BigModulus {
 pub(crate) fn rounded_values(
     big: &BigModulus,
     poly: &RnsPoly,
-    primes: &[&Prime],
+    primes: &Basis<'_>,
     k: u32,
 ) -> Vec<u64> {
     let coeff = poly.clone().backward(primes);
@@ -159,7 +159,7 @@ pub(crate) fn rounded_values(
 pub(crate) fn rounded_coefficients(
     big: &BigModulus,
     coeff: &RnsPoly<Coeff>,
-    primes: &[&Prime],
+    primes: &Basis<'_>,
     k: u32,
     stride: usize,
 ) -> Vec<u64> {
@@ -178,7 +178,7 @@ pub(crate) fn rounded_coefficients(
 /// The polynomial (NTT form over `primes`) with coefficients `round(c'·Q/2^k)`, computed
 /// residue by residue: `c'·[⌊Q/2^k⌋]_{q_i} + round(c'·(Q mod 2^k)/2^k)`, the second term
 /// below `2^k`.
-pub(crate) fn lifted_poly(big: &BigModulus, values: &[u64], primes: &[&Prime], k: u32) -> RnsPoly {
+pub(crate) fn lifted_poly(big: &BigModulus, values: &[u64], primes: &Basis<'_>, k: u32) -> RnsPoly {
     let hi = big.q >> k;
     let lo = big.q & ((1u128 << k) - 1);
     let half = 1u128 << (k - 1);
@@ -224,6 +224,7 @@ pub(crate) fn check_bits(bits: [u32; 2], big: &BigModulus) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::math::ntt::Prime;
     use crate::math::primes::ntt_primes;
     use proptest::prelude::*;
 
@@ -242,7 +243,7 @@ mod tests {
         ) {
             let bits: &[u32] = [&[33u32, 33][..], &[50, 50], &[40, 45, 38]][sizes];
             let ps = primes(bits);
-            let refs: Vec<&Prime> = ps.iter().collect();
+            let refs = Basis::all(&ps);
             let big = BigModulus::new(&refs).unwrap();
             let q = big.value();
             let c = a % q;
@@ -274,10 +275,10 @@ mod tests {
     #[test]
     fn oversized_moduli_and_bits_are_refused() {
         let ps = primes(&[60, 60, 60]);
-        let refs: Vec<&Prime> = ps.iter().collect();
+        let refs = Basis::all(&ps);
         assert!(BigModulus::new(&refs).is_err());
         let ps = primes(&[33, 33]);
-        let refs: Vec<&Prime> = ps.iter().collect();
+        let refs = Basis::all(&ps);
         let big = BigModulus::new(&refs).unwrap();
         assert!(check_bits([30, 37], &big).is_ok());
         assert!(check_bits([1, 37], &big).is_err());

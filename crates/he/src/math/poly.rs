@@ -5,7 +5,8 @@
 //! and [`RnsPoly::backward`] move between them, and the operations that mean something in
 //! one domain only (pointwise products, automorphisms as permutations) exist only there.
 
-use super::ntt::{Prime, permute};
+use super::basis::Basis;
+use super::ntt::permute;
 use super::simd::vectorized;
 use std::marker::PhantomData;
 use zeroize::Zeroize;
@@ -30,15 +31,17 @@ impl Domain for Coeff {}
 /// Pointwise products are taken in NTT form:
 ///
 /// ```
+/// use blindsight_he::math::basis::Basis;
 /// use blindsight_he::math::ntt::Prime;
 /// use blindsight_he::math::poly::RnsPoly;
-/// let p = Prime::new(65537, 32).ok_or("not an NTT prime")?;
+/// let table = [Prime::new(65537, 32).ok_or("not an NTT prime")?];
+/// let q = Basis::all(&table);
 /// let mut c = vec![0; 32];
 /// c[..2].copy_from_slice(&[1, 2]);
-/// let x = RnsPoly::from_small(&c, &[&p]).forward(&[&p]);
+/// let x = RnsPoly::from_small(&c, &q).forward(&q);
 /// let mut acc = RnsPoly::zero(32, 1);
-/// acc.mul_acc(&x, &x, &[&p]);
-/// let square = acc.backward(&[&p]);
+/// acc.mul_acc(&x, &x, &q);
+/// let square = acc.backward(&q);
 /// assert_eq!(&square.comp(0)[..3], &[1, 4, 4]);
 /// # Ok::<(), &str>(())
 /// ```
@@ -46,12 +49,14 @@ impl Domain for Coeff {}
 /// and a product of coefficient-form polynomials does not compile:
 ///
 /// ```compile_fail
+/// use blindsight_he::math::basis::Basis;
 /// use blindsight_he::math::ntt::Prime;
 /// use blindsight_he::math::poly::{Coeff, RnsPoly};
-/// let p = Prime::new(65537, 32).ok_or("not an NTT prime")?;
-/// let x = RnsPoly::from_small(&[1; 32], &[&p]);
+/// let table = [Prime::new(65537, 32).ok_or("not an NTT prime")?];
+/// let q = Basis::all(&table);
+/// let x = RnsPoly::from_small(&[1; 32], &q);
 /// let mut acc = RnsPoly::<Coeff>::zero(32, 1);
-/// acc.mul_acc(&x, &x, &[&p]);
+/// acc.mul_acc(&x, &x, &q);
 /// # Ok::<(), &str>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Zeroize)]
@@ -139,6 +144,14 @@ impl<D: Domain> RnsPoly<D> {
         }
     }
 
+    /// One prime per residue: checked in debug builds (the tests), where a mismatch would
+    /// otherwise pair residues with the wrong primes silently; the release kernels rely on
+    /// the checks at the API boundary (a ciphertext's residues against its level).
+    #[inline(always)]
+    fn check_basis(&self, primes: &Basis<'_>) {
+        debug_assert_eq!(self.count(), primes.len(), "one prime per residue");
+    }
+
     /// Moves the residues out, leaving no residues behind (for values inside a
     /// `Zeroizing` wrapper: the residues move without a copy, nothing is left to clear).
     pub(crate) fn take(&mut self) -> Self {
@@ -160,7 +173,8 @@ impl<D: Domain> RnsPoly<D> {
     }
 
     /// `self += other`.
-    pub fn add_assign(&mut self, other: &RnsPoly<D>, primes: &[&Prime]) {
+    pub fn add_assign(&mut self, other: &RnsPoly<D>, primes: &Basis<'_>) {
+        self.check_basis(primes);
         vectorized(
             #[inline(always)]
             || {
@@ -174,7 +188,8 @@ impl<D: Domain> RnsPoly<D> {
     }
 
     /// `self -= other`.
-    pub fn sub_assign(&mut self, other: &RnsPoly<D>, primes: &[&Prime]) {
+    pub fn sub_assign(&mut self, other: &RnsPoly<D>, primes: &Basis<'_>) {
+        self.check_basis(primes);
         vectorized(
             #[inline(always)]
             || {
@@ -188,7 +203,8 @@ impl<D: Domain> RnsPoly<D> {
     }
 
     /// `self = -self`.
-    pub fn neg_assign(&mut self, primes: &[&Prime]) {
+    pub fn neg_assign(&mut self, primes: &Basis<'_>) {
+        self.check_basis(primes);
         vectorized(
             #[inline(always)]
             || {
@@ -202,14 +218,15 @@ impl<D: Domain> RnsPoly<D> {
     }
 
     /// `self *= c_i` residue by residue, for per-prime constants `c` (each `< p_i`).
-    pub fn mul_scalar_assign(&mut self, c: &[u64], primes: &[&Prime]) {
+    pub fn mul_scalar_assign(&mut self, c: &[u64], primes: &Basis<'_>) {
+        self.check_basis(primes);
         for ((a, &c), p) in self.comps_mut().zip(c).zip(primes) {
             p.mul_const_assign(a, c);
         }
     }
 
     /// `self = (self - other) * c_i` residue by residue (mod-down and rescale).
-    pub fn sub_mul_scalar_assign(&mut self, other: &RnsPoly<D>, c: &[u64], primes: &[&Prime]) {
+    pub fn sub_mul_scalar_assign(&mut self, other: &RnsPoly<D>, c: &[u64], primes: &Basis<'_>) {
         self.sub_assign(other, primes);
         self.mul_scalar_assign(c, primes);
     }
@@ -217,8 +234,8 @@ impl<D: Domain> RnsPoly<D> {
 
 impl RnsPoly<Coeff> {
     /// Forward NTT of every residue: the polynomial in evaluation form.
-    pub fn forward(mut self, primes: &[&Prime]) -> RnsPoly<Ntt> {
-        debug_assert_eq!(self.count(), primes.len(), "one prime per residue");
+    pub fn forward(mut self, primes: &Basis<'_>) -> RnsPoly<Ntt> {
+        self.check_basis(primes);
         for (c, p) in self.comps_mut().zip(primes) {
             p.forward(c);
         }
@@ -226,7 +243,7 @@ impl RnsPoly<Coeff> {
     }
 
     /// Fills residues with the small signed coefficients `c` (coefficient form).
-    pub fn from_small(c: &[i64], primes: &[&Prime]) -> Self {
+    pub fn from_small(c: &[i64], primes: &Basis<'_>) -> Self {
         let mut out = Self::zero(c.len(), primes.len());
         for (o, p) in out.comps_mut().zip(primes) {
             for (x, &v) in o.iter_mut().zip(c) {
@@ -239,8 +256,8 @@ impl RnsPoly<Coeff> {
 
 impl RnsPoly<Ntt> {
     /// Inverse NTT of every residue: the polynomial's coefficients.
-    pub fn backward(mut self, primes: &[&Prime]) -> RnsPoly<Coeff> {
-        debug_assert_eq!(self.count(), primes.len(), "one prime per residue");
+    pub fn backward(mut self, primes: &Basis<'_>) -> RnsPoly<Coeff> {
+        self.check_basis(primes);
         for (c, p) in self.comps_mut().zip(primes) {
             p.backward(c);
         }
@@ -248,14 +265,16 @@ impl RnsPoly<Ntt> {
     }
 
     /// `self *= other` pointwise (NTT form).
-    pub fn mul_assign(&mut self, other: &Self, primes: &[&Prime]) {
+    pub fn mul_assign(&mut self, other: &Self, primes: &Basis<'_>) {
+        self.check_basis(primes);
         for ((a, b), p) in self.comps_mut().zip(other.comps()).zip(primes) {
             p.mul_assign(a, b);
         }
     }
 
     /// `self += a * b` pointwise (NTT form).
-    pub fn mul_acc(&mut self, a: &Self, b: &Self, primes: &[&Prime]) {
+    pub fn mul_acc(&mut self, a: &Self, b: &Self, primes: &Basis<'_>) {
+        self.check_basis(primes);
         for (((acc, x), y), p) in self.comps_mut().zip(a.comps()).zip(b.comps()).zip(primes) {
             p.mul_acc(acc, x, y);
         }

@@ -8,9 +8,9 @@
 //! Gaussian sampler uses `f64` `ln`/`sqrt`/`cos`, whose timing may depend on the operand on
 //! some platforms (best effort: the flooding noise protects the key only statistically).
 
-use super::ntt::Prime;
 use super::poly::RnsPoly;
 use crate::errors::{HeError, Result};
+use crate::math::basis::Basis;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use zeroize::Zeroizing;
@@ -146,7 +146,7 @@ pub fn rounded_gaussian(n: usize, sigma: f64, rng: &mut Csprng) -> Result<Zeroiz
 
 /// A polynomial uniform over the given primes (any representation: the uniform distribution
 /// is the same in NTT and coefficient form).
-pub fn uniform(n: usize, primes: &[&Prime], rng: &mut Csprng) -> RnsPoly {
+pub fn uniform(n: usize, primes: &Basis<'_>, rng: &mut Csprng) -> RnsPoly {
     let mut out = RnsPoly::zero(n, primes.len());
     for (c, p) in out.comps_mut().zip(primes) {
         let q = p.value();
@@ -164,7 +164,7 @@ pub fn uniform(n: usize, primes: &[&Prime], rng: &mut Csprng) -> RnsPoly {
 }
 
 /// The uniform polynomial expanded from a 32-byte seed, deterministic for the seed.
-pub fn uniform_from_seed(seed: &[u8; 32], n: usize, primes: &[&Prime]) -> RnsPoly {
+pub fn uniform_from_seed(seed: &[u8; 32], n: usize, primes: &Basis<'_>) -> RnsPoly {
     let mut rng = Csprng::from_seed(*seed);
     uniform(n, primes, &mut rng)
 }
