@@ -21,7 +21,7 @@
 //! (mode 0600, never following or replacing an existing file) inside `--out` only.
 
 use crate::errors::{AppError, Result};
-use crate::images::list_images;
+use crate::images::walk;
 use crate::report_page::{QuerySection, ReportPage, ResultColumn, ShownMatch, Thumbnail, file_of};
 use blindsight_client::ClientError;
 use blindsight_client::client::{Client, IngestReport};
@@ -424,32 +424,30 @@ pub fn create(env: &Env, preset: Option<&str>, vectors: &VectorKind) -> Result<(
     Ok(())
 }
 
-/// `blindsight ingest DIR`.
-pub fn ingest(env: &Env, dir: &Path) -> Result<IngestReport> {
+/// `blindsight ingest PATH...`: files, and folders walked recursively (unless `recursive`
+/// is false), streamed to the collection a window of files at a time with a progress bar per
+/// file. Every file left out is listed with its reason; files that could not be read or
+/// decoded make the command fail (after everything else is ingested), with how many.
+pub fn ingest(env: &Env, paths: &[PathBuf], recursive: bool) -> Result<IngestReport> {
+    let walk = walk(paths, recursive)?;
     let (_server, client) = env.client()?;
-    let paths = list_images(dir)?;
-    let mut files = Vec::with_capacity(paths.len());
-    let mut unreadable = Vec::new();
-    for p in &paths {
-        let name = p
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        match std::fs::read(p) {
-            Ok(b) => files.push((name, b)),
-            Err(e) => unreadable.push((name, e.to_string())),
-        }
-    }
-    let bar = indicatif::ProgressBar::new(files.len() as u64);
+    let total_bytes: u64 = walk.files.iter().map(|f| f.size).sum();
+    let bar = indicatif::ProgressBar::new(total_bytes);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{spinner} encrypting and uploading [{bar:30}] {pos}/{len} images",
+            "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    let mut report = client.ingest(&files, |added| bar.set_position(added as u64))?;
+    let report = client.ingest_items(&walk.files, |p| {
+        bar.set_position(p.bytes_done);
+        bar.set_message(format!(
+            "{}/{} files, {} added, {} present, {} failed",
+            p.files_done, p.files_total, p.added, p.duplicates, p.failed
+        ));
+    })?;
     bar.finish_and_clear();
-    report.failed.extend(unreadable);
     println!(
         "added {} images, skipped {} already present",
         report.added, report.duplicates
@@ -469,12 +467,25 @@ pub fn ingest(env: &Env, dir: &Path) -> Result<IngestReport> {
             report.merged.elapsed.as_secs_f64()
         );
     }
+    for (name, reason) in &walk.skipped {
+        println!(
+            "left out {}: {}",
+            names::for_terminal(name),
+            names::for_terminal_bounded(reason, 300)
+        );
+    }
     for (name, reason) in &report.failed {
         println!(
             "skipped {}: {}",
             names::for_terminal(name),
             names::for_terminal_bounded(reason, 300)
         );
+    }
+    if !report.failed.is_empty() {
+        return Err(AppError::Incomplete {
+            failed: report.failed.len(),
+            total: walk.files.len(),
+        });
     }
     Ok(report)
 }

@@ -30,6 +30,20 @@ pub enum AppError {
     #[error("{0}")]
     Usage(String),
 
+    /// Some files of an ingest could not be read or decoded (each is listed with its
+    /// reason); the others were ingested.
+    #[error(
+        "{failed} of {total} files could not be ingested (listed above with the reason); the \
+         others were added: fix or remove those files and run the ingest again (files \
+         already added are skipped)"
+    )]
+    Incomplete {
+        /// Files that failed.
+        failed: usize,
+        /// Files the ingest read.
+        total: usize,
+    },
+
     /// A fault inside the program or its environment (not the caller's input).
     #[error("internal error: {0}")]
     Internal(String),

@@ -1,12 +1,110 @@
-//! Loading galleries: a folder of image files (sorted by name) or the embedded test images.
+//! Finding and loading images: the files an ingest reads (folders walked recursively, every
+//! file left out reported), galleries of a folder (sorted by name) or the embedded test
+//! images.
 
 use crate::errors::{AppError, Result};
+use blindsight_client::client::IngestFile;
 use blindsight_search::vectors::{ImageVector, image_vector};
 use rayon::prelude::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// File extensions read as images.
-pub const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "webp", "bmp", "gif"];
+pub const IMAGE_EXTENSIONS: [&str; 8] = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"];
+
+/// The files an ingest reads, and every file it leaves out with the reason.
+#[derive(Debug, Default)]
+pub struct Walk {
+    /// Image files, folder by folder in name order, each named by its path relative to the
+    /// folder given (a file given by itself: its file name).
+    pub files: Vec<IngestFile>,
+    /// Files and folders left out: (path, reason).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Whether `path` has one of [`IMAGE_EXTENSIONS`].
+fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// The image files of `paths` (files, or folders read recursively unless `recursive` is
+/// false). A path given that does not exist is an error; inside folders, every file that is
+/// not an image, every folder not read (unreadable, a symbolic link, or below the top with
+/// `recursive` off) is reported in [`Walk::skipped`].
+pub fn walk(paths: &[PathBuf], recursive: bool) -> Result<Walk> {
+    let mut out = Walk::default();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|e| AppError::io(path, e))?;
+        if meta.is_dir() {
+            walk_dir(path, Path::new(""), recursive, &mut out);
+        } else {
+            let name = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            out.files.push(IngestFile {
+                name,
+                path: path.clone(),
+                size: meta.len(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn walk_dir(root: &Path, rel: &Path, recursive: bool, out: &mut Walk) {
+    let dir = root.join(rel);
+    let shown = |p: &Path| p.display().to_string();
+    let mut entries: Vec<std::fs::DirEntry> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd.filter_map(std::result::Result::ok).collect(),
+        Err(e) => {
+            out.skipped
+                .push((shown(&dir), format!("folder not read: {e}")));
+            return;
+        }
+    };
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    for entry in entries {
+        let rel_path = rel.join(entry.file_name());
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            out.skipped
+                .push((shown(&path), "its type could not be read".into()));
+            continue;
+        };
+        if kind.is_symlink() {
+            out.skipped
+                .push((shown(&path), "a symbolic link: not followed".into()));
+        } else if kind.is_dir() {
+            if recursive {
+                walk_dir(root, &rel_path, recursive, out);
+            } else {
+                out.skipped
+                    .push((shown(&path), "a folder (--no-recursive)".into()));
+            }
+        } else if !has_image_extension(&path) {
+            let what = path.extension().map_or_else(
+                || "no extension".to_string(),
+                |e| format!(".{}", e.to_string_lossy()),
+            );
+            out.skipped.push((
+                shown(&path),
+                format!(
+                    "not a supported image ({what}; supported: {})",
+                    IMAGE_EXTENSIONS.join(", ")
+                ),
+            ));
+        } else {
+            let size = entry.metadata().map_or(0, |m| m.len());
+            out.files.push(IngestFile {
+                name: rel_path.to_string_lossy().into_owned(),
+                path,
+                size,
+            });
+        }
+    }
+}
 
 /// A named image, decoded to vectors, with its original bytes.
 #[derive(Clone, Debug)]
@@ -20,16 +118,11 @@ pub struct NamedImage {
 }
 
 /// The image files of `dir`, sorted by name.
-pub fn list_images(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| AppError::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        })
+        .filter(|p| p.is_file() && has_image_extension(p))
         .collect();
     files.sort();
     Ok(files)

@@ -119,10 +119,16 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Encrypt the images of a folder and add them to the collection.
+    /// Encrypt image files and add them to the collection: files, and folders read
+    /// recursively. Files the collection holds already are skipped (by their bytes); every
+    /// file left out is listed with the reason.
     Ingest {
-        /// Folder of images.
-        dir: PathBuf,
+        /// Image files and folders of images.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Read only the files directly in the folders given, not their subfolders.
+        #[arg(long)]
+        no_recursive: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -367,7 +373,11 @@ fn run(command: Command) -> blindsight::Result<()> {
             let preset = preset.or_else(|| scheme.map(preset_of));
             commands::create(&client.env(), preset.as_deref(), &vector_kind(vectors))
         }
-        Command::Ingest { dir, client } => commands::ingest(&client.env(), &dir).map(|_| ()),
+        Command::Ingest {
+            paths,
+            no_recursive,
+            client,
+        } => commands::ingest(&client.env(), &paths, !no_recursive).map(|_| ()),
         Command::Search {
             image,
             top,

@@ -87,13 +87,21 @@ fn wrong_passphrase_and_foreign_keystore_are_refused() {
     let imgs = tmp.path().join("imgs");
     write_images(&imgs, 12);
     std::fs::write(imgs.join("broken.png"), b"\x89PNG\r\n\x1a\n truncated").unwrap();
-    let out = ok(
+    // a file that does not decode is listed and makes the ingest fail, after the others
+    let out = run(
         &home,
         &["ingest", imgs.to_str().unwrap(), "--passphrase-file", p],
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}");
     assert!(
-        out.contains("added 12 images") && out.contains("skipped broken.png"),
-        "{out}"
+        stdout.contains("added 12 images") && stdout.contains("skipped broken.png"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("1 of 13 files could not be ingested"),
+        "{stderr}"
     );
     fails_with(
         &home,
@@ -862,4 +870,58 @@ fn a_store_and_keystore_of_c498bb5_open_search_and_compact() {
     let query = dir.join("1f1eb.png");
     let found = run_ok(&["search", query.to_str().unwrap(), "--top", "3"]);
     assert!(first_row(&found).contains("1f1eb.png"), "{found}");
+}
+
+/// Folders are read recursively (each image named by its path below the folder given),
+/// single files and several paths are accepted, `--no-recursive` stops at the top, and
+/// every file left out is listed with its reason; an unchanged re-ingest adds nothing.
+#[test]
+fn ingest_walks_folders_files_and_reports_what_it_leaves_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    ok(&home, &["keygen", "--scheme", "ckks"]);
+    ok(&home, &["create"]);
+    let lib = tmp.path().join("library");
+    write_images(&lib.join("2024/summer"), 3);
+    let extra: Vec<_> = blindsight_testdata::all().iter().skip(10).take(3).collect();
+    std::fs::create_dir_all(lib.join("2025")).unwrap();
+    for (i, e) in extra.iter().enumerate() {
+        std::fs::write(lib.join("2025").join(format!("x{i}.png")), e.png).unwrap();
+    }
+    std::fs::write(lib.join("notes.txt"), b"not an image").unwrap();
+    std::fs::write(lib.join("scan.heic"), b"ftypheic").unwrap();
+    let single = tmp.path().join("single.png");
+    std::fs::write(&single, blindsight_testdata::all()[20].png).unwrap();
+
+    // --no-recursive: only the top of the folder (no image there), the subfolders listed
+    let out = ok(&home, &["ingest", lib.to_str().unwrap(), "--no-recursive"]);
+    assert!(out.contains("added 0 images"), "{out}");
+    assert!(out.contains("2024: a folder (--no-recursive)"), "{out}");
+    assert!(
+        out.contains("notes.txt: not a supported image (.txt"),
+        "{out}"
+    );
+    assert!(
+        out.contains("scan.heic: not a supported image (.heic"),
+        "{out}"
+    );
+
+    // recursive, and a single file beside the folder
+    let out = ok(
+        &home,
+        &["ingest", lib.to_str().unwrap(), single.to_str().unwrap()],
+    );
+    assert!(out.contains("added 7 images"), "{out}");
+    assert!(out.contains("notes.txt: not a supported image"), "{out}");
+    let again = ok(&home, &["ingest", lib.to_str().unwrap()]);
+    assert!(
+        again.contains("added 0 images, skipped 6 already present"),
+        "{again}"
+    );
+    // a path that does not exist is an error, not an empty ingest
+    fails_with(
+        &home,
+        &["ingest", tmp.path().join("nowhere").to_str().unwrap()],
+        "nowhere",
+    );
 }

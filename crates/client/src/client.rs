@@ -21,44 +21,20 @@ use blindsight_search::he_backend::{BfvCipher, CkksCipher, response_key, segment
 use blindsight_search::rank::{
     ChannelDots, EncodedImage, ImageNorms, RankRule, channel_values, similarities_from_norms, top_k,
 };
-use blindsight_search::source_vector::SourceVector;
 use blindsight_search::{Layout, VectorKind};
-use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
+mod ingest;
 mod merge;
+pub use ingest::{
+    BATCH, BATCH_FILE_BYTES, IngestFile, IngestItem, IngestProgress, WINDOW_BYTES, WINDOW_FILES,
+};
 pub use merge::{
     CompactReport, MAX_MERGED_IMAGES, MERGE_BYTES, MergeMode, MergePolicy, SegmentState,
     fresh_ciphertext_bytes, merged_segment_cap, plan_rebuilds,
 };
-
-/// Images per ingest batch (one segment each).
-pub const BATCH: usize = 1024;
-
-/// Largest total of original file bytes in one ingest batch (so that a batch of large
-/// photos stays well under the server's body limit, 512 MiB by default).
-pub const BATCH_FILE_BYTES: usize = 128 << 20;
-
-/// Cuts `todo` (indices into `files`) into batches of at most [`BATCH`] images and
-/// [`BATCH_FILE_BYTES`] file bytes (a single larger file is a batch of its own).
-fn batches<T>(todo: &[T], size_of: impl Fn(&T) -> usize) -> Vec<&[T]> {
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0usize);
-    for (i, item) in todo.iter().enumerate() {
-        let b = size_of(item);
-        if i > start && (i - start == BATCH || bytes.saturating_add(b) > BATCH_FILE_BYTES) {
-            out.push(&todo[start..i]);
-            (start, bytes) = (i, 0);
-        }
-        bytes = bytes.saturating_add(b);
-    }
-    if start < todo.len() {
-        out.push(&todo[start..]);
-    }
-    out
-}
 
 /// A client of one collection.
 pub struct Client {
@@ -142,9 +118,6 @@ struct EncryptedSegment {
     ciphertexts: Vec<Vec<Vec<u8>>>,
     galois_keys: Vec<u8>,
 }
-
-/// A decoded ingest candidate: file index, encoded vectors, keyed tag, source vector.
-type Candidate = (usize, EncodedImage, Vec<u8>, SourceVector);
 
 /// Images by id: name, norms (from their sealed metadata).
 type Catalog = HashMap<i64, (String, ImageNorms)>;
@@ -315,122 +288,6 @@ impl Client {
             });
         }
         Ok(info)
-    }
-
-    /// Ingests image files (name, bytes): undecodable ones are reported and skipped, files
-    /// the collection already holds are skipped, the rest is added in batches of
-    /// [`BATCH`] images and [`BATCH_FILE_BYTES`], each one transaction on the server; then
-    /// full tiers of segments are merged ([`Client::merge`]).
-    pub fn ingest(
-        &self,
-        files: &[(String, Vec<u8>)],
-        mut progress: impl FnMut(usize),
-    ) -> Result<IngestReport> {
-        let info = self.check_collection()?;
-        let mut report = IngestReport::default();
-        let mut known: HashSet<Vec<u8>> = HashSet::new();
-        self.listed_images(|e, _, _| {
-            known.insert(e.tag.clone());
-            Ok(())
-        })?;
-        let decoded: Vec<std::result::Result<Candidate, (String, String)>> = files
-            .par_iter()
-            .enumerate()
-            .map(|(k, (name, bytes))| {
-                let (encoded, source) = self
-                    .encoder
-                    .encode_with_source(bytes, name)
-                    .map_err(|e| (name.clone(), e.to_string()))?;
-                Ok((
-                    k,
-                    encoded,
-                    hmac_sha256(&self.keystore.payload_key, bytes),
-                    source,
-                ))
-            })
-            .collect();
-        let mut batch_tags = HashSet::new();
-        let mut todo = Vec::new();
-        for d in decoded {
-            match d {
-                Err(f) => report.failed.push(f),
-                Ok((k, enc, tag, source)) => {
-                    if known.contains(&tag) || !batch_tags.insert(tag.clone()) {
-                        report.duplicates += 1;
-                    } else {
-                        todo.push((k, enc, tag, source));
-                    }
-                }
-            }
-        }
-        let mut elements = Self::galois_elements(&info);
-        for chunk in batches(&todo, |(k, ..)| files[*k].1.len()) {
-            let msg = self.batch(files, chunk, &mut elements)?;
-            match self.remote.append(&self.collection, &msg) {
-                // the server keeps a bounded number of segments: merge them, send again
-                Err(ClientError::TooManySegments { .. }) if self.merge_after_ingest => {
-                    report.merged.add(self.compact()?);
-                    self.remote.append(&self.collection, &msg)?
-                }
-                other => other?,
-            };
-            report.added += chunk.len();
-            report.ids.extend(
-                chunk
-                    .iter()
-                    .zip(&msg.images)
-                    .map(|((k, ..), img)| (files[*k].0.clone(), img.id)),
-            );
-            progress(report.added);
-        }
-        if report.added > 0 && self.merge_after_ingest {
-            match self.merge() {
-                Ok(merged) => report.merged.add(merged),
-                Err(e) => report.merge_failed = Some(e.to_string()),
-            }
-        }
-        Ok(report)
-    }
-
-    fn batch(
-        &self,
-        files: &[(String, Vec<u8>)],
-        chunk: &[Candidate],
-        elements: &mut HashSet<u64>,
-    ) -> Result<AppendSegment> {
-        let images = chunk
-            .iter()
-            .enumerate()
-            .map(|(position, (k, enc, tag, source))| {
-                let id = (u64::from_le_bytes(blindsight_os::random::bytes()?) >> 1) as i64;
-                let (name, bytes) = &files[*k];
-                Ok(ImageRecord {
-                    id,
-                    position,
-                    tag: tag.clone(),
-                    meta: seal::seal(
-                        &self.keystore.payload_key,
-                        &meta_context(&self.collection),
-                        id as u64,
-                        &meta_bytes(name, &enc.norms()),
-                    )?,
-                    payload: seal::seal(
-                        &self.keystore.payload_key,
-                        &self.collection,
-                        id as u64,
-                        bytes,
-                    )?,
-                    source: seal::seal(
-                        &self.keystore.payload_key,
-                        &source_context(&self.collection),
-                        id as u64,
-                        &source.to_bytes(),
-                    )?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let encoded: Vec<&EncodedImage> = chunk.iter().map(|(_, e, ..)| e).collect();
-        self.segment_message(&encoded, images, elements)
     }
 
     /// An ingest batch: `encoded[k]` is the image of `images[k]` (position `k`).
@@ -751,25 +608,4 @@ fn encrypt_bytes<C: SlotCipher<Ct = Ciphertext>>(
 ) -> Result<(Layout, Vec<Vec<Vec<u8>>>)> {
     let seg = encrypt_segment_with(cipher, vectors, |ct| Ok(ct.to_bytes(ctx)?))?;
     Ok((seg.layout, seg.channels))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batches_respect_the_image_and_byte_caps() {
-        let sizes = vec![1usize; 2500];
-        let b = batches(&sizes, |s| *s);
-        assert_eq!(
-            b.iter().map(|c| c.len()).collect::<Vec<_>>(),
-            vec![1024, 1024, 452]
-        );
-        let big = vec![50usize << 20; 5];
-        let b = batches(&big, |s| *s);
-        assert_eq!(b.iter().map(|c| c.len()).collect::<Vec<_>>(), vec![2, 2, 1]);
-        let huge = vec![300usize << 20, 1];
-        assert_eq!(batches(&huge, |s| *s).len(), 2);
-        assert!(batches(&Vec::<usize>::new(), |s| *s).is_empty());
-    }
 }

@@ -1,4 +1,5 @@
-//! Image embeddings for blindsight's client, computed on the device, offline.
+//! Image embeddings for blindsight's client, computed on the device, offline: client side
+//! only (the server never sees an image and never links this crate).
 //!
 //! The model is EfficientNet-Lite0 (Apache-2.0; `models/efficientnet-lite0/` at the root of
 //! the repository holds the ONNX file, its converter, licence and notice), embedded in the

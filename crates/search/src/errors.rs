@@ -9,7 +9,7 @@ use thiserror::Error;
 pub enum SearchError {
     /// An image could not be decoded.
     #[error(
-        "cannot read image `{name}`: {reason}; supported formats are PNG, JPEG, WebP, BMP and GIF"
+        "cannot read image `{name}`: {reason}; supported formats are PNG, JPEG, WebP, BMP, GIF and TIFF"
     )]
     ImageDecode {
         /// File or image name.

@@ -1,10 +1,15 @@
 //! # blindsight-search — similarity on ciphertexts
 //!
-//! The engine of blindsight, on top of `blindsight-he`:
+//! The engine of blindsight, on top of `blindsight-he`, used on both sides of the trust
+//! boundary: the client packs, encrypts and ranks ([`client`], [`rank`]); the server
+//! evaluates ([`engine`], [`response`]) without a key that decrypts. What each side may run
+//! is decided by the crates above (`blindsight-client`, `blindsight-server`).
+//!
 //!
 //! - [`kind`]: what a collection encrypts ([`VectorKind`]: pixels or an embedding), recorded
 //!   with it so that every query is checked against it.
-//! - [`vectors`]: image files to R, G, B vectors (alpha on white, resized square).
+//! - `vectors` (feature `images`, on by default; the server builds without it): image files
+//!   to R, G, B vectors (alpha on white, resized square).
 //! - [`encoding`]: the numerics: exact integers for BFV (no dot product can wrap), unit
 //!   vectors for CKKS; cosines from dot products; norms stay with the client.
 //! - [`slots`], [`layout`]: slot shapes and the serialized [`Layout`] of a gallery segment
@@ -34,6 +39,7 @@ pub mod rank;
 pub mod response;
 pub mod slots;
 pub mod source_vector;
+#[cfg(feature = "images")]
 pub mod vectors;
 
 pub use errors::{Result, SearchError};

@@ -24,6 +24,7 @@ fn every_supported_format_decodes_to_the_same_vectors() {
         ImageFormat::WebP,
         ImageFormat::Gif,
         ImageFormat::Jpeg,
+        ImageFormat::Tiff,
     ] {
         let mut bytes = Vec::new();
         let img = image::DynamicImage::ImageRgba8(rgba.clone());

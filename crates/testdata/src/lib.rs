@@ -1,4 +1,5 @@
-//! Real images for tests, benchmarks and the demo, with no network access: the Twemoji
+//! Real images for tests, benchmarks and the demo (neither side of the trust boundary: the
+//! CLI's demo and bench, and tests), with no network access: the Twemoji
 //! PNGs (72×72 RGBA, graphics CC-BY-4.0 by Twitter / jdecked) embedded in the
 //! `twemoji-assets` crate.
 //!

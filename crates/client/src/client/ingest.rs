@@ -1,0 +1,407 @@
+//! Streaming ingest: files are read, tagged, checked against the collection, decoded,
+//! encoded and sealed a window at a time, and uploaded a batch at a time as batches fill.
+//!
+//! ```text
+//! window of files ─► read ∥ keyed tag ∥ ─► skip known tags ─► decode ∥ encode ∥ seal ∥ ─► batch ─► upload
+//! ```
+//!
+//! Memory does not grow with the library: at most one window of file bytes
+//! ([`WINDOW_BYTES`], or one larger file) is held while it is decoded, and at most one batch
+//! of sealed images ([`BATCH`] images, [`BATCH_FILE_BYTES`] of files) waits for its upload.
+//! A file the collection already holds is recognized from its bytes (a keyed tag) before
+//! anything decodes it, so an unchanged re-ingest costs reading and hashing. A batch is one
+//! transaction on the server: an ingest killed midway keeps every batch uploaded before,
+//! and the next run skips those files by their tags.
+
+use super::{Client, IngestReport, meta_bytes, meta_context, source_context};
+use crate::errors::{ClientError, Result};
+use crate::seal;
+use crate::wire::ImageRecord;
+use blindsight_search::rank::EncodedImage;
+use rayon::prelude::*;
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Images per ingest batch (one segment each).
+pub const BATCH: usize = 1024;
+
+/// Largest total of original file bytes in one ingest batch (so that a batch of large
+/// photos stays well under the server's body limit, 512 MiB by default).
+pub const BATCH_FILE_BYTES: usize = 128 << 20;
+
+/// File bytes read at once before they are tagged and decoded (one file larger than this
+/// is a window of its own).
+pub const WINDOW_BYTES: u64 = 32 << 20;
+
+/// Files read at once.
+pub const WINDOW_FILES: usize = 64;
+
+/// Something to ingest: a name (kept sealed beside the image) and its bytes, read when its
+/// window comes.
+pub trait IngestItem: Sync {
+    /// The name the image is listed under.
+    fn name(&self) -> &str;
+    /// Its size in bytes, as far as is known before reading (for windows and progress).
+    fn size_hint(&self) -> u64;
+    /// Its bytes.
+    fn read(&self) -> std::io::Result<Cow<'_, [u8]>>;
+}
+
+impl IngestItem for (String, Vec<u8>) {
+    fn name(&self) -> &str {
+        &self.0
+    }
+    fn size_hint(&self) -> u64 {
+        self.1.len() as u64
+    }
+    fn read(&self) -> std::io::Result<Cow<'_, [u8]>> {
+        Ok(Cow::Borrowed(&self.1))
+    }
+}
+
+/// A file on disk to ingest, read only when its window comes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngestFile {
+    /// The name the image is listed under (its path relative to the folder given).
+    pub name: String,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its size when it was listed.
+    pub size: u64,
+}
+
+impl IngestItem for IngestFile {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn size_hint(&self) -> u64 {
+        self.size
+    }
+    fn read(&self) -> std::io::Result<Cow<'_, [u8]>> {
+        std::fs::read(&self.path).map(Cow::Owned)
+    }
+}
+
+/// Where an ingest is, after each window.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IngestProgress {
+    /// Files handled (added, skipped as present, or failed).
+    pub files_done: usize,
+    /// Files in the ingest.
+    pub files_total: usize,
+    /// Bytes of the files handled.
+    pub bytes_done: u64,
+    /// Bytes of all the files (as listed).
+    pub bytes_total: u64,
+    /// Images uploaded so far.
+    pub added: usize,
+    /// Files skipped because the collection holds them (or an earlier file of this ingest).
+    pub duplicates: usize,
+    /// Files that could not be read or decoded.
+    pub failed: usize,
+    /// Seconds since the ingest started.
+    pub elapsed_s: f64,
+}
+
+impl IngestProgress {
+    /// Seconds left at the rate so far, by bytes (`None` before anything is done).
+    pub fn eta_s(&self) -> Option<f64> {
+        (self.bytes_done > 0 && self.elapsed_s > 0.0).then(|| {
+            self.elapsed_s * (self.bytes_total.saturating_sub(self.bytes_done)) as f64
+                / self.bytes_done as f64
+        })
+    }
+}
+
+/// A file's bytes and its keyed content tag.
+type Tagged<'a> = (Cow<'a, [u8]>, Vec<u8>);
+
+/// An image ready for its batch: sealed, encoded, named.
+struct Ready {
+    name: String,
+    record: ImageRecord,
+    encoded: EncodedImage,
+    file_bytes: usize,
+}
+
+/// The images waiting for their upload.
+#[derive(Default)]
+struct Pending {
+    images: Vec<Ready>,
+    file_bytes: usize,
+}
+
+impl Pending {
+    /// Whether `next_bytes` more would overflow the batch.
+    fn full_for(&self, next_bytes: usize) -> bool {
+        !self.images.is_empty()
+            && (self.images.len() == BATCH
+                || self.file_bytes.saturating_add(next_bytes) > BATCH_FILE_BYTES)
+    }
+}
+
+/// Cuts `items` into windows of at most [`WINDOW_FILES`] files and [`WINDOW_BYTES`] (by
+/// their size hints; a larger file is a window of its own).
+pub(crate) fn windows<T: IngestItem>(items: &[T]) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, item) in items.iter().enumerate() {
+        let b = item.size_hint();
+        if i > start && (i - start == WINDOW_FILES || bytes.saturating_add(b) > WINDOW_BYTES) {
+            out.push(&items[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes = bytes.saturating_add(b);
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}
+
+impl Client {
+    /// Ingests image files (name, bytes): see [`Client::ingest_items`]; `progress` gets the
+    /// number of images added so far.
+    pub fn ingest(
+        &self,
+        files: &[(String, Vec<u8>)],
+        mut progress: impl FnMut(usize),
+    ) -> Result<IngestReport> {
+        self.ingest_items(files, |p| progress(p.added))
+    }
+
+    /// Ingests `items` a window at a time (module docs): files the collection already
+    /// holds (by their bytes) are skipped before any decoding, undecodable or unreadable
+    /// ones are reported in [`IngestReport::failed`] with the reason, the rest are added in
+    /// batches of [`BATCH`] images and [`BATCH_FILE_BYTES`], each uploaded as soon as it is
+    /// full (one transaction on the server); then full tiers of segments are merged
+    /// ([`Client::merge`]). `progress` is called after every window.
+    pub fn ingest_items<T: IngestItem>(
+        &self,
+        items: &[T],
+        mut progress: impl FnMut(&IngestProgress),
+    ) -> Result<IngestReport> {
+        let started = Instant::now();
+        let info = self.check_collection()?;
+        let mut report = IngestReport::default();
+        let mut known: HashSet<Vec<u8>> = HashSet::new();
+        self.listed_images(|e, _, _| {
+            known.insert(e.tag.clone());
+            Ok(())
+        })?;
+        let mut elements = Self::galois_elements(&info);
+        let mut state = IngestProgress {
+            files_total: items.len(),
+            bytes_total: items.iter().map(IngestItem::size_hint).sum(),
+            ..IngestProgress::default()
+        };
+        let mut pending = Pending::default();
+        for window in windows(items) {
+            // read and tag in parallel: nothing is decoded yet
+            let read: Vec<std::result::Result<Tagged<'_>, String>> = window
+                .par_iter()
+                .map(|item| {
+                    let bytes = item.read().map_err(|e| e.to_string())?;
+                    let tag = super::hmac_sha256(&self.keystore.payload_key, &bytes);
+                    Ok((bytes, tag))
+                })
+                .collect();
+            let mut fresh = Vec::new();
+            for (item, r) in window.iter().zip(read) {
+                state.files_done += 1;
+                state.bytes_done += item.size_hint();
+                match r {
+                    Err(reason) => report.failed.push((item.name().to_string(), reason)),
+                    // known to the collection, or an earlier file of this ingest
+                    Ok((_, tag)) if !known.insert(tag.clone()) => report.duplicates += 1,
+                    Ok((bytes, tag)) => fresh.push((item.name(), bytes, tag)),
+                }
+            }
+            // decode, encode and seal in parallel
+            let ready: Vec<std::result::Result<Ready, (String, String)>> = fresh
+                .into_par_iter()
+                .map(|(name, bytes, tag)| self.prepare(name, &bytes, tag))
+                .collect();
+            for r in ready {
+                match r {
+                    Err(failed) => report.failed.push(failed),
+                    Ok(image) => {
+                        if pending.full_for(image.file_bytes) {
+                            self.upload(&mut pending, &mut elements, &mut report)?;
+                        }
+                        pending.file_bytes += image.file_bytes;
+                        pending.images.push(image);
+                    }
+                }
+            }
+            state.added = report.added;
+            state.duplicates = report.duplicates;
+            state.failed = report.failed.len();
+            state.elapsed_s = started.elapsed().as_secs_f64();
+            progress(&state);
+        }
+        if !pending.images.is_empty() {
+            self.upload(&mut pending, &mut elements, &mut report)?;
+            state.added = report.added;
+            state.elapsed_s = started.elapsed().as_secs_f64();
+            progress(&state);
+        }
+        if report.added > 0 && self.merge_after_ingest {
+            match self.merge() {
+                Ok(merged) => report.merged.add(merged),
+                Err(e) => report.merge_failed = Some(e.to_string()),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Decodes, encodes and seals one file: its batch position is set when it is uploaded.
+    fn prepare(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        tag: Vec<u8>,
+    ) -> std::result::Result<Ready, (String, String)> {
+        let failed = |e: ClientError| (name.to_string(), e.to_string());
+        let (encoded, source) = self
+            .encoder
+            .encode_with_source(bytes, name)
+            .map_err(failed)?;
+        let sealed = || -> Result<ImageRecord> {
+            let id = (u64::from_le_bytes(blindsight_os::random::bytes()?) >> 1) as i64;
+            let key = &self.keystore.payload_key;
+            Ok(ImageRecord {
+                id,
+                position: 0,
+                tag,
+                meta: seal::seal(
+                    key,
+                    &meta_context(&self.collection),
+                    id as u64,
+                    &meta_bytes(name, &encoded.norms()),
+                )?,
+                payload: seal::seal(key, &self.collection, id as u64, bytes)?,
+                source: seal::seal(
+                    key,
+                    &source_context(&self.collection),
+                    id as u64,
+                    &source.to_bytes(),
+                )?,
+            })
+        };
+        Ok(Ready {
+            name: name.to_string(),
+            record: sealed().map_err(failed)?,
+            encoded,
+            file_bytes: bytes.len(),
+        })
+    }
+
+    /// Encrypts and uploads the pending batch (compacting first if the server holds the
+    /// most segments it keeps), then empties it.
+    fn upload(
+        &self,
+        pending: &mut Pending,
+        elements: &mut HashSet<u64>,
+        report: &mut IngestReport,
+    ) -> Result<()> {
+        let batch = std::mem::take(pending);
+        let mut names = Vec::with_capacity(batch.images.len());
+        let mut encoded = Vec::with_capacity(batch.images.len());
+        let mut records = Vec::with_capacity(batch.images.len());
+        for (position, image) in batch.images.into_iter().enumerate() {
+            names.push(image.name);
+            encoded.push(image.encoded);
+            records.push(ImageRecord {
+                position,
+                ..image.record
+            });
+        }
+        let refs: Vec<&EncodedImage> = encoded.iter().collect();
+        let msg = self.segment_message(&refs, records, elements)?;
+        match self.remote.append(&self.collection, &msg) {
+            // the server keeps a bounded number of segments: merge them, send again
+            Err(ClientError::TooManySegments { .. }) if self.merge_after_ingest => {
+                report.merged.add(self.compact()?);
+                self.remote.append(&self.collection, &msg)?
+            }
+            other => other?,
+        };
+        report.added += msg.images.len();
+        report
+            .ids
+            .extend(names.into_iter().zip(msg.images.iter().map(|img| img.id)));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sized(sizes: &[u64]) -> Vec<IngestFile> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| IngestFile {
+                name: format!("{i}"),
+                path: PathBuf::from(format!("/nonexistent/{i}")),
+                size,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn windows_respect_the_file_and_byte_caps() {
+        let lens = |w: Vec<&[IngestFile]>| w.iter().map(|c| c.len()).collect::<Vec<_>>();
+        assert_eq!(lens(windows(&sized(&[1; 150]))), vec![64, 64, 22]);
+        assert_eq!(lens(windows(&sized(&[12 << 20; 5]))), vec![2, 2, 1]);
+        assert_eq!(lens(windows(&sized(&[300 << 20, 1]))), vec![1, 1]);
+        assert!(windows(&sized(&[])).is_empty());
+    }
+
+    #[test]
+    fn a_batch_is_full_at_its_image_or_byte_cap() {
+        let mut p = Pending::default();
+        assert!(!p.full_for(usize::MAX), "an empty batch takes any file");
+        p.file_bytes = BATCH_FILE_BYTES - 10;
+        p.images.reserve(1);
+        // a batch with images: full when the next file would pass the byte cap
+        let ready = || Ready {
+            name: String::new(),
+            record: ImageRecord {
+                id: 0,
+                position: 0,
+                tag: Vec::new(),
+                meta: Vec::new(),
+                payload: Vec::new(),
+                source: Vec::new(),
+            },
+            encoded: EncodedImage::from_features(
+                &blindsight_search::encoding::VectorEncoding::Unit,
+                &[1.0],
+            ),
+            file_bytes: 0,
+        };
+        p.images.push(ready());
+        assert!(!p.full_for(10));
+        assert!(p.full_for(11));
+        p.file_bytes = 0;
+        p.images.resize_with(BATCH, ready);
+        assert!(p.full_for(0));
+    }
+
+    #[test]
+    fn the_eta_follows_the_byte_rate() {
+        let p = IngestProgress {
+            bytes_done: 100,
+            bytes_total: 400,
+            elapsed_s: 2.0,
+            ..IngestProgress::default()
+        };
+        assert_eq!(p.eta_s(), Some(6.0));
+        assert_eq!(IngestProgress::default().eta_s(), None);
+    }
+}
