@@ -3,7 +3,8 @@
 
 use crate::errors::{Result, SearchError};
 use image::imageops::FilterType;
-use image::{ImageReader, Limits, Rgb, RgbImage};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits, Rgb, RgbImage};
 use std::io::Cursor;
 
 /// Side of the square images are resized to by default.
@@ -130,7 +131,14 @@ pub fn decode_rgb(bytes: &[u8], name: &str) -> Result<RgbImage> {
     limits.max_image_height = Some(h);
     limits.max_alloc = Some(MAX_DECODED_PIXELS * 16);
     reader.limits(limits);
-    let img = reader.decode().map_err(|e| decode_err(e.to_string()))?;
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| decode_err(e.to_string()))?;
+    // a photograph taken sideways is stored sideways with an EXIF Orientation tag: turned
+    // upright here, so that it is compared as it is seen (a damaged tag: as stored)
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_err(e.to_string()))?;
+    img.apply_orientation(orientation);
     Ok(on_white(&img.to_rgba8()))
 }
 

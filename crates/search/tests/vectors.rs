@@ -109,3 +109,62 @@ fn alpha_is_composited_on_white() {
     let v = image_vector(&bytes, "clear.png", 4).unwrap();
     assert!(v.channels.iter().all(|c| c.iter().all(|&p| p == 255)));
 }
+
+/// A JPEG `jpeg` with an EXIF APP1 segment holding only `Orientation = value`, inserted right
+/// after the start-of-image marker (as cameras write it).
+fn with_exif_orientation(jpeg: &[u8], value: u16) -> Vec<u8> {
+    let mut tiff = b"II*\0\x08\0\0\0".to_vec(); // little-endian TIFF header, IFD at 8
+    tiff.extend_from_slice(&1u16.to_le_bytes()); // one entry
+    tiff.extend_from_slice(&0x0112u16.to_le_bytes()); // Orientation
+    tiff.extend_from_slice(&3u16.to_le_bytes()); // SHORT
+    tiff.extend_from_slice(&1u32.to_le_bytes()); // one value
+    tiff.extend_from_slice(&u32::from(value).to_le_bytes()); // the value, padded
+    tiff.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec(); // FF D8
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&u16::try_from(app1.len() + 2).unwrap().to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn exif_orientation_is_applied() {
+    // an upright photograph-like image, and the same pixels stored sideways (turned 90°
+    // anticlockwise) with the tag that says "turn 90° clockwise to show" (6)
+    let (name, png) = emoji();
+    let upright = image_vector(png, name, 72).unwrap().to_rgb();
+    let jpeg = |img: &image::RgbImage| {
+        let mut bytes = Vec::new();
+        image::DynamicImage::ImageRgb8(img.clone())
+            .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Jpeg)
+            .unwrap();
+        bytes
+    };
+    let sideways = image::imageops::rotate270(&upright);
+    let tagged = with_exif_orientation(&jpeg(&sideways), 6);
+    let reference = image_vector(&jpeg(&upright), "upright.jpg", 64).unwrap();
+    let turned = image_vector(&tagged, "sideways.jpg", 64).unwrap();
+    let untagged = image_vector(&jpeg(&sideways), "sideways-untagged.jpg", 64).unwrap();
+    let cosine = |a: &blindsight_search::vectors::ImageVector,
+                  b: &blindsight_search::vectors::ImageVector| {
+        let flat = |v: &blindsight_search::vectors::ImageVector| -> Vec<f64> {
+            v.channels.iter().flatten().map(|&x| f64::from(x)).collect()
+        };
+        let (a, b) = (flat(a), flat(b));
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let (ma, mb) = (mean(&a), mean(&b));
+        let dot: f64 = a.iter().zip(&b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+        let norm = |v: &[f64], m: f64| v.iter().map(|x| (x - m) * (x - m)).sum::<f64>().sqrt();
+        dot / (norm(&a, ma) * norm(&b, mb))
+    };
+    let turned_score = cosine(&turned, &reference);
+    let untagged_score = cosine(&untagged, &reference);
+    assert!(turned_score >= 0.99, "tagged copy: {turned_score}");
+    assert!(
+        untagged_score < turned_score - 0.05,
+        "the test image is not symmetric enough to tell: {untagged_score} vs {turned_score}"
+    );
+}
