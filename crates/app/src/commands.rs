@@ -169,6 +169,13 @@ impl Env {
     }
 
     fn load_keystore(&self) -> Result<Keystore> {
+        if !self.keystore.exists() {
+            return Err(AppError::Usage(format!(
+                "no keystore at {}: run `blindsight create` first (it makes one), or \
+                 `blindsight keygen --scheme ckks|bfv`; --keystore names another",
+                self.keystore.display()
+            )));
+        }
         let pass = self.passphrase()?;
         Ok(Keystore::load(
             &self.keystore,
@@ -329,12 +336,24 @@ fn is_loopback_url(url: &str) -> bool {
     })
 }
 
-/// `blindsight keygen`: the keystore's folder is created with mode 0700 (or checked).
+/// The preset of a keystore `create` makes when there is none and no scheme is given.
+pub const DEFAULT_PRESET: &str = "ckks-8192";
+
+/// `blindsight keygen`: the keystore's folder is created with mode 0700 (or checked). A
+/// keystore without a passphrase gets a warning on stderr.
 pub fn keygen(env: &Env, preset: &str) -> Result<()> {
     env.prepare_keystore_dir()?;
     let ks = Keystore::generate(preset)?;
     let pass = env.passphrase()?;
     ks.save(&env.keystore, pass.as_deref().map(String::as_str))?;
+    if pass.is_none() {
+        eprintln!(
+            "warning: the keystore is not protected by a passphrase: anyone who can read {} \
+             can decrypt the collection's images; --passphrase-file FILE (or \
+             BLINDSIGHT_PASSPHRASE) protects a keystore when it is made",
+            env.keystore.display()
+        );
+    }
     println!(
         "wrote {} keystore {} (mode 0600{})",
         preset,
@@ -354,9 +373,9 @@ pub fn keygen(env: &Env, preset: &str) -> Result<()> {
 /// `BLINDSIGHT_ADMIN_TOKEN`). The collection's token is filed under the server's store id.
 pub fn create(env: &Env, preset: Option<&str>, vectors: &VectorKind) -> Result<()> {
     match preset {
-        Some(p) if !env.keystore.exists() => keygen(env, p)?,
         _ if env.keystore.exists() => env.prepare_keystore_dir()?,
-        _ => {}
+        Some(p) => keygen(env, p)?,
+        None => keygen(env, DEFAULT_PRESET)?,
     }
     let ks = env.load_keystore()?;
     if let Some(p) = preset
@@ -501,9 +520,24 @@ pub fn search(
     out: Option<&Path>,
     report: Option<&Path>,
 ) -> Result<()> {
+    if top == 0 {
+        return Err(AppError::Usage(
+            "--top 0 asks for no match: give --top 1 or more".into(),
+        ));
+    }
     let (_server, client) = env.client()?;
     let bytes = std::fs::read(image).map_err(|e| AppError::io(image, e))?;
     let name = image.display().to_string();
+    if rule == Some(RankRule::ChannelTriple)
+        && !matches!(client.vectors(), VectorKind::Pixels { .. })
+    {
+        return Err(AppError::Usage(format!(
+            "--rule triple ranks the three colour channels of pixel collections; collection \
+             `{}` holds {}: use --rule whole (its default)",
+            env.collection,
+            client.vectors()
+        )));
+    }
     let rule = rule.unwrap_or_else(|| default_rule(client.vectors()));
     let (matches, t) = client.search(&bytes, &name, top, rule)?;
     let pixels = matches!(client.vectors(), VectorKind::Pixels { .. });
@@ -602,7 +636,18 @@ pub fn default_rule(vectors: &VectorKind) -> RankRule {
 /// `blindsight delete ID...`.
 pub fn delete(env: &Env, ids: &[i64]) -> Result<()> {
     let (_server, client) = env.client()?;
-    println!("deleted {} images", client.delete(ids)?);
+    let unique: std::collections::BTreeSet<i64> = ids.iter().copied().collect();
+    let deleted = client.delete(ids)?;
+    println!("deleted {deleted} images");
+    if deleted < unique.len() as u64 {
+        return Err(AppError::Usage(format!(
+            "{} of the {} ids given are not images of collection `{}` (never there, or deleted \
+             already): `blindsight search` prints the ids",
+            unique.len() as u64 - deleted,
+            unique.len(),
+            env.collection
+        )));
+    }
     Ok(())
 }
 
@@ -610,6 +655,10 @@ pub fn delete(env: &Env, ids: &[i64]) -> Result<()> {
 pub fn compact(env: &Env) -> Result<()> {
     let (_server, client) = env.client()?;
     let r = client.compact()?;
+    if r.replaced == 0 && r.purged == 0 && r.skipped == 0 {
+        println!("nothing to compact: the segments are merged and hold no deleted images");
+        return Ok(());
+    }
     println!(
         "replaced {} segments by {}, purged {} deleted images in {:.2} s",
         r.replaced,

@@ -107,7 +107,7 @@ enum Command {
     /// Create a collection on the server and upload the public evaluation keys (and the
     /// keystore first, if there is none).
     Create {
-        /// Scheme (default: the keystore's).
+        /// Scheme (default: the keystore's; with no keystore, one is made: ckks-8192).
         #[arg(long, value_enum)]
         scheme: Option<SchemeArg>,
         /// Parameter preset (default: bfv-8192 / ckks-8192 for --scheme).

@@ -925,3 +925,60 @@ fn ingest_walks_folders_files_and_reports_what_it_leaves_out() {
         "nowhere",
     );
 }
+
+/// The edges a first-time user meets get errors that say what to do: a command before any
+/// keystore, `create` making the keystore it needs, `--top 0`, the pixel rule on an embedding
+/// collection, deleting an id that is not there, a compaction with nothing to do.
+#[test]
+fn first_steps_and_edges_say_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let imgs = tmp.path().join("imgs");
+    write_images(&imgs, 3);
+    let query = imgs.join(
+        std::fs::read_dir(&imgs)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name(),
+    );
+    let q = query.to_str().unwrap();
+
+    fails_with(
+        &home,
+        &["ingest", imgs.to_str().unwrap()],
+        "run `blindsight create` first",
+    );
+    let made = run(&home, &["create"]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&made.stdout).contains("ckks-8192 keystore"),
+        "{}",
+        String::from_utf8_lossy(&made.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&made.stderr).contains("not protected by a passphrase"),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    ok(&home, &["ingest", imgs.to_str().unwrap()]);
+    fails_with(&home, &["search", q, "--top", "0"], "--top 1 or more");
+    fails_with(
+        &home,
+        &["search", q, "--rule", "triple"],
+        "use --rule whole",
+    );
+    assert!(ok(&home, &["search", q, "--top", "1"]).contains("rank"));
+    fails_with(
+        &home,
+        &["delete", "12345"],
+        "1 of the 1 ids given are not images",
+    );
+    let out = ok(&home, &["compact"]);
+    assert!(out.contains("nothing to compact"), "{out}");
+}
