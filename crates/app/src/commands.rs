@@ -639,14 +639,15 @@ pub fn delete(env: &Env, ids: &[i64]) -> Result<()> {
     let unique: std::collections::BTreeSet<i64> = ids.iter().copied().collect();
     let deleted = client.delete(ids)?;
     println!("deleted {deleted} images");
+    // not an error: a delete run again after an interruption finds its ids gone
     if deleted < unique.len() as u64 {
-        return Err(AppError::Usage(format!(
+        println!(
             "{} of the {} ids given are not images of collection `{}` (never there, or deleted \
-             already): `blindsight search` prints the ids",
+             already; `blindsight search` prints the ids)",
             unique.len() as u64 - deleted,
             unique.len(),
             env.collection
-        )));
+        );
     }
     Ok(())
 }
