@@ -85,6 +85,7 @@ impl Remote {
     /// A client that also trusts the CA certificate(s) in the PEM file `ca_file` (for a
     /// server with a private CA or a self-signed certificate).
     pub fn with_ca_file(base: &str, ca_file: Option<&Path>) -> Result<Self> {
+        check_base_url(base)?;
         let mut builder = Client::builder()
             .timeout(Duration::from_secs(3600))
             .connect_timeout(Duration::from_secs(10))
@@ -190,6 +191,7 @@ impl Remote {
                 text = format!("{text}: {s}");
                 source = s.source();
             }
+            text.push_str(certificate_hint(&text));
             if is_early_close(&e) {
                 text.push_str(
                     " (the server refused the request before its body was sent: a wrong \
@@ -471,4 +473,56 @@ fn is_early_close(e: &reqwest::Error) -> bool {
         source = s.source();
     }
     false
+}
+
+/// Refuses a server address without its scheme (`127.0.0.1:7878` would otherwise be read
+/// as a relative URL and fail later with an unrelated message).
+fn check_base_url(base: &str) -> Result<()> {
+    if base.starts_with("https://") || base.starts_with("http://") {
+        return Ok(());
+    }
+    Err(ClientError::Usage(format!(
+        "the server address `{}` has no scheme: write https://{} (or http:// for a server on \
+         this machine's loopback)",
+        crate::names::for_terminal(base),
+        crate::names::for_terminal(base.split("://").last().unwrap_or(base))
+    )))
+}
+
+/// What to do about a TLS failure, from the error's text ("" for other failures).
+fn certificate_hint(text: &str) -> &'static str {
+    if text.contains("CaUsedAsEndEntity") {
+        " (the server's certificate is marked as a CA certificate, which TLS refuses as a \
+         server's own: make it with `-addext basicConstraints=critical,CA:FALSE`, or sign a \
+         server certificate with that CA)"
+    } else if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
+        " (the server's certificate is not signed by a CA this client trusts: pass \
+         --ca-file with the CA certificate, or with the certificate itself if it is \
+         self-signed)"
+    } else {
+        ""
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_without_scheme_or_a_refused_certificate_says_what_to_do() {
+        let e = Remote::new("127.0.0.1:7878").err().map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|m| m.contains("has no scheme: write https://127.0.0.1:7878")),
+            "{e:?}"
+        );
+        assert!(Remote::new("https://127.0.0.1:7878").is_ok());
+        assert!(Remote::new("http://localhost:1/").is_ok());
+        assert!(
+            certificate_hint("invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))")
+                .contains("basicConstraints=critical,CA:FALSE")
+        );
+        assert!(certificate_hint("invalid peer certificate: UnknownIssuer").contains("--ca-file"));
+        assert_eq!(certificate_hint("connection refused"), "");
+    }
 }
