@@ -1,5 +1,6 @@
-//! The server's two engine calls, each written once: [`respond`] answers a search query
-//! against a loaded gallery, [`append`] checks and stores an ingest batch. The HTTP handlers,
+//! The server's engine calls, each written once: [`respond`] answers a search query
+//! against a loaded gallery, [`append`] checks and stores an ingest batch, [`compact`]
+//! replaces segments by their rebuilt one (both through one write sequence). The HTTP handlers,
 //! the in-process pipeline of `bench` and the tests all call these, so the sequence and its
 //! checks cannot differ between them (as Apple's PNNS `Server::computeResponse`).
 
@@ -8,9 +9,9 @@ use crate::errors::ServerError;
 use crate::gallery::Gallery;
 use crate::ingest;
 use crate::state::AppState;
-use crate::store::CollectionRecord;
+use crate::store::{CollectionRecord, KeyUpdate};
 use blindsight_he::{Ciphertext, Context, Serializable};
-use blindsight_proto::{AppendSegment, SearchResponse, SegmentScores};
+use blindsight_proto::{AppendSegment, CompactSegment, SearchResponse, SegmentScores};
 use blindsight_search::VectorKind;
 use blindsight_search::engine::{PreparedSegment, score};
 use blindsight_search::he_backend::HeEvaluator;
@@ -81,25 +82,73 @@ pub fn respond(
     })
 }
 
-/// Stores an ingest batch of `record`'s collection: its shape checked and its segment file
-/// written outside the collection's write gate ([`ingest::stage`]: segment cap, quota
-/// headroom and expansion before the file's first byte), then, under the gate, its Galois
-/// keys checked against the layout ([`ingest::check_keys`]) and the segment, its images and
-/// the completed keys committed in one transaction. Returns the new segment's id.
+/// Stores an ingest batch of `record`'s collection (see [`gated_upload`]): the segment, its
+/// images and the completed keys committed in one transaction. Returns the new segment's id.
 pub fn append(
     state: &AppState,
     record: &CollectionRecord,
     ctx: &Context,
     msg: &AppendSegment,
 ) -> Result<i64, ApiError> {
-    let staged = ingest::stage(state, record, ctx, msg)?;
-    state.write_gated(record.id, || {
-        let keys = ingest::check_keys(state, record, ctx, msg)?;
+    gated_upload(state, record, ctx, Some(msg), |staged, keys| {
+        let staged =
+            staged.ok_or_else(|| ServerError::Internal("an ingest staged no file".into()))?;
         Ok(state.writer()?.append_segment(
             record.id,
             staged.into_batch(msg),
-            keys.as_ref().map(ingest::NewKeys::update).as_ref(),
+            keys,
             &state.options.quota,
         )?)
+    })
+}
+
+/// Replaces the segments a compaction names by its rebuilt segment, if any (see
+/// [`gated_upload`]), in one transaction, and forgets the replaced segments' cached
+/// operands. Returns the new segment's id (`None` when the compaction only drops segments).
+pub fn compact(
+    state: &AppState,
+    record: &CollectionRecord,
+    ctx: &Context,
+    msg: &CompactSegment,
+) -> Result<Option<i64>, ApiError> {
+    let new = gated_upload(state, record, ctx, msg.batch.as_ref(), |staged, keys| {
+        let batch = staged
+            .zip(msg.batch.as_ref())
+            .map(|(s, b)| s.into_rebuilt(b));
+        Ok(state.writer()?.replace_segments(
+            record.id,
+            &msg.olds,
+            batch,
+            keys,
+            &state.options.quota,
+        )?)
+    })?;
+    for (old, _) in &msg.olds {
+        state.gallery.forget_segment(*old);
+    }
+    Ok(new)
+}
+
+/// The write sequence of an upload, written once: its shape checked and its segment file
+/// written outside the collection's write gate ([`ingest::stage`]: segment cap, quota
+/// headroom and expansion before the file's first byte), then, under the gate, its Galois
+/// keys checked against the layout ([`ingest::check_keys`]) and `write` given the staged
+/// file and the key update to commit. Without an upload, `write` runs under the gate alone.
+fn gated_upload<U: ingest::Upload, T>(
+    state: &AppState,
+    record: &CollectionRecord,
+    ctx: &Context,
+    upload: Option<&U>,
+    write: impl FnOnce(Option<ingest::Staged>, Option<&KeyUpdate<'_>>) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let staged = upload
+        .map(|u| ingest::stage(state, record, ctx, u))
+        .transpose()?;
+    state.write_gated(record.id, || {
+        let keys = match upload {
+            Some(u) => ingest::check_keys(state, record, ctx, u)?,
+            None => None,
+        };
+        write(staged, keys.as_ref().map(ingest::NewKeys::update).as_ref())
     })
 }

@@ -26,7 +26,6 @@ use crate::auth::{self, Authorized};
 use crate::body;
 use crate::engine;
 use crate::errors::ServerError;
-use crate::ingest;
 use crate::state::AppState;
 use crate::store::{CollectionRecord, NewCollection, SealedData};
 use axum::Router;
@@ -374,30 +373,7 @@ async fn compact(
         let ctx = state.context(&record.params)?;
         let msg = CompactSegment::decode(&body)?;
         drop(body);
-        let staged = match &msg.batch {
-            Some(b) => Some(ingest::stage(state, &record, &ctx, b)?),
-            None => None,
-        };
-        let new = state.write_gated(record.id, || {
-            let keys = match &msg.batch {
-                Some(b) => ingest::check_keys(state, &record, &ctx, b)?,
-                None => None,
-            };
-            let batch = match (staged, &msg.batch) {
-                (Some(s), Some(b)) => Some(s.into_rebuilt(b)),
-                _ => None,
-            };
-            Ok(state.writer()?.replace_segments(
-                record.id,
-                &msg.olds,
-                batch,
-                keys.as_ref().map(ingest::NewKeys::update).as_ref(),
-                &state.options.quota,
-            )?)
-        })?;
-        for (old, _) in &msg.olds {
-            state.gallery.forget_segment(*old);
-        }
+        let new = engine::compact(state, &record, &ctx, &msg)?;
         tracing::info!(collection = %record.name, replaced = msg.olds.len(), new = ?new, "segments compacted");
         Ok(json(StatusCode::OK, serde_json::json!({ "segment": new })))
     })

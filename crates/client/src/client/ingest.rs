@@ -136,10 +136,19 @@ struct Pending {
 impl Pending {
     /// Whether `next_bytes` more would overflow the batch.
     fn full_for(&self, next_bytes: usize) -> bool {
-        !self.images.is_empty()
-            && (self.images.len() == BATCH
-                || self.file_bytes.saturating_add(next_bytes) > BATCH_FILE_BYTES)
+        full(
+            (self.images.len(), self.file_bytes as u64),
+            next_bytes as u64,
+            (BATCH, BATCH_FILE_BYTES as u64),
+        )
     }
+}
+
+/// Whether a group holding `(count, bytes)` is full for one more item of `next` bytes under
+/// `(max_count, max_bytes)`: an empty group takes any item, however large. The one rule of
+/// ingest windows and batches.
+fn full((count, bytes): (usize, u64), next: u64, (max_count, max_bytes): (usize, u64)) -> bool {
+    count > 0 && (count >= max_count || bytes.saturating_add(next) > max_bytes)
 }
 
 /// Cuts `items` into windows of at most [`WINDOW_FILES`] files and [`WINDOW_BYTES`] (by
@@ -149,7 +158,7 @@ pub(crate) fn windows<T: IngestItem>(items: &[T]) -> Vec<&[T]> {
     let (mut start, mut bytes) = (0, 0u64);
     for (i, item) in items.iter().enumerate() {
         let b = item.size_hint();
-        if i > start && (i - start == WINDOW_FILES || bytes.saturating_add(b) > WINDOW_BYTES) {
+        if full((i - start, bytes), b, (WINDOW_FILES, WINDOW_BYTES)) {
             out.push(&items[start..i]);
             (start, bytes) = (i, 0);
         }
