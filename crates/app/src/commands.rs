@@ -24,7 +24,7 @@ use crate::errors::{AppError, Result};
 use crate::images::walk;
 use crate::report_page::{QuerySection, ReportPage, ResultColumn, ShownMatch, Thumbnail, file_of};
 use blindsight_client::ClientError;
-use blindsight_client::client::{Client, IngestReport};
+use blindsight_client::client::{Client, CompactReport, IngestReport};
 use blindsight_client::keystore::{self, DirState, Keystore};
 use blindsight_client::names;
 use blindsight_client::remote::Remote;
@@ -478,6 +478,7 @@ pub fn ingest(env: &Env, paths: &[PathBuf], recursive: bool) -> Result<IngestRep
             names::for_terminal_bounded(why, 300)
         );
     }
+    print_thumbnails_made(&report.merged);
     if report.merged.replaced > 0 {
         println!(
             "merged {} segments into {} in {:.2} s",
@@ -570,7 +571,11 @@ pub fn search(
         return Ok(());
     }
     let ids: Vec<i64> = matches.iter().map(|m| m.id).collect();
-    let files = client.fetch(&ids)?;
+    // the originals only when asked for (--out): the report shows the sealed thumbnails
+    let files = match out {
+        Some(_) => client.fetch(&ids)?,
+        None => Vec::new(),
+    };
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).map_err(|e| AppError::io(dir, e))?;
         let mut written = 0usize;
@@ -584,6 +589,19 @@ pub fn search(
         println!("wrote {written} decrypted matches to {}", dir.display());
     }
     if let Some(path) = report {
+        let thumbnails = client.thumbnails(&ids)?;
+        // images ingested before thumbnails existed: their files (until a compaction)
+        let without: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| file_of(&thumbnails, *id).is_none() && file_of(&files, *id).is_none())
+            .collect();
+        let older = if without.is_empty() {
+            Vec::new()
+        } else {
+            client.fetch(&without)?
+        };
+        let files: Vec<(i64, Vec<u8>)> = files.into_iter().chain(older).collect();
         let page = ReportPage {
             title: format!("blindsight search: {}", names::for_terminal(&name)),
             notes: vec![
@@ -604,7 +622,7 @@ pub fn search(
                 query: Thumbnail::of_file(&bytes, &name).ok(),
                 columns: vec![ResultColumn {
                     title: format!("top {} of the collection", matches.len()),
-                    matches: ShownMatch::list(&matches, &files, None),
+                    matches: ShownMatch::list(&matches, &thumbnails, &files, None),
                     timing: t,
                 }],
             }],
@@ -652,10 +670,29 @@ pub fn delete(env: &Env, ids: &[i64]) -> Result<()> {
     Ok(())
 }
 
+/// Says how many images ingested before thumbnails existed were given one by a merge or
+/// compaction, and how many could not be.
+fn print_thumbnails_made(r: &CompactReport) {
+    if r.thumbnails > 0 {
+        println!(
+            "made thumbnails for {} images ingested before",
+            r.thumbnails
+        );
+    }
+    if r.thumbnails_failed > 0 {
+        println!(
+            "could not make thumbnails for {} images (their files did not decode); the next \
+             compaction tries again",
+            r.thumbnails_failed
+        );
+    }
+}
+
 /// `blindsight compact`.
 pub fn compact(env: &Env) -> Result<()> {
     let (_server, client) = env.client()?;
     let r = client.compact()?;
+    print_thumbnails_made(&r);
     if r.replaced == 0 && r.purged == 0 && r.skipped == 0 {
         println!("nothing to compact: the segments are merged and hold no deleted images");
         return Ok(());

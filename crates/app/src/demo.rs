@@ -223,7 +223,8 @@ impl SchemeSummary {
     }
 }
 
-/// Fetches and decrypts the matches (thumbnails for the page); writes the best one to
+/// Fetches and decrypts the matches' thumbnails (for the page) and the best one's file, which
+/// it writes to
 /// `work/best-match-for-<original>`.
 fn show_matches(
     client: &Client,
@@ -232,12 +233,20 @@ fn show_matches(
     work: &Path,
 ) -> Result<Vec<ShownMatch>> {
     let ids: Vec<i64> = matches.iter().map(|m| m.id).collect();
-    let files = client.fetch(&ids)?;
+    let thumbnails = client.thumbnails(&ids)?;
+    // the original of the best match only (the page shows the thumbnails)
+    let best = matches.first().map(|m| vec![m.id]).unwrap_or_default();
+    let files = client.fetch(&best)?;
     if let Some(data) = matches.first().and_then(|m| file_of(&files, m.id)) {
         let path = work.join(format!("best-match-for-{}", names::for_file(original)));
         std::fs::write(&path, data).map_err(|e| AppError::io(&path, e))?;
     }
-    Ok(ShownMatch::list(matches, &files, Some(original)))
+    Ok(ShownMatch::list(
+        matches,
+        &thumbnails,
+        &files,
+        Some(original),
+    ))
 }
 
 fn print_side_by_side(results: &[(Vec<Match>, SearchTiming)], original: &str) {

@@ -460,6 +460,7 @@ impl<C: SlotCipher<Ct = Ciphertext>> Session<C> {
                         meta: Vec::new(),
                         payload: Vec::new(),
                         source: Vec::new(),
+                        thumbnail: Vec::new(),
                     })
                     .collect(),
                 galois_keys: Vec::new(),

@@ -1,7 +1,9 @@
 //! One self-contained HTML page of search results (`search --report`, `demo`): the query,
 //! the decrypted matches as images with their scores, where the time went. Images are
-//! embedded as `data:` URIs (thumbnails, JPEG), styles inline: the file opens anywhere,
-//! offline, and can be mailed as is. Every text from outside (file names) is escaped.
+//! embedded as `data:` URIs (the matches' sealed thumbnails, decrypted: JPEG, 256 px at
+//! most), styles and the few lines of script that enlarge an image on a click inline: the
+//! file opens anywhere, offline, and can be mailed as is. Every text from outside (file
+//! names) is escaped.
 
 use crate::errors::{AppError, Result};
 use base64::Engine as _;
@@ -52,9 +54,23 @@ impl Thumbnail {
         })
     }
 
+    /// An image's JPEG thumbnail as it came (decrypted) from its collection: embedded as is,
+    /// its size read from its header (an error if it is not a JPEG).
+    pub fn of_jpeg(jpeg: &[u8]) -> Result<Self> {
+        let reader = image::ImageReader::with_format(Cursor::new(jpeg), image::ImageFormat::Jpeg);
+        let (width, height) = reader
+            .into_dimensions()
+            .map_err(|e| AppError::Internal(format!("a thumbnail is not a JPEG: {e}")))?;
+        Ok(Self {
+            data_uri: format!("data:image/jpeg;base64,{}", STANDARD.encode(jpeg)),
+            width,
+            height,
+        })
+    }
+
     fn img(&self, alt: &str) -> String {
         format!(
-            r#"<img src="{}" width="{}" height="{}" alt="{}">"#,
+            r#"<img src="{}" width="{}" height="{}" alt="{}" tabindex="0" title="click to enlarge">"#,
             self.data_uri,
             self.width,
             self.height,
@@ -75,16 +91,25 @@ pub struct ShownMatch {
 }
 
 impl ShownMatch {
-    /// `matches` as shown, each with the thumbnail of its decrypted file among `files`
-    /// ((id, bytes) as [`blindsight_client::client::Client::fetch`] returns them; a match whose file is
-    /// missing or unreadable is shown without an image), marked expected when its name is
-    /// `original`.
-    pub fn list(matches: &[Match], files: &[(i64, Vec<u8>)], original: Option<&str>) -> Vec<Self> {
+    /// `matches` as shown, each with its decrypted thumbnail among `thumbnails` ((id, JPEG)
+    /// as [`blindsight_client::Client::thumbnails`] returns them) or else made from its
+    /// decrypted file among `files` (an image ingested before thumbnails existed); a match
+    /// with neither is shown without an image. Marked expected when its name is `original`.
+    pub fn list(
+        matches: &[Match],
+        thumbnails: &[(i64, Vec<u8>)],
+        files: &[(i64, Vec<u8>)],
+        original: Option<&str>,
+    ) -> Vec<Self> {
         matches
             .iter()
             .map(|m| ShownMatch {
                 found: m.clone(),
-                image: file_of(files, m.id).and_then(|d| Thumbnail::of_file(d, &m.name).ok()),
+                image: file_of(thumbnails, m.id)
+                    .and_then(|t| Thumbnail::of_jpeg(t).ok())
+                    .or_else(|| {
+                        file_of(files, m.id).and_then(|d| Thumbnail::of_file(d, &m.name).ok())
+                    }),
                 expected: original == Some(m.name.as_str()),
             })
             .collect()
@@ -155,13 +180,36 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#22
 h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-top:1px solid #ddd;padding-top:16px}\
 .note{color:#555;margin:2px 0}.row{display:flex;gap:24px;align-items:flex-start;flex-wrap:wrap}\
 .query,.col{background:#fff;border:1px solid #ddd;border-radius:6px;padding:12px}\
-.matches{display:flex;gap:10px;flex-wrap:wrap}.match{width:104px;font-size:11px;text-align:center}\
-.match img,.query img{max-width:96px;max-height:96px;width:auto;height:auto;image-rendering:auto;\
-border:1px solid #ccc;background:#fff}.match.expected img{border:3px solid #2a8f2a}\
-.name{word-break:break-all}.score{font-family:monospace}\
+.matches{display:flex;gap:12px;flex-wrap:wrap}.match{width:150px;font-size:12px;text-align:center}\
+.match img,.query img{max-width:144px;max-height:144px;width:auto;height:auto;image-rendering:auto;\
+border:1px solid #ccc;background:#fff;cursor:zoom-in}.match.expected img{border:3px solid #2a8f2a}\
+.name{overflow-wrap:anywhere}.score{font-family:monospace}\
+#lightbox{display:none;position:fixed;inset:0;background:rgba(0,0,0,.85);align-items:center;\
+justify-content:center;cursor:zoom-out;z-index:9}#lightbox.open{display:flex}\
+#lightbox img{width:min(90vw,90vh);height:min(90vw,90vh);object-fit:contain}\
 .bar{display:flex;height:14px;width:420px;border-radius:3px;overflow:hidden;margin:6px 0}\
 .bar span{display:block;height:100%}table{border-collapse:collapse;font-size:13px}\
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th:first-child,td:first-child{text-align:left}";
+
+/// Enlarges an image on a click (or Enter), closes on a click or Escape: no outside resource.
+const SCRIPT: &str = "(function(){var b=document.getElementById('lightbox'),i=b.firstChild;\
+function show(e){var t=e.target;if(t.tagName!=='IMG'||t.parentNode===b)return;i.src=t.src;i.alt=t.alt;\
+b.className='open';}document.addEventListener('click',show);document.addEventListener('keydown',\
+function(e){if(e.key==='Escape')b.className='';else if(e.key==='Enter')show(e);});\
+b.addEventListener('click',function(){b.className='';});})();";
+
+/// A name as HTML that wraps at its separators (`-`, `_`, `.`, `/`, spaces) rather than
+/// mid-word; a run without one wraps anywhere only when it must.
+fn name_html(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        out.push_str(&escape(c.encode_utf8(&mut [0; 4])));
+        if matches!(c, '-' | '_' | '.' | '/') {
+            out.push_str("<wbr>");
+        }
+    }
+    out
+}
 
 /// Colours of the timing phases: encrypt, upload, server, download, decrypt.
 const PHASES: [(&str, &str); 5] = [
@@ -262,7 +310,7 @@ impl ReportPage {
                         s,
                         r#"<div>#{} <span class="name">{}</span></div><div class="score">{}</div></div>"#,
                         rank + 1,
-                        escape(&m.found.name),
+                        name_html(&m.found.name),
                         scores_text(&m.found)
                     );
                 }
@@ -284,6 +332,10 @@ impl ReportPage {
             }
             s.push_str("</table>");
         }
+        let _ = write!(
+            s,
+            r#"<div id="lightbox" title="click to close"><img alt=""></div><script>{SCRIPT}</script>"#
+        );
         s.push_str("</body></html>\n");
         s
     }
@@ -327,6 +379,20 @@ mod tests {
         assert_eq!((t.width, t.height), (256, 256));
         assert!(t.data_uri.starts_with("data:image/jpeg;base64,/9j/"));
         assert!(Thumbnail::of_file(b"not an image", "x.png").is_err());
+        // a decrypted thumbnail is embedded as it came
+        let mut jpeg = Vec::new();
+        JpegEncoder::new_with_quality(&mut Cursor::new(&mut jpeg), 80)
+            .encode_image(&image::RgbImage::new(200, 150))
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        let t = Thumbnail::of_jpeg(&jpeg)?;
+        assert_eq!((t.width, t.height), (200, 150));
+        assert!(t.data_uri.ends_with(&STANDARD.encode(&jpeg)));
+        assert!(Thumbnail::of_jpeg(&png(10, 10)).is_err());
+        assert_eq!(
+            name_html("IMG_2041-long.name"),
+            "IMG_<wbr>2041-<wbr>long.<wbr>name"
+        );
+        assert_eq!(name_html("<a>"), "&lt;a&gt;");
         Ok(())
     }
 
@@ -373,7 +439,12 @@ mod tests {
         };
         let html = page.to_html();
         assert!(html.starts_with("<!DOCTYPE html>"));
-        assert_eq!(html.matches("<img ").count(), 2, "query and one match");
+        assert_eq!(
+            html.matches("<img ").count(),
+            3,
+            "query, one match and the enlarged view"
+        );
+        assert!(html.contains(r#"<div id="lightbox""#) && html.contains("<script>"));
         assert!(html.contains("cosine 0.9300") && html.contains("match expected"));
         assert!(html.contains("query &lt;1&gt;") && !html.contains("<img onerror"));
         assert!(html.contains("0.200 s") && html.contains("query 65 KB up"));

@@ -704,8 +704,9 @@ fn the_demo_removes_its_store_unless_kept() {
             .unwrap()
             .path();
         let page = std::fs::read_to_string(demo_dir.join("report.html")).unwrap();
-        // three queries, each with its query image and 2 matches per kind
-        assert_eq!(page.matches("<img ").count(), 3 * (1 + 2 * 2), "{page}");
+        // three queries, each with its query image and 2 matches per kind (thumbnails), and
+        // the enlarged view
+        assert_eq!(page.matches("<img ").count(), 3 * (1 + 2 * 2) + 1, "{page}");
         assert!(page.contains("<h2>Summary</h2>"));
         for kind in ["embedding", "pixels"] {
             let work = demo_dir.join("ckks-8192").join(kind);

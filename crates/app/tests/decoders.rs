@@ -36,6 +36,7 @@ fn image(id: i64, position: usize) -> ImageRecord {
         meta: vec![7; 70],
         payload: vec![9; 100],
         source: vec![4; 50],
+        thumbnail: vec![6; 20],
     }
 }
 
@@ -100,6 +101,7 @@ fn frames() -> &'static [Vec<u8>] {
                     tag: vec![1; 32],
                     meta: vec![2; 70],
                     deleted: false,
+                    thumbnail: true,
                 }],
                 next: Some(1),
             }),

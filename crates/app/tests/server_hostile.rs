@@ -245,6 +245,7 @@ fn append_body(layout: &[u8], images: usize) -> Vec<u8> {
                 meta: vec![0; 60],
                 payload: vec![0; 40],
                 source: vec![],
+                thumbnail: vec![],
             })
             .collect(),
         galois_keys: vec![],
@@ -923,6 +924,7 @@ fn a_list_of_100_000_images_is_paged() {
                         meta: vec![7; 100],
                         payload: vec![],
                         source: vec![],
+                        thumbnail: vec![],
                     }
                 })
                 .collect();
@@ -1071,6 +1073,7 @@ fn one_image_batch(
             meta: vec![0; 60],
             payload: vec![0; 40],
             source: vec![],
+            thumbnail: vec![],
         }],
         // the keys its layout needs, as the client sends them with a first batch
         galois_keys: blindsight_he::GaloisKeys::generate(

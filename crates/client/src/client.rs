@@ -9,9 +9,9 @@ use crate::encoder::ImageEncoder;
 use crate::errors::{ClientError, Result};
 use crate::keystore::Keystore;
 use crate::remote::{Json, Remote};
-use crate::seal;
 use crate::wire::{AppendSegment, CreateCollection};
 use crate::wire::{ImageEntry, ImageRecord};
+use crate::{seal, thumbnail};
 use blindsight_he::{Ciphertext, Context, GaloisKeys, RelinKey, Scheme, Serializable};
 use blindsight_search::backend::SlotCipher;
 use blindsight_search::client::{
@@ -590,6 +590,25 @@ impl Client {
                         &sealed,
                     )?,
                 ))
+            })
+            .collect()
+    }
+
+    /// Fetches and opens the thumbnails of `ids`: (id, JPEG) for those that have one (images
+    /// ingested before thumbnails get one at their next merge or compaction). A thumbnail
+    /// that does not open for its image is an error, never another image.
+    pub fn thumbnails(&self, ids: &[i64]) -> Result<Vec<(i64, Vec<u8>)>> {
+        self.remote
+            .thumbnails(&self.collection, ids)?
+            .into_iter()
+            .map(|(id, sealed)| {
+                let jpeg = thumbnail::open(
+                    &self.keystore.payload_key,
+                    &self.collection,
+                    id as u64,
+                    &sealed,
+                )?;
+                Ok((id, jpeg))
             })
             .collect()
     }

@@ -13,12 +13,13 @@
 //! the gallery it is compared with.
 
 use crate::errors::Result;
+use crate::thumbnail;
 use blindsight_embed::{Embedder, FEATURES, ModelIdentity, Normalization};
 use blindsight_he::{Context, Scheme};
 use blindsight_search::encoding::VectorEncoding;
 use blindsight_search::rank::EncodedImage;
 use blindsight_search::source_vector::SourceVector;
-use blindsight_search::vectors::{DEFAULT_SIDE, decode_rgb, image_vector};
+use blindsight_search::vectors::{DEFAULT_SIDE, RgbImage, decode_rgb, rgb_vector};
 use blindsight_search::{SearchError, VectorKind};
 
 /// The kind of new collections by default: the embedded model's features, normalized by
@@ -52,6 +53,17 @@ pub fn encoding_of(ctx: &Context, unit_vectors: bool, dim: usize) -> VectorEncod
         Scheme::Bfv => VectorEncoding::for_bfv(t, dim),
         _ => VectorEncoding::Unit,
     }
+}
+
+/// What an ingest keeps of an image file.
+#[derive(Clone, Debug)]
+pub struct EncodedFile {
+    /// Its encoded vectors.
+    pub encoded: EncodedImage,
+    /// What they were encoded from.
+    pub source: SourceVector,
+    /// Its JPEG thumbnail (not yet sealed).
+    pub thumbnail: Vec<u8>,
 }
 
 /// Encodes image files as a collection's vectors.
@@ -119,16 +131,30 @@ impl ImageEncoder {
         bytes: &[u8],
         name: &str,
     ) -> Result<(EncodedImage, SourceVector)> {
-        let source = match &self.source {
-            Source::Model(embedder, norm) => {
-                let rgb = decode_rgb(bytes, name)?;
-                SourceVector::Features(norm.apply(&embedder.features(&rgb)?))
-            }
-            Source::Pixels { side } => {
-                SourceVector::Pixels(image_vector(bytes, name, *side)?.channels)
-            }
-        };
+        let source = self.source_of(&decode_rgb(bytes, name)?)?;
         Ok((source.encode(&self.encoding), source))
+    }
+
+    /// An image file decoded once into everything an ingest keeps of it: its encoded
+    /// vectors, what they were encoded from, and its JPEG thumbnail ([`thumbnail::make`]).
+    pub fn encode_for_ingest(&self, bytes: &[u8], name: &str) -> Result<EncodedFile> {
+        let rgb = decode_rgb(bytes, name)?;
+        let source = self.source_of(&rgb)?;
+        Ok(EncodedFile {
+            encoded: source.encode(&self.encoding),
+            source,
+            thumbnail: thumbnail::make(&rgb)?,
+        })
+    }
+
+    /// What an upright image's vectors are encoded from.
+    fn source_of(&self, rgb: &RgbImage) -> Result<SourceVector> {
+        Ok(match &self.source {
+            Source::Model(embedder, norm) => {
+                SourceVector::Features(norm.apply(&embedder.features(rgb)?))
+            }
+            Source::Pixels { side } => SourceVector::Pixels(rgb_vector(rgb, *side)?.channels),
+        })
     }
 
     /// The encoded vectors of a source kept from an ingest: the same as the file's.

@@ -14,6 +14,7 @@
 //! - [`keystore`]: the HE secret key and the payload key, 0600 in a 0700 folder,
 //!   optionally sealed under a passphrase (Argon2id).
 //! - [`seal`]: payloads sealed with XChaCha20-Poly1305, bound to their collection and image.
+//! - [`thumbnail`]: each image's JPEG thumbnail, padded to one size class and sealed.
 //! - [`remote`]: the HTTP client (rustls): answers read under caps, bounded retries, typed
 //!   errors for the server's refusals.
 //! - [`channel_ciphertexts`]: a search answer's ciphertexts and score placements.
@@ -31,6 +32,7 @@ pub mod keystore;
 pub mod names;
 pub mod remote;
 pub mod seal;
+pub mod thumbnail;
 
 /// The wire protocol ([`blindsight_proto`]): framed messages, their versions and decoders.
 pub use blindsight_proto as wire;

@@ -45,6 +45,9 @@ const RETRIES: u32 = 8;
 /// Ids per payload or deletion request (the server's default cap).
 pub const IDS_PER_REQUEST: usize = 1024;
 
+/// Sealed thumbnails per backfill request (4 MiB).
+pub const THUMBNAILS_PER_UPLOAD: usize = 256;
+
 /// A connection to a blindsight server, optionally holding a collection's bearer token.
 #[derive(Clone)]
 pub struct Remote {
@@ -385,6 +388,49 @@ impl Remote {
     /// live images, or have no source, are absent).
     pub fn sources(&self, collection: &str, ids: &[i64]) -> Result<Vec<(i64, Vec<u8>)>> {
         self.sealed(collection, "sources", ids)
+    }
+
+    /// Sealed thumbnails of the given images, as [`Remote::payloads`] (ids that are not live
+    /// images, or have no thumbnail, are absent); each of the one size class, or an error.
+    pub fn thumbnails(&self, collection: &str, ids: &[i64]) -> Result<Vec<(i64, Vec<u8>)>> {
+        let found = self.sealed(collection, "thumbnails", ids)?;
+        if let Some((id, t)) = found
+            .iter()
+            .find(|(_, t)| t.len() != wire::THUMBNAIL_SEALED_BYTES)
+        {
+            return Err(ClientError::Malformed(format!(
+                "the server sent a thumbnail of {} bytes for image {id}, not {}",
+                t.len(),
+                wire::THUMBNAIL_SEALED_BYTES
+            )));
+        }
+        Ok(found)
+    }
+
+    /// Gives images that have no thumbnail the sealed ones made for them (in requests of
+    /// [`THUMBNAILS_PER_UPLOAD`]); returns how many the server set (images deleted meanwhile,
+    /// or given one by another client, are passed over).
+    pub fn set_thumbnails(&self, collection: &str, thumbnails: &[(i64, Vec<u8>)]) -> Result<u64> {
+        let url = self.url(&format!("/v1/collections/{collection}/thumbnails"));
+        let mut set = 0u64;
+        for chunk in thumbnails.chunks(THUMBNAILS_PER_UPLOAD) {
+            let body = wire::encode_payloads(&PayloadBatch {
+                found: chunk.to_vec(),
+                missing: Vec::new(),
+            });
+            let n = Self::json(self.send(self.http.put(&url).body(body))?)?
+                .get("set")
+                .and_then(|d| d.as_u64())
+                .ok_or_else(|| ClientError::Malformed("no count in the answer".into()))?;
+            if n > chunk.len() as u64 {
+                return Err(ClientError::Malformed(format!(
+                    "the server says it set {n} of {} thumbnails",
+                    chunk.len()
+                )));
+            }
+            set += n;
+        }
+        Ok(set)
     }
 
     fn sealed(&self, collection: &str, what: &str, ids: &[i64]) -> Result<Vec<(i64, Vec<u8>)>> {

@@ -20,13 +20,15 @@ pub const MAX_CHANNELS: usize = 3;
 
 const MAGIC: [u8; 4] = *b"BLSW";
 
-/// Version 7: image lists come in pages (a cursor to the next). Version 6: a search response is one list of ciphertexts per channel, shared by the
+/// Version 8: images carry a sealed thumbnail of [`THUMBNAIL_SEALED_BYTES`] (or none), image
+/// lists say which have one, and thumbnails are fetched and backfilled by id. Version 7:
+/// image lists come in pages (a cursor to the next). Version 6: a search response is one list of ciphertexts per channel, shared by the
 /// segments, and every group of a segment says where its scores are (ciphertext, lane
 /// shift). Version 5: images carry their sealed source vector, and a compaction replaces
 /// one or more segments by a rebuilt one whose images move (merging). Version 4: `CreateCollection`
 /// carries the vector kind; per-channel ciphertexts are counted (version 3: the
 /// ring-switching key of responses).
-const VERSION: u16 = 7;
+const VERSION: u16 = 8;
 /// The `code` of an error answer refusing an ingest because the collection holds the most
 /// segments its server keeps (409, with `limit` and `actual`): the client merges its
 /// segments and sends the batch again.
@@ -43,6 +45,10 @@ pub const MAX_PAGE_IMAGES: usize = 4096;
 /// tag): the server bounds an image's sealed source vector by its plain length plus this.
 pub const SEALED_OVERHEAD: usize = 1 + 24 + 16;
 
+/// Length of every sealed thumbnail: one size class, so that a thumbnail's length says
+/// nothing about its image (the client pads the JPEG before sealing it).
+pub const THUMBNAIL_SEALED_BYTES: usize = 16 * 1024;
+
 /// Message kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -57,7 +63,7 @@ pub enum MessageKind {
     SearchResponse = 4,
     /// Image ids (payload fetch, deletion).
     ImageIds = 5,
-    /// Sealed payloads by id.
+    /// Sealed payloads (or thumbnails) by id.
     Payloads = 6,
     /// Image list (ids, places, sealed metadata, deletion marks).
     ImageList = 7,
@@ -301,7 +307,8 @@ impl AppendSegment {
                 .bytes(&img.tag)
                 .bytes(&img.meta)
                 .bytes(&img.payload)
-                .bytes(&img.source);
+                .bytes(&img.source)
+                .bytes(&img.thumbnail);
         }
         w.bytes(&self.galois_keys);
     }
@@ -317,8 +324,8 @@ impl AppendSegment {
     fn read(r: &mut FrameReader<'_>) -> Result<Self> {
         let layout = r.bytes()?.to_vec();
         let ciphertexts = r.channels()?;
-        // id, position and four length prefixes
-        let n = r.count(48)?;
+        // id, position and five length prefixes
+        let n = r.count(56)?;
         let mut images = Vec::with_capacity(n);
         for _ in 0..n {
             let id = r.i64("image id")?;
@@ -330,6 +337,7 @@ impl AppendSegment {
                 meta: r.bytes()?.to_vec(),
                 payload: r.bytes()?.to_vec(),
                 source: r.bytes()?.to_vec(),
+                thumbnail: r.bytes()?.to_vec(),
             });
         }
         let galois_keys = r.bytes()?.to_vec();
@@ -622,7 +630,7 @@ pub fn encode_image_page(page: &ImagePage) -> Vec<u8> {
             .u64(i.position as u64)
             .bytes(&i.tag)
             .bytes(&i.meta);
-        w.u64(i.deleted as u64);
+        w.u64(i.deleted as u64).u64(i.thumbnail as u64);
     }
     match page.next {
         Some(id) => w.u64(1).u64(id as u64),
@@ -635,7 +643,12 @@ pub fn encode_image_page(page: &ImagePage) -> Vec<u8> {
 pub fn decode_image_page(bytes: &[u8]) -> Result<ImagePage> {
     let mut r = FrameReader::open(bytes, MessageKind::ImageList)?;
     let version = r.i64("version")?;
-    let n = r.count(48)?;
+    let n = r.count(56)?;
+    let flag = |r: &mut FrameReader<'_>, what: &str| match r.u64()? {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(malformed(format!("bad {what} flag"))),
+    };
     let images = (0..n)
         .map(|_| {
             let id = r.i64("image id")?;
@@ -643,11 +656,8 @@ pub fn decode_image_page(bytes: &[u8]) -> Result<ImagePage> {
             let position = r.usize("position")?;
             let tag = r.bytes()?.to_vec();
             let meta = r.bytes()?.to_vec();
-            let deleted = match r.u64()? {
-                0 => false,
-                1 => true,
-                _ => return Err(malformed("bad deletion flag")),
-            };
+            let deleted = flag(&mut r, "deletion")?;
+            let thumbnail = flag(&mut r, "thumbnail")?;
             Ok(ImageEntry {
                 id,
                 segment_id,
@@ -655,6 +665,7 @@ pub fn decode_image_page(bytes: &[u8]) -> Result<ImagePage> {
                 tag,
                 meta,
                 deleted,
+                thumbnail,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -686,6 +697,7 @@ mod tests {
                 meta: vec![2, 2],
                 payload: vec![3; 7],
                 source: vec![6; 3],
+                thumbnail: vec![5; 2],
             }],
             galois_keys: vec![4, 4],
         }
@@ -770,6 +782,7 @@ mod tests {
                     tag: vec![4],
                     meta: vec![],
                     deleted: true,
+                    thumbnail: false,
                 }],
                 next,
             };

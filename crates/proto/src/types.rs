@@ -17,12 +17,18 @@ pub struct ImageRecord {
     pub payload: Vec<u8>,
     /// Sealed source vector (what the image's vectors are encoded from), empty if none.
     pub source: Vec<u8>,
+    /// Sealed thumbnail of exactly [`crate::THUMBNAIL_SEALED_BYTES`], empty if none.
+    pub thumbnail: Vec<u8>,
 }
 
 impl ImageRecord {
     /// Bytes the image's rows add to its collection's stored bytes.
     pub fn stored_bytes(&self) -> usize {
-        self.tag.len() + self.meta.len() + self.payload.len() + self.source.len()
+        self.tag.len()
+            + self.meta.len()
+            + self.payload.len()
+            + self.source.len()
+            + self.thumbnail.len()
     }
 }
 
@@ -41,6 +47,8 @@ pub struct ImageEntry {
     pub meta: Vec<u8>,
     /// Whether the image was deleted.
     pub deleted: bool,
+    /// Whether the image has a sealed thumbnail.
+    pub thumbnail: bool,
 }
 
 /// What a payload request found: sealed payloads in request order, and the ids that are

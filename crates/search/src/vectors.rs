@@ -4,7 +4,8 @@
 use crate::errors::{Result, SearchError};
 use image::imageops::FilterType;
 use image::metadata::Orientation;
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits, Rgb, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
+pub use image::{Rgb, RgbImage};
 use std::io::Cursor;
 
 /// Side of the square images are resized to by default.
@@ -79,15 +80,25 @@ impl ImageVector {
     }
 }
 
-/// Decodes an image file and turns it into channel vectors of `side × side`.
-pub fn image_vector(bytes: &[u8], name: &str, side: u32) -> Result<ImageVector> {
+fn check_side(side: u32) -> Result<()> {
     if side == 0 || side > 1024 {
         return Err(SearchError::Layout {
             reason: format!("image side {side} must be in 1..=1024"),
         });
     }
-    let rgb = decode_rgb(bytes, name)?;
-    let resized = image::imageops::resize(&rgb, side, side, FilterType::CatmullRom);
+    Ok(())
+}
+
+/// Decodes an image file and turns it into channel vectors of `side × side`.
+pub fn image_vector(bytes: &[u8], name: &str, side: u32) -> Result<ImageVector> {
+    check_side(side)?;
+    rgb_vector(&decode_rgb(bytes, name)?, side)
+}
+
+/// An upright RGB image as channel vectors of `side × side`.
+pub fn rgb_vector(rgb: &RgbImage, side: u32) -> Result<ImageVector> {
+    check_side(side)?;
+    let resized = image::imageops::resize(rgb, side, side, FilterType::CatmullRom);
     let n = (side * side) as usize;
     let mut channels = [
         Vec::with_capacity(n),
@@ -140,6 +151,23 @@ pub fn decode_rgb(bytes: &[u8], name: &str) -> Result<RgbImage> {
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_err(e.to_string()))?;
     img.apply_orientation(orientation);
     Ok(on_white(&img.to_rgba8()))
+}
+
+/// `rgb` reduced to `width × height` by area averaging (fast for large photographs).
+pub fn thumbnail(rgb: &RgbImage, width: u32, height: u32) -> RgbImage {
+    image::imageops::thumbnail(rgb, width.max(1), height.max(1))
+}
+
+/// `rgb` as a baseline JPEG of `quality` (1–100).
+pub fn encode_jpeg(rgb: &RgbImage, quality: u8) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality.clamp(1, 100))
+        .encode_image(rgb)
+        .map_err(|e| SearchError::ImageDecode {
+            name: "thumbnail".into(),
+            reason: format!("JPEG encoding failed: {e}"),
+        })?;
+    Ok(out)
 }
 
 /// An RGBA image as opaque RGB, alpha composited on white.

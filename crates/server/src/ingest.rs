@@ -88,11 +88,17 @@ impl Upload for AppendSegment {
                 || img.meta.len() > MAX_META_BYTES
                 || img.payload.len() > max_image_bytes
                 || img.source.len() > max_source
+                || !matches!(
+                    img.thumbnail.len(),
+                    0 | blindsight_proto::THUMBNAIL_SEALED_BYTES
+                )
         };
         if self.images.iter().any(too_large) {
             return Err(ServerError::Malformed(format!(
-                "an image's tag, metadata, payload or source is too large (limits: \
-                 {MAX_TAG_BYTES} B, {MAX_META_BYTES} B, {max_image_bytes} B, {max_source} B)"
+                "an image's tag, metadata, payload, source or thumbnail is too large (limits: \
+                 {MAX_TAG_BYTES} B, {MAX_META_BYTES} B, {max_image_bytes} B, {max_source} B; \
+                 a thumbnail is {} B or none)",
+                blindsight_proto::THUMBNAIL_SEALED_BYTES
             ))
             .into());
         }

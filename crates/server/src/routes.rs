@@ -18,6 +18,8 @@
 //! | `POST /v1/collections/{name}/search` | token | `max_search_body` |
 //! | `POST /v1/collections/{name}/payloads` | token | `max_ids_body` |
 //! | `POST /v1/collections/{name}/sources` | token | `max_ids_body` |
+//! | `POST /v1/collections/{name}/thumbnails` | token | `max_ids_body` |
+//! | `PUT /v1/collections/{name}/thumbnails` | token | `max_ids` thumbnails |
 //! | `POST /v1/collections/{name}/delete` | token | `max_ids_body` |
 //! | `POST /v1/collections/{name}/compact` | token | `max_segment_body` |
 
@@ -56,6 +58,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/collections/{name}/search", post(search))
         .route("/v1/collections/{name}/payloads", post(payloads))
         .route("/v1/collections/{name}/sources", post(sources))
+        .route(
+            "/v1/collections/{name}/thumbnails",
+            post(thumbnails).put(set_thumbnails),
+        )
         .route("/v1/collections/{name}/delete", post(delete))
         .route("/v1/collections/{name}/compact", post(compact))
         .route_layer(from_fn_with_state(state.clone(), auth::collection_auth));
@@ -458,6 +464,66 @@ async fn sources(
     body: Body,
 ) -> Result<Response, ApiError> {
     sealed(state, record, SealedData::Source, &headers, body).await
+}
+
+async fn thumbnails(
+    State(state): State<Arc<AppState>>,
+    Extension(Authorized(record)): Extension<Authorized>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    sealed(state, record, SealedData::Thumbnail, &headers, body).await
+}
+
+/// Gives images ingested before thumbnails existed the ones their client made (a
+/// `Payloads` frame of sealed thumbnails by id, each exactly
+/// [`wire::THUMBNAIL_SEALED_BYTES`]); images that have one keep it.
+async fn set_thumbnails(
+    State(state): State<Arc<AppState>>,
+    Extension(Authorized(record)): Extension<Authorized>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let max = state.options.limits.max_ids;
+    let limit = max
+        .saturating_mul(wire::THUMBNAIL_SEALED_BYTES + 32)
+        .saturating_add(1024);
+    heavy(
+        state,
+        Some(record.id),
+        &headers,
+        body,
+        limit,
+        move |state, body| {
+            let batch = wire::decode_payloads(&body)?;
+            let distinct: HashSet<i64> = batch.found.iter().map(|(id, _)| *id).collect();
+            if batch.found.len() > max || distinct.len() != batch.found.len() {
+                return Err(ServerError::Malformed(format!(
+                    "at most {max} thumbnails of distinct images per request; split the request"
+                ))
+                .into());
+            }
+            if let Some((_, t)) = batch
+                .found
+                .iter()
+                .find(|(_, t)| t.len() != wire::THUMBNAIL_SEALED_BYTES)
+            {
+                return Err(ServerError::Malformed(format!(
+                    "a sealed thumbnail is {} bytes, every one must be {}",
+                    t.len(),
+                    wire::THUMBNAIL_SEALED_BYTES
+                ))
+                .into());
+            }
+            let n =
+                state
+                    .writer()?
+                    .set_thumbnails(record.id, &batch.found, &state.options.quota)?;
+            tracing::info!(collection = %record.name, thumbnails = n, "thumbnails set");
+            Ok(json(StatusCode::OK, serde_json::json!({ "set": n })))
+        },
+    )
+    .await
 }
 
 /// Sealed data of the images a request names, capped at `max_payload_response`.

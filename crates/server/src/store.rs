@@ -143,6 +143,9 @@ pub enum SealedData {
     Payload,
     /// The source vector (absent for images ingested before sources were kept).
     Source,
+    /// The thumbnail (absent for images ingested before thumbnails were made, until their
+    /// client backfills them).
+    Thumbnail,
 }
 
 impl SealedData {
@@ -150,6 +153,7 @@ impl SealedData {
         match self {
             Self::Payload => "payload",
             Self::Source => "source",
+            Self::Thumbnail => "thumbnail",
         }
     }
 }
@@ -547,7 +551,8 @@ impl Store {
                 "SELECT length(layout) + COALESCE(file_bytes, 0)
                    + (SELECT COALESCE(SUM(length(data)), 0) FROM ciphertexts WHERE segment_id = ?1)
                    + (SELECT COALESCE(SUM(length(tag) + length(meta) + length(payload)
-                                          + COALESCE(length(source), 0)), 0)
+                                          + COALESCE(length(source), 0)
+                                          + COALESCE(length(thumbnail), 0)), 0)
                         FROM images WHERE segment_id = ?1 AND deleted_at IS NOT NULL)
                  FROM segments WHERE id = ?1",
                 [old],
@@ -704,7 +709,8 @@ impl Store {
         let version = usage(&tx, collection)?.version;
         let mut images = {
             let mut st = tx.prepare(
-                "SELECT id, segment_id, position, tag, meta, deleted_at IS NOT NULL
+                "SELECT id, segment_id, position, tag, meta, deleted_at IS NOT NULL,
+                        thumbnail IS NOT NULL
                  FROM images WHERE collection_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
             )?;
             let rows = st.query_map(
@@ -806,6 +812,51 @@ impl Store {
         if n > 0 {
             let delta = Delta {
                 live: -(n as i64),
+                ..Delta::default()
+            };
+            bump(&tx, collection, delta)?;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Gives live images of the collection that have none the sealed thumbnails of
+    /// `thumbnails` (id, sealed bytes; the caller checks their size class), in one
+    /// transaction that bumps the version; returns how many were set. Ids of other
+    /// collections, deleted images and images that have a thumbnail are passed over. Refused
+    /// as a whole when the stored bytes would pass `quota`.
+    pub fn set_thumbnails(
+        &mut self,
+        collection: i64,
+        thumbnails: &[(i64, Vec<u8>)],
+        quota: &Quota,
+    ) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        let mut n = 0usize;
+        let mut bytes = 0u64;
+        {
+            let mut st = tx.prepare(
+                "UPDATE images SET thumbnail = ?3
+                 WHERE collection_id = ?1 AND id = ?2 AND deleted_at IS NULL
+                   AND thumbnail IS NULL",
+            )?;
+            for (id, sealed) in thumbnails {
+                let set = st.execute(params![collection, id, sealed])?;
+                n += set;
+                if set > 0 {
+                    bytes = bytes.saturating_add(sealed.len() as u64);
+                }
+            }
+        }
+        if n > 0 {
+            let usage = usage(&tx, collection)?;
+            quota::first_exceeded([(
+                "stored bytes",
+                quota.stored_bytes,
+                usage.stored_bytes.saturating_add(bytes),
+            )])?;
+            let delta = Delta {
+                bytes: to_i64(bytes),
                 ..Delta::default()
             };
             bump(&tx, collection, delta)?;

@@ -2,7 +2,7 @@
 //! encoded and sealed a window at a time, and uploaded a batch at a time as batches fill.
 //!
 //! ```text
-//! window of files ─► read ∥ keyed tag ∥ ─► skip known tags ─► decode ∥ encode ∥ seal ∥ ─► batch ─► upload
+//! window of files ─► read ∥ keyed tag ∥ ─► skip known tags ─► decode ∥ encode ∥ thumbnail ∥ seal ∥ ─► batch ─► upload
 //! ```
 //!
 //! Memory does not grow with the library: at most one window of file bytes
@@ -15,8 +15,8 @@
 
 use super::{Client, IngestReport, meta_bytes, meta_context, source_context};
 use crate::errors::{ClientError, Result};
-use crate::seal;
 use crate::wire::ImageRecord;
+use crate::{seal, thumbnail};
 use blindsight_search::rank::EncodedImage;
 use rayon::prelude::*;
 use std::borrow::Cow;
@@ -274,10 +274,11 @@ impl Client {
         tag: Vec<u8>,
     ) -> std::result::Result<Ready, (String, String)> {
         let failed = |e: ClientError| (name.to_string(), e.to_string());
-        let (encoded, source) = self
+        let file = self
             .encoder
-            .encode_with_source(bytes, name)
+            .encode_for_ingest(bytes, name)
             .map_err(failed)?;
+        let encoded = file.encoded;
         let sealed = || -> Result<ImageRecord> {
             let id = (u64::from_le_bytes(blindsight_os::random::bytes()?) >> 1) as i64;
             let key = &self.keystore.payload_key;
@@ -296,8 +297,9 @@ impl Client {
                     key,
                     &source_context(&self.collection),
                     id as u64,
-                    &source.to_bytes(),
+                    &file.source.to_bytes(),
                 )?,
+                thumbnail: thumbnail::seal(key, &self.collection, id as u64, &file.thumbnail)?,
             })
         };
         Ok(Ready {
@@ -387,6 +389,7 @@ mod tests {
                 meta: Vec::new(),
                 payload: Vec::new(),
                 source: Vec::new(),
+                thumbnail: Vec::new(),
             },
             encoded: EncodedImage::from_features(
                 &blindsight_search::encoding::VectorEncoding::Unit,

@@ -22,9 +22,10 @@
 
 use super::{AnyCipher, Client, EncodedImage, source_context};
 use crate::errors::{ClientError, Result};
-use crate::seal;
+use crate::remote::THUMBNAILS_PER_UPLOAD;
 use crate::wire::ImageEntry;
 use crate::wire::{CompactSegment, RebuiltSegment};
+use crate::{seal, thumbnail};
 use blindsight_he::{Ciphertext, Context, Serializable};
 use blindsight_search::backend::{Role, SlotCipher};
 use blindsight_search::he_backend::segment_layout;
@@ -37,6 +38,9 @@ use std::time::{Duration, Instant};
 pub const MERGE_BYTES: usize = 384 << 20;
 /// Most images in a rebuilt segment (the server's default `max_batch_images`).
 pub const MAX_MERGED_IMAGES: usize = 1 << 16;
+/// Files fetched at once to make the thumbnails of images ingested before thumbnails
+/// existed.
+pub const BACKFILL_FILES: usize = 16;
 /// Most rounds of tiered merging after one ingest (each round merges every full tier).
 const MAX_ROUNDS: usize = 64;
 
@@ -51,6 +55,11 @@ pub struct CompactReport {
     pub purged: usize,
     /// Segments left for a later compaction because their live set changed meanwhile.
     pub skipped: usize,
+    /// Images ingested before thumbnails existed that were given one.
+    pub thumbnails: usize,
+    /// Images that should have been given a thumbnail but whose file could not be read
+    /// back or decoded (tried again at the next compaction).
+    pub thumbnails_failed: usize,
     /// Time taken (listing, fetching sources, re-encrypting, uploading).
     pub elapsed: Duration,
 }
@@ -62,6 +71,8 @@ impl CompactReport {
         self.written += other.written;
         self.purged += other.purged;
         self.skipped += other.skipped;
+        self.thumbnails += other.thumbnails;
+        self.thumbnails_failed += other.thumbnails_failed;
         self.elapsed += other.elapsed;
     }
 }
@@ -253,8 +264,19 @@ impl Client {
         let mut elements = Self::galois_elements(&info);
         let policy = self.merge_policy()?;
         let mut report = CompactReport::default();
-        for _ in 0..MAX_ROUNDS {
+        // images without a thumbnail (ingested before thumbnails existed) get one when
+        // their segment is rebuilt, or at a full compaction
+        let mut unthumbnailed: Vec<i64> = Vec::new();
+        for round_number in 0..MAX_ROUNDS {
             let (_, entries) = self.verified_images()?;
+            if mode == MergeMode::Full && round_number == 0 {
+                unthumbnailed.extend(
+                    entries
+                        .iter()
+                        .filter(|e| !e.deleted && !e.thumbnail)
+                        .map(|e| e.id),
+                );
+            }
             let mut by_segment: BTreeMap<i64, Vec<ImageEntry>> = BTreeMap::new();
             for e in entries {
                 by_segment.entry(e.segment_id).or_default().push(e);
@@ -273,6 +295,16 @@ impl Client {
             let plan = plan_rebuilds(&states, &policy, mode);
             let mut round = CompactReport::default();
             for group in &plan {
+                if mode == MergeMode::Tiered {
+                    unthumbnailed.extend(
+                        group
+                            .iter()
+                            .filter_map(|id| by_segment.get(id))
+                            .flatten()
+                            .filter(|e| !e.deleted && !e.thumbnail)
+                            .map(|e| e.id),
+                    );
+                }
                 round.add(self.rebuild(group, &by_segment, &mut elements)?);
             }
             report.add(round);
@@ -281,8 +313,49 @@ impl Client {
                 break;
             }
         }
+        let (made, failed) = self.backfill_thumbnails(&unthumbnailed)?;
+        report.thumbnails += made;
+        report.thumbnails_failed += failed;
         report.elapsed = started.elapsed();
         Ok(report)
+    }
+
+    /// Makes thumbnails for `ids` from their files, [`BACKFILL_FILES`] files fetched at a
+    /// time, and uploads them [`THUMBNAILS_PER_UPLOAD`] at a time; returns how many the
+    /// server set and how many files could not be read back or decoded.
+    fn backfill_thumbnails(&self, ids: &[i64]) -> Result<(usize, usize)> {
+        let key = &self.keystore.payload_key;
+        let (mut made, mut failed) = (0usize, 0usize);
+        let mut ready: Vec<(i64, Vec<u8>)> = Vec::new();
+        let flush = |ready: &mut Vec<(i64, Vec<u8>)>, made: &mut usize| -> Result<()> {
+            if !ready.is_empty() {
+                *made += self.remote.set_thumbnails(&self.collection, ready)? as usize;
+                ready.clear();
+            }
+            Ok(())
+        };
+        for chunk in ids.chunks(BACKFILL_FILES) {
+            // images deleted since the listing are not answered: nothing to make
+            let files = self.remote.payloads(&self.collection, chunk)?;
+            let sealed: Vec<Option<(i64, Vec<u8>)>> = files
+                .par_iter()
+                .map(|(id, sealed_file)| {
+                    let made = || -> Result<Vec<u8>> {
+                        let file = seal::open(key, &self.collection, *id as u64, sealed_file)?;
+                        let jpeg = thumbnail::from_file(&file, &id.to_string())?;
+                        thumbnail::seal(key, &self.collection, *id as u64, &jpeg)
+                    };
+                    made().ok().map(|t| (*id, t))
+                })
+                .collect();
+            failed += sealed.iter().filter(|t| t.is_none()).count();
+            ready.extend(sealed.into_iter().flatten());
+            if ready.len() >= THUMBNAILS_PER_UPLOAD {
+                flush(&mut ready, &mut made)?;
+            }
+        }
+        flush(&mut ready, &mut made)?;
+        Ok((made, failed))
     }
 
     /// Replaces the segments of `group` by one holding their live images (or drops them).

@@ -2,10 +2,10 @@
 //! (each in its own transaction with the version it brings).
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// The migrations: the one at index `k` takes a database of version `k` to `k + 1`.
-pub(super) const MIGRATIONS: [&str; 7] = [
+pub(super) const MIGRATIONS: [&str; 8] = [
     r#"
 CREATE TABLE collections (
     id          INTEGER PRIMARY KEY,
@@ -125,5 +125,10 @@ UPDATE collections SET
     live_count = (SELECT COUNT(*) FROM images
                   WHERE collection_id = collections.id AND deleted_at IS NULL),
     segment_count = (SELECT COUNT(*) FROM segments WHERE collection_id = collections.id);
+"#,
+    // Thumbnails (issue 24): each image's sealed thumbnail, of one size class; NULL for
+    // images ingested before, which get one when their client next merges or compacts.
+    r#"
+ALTER TABLE images ADD COLUMN thumbnail BLOB;
 "#,
 ];

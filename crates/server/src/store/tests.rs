@@ -13,6 +13,7 @@ fn batch(first_id: i64, n: usize) -> (Vec<u8>, Vec<ImageRecord>) {
             meta: vec![1, 2, 3],
             payload: vec![i as u8; 10],
             source: if i % 2 == 0 { vec![7; 4] } else { Vec::new() },
+            thumbnail: if i % 3 == 0 { vec![6; 8] } else { Vec::new() },
         })
         .collect();
     (cts, images)
@@ -876,7 +877,8 @@ fn stored_counters_follow_every_write() {
         .execute_batch(
             "ALTER TABLE collections DROP COLUMN image_count;
              ALTER TABLE collections DROP COLUMN live_count;
-             ALTER TABLE collections DROP COLUMN segment_count;",
+             ALTER TABLE collections DROP COLUMN segment_count;
+             ALTER TABLE images DROP COLUMN thumbnail;",
         )
         .unwrap();
     s.conn.pragma_update(None, "user_version", 6).unwrap();
@@ -918,4 +920,58 @@ fn the_database_its_segment_folder_and_files_are_owner_only() {
     drop(Store::open(&path).unwrap());
     assert_eq!(mode(&path), 0o600);
     assert_eq!(mode(&segments), 0o700);
+}
+
+#[test]
+fn thumbnails_are_given_once_to_live_images_and_counted() {
+    let mut s = Store::in_memory().unwrap();
+    let c = collection(&mut s, "a");
+    let other = collection(&mut s, "b");
+    append(&mut s, c, 1, 4).unwrap(); // positions 0 and 3 came with a thumbnail
+    append(&mut s, other, 1, 2).unwrap();
+    s.delete_images(c, &[3]).unwrap();
+    let listed = |s: &Store| -> Vec<(i64, bool)> {
+        s.images(c)
+            .unwrap()
+            .iter()
+            .map(|e| (e.id, e.thumbnail))
+            .collect()
+    };
+    assert_eq!(
+        listed(&s),
+        vec![(1, true), (2, false), (3, false), (4, true)]
+    );
+    let before = s.usage(c).unwrap();
+    // 1 and 4 keep theirs, 3 is deleted, 99 is not an image, only 2 gets one
+    let given: Vec<(i64, Vec<u8>)> = [1, 2, 3, 4, 99]
+        .iter()
+        .map(|&id| (id, vec![5; 8]))
+        .collect();
+    assert_eq!(s.set_thumbnails(c, &given, &Q).unwrap(), 1);
+    let after = s.usage(c).unwrap();
+    assert_eq!(after.stored_bytes, before.stored_bytes + 8);
+    assert_eq!(after.version, before.version + 1);
+    assert_eq!(
+        listed(&s),
+        vec![(1, true), (2, true), (3, false), (4, true)]
+    );
+    let got = s
+        .sealed(c, SealedData::Thumbnail, &[1, 2, 3], usize::MAX)
+        .unwrap();
+    assert_eq!(got.found, vec![(1, vec![6; 8]), (2, vec![5; 8])]);
+    assert_eq!(got.missing, vec![3]);
+    // the other collection's image 2 was not touched
+    assert!(!s.images(other).unwrap()[1].thumbnail);
+    // past the quota: refused as a whole (image 11, position 1, has none)
+    append(&mut s, c, 10, 2).unwrap();
+    let usage = s.usage(c).unwrap();
+    let tight = Quota {
+        stored_bytes: usage.stored_bytes + 7,
+        ..Q
+    };
+    assert!(matches!(
+        s.set_thumbnails(c, &[(11, vec![5; 8])], &tight),
+        Err(ServerError::QuotaExceeded { .. })
+    ));
+    assert_eq!(s.usage(c).unwrap(), usage);
 }

@@ -135,8 +135,9 @@ pub(super) fn insert_segment(
     let segment = insert_segment_row(tx, collection, batch.layout, batch.file.bytes())?;
     {
         let mut ins = tx.prepare(
-            "INSERT INTO images (collection_id, id, segment_id, position, tag, meta, payload, source)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO images
+                 (collection_id, id, segment_id, position, tag, meta, payload, source, thumbnail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         for img in batch.images {
             ins.execute(params![
@@ -147,7 +148,8 @@ pub(super) fn insert_segment(
                 img.tag,
                 img.meta,
                 img.payload,
-                (!img.source.is_empty()).then_some(&img.source)
+                (!img.source.is_empty()).then_some(&img.source),
+                (!img.thumbnail.is_empty()).then_some(&img.thumbnail)
             ])?;
         }
     }
