@@ -24,7 +24,7 @@ use crate::errors::{AppError, Result};
 use crate::images::walk;
 use crate::report_page::{QuerySection, ReportPage, ResultColumn, ShownMatch, Thumbnail, file_of};
 use blindsight_client::ClientError;
-use blindsight_client::client::{Client, CompactReport, IngestReport};
+use blindsight_client::client::{Client, CompactReport, IngestReport, Match, SearchTiming};
 use blindsight_client::keystore::{self, DirState, Keystore};
 use blindsight_client::names;
 use blindsight_client::remote::Remote;
@@ -33,6 +33,11 @@ use blindsight_search::rank::RankRule;
 use blindsight_server::{LocalServer, ServerOptions};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
+
+mod listing;
+pub mod output;
+pub use listing::{DEFAULT_PAGE, collections, images, info};
+pub use output::Output;
 
 /// Environment variable holding the server's admin token (read when no
 /// `--admin-token-file` is given).
@@ -447,7 +452,13 @@ pub fn create(env: &Env, preset: Option<&str>, vectors: &VectorKind) -> Result<(
 /// is false), streamed to the collection a window of files at a time with a progress bar per
 /// file. Every file left out is listed with its reason; files that could not be read or
 /// decoded make the command fail (after everything else is ingested), with how many.
-pub fn ingest(env: &Env, paths: &[PathBuf], recursive: bool) -> Result<IngestReport> {
+pub fn ingest(
+    env: &Env,
+    paths: &[PathBuf],
+    recursive: bool,
+    output: Output,
+) -> Result<IngestReport> {
+    let started = std::time::Instant::now();
     let walk = walk(paths, recursive)?;
     let (_server, client) = env.client()?;
     let total_bytes: u64 = walk.files.iter().map(|f| f.size).sum();
@@ -467,6 +478,46 @@ pub fn ingest(env: &Env, paths: &[PathBuf], recursive: bool) -> Result<IngestRep
         ));
     })?;
     bar.finish_and_clear();
+    if output.is_json() {
+        let reasons = |list: &[(String, String)]| -> Vec<serde_json::Value> {
+            list.iter()
+                .map(|(name, reason)| serde_json::json!({ "name": name, "reason": reason }))
+                .collect()
+        };
+        let m = &report.merged;
+        output::print_json(serde_json::json!({
+            "collection": env.collection,
+            "files": walk.files.len(),
+            "bytes": total_bytes,
+            "added": report.added,
+            "duplicates": report.duplicates,
+            "failed": reasons(&report.failed),
+            "left_out": reasons(&walk.skipped),
+            "ids": report.ids.iter().map(|(name, id)| serde_json::json!({ "name": name, "id": id })).collect::<Vec<_>>(),
+            "merged": {
+                "replaced": m.replaced,
+                "written": m.written,
+                "thumbnails": m.thumbnails,
+                "thumbnails_failed": m.thumbnails_failed,
+                "seconds": m.elapsed.as_secs_f64(),
+            },
+            "merge_failed": report.merge_failed,
+            "seconds": started.elapsed().as_secs_f64(),
+        }));
+    } else {
+        print_ingest(&report, &walk.skipped);
+    }
+    if !report.failed.is_empty() {
+        return Err(AppError::Incomplete {
+            failed: report.failed.len(),
+            total: walk.files.len(),
+        });
+    }
+    Ok(report)
+}
+
+/// An ingest's outcome for a person: counts, merging, every file left out or skipped.
+fn print_ingest(report: &IngestReport, left_out: &[(String, String)]) {
     println!(
         "added {} images, skipped {} already present",
         report.added, report.duplicates
@@ -487,7 +538,7 @@ pub fn ingest(env: &Env, paths: &[PathBuf], recursive: bool) -> Result<IngestRep
             report.merged.elapsed.as_secs_f64()
         );
     }
-    for (name, reason) in &walk.skipped {
+    for (name, reason) in left_out {
         println!(
             "left out {}: {}",
             names::for_terminal(name),
@@ -501,13 +552,6 @@ pub fn ingest(env: &Env, paths: &[PathBuf], recursive: bool) -> Result<IngestRep
             names::for_terminal_bounded(reason, 300)
         );
     }
-    if !report.failed.is_empty() {
-        return Err(AppError::Incomplete {
-            failed: report.failed.len(),
-            total: walk.files.len(),
-        });
-    }
-    Ok(report)
 }
 
 /// `blindsight search IMAGE`: prints the matches (names made safe for a terminal) and, with
@@ -520,6 +564,7 @@ pub fn search(
     rule: Option<RankRule>,
     out: Option<&Path>,
     report: Option<&Path>,
+    output: Output,
 ) -> Result<()> {
     if top == 0 {
         return Err(AppError::Usage(
@@ -541,35 +586,10 @@ pub fn search(
     }
     let rule = rule.unwrap_or_else(|| default_rule(client.vectors()));
     let (matches, t) = client.search(&bytes, &name, top, rule)?;
-    let pixels = matches!(client.vectors(), VectorKind::Pixels { .. });
-    if pixels {
-        println!(
-            "rank  id                    name                          cos R    cos G    cos B    whole"
-        );
-    } else {
-        println!("rank  id                    name                          cosine");
+    if !output.is_json() {
+        print_matches(&matches, client.vectors(), &t);
     }
-    for (i, m) in matches.iter().enumerate() {
-        let channels: String = if pixels {
-            m.channel_cosines
-                .iter()
-                .map(|c| format!("{c:>7.4}  "))
-                .collect()
-        } else {
-            String::new()
-        };
-        println!(
-            "{:>4}  {:<20}  {:<28} {channels}{:>7.4}",
-            i + 1,
-            m.id,
-            names::for_terminal(&m.name),
-            m.whole_cosine
-        );
-    }
-    println!("timing: {t}");
-    if out.is_none() && report.is_none() {
-        return Ok(());
-    }
+    let mut notes = Vec::new();
     let ids: Vec<i64> = matches.iter().map(|m| m.id).collect();
     // the originals only when asked for (--out): the report shows the sealed thumbnails
     let files = match out {
@@ -586,7 +606,10 @@ pub fn search(
                 written += 1;
             }
         }
-        println!("wrote {written} decrypted matches to {}", dir.display());
+        notes.push(format!(
+            "wrote {written} decrypted matches to {}",
+            dir.display()
+        ));
     }
     if let Some(path) = report {
         let thumbnails = client.thumbnails(&ids)?;
@@ -629,9 +652,74 @@ pub fn search(
             summary: None,
         };
         page.write(path)?;
-        println!("wrote the report to {}", path.display());
+        notes.push(format!("wrote the report to {}", path.display()));
+    }
+    if output.is_json() {
+        output::print_json(serde_json::json!({
+            "collection": env.collection,
+            "query": name,
+            "rule": match rule {
+                RankRule::ChannelTriple => "triple",
+                RankRule::WholeCosine => "whole",
+            },
+            "matches": matches.iter().enumerate().map(|(i, m)| serde_json::json!({
+                "rank": i + 1,
+                "id": m.id,
+                "name": m.name,
+                "score": m.whole_cosine,
+                "channel_cosines": m.channel_cosines,
+            })).collect::<Vec<_>>(),
+            "timing": {
+                "encrypt_s": t.encrypt_s,
+                "upload_s": t.upload_s,
+                "server_s": t.server_s,
+                "download_s": t.download_s,
+                "decrypt_s": t.decrypt_s,
+                "up_bytes": t.up_bytes,
+                "down_bytes": t.down_bytes,
+            },
+            "notes": notes,
+        }));
+    } else {
+        for n in &notes {
+            println!("{n}");
+        }
     }
     Ok(())
+}
+
+/// The matches as a table whose name column fits the names, and the timing.
+fn print_matches(matches: &[Match], vectors: &VectorKind, t: &SearchTiming) {
+    let pixels = matches!(vectors, VectorKind::Pixels { .. });
+    let width = output::name_column("name", matches.iter().map(|m| m.name.as_str()));
+    let scores = if pixels {
+        "  cos R    cos G    cos B    whole"
+    } else {
+        " cosine"
+    };
+    println!(
+        "rank  {:<20}  {} {scores}",
+        "id",
+        output::fit("name", width)
+    );
+    for (i, m) in matches.iter().enumerate() {
+        let channels: String = if pixels {
+            m.channel_cosines
+                .iter()
+                .map(|c| format!("{c:>7.4}  "))
+                .collect()
+        } else {
+            String::new()
+        };
+        println!(
+            "{:>4}  {:<20}  {} {channels}{:>7.4}",
+            i + 1,
+            m.id,
+            output::fit(&m.name, width),
+            m.whole_cosine
+        );
+    }
+    println!("timing: {t}");
 }
 
 /// A rule's name as the CLI spells it.
@@ -709,29 +797,6 @@ pub fn compact(env: &Env) -> Result<()> {
             "left {} segments for the next compaction: images were deleted meanwhile",
             r.skipped
         );
-    }
-    Ok(())
-}
-
-/// `blindsight info` (the server's answers made safe for a terminal).
-pub fn info(env: &Env) -> Result<()> {
-    let (_server, remote) = env.connect()?;
-    let token = env.token(&remote)?;
-    let info = remote.with_token(&token).info(&env.collection)?;
-    for key in [
-        "collection",
-        "preset",
-        "dim",
-        "segments",
-        "images",
-        "deleted",
-    ] {
-        if let Some(v) = info.get(key) {
-            println!(
-                "{key}: {}",
-                names::for_terminal_bounded(&v.to_string(), 200)
-            );
-        }
     }
     Ok(())
 }

@@ -88,13 +88,7 @@ fn walk_dir(root: &Path, rel: &Path, recursive: bool, out: &mut Walk) {
                 || "no extension".to_string(),
                 |e| format!(".{}", e.to_string_lossy()),
             );
-            out.skipped.push((
-                shown(&path),
-                format!(
-                    "not a supported image ({what}; supported: {})",
-                    IMAGE_EXTENSIONS.join(", ")
-                ),
-            ));
+            out.skipped.push((shown(&path), unsupported_reason(&what)));
         } else {
             let size = entry.metadata().map_or(0, |m| m.len());
             out.files.push(IngestFile {
@@ -206,4 +200,21 @@ pub fn load_embedded(count: usize, side: u32) -> Result<Vec<NamedImage>> {
         )));
     }
     Ok(out)
+}
+
+/// Why a file of extension `what` (`.heic`, `no extension`, ...) is left out, with what to do
+/// for the formats people meet most (HEIC from phones, AVIF from the web).
+fn unsupported_reason(what: &str) -> String {
+    let supported = IMAGE_EXTENSIONS.join(", ");
+    match what.to_ascii_lowercase().as_str() {
+        ".heic" | ".heif" => format!(
+            "HEIC/HEIF is not decoded by blindsight (no sound decoder yet, see README): convert \
+             it first, e.g. `heif-convert photo.heic photo.jpg` (supported: {supported})"
+        ),
+        ".avif" => format!(
+            "AVIF is not decoded by blindsight (no sound decoder yet, see README): convert it \
+             first, e.g. `avifdec photo.avif photo.png` (supported: {supported})"
+        ),
+        _ => format!("not a supported image ({what}; supported: {supported})"),
+    }
 }

@@ -1,7 +1,7 @@
 //! The `blindsight` command line.
 
 use blindsight::bench::{self, BenchOptions};
-use blindsight::commands::{self, Env};
+use blindsight::commands::{self, Env, Output};
 use blindsight::demo::{self, DemoOptions};
 use blindsight_search::rank::RankRule;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -129,6 +129,10 @@ enum Command {
         /// Read only the files directly in the folders given, not their subfolders.
         #[arg(long)]
         no_recursive: bool,
+        /// Print one JSON object (added, duplicates, failed and left-out files with reasons,
+        /// ids, merging) instead of lines; the progress bar stays on stderr.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -149,6 +153,10 @@ enum Command {
         /// scores, the timing.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Print one JSON object (the matches with ids, names and scores, the timing)
+        /// instead of a table.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -165,8 +173,30 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Show the collection.
+    /// Show the collection: its kind, parameters, images, segments and bytes.
     Info {
+        /// Print the server's JSON answer instead of lines.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List the collections this keystore holds tokens for on the server, or with
+    /// --images the collection's images, a page at a time.
+    List {
+        /// List the images of --collection (id, name, state) instead of the collections.
+        #[arg(long)]
+        images: bool,
+        /// With --images: start after this image id (the `more:` line of the previous page).
+        #[arg(long, requires = "images")]
+        after: Option<i64>,
+        /// With --images: images per page (at most 4096).
+        #[arg(long, default_value_t = commands::DEFAULT_PAGE as u64, requires = "images",
+              value_parser = clap::value_parser!(u64).range(1..=4096))]
+        limit: u64,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -376,14 +406,17 @@ fn run(command: Command) -> blindsight::Result<()> {
         Command::Ingest {
             paths,
             no_recursive,
+            json,
             client,
-        } => commands::ingest(&client.env(), &paths, !no_recursive).map(|_| ()),
+        } => commands::ingest(&client.env(), &paths, !no_recursive, Output::json_if(json))
+            .map(|_| ()),
         Command::Search {
             image,
             top,
             rule,
             out,
             report,
+            json,
             client,
         } => {
             let rule = rule.map(|r| match r {
@@ -397,10 +430,25 @@ fn run(command: Command) -> blindsight::Result<()> {
                 rule,
                 out.as_deref(),
                 report.as_deref(),
+                Output::json_if(json),
             )
         }
         Command::Delete { ids, client } => commands::delete(&client.env(), &ids),
-        Command::Info { client } => commands::info(&client.env()),
+        Command::Info { json, client } => commands::info(&client.env(), Output::json_if(json)),
+        Command::List {
+            images,
+            after,
+            limit,
+            json,
+            client,
+        } => {
+            let output = Output::json_if(json);
+            if images {
+                commands::images(&client.env(), after, limit as usize, output)
+            } else {
+                commands::collections(&client.env(), output)
+            }
+        }
         Command::Compact { client } => commands::compact(&client.env()),
         Command::Serve {
             db,

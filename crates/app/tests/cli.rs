@@ -903,7 +903,7 @@ fn ingest_walks_folders_files_and_reports_what_it_leaves_out() {
         "{out}"
     );
     assert!(
-        out.contains("scan.heic: not a supported image (.heic"),
+        out.contains("scan.heic: HEIC/HEIF is not decoded by blindsight"),
         "{out}"
     );
 
@@ -983,4 +983,124 @@ fn first_steps_and_edges_say_what_to_do() {
     );
     let out = ok(&home, &["compact"]);
     assert!(out.contains("nothing to compact"), "{out}");
+}
+
+/// Scripts read `--json` (one object on stdout, parsed here) from ingest, search, info and
+/// list; `list --images` pages through every image exactly once; a long name keeps the
+/// table's columns aligned.
+#[test]
+fn json_outputs_parse_and_lists_page_through_every_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let imgs = tmp.path().join("imgs");
+    write_images(&imgs, 7);
+    let first = std::fs::read_dir(&imgs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let long = imgs.join(format!(
+        "{}-IMG_20240101_123456.png",
+        "long-folder-name-".repeat(6)
+    ));
+    let mut bytes = std::fs::read(&first).unwrap();
+    bytes.extend_from_slice(b"trailing bytes: another file, the same picture");
+    std::fs::write(&long, bytes).unwrap();
+    std::fs::write(imgs.join("broken.png"), b"\x89PNG\r\n\x1a\n broken").unwrap();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = run(&home, args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            text.lines().count(),
+            1,
+            "{args:?}: one line of JSON: {text}"
+        );
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+    };
+    ok(&home, &["create", "--vectors", "pixels", "--scheme", "bfv"]);
+    let ingest = run(&home, &["ingest", imgs.to_str().unwrap(), "--json"]);
+    assert!(!ingest.status.success(), "a broken file fails the ingest");
+    let report: serde_json::Value = serde_json::from_slice(&ingest.stdout).unwrap();
+    assert_eq!(report["added"], 8);
+    assert_eq!(report["failed"][0]["name"], "broken.png");
+    assert!(
+        report["failed"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("broken.png")
+    );
+    assert_eq!(report["ids"].as_array().unwrap().len(), 8);
+
+    let found = json(&["search", long.to_str().unwrap(), "--top", "3", "--json"]);
+    let matches = found["matches"].as_array().unwrap();
+    assert_eq!(matches.len(), 3);
+    // the same picture under two names: both first, with a cosine of 1
+    let names: Vec<&str> = matches[..2]
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("long-folder-name-")),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&first.file_name().unwrap().to_str().unwrap()),
+        "{names:?}"
+    );
+    assert!((matches[1]["score"].as_f64().unwrap() - 1.0).abs() < 1e-6);
+    assert_eq!(matches[0]["channel_cosines"].as_array().unwrap().len(), 3);
+    assert!(found["timing"]["server_s"].as_f64().unwrap() > 0.0);
+
+    let info = json(&["info", "--json"]);
+    assert_eq!(
+        (info["images"].as_u64(), info["vectors"].as_str()),
+        (Some(8), Some("pixels:64"))
+    );
+    assert!(info["stored_bytes"].as_u64().unwrap() > 8 * 16384);
+    let text = ok(&home, &["info"]);
+    assert!(
+        text.contains("kind:       pixels:64") && text.contains("segments:   1"),
+        "{text}"
+    );
+
+    let listed = json(&["list", "--json"]);
+    assert_eq!(listed["collections"][0]["collection"], "default");
+    assert_eq!(listed["collections"][0]["images"], 8);
+
+    // pages of 3: every image once, in id order
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut args = vec!["list", "--images", "--limit", "3", "--json"];
+        if let Some(a) = &after {
+            args.extend(["--after", a.as_str()]);
+        }
+        let page = json(&args);
+        let images = page["images"].as_array().unwrap();
+        assert!(images.len() <= 3);
+        seen.extend(images.iter().map(|i| i["id"].as_i64().unwrap()));
+        assert!(
+            images
+                .iter()
+                .all(|i| i["thumbnail"] == true && i["deleted"] == false)
+        );
+        match page["next"].as_i64() {
+            Some(n) => after = Some(n.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 8);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+
+    // the table: the long name is cut in its middle, the columns stay aligned
+    let table = ok(&home, &["search", long.to_str().unwrap(), "--top", "8"]);
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("   ")).collect();
+    assert_eq!(rows.len(), 8, "{table}");
+    let width = |l: &str| l.trim_end().chars().count();
+    assert!(rows.iter().all(|r| width(r) == width(rows[0])), "{table}");
+    assert!(
+        table.contains('…') && table.contains("123456.png"),
+        "{table}"
+    );
 }

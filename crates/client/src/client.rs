@@ -69,6 +69,21 @@ pub struct IngestReport {
     pub merge_failed: Option<String>,
 }
 
+/// An image as a listing shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedImage {
+    /// Image id.
+    pub id: i64,
+    /// Its name (opened from its sealed metadata).
+    pub name: String,
+    /// The segment holding it.
+    pub segment: i64,
+    /// Deleted (until a compaction purges it).
+    pub deleted: bool,
+    /// Whether it has a thumbnail.
+    pub thumbnail: bool,
+}
+
 /// One search result.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Match {
@@ -364,6 +379,35 @@ impl Client {
             }
             Ok(())
         })
+    }
+
+    /// One page of the collection's images (live and deleted), at most `limit` with ids
+    /// above `after`, their names opened (an entry this keystore did not seal is an error);
+    /// and the id to read the next page after, if there are more.
+    pub fn image_page(
+        &self,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<(Vec<ListedImage>, Option<i64>)> {
+        let page = self.remote.image_page(&self.collection, after, limit)?;
+        let context = meta_context(&self.collection);
+        let images = page
+            .images
+            .iter()
+            .map(|e| {
+                let meta = seal::open(&self.keystore.payload_key, &context, e.id as u64, &e.meta)?;
+                let (name, _) = parse_meta(&meta, self.channels())
+                    .ok_or_else(|| ClientError::Malformed("image metadata".into()))?;
+                Ok(ListedImage {
+                    id: e.id,
+                    name,
+                    segment: e.segment_id,
+                    deleted: e.deleted,
+                    thumbnail: e.thumbnail,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((images, page.next))
     }
 
     /// The collection's image entries, each checked to be sealed by this keystore, and the

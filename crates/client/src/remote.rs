@@ -300,42 +300,53 @@ impl Remote {
         let mut version = None;
         let mut after: Option<i64> = None;
         loop {
-            let mut url = format!(
-                "/v1/collections/{collection}/images?limit={}",
-                wire::MAX_PAGE_IMAGES
-            );
-            if let Some(a) = after {
-                url.push_str(&format!("&after={a}"));
-            }
-            let resp = self.send(self.http.get(self.url(&url)))?;
-            let page = wire::decode_image_page(&Self::capped(resp, MAX_IMAGE_PAGE)?)?;
+            let page = self.image_page(collection, after, wire::MAX_PAGE_IMAGES)?;
             let version = *version.get_or_insert(page.version);
-            let mut last = after;
-            for e in &page.images {
-                if last.is_some_and(|l| e.id <= l) {
-                    return Err(ClientError::Malformed(
-                        "the server's image list is not in increasing id order".into(),
-                    ));
-                }
-                last = Some(e.id);
-            }
-            if page.images.len() > wire::MAX_PAGE_IMAGES {
-                return Err(ClientError::Malformed(format!(
-                    "the server sent a page of {} images; pages hold at most {}",
-                    page.images.len(),
-                    wire::MAX_PAGE_IMAGES
-                )));
-            }
             each(&page.images)?;
             match page.next {
-                Some(next) if Some(next) == last && last != after => after = Some(next),
+                Some(next) => after = Some(next),
                 None => return Ok(version),
-                Some(_) => {
-                    return Err(ClientError::Malformed(
-                        "the server's image list page does not continue where it ended".into(),
-                    ));
-                }
             }
+        }
+    }
+
+    /// One page of the collection's image list: at most `limit` images (of at most
+    /// [`wire::MAX_PAGE_IMAGES`]) with ids above `after`, checked: ids strictly increasing
+    /// and above `after`, no more than asked for, and a next cursor (if any) that is the
+    /// page's last id (so a server cannot make a reader loop on the same pages).
+    pub fn image_page(
+        &self,
+        collection: &str,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<wire::ImagePage> {
+        let limit = limit.clamp(1, wire::MAX_PAGE_IMAGES);
+        let mut url = format!("/v1/collections/{collection}/images?limit={limit}");
+        if let Some(a) = after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let resp = self.send(self.http.get(self.url(&url)))?;
+        let page = wire::decode_image_page(&Self::capped(resp, MAX_IMAGE_PAGE)?)?;
+        let mut last = after;
+        for e in &page.images {
+            if last.is_some_and(|l| e.id <= l) {
+                return Err(ClientError::Malformed(
+                    "the server's image list is not in increasing id order".into(),
+                ));
+            }
+            last = Some(e.id);
+        }
+        if page.images.len() > limit {
+            return Err(ClientError::Malformed(format!(
+                "the server sent a page of {} images; {limit} were asked for",
+                page.images.len(),
+            )));
+        }
+        match page.next {
+            Some(next) if Some(next) != last || last == after => Err(ClientError::Malformed(
+                "the server's image list page does not continue where it ended".into(),
+            )),
+            _ => Ok(page),
         }
     }
 
