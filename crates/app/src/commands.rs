@@ -28,6 +28,7 @@ use blindsight_client::client::{Client, CompactReport, IngestReport, Match, Sear
 use blindsight_client::keystore::{self, DirState, Keystore};
 use blindsight_client::names;
 use blindsight_client::remote::Remote;
+use blindsight_client::trust::{Fingerprint, Trust};
 use blindsight_search::VectorKind;
 use blindsight_search::rank::RankRule;
 use blindsight_server::{LocalServer, ServerOptions};
@@ -36,6 +37,8 @@ use zeroize::Zeroizing;
 
 mod listing;
 pub mod output;
+mod prompt;
+pub mod remembered;
 pub use listing::{DEFAULT_PAGE, collections, images, info};
 pub use output::Output;
 
@@ -62,8 +65,11 @@ pub struct Env {
     /// File holding the admin token of the `server` (else [`ADMIN_TOKEN_ENV`]), sent by
     /// `create`.
     pub admin_token_file: Option<PathBuf>,
-    /// An extra CA certificate (PEM) to trust for an `https` server.
+    /// An extra CA certificate (PEM) to trust for an `https` server (or its own
+    /// certificate, trusted exactly).
     pub ca_file: Option<PathBuf>,
+    /// The fingerprint the server's certificate must have (`SHA256:…`).
+    pub fingerprint: Option<String>,
     /// Allow plain HTTP to a server that is not on a loopback address.
     pub insecure_http: bool,
 }
@@ -90,6 +96,22 @@ fn find_token(tokens: &str, key: &str, collection: &str) -> Option<Zeroizing<Str
 }
 
 impl Env {
+    /// The defaults of blindsight's home `home`: its keystore and database, the collection
+    /// `default`, no server.
+    pub fn for_home(home: &Path) -> Self {
+        Self {
+            keystore: home.join("keystore"),
+            passphrase_file: None,
+            server: None,
+            db: home.join("gallery.db"),
+            collection: "default".into(),
+            admin_token_file: None,
+            ca_file: None,
+            fingerprint: None,
+            insecure_http: false,
+        }
+    }
+
     /// The default home: `$BLINDSIGHT_HOME`, else `~/.blindsight`, else `./.blindsight`.
     pub fn default_home() -> PathBuf {
         if let Some(h) = std::env::var_os("BLINDSIGHT_HOME") {
@@ -133,6 +155,20 @@ impl Env {
             DirState::Created | DirState::Private => {}
         }
         Ok(())
+    }
+
+    /// Whether a passphrase was given without a prompt (a file or the environment).
+    fn passphrase_given(&self) -> bool {
+        self.passphrase_file.is_some() || std::env::var_os("BLINDSIGHT_PASSPHRASE").is_some()
+    }
+
+    /// A new keystore's passphrase: the one given, else, on a terminal, one typed twice
+    /// (empty for none); off a terminal, none.
+    fn new_passphrase(&self) -> Result<Option<Zeroizing<String>>> {
+        if self.passphrase_given() || !prompt::on_terminal() {
+            return self.passphrase();
+        }
+        prompt::new_passphrase(&self.keystore)
     }
 
     fn passphrase(&self) -> Result<Option<Zeroizing<String>>> {
@@ -182,10 +218,16 @@ impl Env {
             )));
         }
         let pass = self.passphrase()?;
-        Ok(Keystore::load(
-            &self.keystore,
-            pass.as_deref().map(String::as_str),
-        )?)
+        match Keystore::load(&self.keystore, pass.as_deref().map(String::as_str)) {
+            // protected, and nothing given: asked for on a terminal
+            Err(ClientError::PassphraseRequired { .. })
+                if !self.passphrase_given() && prompt::on_terminal() =>
+            {
+                let typed = prompt::passphrase(&self.keystore)?;
+                Ok(Keystore::load(&self.keystore, Some(typed.as_str()))?)
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Where the commands talk to, as older versions filed tokens under it.
@@ -304,7 +346,7 @@ impl Env {
                         names::for_terminal(url)
                     )));
                 }
-                Ok((None, Remote::with_ca_file(url, self.ca_file.as_deref())?))
+                Ok((None, Remote::with_trust(url, &self.trust()?)?))
             }
             None => {
                 if let Some(dir) = self.db.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -315,6 +357,21 @@ impl Env {
                 Ok((Some(server), remote))
             }
         }
+    }
+
+    /// What this client trusts of the server's certificate besides the public roots.
+    pub fn trust(&self) -> Result<Trust> {
+        Ok(Trust {
+            certificates: match &self.ca_file {
+                Some(path) => Trust::read_pem(path)?,
+                None => Vec::new(),
+            },
+            fingerprint: self
+                .fingerprint
+                .as_deref()
+                .map(Fingerprint::parse)
+                .transpose()?,
+        })
     }
 
     fn client(&self) -> Result<(Option<LocalServer>, Client)> {
@@ -349,7 +406,7 @@ pub const DEFAULT_PRESET: &str = "ckks-8192";
 pub fn keygen(env: &Env, preset: &str) -> Result<()> {
     env.prepare_keystore_dir()?;
     let ks = Keystore::generate(preset)?;
-    let pass = env.passphrase()?;
+    let pass = env.new_passphrase()?;
     ks.save(&env.keystore, pass.as_deref().map(String::as_str))?;
     if pass.is_none() {
         eprintln!(
@@ -814,6 +871,8 @@ pub struct ServeOptions {
     pub open_registration: bool,
     /// TLS certificate chain and private key (PEM).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// TLS with the self-signed certificate kept beside the database (made on first use).
+    pub tls_self_signed: bool,
     /// Serve plain HTTP on a non-loopback address anyway.
     pub insecure_http: bool,
     /// Per-collection quota.
@@ -887,6 +946,26 @@ fn is_loopback(listen: &str) -> bool {
     }
 }
 
+/// The names a self-signed certificate for `listen` is made for (besides `localhost` and
+/// the loopback addresses): the address listened on, unless it is a wildcard, and this
+/// machine's host name.
+fn certificate_names(listen: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some((host, _)) = listen.rsplit_once(':') {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if !matches!(host, "" | "0.0.0.0" | "::") {
+            out.push(host.to_string());
+        }
+    }
+    if let Ok(name) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let name = name.trim();
+        if !name.is_empty() && name.len() <= 253 {
+            out.push(name.to_string());
+        }
+    }
+    out
+}
+
 /// The server options `serve` runs with (admin access, TLS, quota), checked: a
 /// non-loopback address needs TLS or `--insecure-http`.
 pub fn server_options(opts: &ServeOptions) -> Result<ServerOptions> {
@@ -936,6 +1015,15 @@ pub async fn shutdown_signal() {
 /// `blindsight serve`: runs until Ctrl-C or SIGTERM, then gives requests in flight the
 /// shutdown deadline to finish.
 pub fn serve(opts: &ServeOptions) -> Result<()> {
+    let mut opts = opts.clone();
+    let self_signed = if opts.tls_self_signed {
+        let made = blindsight_server::tls::self_signed(&opts.db, &certificate_names(&opts.listen))?;
+        opts.tls = Some((made.cert.clone(), made.key.clone()));
+        Some(made)
+    } else {
+        None
+    };
+    let opts = &opts;
     let server = server_options(opts)?;
     let rt = tokio::runtime::Runtime::new().map_err(|e| AppError::io("tokio runtime", e))?;
     let result = rt.block_on(async {
@@ -954,6 +1042,24 @@ pub fn serve(opts: &ServeOptions) -> Result<()> {
                 .local_addr()
                 .map_err(|e| AppError::io(&opts.listen, e))?
         );
+        if let Some(made) = &self_signed {
+            let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+            println!(
+                "TLS: self-signed certificate {} ({})",
+                made.cert.display(),
+                if made.made {
+                    "made now"
+                } else {
+                    "kept from before"
+                }
+            );
+            println!("certificate fingerprint: {}", made.fingerprint);
+            println!(
+                "clients trust it with: blindsight remote add NAME https://HOST:{port} \
+                 --server-fingerprint {}",
+                made.fingerprint
+            );
+        }
         if opts.open_registration {
             println!("open registration: anyone who reaches this server may create collections");
         } else {
@@ -982,6 +1088,7 @@ mod tests {
             passphrase_file: None,
             admin_token_file: None,
             ca_file: None,
+            fingerprint: None,
             insecure_http: false,
             server: server.map(str::to_string),
             db: PathBuf::from("g.db"),

@@ -29,6 +29,7 @@ pub mod eval;
 pub mod images;
 pub mod pipeline;
 pub mod plot;
+pub mod remotes;
 pub mod report_page;
 pub mod sandbox;
 pub mod synthetic;

@@ -3,6 +3,7 @@
 use blindsight::bench::{self, BenchOptions};
 use blindsight::commands::{self, Env, Output};
 use blindsight::demo::{self, DemoOptions};
+use blindsight::remotes::{RemoteEntry, Remotes};
 use blindsight_search::rank::RankRule;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -51,9 +52,14 @@ struct ClientArgs {
     /// File holding the keystore passphrase (or set BLINDSIGHT_PASSPHRASE).
     #[arg(long, global = true)]
     passphrase_file: Option<PathBuf>,
-    /// Server URL; without it the server runs in-process on --db.
+    /// Server URL, or the name of a server remembered with `blindsight remote add`; without
+    /// it the default remembered server, or, if none, the server runs in-process on --db.
     #[arg(long, global = true)]
     server: Option<String>,
+    /// The SHA-256 fingerprint the server's TLS certificate must have (`SHA256:…`, as
+    /// `blindsight serve --tls-self-signed` prints it): that certificate is trusted exactly.
+    #[arg(long, global = true)]
+    server_fingerprint: Option<String>,
     /// SQLite file of the in-process server (default: ~/.blindsight/gallery.db).
     #[arg(long, global = true)]
     db: Option<PathBuf>,
@@ -64,7 +70,8 @@ struct ClientArgs {
     /// BLINDSIGHT_ADMIN_TOKEN).
     #[arg(long, global = true)]
     admin_token_file: Option<PathBuf>,
-    /// CA certificate (PEM) to trust for an https --server, besides the system's.
+    /// CA certificate (PEM) to trust for an https --server, besides the public roots; or the
+    /// server's own self-signed certificate, then trusted exactly.
     #[arg(long, global = true)]
     ca_file: Option<PathBuf>,
     /// Allow plain http:// to a --server that is not on this machine (tokens in clear).
@@ -73,22 +80,87 @@ struct ClientArgs {
 }
 
 impl ClientArgs {
-    fn env(&self) -> Env {
+    /// Where the command works: the options given, completed by the remembered server they
+    /// name (or the default one when neither --server nor --db is given).
+    fn env(&self) -> blindsight::Result<Env> {
         let home = Env::default_home();
-        Env {
+        let remotes = Remotes::load(&Remotes::path(&home))?;
+        let remembered = match (&self.server, &self.db) {
+            (Some(server), _) => remotes.named(server).cloned().or_else(|| {
+                // a URL given in full: the trust remembered for it still applies
+                remotes.servers.values().find(|e| &e.url == server).cloned()
+            }),
+            (None, None) => remotes.default_entry().map(|(_, e)| e.clone()),
+            (None, Some(_)) => None,
+        };
+        let server = match &remembered {
+            Some(e) => Some(e.url.clone()),
+            None => self.server.clone(),
+        };
+        let from_remote = |f: fn(&RemoteEntry) -> Option<PathBuf>| remembered.as_ref().and_then(f);
+        Ok(Env {
             keystore: self
                 .keystore
                 .clone()
                 .unwrap_or_else(|| home.join("keystore")),
             passphrase_file: self.passphrase_file.clone(),
-            server: self.server.clone(),
+            server,
             db: self.db.clone().unwrap_or_else(|| home.join("gallery.db")),
             collection: self.collection.clone(),
-            admin_token_file: self.admin_token_file.clone(),
-            ca_file: self.ca_file.clone(),
+            admin_token_file: self
+                .admin_token_file
+                .clone()
+                .or_else(|| from_remote(|e| e.admin_token_file.clone())),
+            ca_file: self
+                .ca_file
+                .clone()
+                .or_else(|| from_remote(|e| e.ca_file.clone())),
+            fingerprint: self
+                .server_fingerprint
+                .clone()
+                .or_else(|| remembered.as_ref().and_then(|e| e.fingerprint.clone())),
             insecure_http: self.insecure_http,
-        }
+        })
     }
+}
+
+#[derive(Subcommand)]
+enum RemoteAction {
+    /// Remember a server (after checking that it answers with a certificate this trust
+    /// accepts); the first one remembered becomes the default.
+    Add {
+        /// Its name (letters, digits, `-`, `_`, `.`).
+        name: String,
+        /// Its URL, e.g. https://nas.local:7878.
+        url: String,
+        /// A CA certificate (PEM) to trust for it, or its own self-signed certificate.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// The SHA-256 fingerprint its certificate must have (as `serve` prints it).
+        #[arg(long)]
+        server_fingerprint: Option<String>,
+        /// The file holding its admin token (for `create`).
+        #[arg(long)]
+        admin_token_file: Option<PathBuf>,
+        /// Make it the default server.
+        #[arg(long)]
+        default: bool,
+        /// Remember it without checking that it answers.
+        #[arg(long)]
+        no_check: bool,
+    },
+    /// List the remembered servers.
+    List,
+    /// Forget a server.
+    Remove {
+        /// Its name.
+        name: String,
+    },
+    /// Make a remembered server the default.
+    Default {
+        /// Its name.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -200,6 +272,12 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Remember servers by name (URL, certificate trust, admin token file), so that
+    /// `--server NAME`, or nothing for the default one, replaces repeating them.
+    Remote {
+        #[command(subcommand)]
+        action: RemoteAction,
+    },
     /// Run the server.
     Serve {
         /// SQLite file.
@@ -215,6 +293,11 @@ enum Command {
         /// Let anyone who reaches the server create collections (no admin token).
         #[arg(long)]
         open_registration: bool,
+        /// Serve TLS with a self-signed certificate made on first use and kept beside the
+        /// database (<db>.tls-cert.pem, <db>.tls-key.pem); its fingerprint is printed for
+        /// clients to trust (`blindsight remote add NAME URL --server-fingerprint …`).
+        #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+        tls_self_signed: bool,
         /// TLS certificate chain (PEM).
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -393,7 +476,7 @@ fn run(command: Command) -> blindsight::Result<()> {
             scheme,
             preset,
             client,
-        } => commands::keygen(&client.env(), &preset.unwrap_or_else(|| preset_of(scheme))),
+        } => commands::keygen(&client.env()?, &preset.unwrap_or_else(|| preset_of(scheme))),
         Command::Create {
             scheme,
             preset,
@@ -401,14 +484,14 @@ fn run(command: Command) -> blindsight::Result<()> {
             client,
         } => {
             let preset = preset.or_else(|| scheme.map(preset_of));
-            commands::create(&client.env(), preset.as_deref(), &vector_kind(vectors))
+            commands::create(&client.env()?, preset.as_deref(), &vector_kind(vectors))
         }
         Command::Ingest {
             paths,
             no_recursive,
             json,
             client,
-        } => commands::ingest(&client.env(), &paths, !no_recursive, Output::json_if(json))
+        } => commands::ingest(&client.env()?, &paths, !no_recursive, Output::json_if(json))
             .map(|_| ()),
         Command::Search {
             image,
@@ -424,7 +507,7 @@ fn run(command: Command) -> blindsight::Result<()> {
                 RuleArg::Whole => RankRule::WholeCosine,
             });
             commands::search(
-                &client.env(),
+                &client.env()?,
                 &image,
                 top,
                 rule,
@@ -433,8 +516,8 @@ fn run(command: Command) -> blindsight::Result<()> {
                 Output::json_if(json),
             )
         }
-        Command::Delete { ids, client } => commands::delete(&client.env(), &ids),
-        Command::Info { json, client } => commands::info(&client.env(), Output::json_if(json)),
+        Command::Delete { ids, client } => commands::delete(&client.env()?, &ids),
+        Command::Info { json, client } => commands::info(&client.env()?, Output::json_if(json)),
         Command::List {
             images,
             after,
@@ -444,17 +527,18 @@ fn run(command: Command) -> blindsight::Result<()> {
         } => {
             let output = Output::json_if(json);
             if images {
-                commands::images(&client.env(), after, limit as usize, output)
+                commands::images(&client.env()?, after, limit as usize, output)
             } else {
-                commands::collections(&client.env(), output)
+                commands::collections(&client.env()?, output)
             }
         }
-        Command::Compact { client } => commands::compact(&client.env()),
+        Command::Compact { client } => commands::compact(&client.env()?),
         Command::Serve {
             db,
             listen,
             admin_token_file,
             open_registration,
+            tls_self_signed,
             tls_cert,
             tls_key,
             insecure_http,
@@ -475,6 +559,7 @@ fn run(command: Command) -> blindsight::Result<()> {
                 admin_token_file,
                 open_registration,
                 tls: tls_cert.zip(tls_key),
+                tls_self_signed,
                 insecure_http,
                 quota: blindsight_server::store::Quota {
                     key_bytes: quota_key_mb.saturating_mul(1 << 20),
@@ -484,6 +569,37 @@ fn run(command: Command) -> blindsight::Result<()> {
                 },
                 max_concurrent,
             })
+        }
+        Command::Remote { action } => {
+            let home = Env::default_home();
+            match action {
+                RemoteAction::Add {
+                    name,
+                    url,
+                    ca_file,
+                    server_fingerprint,
+                    admin_token_file,
+                    default,
+                    no_check,
+                } => {
+                    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+                    commands::remembered::add(
+                        &home,
+                        &name,
+                        RemoteEntry {
+                            url,
+                            ca_file: ca_file.map(absolute),
+                            fingerprint: server_fingerprint,
+                            admin_token_file: admin_token_file.map(absolute),
+                        },
+                        default,
+                        !no_check,
+                    )
+                }
+                RemoteAction::List => commands::remembered::list(&home),
+                RemoteAction::Remove { name } => commands::remembered::remove(&home, &name),
+                RemoteAction::Default { name } => commands::remembered::set_default(&home, &name),
+            }
         }
         Command::Demo {
             count,

@@ -1104,3 +1104,81 @@ fn json_outputs_parse_and_lists_page_through_every_image() {
         "{table}"
     );
 }
+
+/// `blindsight ARGS` on a pseudo-terminal (util-linux `script`), typing `lines` one by one
+/// when asked: (exit success, everything the terminal showed).
+fn on_terminal(home: &Path, args: &[&str], lines: &[&str]) -> Option<(bool, String)> {
+    let script = ["/usr/bin/script", "/bin/script"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    let command = std::iter::once(env!("CARGO_BIN_EXE_blindsight"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new(script)
+        .args(["-qec", &command, "/dev/null"])
+        .env("BLINDSIGHT_HOME", home)
+        .env_remove("BLINDSIGHT_PASSPHRASE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let typed: Vec<String> = lines.iter().map(|l| format!("{l}\n")).collect();
+    let writer = std::thread::spawn(move || {
+        for l in typed {
+            std::thread::sleep(Duration::from_millis(700));
+            let _ = std::io::Write::write_all(&mut stdin, l.as_bytes());
+        }
+        std::thread::sleep(Duration::from_millis(3000));
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    Some((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
+}
+
+/// On a terminal, a new keystore's passphrase is asked twice (never echoed) and an existing
+/// one's once; off a terminal, the error says how to give it.
+#[test]
+fn the_passphrase_is_asked_for_on_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let imgs = tmp.path().join("imgs");
+    write_images(&imgs, 2);
+    let Some((made, shown)) = on_terminal(
+        &home,
+        &["keygen", "--scheme", "bfv"],
+        &["s3cret-words", "other-words"],
+    ) else {
+        panic!("util-linux `script` is needed to test the terminal prompt");
+    };
+    assert!(!made && shown.contains("differ"), "{shown}");
+    assert!(!home.join("keystore").exists(), "nothing written");
+    let (made, shown) = on_terminal(
+        &home,
+        &["keygen", "--scheme", "bfv"],
+        &["s3cret-words", "s3cret-words"],
+    )
+    .unwrap();
+    assert!(made && shown.contains("passphrase-protected"), "{shown}");
+    assert!(!shown.contains("s3cret"), "never echoed: {shown}");
+    let (made, shown) =
+        on_terminal(&home, &["create", "--vectors", "pixels"], &["s3cret-words"]).unwrap();
+    assert!(made, "{shown}");
+    let (added, shown) =
+        on_terminal(&home, &["ingest", imgs.to_str().unwrap()], &["wrong words"]).unwrap();
+    assert!(!added && shown.contains("wrong passphrase"), "{shown}");
+    let (added, shown) = on_terminal(
+        &home,
+        &["ingest", imgs.to_str().unwrap()],
+        &["s3cret-words"],
+    )
+    .unwrap();
+    assert!(added && shown.contains("added 2 images"), "{shown}");
+    fails_with(&home, &["ingest", imgs.to_str().unwrap()], "on a terminal");
+}

@@ -70,7 +70,7 @@ pub enum ClientError {
 
     /// The keystore is passphrase-protected and no passphrase was given.
     #[error(
-        "keystore {path} is protected by a passphrase; provide it (--passphrase-file or BLINDSIGHT_PASSPHRASE)"
+        "keystore {path} is protected by a passphrase; provide it (--passphrase-file or BLINDSIGHT_PASSPHRASE), or run the command on a terminal to be asked for it"
     )]
     PassphraseRequired {
         /// The keystore path.

@@ -15,6 +15,8 @@
 //!   optionally sealed under a passphrase (Argon2id).
 //! - [`seal`]: payloads sealed with XChaCha20-Poly1305, bound to their collection and image.
 //! - [`thumbnail`]: each image's JPEG thumbnail, padded to one size class and sealed.
+//! - [`trust`]: which server certificates are trusted (public roots, a CA file, or one
+//!   exact certificate by file or fingerprint).
 //! - [`remote`]: the HTTP client (rustls): answers read under caps, bounded retries, typed
 //!   errors for the server's refusals.
 //! - [`channel_ciphertexts`]: a search answer's ciphertexts and score placements.
@@ -33,6 +35,7 @@ pub mod names;
 pub mod remote;
 pub mod seal;
 pub mod thumbnail;
+pub mod trust;
 
 /// The wire protocol ([`blindsight_proto`]): framed messages, their versions and decoders.
 pub use blindsight_proto as wire;

@@ -5,6 +5,7 @@
 //! server accepts, and multi-request answers stop when the server stops making progress.
 
 use crate::errors::{ClientError, Result};
+use crate::trust::Trust;
 use crate::wire::{
     self, AppendSegment, CreateCollection, ImageList, SearchResponse, TOO_MANY_SEGMENTS,
 };
@@ -85,28 +86,29 @@ impl Remote {
         Self::with_ca_file(base, None)
     }
 
-    /// A client that also trusts the CA certificate(s) in the PEM file `ca_file` (for a
-    /// server with a private CA or a self-signed certificate).
+    /// A client that also trusts the certificate(s) in the PEM file `ca_file`: a private CA,
+    /// or the server's own self-signed certificate (trusted exactly, see [`crate::trust`]).
     pub fn with_ca_file(base: &str, ca_file: Option<&Path>) -> Result<Self> {
+        let trust = Trust {
+            certificates: match ca_file {
+                Some(path) => Trust::read_pem(path)?,
+                None => Vec::new(),
+            },
+            fingerprint: None,
+        };
+        Self::with_trust(base, &trust)
+    }
+
+    /// A client for the server at `base` that trusts what `trust` says besides the public
+    /// roots (or, with a pinned fingerprint, only that certificate).
+    pub fn with_trust(base: &str, trust: &Trust) -> Result<Self> {
         check_base_url(base)?;
         let mut builder = Client::builder()
             .timeout(Duration::from_secs(3600))
             .connect_timeout(Duration::from_secs(10))
             .https_only(false);
-        if let Some(path) = ca_file {
-            let pem = std::fs::read(path).map_err(|e| ClientError::io(path, e))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                ClientError::Usage(format!("{}: not a PEM CA certificate: {e}", path.display()))
-            })?;
-            if certs.is_empty() {
-                return Err(ClientError::Usage(format!(
-                    "{}: no certificate found",
-                    path.display()
-                )));
-            }
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
+        if !trust.is_default() {
+            builder = builder.use_preconfigured_tls(trust.client_config()?);
         }
         let http = builder
             .build()
@@ -548,14 +550,14 @@ fn check_base_url(base: &str) -> Result<()> {
 
 /// What to do about a TLS failure, from the error's text ("" for other failures).
 fn certificate_hint(text: &str) -> &'static str {
-    if text.contains("CaUsedAsEndEntity") {
-        " (the server's certificate is marked as a CA certificate, which TLS refuses as a \
-         server's own: make it with `-addext basicConstraints=critical,CA:FALSE`, or sign a \
-         server certificate with that CA)"
+    if text.contains("CaUsedAsEndEntity") || text.contains("NotValidForName") {
+        " (the server's certificate is self-signed or does not name this host: trust that \
+         exact certificate with --ca-file CERT.pem, or with --server-fingerprint SHA256:… \
+         as `blindsight serve` prints it; `blindsight remote add` remembers either)"
     } else if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
         " (the server's certificate is not signed by a CA this client trusts: pass \
          --ca-file with the CA certificate, or with the certificate itself if it is \
-         self-signed)"
+         self-signed, or --server-fingerprint SHA256:…)"
     } else {
         ""
     }
@@ -577,7 +579,7 @@ mod tests {
         assert!(Remote::new("http://localhost:1/").is_ok());
         assert!(
             certificate_hint("invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))")
-                .contains("basicConstraints=critical,CA:FALSE")
+                .contains("--server-fingerprint")
         );
         assert!(certificate_hint("invalid peer certificate: UnknownIssuer").contains("--ca-file"));
         assert_eq!(certificate_hint("connection refused"), "");
