@@ -513,11 +513,13 @@ pub fn ingest(
     env: &Env,
     paths: &[PathBuf],
     recursive: bool,
+    batch_images: usize,
     output: Output,
 ) -> Result<IngestReport> {
     let started = std::time::Instant::now();
     let walk = walk(paths, recursive)?;
     let (_server, client) = env.client()?;
+    let client = client.with_batch_images(batch_images);
     let total_bytes: u64 = walk.files.iter().map(|f| f.size).sum();
     let bar = indicatif::ProgressBar::new(total_bytes);
     bar.set_style(
@@ -527,7 +529,23 @@ pub fn ingest(
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    // a log (not a terminal) gets one line per window instead of the bar
+    let log = !std::io::IsTerminal::is_terminal(&std::io::stderr());
     let report = client.ingest_items(&walk.files, |p| {
+        if log {
+            eprintln!(
+                "progress files={}/{} bytes={}/{} added={} present={} failed={} elapsed_s={:.1} eta_s={}",
+                p.files_done,
+                p.files_total,
+                p.bytes_done,
+                p.bytes_total,
+                p.added,
+                p.duplicates,
+                p.failed,
+                p.elapsed_s,
+                p.eta_s().map_or("?".into(), |e| format!("{e:.0}"))
+            );
+        }
         bar.set_position(p.bytes_done);
         bar.set_message(format!(
             "{}/{} files, {} added, {} present, {} failed",

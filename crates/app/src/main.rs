@@ -205,6 +205,10 @@ enum Command {
         /// ids, merging) instead of lines; the progress bar stays on stderr.
         #[arg(long)]
         json: bool,
+        /// Images per uploaded batch (1 to 1024): each batch is committed as it fills, so a
+        /// smaller one loses less to an interruption (merging gathers the segments later).
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        batch_images: u64,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -490,9 +494,16 @@ fn run(command: Command) -> blindsight::Result<()> {
             paths,
             no_recursive,
             json,
+            batch_images,
             client,
-        } => commands::ingest(&client.env()?, &paths, !no_recursive, Output::json_if(json))
-            .map(|_| ()),
+        } => commands::ingest(
+            &client.env()?,
+            &paths,
+            !no_recursive,
+            batch_images as usize,
+            Output::json_if(json),
+        )
+        .map(|_| ()),
         Command::Search {
             image,
             top,

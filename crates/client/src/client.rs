@@ -44,6 +44,7 @@ pub struct Client {
     encoder: ImageEncoder,
     cipher: AnyCipher,
     merge_after_ingest: bool,
+    batch_images: usize,
 }
 
 enum AnyCipher {
@@ -255,6 +256,7 @@ impl Client {
             encoder,
             cipher,
             merge_after_ingest: true,
+            batch_images: BATCH,
         })
     }
 
@@ -262,6 +264,14 @@ impl Client {
     /// [`Client::compact`] calls (tests and measurements of unmerged galleries).
     pub fn without_merging(mut self) -> Self {
         self.merge_after_ingest = false;
+        self
+    }
+
+    /// The same client uploading ingest batches of at most `n` images (1 to [`BATCH`]):
+    /// smaller batches are committed sooner, so an interrupted ingest redoes less (each
+    /// batch is a segment until merging gathers them).
+    pub fn with_batch_images(mut self, n: usize) -> Self {
+        self.batch_images = n.clamp(1, BATCH);
         self
     }
 

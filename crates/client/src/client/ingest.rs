@@ -134,12 +134,12 @@ struct Pending {
 }
 
 impl Pending {
-    /// Whether `next_bytes` more would overflow the batch.
-    fn full_for(&self, next_bytes: usize) -> bool {
+    /// Whether `next_bytes` more would overflow a batch of at most `max_images`.
+    fn full_for(&self, next_bytes: usize, max_images: usize) -> bool {
         full(
             (self.images.len(), self.file_bytes as u64),
             next_bytes as u64,
-            (BATCH, BATCH_FILE_BYTES as u64),
+            (max_images, BATCH_FILE_BYTES as u64),
         )
     }
 }
@@ -237,7 +237,7 @@ impl Client {
                 match r {
                     Err(failed) => report.failed.push(failed),
                     Ok(image) => {
-                        if pending.full_for(image.file_bytes) {
+                        if pending.full_for(image.file_bytes, self.batch_images) {
                             self.upload(&mut pending, &mut elements, &mut report)?;
                         }
                         pending.file_bytes += image.file_bytes;
@@ -376,7 +376,10 @@ mod tests {
     #[test]
     fn a_batch_is_full_at_its_image_or_byte_cap() {
         let mut p = Pending::default();
-        assert!(!p.full_for(usize::MAX), "an empty batch takes any file");
+        assert!(
+            !p.full_for(usize::MAX, BATCH),
+            "an empty batch takes any file"
+        );
         p.file_bytes = BATCH_FILE_BYTES - 10;
         p.images.reserve(1);
         // a batch with images: full when the next file would pass the byte cap
@@ -398,11 +401,12 @@ mod tests {
             file_bytes: 0,
         };
         p.images.push(ready());
-        assert!(!p.full_for(10));
-        assert!(p.full_for(11));
+        assert!(!p.full_for(10, BATCH));
+        assert!(p.full_for(11, BATCH));
         p.file_bytes = 0;
         p.images.resize_with(BATCH, ready);
-        assert!(p.full_for(0));
+        assert!(p.full_for(0, BATCH));
+        assert!(!p.full_for(0, BATCH + 1));
     }
 
     #[test]
