@@ -214,16 +214,9 @@ const MAX_REPORT_BYTES: u64 = 16 << 20;
 pub fn plot(path: &Path, report: serde_json::Value, compare: &[PathBuf]) -> Result<()> {
     let mut reports = vec![report];
     for file in compare {
-        let len = std::fs::metadata(file)
-            .map_err(|e| AppError::io(file, e))?
-            .len();
-        if len > MAX_REPORT_BYTES {
-            return Err(AppError::Usage(format!(
-                "{}: {len} bytes is not a benchmark report (at most {MAX_REPORT_BYTES})",
-                file.display()
-            )));
-        }
-        let text = std::fs::read_to_string(file).map_err(|e| AppError::io(file, e))?;
+        let bytes = blindsight_os::files::read_at_most(file, MAX_REPORT_BYTES)
+            .map_err(|e| AppError::io(file, e))?;
+        let text = String::from_utf8_lossy(&bytes);
         let parsed: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
             AppError::Usage(format!(
                 "{}: not a JSON benchmark report ({e}); give the output of `bench --json` or of a peer",

@@ -63,11 +63,6 @@ impl Remotes {
     /// Reads them (none if the file does not exist); a damaged file is an error that says
     /// where it is.
     pub fn load(path: &Path) -> Result<Self> {
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(e) => return Err(AppError::io(path, e)),
-        };
         let damaged = |why: String| {
             AppError::Usage(format!(
                 "{} is not a remotes file ({why}): fix or remove it, then `blindsight remote \
@@ -75,10 +70,15 @@ impl Remotes {
                 path.display()
             ))
         };
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(damaged(format!("{} bytes", meta.len())));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| AppError::io(path, e))?;
+        let bytes = match blindsight_os::files::read_at_most(path, MAX_FILE_BYTES) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(damaged(e.to_string()));
+            }
+            Err(e) => return Err(AppError::io(path, e)),
+        };
+        let text = String::from_utf8_lossy(&bytes);
         let v: Value = serde_json::from_str(&text).map_err(|e| damaged(e.to_string()))?;
         let mut out = Self {
             default: v.get("default").and_then(Value::as_str).map(str::to_string),

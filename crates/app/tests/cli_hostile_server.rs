@@ -207,7 +207,7 @@ fn create_sends_the_admin_token_and_says_how_to_give_one() {
         !text.contains(['\u{1b}', '\u{7}', '\u{9b}']),
         "control characters reached the terminal: {text:?}"
     );
-    assert!(text.contains("images: 3"), "{text}");
+    assert!(text.contains("images:     3"), "{text}");
 }
 
 #[test]

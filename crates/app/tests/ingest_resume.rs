@@ -11,65 +11,19 @@
     reason = "tests"
 )]
 
+mod common;
+
+use common::{Served as Server, blindsight, ok};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const FILES: usize = 400;
 const BATCH: usize = 25;
 
-fn bin(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_blindsight"));
-    c.env("BLINDSIGHT_HOME", home)
-        .env_remove("BLINDSIGHT_ADMIN_TOKEN")
-        .env_remove("BLINDSIGHT_PASSPHRASE");
-    c
-}
-
-/// A `serve` process on an ephemeral loopback port, killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(dir: &Path) -> Server {
-    let mut child = bin(dir)
-        .args(["serve", "--db"])
-        .arg(dir.join("g.db"))
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    out.read_line(&mut line).unwrap();
-    // keep reading what it prints (a closed pipe would stop it)
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    Server { child, url }
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let out = bin(home).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::serve(dir, &dir.join("g.db"), &[])
 }
 
 /// The live images of the collection.
@@ -109,8 +63,7 @@ fn ingest_killed(
     delay: Duration,
     kill_server: Option<&mut Server>,
 ) -> (Option<String>, bool) {
-    let mut child = bin(home)
-        .args(["ingest", dir.to_str().unwrap(), "--server", url])
+    let mut child = blindsight(home, &["ingest", dir.to_str().unwrap(), "--server", url])
         .args(["--batch-images", &BATCH.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

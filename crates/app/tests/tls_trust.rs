@@ -10,89 +10,11 @@
     reason = "tests"
 )]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::{fails_with, ok, serve};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-
-fn bin(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_blindsight"));
-    c.env("BLINDSIGHT_HOME", home)
-        .env_remove("BLINDSIGHT_ADMIN_TOKEN")
-        .env_remove("BLINDSIGHT_PASSPHRASE");
-    c
-}
-
-/// A `serve` process on an ephemeral port: the child, its URL and what it printed before
-/// it started serving.
-struct Served {
-    child: Child,
-    url: String,
-    printed: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(home: &Path, db: &Path, extra: &[&str]) -> Served {
-    let mut child = bin(home)
-        .args(["serve", "--db"])
-        .arg(db)
-        .args(["--listen", "127.0.0.1:0"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut printed = String::new();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    // the last line before serving names the admin token file
-    while !printed.contains("admin token") {
-        let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "serve stopped: {printed}"
-        );
-        printed.push_str(&line);
-    }
-    let url = printed
-        .split_whitespace()
-        .find(|w| w.starts_with("https://"))
-        .unwrap_or_else(|| panic!("no https address in {printed}"))
-        .to_string();
-    Served {
-        child,
-        url,
-        printed,
-    }
-}
-
-fn run(home: &Path, args: &[&str]) -> Output {
-    bin(home).args(args).output().unwrap()
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let out = run(home, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fails_with(home: &Path, args: &[&str], needle: &str) {
-    let out = run(home, args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{args:?} should fail");
-    assert!(
-        err.contains(needle),
-        "{args:?}: expected `{needle}` in: {err}"
-    );
-}
+use std::process::{Command, Stdio};
 
 fn fingerprint_in(printed: &str) -> String {
     printed

@@ -431,17 +431,8 @@ impl Remote {
                 found: chunk.to_vec(),
                 missing: Vec::new(),
             });
-            let n = Self::json(self.send(self.http.put(&url).body(body))?)?
-                .get("set")
-                .and_then(|d| d.as_u64())
-                .ok_or_else(|| ClientError::Malformed("no count in the answer".into()))?;
-            if n > chunk.len() as u64 {
-                return Err(ClientError::Malformed(format!(
-                    "the server says it set {n} of {} thumbnails",
-                    chunk.len()
-                )));
-            }
-            set += n;
+            let answer = Self::json(self.send(self.http.put(&url).body(body))?)?;
+            set += count_in(&answer, "set", chunk.len())?;
         }
         Ok(set)
     }
@@ -497,17 +488,9 @@ impl Remote {
         let url = self.url(&format!("/v1/collections/{collection}/delete"));
         let mut deleted = 0u64;
         for chunk in ids.chunks(IDS_PER_REQUEST) {
-            let n = Self::json(self.send(self.http.post(&url).body(wire::encode_ids(chunk)))?)?
-                .get("deleted")
-                .and_then(|d| d.as_u64())
-                .ok_or_else(|| ClientError::Malformed("no count in the answer".into()))?;
-            if n > chunk.len() as u64 {
-                return Err(ClientError::Malformed(format!(
-                    "the server says it deleted {n} of {} images",
-                    chunk.len()
-                )));
-            }
-            deleted += n;
+            let answer =
+                Self::json(self.send(self.http.post(&url).body(wire::encode_ids(chunk)))?)?;
+            deleted += count_in(&answer, "deleted", chunk.len())?;
         }
         Ok(deleted)
     }
@@ -546,6 +529,21 @@ fn check_base_url(base: &str) -> Result<()> {
         crate::names::for_terminal(base),
         crate::names::for_terminal(base.split("://").last().unwrap_or(base))
     )))
+}
+
+/// The count `key` of a JSON answer about `asked` items: at most `asked`, or the answer is
+/// malformed.
+fn count_in(answer: &Json, key: &str, asked: usize) -> Result<u64> {
+    let n = answer
+        .get(key)
+        .and_then(|d| d.as_u64())
+        .ok_or_else(|| ClientError::Malformed(format!("no `{key}` count in the answer")))?;
+    if n > asked as u64 {
+        return Err(ClientError::Malformed(format!(
+            "the server answers `{key}: {n}` for {asked} items"
+        )));
+    }
+    Ok(n)
 }
 
 /// What to do about a TLS failure, from the error's text ("" for other failures).

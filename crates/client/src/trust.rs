@@ -90,16 +90,8 @@ pub struct Trust {
 impl Trust {
     /// Reads the certificates of a PEM file (a CA, a chain, or the server's own).
     pub fn read_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-        let len = std::fs::metadata(path)
-            .map_err(|e| ClientError::io(path, e))?
-            .len();
-        if len > MAX_PEM_BYTES {
-            return Err(ClientError::Usage(format!(
-                "{} is {len} bytes: too large for a PEM certificate file",
-                path.display()
-            )));
-        }
-        let pem = std::fs::read(path).map_err(|e| ClientError::io(path, e))?;
+        let pem = blindsight_os::files::read_at_most(path, MAX_PEM_BYTES)
+            .map_err(|e| ClientError::io(path, e))?;
         let certs = CertificateDer::pem_slice_iter(&pem)
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| {

@@ -41,9 +41,45 @@ pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     opts.open(path)
 }
 
+/// The bytes of `path` if it holds at most `max` (checked from its size, and again while
+/// reading, so a file that grows meanwhile is not read past `max`); a larger file is an
+/// `InvalidData` error saying both sizes.
+pub fn read_at_most(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let too_large = |len: u64| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{len} bytes, more than the {max} expected here"),
+        )
+    };
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > max {
+        return Err(too_large(len));
+    }
+    let mut out = Vec::with_capacity(len as usize);
+    file.take(max.saturating_add(1)).read_to_end(&mut out)?;
+    if out.len() as u64 > max {
+        return Err(too_large(out.len() as u64));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_are_bounded() -> std::io::Result<()> {
+        let dir = std::env::temp_dir().join(format!("blindsight-os-read-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("f");
+        std::fs::write(&path, b"12345")?;
+        assert_eq!(read_at_most(&path, 5)?, b"12345");
+        let e = read_at_most(&path, 4).err().map(|e| e.to_string());
+        assert_eq!(e.as_deref(), Some("5 bytes, more than the 4 expected here"));
+        std::fs::remove_dir_all(&dir)
+    }
 
     #[test]
     fn private_files_are_owner_only_and_never_overwritten() -> std::io::Result<()> {

@@ -13,16 +13,7 @@ use std::sync::Arc;
 const MAX_PEM_BYTES: u64 = 1 << 20;
 
 fn read_pem(path: &Path) -> Result<Vec<u8>> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| ServerError::io(path, e))?
-        .len();
-    if len > MAX_PEM_BYTES {
-        return Err(ServerError::Usage(format!(
-            "{} is {len} bytes, too large for a PEM certificate or key",
-            path.display()
-        )));
-    }
-    std::fs::read(path).map_err(|e| ServerError::io(path, e))
+    blindsight_os::files::read_at_most(path, MAX_PEM_BYTES).map_err(|e| ServerError::io(path, e))
 }
 
 /// A TLS server configuration from a certificate chain and a private key, both PEM.

@@ -1,0 +1,96 @@
+//! What the tests of the `blindsight` binary share: running it in a home of its own, and a
+//! `serve` process on an ephemeral loopback port.
+#![allow(dead_code, reason = "each test file uses its part")]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+/// The binary with `home` as its home, no passphrase or admin token from the environment.
+pub fn blindsight(home: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_blindsight"));
+    c.env("BLINDSIGHT_HOME", home)
+        .env_remove("BLINDSIGHT_ADMIN_TOKEN")
+        .env_remove("BLINDSIGHT_PASSPHRASE")
+        .args(args);
+    c
+}
+
+/// Runs it to the end.
+pub fn run(home: &Path, args: &[&str]) -> Output {
+    blindsight(home, args).output().unwrap()
+}
+
+/// Runs it; it must succeed. Its standard output.
+pub fn ok(home: &Path, args: &[&str]) -> String {
+    let out = run(home, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs it; it must fail, saying `needle` on its standard error.
+pub fn fails_with(home: &Path, args: &[&str], needle: &str) {
+    let out = run(home, args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected `{needle}` in: {err}"
+    );
+}
+
+/// A `serve` process on an ephemeral loopback port (killed on drop): its URL and what it
+/// printed before serving (through the line naming its admin token file).
+pub struct Served {
+    /// The process.
+    pub child: Child,
+    /// `http://…` or `https://…`.
+    pub url: String,
+    /// Its first lines.
+    pub printed: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `serve --db DB --listen 127.0.0.1:0 EXTRA…` with `home` as its home.
+pub fn serve(home: &Path, db: &Path, extra: &[&str]) -> Served {
+    let mut child = blindsight(home, &["serve", "--db"])
+        .arg(db)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
+    while !printed.contains("admin token") && !printed.contains("open registration") {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "serve stopped: {printed}"
+        );
+        printed.push_str(&line);
+    }
+    // keep reading what it prints (a closed pipe would stop it)
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let url = printed
+        .split_whitespace()
+        .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+        .unwrap_or_else(|| panic!("no address in {printed}"))
+        .to_string();
+    Served {
+        child,
+        url,
+        printed,
+    }
+}
