@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 # crate | what its normal dependencies must not include (extended regex on `name vX` lines)
 rules=(
   "blindsight-proto|^(rusqlite|libsqlite3-sys|axum|hyper|hyper-util|reqwest|tokio|memmap2|blindsight-he|blindsight-search|blindsight-embed|blindsight-os|chacha20poly1305|argon2) "
+  "blindsight-pir|^(rusqlite|libsqlite3-sys|axum|hyper|reqwest|tokio|memmap2|blindsight-(search|embed|proto|client|server)|blindsight|chacha20poly1305|argon2) "
   "blindsight-os|^(rusqlite|libsqlite3-sys|axum|hyper|reqwest|tokio|memmap2|blindsight-(he|search|embed|proto|client|server)|blindsight) "
   "blindsight-client|^(axum|axum-core|rusqlite|libsqlite3-sys|memmap2|blindsight-server|blindsight) "
   "blindsight-server|^(blindsight-client|blindsight-embed|blindsight|reqwest|argon2|chacha20poly1305|tract-[a-z]+|image|png|jpeg-decoder|zune-jpeg|image-webp|gif) "
