@@ -6,13 +6,14 @@
 //! holds no secret and no storage.
 //!
 //! - [`batch`]: the batch layout. A search retrieves exactly `k` records in one round. The
-//!   records (slots `0..capacity`) are spread over `B` buckets, each slot into the 3 buckets
-//!   its hash functions name (the hash seed is chosen by the client with its one-time keys,
-//!   so a server cannot pick a layout that fails for some result sets); the client places its
-//!   `k` slots one per bucket by cuckoo insertion and queries every bucket (the unused ones
-//!   for a dummy), so every search sends the same requests whatever matched. A slot's
-//!   position in a bucket depends only on the slots before it, so appending records never
-//!   moves a record already laid out.
+//!   records (slots `0..capacity`) are spread over `B` buckets, each slot into `w` of them
+//!   (cells of `B / w` slots share out a per-cell permutation of the buckets, seeded by the
+//!   client with its one-time keys, so a server cannot pick a layout that fails for some
+//!   result sets): every bucket holds one record per cell, a slot sits at the same position
+//!   (its cell) in each of its buckets, and appending records never moves one laid out.
+//!   The client places its `k` slots one per bucket by cuckoo insertion and queries every
+//!   bucket (the unused ones for a dummy), so every search sends the same requests
+//!   whatever matched.
 //! - [`errors`]: the crate's error type, [`PirError`].
 
 pub mod batch;
