@@ -1,5 +1,9 @@
-//! BFV batch encoding: N integers modulo `t` in two rows of N/2 slots; rotating columns is
-//! the automorphism `X -> X^(3^k)`, swapping rows is `X -> X^(2N-1)`.
+//! BFV encodings. Batch encoding: N integers modulo `t` in two rows of N/2 slots; rotating
+//! columns is the automorphism `X -> X^(3^k)`, swapping rows is `X -> X^(2N-1)`. Coefficient
+//! encoding: N integers modulo `t` as the plaintext polynomial's coefficients, so that a
+//! product with a plaintext is the negacyclic convolution modulo `X^N + 1` (what private
+//! retrieval's query expansion and record selection need), and an automorphism
+//! `X -> X^g` permutes (and negates) coefficients.
 
 use crate::context::Context;
 use crate::errors::{HeError, Result};
@@ -74,6 +78,45 @@ impl BfvEncoder {
             data: PlainData::Bfv(evals),
             meta: Meta::new(&self.ctx, self.ctx.max_level(), 1.0)?,
         })
+    }
+
+    /// Encodes up to N values `< t` as the plaintext's coefficients (missing ones are zero):
+    /// value `i` multiplies `X^i`.
+    pub fn encode_coefficients(&self, values: &[u64]) -> Result<Plaintext> {
+        let (n, t) = (self.ctx.degree(), self.t());
+        if values.len() > n {
+            return Err(HeError::LengthMismatch {
+                what: "BFV coefficients",
+                expected: n,
+                actual: values.len(),
+            });
+        }
+        if let Some(&v) = values.iter().find(|&&v| v >= t) {
+            return Err(HeError::ValueOutOfRange {
+                what: "BFV coefficient",
+                value: v.to_string(),
+                hint: "coefficients must be below the plaintext modulus",
+            });
+        }
+        let mut coeffs = vec![0u64; n];
+        coeffs[..values.len()].copy_from_slice(values);
+        Ok(Plaintext {
+            data: PlainData::Bfv(coeffs),
+            meta: Meta::new(&self.ctx, self.ctx.max_level(), 1.0)?,
+        })
+    }
+
+    /// Decodes the N coefficients of a BFV plaintext (the inverse of
+    /// [`BfvEncoder::encode_coefficients`]).
+    pub fn decode_coefficients(&self, pt: &Plaintext) -> Result<Vec<u64>> {
+        pt.meta.check_context(&self.ctx)?;
+        let PlainData::Bfv(coeffs) = &pt.data else {
+            return Err(HeError::WrongScheme {
+                operation: "BFV decode",
+                scheme: "CKKS",
+            });
+        };
+        Ok(coeffs.clone())
     }
 
     /// Decodes the N slots of a BFV plaintext.

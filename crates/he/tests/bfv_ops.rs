@@ -250,3 +250,58 @@ fn accumulator_past_its_capacity_is_an_error() {
     let msg = HeError::AccumulatorFull { capacity: 3 }.to_string();
     assert!(msg.contains("start another accumulator"), "{msg}");
 }
+
+/// `a · b mod (X^N + 1, t)`, the slow way.
+fn negacyclic(a: &[u64], b: &[u64], t: u64) -> Vec<u64> {
+    let n = a.len();
+    let mut out = vec![0u128; n];
+    let tm = t as u128;
+    for (i, &x) in a.iter().enumerate() {
+        if x == 0 {
+            continue;
+        }
+        for (j, &y) in b.iter().enumerate() {
+            let p = x as u128 * y as u128 % tm;
+            let k = i + j;
+            if k < n {
+                out[k] = (out[k] + p) % tm;
+            } else {
+                out[k - n] = (out[k - n] + tm - p) % tm;
+            }
+        }
+    }
+    out.into_iter().map(|v| v as u64).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(6))]
+
+    /// Coefficient encoding: a round trip through encryption, and a product with a sparse
+    /// plaintext (monomials, as private retrieval's selections are) is the negacyclic
+    /// convolution.
+    #[test]
+    fn coefficient_encoding_round_trips_and_multiplies_negacyclically(
+        seed in any::<u64>(),
+        terms in proptest::collection::vec((0usize..8192, 1u64..65537), 1..4),
+    ) {
+        let f = bfv();
+        let e = BfvEncoder::new(&f.ctx).unwrap();
+        let t = t();
+        let v = random_vec(seed);
+        let pt = e.encode_coefficients(&v).unwrap();
+        prop_assert_eq!(e.decode_coefficients(&pt).unwrap(), v.clone());
+        let ct = f.sk.encrypt(&f.ctx, &pt).unwrap();
+        let back = e.decode_coefficients(&f.sk.decrypt(&f.ctx, &ct).unwrap()).unwrap();
+        prop_assert_eq!(&back, &v);
+        let mut sparse = vec![0u64; 8192];
+        for (i, c) in terms {
+            sparse[i] = c % t;
+        }
+        let product = f.ev.mul_plain(&ct, &e.encode_coefficients(&sparse).unwrap()).unwrap();
+        let got = e.decode_coefficients(&f.sk.decrypt(&f.ctx, &product).unwrap()).unwrap();
+        prop_assert_eq!(got, negacyclic(&v, &sparse, t));
+        // values at or above t, or too many, are refused
+        prop_assert!(e.encode_coefficients(&[t]).is_err());
+        prop_assert!(e.encode_coefficients(&vec![0; 8193]).is_err());
+    }
+}

@@ -14,9 +14,11 @@
 //!   The client places its `k` slots one per bucket by cuckoo insertion and queries every
 //!   bucket (the unused ones for a dummy), so every search sends the same requests
 //!   whatever matched.
+//! - [`record`]: records as plaintext coefficients (16 bits each).
 //! - [`errors`]: the crate's error type, [`PirError`].
 
 pub mod batch;
 pub mod errors;
+pub mod record;
 
 pub use errors::{PirError, Result};
