@@ -22,7 +22,7 @@ use blindsight_search::rank::{
     ChannelDots, EncodedImage, ImageNorms, RankRule, channel_values, similarities_from_norms, top_k,
 };
 use blindsight_search::{Layout, VectorKind};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
@@ -154,20 +154,17 @@ impl std::fmt::Display for SearchTiming {
     }
 }
 
+/// The keyed content tag of a file: HMAC-SHA-256 under the payload key (the server sees
+/// equality of files, never a way to test a guess).
 fn hmac_sha256(key: &[u8; 32], data: &[u8]) -> Vec<u8> {
-    let mut k = [0u8; 64];
-    k[..32].copy_from_slice(key);
-    let inner: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
-    let outer: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-    let ih = Sha256::new()
-        .chain_update(&inner)
-        .chain_update(data)
-        .finalize();
-    Sha256::new()
-        .chain_update(&outer)
-        .chain_update(ih)
-        .finalize()
-        .to_vec()
+    use hmac::Mac;
+    use hmac::digest::KeyInit;
+    // a key shorter than SHA-256's 64-byte block is zero-padded by HMAC itself: the same tag
+    let mut block = zeroize::Zeroizing::new([0u8; 64]);
+    block[..32].copy_from_slice(key);
+    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new(&(*block).into());
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
 }
 
 /// Longest file name kept in an image's sealed metadata (bytes, cut on a character
@@ -681,4 +678,23 @@ fn encrypt_bytes<C: SlotCipher<Ct = Ciphertext>>(
 ) -> Result<(Layout, Vec<Vec<Vec<u8>>>)> {
     let seg = encrypt_segment_with(cipher, vectors, |ct| Ok(ct.to_bytes(ctx)?))?;
     Ok((seg.layout, seg.channels))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn content_tags_are_standard_hmac_sha256() {
+        // RFC 4231, test case 1: a 20-byte key (zero-padded to the payload key's 32 bytes
+        // it is the same key to HMAC), "Hi There"
+        let mut key = [0u8; 32];
+        key[..20].fill(0x0b);
+        let hex: String = super::hmac_sha256(&key, b"Hi There")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            hex,
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+    }
 }
