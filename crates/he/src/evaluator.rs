@@ -325,6 +325,14 @@ impl Evaluator {
         self.apply_galois(ct, g, keys.get(g, Some(step))?, keys)
     }
 
+    /// Applies the automorphism `X -> X^g` (any odd `g < 2N` whose key is in `keys`, e.g.
+    /// from [`GaloisKeys::for_elements`]): on a coefficient-encoded BFV plaintext it moves
+    /// coefficient `i` to `i·g mod 2N`, negated past `N`. Private retrieval's query
+    /// expansion substitutes `g = N/2^j + 1`.
+    pub fn substitute(&self, ct: &Ciphertext, g: u64, keys: &GaloisKeys) -> Result<Ciphertext> {
+        self.apply_galois(ct, g, keys.get(g, None)?, keys)
+    }
+
     /// BFV: swaps the two rows. CKKS: conjugates every slot.
     pub fn conjugate(&self, ct: &Ciphertext, keys: &GaloisKeys) -> Result<Ciphertext> {
         let g = self.ctx.conjugation_element();

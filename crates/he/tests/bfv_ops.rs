@@ -305,3 +305,34 @@ proptest! {
         prop_assert!(e.encode_coefficients(&vec![0; 8193]).is_err());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4))]
+
+    /// `X -> X^g` on a coefficient-encoded message: coefficient `i` moves to `i·g mod 2N`,
+    /// negated when that passes N (as query expansion needs for `g = N/2^j + 1`).
+    #[test]
+    fn substitution_permutes_coefficients(seed in any::<u64>(), j in 0u32..13) {
+        let f = bfv();
+        let e = BfvEncoder::new(&f.ctx).unwrap();
+        let (n, t) = (8192u64, t());
+        let g = n / (1 << j) + 1;
+        let keys = GaloisKeys::for_elements(&f.ctx, &f.sk, &[g]).unwrap();
+        let v = random_vec(seed);
+        let ct = f.sk.encrypt(&f.ctx, &e.encode_coefficients(&v).unwrap()).unwrap();
+        let out = f.ev.substitute(&ct, g, &keys).unwrap();
+        let got = e.decode_coefficients(&f.sk.decrypt(&f.ctx, &out).unwrap()).unwrap();
+        let mut want = vec![0u64; n as usize];
+        for (i, &c) in v.iter().enumerate() {
+            let k = (i as u64 * g) % (2 * n);
+            if k < n {
+                want[k as usize] = c;
+            } else {
+                want[(k - n) as usize] = (t - c) % t;
+            }
+        }
+        prop_assert_eq!(got, want);
+        // an element without its key is an error
+        prop_assert!(f.ev.substitute(&ct, g + 2, &keys).is_err());
+    }
+}
