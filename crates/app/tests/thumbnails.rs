@@ -125,3 +125,31 @@ fn thumbnails_are_sealed_upright_and_backfilled() {
     // and a compaction with nothing left to make makes none
     assert_eq!(client.compact().unwrap().thumbnails, 0);
 }
+
+/// Images merged in two rounds of one tiered merge (four one-image segments merged into one
+/// of four, which then fills the tier of three other four-image segments, merged in turn)
+/// get their missing thumbnails once each.
+#[test]
+fn a_merge_of_several_rounds_backfills_each_image_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gallery.db");
+    let server = LocalServer::start(ServerOptions::new(db.clone())).unwrap();
+    let (client, _) = client_on(&server, "bfv-8192");
+    let client = client.without_merging();
+    let files = blindsight_testdata::distinct_files(16);
+    for batch in files[..12].chunks(4).chain(files[12..].chunks(1)) {
+        assert_eq!(client.ingest(batch, |_| {}).unwrap().added, batch.len());
+    }
+    sql(&db, "UPDATE images SET thumbnail = NULL");
+    let merged = client.merge().unwrap();
+    assert_eq!(merged.replaced, 4 + 4, "two rounds: {merged:?}");
+    assert_eq!((merged.thumbnails, merged.thumbnails_failed), (16, 0));
+    let ids: Vec<i64> = client
+        .image_page(None, 100)
+        .unwrap()
+        .0
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(client.thumbnails(&ids).unwrap().len(), 16);
+}

@@ -324,6 +324,11 @@ impl Client {
     /// time, and uploads them [`THUMBNAILS_PER_UPLOAD`] at a time; returns how many the
     /// server set and how many files could not be read back or decoded.
     fn backfill_thumbnails(&self, ids: &[i64]) -> Result<(usize, usize)> {
+        // an image merged in two rounds is listed twice: the server refuses an upload that
+        // names an image twice, so each goes once
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
         let key = &self.keystore.payload_key;
         let (mut made, mut failed) = (0usize, 0usize);
         let mut ready: Vec<(i64, Vec<u8>)> = Vec::new();
