@@ -28,7 +28,7 @@ use blindsight_client::client::{Client, CompactReport, IngestReport, Match, Sear
 use blindsight_client::keystore::{self, DirState, Keystore};
 use blindsight_client::names;
 use blindsight_client::remote::Remote;
-use blindsight_client::trust::{Fingerprint, Trust};
+use blindsight_client::trust::Trust;
 use blindsight_search::VectorKind;
 use blindsight_search::rank::RankRule;
 use blindsight_server::{LocalServer, ServerOptions};
@@ -361,17 +361,10 @@ impl Env {
 
     /// What this client trusts of the server's certificate besides the public roots.
     pub fn trust(&self) -> Result<Trust> {
-        Ok(Trust {
-            certificates: match &self.ca_file {
-                Some(path) => Trust::read_pem(path)?,
-                None => Vec::new(),
-            },
-            fingerprint: self
-                .fingerprint
-                .as_deref()
-                .map(Fingerprint::parse)
-                .transpose()?,
-        })
+        Ok(Trust::from_options(
+            self.ca_file.as_deref(),
+            self.fingerprint.as_deref(),
+        )?)
     }
 
     fn client(&self) -> Result<(Option<LocalServer>, Client)> {

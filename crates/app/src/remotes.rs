@@ -128,15 +128,8 @@ impl Remotes {
         tmp.push(".partial");
         let tmp = PathBuf::from(tmp);
         let _ = std::fs::remove_file(&tmp);
-        {
-            use std::io::Write;
-            let mut f =
-                blindsight_os::files::create_private(&tmp).map_err(|e| AppError::io(&tmp, e))?;
-            f.write_all(text.as_bytes())
-                .and_then(|()| f.write_all(b"\n"))
-                .and_then(|()| f.sync_all())
-                .map_err(|e| AppError::io(&tmp, e))?;
-        }
+        blindsight_os::files::write_private(&tmp, format!("{text}\n").as_bytes())
+            .map_err(|e| AppError::io(&tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| AppError::io(path, e))
     }
 

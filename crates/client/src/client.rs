@@ -376,16 +376,22 @@ impl Client {
         &self,
         mut each: impl FnMut(&ImageEntry, String, ImageNorms) -> Result<()>,
     ) -> Result<i64> {
-        let context = meta_context(&self.collection);
         self.remote.image_pages(&self.collection, |page| {
             for e in page {
-                let meta = seal::open(&self.keystore.payload_key, &context, e.id as u64, &e.meta)?;
-                let (name, norms) = parse_meta(&meta, self.channels())
-                    .ok_or_else(|| ClientError::Malformed("image metadata".into()))?;
+                let (name, norms) = self.open_meta(e)?;
                 each(e, name, norms)?;
             }
             Ok(())
         })
+    }
+
+    /// An image entry's name and norms, opened from its sealed metadata (an entry this
+    /// keystore did not seal is an error).
+    fn open_meta(&self, e: &ImageEntry) -> Result<(String, ImageNorms)> {
+        let context = meta_context(&self.collection);
+        let meta = seal::open(&self.keystore.payload_key, &context, e.id as u64, &e.meta)?;
+        parse_meta(&meta, self.channels())
+            .ok_or_else(|| ClientError::Malformed("image metadata".into()))
     }
 
     /// One page of the collection's images (live and deleted), at most `limit` with ids
@@ -397,14 +403,11 @@ impl Client {
         limit: usize,
     ) -> Result<(Vec<ListedImage>, Option<i64>)> {
         let page = self.remote.image_page(&self.collection, after, limit)?;
-        let context = meta_context(&self.collection);
         let images = page
             .images
             .iter()
             .map(|e| {
-                let meta = seal::open(&self.keystore.payload_key, &context, e.id as u64, &e.meta)?;
-                let (name, _) = parse_meta(&meta, self.channels())
-                    .ok_or_else(|| ClientError::Malformed("image metadata".into()))?;
+                let (name, _) = self.open_meta(e)?;
                 Ok(ListedImage {
                     id: e.id,
                     name,

@@ -22,7 +22,7 @@
 use crate::errors::{ClientError, Result};
 use argon2::{Algorithm, Argon2, Params, Version};
 use blindsight_he::{Context, ResponseSecretKey, SecretKey};
-use blindsight_os::files::{create_private, mode_of, set_mode};
+use blindsight_os::files::{mode_of, set_mode, write_private};
 use blindsight_search::he_backend::response_secret;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -131,9 +131,7 @@ impl Keystore {
             u64::from_le_bytes(blindsight_os::random::bytes()?)
         ));
         let write = || -> std::io::Result<()> {
-            let mut f = create_private(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
+            write_private(&tmp, &bytes)?;
             // hard_link fails if `path` appeared meanwhile: never overwrites.
             std::fs::hard_link(&tmp, path)
         };

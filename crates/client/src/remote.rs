@@ -89,14 +89,7 @@ impl Remote {
     /// A client that also trusts the certificate(s) in the PEM file `ca_file`: a private CA,
     /// or the server's own self-signed certificate (trusted exactly, see [`crate::trust`]).
     pub fn with_ca_file(base: &str, ca_file: Option<&Path>) -> Result<Self> {
-        let trust = Trust {
-            certificates: match ca_file {
-                Some(path) => Trust::read_pem(path)?,
-                None => Vec::new(),
-            },
-            fingerprint: None,
-        };
-        Self::with_trust(base, &trust)
+        Self::with_trust(base, &Trust::from_options(ca_file, None)?)
     }
 
     /// A client for the server at `base` that trusts what `trust` says besides the public

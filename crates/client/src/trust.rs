@@ -69,11 +69,7 @@ impl Fingerprint {
 
 impl std::fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SHA256:")?;
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        write!(f, "SHA256:{}", blindsight_os::random::hex(&self.0))
     }
 }
 
@@ -104,6 +100,18 @@ impl Trust {
             )));
         }
         Ok(certs)
+    }
+
+    /// The trust the options give: the certificates of the PEM file `ca_file`, and the
+    /// fingerprint `fingerprint` (`SHA256:…`, see [`Fingerprint::parse`]).
+    pub fn from_options(ca_file: Option<&Path>, fingerprint: Option<&str>) -> Result<Self> {
+        Ok(Self {
+            certificates: match ca_file {
+                Some(path) => Self::read_pem(path)?,
+                None => Vec::new(),
+            },
+            fingerprint: fingerprint.map(Fingerprint::parse).transpose()?,
+        })
     }
 
     /// Whether anything beyond the public roots is trusted.

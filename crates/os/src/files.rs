@@ -41,6 +41,15 @@ pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     opts.open(path)
 }
 
+/// Creates `path` (which must not exist) owner-only with `bytes`, synced to disk before
+/// it returns.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = create_private(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 /// The bytes of `path` if it holds at most `max` (checked from its size, and again while
 /// reading, so a file that grows meanwhile is not read past `max`); a larger file is an
 /// `InvalidData` error saying both sizes.

@@ -68,12 +68,10 @@ pub struct SelfSigned {
 /// The SHA-256 fingerprint of a certificate (DER), as `SHA256:` and 64 hexadecimal digits.
 pub fn fingerprint(der: &[u8]) -> String {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(der);
-    let mut out = String::from("SHA256:");
-    for b in digest {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    format!(
+        "SHA256:{}",
+        blindsight_os::random::hex(&sha2::Sha256::digest(der))
+    )
 }
 
 /// The self-signed certificate of the server of `db`: `<db>.tls-cert.pem` and
@@ -108,11 +106,7 @@ pub fn self_signed(db: &Path, names: &[String]) -> Result<SelfSigned> {
                 .self_signed(&signing_key)
                 .map_err(|e| ServerError::Usage(format!("making a TLS certificate: {e}")))?;
             let write = |path: &Path, text: &str| -> Result<()> {
-                use std::io::Write;
-                let mut f = blindsight_os::files::create_private(path)
-                    .map_err(|e| ServerError::io(path, e))?;
-                f.write_all(text.as_bytes())
-                    .and_then(|()| f.sync_all())
+                blindsight_os::files::write_private(path, text.as_bytes())
                     .map_err(|e| ServerError::io(path, e))
             };
             let key_pem = zeroize::Zeroizing::new(signing_key.serialize_pem());

@@ -1,8 +1,8 @@
 //! `blindsight info` and `blindsight list`: what a collection is and holds, and which
 //! collections this client holds tokens for on a server.
 
+use super::Env;
 use super::output::{Output, fit, human_bytes, name_column, print_json};
-use super::{Env, find_token};
 use crate::errors::Result;
 use blindsight_client::names;
 use blindsight_client::remote::Remote;
@@ -87,15 +87,15 @@ fn known_collections(env: &Env, remote: &Remote) -> Result<BTreeSet<String>> {
 pub fn collections(env: &Env, output: Output) -> Result<()> {
     let (_server, remote) = env.connect()?;
     let known = known_collections(env, &remote)?;
-    let tokens = env.read_tokens()?;
     let mut rows = Vec::new();
     for name in &known {
-        let mut scoped = env.clone();
-        scoped.collection = name.clone();
-        let token = find_token(&tokens, &env.endpoint(), name)
-            .map(Ok)
-            .unwrap_or_else(|| scoped.token(&remote));
-        let info = token.and_then(|t| Ok(remote.with_token(&t).info(name)?));
+        let scoped = Env {
+            collection: name.clone(),
+            ..env.clone()
+        };
+        let info = scoped
+            .token(&remote)
+            .and_then(|t| Ok(remote.with_token(&t).info(name)?));
         rows.push(match info {
             Ok(info) => json!({
                 "collection": name,
