@@ -17,7 +17,7 @@ use blindsight_server::store::mapped::map_segment_file;
 use blindsight_server::store::segment_file::open_segment;
 mod common;
 
-use common::{blindsight, fails_with, ok, run};
+use common::{Delays, blindsight, fails_with, ok, run};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -241,18 +241,6 @@ fn live_and_deleted(db: &Path) -> (HashSet<i64>, HashSet<i64>) {
     (live, deleted)
 }
 
-/// Kill delays, uniform in `0..max` (xorshift; the seed is printed to replay a failure).
-struct Delays(u64);
-
-impl Delays {
-    fn up_to(&mut self, max: Duration) -> Duration {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        max.mul_f64((self.0 >> 11) as f64 / (1u64 << 53) as f64)
-    }
-}
-
 /// Runs `args` to completion; returns how long it took.
 fn timed(home: &Path, args: &[&str]) -> Duration {
     let started = std::time::Instant::now();
@@ -277,13 +265,7 @@ fn merges_deletions_and_compactions_killed_at_random_points_lose_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     let db = home.join("gallery.db");
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("kill delays seed: {seed}");
-    let mut delays = Delays(seed);
+    let mut delays = Delays::from_clock();
     // 8 folders of 24 distinct images: the fourth and the eighth ingest merge a tier
     let night = 24;
     let mut seen = HashSet::new();

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{Served as Server, blindsight, ok};
+use common::{Delays, Served as Server, blindsight, ok};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -40,17 +40,6 @@ fn field(line: &str, key: &str) -> usize {
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
         .and_then(|v| v.split('/').next()?.parse().ok())
         .unwrap_or_else(|| panic!("no {key} in {line:?}"))
-}
-
-/// A small deterministic generator (xorshift) for the kill points.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
 }
 
 /// Starts `ingest` of `dir` (batches of [`BATCH`]), kills `victim` (the client, or the
@@ -115,12 +104,8 @@ fn library(dir: &Path) -> PathBuf {
 
 #[test]
 fn a_killed_ingest_resumes_redoing_at_most_one_batch() {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    let mut rng = Rng(seed);
+    let mut delays = Delays::from_clock();
+    let seed = delays.seed;
     let tmp = tempfile::tempdir().unwrap();
     let lib = library(tmp.path());
     let server_dir = tmp.path().join("server");
@@ -146,7 +131,7 @@ fn a_killed_ingest_resumes_redoing_at_most_one_batch() {
     let mut rounds = 0;
     // client kills, then server kills, until the library is in
     for victim_is_server in [false, false, true, true, false, true] {
-        let delay = Duration::from_millis(150 + rng.below(900));
+        let delay = Duration::from_millis(150) + delays.up_to(Duration::from_millis(900));
         let url = server.url.clone();
         let (last, finished) = if victim_is_server {
             ingest_killed(&home, &url, &lib, delay, Some(&mut server))

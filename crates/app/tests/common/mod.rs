@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
 /// The binary with `home` as its home, no passphrase or admin token from the environment.
 pub fn blindsight(home: &Path, args: &[&str]) -> Command {
@@ -92,5 +93,34 @@ pub fn serve(home: &Path, db: &Path, extra: &[&str]) -> Served {
         child,
         url,
         printed,
+    }
+}
+
+/// Kill delays, uniform in `0..max` (xorshift), seeded from the clock: the seed is printed
+/// (and kept in [`Delays::seed`]) to replay a failure.
+pub struct Delays {
+    state: u64,
+    /// The seed the delays were drawn from.
+    pub seed: u64,
+}
+
+impl Delays {
+    /// Delays from a seed taken from the clock (printed on stderr).
+    pub fn from_clock() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1;
+        eprintln!("kill delays seed: {seed}");
+        Self { state: seed, seed }
+    }
+
+    /// The next delay, uniform in `0..max`.
+    pub fn up_to(&mut self, max: Duration) -> Duration {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        max.mul_f64((self.state >> 11) as f64 / (1u64 << 53) as f64)
     }
 }
