@@ -9,8 +9,7 @@ use crate::errors::{AppError, Result};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use blindsight_client::client::{Match, SearchTiming};
-use blindsight_search::vectors::decode_rgb;
-use image::codecs::jpeg::JpegEncoder;
+use blindsight_search::vectors::{decode_rgb, encode_jpeg};
 use image::imageops::FilterType;
 use std::fmt::Write as _;
 use std::io::Cursor;
@@ -43,15 +42,7 @@ impl Thumbnail {
             FilterType::Triangle
         };
         let small = image::imageops::resize(&img, tw, th, filter);
-        let mut jpeg = Vec::new();
-        JpegEncoder::new_with_quality(&mut Cursor::new(&mut jpeg), 85)
-            .encode_image(&small)
-            .map_err(|e| AppError::Internal(format!("encoding a thumbnail: {e}")))?;
-        Ok(Self {
-            data_uri: format!("data:image/jpeg;base64,{}", STANDARD.encode(&jpeg)),
-            width: tw,
-            height: th,
-        })
+        Self::of_jpeg(&encode_jpeg(&small, 85)?)
     }
 
     /// An image's JPEG thumbnail as it came (decrypted) from its collection: embedded as is,
@@ -380,10 +371,7 @@ mod tests {
         assert!(t.data_uri.starts_with("data:image/jpeg;base64,/9j/"));
         assert!(Thumbnail::of_file(b"not an image", "x.png").is_err());
         // a decrypted thumbnail is embedded as it came
-        let mut jpeg = Vec::new();
-        JpegEncoder::new_with_quality(&mut Cursor::new(&mut jpeg), 80)
-            .encode_image(&image::RgbImage::new(200, 150))
-            .map_err(|e| AppError::Internal(e.to_string()))?;
+        let jpeg = encode_jpeg(&image::RgbImage::new(200, 150), 80)?;
         let t = Thumbnail::of_jpeg(&jpeg)?;
         assert_eq!((t.width, t.height), (200, 150));
         assert!(t.data_uri.ends_with(&STANDARD.encode(&jpeg)));
