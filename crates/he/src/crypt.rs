@@ -156,6 +156,61 @@ impl SecretKey {
         })
     }
 
+    /// Encrypts a raw message at `level`: `residues[j]` holds the `N` coefficients of the
+    /// message modulo `q_j` (`j ≤ level`), used as they are (no `Δ`, no encoding). For
+    /// messages a protocol scales itself: private retrieval's query values and RGSW rows
+    /// ([`crate::gsw`]). Seeded, like [`SecretKey::encrypt`].
+    pub fn encrypt_raw(
+        &self,
+        ctx: &Context,
+        level: usize,
+        residues: &[Vec<u64>],
+    ) -> Result<Ciphertext> {
+        ctx.check_fingerprint(&self.fingerprint)?;
+        ctx.level(level)?;
+        if residues.len() != level + 1 {
+            return Err(HeError::LengthMismatch {
+                what: "raw message residues (one per prime of the level)",
+                expected: level + 1,
+                actual: residues.len(),
+            });
+        }
+        let q = ctx.q_primes(level);
+        let n = ctx.degree();
+        let mut m = RnsPoly::<Coeff>::zero(n, level + 1);
+        for (j, (r, prime)) in residues.iter().zip(q.iter()).enumerate() {
+            if r.len() != n {
+                return Err(HeError::LengthMismatch {
+                    what: "raw message coefficients",
+                    expected: n,
+                    actual: r.len(),
+                });
+            }
+            if let Some(&v) = r.iter().find(|&&v| v >= prime.value()) {
+                return Err(HeError::ValueOutOfRange {
+                    what: "raw message residue",
+                    value: v.to_string(),
+                    hint: "residues must be below their prime",
+                });
+            }
+            m.comp_mut(j).copy_from_slice(r);
+        }
+        // the message (a query's selection) is zeroized with the wrapper
+        let m = Zeroizing::new(m.forward(&q));
+        let idx: Vec<usize> = (0..=level).collect();
+        let mut rng = os_rng()?;
+        let pair = rlwe_zero(ctx, self, &idx, &mut rng)?;
+        let mut c0 = pair.b;
+        c0.add_assign(&m, &q);
+        Ok(Ciphertext {
+            meta: Meta::new(ctx, level, 1.0)?,
+            polys: vec![c0, pair.a],
+            seed: Some(pair.seed),
+            rounded: None,
+            subring: None,
+        })
+    }
+
     /// `c_0 + c_1 s + c_2 s^2 + …` in coefficient form over `Q_level` (zeroized on drop).
     pub(crate) fn phase(
         &self,

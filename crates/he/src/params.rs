@@ -51,8 +51,9 @@ pub fn max_secure_log_q(n: usize) -> u32 {
 pub const BFV_DOT_PRODUCT_T: u64 = 532_709_377;
 
 /// Names of the built-in presets.
-pub const PRESETS: [&str; 5] = [
+pub const PRESETS: [&str; 6] = [
     "bfv-4096",
+    "pir-4096",
     "bfv-8192",
     "bfv-16384",
     "ckks-8192",
@@ -90,6 +91,9 @@ impl Parameters {
         let (scheme, degree, q_bits, p_bits, t, scale): (Scheme, usize, &[u32], &[u32], u64, u32) =
             match name {
                 "bfv-4096" => (Scheme::Bfv, 4096, &[36, 36], &[37], 65537, 0),
+                // private retrieval: q_0 answers, q_0·q_1 holds the first dimension and the
+                // RGSW folds, q_2 is the folds' special prime, P the expansion's
+                "pir-4096" => (Scheme::Bfv, 4096, &[27, 27, 27], &[28], 65537, 0),
                 "bfv-8192" => (Scheme::Bfv, 8192, &[50, 50], &[50], BFV_DOT_PRODUCT_T, 0),
                 "bfv-16384" => (Scheme::Bfv, 16384, &[52, 52], &[52], BFV_DOT_PRODUCT_T, 0),
                 "ckks-8192" => (Scheme::Ckks, 8192, &[46, 20], &[50], 0, 31),

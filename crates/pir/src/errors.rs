@@ -2,8 +2,8 @@
 
 use thiserror::Error;
 
-/// What can go wrong laying out or using a batch of retrievals.
-#[derive(Debug, Error, PartialEq, Eq)]
+/// What can go wrong laying out, asking for or answering a batch of retrievals.
+#[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum PirError {
     /// A parameter is outside what the layout supports.
@@ -25,6 +25,36 @@ pub enum PirError {
         /// The number of slots.
         capacity: u64,
     },
+
+    /// A query or an answer does not have the shape the other side expects.
+    #[error(
+        "private retrieval: expected {expected}, got {actual} (client and server disagree on the collection's size or layout: list it again and retry)"
+    )]
+    Answer {
+        /// What was expected.
+        expected: String,
+        /// What came.
+        actual: String,
+    },
+
+    /// Bytes that are not a query or answer frame.
+    #[error(
+        "private retrieval: expected {what}, found {actual} (the peer speaks another version or the bytes were damaged)"
+    )]
+    Malformed {
+        /// What was expected.
+        what: String,
+        /// What was found.
+        actual: String,
+    },
+
+    /// The operating system's CSPRNG failed.
+    #[error(transparent)]
+    Os(#[from] blindsight_os::OsError),
+
+    /// The homomorphic-encryption layer refused an operation or an input.
+    #[error(transparent)]
+    He(#[from] blindsight_he::HeError),
 }
 
 /// Results of this crate.

@@ -1,0 +1,232 @@
+//! The server's side: answering a query over a database of fixed-size records.
+//!
+//! 1. **Expand** the query ([`crate::expand`]): the row selectors are switched down to the
+//!    work level (BFV encryptions of 0 or 1), the column bits become RGSW ciphertexts
+//!    ([`blindsight_he::gsw`]).
+//! 2. **First dimension**, column by column: every record of the column's slots is
+//!    transformed once per plaintext and multiplied into each of its buckets' accumulators
+//!    by that bucket's row selector (plaintext products, summed lazily).
+//! 3. **Second dimension**: each bucket's column results are folded pairwise by its column
+//!    bits, least significant first (`a + bit ⊡ (b − a)`): the selected column remains.
+//! 4. The result is switched to level 0 and rounded for transfer.
+//!
+//! The server sees only ciphertexts and does the same work whatever the query selects.
+
+use crate::batch::BatchLayout;
+use crate::errors::{PirError, Result};
+use crate::expand::expand;
+use crate::keys::QueryKeys;
+use crate::params::{PirParams, QUERY_LEVEL, Shape, WORK_LEVEL};
+use crate::query::{DIGITS, QueryPlan};
+use crate::record::to_coefficients;
+use crate::wire::{Query, Response};
+use blindsight_he::{BfvEncoder, Ciphertext, Evaluator, PlainOperand, ProductAccumulator, Rgsw};
+use rayon::prelude::*;
+
+/// Bits per coefficient of `c_0` and `c_1` in an answer (at `q_0 ≈ 2^27`, `Δ_0 ≈ 2^11`:
+/// the rounding adds errors of standard deviation ≈ 2^2 and ≈ 2^6 to a noise of ≈ 2^5,
+/// against `Δ_0 / 2 = 2^10`: about 11 standard deviations).
+pub const ANSWER_BITS: [u32; 2] = [22, 25];
+
+/// The records a server answers from.
+pub trait Records: Sync {
+    /// Slots laid out (records beyond are absent).
+    fn capacity(&self) -> u64;
+    /// The record at `slot` (exactly the parameters' record size), `None` if the slot is
+    /// empty (a purged image): it reads as zeros.
+    fn record(&self, slot: u64) -> Option<&[u8]>;
+}
+
+/// The expanded query: row selectors per bucket and RGSW column bits per bucket.
+struct Selectors {
+    rows: Vec<Ciphertext>,
+    bits: Vec<Rgsw>,
+}
+
+fn expand_query(
+    ev: &Evaluator,
+    keys: &QueryKeys,
+    shape: &Shape,
+    plan: &QueryPlan,
+    query: &Query,
+) -> Result<Selectors> {
+    let sizes: Vec<usize> = plan
+        .row_chunks
+        .iter()
+        .chain(&plan.bit_chunks)
+        .copied()
+        .collect();
+    let mut leaves = query
+        .ciphertexts
+        .par_iter()
+        .zip(sizes.par_iter())
+        .map(|(ct, &m)| expand(ev, &keys.galois, ct, m))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+    let bit_leaves = leaves.split_off(plan.row_chunks.iter().sum());
+    let rows = leaves
+        .par_iter()
+        .map(|ct| Ok(ev.mod_switch_to(ct, WORK_LEVEL)?))
+        .collect::<Result<Vec<_>>>()?;
+    let bits = bit_leaves
+        .par_chunks(DIGITS)
+        .map(|digits| Ok(ev.rgsw_from_rows(digits, &keys.relin)?))
+        .collect::<Result<Vec<_>>>()?;
+    debug_assert_eq!(bits.len(), shape.bits * rows.len() / shape.rows.max(1));
+    Ok(Selectors { rows, bits })
+}
+
+/// Answers `query` over `records` laid out by `layout`.
+pub fn answer(
+    ev: &Evaluator,
+    keys: &QueryKeys,
+    params: &PirParams,
+    layout: &BatchLayout,
+    records: &dyn Records,
+    query: &Query,
+) -> Result<Response> {
+    let ctx = ev.context();
+    let n = ctx.degree();
+    if query.capacity > records.capacity() {
+        return Err(PirError::Parameters {
+            what: "the query's database size",
+            expected: format!("at most the {} slots laid out", records.capacity()),
+            actual: query.capacity.to_string(),
+        });
+    }
+    let shape = Shape::new(layout, query.capacity)?;
+    let plan = QueryPlan::new(&shape, layout.buckets(), n);
+    if query.ciphertexts.len() != plan.ciphertexts() {
+        return Err(PirError::Answer {
+            expected: format!("a query of {} ciphertexts", plan.ciphertexts()),
+            actual: query.ciphertexts.len().to_string(),
+        });
+    }
+    for ct in &query.ciphertexts {
+        if ct.level() != QUERY_LEVEL || ct.size() != 2 {
+            return Err(PirError::Answer {
+                expected: format!("fresh query ciphertexts at level {QUERY_LEVEL}"),
+                actual: format!("level {}, {} polynomials", ct.level(), ct.size()),
+            });
+        }
+    }
+    let selectors = expand_query(ev, keys, &shape, &plan, query)?;
+    // columns[c][b][part]
+    let columns = (0..shape.cols)
+        .into_par_iter()
+        .map(|c| first_dimension(ev, params, layout, &shape, records, &selectors.rows, c))
+        .collect::<Result<Vec<_>>>()?;
+    let buckets = (0..layout.buckets())
+        .into_par_iter()
+        .map(|b| {
+            let bits = &selectors.bits[b * shape.bits..(b + 1) * shape.bits];
+            let mut level: Vec<Vec<Ciphertext>> =
+                columns.iter().map(|col| col[b].clone()).collect();
+            for bit in bits {
+                level = fold(ev, level, bit)?;
+            }
+            let Some(parts) = level.pop() else {
+                return Err(PirError::Answer {
+                    expected: "a column".to_string(),
+                    actual: "none".to_string(),
+                });
+            };
+            parts
+                .iter()
+                .map(|ct| {
+                    let low = ev.mod_switch_to(ct, 0)?;
+                    Ok(ev.round_for_transfer(&low, ANSWER_BITS)?)
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Response {
+        ciphertexts: buckets.into_iter().flatten().collect(),
+    })
+}
+
+/// One fold: `out[i] = col[2i] + bit ⊡ (col[2i+1] − col[2i])` (a lone last column stays).
+fn fold(ev: &Evaluator, cols: Vec<Vec<Ciphertext>>, bit: &Rgsw) -> Result<Vec<Vec<Ciphertext>>> {
+    let mut out = Vec::with_capacity(cols.len().div_ceil(2));
+    let mut it = cols.into_iter();
+    while let Some(a) = it.next() {
+        match it.next() {
+            None => out.push(a),
+            Some(b) => out.push(
+                a.iter()
+                    .zip(&b)
+                    .map(|(a, b)| {
+                        let step = ev.external_product(&ev.sub(b, a)?, bit)?;
+                        Ok(ev.add(a, &step)?)
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// Column `col` of every bucket: `out[b][part] = Σ_row row_selector[b][row] · record`.
+fn first_dimension(
+    ev: &Evaluator,
+    params: &PirParams,
+    layout: &BatchLayout,
+    shape: &Shape,
+    records: &dyn Records,
+    row_selectors: &[Ciphertext],
+    col: usize,
+) -> Result<Vec<Vec<Ciphertext>>> {
+    let ctx = ev.context();
+    let n = ctx.degree();
+    let parts = params.parts(n);
+    let encoder = BfvEncoder::new(ctx)?;
+    let buckets = layout.buckets();
+    let mut acc: Vec<Vec<ProductAccumulator>> = (0..buckets)
+        .map(|_| {
+            (0..parts)
+                .map(|_| ProductAccumulator::new(ctx, WORK_LEVEL))
+                .collect::<blindsight_he::Result<Vec<_>>>()
+        })
+        .collect::<blindsight_he::Result<Vec<_>>>()?;
+    let first = shape.position(0, col) * layout.cell_slots();
+    let end = (shape.position(0, col + 1) * layout.cell_slots()).min(shape.capacity);
+    for slot in first..end {
+        let Some(record) = records.record(slot) else {
+            continue;
+        };
+        if record.len() != params.record_bytes {
+            return Err(PirError::Parameters {
+                what: "a stored record's length",
+                expected: params.record_bytes.to_string(),
+                actual: record.len().to_string(),
+            });
+        }
+        let plaintexts = to_coefficients(record, n)
+            .iter()
+            .map(|c| {
+                Ok(PlainOperand::new(
+                    ctx,
+                    &encoder.encode_coefficients(c)?,
+                    WORK_LEVEL,
+                )?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (row, _) = shape.cell(layout.position(slot));
+        for b in layout.candidates(slot) {
+            let selector = &row_selectors[b * shape.rows + row];
+            for (a, pt) in acc[b].iter_mut().zip(&plaintexts) {
+                a.add_plain_operand(selector, pt)?;
+            }
+        }
+    }
+    acc.iter()
+        .map(|parts| {
+            parts
+                .iter()
+                .map(|a| Ok(a.finish_plain()?))
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect()
+}

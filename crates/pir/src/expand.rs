@@ -1,0 +1,67 @@
+//! Query expansion (server side): one ciphertext of `m ≤ N` coefficient-encoded values
+//! becomes `m` ciphertexts, the `i`-th encrypting `2^L · value_i` as a constant
+//! (`L = ⌈log2 m⌉`; the client encodes `value_i · 2^-L mod t`).
+//!
+//! Level `j` of the tree splits each ciphertext `c` (holding the values whose index is `k`
+//! modulo `2^j`, at the multiples of `2^j`) by the substitution `X -> X^(N/2^j + 1)`, which
+//! negates exactly the odd multiples of `2^j`: `c + σ(c)` keeps the indices `≡ k` and
+//! `(c − σ(c))·X^-2^j` those `≡ k + 2^j (mod 2^(j+1))`, shifted down. Branches that hold no
+//! index below `m` are never computed: `m − 1` substitutions in all.
+
+use crate::errors::{PirError, Result};
+use blindsight_he::{BfvEncoder, Ciphertext, Evaluator, GaloisKeys, Plaintext};
+
+/// The levels of the expansion of `m` values.
+pub fn levels(m: usize) -> u32 {
+    m.max(1).next_power_of_two().trailing_zeros()
+}
+
+/// `X^-2^j` as a plaintext (`-X^(N - 2^j)`; `1` for a shift of 0).
+fn inverse_monomial(encoder: &BfvEncoder, n: usize, t: u64, shift: usize) -> Result<Plaintext> {
+    let mut coeffs = vec![0u64; n];
+    if shift == 0 {
+        coeffs[0] = 1;
+    } else {
+        coeffs[n - shift] = t - 1;
+    }
+    Ok(encoder.encode_coefficients(&coeffs)?)
+}
+
+/// Expands `query` into its first `m` values (see the module's documentation).
+pub fn expand(
+    ev: &Evaluator,
+    keys: &GaloisKeys,
+    query: &Ciphertext,
+    m: usize,
+) -> Result<Vec<Ciphertext>> {
+    let ctx = ev.context();
+    let n = ctx.degree();
+    if m == 0 || m > n {
+        return Err(PirError::Parameters {
+            what: "values in one query ciphertext",
+            expected: format!("1 to {n}"),
+            actual: m.to_string(),
+        });
+    }
+    let encoder = BfvEncoder::new(ctx)?;
+    let t = ctx.params().plain_modulus();
+    let mut cts = vec![query.clone()];
+    for j in 0..levels(m) {
+        let half = 1usize << j;
+        let g = (n as u64 >> j) + 1;
+        let shift = inverse_monomial(&encoder, n, t, half)?;
+        let mut next: Vec<Option<Ciphertext>> = vec![None; 2 * half];
+        for (k, c) in cts.into_iter().enumerate() {
+            let s = ev.substitute(&c, g, keys)?;
+            if k + half < m {
+                let odd = ev.mul_plain(&ev.sub(&c, &s)?, &shift)?;
+                next[k + half] = Some(odd);
+            }
+            next[k] = Some(ev.add(&c, &s)?);
+        }
+        cts = next.into_iter().flatten().collect::<Vec<_>>();
+        // indices k < m survive in order: next[k] for k < 2·half, present iff k < m
+    }
+    cts.truncate(m);
+    Ok(cts)
+}

@@ -1,0 +1,148 @@
+//! Queries and answers as bytes: a small versioned frame around `blindsight-he`'s
+//! ciphertext envelopes (each checked against the parameter set on reading). Every length
+//! is bounded before anything is allocated: the server reads queries from clients, the
+//! client reads answers from a server it does not trust.
+//!
+//! ```text
+//! "BSPR" | version u8 | kind u8 (1 query, 2 answer) | capacity u64 LE (0 in answers)
+//!        | count u32 LE | count × (length u32 LE | ciphertext envelope)
+//! ```
+
+use crate::errors::{PirError, Result};
+use blindsight_he::{Ciphertext, Context, Serializable};
+
+const MAGIC: &[u8; 4] = b"BSPR";
+/// The frame's version.
+pub const VERSION: u8 = 1;
+const KIND_QUERY: u8 = 1;
+const KIND_ANSWER: u8 = 2;
+const HEADER: usize = 4 + 1 + 1 + 8 + 4;
+
+/// Most ciphertexts a query or an answer holds.
+pub const MAX_CIPHERTEXTS: usize = 256;
+/// Most bytes one ciphertext envelope may take (a full ciphertext at the largest preset is
+/// far below).
+pub const MAX_CIPHERTEXT_BYTES: usize = 1 << 22;
+
+/// A query: the client's view of the database size and the selector ciphertexts.
+#[derive(Clone, Debug)]
+pub struct Query {
+    /// Slots the client believes the database has (the server answers over these).
+    pub capacity: u64,
+    /// Seeded, coefficient-encoded selector ciphertexts.
+    pub ciphertexts: Vec<Ciphertext>,
+}
+
+/// An answer: `parts` ciphertexts per bucket, rounded for transfer.
+#[derive(Clone, Debug)]
+pub struct Response {
+    /// The buckets' ciphertexts in bucket order.
+    pub ciphertexts: Vec<Ciphertext>,
+}
+
+fn write(ctx: &Context, kind: u8, capacity: u64, cts: &[Ciphertext]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(HEADER + cts.len() * 40_000);
+    out.extend_from_slice(MAGIC);
+    out.push(VERSION);
+    out.push(kind);
+    out.extend_from_slice(&capacity.to_le_bytes());
+    out.extend_from_slice(&(cts.len() as u32).to_le_bytes());
+    for ct in cts {
+        let bytes = ct.to_bytes(ctx)?;
+        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(&bytes);
+    }
+    Ok(out)
+}
+
+fn malformed(what: &str, actual: impl ToString) -> PirError {
+    PirError::Malformed {
+        what: what.to_string(),
+        actual: actual.to_string(),
+    }
+}
+
+fn read(ctx: &Context, kind: u8, bytes: &[u8]) -> Result<(u64, Vec<Ciphertext>)> {
+    if bytes.len() < HEADER || &bytes[..4] != MAGIC {
+        return Err(malformed("a private-retrieval frame", "other bytes"));
+    }
+    if bytes[4] != VERSION {
+        return Err(malformed("frame version 1", bytes[4]));
+    }
+    if bytes[5] != kind {
+        return Err(malformed(
+            if kind == KIND_QUERY {
+                "a query"
+            } else {
+                "an answer"
+            },
+            format!("frame kind {}", bytes[5]),
+        ));
+    }
+    let capacity = u64::from_le_bytes(
+        bytes[6..14]
+            .try_into()
+            .map_err(|_| malformed("capacity", "short"))?,
+    );
+    let count = u32::from_le_bytes(
+        bytes[14..18]
+            .try_into()
+            .map_err(|_| malformed("count", "short"))?,
+    ) as usize;
+    if count > MAX_CIPHERTEXTS {
+        return Err(malformed("at most 256 ciphertexts", count));
+    }
+    let mut rest = &bytes[HEADER..];
+    let mut cts = Vec::with_capacity(count);
+    for _ in 0..count {
+        if rest.len() < 4 {
+            return Err(malformed("a ciphertext length", "the end of the frame"));
+        }
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        rest = &rest[4..];
+        if len > MAX_CIPHERTEXT_BYTES || len > rest.len() {
+            return Err(malformed(
+                "a ciphertext within the frame",
+                format!("{len} bytes"),
+            ));
+        }
+        cts.push(Ciphertext::from_bytes(ctx, &rest[..len])?);
+        rest = &rest[len..];
+    }
+    if !rest.is_empty() {
+        return Err(malformed(
+            "the end of the frame",
+            format!("{} more bytes", rest.len()),
+        ));
+    }
+    Ok((capacity, cts))
+}
+
+impl Query {
+    /// The query as bytes.
+    pub fn to_bytes(&self, ctx: &Context) -> Result<Vec<u8>> {
+        write(ctx, KIND_QUERY, self.capacity, &self.ciphertexts)
+    }
+
+    /// Reads a query, checking every length and ciphertext.
+    pub fn from_bytes(ctx: &Context, bytes: &[u8]) -> Result<Self> {
+        let (capacity, ciphertexts) = read(ctx, KIND_QUERY, bytes)?;
+        Ok(Self {
+            capacity,
+            ciphertexts,
+        })
+    }
+}
+
+impl Response {
+    /// The answer as bytes.
+    pub fn to_bytes(&self, ctx: &Context) -> Result<Vec<u8>> {
+        write(ctx, KIND_ANSWER, 0, &self.ciphertexts)
+    }
+
+    /// Reads an answer, checking every length and ciphertext.
+    pub fn from_bytes(ctx: &Context, bytes: &[u8]) -> Result<Self> {
+        let (_, ciphertexts) = read(ctx, KIND_ANSWER, bytes)?;
+        Ok(Self { ciphertexts })
+    }
+}
