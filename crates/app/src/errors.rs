@@ -59,6 +59,10 @@ pub enum AppError {
     /// An error of the cryptographic layer.
     #[error(transparent)]
     He(#[from] blindsight_he::HeError),
+
+    /// An error of private retrieval.
+    #[error(transparent)]
+    Pir(#[from] blindsight_pir::PirError),
 }
 
 /// Result type of the command line.

@@ -21,6 +21,7 @@
 //! mixing search, ingest, fetch and hostile requests).
 
 pub mod bench;
+pub mod bench_pir;
 pub mod bench_server;
 pub mod commands;
 pub mod demo;

@@ -425,6 +425,25 @@ enum Command {
         #[arg(long)]
         compare: Vec<PathBuf>,
     },
+    /// Private retrieval benchmark: k records out of N by PIR, one JSON object (beside
+    /// shared/bench/spiral_reference.sh).
+    BenchPir {
+        /// Records in the database.
+        #[arg(long, default_value_t = 100_000)]
+        records: u64,
+        /// Bytes per record (a sealed thumbnail is 16 384).
+        #[arg(long, default_value_t = 16_384)]
+        record_bytes: usize,
+        /// Records per search.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Searches measured (timings are medians).
+        #[arg(long, default_value_t = 3)]
+        queries: usize,
+        /// Print one JSON object (otherwise, one field per line).
+        #[arg(long)]
+        json: bool,
+    },
     /// Loopback load test: a `serve` process, concurrent clients mixing search, ingest,
     /// fetch and hostile requests; rates, latencies, errors and the server's peak memory.
     BenchServer {
@@ -704,6 +723,28 @@ fn run(command: Command) -> blindsight::Result<()> {
                 Some(path) => bench::plot(&path, report, &compare),
                 None => Ok(()),
             }
+        }
+        Command::BenchPir {
+            records,
+            record_bytes,
+            k,
+            queries,
+            json,
+        } => {
+            let report = blindsight::bench_pir::run(&blindsight::bench_pir::BenchPirOptions {
+                records,
+                record_bytes,
+                k,
+                queries,
+            })?;
+            if json {
+                println!("{report}");
+            } else if let Some(map) = report.as_object() {
+                for (k, v) in map {
+                    println!("{k}: {v}");
+                }
+            }
+            Ok(())
         }
         Command::BenchServer {
             preset,

@@ -299,39 +299,6 @@ impl ProductAccumulator {
         Ok(())
     }
 
-    /// Adds `ct · op` for a plaintext prepared once ([`PlainOperand::new`]) and multiplied
-    /// into many accumulators (private retrieval multiplies each record into each of its
-    /// buckets): no NTT per product.
-    pub fn add_plain_operand(&mut self, ct: &Ciphertext, op: &PlainOperand) -> Result<()> {
-        self.ctx.check_ciphertext(ct)?;
-        self.ctx.check_fingerprint(&op.fingerprint)?;
-        if ct.meta.level != self.level || op.level != self.level || ct.polys.len() != 2 {
-            return Err(HeError::LevelMismatch {
-                expected: self.level,
-                actual: if op.level != self.level {
-                    op.level
-                } else {
-                    ct.meta.level
-                },
-            });
-        }
-        if self.ctx.scheme() != Scheme::Bfv {
-            return Err(HeError::WrongScheme {
-                operation: "prepared plaintext products",
-                scheme: "CKKS",
-            });
-        }
-        self.plain_scale = Some(ct.meta.scale);
-        let q = self.ctx.q_primes(self.level);
-        let n = self.ctx.degree();
-        let acc = self
-            .plain
-            .get_or_insert_with(|| std::array::from_fn(|_| RnsPoly::zero(n, q.len())));
-        acc[0].mul_acc(&ct.polys[0], &op.poly, &q);
-        acc[1].mul_acc(&ct.polys[1], &op.poly, &q);
-        Ok(())
-    }
-
     /// The sum of the ciphertext products as a 3-polynomial ciphertext (no relinearization).
     pub(crate) fn tensor_ciphertext(&self) -> Result<Ciphertext> {
         let Some(sum) = &self.tensor else {
@@ -378,31 +345,5 @@ impl ProductAccumulator {
             });
         }
         self.tensor_ciphertext()
-    }
-}
-
-/// A BFV plaintext in NTT form at one level, prepared once for many products
-/// ([`ProductAccumulator::add_plain_operand`]).
-#[derive(Clone, Debug)]
-pub struct PlainOperand {
-    poly: zeroize::Zeroizing<RnsPoly>,
-    level: usize,
-    fingerprint: [u8; 32],
-}
-
-impl PlainOperand {
-    /// `pt` (BFV, centered lift of its coefficients) in NTT form over `Q_level`.
-    pub fn new(ctx: &Context, pt: &Plaintext, level: usize) -> Result<Self> {
-        if ctx.scheme() != Scheme::Bfv {
-            return Err(HeError::WrongScheme {
-                operation: "prepared plaintext products",
-                scheme: "CKKS",
-            });
-        }
-        Ok(Self {
-            poly: plain_poly(ctx, pt, level)?,
-            level,
-            fingerprint: ctx.params().fingerprint(),
-        })
     }
 }

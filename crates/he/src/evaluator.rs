@@ -608,30 +608,6 @@ impl Evaluator {
 /// Finishing an accumulator takes the evaluator's key switching: it is written beside it, so
 /// that the accumulator itself does not depend on the evaluator.
 impl ProductAccumulator {
-    /// The sum of plaintext products alone (no ciphertext product added: those need
-    /// [`Self::finish`] and a relinearization key); zero if nothing was added.
-    pub fn finish_plain(&self) -> Result<Ciphertext> {
-        if self.tensor.is_some() {
-            return Err(HeError::CiphertextSize {
-                expected: 2,
-                actual: 3,
-            });
-        }
-        let q = self.ctx.q_primes(self.level);
-        let n = self.ctx.degree();
-        let polys = match &self.plain {
-            Some([p0, p1]) => vec![p0.clone(), p1.clone()],
-            None => vec![RnsPoly::zero(n, q.len()), RnsPoly::zero(n, q.len())],
-        };
-        Ok(Ciphertext {
-            meta: Meta::new(&self.ctx, self.level, self.plain_scale.unwrap_or(1.0))?,
-            polys,
-            seed: None,
-            rounded: None,
-            subring: None,
-        })
-    }
-
     /// Reduces the sum once: BFV scales the tensor by `t/Q`; then one relinearization; the
     /// plaintext products are added last.
     pub fn finish(&self, ev: &Evaluator, rk: &RelinKey) -> Result<Ciphertext> {

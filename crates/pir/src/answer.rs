@@ -18,9 +18,9 @@ use crate::expand::expand;
 use crate::keys::QueryKeys;
 use crate::params::{PirParams, QUERY_LEVEL, Shape, WORK_LEVEL};
 use crate::query::{DIGITS, QueryPlan};
-use crate::record::to_coefficients;
+use crate::record::part_coefficients;
 use crate::wire::{Query, Response};
-use blindsight_he::{BfvEncoder, Ciphertext, Evaluator, PlainOperand, ProductAccumulator, Rgsw};
+use blindsight_he::{Ciphertext, Evaluator, PlainAccumulator, PlainOperand, Rgsw};
 use rayon::prelude::*;
 
 /// Bits per coefficient of `c_0` and `c_1` in an answer (at `q_0 ≈ 2^27`, `Δ_0 ≈ 2^11`:
@@ -78,6 +78,17 @@ fn expand_query(
     Ok(Selectors { rows, bits })
 }
 
+/// Where an answer's time went (seconds, wall clock).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct AnswerTimes {
+    /// Query expansion, row switches and RGSW rows.
+    pub expand_s: f64,
+    /// The first dimension (records transformed and multiplied).
+    pub first_s: f64,
+    /// The folds, switches and rounding.
+    pub fold_s: f64,
+}
+
 /// Answers `query` over `records` laid out by `layout`.
 pub fn answer(
     ev: &Evaluator,
@@ -87,6 +98,20 @@ pub fn answer(
     records: &dyn Records,
     query: &Query,
 ) -> Result<Response> {
+    answer_timed(ev, keys, params, layout, records, query).map(|(r, _)| r)
+}
+
+/// [`answer`], with the time each stage took.
+pub fn answer_timed(
+    ev: &Evaluator,
+    keys: &QueryKeys,
+    params: &PirParams,
+    layout: &BatchLayout,
+    records: &dyn Records,
+    query: &Query,
+) -> Result<(Response, AnswerTimes)> {
+    let mut times = AnswerTimes::default();
+    let clock = std::time::Instant::now();
     let ctx = ev.context();
     let n = ctx.degree();
     if query.capacity > records.capacity() {
@@ -113,11 +138,13 @@ pub fn answer(
         }
     }
     let selectors = expand_query(ev, keys, &shape, &plan, query)?;
+    times.expand_s = clock.elapsed().as_secs_f64();
     // columns[c][b][part]
     let columns = (0..shape.cols)
         .into_par_iter()
         .map(|c| first_dimension(ev, params, layout, &shape, records, &selectors.rows, c))
         .collect::<Result<Vec<_>>>()?;
+    times.first_s = clock.elapsed().as_secs_f64() - times.expand_s;
     let buckets = (0..layout.buckets())
         .into_par_iter()
         .map(|b| {
@@ -142,9 +169,13 @@ pub fn answer(
                 .collect::<Result<Vec<_>>>()
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Response {
-        ciphertexts: buckets.into_iter().flatten().collect(),
-    })
+    times.fold_s = clock.elapsed().as_secs_f64() - times.expand_s - times.first_s;
+    Ok((
+        Response {
+            ciphertexts: buckets.into_iter().flatten().collect(),
+        },
+        times,
+    ))
 }
 
 /// One fold: `out[i] = col[2i] + bit ⊡ (col[2i+1] − col[2i])` (a lone last column stays).
@@ -181,15 +212,17 @@ fn first_dimension(
     let ctx = ev.context();
     let n = ctx.degree();
     let parts = params.parts(n);
-    let encoder = BfvEncoder::new(ctx)?;
-    let buckets = layout.buckets();
-    let mut acc: Vec<Vec<ProductAccumulator>> = (0..buckets)
+    let mut acc: Vec<Vec<PlainAccumulator>> = (0..layout.buckets())
         .map(|_| {
             (0..parts)
-                .map(|_| ProductAccumulator::new(ctx, WORK_LEVEL))
+                .map(|_| PlainAccumulator::new(ctx, WORK_LEVEL))
                 .collect::<blindsight_he::Result<Vec<_>>>()
         })
         .collect::<blindsight_he::Result<Vec<_>>>()?;
+    let mut operands = (0..parts)
+        .map(|_| PlainOperand::zero(ctx, WORK_LEVEL))
+        .collect::<blindsight_he::Result<Vec<_>>>()?;
+    let mut coefficients = vec![0u64; n];
     let first = shape.position(0, col) * layout.cell_slots();
     let end = (shape.position(0, col + 1) * layout.cell_slots()).min(shape.capacity);
     for slot in first..end {
@@ -203,29 +236,23 @@ fn first_dimension(
                 actual: record.len().to_string(),
             });
         }
-        let plaintexts = to_coefficients(record, n)
-            .iter()
-            .map(|c| {
-                Ok(PlainOperand::new(
-                    ctx,
-                    &encoder.encode_coefficients(c)?,
-                    WORK_LEVEL,
-                )?)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        for (part, op) in operands.iter_mut().enumerate() {
+            part_coefficients(record, part, &mut coefficients);
+            op.load(ctx, &coefficients)?;
+        }
         let (row, _) = shape.cell(layout.position(slot));
         for b in layout.candidates(slot) {
             let selector = &row_selectors[b * shape.rows + row];
-            for (a, pt) in acc[b].iter_mut().zip(&plaintexts) {
-                a.add_plain_operand(selector, pt)?;
+            for (a, op) in acc[b].iter_mut().zip(&operands) {
+                a.add(selector, op)?;
             }
         }
     }
-    acc.iter()
+    acc.into_iter()
         .map(|parts| {
             parts
-                .iter()
-                .map(|a| Ok(a.finish_plain()?))
+                .into_iter()
+                .map(|a| Ok(a.finish()?))
                 .collect::<Result<Vec<_>>>()
         })
         .collect()

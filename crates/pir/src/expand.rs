@@ -10,6 +10,7 @@
 
 use crate::errors::{PirError, Result};
 use blindsight_he::{BfvEncoder, Ciphertext, Evaluator, GaloisKeys, Plaintext};
+use rayon::prelude::*;
 
 /// The levels of the expansion of `m` values.
 pub fn levels(m: usize) -> u32 {
@@ -50,17 +51,23 @@ pub fn expand(
         let half = 1usize << j;
         let g = (n as u64 >> j) + 1;
         let shift = inverse_monomial(&encoder, n, t, half)?;
-        let mut next: Vec<Option<Ciphertext>> = vec![None; 2 * half];
-        for (k, c) in cts.into_iter().enumerate() {
-            let s = ev.substitute(&c, g, keys)?;
-            if k + half < m {
-                let odd = ev.mul_plain(&ev.sub(&c, &s)?, &shift)?;
-                next[k + half] = Some(odd);
-            }
-            next[k] = Some(ev.add(&c, &s)?);
-        }
-        cts = next.into_iter().flatten().collect::<Vec<_>>();
-        // indices k < m survive in order: next[k] for k < 2·half, present iff k < m
+        // each ciphertext splits independently: in parallel once there are several
+        let split = cts
+            .into_par_iter()
+            .enumerate()
+            .map(|(k, c)| {
+                let s = ev.substitute(&c, g, keys)?;
+                let odd = if k + half < m {
+                    Some(ev.mul_plain(&ev.sub(&c, &s)?, &shift)?)
+                } else {
+                    None
+                };
+                Ok((ev.add(&c, &s)?, odd))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // index k keeps its even half; k + half (when below m) takes the odd half
+        let (even, odd): (Vec<_>, Vec<_>) = split.into_iter().unzip();
+        cts = even.into_iter().chain(odd.into_iter().flatten()).collect();
     }
     cts.truncate(m);
     Ok(cts)

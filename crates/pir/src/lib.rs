@@ -38,7 +38,7 @@ pub mod query;
 pub mod record;
 pub mod wire;
 
-pub use answer::{Records, answer};
+pub use answer::{AnswerTimes, Records, answer, answer_timed};
 pub use errors::{PirError, Result};
 pub use keys::QueryKeys;
 pub use params::{PirParams, Shape};

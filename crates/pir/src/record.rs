@@ -26,6 +26,23 @@ pub fn to_coefficients(record: &[u8], n: usize) -> Vec<Vec<u64>> {
     out
 }
 
+/// Part `part` of `record` (coefficients `part·n .. (part+1)·n`) into `out` (`n` values,
+/// zeros past the record's end), without allocating.
+pub fn part_coefficients(record: &[u8], part: usize, out: &mut [u64]) {
+    let n = out.len();
+    let start = (part * n * 2).min(record.len());
+    let end = ((part + 1) * n * 2).min(record.len());
+    let bytes = &record[start..end];
+    let mut pairs = bytes.chunks(2);
+    for o in out.iter_mut() {
+        *o = match pairs.next() {
+            Some([lo, hi]) => u64::from(*lo) | (u64::from(*hi) << 8),
+            Some([lo]) => u64::from(*lo),
+            _ => 0,
+        };
+    }
+}
+
 /// The record of `record_bytes` that [`to_coefficients`] turned into `plaintexts`: an error
 /// if they are too few, or a coefficient is not below `2^16` (a wrong key or a corrupted
 /// answer decrypts to noise, which the record's own seal then refuses in any case).
@@ -77,6 +94,11 @@ mod tests {
             prop_assert_eq!(pts.len(), plaintexts_per_record(record.len(), n));
             prop_assert!(pts.iter().flatten().all(|&v| v < 1 << 16));
             prop_assert_eq!(from_coefficients(&pts, record.len()).unwrap(), record.clone());
+            for (part, want) in pts.iter().enumerate() {
+                let mut got = vec![7u64; n];
+                part_coefficients(&record, part, &mut got);
+                prop_assert_eq!(&got, want);
+            }
             if !record.is_empty() {
                 let mut bad = pts.clone();
                 bad[0][0] = 1 << 16;
