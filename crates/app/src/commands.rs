@@ -42,6 +42,25 @@ pub mod remembered;
 pub use listing::{DEFAULT_PAGE, collections, images, info};
 pub use output::Output;
 
+/// Files or thumbnails by image id.
+type ById = Vec<(i64, Vec<u8>)>;
+
+/// The matches' thumbnails by private retrieval: (id, JPEG) of those retrieved, and how
+/// many have none (or could not be placed in the batch).
+pub(crate) fn private_thumbnails(client: &Client, matches: &[Match]) -> Result<(ById, usize)> {
+    let wanted: Vec<(i64, Option<u64>)> =
+        matches.iter().map(|m| (m.id, m.thumbnail_slot)).collect();
+    let mut shown = Vec::new();
+    let mut missing = 0usize;
+    for (id, t) in client.private_thumbnails(&wanted)? {
+        match t {
+            blindsight_client::client::RetrievedThumbnail::Jpeg(jpeg) => shown.push((id, jpeg)),
+            _ => missing += 1,
+        }
+    }
+    Ok((shown, missing))
+}
+
 /// Environment variable holding the server's admin token (read when no
 /// `--admin-token-file` is given).
 pub const ADMIN_TOKEN_ENV: &str = "BLINDSIGHT_ADMIN_TOKEN";
@@ -675,24 +694,21 @@ pub fn search(
             }
         }
         notes.push(format!(
-            "wrote {written} decrypted matches to {}",
+            "wrote {written} decrypted matches to {} (fetched by id: the server learns which \
+             images these are)",
             dir.display()
         ));
     }
     if let Some(path) = report {
-        let thumbnails = client.thumbnails(&ids)?;
-        // images ingested before thumbnails existed: their files (until a compaction)
-        let without: Vec<i64> = ids
-            .iter()
-            .copied()
-            .filter(|id| file_of(&thumbnails, *id).is_none() && file_of(&files, *id).is_none())
-            .collect();
-        let older = if without.is_empty() {
-            Vec::new()
-        } else {
-            client.fetch(&without)?
-        };
-        let files: Vec<(i64, Vec<u8>)> = files.into_iter().chain(older).collect();
+        // by private retrieval: the server learns neither which thumbnails nor how many
+        // matched (always the same requests for the same k)
+        let (thumbnails, missing) = private_thumbnails(&client, &matches)?;
+        if missing > 0 {
+            notes.push(format!(
+                "{missing} of the results have no thumbnail yet (ingested before thumbnails \
+                 existed): `blindsight compact` gives them one"
+            ));
+        }
         let page = ReportPage {
             title: format!("blindsight search: {}", names::for_terminal(&name)),
             notes: vec![

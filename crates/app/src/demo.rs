@@ -232,9 +232,10 @@ fn show_matches(
     original: &str,
     work: &Path,
 ) -> Result<Vec<ShownMatch>> {
-    let ids: Vec<i64> = matches.iter().map(|m| m.id).collect();
-    let thumbnails = client.thumbnails(&ids)?;
-    // the original of the best match only (the page shows the thumbnails)
+    // thumbnails by private retrieval (the server learns nothing of the matches)...
+    let (thumbnails, _) = crate::commands::private_thumbnails(client, matches)?;
+    // ...and the original of the best match, fetched by id: an explicit fetch, which tells
+    // the server which image that is (the demo says so)
     let best = matches.first().map(|m| vec![m.id]).unwrap_or_default();
     let files = client.fetch(&best)?;
     if let Some(data) = matches.first().and_then(|m| file_of(&files, m.id)) {

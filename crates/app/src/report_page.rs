@@ -392,6 +392,7 @@ mod tests {
             name: name.to_string(),
             channel_cosines: vec![c],
             whole_cosine: c,
+            thumbnail_slot: None,
         };
         let page = ReportPage {
             title: "results".into(),

@@ -101,7 +101,7 @@ fn frames() -> &'static [Vec<u8>] {
                     tag: vec![1; 32],
                     meta: vec![2; 70],
                     deleted: false,
-                    thumbnail: true,
+                    thumbnail_slot: Some(3),
                 }],
                 next: Some(1),
             }),

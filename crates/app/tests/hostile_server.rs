@@ -232,7 +232,7 @@ fn a_hostile_server_gets_errors_and_bounded_memory() {
                 tag: vec![id as u8; 32],
                 meta: seal::seal(&ks.payload_key, "c/meta", id as u64, &meta).unwrap(),
                 deleted: false,
-                thumbnail: false,
+                thumbnail_slot: None,
             }
         })
         .collect();

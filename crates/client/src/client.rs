@@ -28,6 +28,8 @@ use std::time::Instant;
 
 mod ingest;
 mod merge;
+mod retrieval;
+
 pub use ingest::{
     BATCH, BATCH_FILE_BYTES, IngestFile, IngestItem, IngestProgress, WINDOW_BYTES, WINDOW_FILES,
 };
@@ -35,6 +37,7 @@ pub use merge::{
     CompactReport, MAX_MERGED_IMAGES, MERGE_BYTES, MergeMode, MergePolicy, SegmentState,
     fresh_ciphertext_bytes, merged_segment_cap, plan_rebuilds,
 };
+pub use retrieval::{RECORDS_PER_QUERY, RetrievedThumbnail};
 
 /// A client of one collection.
 pub struct Client {
@@ -45,6 +48,9 @@ pub struct Client {
     cipher: AnyCipher,
     merge_after_ingest: bool,
     batch_images: usize,
+    /// The private-retrieval secret of this client's session (made at the first
+    /// retrieval, dropped after any failure; see [`retrieval`]).
+    retrieval: std::sync::Mutex<Option<retrieval::Session>>,
 }
 
 enum AnyCipher {
@@ -96,6 +102,9 @@ pub struct Match {
     pub channel_cosines: Vec<f64>,
     /// Whole-vector cosine.
     pub whole_cosine: f64,
+    /// The slot of its sealed thumbnail in the collection's private-retrieval database
+    /// (`None`: it has none yet).
+    pub thumbnail_slot: Option<u64>,
 }
 
 impl Match {
@@ -136,7 +145,7 @@ struct EncryptedSegment {
 }
 
 /// Images by id: name, norms (from their sealed metadata).
-type Catalog = HashMap<i64, (String, ImageNorms)>;
+type Catalog = HashMap<i64, (String, ImageNorms, Option<u64>)>;
 
 impl std::fmt::Display for SearchTiming {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -254,6 +263,7 @@ impl Client {
             cipher,
             merge_after_ingest: true,
             batch_images: BATCH,
+            retrieval: std::sync::Mutex::new(None),
         })
     }
 
@@ -413,7 +423,7 @@ impl Client {
                     name,
                     segment: e.segment_id,
                     deleted: e.deleted,
-                    thumbnail: e.thumbnail,
+                    thumbnail: e.has_thumbnail(),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -436,7 +446,7 @@ impl Client {
         let mut map = HashMap::new();
         // deleted images too: one may be live at the version a concurrent search reads
         let version = self.listed_images(|e, name, norms| {
-            map.insert(e.id, (name, norms));
+            map.insert(e.id, (name, norms, e.thumbnail_slot));
             Ok(())
         })?;
         Ok((version, map))
@@ -510,7 +520,7 @@ impl Client {
             listed = listed.max(catalog.len());
         }
         // the live images scored: (id, name), their norms and their dot products
-        let mut found: Vec<(i64, String)> = Vec::new();
+        let mut found: Vec<(i64, String, Option<u64>)> = Vec::new();
         let mut found_norms: Vec<ImageNorms> = Vec::new();
         let mut found_dots = ChannelDots::zeros(self.channels(), 0)?;
         let mut ids = HashSet::new();
@@ -574,8 +584,8 @@ impl Client {
                     )));
                 }
                 match catalog.get(&id) {
-                    Some((name, norms)) => {
-                        found.push((id, name.clone()));
+                    Some((name, norms, slot)) => {
+                        found.push((id, name.clone(), *slot));
                         found_norms.push(norms.clone());
                         found_dots.push(dots.image(position))?;
                     }
@@ -600,6 +610,7 @@ impl Client {
             .map(|i| Match {
                 id: found[i].0,
                 name: found[i].1.clone(),
+                thumbnail_slot: found[i].2,
                 channel_cosines: sims[i].channel_cosines.clone(),
                 whole_cosine: sims[i].whole_cosine,
             })

@@ -154,6 +154,10 @@ pub enum ClientError {
     /// An error of the cryptographic layer.
     #[error(transparent)]
     He(#[from] blindsight_he::HeError),
+
+    /// Private retrieval refused a query or an answer.
+    #[error(transparent)]
+    Pir(#[from] blindsight_pir::PirError),
 }
 
 /// Result type of the client.

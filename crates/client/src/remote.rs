@@ -366,7 +366,17 @@ impl Remote {
         let url = self.url(&format!("/v1/collections/{collection}/search"));
         let started = std::time::Instant::now();
         let resp = self.send(self.http.post(url).body(wire::encode_search(query)))?;
-        // `send` returns once the response head is in: the upload and the server are done.
+        let (body, timing) = Self::timed_body(resp, started, max_answer.min(MAX_SEARCH_RESPONSE))?;
+        Ok((wire::decode_search_response(&body)?, timing))
+    }
+
+    /// A binary answer (at most `max` bytes) and where its request's time went: `send`
+    /// returns once the response head is in, so the upload and the server are done then.
+    fn timed_body(
+        resp: Response,
+        started: std::time::Instant,
+        max: usize,
+    ) -> Result<(Vec<u8>, RequestTiming)> {
         let head_s = started.elapsed().as_secs_f64();
         let server_s = resp
             .headers()
@@ -374,13 +384,13 @@ impl Remote {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<f64>().ok())
             .map_or(0.0, |ms| ms / 1000.0);
-        let body = Self::capped(resp, max_answer.min(MAX_SEARCH_RESPONSE))?;
+        let body = Self::capped(resp, max)?;
         let timing = RequestTiming {
             upload_s: (head_s - server_s).max(0.0),
             server_s,
             download_s: started.elapsed().as_secs_f64() - head_s,
         };
-        Ok((wire::decode_search_response(&body)?, timing))
+        Ok((body, timing))
     }
 
     /// Sealed payloads of the given images (ids that are not live images are absent).
@@ -411,6 +421,27 @@ impl Remote {
             )));
         }
         Ok(found)
+    }
+
+    /// Uploads one-time private-retrieval keys (a `blindsight-pir` keys frame).
+    pub fn pir_keys(&self, collection: &str, frame: Vec<u8>) -> Result<()> {
+        let url = self.url(&format!("/v1/collections/{collection}/pir/keys"));
+        Self::json(self.send(self.http.put(&url).body(frame))?)?;
+        Ok(())
+    }
+
+    /// A private retrieval: sends the request (key id and query), returns the answer's
+    /// bytes (at most `max_answer`).
+    pub fn pir_retrieve(
+        &self,
+        collection: &str,
+        request: Vec<u8>,
+        max_answer: usize,
+    ) -> Result<(Vec<u8>, RequestTiming)> {
+        let url = self.url(&format!("/v1/collections/{collection}/pir"));
+        let started = std::time::Instant::now();
+        let resp = self.send(self.http.post(&url).body(request))?;
+        Self::timed_body(resp, started, max_answer)
     }
 
     /// Gives images that have no thumbnail the sealed ones made for them (in requests of

@@ -43,4 +43,4 @@ pub use errors::{PirError, Result};
 pub use keys::QueryKeys;
 pub use params::{PirParams, Shape};
 pub use query::{PendingQuery, Retrieved, build_query, decode_response};
-pub use wire::{Query, Response};
+pub use wire::{KeysUpload, Query, Response};

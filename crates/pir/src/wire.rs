@@ -6,7 +6,11 @@
 //! ```text
 //! "BSPR" | version u8 | kind u8 (1 query, 2 answer) | capacity u64 LE (0 in answers)
 //!        | count u32 LE | count × (length u32 LE | ciphertext envelope)
+//! "BSPR" | version u8 | kind 3 (keys) | key id 16 bytes | layout seed u64 LE
+//!        | Galois keys length u32 LE | envelope | relinearization key length u32 LE | envelope
 //! ```
+//!
+//! A retrieval request is the key id (16 bytes) followed by a query frame.
 
 use crate::errors::{PirError, Result};
 use blindsight_he::{Ciphertext, Context, Serializable};
@@ -16,6 +20,13 @@ const MAGIC: &[u8; 4] = b"BSPR";
 pub const VERSION: u8 = 1;
 const KIND_QUERY: u8 = 1;
 const KIND_ANSWER: u8 = 2;
+const KIND_KEYS: u8 = 3;
+
+/// Most bytes of a keys frame (the keys of `pir-4096` take about 2.2 MB).
+pub const MAX_KEYS_BYTES: usize = 8 << 20;
+
+/// Bytes of a key id.
+pub const KEY_ID_BYTES: usize = 16;
 const HEADER: usize = 4 + 1 + 1 + 8 + 4;
 
 /// Most ciphertexts a query or an answer holds.
@@ -145,4 +156,115 @@ impl Response {
         let (_, ciphertexts) = read(ctx, KIND_ANSWER, bytes)?;
         Ok(Self { ciphertexts })
     }
+}
+
+/// The one-time keys of a retrieval secret, as uploaded: an id the client picks at random,
+/// the seed of the batch layout (the client's, so that a server cannot pick a layout that
+/// fails for some result sets) and the keys.
+#[derive(Clone, Debug)]
+pub struct KeysUpload {
+    /// Random id naming these keys in retrieval requests.
+    pub key_id: [u8; KEY_ID_BYTES],
+    /// Seed of the batch layout.
+    pub layout_seed: u64,
+    /// The substitution and relinearization keys.
+    pub keys: crate::QueryKeys,
+}
+
+impl KeysUpload {
+    /// The frame's bytes.
+    pub fn to_bytes(&self, ctx: &Context) -> Result<Vec<u8>> {
+        let galois = self.keys.galois.to_bytes(ctx)?;
+        let relin = self.keys.relin.to_bytes(ctx)?;
+        let mut out = Vec::with_capacity(64 + galois.len() + relin.len());
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        out.push(KIND_KEYS);
+        out.extend_from_slice(&self.key_id);
+        out.extend_from_slice(&self.layout_seed.to_le_bytes());
+        for part in [&galois, &relin] {
+            out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            out.extend_from_slice(part);
+        }
+        Ok(out)
+    }
+
+    /// Reads a keys frame, checking every length and both key envelopes.
+    pub fn from_bytes(ctx: &Context, bytes: &[u8]) -> Result<Self> {
+        let head = 4 + 1 + 1 + KEY_ID_BYTES + 8;
+        if bytes.len() > MAX_KEYS_BYTES {
+            return Err(malformed(
+                "a keys frame of at most 8 MiB",
+                format!("{} bytes", bytes.len()),
+            ));
+        }
+        if bytes.len() < head || &bytes[..4] != MAGIC {
+            return Err(malformed("a private-retrieval keys frame", "other bytes"));
+        }
+        if bytes[4] != VERSION || bytes[5] != KIND_KEYS {
+            return Err(malformed(
+                "keys frame version 1",
+                format!("version {} kind {}", bytes[4], bytes[5]),
+            ));
+        }
+        let mut key_id = [0u8; KEY_ID_BYTES];
+        key_id.copy_from_slice(&bytes[6..6 + KEY_ID_BYTES]);
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&bytes[6 + KEY_ID_BYTES..head]);
+        let mut rest = &bytes[head..];
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(2);
+        for _ in 0..2 {
+            if rest.len() < 4 {
+                return Err(malformed("a key length", "the end of the frame"));
+            }
+            let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            rest = &rest[4..];
+            if len > rest.len() {
+                return Err(malformed("a key within the frame", format!("{len} bytes")));
+            }
+            parts.push(&rest[..len]);
+            rest = &rest[len..];
+        }
+        if !rest.is_empty() {
+            return Err(malformed(
+                "the end of the frame",
+                format!("{} more bytes", rest.len()),
+            ));
+        }
+        let galois = blindsight_he::GaloisKeys::from_bytes(ctx, parts[0])?;
+        let relin = blindsight_he::RelinKey::from_bytes(ctx, parts[1])?;
+        let wanted = crate::keys::expansion_elements(ctx.degree());
+        if !wanted.iter().all(|g| galois.elements().any(|e| e == *g)) {
+            return Err(malformed(
+                "a substitution key per expansion level",
+                "fewer keys",
+            ));
+        }
+        Ok(Self {
+            key_id,
+            layout_seed: u64::from_le_bytes(seed),
+            keys: crate::QueryKeys { galois, relin },
+        })
+    }
+}
+
+/// A retrieval request: the id of the keys it uses, then the query.
+pub fn encode_request(
+    ctx: &Context,
+    key_id: &[u8; KEY_ID_BYTES],
+    query: &Query,
+) -> Result<Vec<u8>> {
+    let mut out = key_id.to_vec();
+    out.extend_from_slice(&query.to_bytes(ctx)?);
+    Ok(out)
+}
+
+/// Reads a retrieval request: (key id, query).
+pub fn decode_request(ctx: &Context, bytes: &[u8]) -> Result<([u8; KEY_ID_BYTES], Query)> {
+    if bytes.len() < KEY_ID_BYTES {
+        return Err(malformed("a key id", "the end of the request"));
+    }
+    let mut key_id = [0u8; KEY_ID_BYTES];
+    key_id.copy_from_slice(&bytes[..KEY_ID_BYTES]);
+    Ok((key_id, Query::from_bytes(ctx, &bytes[KEY_ID_BYTES..])?))
 }

@@ -28,7 +28,7 @@ const MAGIC: [u8; 4] = *b"BLSW";
 /// one or more segments by a rebuilt one whose images move (merging). Version 4: `CreateCollection`
 /// carries the vector kind; per-channel ciphertexts are counted (version 3: the
 /// ring-switching key of responses).
-const VERSION: u16 = 8;
+const VERSION: u16 = 9;
 /// The `code` of an error answer refusing an ingest because the collection holds the most
 /// segments its server keeps (409, with `limit` and `actual`): the client merges its
 /// segments and sends the batch again.
@@ -44,6 +44,9 @@ pub const MAX_PAGE_IMAGES: usize = 4096;
 /// Bytes a client's sealing adds to a payload (a version byte, a 24-byte nonce, a 16-byte
 /// tag): the server bounds an image's sealed source vector by its plain length plus this.
 pub const SEALED_OVERHEAD: usize = 1 + 24 + 16;
+
+/// Most thumbnail slots a collection has (2^40, as many as private retrieval lays out).
+pub const MAX_THUMBNAIL_SLOTS: u64 = 1 << 40;
 
 /// Length of every sealed thumbnail: one size class, so that a thumbnail's length says
 /// nothing about its image (the client pads the JPEG before sealing it).
@@ -630,7 +633,8 @@ pub fn encode_image_page(page: &ImagePage) -> Vec<u8> {
             .u64(i.position as u64)
             .bytes(&i.tag)
             .bytes(&i.meta);
-        w.u64(i.deleted as u64).u64(i.thumbnail as u64);
+        w.u64(i.deleted as u64)
+            .u64(i.thumbnail_slot.map_or(0, |s| s.saturating_add(1)));
     }
     match page.next {
         Some(id) => w.u64(1).u64(id as u64),
@@ -657,7 +661,11 @@ pub fn decode_image_page(bytes: &[u8]) -> Result<ImagePage> {
             let tag = r.bytes()?.to_vec();
             let meta = r.bytes()?.to_vec();
             let deleted = flag(&mut r, "deletion")?;
-            let thumbnail = flag(&mut r, "thumbnail")?;
+            let thumbnail_slot = match r.u64()? {
+                0 => None,
+                s if s <= MAX_THUMBNAIL_SLOTS => Some(s - 1),
+                _ => return Err(malformed("a thumbnail slot beyond any collection")),
+            };
             Ok(ImageEntry {
                 id,
                 segment_id,
@@ -665,7 +673,7 @@ pub fn decode_image_page(bytes: &[u8]) -> Result<ImagePage> {
                 tag,
                 meta,
                 deleted,
-                thumbnail,
+                thumbnail_slot,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -782,7 +790,7 @@ mod tests {
                     tag: vec![4],
                     meta: vec![],
                     deleted: true,
-                    thumbnail: false,
+                    thumbnail_slot: Some(17),
                 }],
                 next,
             };

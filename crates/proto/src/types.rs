@@ -47,8 +47,16 @@ pub struct ImageEntry {
     pub meta: Vec<u8>,
     /// Whether the image was deleted.
     pub deleted: bool,
+    /// The slot of the image's sealed thumbnail in the collection's private-retrieval
+    /// database (`None`: the image has no thumbnail yet).
+    pub thumbnail_slot: Option<u64>,
+}
+
+impl ImageEntry {
     /// Whether the image has a sealed thumbnail.
-    pub thumbnail: bool,
+    pub fn has_thumbnail(&self) -> bool {
+        self.thumbnail_slot.is_some()
+    }
 }
 
 /// What a payload request found: sealed payloads in request order, and the ids that are

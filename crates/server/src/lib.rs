@@ -39,6 +39,7 @@ pub mod gallery;
 pub mod ingest;
 pub mod listener;
 mod local;
+pub mod pir;
 pub mod routes;
 pub mod state;
 pub mod store;

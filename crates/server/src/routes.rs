@@ -36,7 +36,7 @@ use axum::extract::{DefaultBodyLimit, Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use blindsight_he::{Context, GaloisKeys, Parameters, RelinKey, RingSwitchKey, Serializable};
 use blindsight_proto::{self as wire, AppendSegment, CompactSegment, CreateCollection};
 use blindsight_search::VectorKind;
@@ -62,6 +62,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/collections/{name}/thumbnails",
             post(thumbnails).put(set_thumbnails),
         )
+        .route("/v1/collections/{name}/pir/keys", put(pir_keys))
+        .route("/v1/collections/{name}/pir", post(pir_retrieve))
         .route("/v1/collections/{name}/delete", post(delete))
         .route("/v1/collections/{name}/compact", post(compact))
         .route_layer(from_fn_with_state(state.clone(), auth::collection_auth));
@@ -303,6 +305,7 @@ async fn info(
                     "key_bytes": state.options.quota.key_bytes,
                 },
                 "galois_elements": store.galois_elements(record.id)?,
+                "thumbnail_slots": store.thumbnail_capacity(record.id)?.0,
             }),
         ))
     })
@@ -523,6 +526,53 @@ async fn set_thumbnails(
             Ok(json(StatusCode::OK, serde_json::json!({ "set": n })))
         },
     )
+    .await
+}
+
+/// Stores a client's one-time retrieval keys (a `blindsight-pir` keys frame: key id, layout
+/// seed, substitution and relinearization keys) in memory for the collection.
+async fn pir_keys(
+    State(state): State<Arc<AppState>>,
+    Extension(Authorized(record)): Extension<Authorized>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let limit = blindsight_pir::wire::MAX_KEYS_BYTES;
+    heavy(
+        state,
+        Some(record.id),
+        &headers,
+        body,
+        limit,
+        move |state, body| {
+            state.pir.store_keys(record.id, &body)?;
+            tracing::info!(collection = %record.name, bytes = body.len(), "retrieval keys stored");
+            Ok(json(StatusCode::OK, serde_json::json!({ "stored": true })))
+        },
+    )
+    .await
+}
+
+/// Answers a private retrieval (key id, then a query frame) over the collection's sealed
+/// thumbnails: the server learns neither which records were asked for nor what came back.
+async fn pir_retrieve(
+    State(state): State<Arc<AppState>>,
+    Extension(Authorized(record)): Extension<Authorized>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let limit = state.options.limits.max_search_body;
+    heavy(state, Some(record.id), &headers, body, limit, move |state, body| {
+        let started = Instant::now();
+        let out = state.pir.answer(&state.reader()?, record.id, &body)?;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        tracing::info!(collection = %record.name, bytes_in = body.len(), bytes_out = out.len(), ms = ms as u64, "private retrieval");
+        let mut response = binary(out);
+        if let Ok(v) = format!("{ms:.3}").parse() {
+            response.headers_mut().insert("x-blindsight-server-ms", v);
+        }
+        Ok(response)
+    })
     .await
 }
 

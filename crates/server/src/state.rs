@@ -22,6 +22,8 @@ pub struct AppState {
     pub auth: AuthTable,
     /// Loaded collections.
     pub gallery: GalleryCache,
+    /// Private retrieval: thumbnail tables and retrieval keys.
+    pub pir: crate::pir::PirState,
     /// Admission of heavy work (search, ingest, compaction, payloads), taken once a
     /// request's body has arrived.
     pub heavy: Arc<Semaphore>,
@@ -134,6 +136,7 @@ impl AppState {
         let state = Arc::new(Self {
             files: SegmentFiles::beside(&options.db)?,
             gallery: GalleryCache::new(options.memory_budget),
+            pir: crate::pir::PirState::default(),
             heavy: Arc::new(Semaphore::new(options.limits.max_concurrent.max(1))),
             bodies: Arc::new(Semaphore::new(options.limits.body_budget_kib())),
             per_collection: CollectionPermits::new(options.limits.max_per_collection()),

@@ -710,7 +710,7 @@ impl Store {
         let mut images = {
             let mut st = tx.prepare(
                 "SELECT id, segment_id, position, tag, meta, deleted_at IS NOT NULL,
-                        thumbnail IS NOT NULL
+                        CASE WHEN thumbnail IS NOT NULL THEN thumbnail_slot END
                  FROM images WHERE collection_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
             )?;
             let rows = st.query_map(
@@ -820,6 +820,57 @@ impl Store {
         Ok(n)
     }
 
+    /// Thumbnail slots the collection has given (its private-retrieval database's
+    /// capacity) and its version.
+    pub fn thumbnail_capacity(&self, collection: i64) -> Result<(u64, i64)> {
+        let (slots, version): (i64, i64) = self.conn.query_row(
+            "SELECT thumbnail_slots, version FROM collections WHERE id = ?1",
+            [collection],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((u64::try_from(slots).unwrap_or(0), version))
+    }
+
+    /// The thumbnails of slots `from..to` of live images, by slot (deleted and purged
+    /// images' slots are left out).
+    pub fn thumbnails_by_slot(
+        &self,
+        collection: i64,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut st = self.conn.prepare(
+            "SELECT thumbnail_slot, thumbnail FROM images
+             WHERE collection_id = ?1 AND thumbnail_slot >= ?2 AND thumbnail_slot < ?3
+               AND deleted_at IS NULL AND thumbnail IS NOT NULL
+             ORDER BY thumbnail_slot",
+        )?;
+        let rows = st.query_map(params![collection, to_i64(from), to_i64(to)], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (slot, bytes) = row?;
+            out.push((u64::try_from(slot).unwrap_or(u64::MAX), bytes));
+        }
+        Ok(out)
+    }
+
+    /// The slots of live images' thumbnails.
+    pub fn live_thumbnail_slots(&self, collection: i64) -> Result<Vec<u64>> {
+        let mut st = self.conn.prepare(
+            "SELECT thumbnail_slot FROM images
+             WHERE collection_id = ?1 AND thumbnail_slot IS NOT NULL AND deleted_at IS NULL
+               AND thumbnail IS NOT NULL",
+        )?;
+        let rows = st.query_map([collection], |r| r.get::<_, i64>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(u64::try_from(row?).unwrap_or(u64::MAX));
+        }
+        Ok(out)
+    }
+
     /// Gives live images of the collection that have none the sealed thumbnails of
     /// `thumbnails` (id, sealed bytes; the caller checks their size class), in one
     /// transaction that bumps the version; returns how many were set. Ids of other
@@ -834,20 +885,24 @@ impl Store {
         let tx = self.conn.transaction()?;
         let mut n = 0usize;
         let mut bytes = 0u64;
+        let mut slots = transactions::SlotCounter::read(&tx, collection)?;
         {
             let mut st = tx.prepare(
-                "UPDATE images SET thumbnail = ?3
+                "UPDATE images SET thumbnail = ?3, thumbnail_slot = ?4
                  WHERE collection_id = ?1 AND id = ?2 AND deleted_at IS NULL
                    AND thumbnail IS NULL",
             )?;
             for (id, sealed) in thumbnails {
-                let set = st.execute(params![collection, id, sealed])?;
-                n += set;
+                let mut probe = slots;
+                let set = st.execute(params![collection, id, sealed, probe.take()])?;
                 if set > 0 {
+                    slots = probe;
+                    n += set;
                     bytes = bytes.saturating_add(sealed.len() as u64);
                 }
             }
         }
+        slots.write(&tx, collection)?;
         if n > 0 {
             let usage = usage(&tx, collection)?;
             quota::first_exceeded([(

@@ -273,7 +273,7 @@ impl Client {
                 unthumbnailed.extend(
                     entries
                         .iter()
-                        .filter(|e| !e.deleted && !e.thumbnail)
+                        .filter(|e| !e.deleted && !e.has_thumbnail())
                         .map(|e| e.id),
                 );
             }
@@ -301,7 +301,7 @@ impl Client {
                             .iter()
                             .filter_map(|id| by_segment.get(id))
                             .flatten()
-                            .filter(|e| !e.deleted && !e.thumbnail)
+                            .filter(|e| !e.deleted && !e.has_thumbnail())
                             .map(|e| e.id),
                     );
                 }

@@ -99,15 +99,15 @@ pub(super) fn usage(conn: &Connection, collection: i64) -> Result<Usage> {
 pub(super) fn images(conn: &Connection, collection: i64) -> Result<Vec<ImageEntry>> {
     let mut st = conn.prepare(
         "SELECT id, segment_id, position, tag, meta, deleted_at IS NOT NULL,
-                thumbnail IS NOT NULL
+                CASE WHEN thumbnail IS NOT NULL THEN thumbnail_slot END
          FROM images WHERE collection_id = ?1 ORDER BY segment_id, position",
     )?;
     let rows = st.query_map([collection], image_entry)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// An image row: id, segment, position, tag, metadata, whether deleted, whether it has a
-/// thumbnail.
+/// An image row: id, segment, position, tag, metadata, whether deleted, its thumbnail's
+/// slot.
 pub(super) fn image_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageEntry> {
     Ok(ImageEntry {
         id: r.get(0)?,
@@ -116,7 +116,9 @@ pub(super) fn image_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageEntry>
         tag: r.get(3)?,
         meta: r.get(4)?,
         deleted: r.get(5)?,
-        thumbnail: r.get(6)?,
+        thumbnail_slot: r
+            .get::<_, Option<i64>>(6)?
+            .and_then(|s| u64::try_from(s).ok()),
     })
 }
 

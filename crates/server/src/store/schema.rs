@@ -2,10 +2,10 @@
 //! (each in its own transaction with the version it brings).
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// The migrations: the one at index `k` takes a database of version `k` to `k + 1`.
-pub(super) const MIGRATIONS: [&str; 8] = [
+pub(super) const MIGRATIONS: [&str; 9] = [
     r#"
 CREATE TABLE collections (
     id          INTEGER PRIMARY KEY,
@@ -130,5 +130,22 @@ UPDATE collections SET
     // images ingested before, which get one when their client next merges or compacts.
     r#"
 ALTER TABLE images ADD COLUMN thumbnail BLOB;
+"#,
+    // Private retrieval (issue 25): each thumbnail's slot in its collection's PIR database,
+    // given in the order thumbnails arrive (never reused, never moved: a merge keeps it), and
+    // the number of slots given so far. Thumbnails stored before get theirs in row order.
+    r#"
+ALTER TABLE images ADD COLUMN thumbnail_slot INTEGER;
+ALTER TABLE collections ADD COLUMN thumbnail_slots INTEGER NOT NULL DEFAULT 0;
+UPDATE images SET thumbnail_slot = (
+    SELECT COUNT(*) FROM images AS earlier
+    WHERE earlier.collection_id = images.collection_id
+      AND earlier.thumbnail IS NOT NULL AND earlier.rowid < images.rowid)
+WHERE thumbnail IS NOT NULL;
+UPDATE collections SET thumbnail_slots = (
+    SELECT COUNT(*) FROM images
+    WHERE collection_id = collections.id AND thumbnail IS NOT NULL);
+CREATE UNIQUE INDEX images_thumbnail_slot ON images (collection_id, thumbnail_slot)
+    WHERE thumbnail_slot IS NOT NULL;
 "#,
 ];

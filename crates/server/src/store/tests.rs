@@ -934,7 +934,7 @@ fn thumbnails_are_given_once_to_live_images_and_counted() {
         s.images(c)
             .unwrap()
             .iter()
-            .map(|e| (e.id, e.thumbnail))
+            .map(|e| (e.id, e.has_thumbnail()))
             .collect()
     };
     assert_eq!(
@@ -961,7 +961,7 @@ fn thumbnails_are_given_once_to_live_images_and_counted() {
     assert_eq!(got.found, vec![(1, vec![6; 8]), (2, vec![5; 8])]);
     assert_eq!(got.missing, vec![3]);
     // the other collection's image 2 was not touched
-    assert!(!s.images(other).unwrap()[1].thumbnail);
+    assert!(!s.images(other).unwrap()[1].has_thumbnail());
     // past the quota: refused as a whole (image 11, position 1, has none)
     append(&mut s, c, 10, 2).unwrap();
     let usage = s.usage(c).unwrap();

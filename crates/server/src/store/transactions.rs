@@ -95,6 +95,43 @@ pub(super) fn check_quota(tx: &Transaction<'_>, collection: i64, quota: &Quota) 
     first_exceeded(checks)
 }
 
+/// The next free thumbnail slots of a collection, read once per transaction and written
+/// back at its end.
+#[derive(Clone, Copy)]
+pub(super) struct SlotCounter {
+    next: i64,
+    start: i64,
+}
+
+impl SlotCounter {
+    /// The collection's counter.
+    pub(super) fn read(tx: &Transaction<'_>, collection: i64) -> Result<Self> {
+        let next: i64 = tx.query_row(
+            "SELECT thumbnail_slots FROM collections WHERE id = ?1",
+            [collection],
+            |r| r.get(0),
+        )?;
+        Ok(Self { next, start: next })
+    }
+
+    /// A fresh slot.
+    pub(super) fn take(&mut self) -> i64 {
+        self.next += 1;
+        self.next - 1
+    }
+
+    /// Stores the counter if slots were taken.
+    pub(super) fn write(&self, tx: &Transaction<'_>, collection: i64) -> Result<()> {
+        if self.next != self.start {
+            tx.execute(
+                "UPDATE collections SET thumbnail_slots = ?2 WHERE id = ?1",
+                params![collection, self.next],
+            )?;
+        }
+        Ok(())
+    }
+}
+
 pub(super) fn insert_segment(
     tx: &Transaction<'_>,
     collection: i64,
@@ -133,13 +170,16 @@ pub(super) fn insert_segment(
         }
     }
     let segment = insert_segment_row(tx, collection, batch.layout, batch.file.bytes())?;
+    let mut slots = SlotCounter::read(tx, collection)?;
     {
         let mut ins = tx.prepare(
             "INSERT INTO images
-                 (collection_id, id, segment_id, position, tag, meta, payload, source, thumbnail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 (collection_id, id, segment_id, position, tag, meta, payload, source, thumbnail,
+                  thumbnail_slot)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         for img in batch.images {
+            let slot = (!img.thumbnail.is_empty()).then(|| slots.take());
             ins.execute(params![
                 collection,
                 img.id,
@@ -149,10 +189,12 @@ pub(super) fn insert_segment(
                 img.meta,
                 img.payload,
                 (!img.source.is_empty()).then_some(&img.source),
-                (!img.thumbnail.is_empty()).then_some(&img.thumbnail)
+                (!img.thumbnail.is_empty()).then_some(&img.thumbnail),
+                slot
             ])?;
         }
     }
+    slots.write(tx, collection)?;
     Ok(segment)
 }
 

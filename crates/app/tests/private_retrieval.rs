@@ -1,0 +1,206 @@
+//! Private retrieval through the real interfaces: `search --report` against a served
+//! collection, every byte the server receives recorded by a proxy in between. The report
+//! shows the matches' thumbnails, yet no request names an image; and two searches with
+//! different results send the same requests, of the same sizes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod common;
+use common::{ok, serve};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+/// The bytes one connection's client sent.
+type Log = Arc<Mutex<Vec<u8>>>;
+
+/// A loopback TCP proxy that forwards to `target` and records, per connection, every byte
+/// the client sent.
+struct Recorder {
+    url: String,
+    sent: Arc<Mutex<Vec<Log>>>,
+}
+
+impl Recorder {
+    fn start(target: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let target = target.trim_start_matches("http://").to_string();
+        let sent: Arc<Mutex<Vec<Log>>> = Arc::default();
+        let all = sent.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let server = TcpStream::connect(&target).unwrap();
+                let log: Log = Arc::default();
+                all.lock().unwrap().push(log.clone());
+                let (mut c_read, mut s_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = c_read.read(&mut buf) {
+                        if n == 0 || s_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        log.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                    let _ = s_write.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut s_read, mut c_write) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s_read, &mut c_write);
+                    let _ = c_write.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Self { url, sent }
+    }
+
+    /// Forgets what was recorded.
+    fn clear(&self) {
+        self.sent.lock().unwrap().clear();
+    }
+
+    /// Every request recorded so far: (request line, body), per connection in order.
+    fn requests(&self) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        for conn in self.sent.lock().unwrap().iter() {
+            let bytes = conn.lock().unwrap().clone();
+            let mut rest = &bytes[..];
+            while let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&rest[..end]).into_owned();
+                let line = head.lines().next().unwrap_or("").to_string();
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                let body_end = (end + 4 + len).min(rest.len());
+                out.push((line, rest[end + 4..body_end].to_vec()));
+                rest = &rest[body_end..];
+            }
+        }
+        out
+    }
+}
+
+/// The requests' shapes: method and path (query string included) and body size.
+fn shapes(requests: &[(String, Vec<u8>)]) -> Vec<(String, usize)> {
+    let mut s: Vec<(String, usize)> = requests
+        .iter()
+        .map(|(line, body)| {
+            let mut parts = line.split_whitespace();
+            (
+                format!(
+                    "{} {}",
+                    parts.next().unwrap_or(""),
+                    parts.next().unwrap_or("")
+                ),
+                body.len(),
+            )
+        })
+        .collect();
+    s.sort();
+    s
+}
+
+#[test]
+fn search_report_retrieves_thumbnails_without_naming_an_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server_home, home) = (tmp.path().join("server"), tmp.path().join("client"));
+    std::fs::create_dir_all(&server_home).unwrap();
+    let db = server_home.join("g.db");
+    let imgs = tmp.path().join("imgs");
+    std::fs::create_dir_all(&imgs).unwrap();
+    let gallery = blindsight_testdata::first(12);
+    for e in gallery {
+        std::fs::write(imgs.join(e.name), e.png).unwrap();
+    }
+    let served = serve(&server_home, &db, &[]);
+    let proxy = Recorder::start(&served.url);
+    let token = db.with_extension("db.admin-token");
+    ok(
+        &home,
+        &[
+            "remote",
+            "add",
+            "box",
+            &proxy.url,
+            "--admin-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    ok(&home, &["create", "--vectors", "pixels", "--scheme", "bfv"]);
+    ok(&home, &["ingest", imgs.to_str().unwrap()]);
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&home, &["list", "--images", "--json"])).unwrap();
+    let ids: Vec<i64> = listed["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 12);
+
+    let mut runs = Vec::new();
+    for (q, top) in [(2usize, "3"), (9, "3")] {
+        proxy.clear();
+        let page = tmp.path().join(format!("report-{q}.html"));
+        let query = imgs.join(gallery[q].name);
+        let out = ok(
+            &home,
+            &[
+                "search",
+                query.to_str().unwrap(),
+                "--top",
+                top,
+                "--report",
+                page.to_str().unwrap(),
+            ],
+        );
+        assert!(out.contains("wrote the report"), "{out}");
+        let html = std::fs::read_to_string(&page).unwrap();
+        // the query and its three matches, their thumbnails retrieved privately
+        assert_eq!(
+            html.matches("<img src=\"data:image/jpeg;base64,").count(),
+            4,
+            "{html}"
+        );
+        assert!(html.contains(gallery[q].name));
+        let requests = proxy.requests();
+        assert!(
+            requests.iter().any(|(l, _)| l.contains("/pir ")),
+            "{requests:?}"
+        );
+        for (line, body) in &requests {
+            assert!(
+                !line.contains("/payloads")
+                    && !line.contains("/thumbnails")
+                    && !line.contains("/sources"),
+                "a request by id: {line}"
+            );
+            for id in &ids {
+                let text = id.to_string();
+                assert!(!line.contains(&text), "{line} names image {id}");
+                let le = id.to_le_bytes();
+                let be = id.to_be_bytes();
+                let named = |bytes: &[u8]| {
+                    bytes.windows(8).any(|w| w == le || w == be)
+                        || bytes.windows(text.len()).any(|w| w == text.as_bytes())
+                };
+                assert!(!named(body), "{line}: the body names image {id}");
+            }
+        }
+        runs.push((out, shapes(&requests)));
+    }
+    // different queries, different best matches; the same requests
+    assert_ne!(runs[0].0, runs[1].0);
+    assert_eq!(runs[0].1, runs[1].1);
+}
