@@ -204,3 +204,180 @@ fn search_report_retrieves_thumbnails_without_naming_an_image() {
     assert_ne!(runs[0].0, runs[1].0);
     assert_eq!(runs[0].1, runs[1].1);
 }
+
+/// A served collection of `n` embedded images in `tmp` (client home, images folder, store):
+/// the server, the client's home and the gallery folder.
+fn served_collection(
+    tmp: &std::path::Path,
+    n: usize,
+) -> (
+    common::Served,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let (server_home, home) = (tmp.join("server"), tmp.join("client"));
+    std::fs::create_dir_all(&server_home).unwrap();
+    let db = server_home.join("g.db");
+    let imgs = tmp.join("imgs");
+    std::fs::create_dir_all(&imgs).unwrap();
+    for e in blindsight_testdata::first(n) {
+        std::fs::write(imgs.join(e.name), e.png).unwrap();
+    }
+    let served = serve(&server_home, &db, &[]);
+    let token = db.with_extension("db.admin-token");
+    ok(
+        &home,
+        &[
+            "remote",
+            "add",
+            "box",
+            &served.url,
+            "--admin-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    ok(&home, &["create", "--vectors", "pixels", "--scheme", "bfv"]);
+    ok(&home, &["ingest", imgs.to_str().unwrap()]);
+    (served, home, imgs, db)
+}
+
+/// A server whose records are swapped or damaged (here: its stored thumbnails) makes the
+/// search fail with an error naming the image, never show a wrong picture.
+#[test]
+fn swapped_or_damaged_records_are_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_served, home, imgs, db) = served_collection(tmp.path(), 6);
+    let gallery = blindsight_testdata::first(6);
+    let query = imgs.join(gallery[1].name);
+    let page = tmp.path().join("r.html");
+    let search = || {
+        common::run(
+            &home,
+            &[
+                "search",
+                query.to_str().unwrap(),
+                "--top",
+                "2",
+                "--report",
+                page.to_str().unwrap(),
+            ],
+        )
+    };
+    assert!(search().status.success());
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let stored: Vec<(i64, Vec<u8>)> = conn
+        .prepare("SELECT thumbnail_slot, thumbnail FROM images ORDER BY thumbnail_slot")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let rewrite = |by_slot: &dyn Fn(i64) -> Vec<u8>| {
+        for (slot, _) in &stored {
+            conn.execute(
+                "UPDATE images SET thumbnail = ?2 WHERE thumbnail_slot = ?1",
+                rusqlite::params![slot, by_slot(*slot)],
+            )
+            .unwrap();
+        }
+        // the version tells the server's table to look again
+        conn.execute("UPDATE collections SET version = version + 1", [])
+            .unwrap();
+    };
+    let of = |slot: i64| stored.iter().find(|(s, _)| *s == slot).unwrap().1.clone();
+    // every pair of records swapped
+    rewrite(&|slot| of(if slot % 2 == 0 { slot + 1 } else { slot - 1 }));
+    let out = search();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a swapped record must fail");
+    assert!(err.contains("a record that is not it"), "{err}");
+    // every record damaged (one bit flipped)
+    rewrite(&|slot| {
+        let mut t = of(slot);
+        t[100] ^= 1;
+        t
+    });
+    let out = search();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a damaged record must fail");
+    assert!(err.contains("a record that is not it"), "{err}");
+    // restored: the search works again (with a fresh retrieval secret)
+    rewrite(&of);
+    assert!(search().status.success());
+}
+
+/// Searches keep retrieving their thumbnails while images are added, deleted and merged:
+/// the server's table follows the store (new slots read, nothing rebuilt).
+#[test]
+fn retrieval_follows_ingests_deletions_and_compactions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_served, home, imgs, _db) = served_collection(tmp.path(), 8);
+    let gallery = blindsight_testdata::first(20);
+    let more = tmp.path().join("more");
+    std::fs::create_dir_all(&more).unwrap();
+    for e in &gallery[8..] {
+        std::fs::write(more.join(e.name), e.png).unwrap();
+    }
+    let searcher = {
+        let (home, imgs) = (home.clone(), imgs.clone());
+        let page = tmp.path().join("r.html");
+        std::thread::spawn(move || {
+            for round in 0..4 {
+                let query = imgs.join(blindsight_testdata::first(8)[round].name);
+                let out = ok(
+                    &home,
+                    &[
+                        "search",
+                        query.to_str().unwrap(),
+                        "--top",
+                        "3",
+                        "--report",
+                        page.to_str().unwrap(),
+                    ],
+                );
+                assert!(out.contains("wrote the report"), "{out}");
+                let html = std::fs::read_to_string(&page).unwrap();
+                // the query and three matches; a match purged meanwhile would be noted
+                assert!(
+                    html.matches("<img src=\"data:image/jpeg;base64,").count() == 4
+                        || html.contains("no thumbnail yet"),
+                    "{html}"
+                );
+            }
+        })
+    };
+    ok(&home, &["ingest", more.to_str().unwrap()]);
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&home, &["list", "--images", "--json"])).unwrap();
+    let victims: Vec<String> = listed["images"].as_array().unwrap()[..3]
+        .iter()
+        .map(|i| i["id"].as_i64().unwrap().to_string())
+        .collect();
+    let mut args = vec!["delete"];
+    args.extend(victims.iter().map(String::as_str));
+    ok(&home, &args);
+    ok(&home, &["compact"]);
+    searcher.join().unwrap();
+    // after all of it: a search of an added image finds it, with its thumbnail
+    let page = tmp.path().join("after.html");
+    let query = more.join(gallery[15].name);
+    ok(
+        &home,
+        &[
+            "search",
+            query.to_str().unwrap(),
+            "--top",
+            "1",
+            "--report",
+            page.to_str().unwrap(),
+        ],
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(
+        html.matches("<img src=\"data:image/jpeg;base64,").count(),
+        2,
+        "{html}"
+    );
+    assert!(html.contains(gallery[15].name));
+}

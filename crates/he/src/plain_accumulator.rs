@@ -204,6 +204,29 @@ impl PlainAccumulator {
     }
 }
 
+impl crate::Evaluator {
+    /// `ct · op` for a plaintext prepared once ([`PlainOperand`]): no NTT per product (query
+    /// expansion multiplies thousands of ciphertexts by the same monomial).
+    pub fn mul_plain_operand(&self, ct: &Ciphertext, op: &PlainOperand) -> Result<Ciphertext> {
+        let ctx = self.context();
+        ctx.check_ciphertext(ct)?;
+        ctx.check_fingerprint(&op.fingerprint)?;
+        if ct.meta.level != op.level {
+            return Err(HeError::LevelMismatch {
+                expected: op.level,
+                actual: ct.meta.level,
+            });
+        }
+        let q = ctx.q_primes(op.level);
+        let mut out = ct.clone();
+        for p in &mut out.polys {
+            p.mul_assign(&op.poly, &q);
+        }
+        out.clear_forms();
+        Ok(out)
+    }
+}
+
 /// `out[i] += a[i] · b[i]` (wrapping), for `a[i], b[i] < 2^32`: one 32×32→64-bit multiply
 /// per lane.
 fn mul_add_narrow(out: &mut [u64], a: &[u64], b: &[u64]) {

@@ -139,11 +139,19 @@ pub fn answer_timed(
     }
     let selectors = expand_query(ev, keys, &shape, &plan, query)?;
     times.expand_s = clock.elapsed().as_secs_f64();
-    // columns[c][b][part]
+    // columns[c][b][part], COLUMN_BLOCK columns per task
     let columns = (0..shape.cols)
+        .step_by(COLUMN_BLOCK)
+        .collect::<Vec<_>>()
         .into_par_iter()
-        .map(|c| first_dimension(ev, params, layout, &shape, records, &selectors.rows, c))
-        .collect::<Result<Vec<_>>>()?;
+        .map(|c| {
+            let block = c..(c + COLUMN_BLOCK).min(shape.cols);
+            first_dimension(ev, params, layout, &shape, records, &selectors.rows, block)
+        })
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
     times.first_s = clock.elapsed().as_secs_f64() - times.expand_s;
     let buckets = (0..layout.buckets())
         .into_par_iter()
@@ -199,7 +207,12 @@ fn fold(ev: &Evaluator, cols: Vec<Vec<Ciphertext>>, bit: &Rgsw) -> Result<Vec<Ve
     Ok(out)
 }
 
-/// Column `col` of every bucket: `out[b][part] = Σ_row row_selector[b][row] · record`.
+/// Columns one first-dimension task computes: each row's selectors are read once for all
+/// of them (16 buckets' selectors of a row: 2 MiB; the block's accumulators: 16 MiB).
+const COLUMN_BLOCK: usize = 4;
+
+/// Columns `cols` of every bucket: `out[c][b][part] = Σ_row row_selector[b][row] · record`,
+/// row by row, so that a row's selectors serve the whole block while they are in cache.
 fn first_dimension(
     ev: &Evaluator,
     params: &PirParams,
@@ -207,52 +220,70 @@ fn first_dimension(
     shape: &Shape,
     records: &dyn Records,
     row_selectors: &[Ciphertext],
-    col: usize,
-) -> Result<Vec<Vec<Ciphertext>>> {
+    cols: std::ops::Range<usize>,
+) -> Result<Vec<Vec<Vec<Ciphertext>>>> {
     let ctx = ev.context();
     let n = ctx.degree();
     let parts = params.parts(n);
-    let mut acc: Vec<Vec<PlainAccumulator>> = (0..layout.buckets())
-        .map(|_| {
-            (0..parts)
-                .map(|_| PlainAccumulator::new(ctx, WORK_LEVEL))
-                .collect::<blindsight_he::Result<Vec<_>>>()
-        })
-        .collect::<blindsight_he::Result<Vec<_>>>()?;
+    let new_column = || -> Result<Vec<Vec<PlainAccumulator>>> {
+        (0..layout.buckets())
+            .map(|_| {
+                (0..parts)
+                    .map(|_| Ok(PlainAccumulator::new(ctx, WORK_LEVEL)?))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect()
+    };
+    let mut acc = cols
+        .clone()
+        .map(|_| new_column())
+        .collect::<Result<Vec<_>>>()?;
     let mut operands = (0..parts)
         .map(|_| PlainOperand::zero(ctx, WORK_LEVEL))
         .collect::<blindsight_he::Result<Vec<_>>>()?;
     let mut coefficients = vec![0u64; n];
-    let first = shape.position(0, col) * layout.cell_slots();
-    let end = (shape.position(0, col + 1) * layout.cell_slots()).min(shape.capacity);
-    for slot in first..end {
-        let Some(record) = records.record(slot) else {
-            continue;
-        };
-        if record.len() != params.record_bytes {
-            return Err(PirError::Parameters {
-                what: "a stored record's length",
-                expected: params.record_bytes.to_string(),
-                actual: record.len().to_string(),
-            });
-        }
-        for (part, op) in operands.iter_mut().enumerate() {
-            part_coefficients(record, part, &mut coefficients);
-            op.load(ctx, &coefficients)?;
-        }
-        let (row, _) = shape.cell(layout.position(slot));
-        for b in layout.candidates(slot) {
-            let selector = &row_selectors[b * shape.rows + row];
-            for (a, op) in acc[b].iter_mut().zip(&operands) {
-                a.add(selector, op)?;
+    for row in 0..shape.rows {
+        for (column, col) in acc.iter_mut().zip(cols.clone()) {
+            let position = shape.position(row, col);
+            if position >= shape.bucket_len {
+                continue;
+            }
+            let first = position * layout.cell_slots();
+            let end = (first + layout.cell_slots()).min(shape.capacity);
+            for slot in first..end {
+                let Some(record) = records.record(slot) else {
+                    continue;
+                };
+                if record.len() != params.record_bytes {
+                    return Err(PirError::Parameters {
+                        what: "a stored record's length",
+                        expected: params.record_bytes.to_string(),
+                        actual: record.len().to_string(),
+                    });
+                }
+                for (part, op) in operands.iter_mut().enumerate() {
+                    part_coefficients(record, part, &mut coefficients);
+                    op.load(ctx, &coefficients)?;
+                }
+                for b in layout.candidates(slot) {
+                    let selector = &row_selectors[b * shape.rows + row];
+                    for (a, op) in column[b].iter_mut().zip(&operands) {
+                        a.add(selector, op)?;
+                    }
+                }
             }
         }
     }
     acc.into_iter()
-        .map(|parts| {
-            parts
+        .map(|column| {
+            column
                 .into_iter()
-                .map(|a| Ok(a.finish()?))
+                .map(|parts| {
+                    parts
+                        .into_iter()
+                        .map(|a| Ok(a.finish()?))
+                        .collect::<Result<Vec<_>>>()
+                })
                 .collect::<Result<Vec<_>>>()
         })
         .collect()

@@ -9,7 +9,7 @@
 //! index below `m` are never computed: `m − 1` substitutions in all.
 
 use crate::errors::{PirError, Result};
-use blindsight_he::{BfvEncoder, Ciphertext, Evaluator, GaloisKeys, Plaintext};
+use blindsight_he::{Ciphertext, Context, Evaluator, GaloisKeys, PlainOperand};
 use rayon::prelude::*;
 
 /// The levels of the expansion of `m` values.
@@ -17,15 +17,18 @@ pub fn levels(m: usize) -> u32 {
     m.max(1).next_power_of_two().trailing_zeros()
 }
 
-/// `X^-2^j` as a plaintext (`-X^(N - 2^j)`; `1` for a shift of 0).
-fn inverse_monomial(encoder: &BfvEncoder, n: usize, t: u64, shift: usize) -> Result<Plaintext> {
+/// `X^-2^j` (`-X^(N - 2^j)`; `1` for a shift of 0), transformed once at `level`.
+fn inverse_monomial(ctx: &Context, level: usize, t: u64, shift: usize) -> Result<PlainOperand> {
+    let n = ctx.degree();
     let mut coeffs = vec![0u64; n];
     if shift == 0 {
         coeffs[0] = 1;
     } else {
         coeffs[n - shift] = t - 1;
     }
-    Ok(encoder.encode_coefficients(&coeffs)?)
+    let mut op = PlainOperand::zero(ctx, level)?;
+    op.load(ctx, &coeffs)?;
+    Ok(op)
 }
 
 /// Expands `query` into its first `m` values (see the module's documentation).
@@ -44,13 +47,12 @@ pub fn expand(
             actual: m.to_string(),
         });
     }
-    let encoder = BfvEncoder::new(ctx)?;
     let t = ctx.params().plain_modulus();
     let mut cts = vec![query.clone()];
     for j in 0..levels(m) {
         let half = 1usize << j;
         let g = (n as u64 >> j) + 1;
-        let shift = inverse_monomial(&encoder, n, t, half)?;
+        let shift = inverse_monomial(ctx, query.level(), t, half)?;
         // each ciphertext splits independently: in parallel once there are several
         let split = cts
             .into_par_iter()
@@ -58,7 +60,7 @@ pub fn expand(
             .map(|(k, c)| {
                 let s = ev.substitute(&c, g, keys)?;
                 let odd = if k + half < m {
-                    Some(ev.mul_plain(&ev.sub(&c, &s)?, &shift)?)
+                    Some(ev.mul_plain_operand(&ev.sub(&c, &s)?, &shift)?)
                 } else {
                     None
                 };

@@ -77,8 +77,9 @@ pub struct Shape {
 }
 
 /// A bucket is about `RATIO` times taller than wide: a row costs one substitution in the
-/// query expansion, a column two external products (one per plaintext of a record).
-const RATIO: u64 = 2;
+/// query expansion (≈ 1 core-ms with its switch), a column two external products (≈ 0.6
+/// core-ms each, one per plaintext of a record): about as many rows as columns.
+const RATIO: u64 = 1;
 
 /// Most records a bucket may hold (2^26: a capacity of 2^26·B/w slots).
 pub const MAX_BUCKET_LEN: u64 = 1 << 26;

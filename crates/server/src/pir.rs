@@ -6,7 +6,8 @@
 //!   [`CHUNK_RECORDS`] records (no copy of the whole table when it grows: at most one chunk
 //!   more than its bytes). It is brought up to date before each answer from the collection's
 //!   version: thumbnails of new slots are read (an ingest of 1 000 images reads 16 MB),
-//!   deleted and purged images' slots are emptied; nothing is rebuilt or transformed.
+//!   purged images' slots are emptied (a deleted image's stays until a compaction purges
+//!   it); nothing is rebuilt or transformed.
 //! - **Keys** are cached in memory, at most [`MAX_KEY_SETS`] sets (the least recently used
 //!   leaves first: its client uploads them again on a 409). They are public material; the
 //!   secret stays with the client.
@@ -63,7 +64,7 @@ impl PirTable {
             from = to;
         }
         let mut present = vec![false; usize::try_from(capacity).unwrap_or(0)];
-        for slot in store.live_thumbnail_slots(collection)? {
+        for slot in store.held_thumbnail_slots(collection)? {
             if let Some(p) = usize::try_from(slot).ok().and_then(|s| present.get_mut(s)) {
                 *p = true;
             }

@@ -831,8 +831,9 @@ impl Store {
         Ok((u64::try_from(slots).unwrap_or(0), version))
     }
 
-    /// The thumbnails of slots `from..to` of live images, by slot (deleted and purged
-    /// images' slots are left out).
+    /// The thumbnails of slots `from..to`, by slot (purged images' slots are left out;
+    /// deleted ones stay until a compaction purges them, so that a search that matched an
+    /// image just before its deletion still gets its thumbnail).
     pub fn thumbnails_by_slot(
         &self,
         collection: i64,
@@ -842,7 +843,7 @@ impl Store {
         let mut st = self.conn.prepare(
             "SELECT thumbnail_slot, thumbnail FROM images
              WHERE collection_id = ?1 AND thumbnail_slot >= ?2 AND thumbnail_slot < ?3
-               AND deleted_at IS NULL AND thumbnail IS NOT NULL
+               AND thumbnail IS NOT NULL
              ORDER BY thumbnail_slot",
         )?;
         let rows = st.query_map(params![collection, to_i64(from), to_i64(to)], |r| {
@@ -856,12 +857,11 @@ impl Store {
         Ok(out)
     }
 
-    /// The slots of live images' thumbnails.
-    pub fn live_thumbnail_slots(&self, collection: i64) -> Result<Vec<u64>> {
+    /// The slots of the thumbnails the collection holds (of images not purged).
+    pub fn held_thumbnail_slots(&self, collection: i64) -> Result<Vec<u64>> {
         let mut st = self.conn.prepare(
             "SELECT thumbnail_slot FROM images
-             WHERE collection_id = ?1 AND thumbnail_slot IS NOT NULL AND deleted_at IS NULL
-               AND thumbnail IS NOT NULL",
+             WHERE collection_id = ?1 AND thumbnail_slot IS NOT NULL AND thumbnail IS NOT NULL",
         )?;
         let rows = st.query_map([collection], |r| r.get::<_, i64>(0))?;
         let mut out = Vec::new();

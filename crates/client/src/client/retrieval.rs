@@ -163,21 +163,41 @@ impl Client {
         let mut out = Vec::with_capacity(chunk.len());
         for &(id, slot) in chunk {
             let shown = match slot {
-                Some(s) => match by_slot.next() {
-                    Some((&got, Retrieved::Record(sealed))) if got == s => RetrievedThumbnail::Jpeg(
-                        thumbnail::open(&self.keystore.payload_key, &self.collection, id as u64, &sealed)
-                            .map_err(|e| ClientError::Malformed(format!(
-                                "the server answered the private retrieval of image {id}'s thumbnail with a record that is not it ({e})"
-                            )))?,
-                    ),
-                    Some((_, Retrieved::Unplaced)) => RetrievedThumbnail::Unplaced,
-                    _ => return Err(ClientError::Malformed("retrieval results out of order".into())),
-                },
                 None => RetrievedThumbnail::Missing,
+                Some(s) => match by_slot.next() {
+                    Some((&got, record)) if got == s => self.open_record(id, record)?,
+                    _ => {
+                        return Err(ClientError::Malformed(
+                            "retrieval results out of order".into(),
+                        ));
+                    }
+                },
             };
             out.push((id, shown));
         }
         Ok(out)
+    }
+
+    /// A retrieved record as image `id`'s thumbnail: its seal must open under `id` (a
+    /// swapped or damaged record is an error); an empty slot (all zeros) is an image purged
+    /// since the search.
+    fn open_record(&self, id: i64, record: Retrieved) -> Result<RetrievedThumbnail> {
+        let sealed = match record {
+            Retrieved::Unplaced => return Ok(RetrievedThumbnail::Unplaced),
+            Retrieved::Record(sealed) if sealed.iter().all(|&b| b == 0) => {
+                return Ok(RetrievedThumbnail::Missing);
+            }
+            Retrieved::Record(sealed) => sealed,
+        };
+        let key = &self.keystore.payload_key;
+        thumbnail::open(key, &self.collection, id as u64, &sealed)
+            .map(RetrievedThumbnail::Jpeg)
+            .map_err(|e| {
+                ClientError::Malformed(format!(
+                    "the server answered the private retrieval of image {id}'s thumbnail with \
+                     a record that is not it ({e})"
+                ))
+            })
     }
 
     /// The number of thumbnail slots the server states for the collection.
