@@ -875,7 +875,10 @@ fn stored_counters_follow_every_write() {
     // a migration fills the counters of an older database from its rows
     s.conn
         .execute_batch(
-            "ALTER TABLE collections DROP COLUMN image_count;
+            "DROP INDEX images_thumbnail_slot;
+             ALTER TABLE images DROP COLUMN thumbnail_slot;
+             ALTER TABLE collections DROP COLUMN thumbnail_slots;
+             ALTER TABLE collections DROP COLUMN image_count;
              ALTER TABLE collections DROP COLUMN live_count;
              ALTER TABLE collections DROP COLUMN segment_count;
              ALTER TABLE images DROP COLUMN thumbnail;",
