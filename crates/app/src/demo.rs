@@ -182,6 +182,10 @@ fn run_scheme(
         }
         summary.queries += 1;
         print_side_by_side(&results, name);
+        println!(
+            "   thumbnails retrieved privately (the server cannot tell which); the best match's \
+             original fetched by id (that request tells the server which image it is)"
+        );
         page.sections.push(QuerySection {
             heading: format!("{preset}: {} of {name}", edit.name()),
             query: Thumbnail::of_file(&query, "query").ok(),
