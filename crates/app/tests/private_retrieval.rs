@@ -114,31 +114,10 @@ fn shapes(requests: &[(String, Vec<u8>)]) -> Vec<(String, usize)> {
 #[test]
 fn search_report_retrieves_thumbnails_without_naming_an_image() {
     let tmp = tempfile::tempdir().unwrap();
-    let (server_home, home) = (tmp.path().join("server"), tmp.path().join("client"));
-    std::fs::create_dir_all(&server_home).unwrap();
-    let db = server_home.join("g.db");
-    let imgs = tmp.path().join("imgs");
-    std::fs::create_dir_all(&imgs).unwrap();
+    let c = served_collection(tmp.path(), 12, true);
+    let (home, imgs) = (c.home.clone(), c.imgs.clone());
+    let proxy = c.proxy.as_ref().unwrap();
     let gallery = blindsight_testdata::first(12);
-    for e in gallery {
-        std::fs::write(imgs.join(e.name), e.png).unwrap();
-    }
-    let served = serve(&server_home, &db, &[]);
-    let proxy = Recorder::start(&served.url);
-    let token = db.with_extension("db.admin-token");
-    ok(
-        &home,
-        &[
-            "remote",
-            "add",
-            "box",
-            &proxy.url,
-            "--admin-token-file",
-            token.to_str().unwrap(),
-        ],
-    );
-    ok(&home, &["create", "--vectors", "pixels", "--scheme", "bfv"]);
-    ok(&home, &["ingest", imgs.to_str().unwrap()]);
     let listed: serde_json::Value =
         serde_json::from_str(&ok(&home, &["list", "--images", "--json"])).unwrap();
     let ids: Vec<i64> = listed["images"]
@@ -205,17 +184,17 @@ fn search_report_retrieves_thumbnails_without_naming_an_image() {
     assert_eq!(runs[0].1, runs[1].1);
 }
 
-/// A served collection of `n` embedded images in `tmp` (client home, images folder, store):
-/// the server, the client's home and the gallery folder.
-fn served_collection(
-    tmp: &std::path::Path,
-    n: usize,
-) -> (
-    common::Served,
-    std::path::PathBuf,
-    std::path::PathBuf,
-    std::path::PathBuf,
-) {
+/// A served collection of the first `n` embedded images, made through a recording proxy
+/// when `recorded`.
+struct Collection {
+    served: common::Served,
+    proxy: Option<Recorder>,
+    home: std::path::PathBuf,
+    imgs: std::path::PathBuf,
+    db: std::path::PathBuf,
+}
+
+fn served_collection(tmp: &std::path::Path, n: usize, recorded: bool) -> Collection {
     let (server_home, home) = (tmp.join("server"), tmp.join("client"));
     std::fs::create_dir_all(&server_home).unwrap();
     let db = server_home.join("g.db");
@@ -225,6 +204,8 @@ fn served_collection(
         std::fs::write(imgs.join(e.name), e.png).unwrap();
     }
     let served = serve(&server_home, &db, &[]);
+    let proxy = recorded.then(|| Recorder::start(&served.url));
+    let url = proxy.as_ref().map_or(served.url.clone(), |p| p.url.clone());
     let token = db.with_extension("db.admin-token");
     ok(
         &home,
@@ -232,14 +213,20 @@ fn served_collection(
             "remote",
             "add",
             "box",
-            &served.url,
+            &url,
             "--admin-token-file",
             token.to_str().unwrap(),
         ],
     );
     ok(&home, &["create", "--vectors", "pixels", "--scheme", "bfv"]);
     ok(&home, &["ingest", imgs.to_str().unwrap()]);
-    (served, home, imgs, db)
+    Collection {
+        served,
+        proxy,
+        home,
+        imgs,
+        db,
+    }
 }
 
 /// A server whose records are swapped or damaged (here: its stored thumbnails) makes the
@@ -247,7 +234,13 @@ fn served_collection(
 #[test]
 fn swapped_or_damaged_records_are_errors() {
     let tmp = tempfile::tempdir().unwrap();
-    let (served, home, imgs, db) = served_collection(tmp.path(), 6);
+    let Collection {
+        served,
+        home,
+        imgs,
+        db,
+        ..
+    } = served_collection(tmp.path(), 6, false);
     let gallery = blindsight_testdata::first(6);
     let query = imgs.join(gallery[1].name);
     let page = tmp.path().join("r.html");
@@ -329,7 +322,8 @@ fn swapped_or_damaged_records_are_errors() {
 #[test]
 fn retrieval_follows_ingests_deletions_and_compactions() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_served, home, imgs, _db) = served_collection(tmp.path(), 8);
+    let c = served_collection(tmp.path(), 8, false);
+    let (home, imgs) = (c.home.clone(), c.imgs.clone());
     let gallery = blindsight_testdata::first(20);
     let more = tmp.path().join("more");
     std::fs::create_dir_all(&more).unwrap();

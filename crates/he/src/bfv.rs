@@ -83,21 +83,8 @@ impl BfvEncoder {
     /// Encodes up to N values `< t` as the plaintext's coefficients (missing ones are zero):
     /// value `i` multiplies `X^i`.
     pub fn encode_coefficients(&self, values: &[u64]) -> Result<Plaintext> {
-        let (n, t) = (self.ctx.degree(), self.t());
-        if values.len() > n {
-            return Err(HeError::LengthMismatch {
-                what: "BFV coefficients",
-                expected: n,
-                actual: values.len(),
-            });
-        }
-        if let Some(&v) = values.iter().find(|&&v| v >= t) {
-            return Err(HeError::ValueOutOfRange {
-                what: "BFV coefficient",
-                value: v.to_string(),
-                hint: "coefficients must be below the plaintext modulus",
-            });
-        }
+        let n = self.ctx.degree();
+        check_coefficients(&self.ctx, values)?;
         let mut coeffs = vec![0u64; n];
         coeffs[..values.len()].copy_from_slice(values);
         Ok(Plaintext {
@@ -150,4 +137,24 @@ impl BfvEncoder {
             scheme: "CKKS",
         })
     }
+}
+
+/// Checks up to N coefficient values, each below `t` (coefficient encoding).
+pub(crate) fn check_coefficients(ctx: &Context, values: &[u64]) -> Result<()> {
+    let (n, t) = (ctx.degree(), ctx.params().plain_modulus());
+    if values.len() > n {
+        return Err(HeError::LengthMismatch {
+            what: "BFV coefficients",
+            expected: n,
+            actual: values.len(),
+        });
+    }
+    if let Some(&v) = values.iter().find(|&&v| v >= t) {
+        return Err(HeError::ValueOutOfRange {
+            what: "BFV coefficient",
+            value: v.to_string(),
+            hint: "coefficients must be below the plaintext modulus",
+        });
+    }
+    Ok(())
 }

@@ -54,22 +54,8 @@ impl PlainOperand {
     /// lifted centered; missing ones are zero), without allocating.
     pub fn load(&mut self, ctx: &Context, values: &[u64]) -> Result<()> {
         ctx.check_fingerprint(&self.fingerprint)?;
-        let n = ctx.degree();
+        crate::bfv::check_coefficients(ctx, values)?;
         let t = ctx.params().plain_modulus();
-        if values.len() > n {
-            return Err(HeError::LengthMismatch {
-                what: "BFV coefficients",
-                expected: n,
-                actual: values.len(),
-            });
-        }
-        if let Some(&v) = values.iter().find(|&&v| v >= t) {
-            return Err(HeError::ValueOutOfRange {
-                what: "BFV coefficient",
-                value: v.to_string(),
-                hint: "coefficients must be below the plaintext modulus",
-            });
-        }
         let q = ctx.q_primes(self.level);
         let half = t / 2;
         for (j, prime) in q.iter().enumerate() {

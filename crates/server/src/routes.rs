@@ -96,6 +96,16 @@ fn binary(bytes: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
 }
 
+/// A binary answer that says how long the server worked on it (`x-blindsight-server-ms`,
+/// which the client reports as the server's share of a request).
+fn timed_binary(bytes: Vec<u8>, ms: f64) -> Response {
+    let mut response = binary(bytes);
+    if let Ok(v) = format!("{ms:.3}").parse() {
+        response.headers_mut().insert("x-blindsight-server-ms", v);
+    }
+    response
+}
+
 /// A place for heavy work among `max_concurrent`, waiting up to `admission_wait`; 503
 /// after that.
 async fn admit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
@@ -404,11 +414,7 @@ async fn search(
         let out = wire::encode_search_response(&resp);
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         tracing::info!(collection = %record.name, version = resp.version, segments = resp.segments.len(), ciphertexts = resp.ciphertexts.first().map_or(0, Vec::len), bytes_in = body.len(), bytes_out = out.len(), ms = ms as u64, "search");
-        let mut response = binary(out);
-        if let Ok(v) = format!("{ms:.3}").parse() {
-            response.headers_mut().insert("x-blindsight-server-ms", v);
-        }
-        Ok(response)
+        Ok(timed_binary(out, ms))
     })
     .await
 }
@@ -567,11 +573,7 @@ async fn pir_retrieve(
         let out = state.pir.answer(&state.reader()?, record.id, &body)?;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         tracing::info!(collection = %record.name, bytes_in = body.len(), bytes_out = out.len(), ms = ms as u64, "private retrieval");
-        let mut response = binary(out);
-        if let Ok(v) = format!("{ms:.3}").parse() {
-            response.headers_mut().insert("x-blindsight-server-ms", v);
-        }
-        Ok(response)
+        Ok(timed_binary(out, ms))
     })
     .await
 }
