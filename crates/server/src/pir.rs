@@ -217,10 +217,20 @@ impl PirState {
             blindsight_pir::wire::decode_request(ctx, request).map_err(malformed)?;
         let set = self.keys(collection, &key_id)?;
         let table = self.table(collection)?;
-        table
-            .write()
-            .map_err(|_| poisoned())?
-            .refresh(store, collection)?;
+        let started = std::time::Instant::now();
+        let (before, after) = {
+            let mut t = table.write().map_err(|_| poisoned())?;
+            let before = t.capacity;
+            t.refresh(store, collection)?;
+            (before, t.capacity)
+        };
+        tracing::info!(
+            collection,
+            slots = after,
+            new_slots = after.saturating_sub(before),
+            ms = started.elapsed().as_millis() as u64,
+            "retrieval table brought up to date"
+        );
         let table = table.read().map_err(|_| poisoned())?;
         let ev = Evaluator::new(ctx);
         let response =
