@@ -15,7 +15,6 @@
 use crate::errors::Result;
 use crate::pipeline::peak_rss_bytes;
 use blindsight_he::{Context, Evaluator, SecretKey, Serializable};
-use blindsight_pir::batch::BatchLayout;
 use blindsight_pir::params::PRESET;
 use blindsight_pir::{
     PirParams, Query, QueryKeys, Records, Response, Retrieved, answer_timed, build_query,
@@ -95,7 +94,7 @@ pub fn run(opts: &BenchPirOptions) -> Result<serde_json::Value> {
         blindsight_os::random::bytes::<8>()
             .map_err(|e| crate::AppError::Internal(format!("the OS random source failed: {e}")))?,
     );
-    let layout = BatchLayout::new(seed, params.buckets, params.hashes)?;
+    let layout = params.layout(seed)?;
     let shape = blindsight_pir::Shape::new(&layout, db.capacity())?;
     let setup_s = started.elapsed().as_secs_f64();
 

@@ -194,6 +194,22 @@ struct Collection {
     db: std::path::PathBuf,
 }
 
+/// Remembers the server at `url` (the store `db`'s admin token) as the default, `box`.
+fn remember(home: &std::path::Path, url: &str, db: &std::path::Path) {
+    let token = db.with_extension("db.admin-token");
+    ok(
+        home,
+        &[
+            "remote",
+            "add",
+            "box",
+            url,
+            "--admin-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+}
+
 fn served_collection(tmp: &std::path::Path, n: usize, recorded: bool) -> Collection {
     let (server_home, home) = (tmp.join("server"), tmp.join("client"));
     std::fs::create_dir_all(&server_home).unwrap();
@@ -206,18 +222,7 @@ fn served_collection(tmp: &std::path::Path, n: usize, recorded: bool) -> Collect
     let served = serve(&server_home, &db, &[]);
     let proxy = recorded.then(|| Recorder::start(&served.url));
     let url = proxy.as_ref().map_or(served.url.clone(), |p| p.url.clone());
-    let token = db.with_extension("db.admin-token");
-    ok(
-        &home,
-        &[
-            "remote",
-            "add",
-            "box",
-            &url,
-            "--admin-token-file",
-            token.to_str().unwrap(),
-        ],
-    );
+    remember(&home, &url, &db);
     ok(&home, &["create", "--vectors", "pixels", "--scheme", "bfv"]);
     ok(&home, &["ingest", imgs.to_str().unwrap()]);
     Collection {
@@ -280,18 +285,7 @@ fn swapped_or_damaged_records_are_errors() {
             .unwrap();
         }
         let served = serve(&server_home, &db, &[]);
-        let token = db.with_extension("db.admin-token");
-        ok(
-            &home,
-            &[
-                "remote",
-                "add",
-                "box",
-                &served.url,
-                "--admin-token-file",
-                token.to_str().unwrap(),
-            ],
-        );
+        remember(&home, &served.url, &db);
         served
     };
     // every pair of records swapped

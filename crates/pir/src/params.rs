@@ -55,6 +55,11 @@ impl PirParams {
         }
     }
 
+    /// The batch layout of these parameters for a client's `seed`.
+    pub fn layout(&self, seed: u64) -> Result<BatchLayout> {
+        BatchLayout::new(seed, self.buckets, self.hashes)
+    }
+
     /// Plaintexts per record at degree `n`.
     pub fn parts(&self, n: usize) -> usize {
         plaintexts_per_record(self.record_bytes, n)

@@ -59,9 +59,7 @@ fn write(ctx: &Context, kind: u8, capacity: u64, cts: &[Ciphertext]) -> Result<V
     out.extend_from_slice(&capacity.to_le_bytes());
     out.extend_from_slice(&(cts.len() as u32).to_le_bytes());
     for ct in cts {
-        let bytes = ct.to_bytes(ctx)?;
-        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        out.extend_from_slice(&bytes);
+        push_part(&mut out, &ct.to_bytes(ctx)?);
     }
     Ok(out)
 }
@@ -106,27 +104,49 @@ fn read(ctx: &Context, kind: u8, bytes: &[u8]) -> Result<(u64, Vec<Ciphertext>)>
     let mut rest = &bytes[HEADER..];
     let mut cts = Vec::with_capacity(count);
     for _ in 0..count {
-        if rest.len() < 4 {
-            return Err(malformed("a ciphertext length", "the end of the frame"));
-        }
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        rest = &rest[4..];
-        if len > MAX_CIPHERTEXT_BYTES || len > rest.len() {
-            return Err(malformed(
-                "a ciphertext within the frame",
-                format!("{len} bytes"),
-            ));
-        }
-        cts.push(Ciphertext::from_bytes(ctx, &rest[..len])?);
-        rest = &rest[len..];
+        let part = take_part(&mut rest, MAX_CIPHERTEXT_BYTES, "a ciphertext")?;
+        cts.push(Ciphertext::from_bytes(ctx, part)?);
     }
-    if !rest.is_empty() {
+    end_of_frame(rest)?;
+    Ok((capacity, cts))
+}
+
+/// Appends a part: its length (`u32` LE), then its bytes.
+fn push_part(out: &mut Vec<u8>, part: &[u8]) {
+    out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+    out.extend_from_slice(part);
+}
+
+/// Takes the next part (length, then at most `max` bytes, all within the frame) off `rest`.
+fn take_part<'a>(rest: &mut &'a [u8], max: usize, what: &str) -> Result<&'a [u8]> {
+    if rest.len() < 4 {
         return Err(malformed(
+            &format!("the length of {what}"),
             "the end of the frame",
-            format!("{} more bytes", rest.len()),
         ));
     }
-    Ok((capacity, cts))
+    let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+    if len > max || len > rest.len() - 4 {
+        return Err(malformed(
+            &format!("{what} within the frame"),
+            format!("{len} bytes"),
+        ));
+    }
+    let part = &rest[4..4 + len];
+    *rest = &rest[4 + len..];
+    Ok(part)
+}
+
+/// Nothing may follow the last part.
+fn end_of_frame(rest: &[u8]) -> Result<()> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(malformed(
+            "the end of the frame",
+            format!("{} more bytes", rest.len()),
+        ))
+    }
 }
 
 impl Query {
@@ -182,10 +202,8 @@ impl KeysUpload {
         out.push(KIND_KEYS);
         out.extend_from_slice(&self.key_id);
         out.extend_from_slice(&self.layout_seed.to_le_bytes());
-        for part in [&galois, &relin] {
-            out.extend_from_slice(&(part.len() as u32).to_le_bytes());
-            out.extend_from_slice(part);
-        }
+        push_part(&mut out, &galois);
+        push_part(&mut out, &relin);
         Ok(out)
     }
 
@@ -212,27 +230,11 @@ impl KeysUpload {
         let mut seed = [0u8; 8];
         seed.copy_from_slice(&bytes[6 + KEY_ID_BYTES..head]);
         let mut rest = &bytes[head..];
-        let mut parts: Vec<&[u8]> = Vec::with_capacity(2);
-        for _ in 0..2 {
-            if rest.len() < 4 {
-                return Err(malformed("a key length", "the end of the frame"));
-            }
-            let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-            rest = &rest[4..];
-            if len > rest.len() {
-                return Err(malformed("a key within the frame", format!("{len} bytes")));
-            }
-            parts.push(&rest[..len]);
-            rest = &rest[len..];
-        }
-        if !rest.is_empty() {
-            return Err(malformed(
-                "the end of the frame",
-                format!("{} more bytes", rest.len()),
-            ));
-        }
-        let galois = blindsight_he::GaloisKeys::from_bytes(ctx, parts[0])?;
-        let relin = blindsight_he::RelinKey::from_bytes(ctx, parts[1])?;
+        let galois = take_part(&mut rest, MAX_KEYS_BYTES, "the Galois keys")?;
+        let relin = take_part(&mut rest, MAX_KEYS_BYTES, "the relinearization key")?;
+        end_of_frame(rest)?;
+        let galois = blindsight_he::GaloisKeys::from_bytes(ctx, galois)?;
+        let relin = blindsight_he::RelinKey::from_bytes(ctx, relin)?;
         let wanted = crate::keys::expansion_elements(ctx.degree());
         if !wanted.iter().all(|g| galois.elements().any(|e| e == *g)) {
             return Err(malformed(

@@ -157,9 +157,7 @@ impl PirState {
     pub fn store_keys(&self, collection: i64, bytes: &[u8]) -> Result<(), ServerError> {
         let ctx = self.context()?;
         let upload = KeysUpload::from_bytes(ctx, bytes).map_err(malformed)?;
-        let p = params();
-        let layout =
-            BatchLayout::new(upload.layout_seed, p.buckets, p.hashes).map_err(malformed)?;
+        let layout = params().layout(upload.layout_seed).map_err(malformed)?;
         let mut keys = self.keys.lock().map_err(|_| poisoned())?;
         keys.retain(|k| !(k.collection == collection && k.key_id == upload.key_id));
         if keys.len() >= MAX_KEY_SETS {

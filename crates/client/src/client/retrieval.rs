@@ -41,8 +41,7 @@ impl Session {
         let secret = SecretKey::generate(&ctx)?;
         let key_id = blindsight_os::random::bytes::<KEY_ID_BYTES>()?;
         let seed = u64::from_le_bytes(blindsight_os::random::bytes::<8>()?);
-        let p = params();
-        let layout = BatchLayout::new(seed, p.buckets, p.hashes)?;
+        let layout = params().layout(seed)?;
         Ok(Self {
             ctx,
             secret,
@@ -78,8 +77,10 @@ impl Client {
         matches: &[(i64, Option<u64>)],
     ) -> Result<Vec<(i64, RetrievedThumbnail)>> {
         let mut out = Vec::with_capacity(matches.len());
+        // the database size, as the server states it (the same whatever matched)
+        let capacity = self.thumbnail_capacity()?;
         for chunk in matches.chunks(RECORDS_PER_QUERY) {
-            let result = self.retrieve_chunk(chunk);
+            let result = self.retrieve_chunk(chunk, capacity);
             if result.is_err() {
                 // a failed retrieval ends the session's secret (see the module docs)
                 if let Ok(mut s) = self.retrieval.lock() {
@@ -94,6 +95,7 @@ impl Client {
     fn retrieve_chunk(
         &self,
         chunk: &[(i64, Option<u64>)],
+        capacity: u64,
     ) -> Result<Vec<(i64, RetrievedThumbnail)>> {
         let mut guard = self
             .retrieval
@@ -105,8 +107,6 @@ impl Client {
         let session = guard
             .as_mut()
             .ok_or_else(|| ClientError::Malformed("no retrieval session".into()))?;
-        // the database size, as the server states it (the same whatever matched)
-        let capacity = self.thumbnail_capacity()?;
         let slots: Vec<u64> = chunk.iter().filter_map(|(_, s)| *s).collect();
         if let Some(&s) = slots.iter().find(|&&s| s >= capacity) {
             return Err(ClientError::Malformed(format!(
