@@ -153,12 +153,20 @@ pub fn answer_timed(
         .flatten()
         .collect::<Vec<_>>();
     times.first_s = clock.elapsed().as_secs_f64() - times.expand_s;
-    let buckets = (0..layout.buckets())
+    // moved from column-major to bucket-major, not copied
+    let mut by_bucket: Vec<Vec<Vec<Ciphertext>>> = (0..layout.buckets())
+        .map(|_| Vec::with_capacity(shape.cols))
+        .collect();
+    for column in columns {
+        for (bucket, parts) in by_bucket.iter_mut().zip(column) {
+            bucket.push(parts);
+        }
+    }
+    let buckets = by_bucket
         .into_par_iter()
-        .map(|b| {
+        .enumerate()
+        .map(|(b, mut level)| {
             let bits = &selectors.bits[b * shape.bits..(b + 1) * shape.bits];
-            let mut level: Vec<Vec<Ciphertext>> =
-                columns.iter().map(|col| col[b].clone()).collect();
             for bit in bits {
                 level = fold(ev, level, bit)?;
             }

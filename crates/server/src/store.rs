@@ -893,10 +893,9 @@ impl Store {
                    AND thumbnail IS NULL",
             )?;
             for (id, sealed) in thumbnails {
-                let mut probe = slots;
-                let set = st.execute(params![collection, id, sealed, probe.take()])?;
+                let set = st.execute(params![collection, id, sealed, slots.peek()])?;
                 if set > 0 {
-                    slots = probe;
+                    slots.take();
                     n += set;
                     bytes = bytes.saturating_add(sealed.len() as u64);
                 }

@@ -97,7 +97,6 @@ pub(super) fn check_quota(tx: &Transaction<'_>, collection: i64, quota: &Quota) 
 
 /// The next free thumbnail slots of a collection, read once per transaction and written
 /// back at its end.
-#[derive(Clone, Copy)]
 pub(super) struct SlotCounter {
     next: i64,
     start: i64,
@@ -112,6 +111,11 @@ impl SlotCounter {
             |r| r.get(0),
         )?;
         Ok(Self { next, start: next })
+    }
+
+    /// The slot [`Self::take`] gives next.
+    pub(super) fn peek(&self) -> i64 {
+        self.next
     }
 
     /// A fresh slot.
