@@ -5,6 +5,9 @@
 //! (`lazy_batch_*`), and for comparison tfhe-ntt's per-product `mul_accumulate`
 //! (`Prime::mul_acc`, reduced after every product); and on a 20-bit prime, `add_batch`
 //! against `add_batch_narrow` (gallery residues as `u32`).
+//! Private retrieval's first dimension (`narrow_products`, `pir-4096`): one batch of 1 024
+//! products as `answer` issues them (128 records × 4 buckets × 2 plaintexts, 256 selectors,
+//! 64 sums), and one record plaintext loaded (lift, two 32-bit NTTs, packing).
 //! Run: `cargo bench -p blindsight-he --bench kernels`.
 #![allow(clippy::unwrap_used, missing_docs, reason = "benchmark harness")]
 
@@ -166,5 +169,64 @@ fn bench_ntt(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, bench_narrow, bench_ntt);
+/// Private retrieval's first-dimension batch (see the module's documentation).
+fn bench_first_dimension(c: &mut Criterion) {
+    use blindsight_he::{
+        BfvEncoder, Context, Evaluator, NarrowAccumulator, NarrowCiphertext, NarrowOperand,
+        NarrowProduct, SecretKey, accumulate_narrow,
+    };
+    let ctx = Context::preset("pir-4096").unwrap();
+    let n = ctx.degree();
+    let words: Vec<u16> = (0..n).map(|i| (i * 7919) as u16).collect();
+    let mut op = NarrowOperand::zero(&ctx, 1).unwrap();
+    op.load_u16(&ctx, &words).unwrap();
+    let sk = SecretKey::generate(&ctx).unwrap();
+    let pt = BfvEncoder::new(&ctx)
+        .unwrap()
+        .encode_coefficients(&[1])
+        .unwrap();
+    let ct = Evaluator::new(&ctx)
+        .mod_switch_to(&sk.encrypt(&ctx, &pt).unwrap(), 1)
+        .unwrap();
+    let selectors: Vec<_> = (0..256)
+        .map(|_| NarrowCiphertext::new(&ctx, &ct).unwrap())
+        .collect();
+    let operands: Vec<_> = (0..256).map(|_| op.clone()).collect();
+    let mut sums: Vec<_> = (0..64)
+        .map(|_| NarrowAccumulator::new(&ctx, 1).unwrap())
+        .collect();
+    let mut products = Vec::new();
+    for record in 0..128usize {
+        let (row, col) = (record / 8, (record / 4) % 2);
+        for k in 0..4usize {
+            let bucket = (record * 5 + k * 3) % 16;
+            for part in 0..2usize {
+                products.push(NarrowProduct {
+                    acc: (col * 16 + bucket) * 2 + part,
+                    selector: bucket * 16 + row,
+                    operand: record * 2 + part,
+                });
+            }
+        }
+    }
+    let mut group = c.benchmark_group("pir_first_dimension_n4096");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3));
+    group.bench_function("batch_1024_products", |b| {
+        b.iter(|| accumulate_narrow(&ctx, &mut sums, &selectors, &operands, &products).unwrap())
+    });
+    group.bench_function("load_record_plaintext", |b| {
+        b.iter(|| op.load_u16(&ctx, black_box(&words)).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench,
+    bench_narrow,
+    bench_ntt,
+    bench_first_dimension
+);
 criterion_main!(benches);

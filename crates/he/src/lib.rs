@@ -14,6 +14,7 @@ pub mod keys;
 mod keyswitch;
 pub mod math;
 pub mod meta;
+pub mod narrow_products;
 mod operand_layout;
 pub mod params;
 pub mod plain_accumulator;
@@ -35,6 +36,9 @@ pub use flooding::NoiseFlooding;
 pub use gsw::Rgsw;
 pub use keys::{GaloisKeys, PublicKey, RelinKey, SecretKey};
 pub use meta::Meta;
+pub use narrow_products::{
+    NarrowAccumulator, NarrowCiphertext, NarrowOperand, NarrowProduct, accumulate_narrow,
+};
 pub use operand_layout::ProductForm;
 pub use params::{Parameters, Scheme};
 pub use plain_accumulator::{PlainAccumulator, PlainOperand};

@@ -20,7 +20,10 @@ use crate::params::{PirParams, QUERY_LEVEL, Shape, WORK_LEVEL};
 use crate::query::{DIGITS, QueryPlan};
 use crate::record::part_coefficients;
 use crate::wire::{Query, Response};
-use blindsight_he::{Ciphertext, Evaluator, PlainAccumulator, PlainOperand, Rgsw};
+use blindsight_he::{
+    Ciphertext, Context, Evaluator, NarrowAccumulator, NarrowCiphertext, NarrowOperand,
+    NarrowProduct, Rgsw, accumulate_narrow,
+};
 use rayon::prelude::*;
 
 /// Bits per coefficient of `c_0` and `c_1` in an answer (at `q_0 ≈ 2^27`, `Δ_0 ≈ 2^11`:
@@ -39,7 +42,7 @@ pub trait Records: Sync {
 
 /// The expanded query: row selectors per bucket and RGSW column bits per bucket.
 struct Selectors {
-    rows: Vec<Ciphertext>,
+    rows: Vec<NarrowCiphertext>,
     bits: Vec<Rgsw>,
 }
 
@@ -68,7 +71,10 @@ fn expand_query(
     let bit_leaves = leaves.split_off(plan.row_chunks.iter().sum());
     let rows = leaves
         .par_iter()
-        .map(|ct| Ok(ev.mod_switch_to(ct, WORK_LEVEL)?))
+        .map(|ct| {
+            let low = ev.mod_switch_to(ct, WORK_LEVEL)?;
+            Ok(NarrowCiphertext::new(ev.context(), &low)?)
+        })
         .collect::<Result<Vec<_>>>()?;
     let bits = bit_leaves
         .par_chunks(DIGITS)
@@ -146,7 +152,7 @@ pub fn answer_timed(
         .into_par_iter()
         .map(|c| {
             let block = c..(c + COLUMN_BLOCK).min(shape.cols);
-            first_dimension(ev, params, layout, &shape, records, &selectors.rows, block)
+            first_dimension(ctx, params, layout, &shape, records, &selectors.rows, block)
         })
         .collect::<Result<Vec<_>>>()?
         .into_iter()
@@ -215,84 +221,91 @@ fn fold(ev: &Evaluator, cols: Vec<Vec<Ciphertext>>, bit: &Rgsw) -> Result<Vec<Ve
     Ok(out)
 }
 
-/// Columns one first-dimension task computes: each row's selectors are read once for all
-/// of them (16 buckets' selectors of a row: 2 MiB; the block's accumulators: 16 MiB).
-const COLUMN_BLOCK: usize = 4;
+/// Columns one first-dimension task computes, and rows whose records are transformed
+/// before their products are summed, tile by tile ([`accumulate_narrow`]): a batch's sums
+/// are read and written once per `ROW_BATCH` rows, a row's selectors once per
+/// `COLUMN_BLOCK` columns (2 × 16 rows × 4 slots × 2 plaintexts: 256 operands, 8 MiB).
+const COLUMN_BLOCK: usize = 2;
+const ROW_BATCH: usize = 16;
 
-/// Columns `cols` of every bucket: `out[c][b][part] = Σ_row row_selector[b][row] · record`,
-/// row by row, so that a row's selectors serve the whole block while they are in cache.
+/// Columns `cols` of every bucket: `out[c][b][part] = Σ_row row_selector[b][row] · record`.
 fn first_dimension(
-    ev: &Evaluator,
+    ctx: &Context,
     params: &PirParams,
     layout: &BatchLayout,
     shape: &Shape,
     records: &dyn Records,
-    row_selectors: &[Ciphertext],
+    row_selectors: &[NarrowCiphertext],
     cols: std::ops::Range<usize>,
 ) -> Result<Vec<Vec<Vec<Ciphertext>>>> {
-    let ctx = ev.context();
     let n = ctx.degree();
     let parts = params.parts(n);
-    let new_column = || -> Result<Vec<Vec<PlainAccumulator>>> {
-        (0..layout.buckets())
-            .map(|_| {
-                (0..parts)
-                    .map(|_| Ok(PlainAccumulator::new(ctx, WORK_LEVEL)?))
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect()
-    };
-    let mut acc = cols
-        .clone()
-        .map(|_| new_column())
-        .collect::<Result<Vec<_>>>()?;
-    let mut operands = (0..parts)
-        .map(|_| PlainOperand::zero(ctx, WORK_LEVEL))
+    let buckets = layout.buckets();
+    let cell = layout.cell_slots() as usize;
+    let mut acc = (0..cols.len() * buckets * parts)
+        .map(|_| NarrowAccumulator::new(ctx, WORK_LEVEL))
         .collect::<blindsight_he::Result<Vec<_>>>()?;
-    let mut coefficients = vec![0u64; n];
-    for row in 0..shape.rows {
-        for (column, col) in acc.iter_mut().zip(cols.clone()) {
-            let position = shape.position(row, col);
-            if position >= shape.bucket_len {
-                continue;
-            }
-            let first = position * layout.cell_slots();
-            let end = (first + layout.cell_slots()).min(shape.capacity);
-            for slot in first..end {
-                let Some(record) = records.record(slot) else {
+    let mut operands = (0..ROW_BATCH * cols.len() * cell * parts)
+        .map(|_| NarrowOperand::zero(ctx, WORK_LEVEL))
+        .collect::<blindsight_he::Result<Vec<_>>>()?;
+    let mut coefficients = vec![0u16; n];
+    let mut products = Vec::with_capacity(operands.len() * layout.hashes());
+    for batch in (0..shape.rows).step_by(ROW_BATCH) {
+        products.clear();
+        let mut loaded = 0;
+        for row in batch..(batch + ROW_BATCH).min(shape.rows) {
+            for (ci, col) in cols.clone().enumerate() {
+                let position = shape.position(row, col);
+                if position >= shape.bucket_len {
                     continue;
-                };
-                if record.len() != params.record_bytes {
-                    return Err(PirError::Parameters {
-                        what: "a stored record's length",
-                        expected: params.record_bytes.to_string(),
-                        actual: record.len().to_string(),
-                    });
                 }
-                for (part, op) in operands.iter_mut().enumerate() {
-                    part_coefficients(record, part, &mut coefficients);
-                    op.load(ctx, &coefficients)?;
-                }
-                for b in layout.candidates(slot) {
-                    let selector = &row_selectors[b * shape.rows + row];
-                    for (a, op) in column[b].iter_mut().zip(&operands) {
-                        a.add(selector, op)?;
+                let first = position * layout.cell_slots();
+                let end = (first + layout.cell_slots()).min(shape.capacity);
+                for slot in first..end {
+                    let Some(record) = records.record(slot) else {
+                        continue;
+                    };
+                    if record.len() != params.record_bytes {
+                        return Err(PirError::Parameters {
+                            what: "a stored record's length",
+                            expected: params.record_bytes.to_string(),
+                            actual: record.len().to_string(),
+                        });
                     }
+                    for part in 0..parts {
+                        part_coefficients(record, part, &mut coefficients);
+                        operands[loaded * parts + part].load_u16(ctx, &coefficients)?;
+                    }
+                    for b in layout.candidates(slot) {
+                        for part in 0..parts {
+                            products.push(NarrowProduct {
+                                acc: (ci * buckets + b) * parts + part,
+                                selector: b * shape.rows + row,
+                                operand: loaded * parts + part,
+                            });
+                        }
+                    }
+                    loaded += 1;
                 }
             }
         }
+        accumulate_narrow(ctx, &mut acc, row_selectors, &operands, &products)?;
     }
-    acc.into_iter()
-        .map(|column| {
-            column
-                .into_iter()
-                .map(|parts| {
-                    parts
-                        .into_iter()
-                        .map(|a| Ok(a.finish()?))
-                        .collect::<Result<Vec<_>>>()
-                })
-                .collect::<Result<Vec<_>>>()
-        })
-        .collect()
+    let mut sums = acc.into_iter();
+    cols.map(|_| {
+        (0..buckets)
+            .map(|_| {
+                (0..parts)
+                    .map(|_| match sums.next() {
+                        Some(a) => Ok(a.finish(ctx)?),
+                        None => Err(PirError::Answer {
+                            expected: "a sum per column, bucket and plaintext".to_string(),
+                            actual: "fewer".to_string(),
+                        }),
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()
+    })
+    .collect()
 }

@@ -26,20 +26,24 @@ pub fn to_coefficients(record: &[u8], n: usize) -> Vec<Vec<u64>> {
     out
 }
 
-/// Part `part` of `record` (coefficients `part·n .. (part+1)·n`) into `out` (`n` values,
-/// zeros past the record's end), without allocating.
-pub fn part_coefficients(record: &[u8], part: usize, out: &mut [u64]) {
+/// Part `part` of `record` (coefficients `part·n .. (part+1)·n`, little-endian 16-bit
+/// words) into `out` (`n` values, zeros past the record's end), without allocating.
+pub fn part_coefficients(record: &[u8], part: usize, out: &mut [u16]) {
     let n = out.len();
     let start = (part * n * 2).min(record.len());
     let end = ((part + 1) * n * 2).min(record.len());
     let bytes = &record[start..end];
-    let mut pairs = bytes.chunks(2);
-    for o in out.iter_mut() {
-        *o = match pairs.next() {
-            Some([lo, hi]) => u64::from(*lo) | (u64::from(*hi) << 8),
-            Some([lo]) => u64::from(*lo),
-            _ => 0,
-        };
+    let mut pairs = bytes.chunks_exact(2);
+    let whole = pairs.len();
+    for (o, pair) in out.iter_mut().zip(pairs.by_ref()) {
+        *o = u16::from_le_bytes([pair[0], pair[1]]);
+    }
+    let rest = &mut out[whole..];
+    if let (Some(o), [lo]) = (rest.first_mut(), pairs.remainder()) {
+        *o = u16::from(*lo);
+        rest[1..].fill(0);
+    } else {
+        rest.fill(0);
     }
 }
 
@@ -95,8 +99,9 @@ mod tests {
             prop_assert!(pts.iter().flatten().all(|&v| v < 1 << 16));
             prop_assert_eq!(from_coefficients(&pts, record.len()).unwrap(), record.clone());
             for (part, want) in pts.iter().enumerate() {
-                let mut got = vec![7u64; n];
+                let mut got = vec![7u16; n];
                 part_coefficients(&record, part, &mut got);
+                let got: Vec<u64> = got.into_iter().map(u64::from).collect();
                 prop_assert_eq!(&got, want);
             }
             if !record.is_empty() {
