@@ -14,7 +14,7 @@
 
 use crate::batch::BatchLayout;
 use crate::errors::{PirError, Result};
-use crate::expand::expand;
+use crate::expand::{expand, expand_map};
 use crate::keys::QueryKeys;
 use crate::params::{PirParams, QUERY_LEVEL, Shape, WORK_LEVEL};
 use crate::query::{DIGITS, QueryPlan};
@@ -53,29 +53,31 @@ fn expand_query(
     plan: &QueryPlan,
     query: &Query,
 ) -> Result<Selectors> {
-    let sizes: Vec<usize> = plan
-        .row_chunks
-        .iter()
-        .chain(&plan.bit_chunks)
-        .copied()
-        .collect();
-    let mut leaves = query
-        .ciphertexts
-        .par_iter()
-        .zip(sizes.par_iter())
-        .map(|(ct, &m)| expand(ev, &keys.galois, ct, m))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>();
-    let bit_leaves = leaves.split_off(plan.row_chunks.iter().sum());
-    let rows = leaves
-        .par_iter()
-        .map(|ct| {
-            let low = ev.mod_switch_to(ct, WORK_LEVEL)?;
-            Ok(NarrowCiphertext::new(ev.context(), &low)?)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let ctx = ev.context();
+    let (row_queries, bit_queries) = query.ciphertexts.split_at(plan.row_chunks.len());
+    // row selectors: switched to the work level and narrowed as soon as they are expanded
+    let expand_rows = || {
+        row_queries
+            .par_iter()
+            .zip(plan.row_chunks.par_iter())
+            .map(|(ct, &m)| {
+                expand_map(ev, &keys.galois, ct, m, |leaf| {
+                    let low = ev.mod_switch_to(&leaf, WORK_LEVEL)?;
+                    Ok(NarrowCiphertext::new(ctx, &low)?)
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+    };
+    let expand_bits = || {
+        bit_queries
+            .par_iter()
+            .zip(plan.bit_chunks.par_iter())
+            .map(|(ct, &m)| expand(ev, &keys.galois, ct, m))
+            .collect::<Result<Vec<_>>>()
+    };
+    let (rows, bit_leaves) = rayon::join(expand_rows, expand_bits);
+    let rows: Vec<NarrowCiphertext> = rows?.into_iter().flatten().collect();
+    let bit_leaves: Vec<Ciphertext> = bit_leaves?.into_iter().flatten().collect();
     let bits = bit_leaves
         .par_chunks(DIGITS)
         .map(|digits| Ok(ev.rgsw_from_rows(digits, &keys.relin)?))

@@ -10,7 +10,6 @@
 
 use crate::errors::{PirError, Result};
 use blindsight_he::{Ciphertext, Context, Evaluator, GaloisKeys, PlainOperand};
-use rayon::prelude::*;
 
 /// The levels of the expansion of `m` values.
 pub fn levels(m: usize) -> u32 {
@@ -38,6 +37,20 @@ pub fn expand(
     query: &Ciphertext,
     m: usize,
 ) -> Result<Vec<Ciphertext>> {
+    expand_map(ev, keys, query, m, Ok)
+}
+
+/// [`expand`], each value passed through `leaf` as soon as it is expanded. The tree is
+/// walked depth first (both halves of a split in parallel), so that only the current paths'
+/// ciphertexts and the leaves' outputs are held, not a whole level of the tree (at 2 528
+/// values, 500 MB of ciphertexts at the query level).
+pub fn expand_map<T: Send>(
+    ev: &Evaluator,
+    keys: &GaloisKeys,
+    query: &Ciphertext,
+    m: usize,
+    leaf: impl Fn(Ciphertext) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
     let ctx = ev.context();
     let n = ctx.degree();
     if m == 0 || m > n {
@@ -48,29 +61,63 @@ pub fn expand(
         });
     }
     let t = ctx.params().plain_modulus();
-    let mut cts = vec![query.clone()];
-    for j in 0..levels(m) {
+    let depth = levels(m);
+    let shifts = (0..depth)
+        .map(|j| inverse_monomial(ctx, query.level(), t, 1 << j))
+        .collect::<Result<Vec<_>>>()?;
+    let walk = Walk {
+        ev,
+        keys,
+        m,
+        depth,
+        shifts: &shifts,
+        leaf: &leaf,
+    };
+    let mut out = walk.node(query.clone(), 0, 0)?;
+    // leaves come out in tree order: index k at its bit-reversed place; sort by index
+    out.sort_by_key(|(k, _)| *k);
+    Ok(out.into_iter().map(|(_, v)| v).collect())
+}
+
+/// The fixed inputs of a depth-first expansion.
+struct Walk<'a, F> {
+    ev: &'a Evaluator,
+    keys: &'a GaloisKeys,
+    m: usize,
+    depth: u32,
+    shifts: &'a [PlainOperand],
+    leaf: &'a F,
+}
+
+impl<F> Walk<'_, F> {
+    /// The leaves below node `k` of level `j` (the ciphertext holding the values whose
+    /// index is `k` modulo `2^j`), with their indices.
+    fn node<T>(&self, c: Ciphertext, k: usize, j: u32) -> Result<Vec<(usize, T)>>
+    where
+        T: Send,
+        F: Fn(Ciphertext) -> Result<T> + Sync,
+    {
+        if j == self.depth {
+            return Ok(vec![(k, (self.leaf)(c)?)]);
+        }
         let half = 1usize << j;
-        let g = (n as u64 >> j) + 1;
-        let shift = inverse_monomial(ctx, query.level(), t, half)?;
-        // each ciphertext splits independently: in parallel once there are several
-        let split = cts
-            .into_par_iter()
-            .enumerate()
-            .map(|(k, c)| {
-                let s = ev.substitute(&c, g, keys)?;
-                let odd = if k + half < m {
-                    Some(ev.mul_plain_operand(&ev.sub(&c, &s)?, &shift)?)
-                } else {
-                    None
-                };
-                Ok((ev.add(&c, &s)?, odd))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // index k keeps its even half; k + half (when below m) takes the odd half
-        let (even, odd): (Vec<_>, Vec<_>) = split.into_iter().unzip();
-        cts = even.into_iter().chain(odd.into_iter().flatten()).collect();
+        let n = self.ev.context().degree() as u64;
+        let s = self.ev.substitute(&c, (n >> j) + 1, self.keys)?;
+        let even = self.ev.add(&c, &s)?;
+        if k + half >= self.m {
+            drop((c, s));
+            return self.node(even, k, j + 1);
+        }
+        let odd = self
+            .ev
+            .mul_plain_operand(&self.ev.sub(&c, &s)?, &self.shifts[j as usize])?;
+        drop((c, s));
+        let (a, b) = rayon::join(
+            || self.node(even, k, j + 1),
+            || self.node(odd, k + half, j + 1),
+        );
+        let mut a = a?;
+        a.extend(b?);
+        Ok(a)
     }
-    cts.truncate(m);
-    Ok(cts)
 }
