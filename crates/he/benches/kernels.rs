@@ -172,14 +172,16 @@ fn bench_ntt(c: &mut Criterion) {
 /// Private retrieval's first-dimension batch (see the module's documentation).
 fn bench_first_dimension(c: &mut Criterion) {
     use blindsight_he::{
-        BfvEncoder, Context, Evaluator, NarrowAccumulator, NarrowCiphertext, NarrowOperand,
-        NarrowProduct, SecretKey, accumulate_narrow,
+        BfvEncoder, Context, Evaluator, NarrowCiphertext, NarrowOperands, NarrowProduct,
+        NarrowSelectors, NarrowSums, SecretKey, accumulate_narrow,
     };
     let ctx = Context::preset("pir-4096").unwrap();
     let n = ctx.degree();
     let words: Vec<u16> = (0..n).map(|i| (i * 7919) as u16).collect();
-    let mut op = NarrowOperand::zero(&ctx, 1).unwrap();
-    op.load_u16(&ctx, &words).unwrap();
+    let mut operands = NarrowOperands::new(&ctx, 1, 256).unwrap();
+    for i in 0..256 {
+        operands.load_u16(&ctx, i, &words).unwrap();
+    }
     let sk = SecretKey::generate(&ctx).unwrap();
     let pt = BfvEncoder::new(&ctx)
         .unwrap()
@@ -188,13 +190,13 @@ fn bench_first_dimension(c: &mut Criterion) {
     let ct = Evaluator::new(&ctx)
         .mod_switch_to(&sk.encrypt(&ctx, &pt).unwrap(), 1)
         .unwrap();
-    let selectors: Vec<_> = (0..256)
-        .map(|_| NarrowCiphertext::new(&ctx, &ct).unwrap())
-        .collect();
-    let operands: Vec<_> = (0..256).map(|_| op.clone()).collect();
-    let mut sums: Vec<_> = (0..64)
-        .map(|_| NarrowAccumulator::new(&ctx, 1).unwrap())
-        .collect();
+    let selectors = NarrowSelectors::new(
+        &ctx,
+        1,
+        (0..256).map(|_| NarrowCiphertext::new(&ctx, &ct).unwrap()),
+    )
+    .unwrap();
+    let mut sums = NarrowSums::new(&ctx, 1, 64).unwrap();
     let mut products = Vec::new();
     for record in 0..128usize {
         let (row, col) = (record / 8, (record / 4) % 2);
@@ -203,7 +205,7 @@ fn bench_first_dimension(c: &mut Criterion) {
             for part in 0..2usize {
                 products.push(NarrowProduct {
                     acc: (col * 16 + bucket) * 2 + part,
-                    selector: bucket * 16 + row,
+                    selector: row * 16 + bucket,
                     operand: record * 2 + part,
                 });
             }
@@ -217,7 +219,7 @@ fn bench_first_dimension(c: &mut Criterion) {
         b.iter(|| accumulate_narrow(&ctx, &mut sums, &selectors, &operands, &products).unwrap())
     });
     group.bench_function("load_record_plaintext", |b| {
-        b.iter(|| op.load_u16(&ctx, black_box(&words)).unwrap())
+        b.iter(|| operands.load_u16(&ctx, 0, black_box(&words)).unwrap())
     });
     group.finish();
 }

@@ -37,7 +37,7 @@ pub use gsw::Rgsw;
 pub use keys::{GaloisKeys, PublicKey, RelinKey, SecretKey};
 pub use meta::Meta;
 pub use narrow_products::{
-    NarrowAccumulator, NarrowCiphertext, NarrowOperand, NarrowProduct, accumulate_narrow,
+    NarrowCiphertext, NarrowOperands, NarrowProduct, NarrowSelectors, NarrowSums, accumulate_narrow,
 };
 pub use operand_layout::ProductForm;
 pub use params::{Parameters, Scheme};

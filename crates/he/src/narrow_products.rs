@@ -1,18 +1,20 @@
 //! Many plaintext × ciphertext products on primes below `2^32`, summed lazily and computed
-//! tile by tile: private retrieval's first dimension, where every record (a
-//! [`NarrowOperand`]) is multiplied by a few selector ciphertexts ([`NarrowCiphertext`])
-//! into a few sums ([`NarrowAccumulator`]).
+//! tile by tile: private retrieval's first dimension, where every record (one of a batch of
+//! [`NarrowOperands`]) is multiplied by a few selector ciphertexts (of a table of
+//! [`NarrowSelectors`]) into a few sums (of [`NarrowSums`]).
 //!
-//! - **32-bit words**: selectors and operands hold residues as `u32` (half the bytes of the
-//!   `u64` polynomials), operands are transformed by 32-bit NTTs, and a product of two
-//!   residues is one 32×32→64-bit multiply per lane.
-//! - **Lazy sums**: an accumulator adds products to `u64` words without reducing them until
-//!   one more could overflow (after a reduction a word is below `p`, so
-//!   `⌊(2^64 − p) / (p − 1)^2⌋` products fit: 1 024 on 27-bit primes).
-//! - **Tiles**: [`accumulate_narrow`] runs a whole list of products one tile of
-//!   coefficients at a time, so that the tiles of every accumulator, selector and operand
-//!   of the list stay in cache while all the list's products are summed (a sum's words are
-//!   read and written once per list instead of once per product).
+//! - **Packed 32-bit words**: residues are held two per 64-bit word (coefficients `2i` and
+//!   `2i + 1` in word `i`), so one 32×32→64-bit multiply of the low halves and one of the
+//!   high halves (`vpmuludq`, no shuffles) give two products; operands are transformed by
+//!   32-bit NTTs.
+//! - **Lazy sums**: a sum adds products to `u64` words (even and odd coefficients apart)
+//!   without reducing them until one more could overflow (after a reduction a word is
+//!   below `p`, so `⌊(2^64 − p) / (p − 1)^2⌋` products fit: 1 024 on 27-bit primes).
+//! - **Tile-major arenas**: selectors, operands and sums are each one buffer laid out
+//!   `[prime][tile][object][words]`, so that one tile (128 coefficients) of every object of
+//!   a batch is one contiguous run of memory; [`accumulate_narrow`] runs a whole list of
+//!   products one tile at a time, each sum's words kept in registers over all its products
+//!   (a sum is read and written once per list and tile, not once per product).
 
 use crate::context::Context;
 use crate::errors::{HeError, Result};
@@ -22,55 +24,19 @@ use crate::meta::Meta;
 use crate::params::Scheme;
 use crate::plaintext::Ciphertext;
 
-/// Coefficients per tile: a list of a few hundred products over a few hundred distinct
-/// polynomials keeps its tiles within a core's L2 cache (1 KiB per operand, 2 KiB per
-/// selector, 4 KiB per accumulator).
-const TILE: usize = 128;
+/// Packed words per tile (128 coefficients).
+const TILE_WORDS: usize = 64;
+
+/// Packed words a sum keeps in registers while its products are added: two components ×
+/// even and odd halves × 16 words, eight 512-bit registers.
+const WORDS: usize = 16;
 
 // the kernel reads whole blocks of words: tiles are made of them
-const _: () = assert!(TILE.is_multiple_of(2 * WORDS));
+const _: () = assert!(TILE_WORDS.is_multiple_of(WORDS));
 
 thread_local! {
     /// The 32-bit words an operand is transformed in before it is packed.
     static NTT_SCRATCH: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// A zeroed buffer whose first word sits at one of 32 cache-line offsets, taken in turn:
-/// the polynomials of a product list are 2^k bytes long, and buffers that all began at the
-/// same offset modulo the cache's way size would fight over the same sets when the list
-/// reads one tile of each.
-#[derive(Clone, Debug)]
-struct Staggered<T> {
-    buf: Vec<T>,
-    start: usize,
-}
-
-/// Cache-line offsets buffers are spread over.
-const STAGGER: usize = 32;
-
-impl<T: Copy + Default> Staggered<T> {
-    fn new(len: usize) -> Self {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let turn = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % STAGGER;
-        let line = 64 / size_of::<T>().max(1);
-        Self {
-            buf: vec![T::default(); len + STAGGER * line],
-            start: turn * line,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.buf.len() - STAGGER * (64 / size_of::<T>().max(1))
-    }
-
-    fn words(&self) -> &[T] {
-        &self.buf[self.start..self.start + self.len()]
-    }
-
-    fn words_mut(&mut self) -> &mut [T] {
-        let (start, len) = (self.start, self.len());
-        &mut self.buf[start..start + len]
-    }
 }
 
 /// The primes of `level` if all are below `2^32` (the narrow products' condition).
@@ -91,21 +57,60 @@ fn narrow_primes(ctx: &Context, level: usize) -> Result<usize> {
             ),
         });
     }
+    if !ctx.degree().is_multiple_of(2 * TILE_WORDS) {
+        return Err(HeError::InvalidParameters {
+            reason: format!(
+                "narrow products need a degree that is a multiple of {}",
+                2 * TILE_WORDS
+            ),
+        });
+    }
     Ok(q.len())
 }
 
-/// A ciphertext of two polynomials, its residues stored as 32-bit words, laid out
-/// `[prime][component][coefficient]`.
+/// Where an object's words of one tile begin in a tile-major arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tiles {
+    /// Tiles per prime.
+    tiles: usize,
+    /// Objects in the arena.
+    count: usize,
+    /// Words per object and tile.
+    width: usize,
+}
+
+impl Tiles {
+    fn new(ctx: &Context, count: usize, per_tile: usize) -> Self {
+        Self {
+            tiles: ctx.degree() / (2 * TILE_WORDS),
+            count,
+            width: per_tile * TILE_WORDS,
+        }
+    }
+
+    fn len(&self, primes: usize) -> usize {
+        primes * self.tiles * self.count * self.width
+    }
+
+    /// The first word of object `i`'s tile `t` of prime `j`.
+    #[inline(always)]
+    fn at(&self, j: usize, t: usize, i: usize) -> usize {
+        ((j * self.tiles + t) * self.count + i) * self.width
+    }
+}
+
+/// A ciphertext of two polynomials with its residues packed two per word, laid out
+/// `[prime][component][word]`: a selector on its way into a [`NarrowSelectors`] table.
 #[derive(Clone, Debug)]
 pub struct NarrowCiphertext {
-    data: Staggered<u64>,
+    data: Vec<u64>,
     level: usize,
     scale: f64,
     fingerprint: [u8; 32],
 }
 
 impl NarrowCiphertext {
-    /// `ct` (two polynomials, at a level whose primes are below `2^32`) in 32-bit words.
+    /// `ct` (two polynomials, at a level whose primes are below `2^32`) in packed words.
     pub fn new(ctx: &Context, ct: &Ciphertext) -> Result<Self> {
         ctx.check_ciphertext(ct)?;
         if ct.polys.len() != 2 {
@@ -117,8 +122,8 @@ impl NarrowCiphertext {
         let level = ct.meta.level;
         let primes = narrow_primes(ctx, level)?;
         let n = ctx.degree();
-        let mut data = Staggered::new(primes * n);
-        let mut comps = data.words_mut().chunks_exact_mut(n / 2);
+        let mut data = vec![0u64; primes * n];
+        let mut comps = data.chunks_exact_mut(n / 2);
         for j in 0..primes {
             for (poly, out) in ct.polys.iter().zip(comps.by_ref()) {
                 // residues are below their prime, itself below 2^32
@@ -141,38 +146,122 @@ impl NarrowCiphertext {
     }
 }
 
-/// A BFV plaintext in NTT form at one level, as 32-bit words laid out
-/// `[prime][coefficient]`, reloadable in place ([`Self::load`]).
+/// A table of selector ciphertexts in one tile-major arena (see the module's
+/// documentation), indexed in the order they were given.
 #[derive(Clone, Debug)]
-pub struct NarrowOperand {
-    data: Staggered<u64>,
+pub struct NarrowSelectors {
+    data: Vec<u64>,
+    tiles: Tiles,
+    level: usize,
+    scale: f64,
+    fingerprint: [u8; 32],
+}
+
+impl NarrowSelectors {
+    /// The table of `selectors` (all at `level`), each dropped as soon as it is copied.
+    pub fn new(
+        ctx: &Context,
+        level: usize,
+        selectors: impl ExactSizeIterator<Item = NarrowCiphertext>,
+    ) -> Result<Self> {
+        let primes = narrow_primes(ctx, level)?;
+        let tiles = Tiles::new(ctx, selectors.len(), 2);
+        let half = ctx.degree() / 2;
+        let mut data = vec![0u64; tiles.len(primes)];
+        let mut scale = 1.0;
+        let mut copied = 0;
+        for (i, sel) in selectors.enumerate() {
+            ctx.check_fingerprint(&sel.fingerprint)?;
+            if sel.level != level || i >= tiles.count {
+                return Err(HeError::LevelMismatch {
+                    expected: level,
+                    actual: sel.level,
+                });
+            }
+            scale = sel.scale;
+            for j in 0..primes {
+                for t in 0..tiles.tiles {
+                    let dst = tiles.at(j, t, i);
+                    for c in 0..2 {
+                        let src = (2 * j + c) * half + t * TILE_WORDS;
+                        data[dst + c * TILE_WORDS..][..TILE_WORDS]
+                            .copy_from_slice(&sel.data[src..src + TILE_WORDS]);
+                    }
+                }
+            }
+            copied += 1;
+        }
+        if copied != tiles.count {
+            return Err(HeError::LengthMismatch {
+                what: "selectors of a narrow table",
+                expected: tiles.count,
+                actual: copied,
+            });
+        }
+        Ok(Self {
+            data,
+            tiles,
+            level,
+            scale,
+            fingerprint: ctx.params().fingerprint(),
+        })
+    }
+
+    /// Selectors in the table.
+    pub fn len(&self) -> usize {
+        self.tiles.count
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.tiles.count == 0
+    }
+}
+
+/// A batch of BFV plaintexts in NTT form at one level, in one tile-major arena, each
+/// reloadable in place ([`Self::load_u16`]).
+#[derive(Clone, Debug)]
+pub struct NarrowOperands {
+    data: Vec<u64>,
+    tiles: Tiles,
     level: usize,
     fingerprint: [u8; 32],
 }
 
-impl NarrowOperand {
-    /// A zero operand at `level` (whose primes must be below `2^32`), to load plaintexts
-    /// into.
-    pub fn zero(ctx: &Context, level: usize) -> Result<Self> {
+impl NarrowOperands {
+    /// `count` zero operands at `level` (whose primes must be below `2^32`).
+    pub fn new(ctx: &Context, level: usize, count: usize) -> Result<Self> {
         let primes = narrow_primes(ctx, level)?;
+        let tiles = Tiles::new(ctx, count, 1);
         Ok(Self {
-            data: Staggered::new(primes * ctx.degree() / 2),
+            data: vec![0; tiles.len(primes)],
+            tiles,
             level,
             fingerprint: ctx.params().fingerprint(),
         })
     }
 
-    /// Replaces the operand by the plaintext of coefficients `values` (each below `t`,
+    /// Operands in the batch.
+    pub fn len(&self) -> usize {
+        self.tiles.count
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.tiles.count == 0
+    }
+
+    /// Replaces operand `i` by the plaintext of coefficients `values` (each below `t`,
     /// lifted centered; missing ones are zero), without allocating.
-    pub fn load(&mut self, ctx: &Context, values: &[u64]) -> Result<()> {
+    pub fn load(&mut self, ctx: &Context, i: usize, values: &[u64]) -> Result<()> {
         ctx.check_fingerprint(&self.fingerprint)?;
         crate::bfv::check_coefficients(ctx, values)?;
-        self.load_with(ctx, values)
+        self.load_with(ctx, i, values)
     }
 
     /// [`Self::load`] for coefficients of 16 bits (below `t` whenever `t > 2^16`, as in
     /// `pir-4096`; checked otherwise): no pass to check them.
-    pub fn load_u16(&mut self, ctx: &Context, values: &[u16]) -> Result<()> {
+    pub fn load_u16(&mut self, ctx: &Context, i: usize, values: &[u16]) -> Result<()> {
         ctx.check_fingerprint(&self.fingerprint)?;
         if ctx.params().plain_modulus() <= u64::from(u16::MAX) {
             let wide: Vec<u64> = values.iter().map(|&v| u64::from(v)).collect();
@@ -184,70 +273,79 @@ impl NarrowOperand {
                 actual: values.len(),
             });
         }
-        self.load_with(ctx, values)
+        self.load_with(ctx, i, values)
     }
 
     /// Lifts `values` (checked below `t`) centered into each prime, transforms them and
-    /// packs them two per word.
-    fn load_with<T: Copy + Into<u64>>(&mut self, ctx: &Context, values: &[T]) -> Result<()> {
-        let count = values.len();
+    /// packs them two per word into operand `i`'s tiles.
+    fn load_with<T: Copy + Into<u64>>(
+        &mut self,
+        ctx: &Context,
+        i: usize,
+        values: &[T],
+    ) -> Result<()> {
+        if i >= self.tiles.count {
+            return Err(HeError::LengthMismatch {
+                what: "narrow operand index",
+                expected: self.tiles.count,
+                actual: i,
+            });
+        }
         let t = ctx.params().plain_modulus();
         let half = t / 2;
         let n = ctx.degree();
+        let tiles = self.tiles;
         NTT_SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
             scratch.resize(n, 0);
-            for (prime, out) in ctx
-                .q_primes(self.level)
-                .iter()
-                .zip(self.data.words_mut().chunks_exact_mut(n / 2))
-            {
+            for (j, prime) in ctx.q_primes(self.level).iter().enumerate() {
                 // centered: v > t/2 stands for v − t, i.e. p − (t − v); below p < 2^32
                 let shift = prime.value().wrapping_sub(t);
                 vectorized(
                     #[inline(always)]
                     || {
-                        for (o, &v) in scratch[..count].iter_mut().zip(values) {
+                        for (o, &v) in scratch.iter_mut().zip(values) {
                             let v: u64 = v.into();
                             let lift = if v > half { shift } else { 0 };
                             *o = v.wrapping_add(lift) as u32;
                         }
                     },
                 );
-                scratch[count..].fill(0);
+                scratch[values.len().min(n)..].fill(0);
                 prime.forward_narrow(&mut scratch);
-                for (o, pair) in out.iter_mut().zip(scratch.chunks_exact(2)) {
-                    *o = u64::from(pair[0]) | (u64::from(pair[1]) << 32);
+                for (tile, pairs) in scratch.chunks_exact(2 * TILE_WORDS).enumerate() {
+                    let out = &mut self.data[tiles.at(j, tile, i)..][..TILE_WORDS];
+                    for (o, pair) in out.iter_mut().zip(pairs.chunks_exact(2)) {
+                        *o = u64::from(pair[0]) | (u64::from(pair[1]) << 32);
+                    }
                 }
             }
         });
         Ok(())
     }
-
-    /// The level of the operand.
-    pub fn level(&self) -> usize {
-        self.level
-    }
 }
 
-/// A lazy sum of `selector × operand` products at one level (see the module's
-/// documentation), laid out like a [`NarrowCiphertext`] in `u64` words.
+/// Lazy sums of `selector × operand` products at one level (see the module's
+/// documentation), in one tile-major arena: per sum and tile, the even and odd words of
+/// component 0, then of component 1.
 #[derive(Clone, Debug)]
-pub struct NarrowAccumulator {
-    data: Staggered<u64>,
+pub struct NarrowSums {
+    data: Vec<u64>,
+    tiles: Tiles,
     level: usize,
-    /// Products since the last reduction.
-    pending: usize,
+    /// Products per sum since its last reduction.
+    pending: Vec<usize>,
+    /// Products per sum in all.
+    products: Vec<usize>,
     /// Most products between two reductions.
     limit: usize,
-    products: usize,
     scale: Option<f64>,
     fingerprint: [u8; 32],
 }
 
-impl NarrowAccumulator {
-    /// An empty sum at `level` (whose primes must be below `2^32`).
-    pub fn new(ctx: &Context, level: usize) -> Result<Self> {
+impl NarrowSums {
+    /// `count` empty sums at `level` (whose primes must be below `2^32`).
+    pub fn new(ctx: &Context, level: usize, count: usize) -> Result<Self> {
         let primes = narrow_primes(ctx, level)?;
         let limit = ctx
             .q_primes(level)
@@ -259,65 +357,84 @@ impl NarrowAccumulator {
             .min()
             .unwrap_or(1)
             .max(1);
+        let tiles = Tiles::new(ctx, count, 4);
         Ok(Self {
-            data: Staggered::new(2 * primes * ctx.degree()),
+            data: vec![0; tiles.len(primes)],
+            tiles,
             level,
-            pending: 0,
+            pending: vec![0; count],
+            products: vec![0; count],
             limit,
-            products: 0,
             scale: None,
             fingerprint: ctx.params().fingerprint(),
         })
     }
 
-    /// Products added so far.
-    pub fn products(&self) -> usize {
-        self.products
+    /// Sums in the arena.
+    pub fn len(&self) -> usize {
+        self.tiles.count
     }
 
-    fn reduce(&mut self, ctx: &Context) {
-        let n = ctx.degree();
-        for (prime, words) in ctx
-            .q_primes(self.level)
-            .iter()
-            .zip(self.data.words_mut().chunks_exact_mut(2 * n))
-        {
-            for v in words {
-                *v = prime.m.reduce(*v);
-            }
-        }
-        self.pending = 0;
+    /// Whether there are no sums.
+    pub fn is_empty(&self) -> bool {
+        self.tiles.count == 0
     }
 
-    /// The sum as a ciphertext (zero if nothing was added).
-    pub fn finish(mut self, ctx: &Context) -> Result<Ciphertext> {
-        ctx.check_fingerprint(&self.fingerprint)?;
-        self.reduce(ctx);
-        let n = ctx.degree();
-        let primes = self.level + 1;
-        let mut polys = [RnsPoly::zero(n, primes), RnsPoly::zero(n, primes)];
-        for (j, words) in self.data.words().chunks_exact(2 * n).enumerate() {
-            for (poly, comp) in polys.iter_mut().zip(words.chunks_exact(n)) {
-                // coefficient 2i is word i of the even half, 2i + 1 word i of the odd half
-                let (even, odd) = comp.split_at(n / 2);
-                for ((pair, &e), &o) in poly.comp_mut(j).chunks_exact_mut(2).zip(even).zip(odd) {
-                    pair[0] = e;
-                    pair[1] = o;
+    /// Products added to sum `i` so far (0 for an index out of range).
+    pub fn products(&self, i: usize) -> usize {
+        self.products.get(i).copied().unwrap_or(0)
+    }
+
+    fn reduce(&mut self, ctx: &Context, i: usize) {
+        let tiles = self.tiles;
+        for (j, prime) in ctx.q_primes(self.level).iter().enumerate() {
+            for t in 0..tiles.tiles {
+                for v in &mut self.data[tiles.at(j, t, i)..][..tiles.width] {
+                    *v = prime.m.reduce(*v);
                 }
             }
         }
-        let [c0, c1] = polys;
-        Ok(Ciphertext {
-            meta: Meta::new(ctx, self.level, self.scale.unwrap_or(1.0))?,
-            polys: vec![c0, c1],
-            seed: None,
-            rounded: None,
-            subring: None,
-        })
+        self.pending[i] = 0;
+    }
+
+    /// The sums as ciphertexts, in order (zeros where nothing was added).
+    pub fn finish(mut self, ctx: &Context) -> Result<Vec<Ciphertext>> {
+        ctx.check_fingerprint(&self.fingerprint)?;
+        let n = ctx.degree();
+        let primes = self.level + 1;
+        let tiles = self.tiles;
+        (0..tiles.count)
+            .map(|i| {
+                self.reduce(ctx, i);
+                let mut polys = [RnsPoly::zero(n, primes), RnsPoly::zero(n, primes)];
+                for j in 0..primes {
+                    for t in 0..tiles.tiles {
+                        let words = &self.data[tiles.at(j, t, i)..][..tiles.width];
+                        for (c, poly) in polys.iter_mut().enumerate() {
+                            let even = &words[2 * c * TILE_WORDS..][..TILE_WORDS];
+                            let odd = &words[(2 * c + 1) * TILE_WORDS..][..TILE_WORDS];
+                            let out = &mut poly.comp_mut(j)[2 * t * TILE_WORDS..][..2 * TILE_WORDS];
+                            for ((pair, &e), &o) in out.chunks_exact_mut(2).zip(even).zip(odd) {
+                                pair[0] = e;
+                                pair[1] = o;
+                            }
+                        }
+                    }
+                }
+                let [c0, c1] = polys;
+                Ok(Ciphertext {
+                    meta: Meta::new(ctx, self.level, self.scale.unwrap_or(1.0))?,
+                    polys: vec![c0, c1],
+                    seed: None,
+                    rounded: None,
+                    subring: None,
+                })
+            })
+            .collect()
     }
 }
 
-/// One product of a list: `accumulators[acc] += selectors[selector] · operands[operand]`.
+/// One product of a list: `sums[acc] += selectors[selector] · operands[operand]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NarrowProduct {
     /// Index of the sum.
@@ -328,88 +445,32 @@ pub struct NarrowProduct {
     pub operand: usize,
 }
 
-/// Adds every product of `products`, tile by tile (see the module's documentation). All
-/// objects must be at one level of `ctx`; indices out of range are an error (nothing is
-/// added then).
+/// Adds every product of `products`, tile by tile (see the module's documentation). The
+/// three arenas must be at one level of `ctx`; an index out of range is an error (nothing
+/// is added then).
 pub fn accumulate_narrow(
     ctx: &Context,
-    accumulators: &mut [NarrowAccumulator],
-    selectors: &[NarrowCiphertext],
-    operands: &[NarrowOperand],
+    sums: &mut NarrowSums,
+    selectors: &NarrowSelectors,
+    operands: &NarrowOperands,
     products: &[NarrowProduct],
 ) -> Result<()> {
-    let Some(first) = products.first() else {
-        return Ok(());
-    };
-    let level = accumulators
-        .get(first.acc)
-        .map(|a| a.level)
-        .ok_or(HeError::LengthMismatch {
-            what: "narrow product accumulator index",
-            expected: accumulators.len(),
-            actual: first.acc,
-        })?;
-    check_list(ctx, level, accumulators, selectors, operands, products)?;
-    let limit = accumulators.iter().map(|a| a.limit).min().unwrap_or(1);
-    // each chunk adds at most `limit` products to any one sum
-    for chunk in products.chunks(limit) {
-        let mut count = vec![0usize; accumulators.len()];
-        for p in chunk {
-            count[p.acc] += 1;
-        }
-        for (acc, &c) in accumulators.iter_mut().zip(&count) {
-            if c > 0 && acc.pending + c > acc.limit {
-                acc.reduce(ctx);
-            }
-        }
-        run_tiles(
-            ctx.degree(),
-            level + 1,
-            accumulators,
-            selectors,
-            operands,
-            chunk,
-        );
-        for (acc, &c) in accumulators.iter_mut().zip(&count) {
-            acc.pending += c;
-            acc.products += c;
-        }
-    }
-    for p in products {
-        accumulators[p.acc].scale = Some(selectors[p.selector].scale);
-    }
-    Ok(())
-}
-
-fn check_list(
-    ctx: &Context,
-    level: usize,
-    accumulators: &[NarrowAccumulator],
-    selectors: &[NarrowCiphertext],
-    operands: &[NarrowOperand],
-    products: &[NarrowProduct],
-) -> Result<()> {
-    let fingerprints = accumulators
-        .iter()
-        .map(|a| (&a.fingerprint, a.level))
-        .chain(selectors.iter().map(|s| (&s.fingerprint, s.level)))
-        .chain(operands.iter().map(|o| (&o.fingerprint, o.level)));
-    for (fp, l) in fingerprints {
+    for (fp, level) in [
+        (&sums.fingerprint, sums.level),
+        (&selectors.fingerprint, selectors.level),
+        (&operands.fingerprint, operands.level),
+    ] {
         ctx.check_fingerprint(fp)?;
-        if l != level {
+        if level != sums.level {
             return Err(HeError::LevelMismatch {
-                expected: level,
-                actual: l,
+                expected: sums.level,
+                actual: level,
             });
         }
     }
     for p in products {
         for (what, index, len) in [
-            (
-                "narrow product accumulator index",
-                p.acc,
-                accumulators.len(),
-            ),
+            ("narrow product sum index", p.acc, sums.len()),
             ("narrow product selector index", p.selector, selectors.len()),
             ("narrow product operand index", p.operand, operands.len()),
         ] {
@@ -422,61 +483,66 @@ fn check_list(
             }
         }
     }
+    if products.is_empty() {
+        return Ok(());
+    }
+    // each chunk adds at most `limit` products to any one sum
+    for chunk in products.chunks(sums.limit) {
+        let mut sorted = chunk.to_vec();
+        sorted.sort_by_key(|p| p.acc);
+        let groups: Vec<&[NarrowProduct]> = sorted.chunk_by(|a, b| a.acc == b.acc).collect();
+        for group in &groups {
+            let (i, c) = (group[0].acc, group.len());
+            if sums.pending[i] + c > sums.limit {
+                sums.reduce(ctx, i);
+            }
+            sums.pending[i] += c;
+            sums.products[i] += c;
+        }
+        run_tiles(sums.level + 1, sums, selectors, operands, &groups);
+    }
+    sums.scale = Some(selectors.scale);
     Ok(())
 }
 
-/// Packed words (two coefficients each) a sum keeps in registers while its products are
-/// added: two components × even and odd halves × 16 words, eight 512-bit registers.
-const WORDS: usize = 16;
-
-/// The products of `chunk`, tile by tile, without reduction (the caller keeps the sums
-/// within their lazy bound). Products are grouped by sum: a group's words are loaded once,
-/// summed in registers over all its products, and stored once. Selectors and operands pack
-/// coefficients `2i` and `2i + 1` in word `i`, so that one 32×32→64-bit multiply of the
-/// low halves and one of the high halves (`vpmuludq`, no shuffles) give both products.
+/// The products of `groups` (each one sum's), tile by tile, without reduction (the caller
+/// keeps the sums within their lazy bound): a group's words are loaded once, summed in
+/// registers over all its products, and stored once.
 fn run_tiles(
-    n: usize,
     primes: usize,
-    accumulators: &mut [NarrowAccumulator],
-    selectors: &[NarrowCiphertext],
-    operands: &[NarrowOperand],
-    chunk: &[NarrowProduct],
+    sums: &mut NarrowSums,
+    selectors: &NarrowSelectors,
+    operands: &NarrowOperands,
+    groups: &[&[NarrowProduct]],
 ) {
-    let mut sorted = chunk.to_vec();
-    sorted.sort_by_key(|p| p.acc);
-    let groups: Vec<&[NarrowProduct]> = sorted.chunk_by(|a, b| a.acc == b.acc).collect();
-    let half = n / 2;
+    let (st, sel_t, op_t) = (sums.tiles, selectors.tiles, operands.tiles);
+    let (acc, sel, op) = (&mut sums.data, &selectors.data, &operands.data);
     vectorized(
         #[inline(always)]
         || {
             for j in 0..primes {
-                for start in (0..half).step_by(TILE / 2) {
-                    let end = (start + TILE / 2).min(half);
-                    for group in &groups {
+                for t in 0..st.tiles {
+                    for group in groups {
                         let Some(first) = group.first() else { continue };
-                        let acc = accumulators[first.acc].data.words_mut();
-                        // packed: [prime][component][word]; sums: [prime][component][even | odd]
-                        let (p0, p1) = (2 * j * half, (2 * j + 1) * half);
-                        let (a0, a1) = (2 * j * n, (2 * j + 1) * n);
-                        let ats = [a0, a0 + half, a1, a1 + half];
-                        for word in (start..end).step_by(WORDS) {
-                            let mut sums = [[0u64; WORDS]; 4];
-                            for (sum, at) in sums.iter_mut().zip(ats) {
-                                *sum = read_block(acc, at + word);
+                        let base = st.at(j, t, first.acc);
+                        for word in (0..TILE_WORDS).step_by(WORDS) {
+                            let mut block = [[0u64; WORDS]; 4];
+                            for (h, b) in block.iter_mut().enumerate() {
+                                *b = read_block(acc, base + h * TILE_WORDS + word);
                             }
                             for p in *group {
-                                let op = operands[p.operand].data.words();
-                                let sel = selectors[p.selector].data.words();
+                                let s = sel_t.at(j, t, p.selector) + word;
                                 mul_add_packed(
-                                    &mut sums,
-                                    &read_block(sel, p0 + word),
-                                    &read_block(sel, p1 + word),
-                                    &read_block(op, j * half + word),
+                                    &mut block,
+                                    &read_block(sel, s),
+                                    &read_block(sel, s + TILE_WORDS),
+                                    &read_block(op, op_t.at(j, t, p.operand) + word),
                                 );
                             }
-                            for (sum, at) in sums.iter().zip(ats) {
-                                if let Some(out) = acc.get_mut(at + word..at + word + WORDS) {
-                                    out.copy_from_slice(sum);
+                            for (h, b) in block.iter().enumerate() {
+                                let at = base + h * TILE_WORDS + word;
+                                if let Some(out) = acc.get_mut(at..at + WORDS) {
+                                    out.copy_from_slice(b);
                                 }
                             }
                         }
@@ -487,20 +553,20 @@ fn run_tiles(
     );
 }
 
-/// The low and high 32-bit halves of `x` and `y` multiplied (full 64-bit products).
-#[inline(always)]
-fn halves(x: u64, y: u64) -> (u64, u64) {
-    ((x & 0xffff_ffff) * (y & 0xffff_ffff), (x >> 32) * (y >> 32))
-}
-
-/// `WORDS` words of `words` from `at` (zeros past its end: never the case for degrees that
-/// are multiples of the tile).
+/// `WORDS` words of `words` from `at` (zeros past its end: never the case in an arena, whose
+/// tiles are made of whole blocks).
 #[inline(always)]
 fn read_block(words: &[u64], at: usize) -> [u64; WORDS] {
     words
         .get(at..at + WORDS)
         .and_then(|b| <[u64; WORDS]>::try_from(b).ok())
         .unwrap_or([0; WORDS])
+}
+
+/// The low and high 32-bit halves of `x` and `y` multiplied (full 64-bit products).
+#[inline(always)]
+fn halves(x: u64, y: u64) -> (u64, u64) {
+    ((x & 0xffff_ffff) * (y & 0xffff_ffff), (x >> 32) * (y >> 32))
 }
 
 /// Adds `x0 · y` into `sums[0]` (even) and `sums[1]` (odd), `x1 · y` into `sums[2]`,
@@ -555,22 +621,17 @@ mod tests {
         let values: Vec<Vec<u64>> = (0..4)
             .map(|_| (0..ctx.degree()).map(|_| below(&mut rng, t)).collect())
             .collect();
-        let selectors: Vec<_> = cts
-            .iter()
-            .map(|c| NarrowCiphertext::new(&ctx, c).unwrap())
-            .collect();
-        let operands: Vec<_> = values
-            .iter()
-            .map(|v| {
-                let mut op = NarrowOperand::zero(&ctx, level).unwrap();
-                op.load(&ctx, v).unwrap();
-                op
-            })
-            .collect();
-        let mut narrow = vec![
-            NarrowAccumulator::new(&ctx, level).unwrap(),
-            NarrowAccumulator::new(&ctx, level).unwrap(),
-        ];
+        let selectors = NarrowSelectors::new(
+            &ctx,
+            level,
+            cts.iter().map(|c| NarrowCiphertext::new(&ctx, c).unwrap()),
+        )
+        .unwrap();
+        let mut operands = NarrowOperands::new(&ctx, level, values.len()).unwrap();
+        for (i, v) in values.iter().enumerate() {
+            operands.load(&ctx, i, v).unwrap();
+        }
+        let mut narrow = NarrowSums::new(&ctx, level, 2).unwrap();
         let mut wide = vec![
             PlainAccumulator::new(&ctx, level).unwrap(),
             PlainAccumulator::new(&ctx, level).unwrap(),
@@ -590,9 +651,16 @@ mod tests {
             op.load(&ctx, &values[p.operand]).unwrap();
             wide[p.acc].add(&cts[p.selector], &op).unwrap();
         }
-        for (a, b) in narrow.into_iter().zip(wide) {
-            assert_eq!(a.products(), b.products());
-            let (a, b) = (a.finish(&ctx).unwrap(), b.finish().unwrap());
+        let wide: Vec<(usize, Ciphertext)> = wide
+            .into_iter()
+            .map(|w| (w.products(), w.finish().unwrap()))
+            .collect();
+        for (i, (count, _)) in wide.iter().enumerate() {
+            assert_eq!(narrow.products(i), *count);
+        }
+        let narrow = narrow.finish(&ctx).unwrap();
+        assert_eq!(narrow.len(), 2);
+        for (a, (_, b)) in narrow.iter().zip(&wide) {
             assert_eq!(a.polys, b.polys);
         }
     }
@@ -602,28 +670,35 @@ mod tests {
         let ctx = Context::preset("pir-4096").unwrap();
         let words: Vec<u16> = (0..3000u32).map(|i| (i * 7919 % 65536) as u16).collect();
         let wide: Vec<u64> = words.iter().map(|&w| u64::from(w)).collect();
-        let (mut a, mut b) = (
-            NarrowOperand::zero(&ctx, 1).unwrap(),
-            NarrowOperand::zero(&ctx, 1).unwrap(),
-        );
-        a.load_u16(&ctx, &words).unwrap();
-        b.load(&ctx, &wide).unwrap();
-        assert_eq!(a.data.words(), b.data.words());
-        assert!(a.load_u16(&ctx, &vec![0; ctx.degree() + 1]).is_err());
+        let mut ops = NarrowOperands::new(&ctx, 1, 2).unwrap();
+        ops.load_u16(&ctx, 0, &words).unwrap();
+        ops.load(&ctx, 1, &wide).unwrap();
+        let t = ops.tiles;
+        for j in 0..2 {
+            for tile in 0..t.tiles {
+                assert_eq!(
+                    ops.data[t.at(j, tile, 0)..][..t.width],
+                    ops.data[t.at(j, tile, 1)..][..t.width]
+                );
+            }
+        }
+        assert!(ops.load_u16(&ctx, 0, &vec![0; ctx.degree() + 1]).is_err());
+        assert!(ops.load_u16(&ctx, 2, &words).is_err());
     }
 
     #[test]
     fn bad_indices_and_levels_are_errors() {
         let ctx = Context::preset("pir-4096").unwrap();
-        let mut accs = vec![NarrowAccumulator::new(&ctx, 1).unwrap()];
-        let ops = vec![NarrowOperand::zero(&ctx, 0).unwrap()];
+        let mut sums = NarrowSums::new(&ctx, 1, 1).unwrap();
+        let ops = NarrowOperands::new(&ctx, 0, 1).unwrap();
+        let sels = NarrowSelectors::new(&ctx, 1, std::iter::empty()).unwrap();
         let product = NarrowProduct {
             acc: 0,
             selector: 0,
             operand: 0,
         };
-        assert!(accumulate_narrow(&ctx, &mut accs, &[], &ops, &[product]).is_err());
+        assert!(accumulate_narrow(&ctx, &mut sums, &sels, &ops, &[product]).is_err());
         let other = Context::preset("bfv-8192").unwrap();
-        assert!(NarrowAccumulator::new(&other, 0).is_err());
+        assert!(NarrowSums::new(&other, 0, 1).is_err());
     }
 }

@@ -21,8 +21,8 @@ use crate::query::{DIGITS, QueryPlan};
 use crate::record::part_coefficients;
 use crate::wire::{Query, Response};
 use blindsight_he::{
-    Ciphertext, Context, Evaluator, NarrowAccumulator, NarrowCiphertext, NarrowOperand,
-    NarrowProduct, Rgsw, accumulate_narrow,
+    Ciphertext, Context, Evaluator, NarrowCiphertext, NarrowOperands, NarrowProduct,
+    NarrowSelectors, NarrowSums, Rgsw, accumulate_narrow,
 };
 use rayon::prelude::*;
 
@@ -42,7 +42,8 @@ pub trait Records: Sync {
 
 /// The expanded query: row selectors per bucket and RGSW column bits per bucket.
 struct Selectors {
-    rows: Vec<NarrowCiphertext>,
+    /// Row selectors, row-major: index `row · B + bucket` (a batch of rows is one run).
+    rows: NarrowSelectors,
     bits: Vec<Rgsw>,
 }
 
@@ -76,7 +77,21 @@ fn expand_query(
             .collect::<Result<Vec<_>>>()
     };
     let (rows, bit_leaves) = rayon::join(expand_rows, expand_bits);
-    let rows: Vec<NarrowCiphertext> = rows?.into_iter().flatten().collect();
+    // expanded bucket-major (b · rows + row), tabled row-major, each moved in once
+    let mut by_bucket: Vec<Option<NarrowCiphertext>> =
+        rows?.into_iter().flatten().map(Some).collect();
+    let (buckets, height) = (by_bucket.len() / shape.rows.max(1), shape.rows);
+    let row_major = (0..height)
+        .flat_map(|row| (0..buckets).map(move |b| b * height + row))
+        .filter_map(|i| by_bucket.get_mut(i).and_then(Option::take))
+        .collect::<Vec<_>>();
+    if row_major.len() != buckets * height {
+        return Err(PirError::Answer {
+            expected: format!("{} row selectors", buckets * height),
+            actual: row_major.len().to_string(),
+        });
+    }
+    let rows = NarrowSelectors::new(ctx, WORK_LEVEL, row_major.into_iter())?;
     let bit_leaves: Vec<Ciphertext> = bit_leaves?.into_iter().flatten().collect();
     let bits = bit_leaves
         .par_chunks(DIGITS)
@@ -237,19 +252,15 @@ fn first_dimension(
     layout: &BatchLayout,
     shape: &Shape,
     records: &dyn Records,
-    row_selectors: &[NarrowCiphertext],
+    row_selectors: &NarrowSelectors,
     cols: std::ops::Range<usize>,
 ) -> Result<Vec<Vec<Vec<Ciphertext>>>> {
     let n = ctx.degree();
     let parts = params.parts(n);
     let buckets = layout.buckets();
     let cell = layout.cell_slots() as usize;
-    let mut acc = (0..cols.len() * buckets * parts)
-        .map(|_| NarrowAccumulator::new(ctx, WORK_LEVEL))
-        .collect::<blindsight_he::Result<Vec<_>>>()?;
-    let mut operands = (0..ROW_BATCH * cols.len() * cell * parts)
-        .map(|_| NarrowOperand::zero(ctx, WORK_LEVEL))
-        .collect::<blindsight_he::Result<Vec<_>>>()?;
+    let mut acc = NarrowSums::new(ctx, WORK_LEVEL, cols.len() * buckets * parts)?;
+    let mut operands = NarrowOperands::new(ctx, WORK_LEVEL, ROW_BATCH * cols.len() * cell * parts)?;
     let mut coefficients = vec![0u16; n];
     let mut products = Vec::with_capacity(operands.len() * layout.hashes());
     for batch in (0..shape.rows).step_by(ROW_BATCH) {
@@ -276,13 +287,13 @@ fn first_dimension(
                     }
                     for part in 0..parts {
                         part_coefficients(record, part, &mut coefficients);
-                        operands[loaded * parts + part].load_u16(ctx, &coefficients)?;
+                        operands.load_u16(ctx, loaded * parts + part, &coefficients)?;
                     }
                     for b in layout.candidates(slot) {
                         for part in 0..parts {
                             products.push(NarrowProduct {
                                 acc: (ci * buckets + b) * parts + part,
-                                selector: b * shape.rows + row,
+                                selector: row * buckets + b,
                                 operand: loaded * parts + part,
                             });
                         }
@@ -293,19 +304,18 @@ fn first_dimension(
         }
         accumulate_narrow(ctx, &mut acc, row_selectors, &operands, &products)?;
     }
-    let mut sums = acc.into_iter();
+    let mut sums = acc.finish(ctx)?.into_iter();
     cols.map(|_| {
         (0..buckets)
             .map(|_| {
-                (0..parts)
-                    .map(|_| match sums.next() {
-                        Some(a) => Ok(a.finish(ctx)?),
-                        None => Err(PirError::Answer {
-                            expected: "a sum per column, bucket and plaintext".to_string(),
-                            actual: "fewer".to_string(),
-                        }),
-                    })
-                    .collect::<Result<Vec<_>>>()
+                let got: Vec<Ciphertext> = sums.by_ref().take(parts).collect();
+                if got.len() != parts {
+                    return Err(PirError::Answer {
+                        expected: "a sum per column, bucket and plaintext".to_string(),
+                        actual: "fewer".to_string(),
+                    });
+                }
+                Ok(got)
             })
             .collect::<Result<Vec<_>>>()
     })
