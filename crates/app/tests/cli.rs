@@ -693,24 +693,9 @@ fn search_report_page_and_bench_plot() {
     ok(&home, &["ingest", imgs.to_str().unwrap()]);
     let query = imgs.join(blindsight_testdata::first(6)[4].name);
     let page = tmp.path().join("report.html");
-    let out = ok(
-        &home,
-        &[
-            "search",
-            query.to_str().unwrap(),
-            "--top",
-            "3",
-            "--report",
-            page.to_str().unwrap(),
-        ],
-    );
-    assert!(out.contains("wrote the report"), "{out}");
-    let html = std::fs::read_to_string(&page).unwrap();
+    let html = common::search_report(&home, &query, "3", &page);
     assert!(html.starts_with("<!DOCTYPE html>"));
-    assert_eq!(
-        html.matches("<img src=\"data:image/jpeg;base64,").count(),
-        4
-    );
+    assert_eq!(common::report_images(&html), 4);
     assert!(html.contains(blindsight_testdata::first(6)[4].name));
     assert!(
         html.contains("server") && html.contains("whole 1.0000"),

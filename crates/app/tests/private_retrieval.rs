@@ -133,25 +133,11 @@ fn search_report_retrieves_thumbnails_without_naming_an_image() {
         proxy.clear();
         let page = tmp.path().join(format!("report-{q}.html"));
         let query = imgs.join(gallery[q].name);
-        let out = ok(
-            &home,
-            &[
-                "search",
-                query.to_str().unwrap(),
-                "--top",
-                top,
-                "--report",
-                page.to_str().unwrap(),
-            ],
-        );
+        let out = ok(&home, &common::report_args(&query, top, &page));
         assert!(out.contains("wrote the report"), "{out}");
         let html = std::fs::read_to_string(&page).unwrap();
         // the query and its three matches, their thumbnails retrieved privately
-        assert_eq!(
-            html.matches("<img src=\"data:image/jpeg;base64,").count(),
-            4,
-            "{html}"
-        );
+        assert_eq!(common::report_images(&html), 4, "{html}");
         assert!(html.contains(gallery[q].name));
         let requests = proxy.requests();
         assert!(
@@ -249,19 +235,7 @@ fn swapped_or_damaged_records_are_errors() {
     let gallery = blindsight_testdata::first(6);
     let query = imgs.join(gallery[1].name);
     let page = tmp.path().join("r.html");
-    let search = || {
-        common::run(
-            &home,
-            &[
-                "search",
-                query.to_str().unwrap(),
-                "--top",
-                "2",
-                "--report",
-                page.to_str().unwrap(),
-            ],
-        )
-    };
+    let search = || common::run(&home, &common::report_args(&query, "2", &page));
     assert!(search().status.success());
     // the server's table holds a slot's record once read: tamper with the store while the
     // server is down, and serve it again (the table is read afresh)
@@ -330,23 +304,10 @@ fn retrieval_follows_ingests_deletions_and_compactions() {
         std::thread::spawn(move || {
             for round in 0..4 {
                 let query = imgs.join(blindsight_testdata::first(8)[round].name);
-                let out = ok(
-                    &home,
-                    &[
-                        "search",
-                        query.to_str().unwrap(),
-                        "--top",
-                        "3",
-                        "--report",
-                        page.to_str().unwrap(),
-                    ],
-                );
-                assert!(out.contains("wrote the report"), "{out}");
-                let html = std::fs::read_to_string(&page).unwrap();
+                let html = common::search_report(&home, &query, "3", &page);
                 // the query and three matches; a match purged meanwhile would be noted
                 assert!(
-                    html.matches("<img src=\"data:image/jpeg;base64,").count() == 4
-                        || html.contains("no thumbnail yet"),
+                    common::report_images(&html) == 4 || html.contains("no thumbnail yet"),
                     "{html}"
                 );
             }
@@ -367,22 +328,7 @@ fn retrieval_follows_ingests_deletions_and_compactions() {
     // after all of it: a search of an added image finds it, with its thumbnail
     let page = tmp.path().join("after.html");
     let query = more.join(gallery[15].name);
-    ok(
-        &home,
-        &[
-            "search",
-            query.to_str().unwrap(),
-            "--top",
-            "1",
-            "--report",
-            page.to_str().unwrap(),
-        ],
-    );
-    let html = std::fs::read_to_string(&page).unwrap();
-    assert_eq!(
-        html.matches("<img src=\"data:image/jpeg;base64,").count(),
-        2,
-        "{html}"
-    );
+    let html = common::search_report(&home, &query, "1", &page);
+    assert_eq!(common::report_images(&html), 2, "{html}");
     assert!(html.contains(gallery[15].name));
 }

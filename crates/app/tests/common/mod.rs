@@ -33,6 +33,31 @@ pub fn ok(home: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The arguments of `search QUERY --top TOP --report PAGE`.
+pub fn report_args<'a>(query: &'a Path, top: &'a str, page: &'a Path) -> [&'a str; 6] {
+    [
+        "search",
+        query.to_str().unwrap(),
+        "--top",
+        top,
+        "--report",
+        page.to_str().unwrap(),
+    ]
+}
+
+/// Runs `search QUERY --top TOP --report PAGE`; it must succeed and say it wrote the
+/// report. The report's HTML.
+pub fn search_report(home: &Path, query: &Path, top: &str, page: &Path) -> String {
+    let out = ok(home, &report_args(query, top, page));
+    assert!(out.contains("wrote the report"), "{out}");
+    std::fs::read_to_string(page).unwrap()
+}
+
+/// Images a report shows (the query and its matches' thumbnails).
+pub fn report_images(html: &str) -> usize {
+    html.matches("<img src=\"data:image/jpeg;base64,").count()
+}
+
 /// Runs it; it must fail, saying `needle` on its standard error.
 pub fn fails_with(home: &Path, args: &[&str], needle: &str) {
     let out = run(home, args);
