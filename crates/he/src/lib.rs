@@ -17,7 +17,7 @@ pub mod meta;
 pub mod narrow_products;
 mod operand_layout;
 pub mod params;
-pub mod plain_accumulator;
+pub mod plain_operand;
 pub mod plaintext;
 pub mod product_operand;
 pub mod ring_switch;
@@ -41,7 +41,7 @@ pub use narrow_products::{
 };
 pub use operand_layout::ProductForm;
 pub use params::{Parameters, Scheme};
-pub use plain_accumulator::{PlainAccumulator, PlainOperand};
+pub use plain_operand::PlainOperand;
 pub use plaintext::{Ciphertext, Plaintext};
 pub use product_operand::{OperandSpec, ProductOperand, SharedBytes};
 pub use ring_switch::{ResponseSecretKey, RingSwitchKey};

@@ -172,10 +172,17 @@ impl NarrowSelectors {
         let mut copied = 0;
         for (i, sel) in selectors.enumerate() {
             ctx.check_fingerprint(&sel.fingerprint)?;
-            if sel.level != level || i >= tiles.count {
+            if sel.level != level {
                 return Err(HeError::LevelMismatch {
                     expected: level,
                     actual: sel.level,
+                });
+            }
+            if i >= tiles.count {
+                return Err(HeError::LengthMismatch {
+                    what: "selectors of a narrow table",
+                    expected: tiles.count,
+                    actual: i + 1,
                 });
             }
             scale = sel.scale;
@@ -592,7 +599,7 @@ fn mul_add_packed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{BfvEncoder, Evaluator, PlainAccumulator, PlainOperand, SecretKey};
+    use crate::{BfvEncoder, Evaluator, PlainOperand, SecretKey};
     use rand_chacha::ChaCha8Rng;
     use rand_core::{RngCore, SeedableRng};
 
@@ -632,10 +639,6 @@ mod tests {
             operands.load(&ctx, i, v).unwrap();
         }
         let mut narrow = NarrowSums::new(&ctx, level, 2).unwrap();
-        let mut wide = vec![
-            PlainAccumulator::new(&ctx, level).unwrap(),
-            PlainAccumulator::new(&ctx, level).unwrap(),
-        ];
         let products: Vec<NarrowProduct> = (0..2500)
             .map(|_| NarrowProduct {
                 acc: below(&mut rng, 2) as usize,
@@ -646,14 +649,22 @@ mod tests {
         for list in products.chunks(700) {
             accumulate_narrow(&ctx, &mut narrow, &selectors, &operands, list).unwrap();
         }
+        // the reference: each product on the 64-bit path, reduced and added one by one
+        let mut wide: Vec<(usize, Option<Ciphertext>)> = vec![(0, None), (0, None)];
         for p in &products {
             let mut op = PlainOperand::zero(&ctx, level).unwrap();
             op.load(&ctx, &values[p.operand]).unwrap();
-            wide[p.acc].add(&cts[p.selector], &op).unwrap();
+            let product = ev.mul_plain_operand(&cts[p.selector], &op).unwrap();
+            let (count, sum) = &mut wide[p.acc];
+            *count += 1;
+            *sum = Some(match sum.take() {
+                None => product,
+                Some(s) => ev.add(&s, &product).unwrap(),
+            });
         }
         let wide: Vec<(usize, Ciphertext)> = wide
             .into_iter()
-            .map(|w| (w.products(), w.finish().unwrap()))
+            .map(|(count, sum)| (count, sum.unwrap()))
             .collect();
         for (i, (count, _)) in wide.iter().enumerate() {
             assert_eq!(narrow.products(i), *count);

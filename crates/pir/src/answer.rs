@@ -77,21 +77,23 @@ fn expand_query(
             .collect::<Result<Vec<_>>>()
     };
     let (rows, bit_leaves) = rayon::join(expand_rows, expand_bits);
-    // expanded bucket-major (b · rows + row), tabled row-major, each moved in once
-    let mut by_bucket: Vec<Option<NarrowCiphertext>> =
-        rows?.into_iter().flatten().map(Some).collect();
-    let (buckets, height) = (by_bucket.len() / shape.rows.max(1), shape.rows);
-    let row_major = (0..height)
-        .flat_map(|row| (0..buckets).map(move |b| b * height + row))
-        .filter_map(|i| by_bucket.get_mut(i).and_then(Option::take))
-        .collect::<Vec<_>>();
-    if row_major.len() != buckets * height {
+    // expanded bucket-major (b · rows + row), tabled row-major (row · B + b)
+    let height = shape.rows.max(1);
+    let mut row_major: Vec<(usize, NarrowCiphertext)> = rows?
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, s)| (i % height, s))
+        .collect();
+    if !row_major.len().is_multiple_of(height) {
         return Err(PirError::Answer {
-            expected: format!("{} row selectors", buckets * height),
+            expected: format!("row selectors in whole buckets of {height}"),
             actual: row_major.len().to_string(),
         });
     }
-    let rows = NarrowSelectors::new(ctx, WORK_LEVEL, row_major.into_iter())?;
+    // stable: within a row, buckets stay in order
+    row_major.sort_by_key(|(row, _)| *row);
+    let rows = NarrowSelectors::new(ctx, WORK_LEVEL, row_major.into_iter().map(|(_, s)| s))?;
     let bit_leaves: Vec<Ciphertext> = bit_leaves?.into_iter().flatten().collect();
     let bits = bit_leaves
         .par_chunks(DIGITS)

@@ -12,38 +12,46 @@ pub struct Prime {
     pub m: Modulus,
     plan: tfhe_ntt::prime64::Plan,
     /// The same transform on 32-bit words (primes below `2^31`), when tfhe-ntt has one whose
-    /// outputs are the 64-bit plan's, in the same order (checked when planned).
-    plan32: Option<tfhe_ntt::prime32::Plan>,
+    /// outputs are the 64-bit plan's, in the same order (planned and checked on first use).
+    plan32: std::sync::OnceLock<Option<tfhe_ntt::prime32::Plan>>,
 }
 
 impl Prime {
     /// Plans the NTT of size `n` for prime `p`; `None` if `p` is not an NTT prime for `n`.
     pub fn new(p: u64, n: usize) -> Option<Self> {
         let plan = tfhe_ntt::prime64::Plan::try_new(n, p)?;
-        let plan32 = u32::try_from(p)
-            .ok()
-            .and_then(|p32| tfhe_ntt::prime32::Plan::try_new(n, p32))
-            .filter(|plan32| {
+        Some(Self {
+            m: Modulus::new(p),
+            plan,
+            plan32: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The 32-bit plan of the prime, planned on first use (only private retrieval's
+    /// operands use it): `None` if the prime is not below `2^31` or tfhe-ntt's 32-bit
+    /// outputs differ from the 64-bit plan's, in value or order.
+    fn plan32(&self) -> Option<&tfhe_ntt::prime32::Plan> {
+        self.plan32
+            .get_or_init(|| {
+                let (n, p) = (self.plan.ntt_size(), self.value());
+                let plan32 = tfhe_ntt::prime32::Plan::try_new(n, u32::try_from(p).ok()?)?;
                 // the monomial X and a dense vector transform alike on both plans
                 let mut wide: Vec<u64> = (0..n as u64).map(|i| (i * 7919 + 1) % p).collect();
                 wide[1] = 1;
                 let mut narrow: Vec<u32> = wide.iter().map(|&x| x as u32).collect();
-                plan.fwd(&mut wide);
+                self.plan.fwd(&mut wide);
                 plan32.fwd(&mut narrow);
-                wide.iter().zip(&narrow).all(|(&w, &v)| w == u64::from(v))
-            });
-        Some(Self {
-            m: Modulus::new(p),
-            plan,
-            plan32,
-        })
+                let same = wide.iter().zip(&narrow).all(|(&w, &v)| w == u64::from(v));
+                same.then_some(plan32)
+            })
+            .as_ref()
     }
 
     /// Forward negacyclic NTT in place on 32-bit words (inputs below the prime, which is
     /// below `2^32`): the outputs of [`Self::forward`], about 1.6 times faster where
     /// tfhe-ntt has a 32-bit plan for the prime.
     pub fn forward_narrow(&self, a: &mut [u32]) {
-        match &self.plan32 {
+        match self.plan32() {
             Some(plan) => plan.fwd(a),
             None => with_scratch(a.len(), |s| {
                 for (w, &v) in s.iter_mut().zip(a.iter()) {
