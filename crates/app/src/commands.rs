@@ -35,7 +35,7 @@ use blindsight_server::{LocalServer, ServerOptions};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
-mod listing;
+pub(crate) mod listing;
 pub mod output;
 mod prompt;
 pub mod remembered;
@@ -154,7 +154,7 @@ impl Env {
 
     /// Creates the keystore's directory (mode 0700), or warns when an existing one is open
     /// to other users.
-    fn prepare_keystore_dir(&self) -> Result<()> {
+    pub(crate) fn prepare_keystore_dir(&self) -> Result<()> {
         let dir = self
             .keystore
             .parent()
@@ -183,14 +183,14 @@ impl Env {
 
     /// A new keystore's passphrase: the one given, else, on a terminal, one typed twice
     /// (empty for none); off a terminal, none.
-    fn new_passphrase(&self) -> Result<Option<Zeroizing<String>>> {
+    pub(crate) fn new_passphrase(&self) -> Result<Option<Zeroizing<String>>> {
         if self.passphrase_given() || !prompt::on_terminal() {
             return self.passphrase();
         }
         prompt::new_passphrase(&self.keystore)
     }
 
-    fn passphrase(&self) -> Result<Option<Zeroizing<String>>> {
+    pub(crate) fn passphrase(&self) -> Result<Option<Zeroizing<String>>> {
         if let Some(f) = &self.passphrase_file {
             return Ok(Some(keystore::read_secret_file(f, "passphrase")?));
         }
@@ -200,7 +200,7 @@ impl Env {
     }
 
     /// The admin token the user gave: `--admin-token-file`, else [`ADMIN_TOKEN_ENV`].
-    fn admin_token(&self) -> Result<Option<Zeroizing<String>>> {
+    pub(crate) fn admin_token(&self) -> Result<Option<Zeroizing<String>>> {
         let (token, origin) = match &self.admin_token_file {
             Some(f) => (
                 keystore::read_secret_file(f, "admin token")?,
@@ -228,7 +228,7 @@ impl Env {
         Ok(Some(token))
     }
 
-    fn load_keystore(&self) -> Result<Keystore> {
+    pub(crate) fn load_keystore(&self) -> Result<Keystore> {
         if !self.keystore.exists() {
             return Err(AppError::Usage(format!(
                 "no keystore at {}: run `blindsight create` first (it makes one), or \
@@ -250,7 +250,7 @@ impl Env {
     }
 
     /// Where the commands talk to, as older versions filed tokens under it.
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         match &self.server {
             Some(url) => url.clone(),
             None => format!(
@@ -262,13 +262,13 @@ impl Env {
         }
     }
 
-    fn tokens_path(&self) -> PathBuf {
+    pub(crate) fn tokens_path(&self) -> PathBuf {
         let mut p = self.keystore.clone().into_os_string();
         p.push(".tokens");
         PathBuf::from(p)
     }
 
-    fn read_tokens(&self) -> Result<Zeroizing<String>> {
+    pub(crate) fn read_tokens(&self) -> Result<Zeroizing<String>> {
         let path = self.tokens_path();
         match std::fs::read_to_string(&path) {
             Ok(text) => Ok(Zeroizing::new(text)),
@@ -278,7 +278,7 @@ impl Env {
     }
 
     /// The key the tokens of the server behind `remote` are filed under: `store:<store id>`.
-    fn store_key(remote: &Remote) -> Result<String> {
+    pub(crate) fn store_key(remote: &Remote) -> Result<String> {
         // `Remote::store_id` accepts only 1 to 64 hexadecimal digits: nothing that could
         // break a line of the tokens file
         Ok(format!("store:{}", remote.store_id()?))
@@ -288,7 +288,7 @@ impl Env {
     /// server or one on a loopback address. (The store id is public: a remote server could
     /// claim another database's id and collect its tokens; tokens for a remote URL are
     /// filed under, and sent only to, that URL.)
-    fn trusts_store_id(&self) -> bool {
+    pub(crate) fn trusts_store_id(&self) -> bool {
         match &self.server {
             None => true,
             Some(url) => is_loopback_url(url),
@@ -299,7 +299,7 @@ impl Env {
     /// (the URL, or the in-process database), or, for the in-process or a loopback server,
     /// under the server's store id (a collection created in-process on a database and later
     /// served from it on this machine).
-    fn token(&self, remote: &Remote) -> Result<Zeroizing<String>> {
+    pub(crate) fn token(&self, remote: &Remote) -> Result<Zeroizing<String>> {
         let tokens = self.read_tokens()?;
         let endpoint = self.endpoint();
         if let Some(t) = find_token(&tokens, &endpoint, &self.collection) {
@@ -334,7 +334,7 @@ impl Env {
     }
 
     /// Appends the token of the collection under `key` to the tokens file.
-    fn save_token(&self, key: &str, token: &str) -> Result<()> {
+    pub(crate) fn save_token(&self, key: &str, token: &str) -> Result<()> {
         if self.collection.chars().any(char::is_control) {
             return Err(AppError::Usage(
                 "a collection name cannot contain tabs, newlines or other control characters"
@@ -351,7 +351,7 @@ impl Env {
     /// Connects to the server, starting it in-process when no URL was given. Plain HTTP to
     /// a server that is not on a loopback address is refused unless `insecure_http` (tokens
     /// would cross the network in clear).
-    fn connect(&self) -> Result<(Option<LocalServer>, Remote)> {
+    pub(crate) fn connect(&self) -> Result<(Option<LocalServer>, Remote)> {
         match &self.server {
             Some(url) => {
                 let plain = url
@@ -386,7 +386,7 @@ impl Env {
         )?)
     }
 
-    fn client(&self) -> Result<(Option<LocalServer>, Client)> {
+    pub(crate) fn client(&self) -> Result<(Option<LocalServer>, Client)> {
         let keystore = self.load_keystore()?;
         let (server, remote) = self.connect()?;
         let token = self.token(&remote)?;
@@ -467,12 +467,34 @@ pub fn create(env: &Env, preset: Option<&str>, vectors: &VectorKind) -> Result<(
         None => None,
     };
     let (server, remote) = env.connect()?;
+    register(env, &ks, server.as_ref(), &remote, user_admin, vectors)?;
+    println!(
+        "created collection `{}` ({}) at {}",
+        env.collection,
+        ks.preset,
+        env.endpoint()
+    );
+    Ok(())
+}
+
+/// Creates `env.collection` of `vectors` on the server behind `remote` with the keystore's
+/// evaluation keys and files its token: authorized by the in-process server's own admin
+/// token (`local`), else by the user's (`user_admin`). The token is filed under the endpoint
+/// and, for an in-process or loopback server, under its store id.
+pub(crate) fn register(
+    env: &Env,
+    ks: &Keystore,
+    local: Option<&LocalServer>,
+    remote: &Remote,
+    user_admin: Option<Zeroizing<String>>,
+    vectors: &VectorKind,
+) -> Result<()> {
     let key = if env.trusts_store_id() {
-        Some(Env::store_key(&remote)?)
+        Some(Env::store_key(remote)?)
     } else {
         None
     };
-    let admin = match &server {
+    let admin = match local {
         Some(local) => Some(Zeroizing::new(local.admin_token().to_string())),
         None => user_admin,
     };
@@ -481,11 +503,11 @@ pub fn create(env: &Env, preset: Option<&str>, vectors: &VectorKind) -> Result<(
         None => remote.clone(),
     };
     let token = Zeroizing::new(
-        Client::create(&ks, &authorized, &env.collection, vectors).map_err(|e| match e {
+        Client::create(ks, &authorized, &env.collection, vectors).map_err(|e| match e {
             ClientError::Remote {
                 status: 401 | 403,
                 message,
-            } if server.is_none() => match admin {
+            } if local.is_none() => match admin {
                 Some(_) => ClientError::AdminTokenRejected {
                     server: env.endpoint(),
                     message: names::for_terminal(&message),
@@ -508,12 +530,6 @@ pub fn create(env: &Env, preset: Option<&str>, vectors: &VectorKind) -> Result<(
     if let Some(key) = &key {
         env.save_token(key, &token)?;
     }
-    println!(
-        "created collection `{}` ({}) at {}",
-        env.collection,
-        ks.preset,
-        env.endpoint()
-    );
     Ok(())
 }
 

@@ -18,7 +18,8 @@
 //! serialized), [`images`] (galleries from folders or the embedded test images),
 //! [`synthetic`] (seeded random vectors for scale benchmarks), [`bench_server`]
 //! (`blindsight bench-server`, a loopback load test of a server process: concurrent clients
-//! mixing search, ingest, fetch and hostile requests).
+//! mixing search, ingest, fetch and hostile requests), [`webapp`] (`blindsight app`, the local
+//! web app: client side, served on loopback to the user's browser only).
 
 pub mod bench;
 pub mod bench_pir;
@@ -34,5 +35,6 @@ pub mod remotes;
 pub mod report_page;
 pub mod sandbox;
 pub mod synthetic;
+pub mod webapp;
 
 pub use errors::{AppError, Result};

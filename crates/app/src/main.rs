@@ -328,6 +328,19 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         max_concurrent: usize,
     },
+    /// The local web app: browse, search and ingest your collections in the browser. The
+    /// keys stay in this process; the page is served on loopback only, to the browser that
+    /// opens the printed URL (its token is good once).
+    App {
+        /// Loopback address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        /// Open the app in the default browser.
+        #[arg(long)]
+        open: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Encrypted search end to end on ~1000 embedded images, both schemes.
     Demo {
         /// Gallery size.
@@ -563,6 +576,11 @@ fn run(command: Command) -> blindsight::Result<()> {
             }
         }
         Command::Compact { client } => commands::compact(&client.env()?),
+        Command::App {
+            listen,
+            open,
+            client,
+        } => blindsight::webapp::run(client.env()?, &listen, open),
         Command::Serve {
             db,
             listen,

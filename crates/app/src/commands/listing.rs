@@ -65,7 +65,7 @@ pub fn info(env: &Env, output: Output) -> Result<()> {
 
 /// The collections this client holds tokens for on the server of `env` (filed under its
 /// URL or, for the in-process or a loopback server, under its store id), by name.
-fn known_collections(env: &Env, remote: &Remote) -> Result<BTreeSet<String>> {
+pub(crate) fn known_collections(env: &Env, remote: &Remote) -> Result<BTreeSet<String>> {
     let tokens = env.read_tokens()?;
     let mut keys = vec![env.endpoint()];
     if env.trusts_store_id() {
