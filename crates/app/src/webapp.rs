@@ -5,7 +5,8 @@
 //! embedded in the binary ([`assets`]); [`guard`] keeps every other page and host out (the
 //! Host check, Origin on state changes, a one-time token exchanged for an `HttpOnly`,
 //! `SameSite=Strict` cookie, a strict CSP); [`workspace`] holds the keystore, the server
-//! connection and the collections' clients; [`jobs`] runs ingests in the background.
+//! connection and the collections' clients, [`servers`] which servers the page may switch
+//! between; [`jobs`] runs ingests in the background.
 //!
 //! What the page is sent: names, ids, scores, timings and decrypted thumbnails or originals.
 //! Never key material. Results' thumbnails come by private retrieval (the server does not
@@ -16,6 +17,7 @@ pub mod api;
 pub mod assets;
 pub mod guard;
 pub mod jobs;
+pub(crate) mod servers;
 pub(crate) mod workspace;
 
 use crate::commands::Env;
@@ -113,7 +115,11 @@ pub fn router(state: Arc<api::AppState>, guard: Arc<guard::Guard>) -> Router {
 /// serves the app on a thread of its own.
 pub fn start(env: Env, listen: &str) -> Result<RunningApp> {
     let addr = loopback_address(listen)?;
-    let workspace = Arc::new(workspace::Workspace::open(env)?);
+    let servers = servers::Servers::open(env)?;
+    let staging = tempfile::Builder::new()
+        .prefix("blindsight-app-")
+        .tempdir()
+        .map_err(|e| AppError::io(std::env::temp_dir(), e))?;
     let listener =
         std::net::TcpListener::bind(addr).map_err(|e| AppError::io(addr.to_string(), e))?;
     listener
@@ -129,9 +135,11 @@ pub fn start(env: Env, listen: &str) -> Result<RunningApp> {
         address.is_ipv6(),
     ));
     let state = Arc::new(api::AppState {
-        workspace: Arc::clone(&workspace),
+        servers,
         jobs: jobs::Jobs::default(),
+        staging,
     });
+    let kept = Arc::clone(&state);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -152,9 +160,9 @@ pub fn start(env: Env, listen: &str) -> Result<RunningApp> {
             if let Err(e) = served {
                 eprintln!("blindsight app: the server stopped: {e}");
             }
-            // the runtime first: the workspace's HTTP clients must not be dropped on it
+            // the runtime first: the workspaces' HTTP clients must not be dropped on it
             drop(rt);
-            drop(workspace);
+            drop(kept);
         })
         .map_err(|e| AppError::Internal(format!("cannot start the app's thread: {e}")))?;
     Ok(RunningApp {

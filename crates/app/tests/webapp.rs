@@ -522,6 +522,15 @@ fn the_page_in_headless_chromium() {
     let home = tempdir();
     let gallery = home.path().join("photos");
     let files = write_gallery(&gallery, 40);
+    // two more, outside the gallery: dropped on the page later
+    let extra: Vec<PathBuf> = blindsight_testdata::distinct_files(42)[40..]
+        .iter()
+        .map(|(name, bytes)| {
+            let at = home.path().join(format!("extra-{name}"));
+            std::fs::write(&at, bytes).unwrap();
+            at
+        })
+        .collect();
     let query = home.path().join("edited-copy.png");
     let target = 17;
     std::fs::write(&query, edited_png(&files[target].1)).unwrap();
@@ -545,9 +554,130 @@ fn the_page_in_headless_chromium() {
         .env("QUERY", &query)
         .env("EXPECTED_NAME", &files[target].0)
         .env("IMAGES", (files.len()).to_string())
+        .env("EXTRA", std::env::join_paths(&extra).unwrap())
         .status()
         .expect("node runs (.ci/run installs playwright-core beside the script)");
     let _ = app.kill();
     let _ = app.wait();
     assert!(status.success(), "the browser test failed: {status}");
+}
+
+/// Files dropped on the page are ingested as one batch (a file that is not an image
+/// reported, hostile names kept inside the staging folder, which goes afterwards); the page
+/// switches between the server it was started with and the in-process store, creating a
+/// collection on each.
+#[test]
+fn dropped_files_are_ingested_and_servers_are_switched() {
+    let home = tempdir();
+    let db = home.path().join("served.db");
+    let served = common::serve(home.path(), &db, &[]);
+    let env = Env {
+        server: Some(served.url.clone()),
+        admin_token_file: Some(home.path().join("served.db.admin-token")),
+        ..Env::for_home(home.path())
+    };
+    let app = webapp::start(env, "127.0.0.1:0").unwrap();
+    let http = http();
+    let r = http.get(app.login_url().as_str()).send().unwrap();
+    let cookie = r.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut s = Session {
+        app,
+        cookie,
+        http,
+        home: home.path().to_path_buf(),
+        seen: Vec::new(),
+    };
+    let o = s.get_json("/api/overview");
+    let keys: Vec<&str> = o["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["app", "local"], "{o}");
+    assert_eq!(o["servers"][0]["active"], true);
+    assert_eq!(o["server"], served.url.as_str());
+    s.post_json(
+        "/api/collections",
+        json!({"name": "served", "vectors": "pixels", "scheme": "ckks"}),
+    );
+    // a drop of four files, one not an image, one with a hostile name
+    let files = blindsight_testdata::distinct_files(3);
+    let names = ["a.png", "../../escape.png", "a.png"];
+    for ((_, bytes), name) in files.iter().zip(names) {
+        let (status, body) = s.post(
+            &format!(
+                "/api/collections/served/uploads?batch=drop-1&file={}",
+                name.replace('/', "%2F")
+            ),
+            bytes.clone(),
+            "application/octet-stream",
+        );
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let kept: Value = serde_json::from_slice(&body).unwrap();
+        assert!(!kept["file"].as_str().unwrap().contains('/'), "{kept}");
+    }
+    let (status, _) = s.post(
+        "/api/collections/served/uploads?batch=drop-1&file=notes.png",
+        b"no image here".to_vec(),
+        "application/octet-stream",
+    );
+    assert_eq!(status, 200);
+    let (status, _) = s.post(
+        "/api/collections/served/uploads?batch=..%2Fx&file=x.png",
+        b"x".to_vec(),
+        "application/octet-stream",
+    );
+    assert_eq!(status, 400, "a batch is never a path");
+    let job = s.post_json(
+        "/api/collections/served/ingest",
+        json!({"uploaded": "drop-1"}),
+    );
+    let id = job["job"].as_u64().unwrap();
+    let done = loop {
+        let j = s.get_json(&format!("/api/jobs/{id}"));
+        if j["state"] == "done" || j["state"] == "failed" {
+            break j;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["total"], 4);
+    assert_eq!(done["added"], 3, "{done}");
+    assert_eq!(done["failed"].as_array().unwrap().len(), 1, "{done}");
+    assert!(
+        !Path::new(done["path"].as_str().unwrap()).exists(),
+        "the staging folder goes"
+    );
+    let (status, _) = s.post(
+        "/api/collections/served/ingest",
+        json!({"uploaded": "drop-1"}).to_string().into_bytes(),
+        "application/json",
+    );
+    assert_eq!(status, 400, "a batch is ingested once");
+    // the in-process store: its own collections
+    let o = s.post_json("/api/server", json!({"key": "local"}));
+    assert!(o["server"].as_str().unwrap().starts_with("sqlite:"), "{o}");
+    assert_eq!(o["collections"], json!([]));
+    s.post_json(
+        "/api/collections",
+        json!({"name": "here", "vectors": "pixels"}),
+    );
+    let o = s.post_json("/api/server", json!({"key": "app"}));
+    assert_eq!(o["collections"][0]["name"], "served");
+    assert_eq!(o["collections"][0]["images"], 3);
+    assert_eq!(o["collections"].as_array().unwrap().len(), 1);
+    let (status, _) = s.post(
+        "/api/server",
+        json!({"key": "remote:nowhere"}).to_string().into_bytes(),
+        "application/json",
+    );
+    assert_eq!(status, 400);
+    drop(served);
 }

@@ -65,9 +65,8 @@ const seconds = (s) => (s < 1 ? `${Math.round(s * 1000)} ms` : `${s.toFixed(2)} 
 async function loadOverview(select) {
   const o = await api("/api/overview");
   state.overview = o;
-  $("server").textContent = o.in_process ? `on ${o.server.replace(/^sqlite:/, "")}` : `on ${o.server}`;
-  $("server").title = o.server;
-  $("create-server").value = o.in_process ? `this machine (${o.server.replace(/^sqlite:/, "")})` : o.server;
+  fillServers($("server"), o.servers);
+  fillServers($("create-server"), o.servers);
   const preset = o.keystore.preset;
   const scheme = $("create-scheme");
   if (preset) {
@@ -116,6 +115,30 @@ async function loadOverview(select) {
   updateCount();
 }
 
+// A server as a person reads it: the store on this machine, or its name and URL.
+function serverLabel(s) {
+  if (s.endpoint.startsWith("sqlite:")) return `this machine (${s.endpoint.slice(7)})`;
+  return s.name ? `${s.name} (${s.endpoint})` : s.endpoint;
+}
+
+function fillServers(select, servers) {
+  select.replaceChildren(...servers.map((s) => {
+    const option = document.createElement("option");
+    option.value = s.key;
+    option.textContent = serverLabel(s);
+    option.selected = s.active;
+    return option;
+  }));
+  select.title = servers.find((s) => s.active)?.endpoint ?? "";
+}
+
+async function switchServer(key) {
+  state.collection = null;
+  const o = await postJson("/api/server", { key });
+  state.overview = null;
+  return o;
+}
+
 function current() {
   return state.overview?.collections.find((c) => c.name === state.collection) ?? null;
 }
@@ -150,6 +173,8 @@ async function createCollection(event) {
   button.disabled = true;
   toast(`Creating ${name}… (making the encryption keys takes a few seconds)`);
   try {
+    const server = $("create-server").value;
+    if (server && server !== state.overview?.servers.find((s) => s.active)?.key) await switchServer(server);
     await postJson("/api/collections", {
       name,
       vectors: $("create-kind").value,
@@ -562,11 +587,41 @@ async function startIngest(event) {
   event.preventDefault();
   const path = $("ingest-path").value.trim();
   if (!path) { toast("Type the path of a folder on this machine", true); return; }
+  runIngest({ path, recursive: $("ingest-recursive").checked });
+}
+
+// Files dropped on the ingest box (or chosen): sent to the app one by one, then ingested
+// as one batch.
+async function ingestFiles(files) {
+  const list = [...(files || [])];
+  if (!list.length) return;
+  if (!state.collection) { toast("Create a collection first", true); return; }
+  const batch = crypto.randomUUID();
+  const button = $("ingest-start");
+  button.disabled = true;
+  try {
+    for (const [i, file] of list.entries()) {
+      $("ingest-status").textContent = `sending ${i + 1} / ${list.length}: ${file.name}`;
+      await api(collectionPath(`/uploads?batch=${batch}&file=${encodeURIComponent(file.name)}`), {
+        method: "POST",
+        headers: { "content-type": "application/octet-stream" },
+        body: file,
+      });
+    }
+  } catch (e) {
+    button.disabled = false;
+    fail(e);
+    return;
+  }
+  await runIngest({ uploaded: batch });
+}
+
+async function runIngest(request) {
   const button = $("ingest-start");
   button.disabled = true;
   const collection = state.collection;
   try {
-    const { job } = await postJson(collectionPath("/ingest"), { path, recursive: $("ingest-recursive").checked });
+    const { job } = await postJson(collectionPath("/ingest"), request);
     let last = null;
     for (;;) {
       last = await api(`/api/jobs/${job}`);
@@ -593,6 +648,9 @@ function wire() {
   $("new-collection").addEventListener("click", () => showCreate(!state.collection));
   $("show-info").addEventListener("click", showInfo);
   $("collection").addEventListener("change", (e) => loadOverview(e.target.value).catch(fail));
+  $("server").addEventListener("change", (e) =>
+    switchServer(e.target.value).then(() => loadOverview()).catch((err) => { fail(err); loadOverview().catch(fail); }));
+  $("ingest-files").addEventListener("change", (e) => { ingestFiles(e.target.files); e.target.value = ""; });
   $("query-input").addEventListener("change", (e) => { pickFile(e.target.files); e.target.value = ""; });
   $("ingest-form").addEventListener("submit", startIngest);
   $("delete").addEventListener("click", deleteSelected);
@@ -608,10 +666,16 @@ function wire() {
   for (const type of ["dragleave", "dragend"]) {
     document.addEventListener(type, (e) => { if (!e.relatedTarget) zone.classList.remove("over"); });
   }
+  const ingestBox = $("ingest-form");
+  ingestBox.addEventListener("dragover", () => ingestBox.classList.add("over"));
+  ingestBox.addEventListener("dragleave", () => ingestBox.classList.remove("over"));
   document.addEventListener("drop", (e) => {
     e.preventDefault();
     zone.classList.remove("over");
-    pickFile(e.dataTransfer?.files);
+    ingestBox.classList.remove("over");
+    // on the ingest box: add the files; anywhere else: search with the image
+    if (e.target instanceof Element && e.target.closest("#ingest-form")) ingestFiles(e.dataTransfer?.files);
+    else pickFile(e.dataTransfer?.files);
   });
   document.addEventListener("paste", (e) => {
     if (e.target instanceof HTMLInputElement && e.target.type === "text") return;

@@ -8,7 +8,7 @@
 
 use super::assets::{ASSETS, Asset, INDEX};
 use super::jobs::Jobs;
-use super::workspace::Workspace;
+use super::servers::Servers;
 use crate::commands::default_rule;
 use crate::errors::AppError;
 use axum::Json;
@@ -40,12 +40,18 @@ pub const MAX_PAGE: usize = 200;
 /// Results of a search at most (the private retrieval fetches them ten per query).
 pub const MAX_RESULTS: usize = 100;
 
+/// Largest file dropped on the page for an ingest (bytes).
+pub const MAX_UPLOAD_BYTES: usize = 1 << 30;
+
 /// What the routes share.
 pub struct AppState {
-    /// The keystore, server and clients.
-    pub(crate) workspace: Arc<Workspace>,
+    /// The servers, the active one's clients, the keystore.
+    pub(crate) servers: Servers,
     /// Ingests in the background.
     pub jobs: Jobs,
+    /// Files dropped on the page, one folder per batch until it is ingested (owner-only,
+    /// removed with the app).
+    pub(crate) staging: tempfile::TempDir,
 }
 
 /// An error as the page sees it: a status and a message that says what to do.
@@ -114,6 +120,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/", get(|| async { asset(&INDEX) }))
         .route("/assets/{file}", get(asset_file))
         .route("/api/overview", get(overview))
+        .route("/api/server", post(switch_server).layer(json_limit))
         .route("/api/collections", post(create).layer(json_limit))
         .route("/api/collections/{name}", get(info))
         .route("/api/collections/{name}/images", get(images))
@@ -129,6 +136,10 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route(
             "/api/collections/{name}/ingest",
             post(ingest).layer(json_limit),
+        )
+        .route(
+            "/api/collections/{name}/uploads",
+            post(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
         )
         .route("/api/collections/{name}/original/{id}", get(original))
         .route("/api/jobs/{id}", get(job))
@@ -148,12 +159,22 @@ async fn asset_file(Path(file): Path<String>) -> Response {
 }
 
 async fn overview(State(s): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
-    let ws = Arc::clone(&s.workspace);
-    Ok(Json(blocking(move || ws.overview()).await?))
+    let ws = s.servers.active()?;
+    let mut overview = blocking(move || ws.overview()).await?;
+    overview["servers"] = s.servers.choices()?;
+    Ok(Json(overview))
+}
+
+async fn switch_server(State(s): State<Arc<AppState>>, body: Bytes) -> ApiResult<Json<Value>> {
+    let v = parse_json(&body)?;
+    let key = v["key"].as_str().unwrap_or("").to_string();
+    let state = Arc::clone(&s);
+    blocking(move || state.servers.switch(&key)).await?;
+    overview(State(s)).await
 }
 
 async fn info(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    let ws = Arc::clone(&s.workspace);
+    let ws = s.servers.active()?;
     Ok(Json(blocking(move || ws.info(&name)).await?))
 }
 
@@ -183,7 +204,7 @@ async fn create(State(s): State<Arc<AppState>>, body: Bytes) -> ApiResult<Json<V
             )));
         }
     };
-    let ws = Arc::clone(&s.workspace);
+    let ws = s.servers.active()?;
     let created = name.clone();
     blocking(move || ws.create(&created, &vectors, preset)).await?;
     Ok(Json(json!({ "created": name })))
@@ -218,7 +239,7 @@ async fn images(
         .unwrap_or(60)
         .clamp(1, MAX_PAGE);
     let first = param::<i64>(&q, "after")?;
-    let ws = Arc::clone(&s.workspace);
+    let ws = s.servers.active()?;
     let page = blocking(move || {
         let client = ws.client(&name)?;
         // live images only: a page of deleted ones is skipped to the next
@@ -284,7 +305,7 @@ async fn search(
         ));
     }
     let query_name = q.get("name").cloned().unwrap_or_else(|| "query".into());
-    let ws = Arc::clone(&s.workspace);
+    let ws = s.servers.active()?;
     let answer = blocking(move || {
         let client = ws.client(&name)?;
         let rule = default_rule(client.vectors());
@@ -346,7 +367,7 @@ async fn delete(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let ids = ids_of(&parse_json(&body)?)?;
-    let ws = Arc::clone(&s.workspace);
+    let ws = s.servers.active()?;
     let deleted = blocking(move || Ok(ws.client(&name)?.delete(&ids)?)).await?;
     Ok(Json(json!({ "deleted": deleted })))
 }
@@ -355,7 +376,7 @@ async fn compact(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let ws = Arc::clone(&s.workspace);
+    let ws = s.servers.active()?;
     let r = blocking(move || Ok(ws.client(&name)?.compact()?)).await?;
     Ok(Json(json!({
         "replaced": r.replaced,
@@ -374,6 +395,19 @@ async fn ingest(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let v = parse_json(&body)?;
+    let ws = s.servers.active()?;
+    if let Some(batch) = v["uploaded"].as_str() {
+        let dir = staged_batch(&s, batch)?;
+        if !dir.is_dir() {
+            return Err(ApiError::bad_request(format!(
+                "no files were dropped in batch {batch}"
+            )));
+        }
+        let id = s
+            .jobs
+            .start_ingest(ws, name, dir.clone(), true, Some(dir))?;
+        return Ok(Json(json!({ "job": id })));
+    }
     let path = v["path"].as_str().unwrap_or("").trim();
     if path.is_empty() {
         return Err(ApiError::bad_request(
@@ -388,10 +422,45 @@ async fn ingest(
         )));
     }
     let recursive = v["recursive"].as_bool().unwrap_or(true);
-    let id = s
-        .jobs
-        .start_ingest(Arc::clone(&s.workspace), name, path, recursive)?;
+    let id = s.jobs.start_ingest(ws, name, path, recursive, None)?;
     Ok(Json(json!({ "job": id })))
+}
+
+/// The staging folder of upload batch `batch` (1 to 64 letters, digits, `-`: the page's
+/// random id for one drop).
+fn staged_batch(s: &AppState, batch: &str) -> ApiResult<PathBuf> {
+    let ok = !batch.is_empty()
+        && batch.len() <= 64
+        && batch.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !ok {
+        return Err(ApiError::bad_request(
+            "an upload batch is 1 to 64 letters, digits or -",
+        ));
+    }
+    Ok(s.staging.path().join(batch))
+}
+
+/// A file dropped on the page, kept in its batch's staging folder until the batch is
+/// ingested (`POST …/ingest {"uploaded": batch}`); its name made safe as one file name.
+async fn upload(
+    State(s): State<Arc<AppState>>,
+    Path(_name): Path<String>,
+    Query(q): Params,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let dir = staged_batch(&s, q.get("batch").map_or("", String::as_str))?;
+    let file = blindsight_client::names::for_file(q.get("file").map_or("", String::as_str));
+    let written = blocking(move || {
+        std::fs::create_dir_all(&dir).map_err(|e| AppError::io(&dir, e))?;
+        // the same name twice in one drop (from two folders): numbered, never replaced
+        let path = blindsight_client::keystore::write_new_private(&dir, &file, &body)?;
+        Ok(path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or(file))
+    })
+    .await?;
+    Ok(Json(json!({ "file": written })))
 }
 
 async fn job(State(s): State<Arc<AppState>>, Path(id): Path<u64>) -> ApiResult<Json<Value>> {
@@ -419,7 +488,7 @@ async fn original(
     Path((name, id)): Path<(String, i64)>,
     _headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let ws = Arc::clone(&s.workspace);
+    let ws = s.servers.active()?;
     let files = blocking(move || Ok(ws.client(&name)?.fetch(&[id])?)).await?;
     let Some((_, bytes)) = files.into_iter().find(|(i, _)| *i == id) else {
         return Err(ApiError {

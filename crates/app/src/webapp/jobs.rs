@@ -29,13 +29,15 @@ impl Jobs {
     }
 
     /// Starts ingesting `path` (a folder, read recursively unless `recursive` is false, or a
-    /// file) into `collection`; returns the job's id.
+    /// file) into `collection`, removing `remove_after` when done (the staging folder of
+    /// dropped files); returns the job's id.
     pub(crate) fn start_ingest(
         &self,
         workspace: Arc<Workspace>,
         collection: String,
         path: PathBuf,
         recursive: bool,
+        remove_after: Option<PathBuf>,
     ) -> Result<u64> {
         let poisoned = || AppError::Internal("the jobs lock is poisoned".into());
         let id = {
@@ -69,6 +71,10 @@ impl Jobs {
             .name(format!("app-ingest-{id}"))
             .spawn(move || {
                 let outcome = run_ingest(&workspace, &collection, path, recursive, &state);
+                // dropped files: their staging folder goes once they are in (or failed)
+                if let Some(dir) = remove_after {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
                 if let Ok(mut s) = state.lock() {
                     match outcome {
                         Ok(()) => s["state"] = json!("done"),

@@ -14,10 +14,24 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// The keystore, the server and the collections' clients of a running app.
+/// The keystore every server of the app shares (none yet: the first collection makes it).
+pub(crate) type SharedKeystore = Arc<Mutex<Option<Keystore>>>;
+
+/// Loads the keystore of `env` if there is one (asking for its passphrase on a terminal
+/// when it needs one).
+pub(crate) fn load_keystore(env: &Env) -> Result<SharedKeystore> {
+    let keystore = if env.keystore.exists() {
+        Some(env.load_keystore()?)
+    } else {
+        None
+    };
+    Ok(Arc::new(Mutex::new(keystore)))
+}
+
+/// The keystore, one server and its collections' clients.
 pub(crate) struct Workspace {
     env: Env,
-    keystore: Mutex<Option<Keystore>>,
+    keystore: SharedKeystore,
     remote: Remote,
     clients: Mutex<HashMap<String, Arc<Client>>>,
     /// The in-process server (kept running while the app runs; last, so that it stops after
@@ -44,18 +58,12 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 impl Workspace {
-    /// Loads the keystore (asking for its passphrase on a terminal when it needs one; none
-    /// yet is fine: creating the first collection makes it) and connects to the server.
-    pub(crate) fn open(env: Env) -> Result<Self> {
-        let keystore = if env.keystore.exists() {
-            Some(env.load_keystore()?)
-        } else {
-            None
-        };
+    /// Connects to the server of `env` (starting it in-process when `env` names none).
+    pub(crate) fn open(env: Env, keystore: SharedKeystore) -> Result<Self> {
         let (local, remote) = env.connect()?;
         Ok(Self {
             env,
-            keystore: Mutex::new(keystore),
+            keystore,
             remote,
             clients: Mutex::new(HashMap::new()),
             local,

@@ -17,6 +17,7 @@ const gallery = env("GALLERY");
 const images = Number(env("IMAGES"));
 const query = env("QUERY");
 const expected = env("EXPECTED_NAME");
+const extra = env("EXTRA").split(":");
 const shots = process.env.SHOTS;
 const check = (ok, what) => {
   if (!ok) throw new Error(`failed: ${what}`);
@@ -135,6 +136,17 @@ try {
   await page.reload();
   await page.waitForFunction((n) => document.querySelectorAll('[data-testid="thumbnail"]').length >= n, Math.min(images - 1, 60));
   check(await page.locator(`[data-testid="thumbnail"][data-image-id="${victimId}"]`).count() === 0, "and after a reload");
+
+  // files chosen (or dropped) for the ingest: sent, ingested, shown
+  const before = await page.getByTestId("thumbnail").count();
+  await page.getByTestId("ingest-files").setInputFiles(extra);
+  await page.waitForFunction((n) => {
+    const p = document.querySelector('[data-testid="progress"]');
+    return p.dataset.state === "done" && Number(p.dataset.total) === n;
+  }, extra.length, { timeout: 300_000 });
+  await page.waitForFunction((n) => document.querySelectorAll('[data-testid="thumbnail"]').length >= n, Math.min(before + extra.length, 60));
+  const names = await page.$$eval('[data-testid="thumbnail"]', (ts) => ts.map((t) => t.dataset.name));
+  check(extra.every((p) => names.includes(p.split("/").pop())), "chosen files are ingested and shown");
 
   if (shots) {
     const dark = await browser.newContext({ viewport: { width: 1280, height: 860 }, colorScheme: "dark" });
