@@ -39,6 +39,7 @@ pub(crate) mod listing;
 pub mod output;
 mod prompt;
 pub mod remembered;
+pub mod vectors;
 pub use listing::{DEFAULT_PAGE, collections, images, info};
 pub use output::Output;
 
@@ -620,7 +621,7 @@ pub fn ingest(
 }
 
 /// An ingest's outcome for a person: counts, merging, every file left out or skipped.
-fn print_ingest(report: &IngestReport, left_out: &[(String, String)]) {
+pub(crate) fn print_ingest(report: &IngestReport, left_out: &[(String, String)]) {
     println!(
         "added {} images, skipped {} already present",
         report.added, report.duplicates
@@ -789,7 +790,7 @@ pub fn search(
 }
 
 /// The matches as a table whose name column fits the names, and the timing.
-fn print_matches(matches: &[Match], vectors: &VectorKind, t: &SearchTiming) {
+pub(crate) fn print_matches(matches: &[Match], vectors: &VectorKind, t: &SearchTiming) {
     let pixels = matches!(vectors, VectorKind::Pixels { .. });
     let width = output::name_column("name", matches.iter().map(|m| m.name.as_str()));
     let scores = if pixels {

@@ -33,6 +33,10 @@ enum VectorsArg {
     Embedding,
     /// The original demo's 64×64 RGB pixels, three channels.
     Pixels,
+    /// Your own vectors (`--dim`, `--model`): CLIP embeddings, face templates, document
+    /// embeddings; normalized by blindsight and compared by cosine (`ingest-vectors`,
+    /// `search --vector`).
+    Vectors,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -188,6 +192,32 @@ enum Command {
         /// What the collection encrypts.
         #[arg(long, value_enum, default_value = "embedding")]
         vectors: VectorsArg,
+        /// With `--vectors vectors`: the dimension of your vectors (1 to 32 768).
+        #[arg(long, required_if_eq("vectors", "vectors"))]
+        dim: Option<usize>,
+        /// With `--vectors vectors`: the name of the model that makes them (letters, digits,
+        /// `@._-`), recorded as the collection's identity: a query of another model is refused.
+        #[arg(long, required_if_eq("vectors", "vectors"))]
+        model: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Add your own vectors to a `vectors` collection: a `.npy` array of shape (n, dim)
+    /// (float32 or float64), one name per line in a text file, and optionally a folder
+    /// holding each vector's payload as a file of its name (sealed like an image file; one
+    /// that is an image also gets a thumbnail).
+    IngestVectors {
+        /// The vectors (`.npy`, shape (n, dim)).
+        npy: PathBuf,
+        /// Their names, one per line (n lines).
+        #[arg(long)]
+        names: PathBuf,
+        /// A folder holding the payload of each vector, as a file named by its name.
+        #[arg(long)]
+        payloads: Option<PathBuf>,
+        /// Print one JSON object instead of lines.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -215,7 +245,15 @@ enum Command {
     /// Search the collection for the images most similar to IMAGE.
     Search {
         /// Query image.
-        image: PathBuf,
+        #[arg(required_unless_present = "vector")]
+        image: Option<PathBuf>,
+        /// Search a `vectors` collection with your own vector instead (`.npy`, shape (dim,)
+        /// or (1, dim)).
+        #[arg(long, conflicts_with_all = ["image", "out", "report", "rule"])]
+        vector: Option<PathBuf>,
+        /// With --vector: the model that made it (refused unless it is the collection's).
+        #[arg(long, requires = "vector")]
+        model: Option<String>,
         /// Number of matches.
         #[arg(long, default_value_t = 5)]
         top: usize,
@@ -499,10 +537,23 @@ fn preset_of(scheme: SchemeArg) -> String {
     }
 }
 
-fn vector_kind(v: VectorsArg) -> blindsight_search::VectorKind {
-    match v {
-        VectorsArg::Embedding => blindsight_client::encoder::embedding_kind(),
-        VectorsArg::Pixels => blindsight_client::encoder::pixels_kind(),
+/// The kind `create` makes: an image kind, or the user's vectors of `dim` by `model`.
+fn vector_kind(
+    v: VectorsArg,
+    dim: Option<usize>,
+    model: Option<String>,
+) -> blindsight::Result<blindsight_search::VectorKind> {
+    use blindsight_client::encoder;
+    match (v, dim, model) {
+        (VectorsArg::Embedding, None, None) => Ok(encoder::embedding_kind()),
+        (VectorsArg::Pixels, None, None) => Ok(encoder::pixels_kind()),
+        (VectorsArg::Vectors, Some(dim), Some(model)) => Ok(encoder::vectors_kind(dim, &model)?),
+        (VectorsArg::Vectors, _, _) => Err(blindsight::AppError::Usage(
+            "--vectors vectors needs --dim D and --model NAME".into(),
+        )),
+        _ => Err(blindsight::AppError::Usage(
+            "--dim and --model are for --vectors vectors (the image kinds fix their own)".into(),
+        )),
     }
 }
 
@@ -517,11 +568,28 @@ fn run(command: Command) -> blindsight::Result<()> {
             scheme,
             preset,
             vectors,
+            dim,
+            model,
             client,
         } => {
             let preset = preset.or_else(|| scheme.map(preset_of));
-            commands::create(&client.env()?, preset.as_deref(), &vector_kind(vectors))
+            let kind = vector_kind(vectors, dim, model)?;
+            commands::create(&client.env()?, preset.as_deref(), &kind)
         }
+        Command::IngestVectors {
+            npy,
+            names,
+            payloads,
+            json,
+            client,
+        } => commands::vectors::ingest(
+            &client.env()?,
+            &npy,
+            &names,
+            payloads.as_deref(),
+            Output::json_if(json),
+        )
+        .map(|_| ()),
         Command::Ingest {
             paths,
             no_recursive,
@@ -537,6 +605,20 @@ fn run(command: Command) -> blindsight::Result<()> {
         )
         .map(|_| ()),
         Command::Search {
+            vector: Some(vector),
+            model,
+            top,
+            json,
+            client,
+            ..
+        } => commands::vectors::search(
+            &client.env()?,
+            &vector,
+            model.as_deref(),
+            top,
+            Output::json_if(json),
+        ),
+        Command::Search {
             image,
             top,
             rule,
@@ -544,11 +626,15 @@ fn run(command: Command) -> blindsight::Result<()> {
             report,
             json,
             client,
+            ..
         } => {
             let rule = rule.map(|r| match r {
                 RuleArg::Triple => RankRule::ChannelTriple,
                 RuleArg::Whole => RankRule::WholeCosine,
             });
+            let image = image.ok_or_else(|| {
+                blindsight::AppError::Usage("give a query image, or --vector FILE.npy".into())
+            })?;
             commands::search(
                 &client.env()?,
                 &image,
@@ -685,7 +771,10 @@ fn run(command: Command) -> blindsight::Result<()> {
                 count,
                 sample,
                 preset: preset_of(scheme),
-                kinds: vectors.into_iter().map(vector_kind).collect(),
+                kinds: vectors
+                    .into_iter()
+                    .map(|v| vector_kind(v, None, None))
+                    .collect::<blindsight::Result<_>>()?,
                 work: work.clone(),
                 progress: true,
             });

@@ -31,7 +31,8 @@ mod merge;
 mod retrieval;
 
 pub use ingest::{
-    BATCH, BATCH_FILE_BYTES, IngestFile, IngestItem, IngestProgress, WINDOW_BYTES, WINDOW_FILES,
+    BATCH, BATCH_FILE_BYTES, IngestFile, IngestItem, IngestProgress, VectorItem, WINDOW_BYTES,
+    WINDOW_FILES,
 };
 pub use merge::{
     CompactReport, MAX_MERGED_IMAGES, MERGE_BYTES, MergeMode, MergePolicy, SegmentState,
@@ -467,12 +468,50 @@ impl Client {
         k: usize,
         rule: RankRule,
     ) -> Result<(Vec<Match>, SearchTiming)> {
+        self.search_with(|| self.encoder.encode(image, name), k, rule)
+    }
+
+    /// Searches a `vectors` collection for the user vector `vector` (of the collection's
+    /// dimension; normalized here), as [`Client::search`] does for an image; with `model`,
+    /// the vector must come from the model the collection was created with.
+    pub fn search_vector(
+        &self,
+        vector: &[f32],
+        model: Option<&str>,
+        k: usize,
+    ) -> Result<(Vec<Match>, SearchTiming)> {
+        if let (Some(given), VectorKind::Vectors { dim, model: ours }) = (model, self.vectors())
+            && given != ours
+        {
+            return Err(blindsight_search::SearchError::KindMismatch {
+                expected: self.vectors().spec(),
+                actual: VectorKind::Vectors {
+                    dim: *dim,
+                    model: given.to_string(),
+                }
+                .spec(),
+            }
+            .into());
+        }
+        self.search_with(
+            || self.encoder.encode_vector(vector),
+            k,
+            RankRule::WholeCosine,
+        )
+    }
+
+    fn search_with(
+        &self,
+        encode: impl FnOnce() -> Result<EncodedImage>,
+        k: usize,
+        rule: RankRule,
+    ) -> Result<(Vec<Match>, SearchTiming)> {
         let ctx = self.ctx();
         let mut timing = SearchTiming::default();
         self.check_collection()?;
         let (mut listed_version, mut catalog) = self.catalog()?;
         let t = Instant::now();
-        let query = self.encoder.encode(image, name)?;
+        let query = encode()?;
         let channels = query.values();
         let cts = match &self.cipher {
             AnyCipher::Bfv(c) => encrypt_query(c, &channels)?,

@@ -8,11 +8,16 @@
 //!   products provably fit the plaintext modulus, see
 //!   [`VectorEncoding::for_bfv_unit_vectors`]).
 //!
+//! - `vectors`: the user's own vectors, checked (dimension, finite, not zero),
+//!   L2-normalized and encoded as an embedding's; an image file is refused (they come from
+//!   the user's model, not ours). A file given beside a vector is kept as its payload, and
+//!   its thumbnail made if it is an image.
+//!
 //! An encoder is made for a collection's [`VectorKind`]; it refuses a kind whose model or
 //! normalization this build does not have, so that a query is never made another way than
 //! the gallery it is compared with.
 
-use crate::errors::Result;
+use crate::errors::{ClientError, Result};
 use crate::thumbnail;
 use blindsight_embed::{Embedder, FEATURES, ModelIdentity, Normalization};
 use blindsight_he::{Context, Scheme};
@@ -39,8 +44,18 @@ pub fn pixels_kind() -> VectorKind {
 
 /// The encoding of `kind`'s vectors under `ctx`'s scheme.
 pub fn encoding_for(kind: &VectorKind, ctx: &Context) -> VectorEncoding {
-    let unit_vectors = matches!(kind, VectorKind::Embedding { .. });
-    encoding_of(ctx, unit_vectors, kind.dim())
+    encoding_of(ctx, kind.is_unit_vectors(), kind.dim())
+}
+
+/// A `vectors` kind: `dim` values made by the user's model `model`.
+pub fn vectors_kind(dim: usize, model: &str) -> Result<VectorKind> {
+    Ok(VectorKind::parse(
+        &VectorKind::Vectors {
+            dim,
+            model: model.to_string(),
+        }
+        .spec(),
+    )?)
 }
 
 /// The encoding of vectors of dimension `dim` under `ctx`'s scheme: unit vectors (an
@@ -81,6 +96,8 @@ enum Source {
     Pixels { side: u32 },
     /// The image model's features, normalized.
     Model(Embedder, Normalization),
+    /// The user's vectors, given as they are (no image is encoded).
+    Given,
 }
 
 impl ImageEncoder {
@@ -89,6 +106,7 @@ impl ImageEncoder {
     pub fn new(kind: &VectorKind, ctx: &Context) -> Result<Self> {
         let source = match kind {
             VectorKind::Pixels { side } => Source::Pixels { side: *side },
+            VectorKind::Vectors { .. } => Source::Given,
             _ => {
                 // this build's model and normalization, or nothing comparable
                 let ours = embedding_kind();
@@ -131,6 +149,7 @@ impl ImageEncoder {
         bytes: &[u8],
         name: &str,
     ) -> Result<(EncodedImage, SourceVector)> {
+        self.takes_images()?;
         let source = self.source_of(&decode_rgb(bytes, name)?)?;
         Ok((source.encode(&self.encoding), source))
     }
@@ -138,6 +157,7 @@ impl ImageEncoder {
     /// An image file decoded once into everything an ingest keeps of it: its encoded
     /// vectors, what they were encoded from, and its JPEG thumbnail ([`thumbnail::make`]).
     pub fn encode_for_ingest(&self, bytes: &[u8], name: &str) -> Result<EncodedFile> {
+        self.takes_images()?;
         let rgb = decode_rgb(bytes, name)?;
         let source = self.source_of(&rgb)?;
         Ok(EncodedFile {
@@ -147,6 +167,19 @@ impl ImageEncoder {
         })
     }
 
+    /// An error for a collection of the user's vectors, which takes no image file.
+    fn takes_images(&self) -> Result<()> {
+        match self.source {
+            Source::Given => Err(ClientError::Usage(format!(
+                "this collection holds your own vectors ({}): add and search it with vectors \
+                 (`ingest-vectors`, `search --vector`, or Python's `add`, `search_vector`), \
+                 not image files",
+                self.kind
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// What an upright image's vectors are encoded from.
     fn source_of(&self, rgb: &RgbImage) -> Result<SourceVector> {
         Ok(match &self.source {
@@ -154,6 +187,81 @@ impl ImageEncoder {
                 SourceVector::Features(norm.apply(&embedder.features(rgb)?))
             }
             Source::Pixels { side } => SourceVector::Pixels(rgb_vector(rgb, *side)?.channels),
+            Source::Given => {
+                self.takes_images()?;
+                return Err(ClientError::Internal("no image source".into()));
+            }
+        })
+    }
+
+    /// A user vector checked against the collection (its dimension; every value finite; not
+    /// all zero) and L2-normalized: what it is encoded from.
+    pub fn source_of_vector(&self, vector: &[f32]) -> Result<SourceVector> {
+        let VectorKind::Vectors { dim, model } = &self.kind else {
+            return Err(ClientError::Usage(format!(
+                "this collection holds {}, made from images: add image files, not vectors",
+                self.kind
+            )));
+        };
+        if vector.len() != *dim {
+            return Err(SearchError::KindMismatch {
+                expected: self.kind.spec(),
+                actual: VectorKind::Vectors {
+                    dim: vector.len(),
+                    model: model.clone(),
+                }
+                .spec(),
+            }
+            .into());
+        }
+        if let Some(i) = vector.iter().position(|v| !v.is_finite()) {
+            return Err(ClientError::Usage(format!(
+                "value {i} of the vector is {}: every value must be a finite number",
+                vector[i]
+            )));
+        }
+        let norm = vector
+            .iter()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum::<f64>()
+            .sqrt();
+        if norm == 0.0 || !norm.is_finite() {
+            return Err(ClientError::Usage(
+                "the vector is all zeros (or too large to normalize): it has no direction to \
+                 compare by cosine"
+                    .into(),
+            ));
+        }
+        Ok(SourceVector::Features(
+            vector
+                .iter()
+                .map(|&v| (f64::from(v) / norm) as f32)
+                .collect(),
+        ))
+    }
+
+    /// The encoded query of a user vector (see [`ImageEncoder::source_of_vector`]).
+    pub fn encode_vector(&self, vector: &[f32]) -> Result<EncodedImage> {
+        Ok(self.source_of_vector(vector)?.encode(&self.encoding))
+    }
+
+    /// A user vector and its optional payload file, as an ingest keeps them: the encoded
+    /// vector, its normalized source, and a thumbnail when the payload is an image (else
+    /// none).
+    pub fn encode_vector_for_ingest(&self, vector: &[f32], payload: &[u8]) -> Result<EncodedFile> {
+        let source = self.source_of_vector(vector)?;
+        let thumbnail = if payload.is_empty() {
+            Vec::new()
+        } else {
+            decode_rgb(payload, "payload")
+                .ok()
+                .and_then(|rgb| thumbnail::make(&rgb).ok())
+                .unwrap_or_default()
+        };
+        Ok(EncodedFile {
+            encoded: source.encode(&self.encoding),
+            source,
+            thumbnail,
         })
     }
 

@@ -8,9 +8,14 @@
 //!   named model (its identity includes the hash of its weights) with a named
 //!   normalization; ranked by cosine. Vectors of different models or normalizations are not
 //!   comparable, so a query made another way is refused.
+//! - `vectors`: the user's own vectors (CLIP embeddings, face templates, document
+//!   embeddings) of `dim` values, made by a model the user names; blindsight L2-normalizes
+//!   each one and ranks by cosine (the only metric offered, written in the spec). A query of
+//!   another model name or dimension is refused.
 //!
 //! A kind is written as a short text spec, stored and sent as is:
-//! `pixels:64` or `embedding:1280:efficientnet-lite0@21a11344c0ffee12:sqrt-l2`.
+//! `pixels:64`, `embedding:1280:efficientnet-lite0@21a11344c0ffee12:sqrt-l2` or
+//! `vectors:512:my-clip:cosine`.
 
 use crate::errors::{Result, SearchError};
 
@@ -39,22 +44,39 @@ pub enum VectorKind {
         /// The normalization applied to the model's output.
         normalization: String,
     },
+    /// The user's own vectors, L2-normalized by blindsight and compared by cosine.
+    Vectors {
+        /// Values per vector.
+        dim: usize,
+        /// The name the user gives the model that made them.
+        model: String,
+    },
 }
 
+/// The one metric of `vectors` collections, as its spec writes it.
+pub const VECTORS_METRIC: &str = "cosine";
+
 impl VectorKind {
-    /// The kind's name: `pixels` or `embedding`.
+    /// The kind's name: `pixels`, `embedding` or `vectors`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Pixels { .. } => "pixels",
             Self::Embedding { .. } => "embedding",
+            Self::Vectors { .. } => "vectors",
         }
+    }
+
+    /// Whether its vectors are unit vectors compared by cosine (an embedding, the user's
+    /// vectors), rather than 8-bit pixel channels.
+    pub fn is_unit_vectors(&self) -> bool {
+        !matches!(self, Self::Pixels { .. })
     }
 
     /// Channels per image (encrypted separately, one query ciphertext each).
     pub fn channels(&self) -> usize {
         match self {
             Self::Pixels { .. } => 3,
-            Self::Embedding { .. } => 1,
+            Self::Embedding { .. } | Self::Vectors { .. } => 1,
         }
     }
 
@@ -62,7 +84,7 @@ impl VectorKind {
     pub fn dim(&self) -> usize {
         match self {
             Self::Pixels { side } => (*side as usize) * (*side as usize),
-            Self::Embedding { dim, .. } => *dim,
+            Self::Embedding { dim, .. } | Self::Vectors { dim, .. } => *dim,
         }
     }
 
@@ -75,6 +97,7 @@ impl VectorKind {
                 model,
                 normalization,
             } => format!("embedding:{dim}:{model}:{normalization}"),
+            Self::Vectors { dim, model } => format!("vectors:{dim}:{model}:{VECTORS_METRIC}"),
         }
     }
 
@@ -95,7 +118,21 @@ impl VectorKind {
                 model: (*model).to_string(),
                 normalization: (*normalization).to_string(),
             },
-            _ => return Err(bad("expected `pixels:SIDE` or `embedding:DIM:MODEL:NORM`")),
+            ["vectors", dim, model, metric] => {
+                if *metric != VECTORS_METRIC {
+                    return Err(bad("the metric of user vectors is `cosine`"));
+                }
+                Self::Vectors {
+                    dim: dim.parse().map_err(|_| bad("dimension is not a number"))?,
+                    model: (*model).to_string(),
+                }
+            }
+            _ => {
+                return Err(bad(
+                    "expected `pixels:SIDE`, `embedding:DIM:MODEL:NORM` or \
+                     `vectors:DIM:MODEL:cosine`",
+                ));
+            }
         };
         kind.validate().map_err(|reason| bad(&reason))?;
         Ok(kind)
@@ -113,9 +150,14 @@ impl VectorKind {
             Self::Pixels { side } if !(1..=MAX_PIXEL_SIDE).contains(side) => {
                 Err(format!("side {side} is not in 1..={MAX_PIXEL_SIDE}"))
             }
-            Self::Embedding { dim, .. } if !(1..=MAX_EMBEDDING_DIM).contains(dim) => {
+            Self::Embedding { dim, .. } | Self::Vectors { dim, .. }
+                if !(1..=MAX_EMBEDDING_DIM).contains(dim) =>
+            {
                 Err(format!("dimension {dim} is not in 1..={MAX_EMBEDDING_DIM}"))
             }
+            Self::Vectors { model, .. } if !name_ok(model) => Err(format!(
+                "a model name is 1 to {MAX_NAME} characters of [A-Za-z0-9@._-]"
+            )),
             Self::Embedding {
                 model,
                 normalization,
@@ -151,6 +193,7 @@ impl std::fmt::Display for VectorKind {
                 model,
                 normalization,
             } => write!(f, "embedding ({dim}-d, {model}, {normalization})"),
+            Self::Vectors { dim, model } => write!(f, "vectors ({dim}-d, {model}, cosine)"),
         }
     }
 }
@@ -167,6 +210,10 @@ mod tests {
                 dim: 1280,
                 model: "efficientnet-lite0@21a11344c0ffee12".into(),
                 normalization: "sqrt-l2".into(),
+            },
+            VectorKind::Vectors {
+                dim: 512,
+                model: "my-clip".into(),
             },
         ] {
             assert_eq!(VectorKind::parse(&kind.spec()).ok(), Some(kind.clone()));
@@ -193,6 +240,12 @@ mod tests {
             "embedding:1280:m o:n",
             "embedding:1280:m:n:x",
             "voxels:3",
+            "vectors:512:m",
+            "vectors:512:m:dot",
+            "vectors:0:m:cosine",
+            "vectors:40000:m:cosine",
+            "vectors:512::cosine",
+            "vectors:512:a b:cosine",
         ] {
             assert!(VectorKind::parse(spec).is_err(), "{spec}");
         }

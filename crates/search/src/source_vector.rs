@@ -102,7 +102,7 @@ impl SourceVector {
 fn format_of(kind: &VectorKind) -> Option<(u8, usize)> {
     match kind {
         VectorKind::Pixels { .. } => Some((PIXELS, 3)),
-        VectorKind::Embedding { .. } => Some((FEATURES, 4)),
+        VectorKind::Embedding { .. } | VectorKind::Vectors { .. } => Some((FEATURES, 4)),
     }
 }
 

@@ -47,8 +47,40 @@ pub trait IngestItem: Sync {
     fn name(&self) -> &str;
     /// Its size in bytes, as far as is known before reading (for windows and progress).
     fn size_hint(&self) -> u64;
-    /// Its bytes.
+    /// Its bytes (for a user vector: its payload, possibly empty).
     fn read(&self) -> std::io::Result<Cow<'_, [u8]>>;
+    /// The user's vector, for a `vectors` collection (an image file has none).
+    fn vector(&self) -> Option<&[f32]> {
+        None
+    }
+}
+
+/// One of the user's vectors to ingest into a `vectors` collection, with its name and an
+/// optional payload (the image file, a thumbnail, a document: sealed as an image file is;
+/// a payload that is an image also gets a thumbnail).
+#[derive(Clone, Debug, PartialEq)]
+pub struct VectorItem {
+    /// The name it is listed under.
+    pub name: String,
+    /// The vector (normalized by the ingest).
+    pub vector: Vec<f32>,
+    /// Its payload (empty: none).
+    pub payload: Vec<u8>,
+}
+
+impl IngestItem for VectorItem {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn size_hint(&self) -> u64 {
+        (self.payload.len() + 4 * self.vector.len()) as u64
+    }
+    fn read(&self) -> std::io::Result<Cow<'_, [u8]>> {
+        Ok(Cow::Borrowed(&self.payload))
+    }
+    fn vector(&self) -> Option<&[f32]> {
+        Some(&self.vector)
+    }
 }
 
 impl IngestItem for (String, Vec<u8>) {
@@ -215,7 +247,16 @@ impl Client {
                 .par_iter()
                 .map(|item| {
                     let bytes = item.read().map_err(|e| e.to_string())?;
-                    let tag = super::hmac_sha256(&self.keystore.payload_key, &bytes);
+                    let tag = match item.vector() {
+                        // a vector and its payload: the same pair twice is a duplicate
+                        Some(v) => {
+                            let mut tagged = b"vector\0".to_vec();
+                            tagged.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+                            tagged.extend_from_slice(&bytes);
+                            super::hmac_sha256(&self.keystore.payload_key, &tagged)
+                        }
+                        None => super::hmac_sha256(&self.keystore.payload_key, &bytes),
+                    };
                     Ok((bytes, tag))
                 })
                 .collect();
@@ -227,13 +268,13 @@ impl Client {
                     Err(reason) => report.failed.push((item.name().to_string(), reason)),
                     // known to the collection, or an earlier file of this ingest
                     Ok((_, tag)) if !known.insert(tag.clone()) => report.duplicates += 1,
-                    Ok((bytes, tag)) => fresh.push((item.name(), bytes, tag)),
+                    Ok((bytes, tag)) => fresh.push((item, bytes, tag)),
                 }
             }
             // decode, encode and seal in parallel
             let ready: Vec<std::result::Result<Ready, (String, String)>> = fresh
                 .into_par_iter()
-                .map(|(name, bytes, tag)| self.prepare(name, &bytes, tag))
+                .map(|(item, bytes, tag)| self.prepare(item.name(), item.vector(), &bytes, tag))
                 .collect();
             for r in ready {
                 match r {
@@ -268,18 +309,21 @@ impl Client {
         Ok(report)
     }
 
-    /// Decodes, encodes and seals one file: its batch position is set when it is uploaded.
+    /// Decodes, encodes and seals one file (or one user vector and its payload): its batch
+    /// position is set when it is uploaded.
     fn prepare(
         &self,
         name: &str,
+        vector: Option<&[f32]>,
         bytes: &[u8],
         tag: Vec<u8>,
     ) -> std::result::Result<Ready, (String, String)> {
         let failed = |e: ClientError| (name.to_string(), e.to_string());
-        let file = self
-            .encoder
-            .encode_for_ingest(bytes, name)
-            .map_err(failed)?;
+        let file = match vector {
+            Some(v) => self.encoder.encode_vector_for_ingest(v, bytes),
+            None => self.encoder.encode_for_ingest(bytes, name),
+        }
+        .map_err(failed)?;
         let encoded = file.encoded;
         let sealed = || -> Result<ImageRecord> {
             let id = (u64::from_le_bytes(blindsight_os::random::bytes()?) >> 1) as i64;
@@ -301,7 +345,12 @@ impl Client {
                     id as u64,
                     &file.source.to_bytes(),
                 )?,
-                thumbnail: thumbnail::seal(key, &self.collection, id as u64, &file.thumbnail)?,
+                // none for a vector whose payload is not an image
+                thumbnail: if file.thumbnail.is_empty() {
+                    Vec::new()
+                } else {
+                    thumbnail::seal(key, &self.collection, id as u64, &file.thumbnail)?
+                },
             })
         };
         Ok(Ready {

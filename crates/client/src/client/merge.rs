@@ -27,6 +27,7 @@ use crate::wire::ImageEntry;
 use crate::wire::{CompactSegment, RebuiltSegment};
 use crate::{seal, thumbnail};
 use blindsight_he::{Ciphertext, Context, Serializable};
+use blindsight_search::VectorKind;
 use blindsight_search::backend::{Role, SlotCipher};
 use blindsight_search::he_backend::segment_layout;
 use blindsight_search::source_vector::SourceVector;
@@ -313,7 +314,12 @@ impl Client {
                 break;
             }
         }
-        let (made, failed) = self.backfill_thumbnails(&unthumbnailed)?;
+        // a user vector without a thumbnail has no image to make one from
+        let (made, failed) = if matches!(self.vectors(), VectorKind::Vectors { .. }) {
+            (0, 0)
+        } else {
+            self.backfill_thumbnails(&unthumbnailed)?
+        };
         report.thumbnails += made;
         report.thumbnails_failed += failed;
         report.elapsed = started.elapsed();
