@@ -251,7 +251,7 @@ impl Env {
     }
 
     /// Where the commands talk to, as older versions filed tokens under it.
-    pub(crate) fn endpoint(&self) -> String {
+    pub fn endpoint(&self) -> String {
         match &self.server {
             Some(url) => url.clone(),
             None => format!(

@@ -19,7 +19,8 @@
 //! [`synthetic`] (seeded random vectors for scale benchmarks), [`bench_server`]
 //! (`blindsight bench-server`, a loopback load test of a server process: concurrent clients
 //! mixing search, ingest, fetch and hostile requests), [`webapp`] (`blindsight app`, the local
-//! web app: client side, served on loopback to the user's browser only).
+//! web app: client side, served on loopback to the user's browser only), [`workspace`] (a
+//! keystore and a server together, for the web app and the Python package).
 
 pub mod bench;
 pub mod bench_pir;
@@ -36,5 +37,6 @@ pub mod report_page;
 pub mod sandbox;
 pub mod synthetic;
 pub mod webapp;
+pub mod workspace;
 
 pub use errors::{AppError, Result};

@@ -4,8 +4,8 @@
 //! The browser talks to a small JSON API on loopback ([`api`]); the page and its assets are
 //! embedded in the binary ([`assets`]); [`guard`] keeps every other page and host out (the
 //! Host check, Origin on state changes, a one-time token exchanged for an `HttpOnly`,
-//! `SameSite=Strict` cookie, a strict CSP); [`workspace`] holds the keystore, the server
-//! connection and the collections' clients, [`servers`] which servers the page may switch
+//! `SameSite=Strict` cookie, a strict CSP); [`crate::workspace`] holds the keystore, the
+//! server connection and the collections' clients, [`servers`] which servers the page may switch
 //! between; [`jobs`] runs ingests in the background.
 //!
 //! What the page is sent: names, ids, scores, timings and decrypted thumbnails or originals.
@@ -18,7 +18,6 @@ pub mod assets;
 pub mod guard;
 pub mod jobs;
 pub(crate) mod servers;
-pub(crate) mod workspace;
 
 use crate::commands::Env;
 use crate::errors::{AppError, Result};

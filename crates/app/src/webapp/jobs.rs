@@ -3,7 +3,7 @@
 
 use crate::errors::{AppError, Result};
 use crate::images::walk;
-use crate::webapp::workspace::Workspace;
+use crate::workspace::Workspace;
 use blindsight_client::client::IngestReport;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

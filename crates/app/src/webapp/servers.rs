@@ -3,10 +3,10 @@
 //! started with a server, and every server remembered with `blindsight remote add`. One is
 //! active: the page's collections are its collections. They share one keystore.
 
-use super::workspace::{SharedKeystore, Workspace, load_keystore};
 use crate::commands::Env;
 use crate::errors::{AppError, Result};
 use crate::remotes::Remotes;
+use crate::workspace::{SharedKeystore, Workspace, load_keystore};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

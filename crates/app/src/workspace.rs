@@ -1,7 +1,9 @@
-//! What the web app works with: the keystore (loaded once, when the app starts), the server
-//! (connected once: the in-process one on `--db`, or `--server`) and one [`Client`] per
-//! collection opened. Every method blocks (HE work, HTTP to the server): the routes call
-//! them on tokio's blocking threads.
+//! A keystore and a server seen together, as the web app and the Python package use them:
+//! the keystore (loaded once), the server (connected once: the in-process one on `--db`, or
+//! `--server`) and one [`Client`] per collection opened, with the collections' tokens filed
+//! in the keystore's tokens file exactly as the CLI files them (so a collection created
+//! here is opened by the CLI and the other way round). Every method blocks (HE work, HTTP
+//! to the server).
 
 use crate::commands::{self, Env, listing};
 use crate::errors::{AppError, Result};
@@ -13,13 +15,14 @@ use blindsight_server::LocalServer;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use zeroize::Zeroizing;
 
 /// The keystore every server of the app shares (none yet: the first collection makes it).
-pub(crate) type SharedKeystore = Arc<Mutex<Option<Keystore>>>;
+pub type SharedKeystore = Arc<Mutex<Option<Keystore>>>;
 
 /// Loads the keystore of `env` if there is one (asking for its passphrase on a terminal
 /// when it needs one).
-pub(crate) fn load_keystore(env: &Env) -> Result<SharedKeystore> {
+pub fn load_keystore(env: &Env) -> Result<SharedKeystore> {
     let keystore = if env.keystore.exists() {
         Some(env.load_keystore()?)
     } else {
@@ -29,7 +32,7 @@ pub(crate) fn load_keystore(env: &Env) -> Result<SharedKeystore> {
 }
 
 /// The keystore, one server and its collections' clients.
-pub(crate) struct Workspace {
+pub struct Workspace {
     env: Env,
     keystore: SharedKeystore,
     remote: Remote,
@@ -59,7 +62,7 @@ fn check_name(name: &str) -> Result<()> {
 
 impl Workspace {
     /// Connects to the server of `env` (starting it in-process when `env` names none).
-    pub(crate) fn open(env: Env, keystore: SharedKeystore) -> Result<Self> {
+    pub fn open(env: Env, keystore: SharedKeystore) -> Result<Self> {
         let (local, remote) = env.connect()?;
         Ok(Self {
             env,
@@ -71,7 +74,7 @@ impl Workspace {
     }
 
     /// Where the collections live, as the CLI names it (`sqlite:<path>` or the URL).
-    pub(crate) fn endpoint(&self) -> String {
+    pub fn endpoint(&self) -> String {
         self.env.endpoint()
     }
 
@@ -83,13 +86,13 @@ impl Workspace {
     }
 
     /// The keystore's preset, if there is a keystore.
-    pub(crate) fn preset(&self) -> Result<Option<String>> {
+    pub fn preset(&self) -> Result<Option<String>> {
         Ok(lock(&self.keystore)?.as_ref().map(|k| k.preset.clone()))
     }
 
     /// The server, the keystore and the collections this keystore holds tokens for, each
     /// with what the server says of it (or why it cannot be opened).
-    pub(crate) fn overview(&self) -> Result<Value> {
+    pub fn overview(&self) -> Result<Value> {
         let known = listing::known_collections(&self.env, &self.remote)?;
         let collections: Vec<Value> = known
             .iter()
@@ -110,18 +113,30 @@ impl Workspace {
     }
 
     /// What the server says of `collection` (kind, preset, images, segments, bytes, quota).
-    pub(crate) fn info(&self, collection: &str) -> Result<Value> {
+    pub fn info(&self, collection: &str) -> Result<Value> {
         let token = self.scoped(collection).token(&self.remote)?;
         Ok(self.remote.with_token(&token).info(collection)?)
     }
 
     /// Creates `collection` of `vectors`: makes the keystore first (for `preset`) when
     /// there is none, and refuses a preset of another scheme than the keystore's.
-    pub(crate) fn create(
+    pub fn create(
         &self,
         collection: &str,
         vectors: &VectorKind,
         preset: Option<&str>,
+    ) -> Result<()> {
+        self.create_with_admin(collection, vectors, preset, None)
+    }
+
+    /// [`Workspace::create`], authorized by `admin` (the server's admin token) instead of
+    /// the token file or variable of the environment.
+    pub fn create_with_admin(
+        &self,
+        collection: &str,
+        vectors: &VectorKind,
+        preset: Option<&str>,
+        admin: Option<Zeroizing<String>>,
     ) -> Result<()> {
         check_name(collection)?;
         let env = self.scoped(collection);
@@ -149,9 +164,10 @@ impl Workspace {
                 ks.preset
             )));
         }
-        let user_admin = match self.env.server {
-            Some(_) => self.env.admin_token()?,
-            None => None,
+        let user_admin = match (&self.env.server, admin) {
+            (Some(_), Some(given)) => Some(given),
+            (Some(_), None) => self.env.admin_token()?,
+            (None, _) => None,
         };
         commands::register(
             &env,
@@ -176,7 +192,7 @@ impl Workspace {
     }
 
     /// A new client of `collection` (its own, not shared: an ingest sets its batch size).
-    pub(crate) fn new_client(&self, collection: &str) -> Result<Client> {
+    pub fn new_client(&self, collection: &str) -> Result<Client> {
         let token = self.scoped(collection).token(&self.remote)?;
         Ok(Client::new(
             self.keystore_copy()?,
@@ -186,7 +202,7 @@ impl Workspace {
     }
 
     /// The shared client of `collection` (made at its first use).
-    pub(crate) fn client(&self, collection: &str) -> Result<Arc<Client>> {
+    pub fn client(&self, collection: &str) -> Result<Arc<Client>> {
         if let Some(c) = lock(&self.clients)?.get(collection) {
             return Ok(Arc::clone(c));
         }
