@@ -8,10 +8,10 @@ use crate::keystore::Keystore;
 use blindsight::commands::{Env, default_rule};
 use blindsight::images::walk;
 use blindsight::workspace::Workspace;
-use blindsight_client::Client;
 use blindsight_client::client::{
     IngestItem, IngestProgress, Match, RetrievedThumbnail, VectorItem,
 };
+use blindsight_client::{Client, ClientError};
 use blindsight_search::VectorKind;
 use blindsight_search::rank::RankRule;
 use pyo3::prelude::*;
@@ -32,7 +32,23 @@ struct Place {
     insecure_http: bool,
 }
 
-fn workspace(py: Python<'_>, ks: &Keystore, name: &str, place: Place) -> PyResult<Arc<Workspace>> {
+/// The workspace of `place` for `ks`: the one open in this process, unless `fresh` (then a
+/// new one replaces it: an in-process server started before another process created a
+/// collection in the same store does not know its token).
+fn workspace(
+    py: Python<'_>,
+    ks: &Keystore,
+    name: &str,
+    place: &Place,
+    fresh: bool,
+) -> PyResult<Arc<Workspace>> {
+    let place = Place {
+        db: place.db.clone(),
+        server: place.server.clone(),
+        ca_file: place.ca_file.clone(),
+        fingerprint: place.fingerprint.clone(),
+        insecure_http: place.insecure_http,
+    };
     let env = Env {
         keystore: ks.path.clone(),
         passphrase_file: None,
@@ -56,7 +72,7 @@ fn workspace(py: Python<'_>, ks: &Keystore, name: &str, place: Place) -> PyResul
     let mut open = OPEN
         .lock()
         .map_err(|_| crate::errors::Error::new_err("a lock of blindsight is poisoned"))?;
-    open.retain(|(_, w)| w.strong_count() > 0);
+    open.retain(|(k, w)| w.strong_count() > 0 && !(fresh && *k == key));
     if let Some(ws) = open
         .iter()
         .find(|(k, _)| *k == key)
@@ -360,7 +376,7 @@ impl Collection {
             fingerprint,
             insecure_http,
         };
-        let ws = workspace(py, keystore, name, place)?;
+        let ws = workspace(py, keystore, name, &place, false)?;
         let preset = keystore.preset.clone();
         let admin = admin_token.map(zeroize::Zeroizing::new);
         let client = py
@@ -381,6 +397,7 @@ impl Collection {
     #[staticmethod]
     #[pyo3(signature = (keystore, name, db = None, server = None, ca_file = None,
                         fingerprint = None, insecure_http = false))]
+    #[allow(clippy::too_many_arguments, reason = "Python keyword arguments")]
     fn open(
         py: Python<'_>,
         keystore: &Keystore,
@@ -398,8 +415,18 @@ impl Collection {
             fingerprint,
             insecure_http,
         };
-        let ws = workspace(py, keystore, name, place)?;
-        let client = py.detach(|| ws.client(name)).map_err(to_py)?;
+        let mut ws = workspace(py, keystore, name, &place, false)?;
+        let client = match py.detach(|| ws.client(name)) {
+            // made by another process since this one started its in-process server
+            Err(blindsight::AppError::Client(ClientError::Remote { status: 401, .. }))
+                if place.server.is_none() =>
+            {
+                ws = workspace(py, keystore, name, &place, true)?;
+                py.detach(|| ws.client(name))
+            }
+            other => other,
+        }
+        .map_err(to_py)?;
         Ok(Self {
             workspace: ws,
             client,
@@ -503,6 +530,14 @@ impl Collection {
         payloads: Option<Vec<Option<Vec<u8>>>>,
         progress: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<IngestReport> {
+        if !matches!(self.client.vectors(), VectorKind::Vectors { .. }) {
+            return Err(input(format!(
+                "collection `{}` holds {}, made from images: add image files (ingest), or \
+                 create a collection with kind=\"vectors\" for your own vectors",
+                self.name,
+                self.client.vectors()
+            )));
+        }
         let (rows, dim, values) = arrays::matrix(vectors)?;
         if names.len() != rows {
             return Err(input(format!(
