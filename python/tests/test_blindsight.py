@@ -261,3 +261,20 @@ def test_embed_image_gives_the_embedding_collections_features(tmp_path):
     assert np.array_equal(emb, bs.embed_image(pathlib.Path(image).read_bytes()))
     with pytest.raises(bs.InputError):
         bs.embed_image(b"not an image")
+
+
+def test_the_examples_run_or_say_what_they_need(tmp_path):
+    examples = REPO / "python" / "examples"
+    out = subprocess.run(
+        [os.sys.executable, str(examples / "vectors_search.py"), str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "1. " in out.stdout and "thumbnails retrieved privately" in out.stdout
+    clip = subprocess.run(
+        [os.sys.executable, str(examples / "text_to_image_clip.py")],
+        capture_output=True, text=True, timeout=600,
+    )
+    if clip.returncode != 0:
+        # no CLIP model here: it must say what it needs
+        assert "pip install sentence-transformers" in clip.stderr, clip.stderr

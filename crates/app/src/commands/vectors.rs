@@ -225,7 +225,9 @@ pub fn search(
         )));
     }
     let (_server, client) = env.client()?;
+    let started = std::time::Instant::now();
     let (matches, t) = client.search_vector(&v.values, model, top)?;
+    let total_s = started.elapsed().as_secs_f64();
     if output.is_json() {
         output::print_json(serde_json::json!({
             "collection": env.collection,
@@ -242,6 +244,7 @@ pub fn search(
                 "server_s": t.server_s,
                 "download_s": t.download_s,
                 "decrypt_s": t.decrypt_s,
+                "total_s": total_s,
                 "up_bytes": t.up_bytes,
                 "down_bytes": t.down_bytes,
             },
