@@ -1,6 +1,7 @@
 """Issue 27's figures from Python: ingest of N × D vectors into a `vectors` collection
 (vectors/s), and one search from Python beside the same search from the Rust CLI
-(`blindsight search --vector --json`, its `total_s`: the same client call, timed inside).
+(`blindsight search --vector --json`, its `total_s`: the same client call, timed inside),
+both against one `blindsight serve` process on loopback (the same warm server).
 
     python scripts/python-bench.py [--count 100000] [--dim 512] [--scheme ckks] [--repeat 9]
 
@@ -12,6 +13,7 @@ import argparse
 import json
 import os
 import pathlib
+import re
 import statistics
 import subprocess
 import tempfile
@@ -36,8 +38,18 @@ def main() -> None:
         work = pathlib.Path(d)
         vectors = np.random.default_rng(7).standard_normal((a.count, a.dim)).astype(np.float32)
         names = [f"v{i}" for i in range(a.count)]
+        env = {**os.environ, "BLINDSIGHT_HOME": str(work / "home")}
+        server = subprocess.Popen(
+            [a.bin, "serve", "--db", str(work / "served.db"), "--listen", "127.0.0.1:0"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        printed = ""
+        while "admin token" not in printed:
+            printed += server.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+", printed).group(0)
+        admin = (work / "served.db.admin-token").read_text().strip()
         ks = bs.Keystore.create(work / "keys", scheme=a.scheme)
-        col = bs.Collection.create(ks, "bench", kind="vectors", dim=a.dim, model="bench", db=work / "g.db")
+        col = bs.Collection.create(ks, "bench", kind="vectors", dim=a.dim, model="bench", server=url, admin_token=admin)
         started = time.perf_counter()
         report = col.add(vectors, names=names)
         ingest_s = time.perf_counter() - started
@@ -53,13 +65,15 @@ def main() -> None:
             assert hits[0].name == names[a.count // 3]
             out = subprocess.run(
                 [a.bin, "search", "--vector", str(work / "q.npy"), "--keystore", str(work / "keys"),
-                 "--db", str(work / "g.db"), "--collection", "bench", "--json", "--top", "10"],
-                capture_output=True, text=True, env={**os.environ, "BLINDSIGHT_HOME": str(work / "home")},
+                 "--server", url, "--collection", "bench", "--json", "--top", "10"],
+                capture_output=True, text=True, env=env,
             )
             assert out.returncode == 0, out.stderr
             answer = json.loads(out.stdout)
             assert answer["matches"][0]["name"] == names[a.count // 3]
             rust_s.append(answer["timing"]["total_s"])
+        server.terminate()
+        server.wait(timeout=30)
         print(json.dumps({
             "count": a.count,
             "dim": a.dim,

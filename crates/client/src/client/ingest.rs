@@ -241,6 +241,14 @@ impl Client {
             ..IngestProgress::default()
         };
         let mut pending = Pending::default();
+        // user vectors are small and come from memory: a batch is a whole merged segment
+        // (nothing for the merge that follows to re-encrypt), not the 1 024 files of an
+        // image ingest
+        let batch_images = if items.first().is_some_and(|i| i.vector().is_some()) {
+            self.merge_policy()?.max_images.max(self.batch_images)
+        } else {
+            self.batch_images
+        };
         for window in windows(items) {
             // read and tag in parallel: nothing is decoded yet
             let read: Vec<std::result::Result<Tagged<'_>, String>> = window
@@ -280,7 +288,7 @@ impl Client {
                 match r {
                     Err(failed) => report.failed.push(failed),
                     Ok(image) => {
-                        if pending.full_for(image.file_bytes, self.batch_images) {
+                        if pending.full_for(image.file_bytes, batch_images) {
                             self.upload(&mut pending, &mut elements, &mut report)?;
                         }
                         pending.file_bytes += image.file_bytes;
