@@ -763,22 +763,8 @@ pub fn search(
                 RankRule::ChannelTriple => "triple",
                 RankRule::WholeCosine => "whole",
             },
-            "matches": matches.iter().enumerate().map(|(i, m)| serde_json::json!({
-                "rank": i + 1,
-                "id": m.id,
-                "name": m.name,
-                "score": m.whole_cosine,
-                "channel_cosines": m.channel_cosines,
-            })).collect::<Vec<_>>(),
-            "timing": {
-                "encrypt_s": t.encrypt_s,
-                "upload_s": t.upload_s,
-                "server_s": t.server_s,
-                "download_s": t.download_s,
-                "decrypt_s": t.decrypt_s,
-                "up_bytes": t.up_bytes,
-                "down_bytes": t.down_bytes,
-            },
+            "matches": output::matches_json(&matches),
+            "timing": output::timing_json(&t),
             "notes": notes,
         }));
     } else {

@@ -97,7 +97,7 @@ impl Workspace {
         let collections: Vec<Value> = known
             .iter()
             .map(|name| match self.info(name) {
-                Ok(info) => summary(name, &info),
+                Ok(info) => listing::summary("name", name, &info),
                 Err(e) => json!({ "name": name, "error": e.to_string() }),
             })
             .collect();
@@ -210,17 +210,4 @@ impl Workspace {
         lock(&self.clients)?.insert(collection.to_string(), Arc::clone(&client));
         Ok(client)
     }
-}
-
-/// A collection's line in the overview.
-fn summary(name: &str, info: &Value) -> Value {
-    json!({
-        "name": name,
-        "vectors": info.get("vectors"),
-        "preset": info.get("preset"),
-        "images": info.get("images"),
-        "deleted": info.get("deleted"),
-        "segments": info.get("segments"),
-        "stored_bytes": info.get("stored_bytes"),
-    })
 }

@@ -63,6 +63,21 @@ pub fn info(env: &Env, output: Output) -> Result<()> {
     Ok(())
 }
 
+/// A collection's line in a listing: its name (under `key`), kind, preset, images,
+/// deleted images, segments and stored bytes, from the server's `info`.
+pub(crate) fn summary(key: &str, name: &str, info: &Value) -> Value {
+    let mut row = json!({
+        "vectors": info.get("vectors"),
+        "preset": info.get("preset"),
+        "images": info.get("images"),
+        "deleted": info.get("deleted"),
+        "segments": info.get("segments"),
+        "stored_bytes": info.get("stored_bytes"),
+    });
+    row[key] = json!(name);
+    row
+}
+
 /// The collections this client holds tokens for on the server of `env` (filed under its
 /// URL or, for the in-process or a loopback server, under its store id), by name.
 pub(crate) fn known_collections(env: &Env, remote: &Remote) -> Result<BTreeSet<String>> {
@@ -97,15 +112,7 @@ pub fn collections(env: &Env, output: Output) -> Result<()> {
             .token(&remote)
             .and_then(|t| Ok(remote.with_token(&t).info(name)?));
         rows.push(match info {
-            Ok(info) => json!({
-                "collection": name,
-                "vectors": info.get("vectors"),
-                "preset": info.get("preset"),
-                "images": info.get("images"),
-                "deleted": info.get("deleted"),
-                "segments": info.get("segments"),
-                "stored_bytes": info.get("stored_bytes"),
-            }),
+            Ok(info) => summary("collection", name, &info),
             Err(e) => json!({ "collection": name, "error": e.to_string() }),
         });
     }

@@ -2,8 +2,9 @@
 //! `--json`, one JSON object on stdout for scripts. Every text that came from outside (names,
 //! a server's answers) is made safe for a terminal either way.
 
+use blindsight_client::client::{Match, SearchTiming};
 use blindsight_client::names;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// How a command prints its result.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -92,6 +93,36 @@ pub fn human_bytes(bytes: u64) -> String {
         1_000_000..1_000_000_000 => format!("{:.1} MB", b / 1e6),
         _ => format!("{:.2} GB", b / 1e9),
     }
+}
+
+/// Where a search spent its time, as every JSON answer names it.
+pub fn timing_json(t: &SearchTiming) -> Value {
+    json!({
+        "encrypt_s": t.encrypt_s,
+        "upload_s": t.upload_s,
+        "server_s": t.server_s,
+        "download_s": t.download_s,
+        "decrypt_s": t.decrypt_s,
+        "up_bytes": t.up_bytes,
+        "down_bytes": t.down_bytes,
+    })
+}
+
+/// Matches as JSON: rank, id, name, score (the cosine) and the per-channel cosines.
+pub fn matches_json(matches: &[Match]) -> Value {
+    matches
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            json!({
+                "rank": i + 1,
+                "id": m.id,
+                "name": m.name,
+                "score": m.whole_cosine,
+                "channel_cosines": m.channel_cosines,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

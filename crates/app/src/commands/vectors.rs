@@ -5,7 +5,7 @@
 use super::output::{self, Output};
 use super::{Env, print_ingest};
 use crate::errors::{AppError, Result};
-use blindsight_client::client::{IngestReport, Match, VectorItem};
+use blindsight_client::client::{IngestReport, VectorItem};
 use blindsight_client::names;
 use std::path::Path;
 
@@ -229,25 +229,13 @@ pub fn search(
     let (matches, t) = client.search_vector(&v.values, model, top)?;
     let total_s = started.elapsed().as_secs_f64();
     if output.is_json() {
+        let mut timing = output::timing_json(&t);
+        timing["total_s"] = serde_json::json!(total_s);
         output::print_json(serde_json::json!({
             "collection": env.collection,
             "query": npy.display().to_string(),
-            "matches": matches.iter().enumerate().map(|(i, m): (usize, &Match)| serde_json::json!({
-                "rank": i + 1,
-                "id": m.id,
-                "name": m.name,
-                "score": m.whole_cosine,
-            })).collect::<Vec<_>>(),
-            "timing": {
-                "encrypt_s": t.encrypt_s,
-                "upload_s": t.upload_s,
-                "server_s": t.server_s,
-                "download_s": t.download_s,
-                "decrypt_s": t.decrypt_s,
-                "total_s": total_s,
-                "up_bytes": t.up_bytes,
-                "down_bytes": t.down_bytes,
-            },
+            "matches": output::matches_json(&matches),
+            "timing": timing,
         }));
     } else {
         super::print_matches(&matches, client.vectors(), &t);

@@ -273,17 +273,10 @@ async fn images(
 }
 
 fn timing_json(t: &SearchTiming, retrieval_s: f64, total_s: f64) -> Value {
-    json!({
-        "encrypt_s": t.encrypt_s,
-        "upload_s": t.upload_s,
-        "server_s": t.server_s,
-        "download_s": t.download_s,
-        "decrypt_s": t.decrypt_s,
-        "retrieval_s": retrieval_s,
-        "total_s": total_s,
-        "up_bytes": t.up_bytes,
-        "down_bytes": t.down_bytes,
-    })
+    let mut timing = crate::commands::output::timing_json(t);
+    timing["retrieval_s"] = json!(retrieval_s);
+    timing["total_s"] = json!(total_s);
+    timing
 }
 
 async fn search(
