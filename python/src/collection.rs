@@ -42,24 +42,18 @@ fn workspace(
     place: &Place,
     fresh: bool,
 ) -> PyResult<Arc<Workspace>> {
-    let place = Place {
-        db: place.db.clone(),
-        server: place.server.clone(),
-        ca_file: place.ca_file.clone(),
-        fingerprint: place.fingerprint.clone(),
-        insecure_http: place.insecure_http,
-    };
     let env = Env {
         keystore: ks.path.clone(),
         passphrase_file: None,
-        server: place.server,
+        server: place.server.clone(),
         db: place
             .db
+            .clone()
             .unwrap_or_else(|| Env::default_home().join("gallery.db")),
         collection: name.to_string(),
         admin_token_file: None,
-        ca_file: place.ca_file,
-        fingerprint: place.fingerprint,
+        ca_file: place.ca_file.clone(),
+        fingerprint: place.fingerprint.clone(),
         insecure_http: place.insecure_http,
     };
     let key = format!(

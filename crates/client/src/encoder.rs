@@ -170,14 +170,18 @@ impl ImageEncoder {
     /// An error for a collection of the user's vectors, which takes no image file.
     fn takes_images(&self) -> Result<()> {
         match self.source {
-            Source::Given => Err(ClientError::Usage(format!(
-                "this collection holds your own vectors ({}): add and search it with vectors \
-                 (`ingest-vectors`, `search --vector`, or Python's `add`, `search_vector`), \
-                 not image files",
-                self.kind
-            ))),
+            Source::Given => Err(self.images_refused()),
             _ => Ok(()),
         }
+    }
+
+    fn images_refused(&self) -> ClientError {
+        ClientError::Usage(format!(
+            "this collection holds your own vectors ({}): add and search it with vectors \
+             (`ingest-vectors`, `search --vector`, or Python's `add`, `search_vector`), not \
+             image files",
+            self.kind
+        ))
     }
 
     /// What an upright image's vectors are encoded from.
@@ -187,10 +191,7 @@ impl ImageEncoder {
                 SourceVector::Features(norm.apply(&embedder.features(rgb)?))
             }
             Source::Pixels { side } => SourceVector::Pixels(rgb_vector(rgb, *side)?.channels),
-            Source::Given => {
-                self.takes_images()?;
-                return Err(ClientError::Internal("no image source".into()));
-            }
+            Source::Given => return Err(self.images_refused()),
         })
     }
 

@@ -11,16 +11,17 @@ use super::jobs::Jobs;
 use super::servers::Servers;
 use crate::commands::default_rule;
 use crate::errors::AppError;
+use crate::report_page::file_of;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use blindsight_client::ClientError;
-use blindsight_client::client::{RetrievedThumbnail, SearchTiming};
+use blindsight_client::client::SearchTiming;
 use blindsight_search::VectorKind;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -258,11 +259,10 @@ async fn images(
         let images: Vec<Value> = live
             .iter()
             .map(|i| {
-                let t = thumbs.iter().find(|(id, _)| *id == i.id);
                 json!({
                     "id": i.id.to_string(),
                     "name": i.name,
-                    "thumbnail": t.map(|(_, jpeg)| data_url(jpeg)),
+                    "thumbnail": file_of(&thumbs, i.id).map(data_url),
                 })
             })
             .collect();
@@ -304,18 +304,13 @@ async fn search(
         let rule = default_rule(client.vectors());
         let (matches, t) = client.search(&body, &query_name, k, rule)?;
         let retrieval = Instant::now();
-        let wanted: Vec<(i64, Option<u64>)> =
-            matches.iter().map(|m| (m.id, m.thumbnail_slot)).collect();
-        let thumbs = client.private_thumbnails(&wanted)?;
+        let (thumbs, _missing) = crate::commands::private_thumbnails(&client, &matches)?;
         let retrieval_s = retrieval.elapsed().as_secs_f64();
         let pixels = matches!(client.vectors(), VectorKind::Pixels { .. });
         let results: Vec<Value> = matches
             .iter()
             .map(|m| {
-                let thumbnail = thumbs.iter().find_map(|(id, t)| match t {
-                    RetrievedThumbnail::Jpeg(jpeg) if *id == m.id => Some(data_url(jpeg)),
-                    _ => None,
-                });
+                let thumbnail = file_of(&thumbs, m.id).map(data_url);
                 json!({
                     "id": m.id.to_string(),
                     "name": m.name,
@@ -479,7 +474,6 @@ fn image_type(bytes: &[u8]) -> Option<&'static str> {
 async fn original(
     State(s): State<Arc<AppState>>,
     Path((name, id)): Path<(String, i64)>,
-    _headers: HeaderMap,
 ) -> ApiResult<Response> {
     let ws = s.servers.active()?;
     let files = blocking(move || Ok(ws.client(&name)?.fetch(&[id])?)).await?;

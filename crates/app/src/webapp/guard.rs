@@ -47,10 +47,8 @@ pub struct Guard {
 impl Guard {
     /// The policy of an app listening on loopback `port`, whose printed URL carries `token`.
     pub fn new(port: u16, token: Zeroizing<String>, ipv6: bool) -> Self {
-        let mut hosts = vec![format!("127.0.0.1:{port}"), format!("localhost:{port}")];
-        if ipv6 {
-            hosts = vec![format!("[::1]:{port}"), format!("localhost:{port}")];
-        }
+        let ip = if ipv6 { "[::1]" } else { "127.0.0.1" };
+        let hosts = vec![format!("{ip}:{port}"), format!("localhost:{port}")];
         let origins = hosts.iter().map(|h| format!("http://{h}")).collect();
         Self {
             hosts,
