@@ -15,6 +15,11 @@
 
 use pyo3::prelude::*;
 
+/// The allocator the CLI runs on (its encryption and ingest allocate and free large
+/// buffers per ciphertext): the module's own Rust allocations, not Python's objects.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod arrays;
 mod collection;
 mod errors;

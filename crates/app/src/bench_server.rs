@@ -457,11 +457,29 @@ pub fn run(server_exe: &Path, opts: &BenchServerOptions) -> Result<BenchServerRe
         }
     };
     std::fs::create_dir_all(&dir).map_err(|e| AppError::io(&dir, e))?;
-    let result = run_in(server_exe, opts, &dir);
+    let result = run_in(server_exe, opts, &dir).map_err(|e| with_server_log(e, &dir));
     if remove_dir {
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
+}
+
+/// Most lines of the server's log a failed run's error quotes.
+const QUOTED_LOG_LINES: usize = 20;
+
+/// `e` with the server's own account of what went wrong: the ERROR and WARN lines of its
+/// log and any panic (a 500 names only a request id; the log has the detail under it).
+fn with_server_log(e: AppError, dir: &Path) -> AppError {
+    let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" ERROR ") || l.contains(" WARN ") || l.contains("panicked"))
+        .take(QUOTED_LOG_LINES)
+        .collect();
+    if lines.is_empty() {
+        return e;
+    }
+    AppError::Internal(format!("{e}\nthe server's log says:\n{}", lines.join("\n")))
 }
 
 fn run_in(server_exe: &Path, opts: &BenchServerOptions, dir: &Path) -> Result<BenchServerReport> {

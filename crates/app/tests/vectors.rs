@@ -172,6 +172,55 @@ fn vectors_collections_score_like_the_plaintext_at_several_dimensions() {
     }
 }
 
+/// An ingest of more vectors than one merged segment holds: its batches are encrypted and
+/// uploaded overlapping (one uploads while the next is encrypted). Every vector lands once,
+/// in order, with its own id, in two segments, and vectors of both batches are found.
+#[test]
+fn an_ingest_of_two_overlapping_batches_lands_every_vector_once() {
+    let work = tempfile::tempdir().unwrap();
+    let kind = vectors_kind(16, "small").unwrap();
+    let sb = Sandbox::create(work.path(), "ckks-8192", "many", &kind).unwrap();
+    let cap = sb.client.merge_policy().unwrap().max_images;
+    let n = cap + 300;
+    let mut noise = Noise(0x51ed);
+    let items: Vec<VectorItem> = (0..n)
+        .map(|i| VectorItem {
+            name: format!("v{i}"),
+            vector: noise.vector(16),
+            payload: Vec::new(),
+        })
+        .collect();
+    let mut seen = Vec::new();
+    let report = sb
+        .client
+        .ingest_items(&items, |p| seen.push(p.added))
+        .unwrap();
+    assert_eq!(report.added, n, "{:?}", report.failed);
+    assert_eq!(
+        seen.last(),
+        Some(&n),
+        "the last progress counts every vector"
+    );
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert!(
+        report
+            .ids
+            .iter()
+            .enumerate()
+            .all(|(i, (name, _))| *name == format!("v{i}")),
+        "ids in the order of the vectors"
+    );
+    let ids: std::collections::HashSet<i64> = report.ids.iter().map(|(_, id)| *id).collect();
+    assert_eq!(ids.len(), n);
+    let info = sb.client.check_collection().unwrap();
+    assert_eq!(info["images"].as_u64(), Some(n as u64));
+    assert_eq!(info["segments"].as_u64(), Some(2), "{info}");
+    for i in [5, cap + 7] {
+        let (matches, _) = sb.client.search_vector(&items[i].vector, None, 1).unwrap();
+        assert_eq!(matches[0].name, format!("v{i}"));
+    }
+}
+
 #[test]
 fn the_cli_reads_npy_files_and_refuses_damaged_ones() {
     let home = tempfile::tempdir().unwrap();

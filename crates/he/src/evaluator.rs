@@ -13,9 +13,10 @@ use crate::math::poly::RnsPoly;
 use crate::meta::Meta;
 use crate::operand_layout::{ProductForm, compact_primes, kernel_bytes_len};
 use crate::params::Scheme;
-use crate::plaintext::{Ciphertext, Plaintext};
+use crate::plaintext::{Ciphertext, Plaintext, Rounding};
 use crate::product_operand::{OperandSpec, ProductOperand, SharedBytes, Storage};
 use crate::transfer::{BigModulus, check_bits, lifted_poly, rounded_values};
+use std::sync::Arc;
 
 /// Performs homomorphic operations for one context.
 #[derive(Clone, Debug)]
@@ -301,20 +302,26 @@ impl Evaluator {
         let q = self.ctx.q_primes(ct.meta.level);
         let big = BigModulus::new(&q)?;
         check_bits(bits, &big)?;
-        let polys = ct
-            .polys
-            .iter()
-            .zip(bits)
-            .map(|(poly, k)| match k {
+        let mut values: [Vec<u64>; 2] = Default::default();
+        let mut polys = Vec::with_capacity(2);
+        for ((poly, k), kept) in ct.polys.iter().zip(bits).zip(&mut values) {
+            polys.push(match k {
                 0 => poly.clone(),
-                _ => lifted_poly(&big, &rounded_values(&big, poly, &q, k), &q, k),
-            })
-            .collect();
+                _ => {
+                    *kept = rounded_values(&big, poly, &q, k);
+                    lifted_poly(&big, kept, &q, k)
+                }
+            });
+        }
         Ok(Ciphertext {
             meta: ct.meta,
             polys,
             seed: if bits[1] == 0 { ct.seed } else { None },
-            rounded: Some(bits),
+            // the values are what the ciphertext serializes as: kept for `to_bytes`
+            rounded: Some(Rounding {
+                bits,
+                values: Some(Arc::new(values)),
+            }),
             subring: None,
         })
     }

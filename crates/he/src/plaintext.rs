@@ -4,6 +4,7 @@ use crate::context::Context;
 use crate::errors::{HeError, Result};
 use crate::math::poly::RnsPoly;
 use crate::meta::Meta;
+use std::sync::Arc;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// An encoded message. It carries the fingerprint of its parameter set: every operation
@@ -61,14 +62,39 @@ pub struct Ciphertext {
     pub(crate) meta: Meta,
     /// Seed of `c_1` for a fresh secret-key encryption (serialized instead of `c_1`).
     pub(crate) seed: Option<[u8; 32]>,
-    /// Bits of `c_0` and `c_1` when the ciphertext was rounded for transfer
+    /// How the ciphertext was rounded for transfer
     /// ([`crate::Evaluator::round_for_transfer`]): it then serializes as coefficients modulo
     /// `2^bits`.
-    pub(crate) rounded: Option<[u32; 2]>,
+    pub(crate) rounded: Option<Rounding>,
     /// `None` under the main secret key; `Some(k)` after a ring switch
     /// ([`crate::Evaluator::ring_switch`]): under a response secret, every coefficient not a
     /// multiple of `2^k` zero. Such a ciphertext is only serialized and decrypted.
     pub(crate) subring: Option<u32>,
+}
+
+/// How a ciphertext rounded for transfer serializes: the bits of `c_0` and `c_1`, and,
+/// when the rounding computed them, the rounded values themselves (per polynomial; empty
+/// for a width of 0), so that serializing does not compute them again. The values are a
+/// function of the polynomials and the bits: two roundings with the same bits are equal.
+#[derive(Clone, Debug)]
+pub(crate) struct Rounding {
+    /// Bits of `c_0` and `c_1` per coefficient.
+    pub(crate) bits: [u32; 2],
+    /// `round(c_i·2^{bits_i}/Q) mod 2^{bits_i}` per coefficient, if kept.
+    pub(crate) values: Option<Arc<[Vec<u64>; 2]>>,
+}
+
+impl Rounding {
+    /// A rounding to `bits` whose values are not kept.
+    pub(crate) fn bits(bits: [u32; 2]) -> Self {
+        Self { bits, values: None }
+    }
+}
+
+impl PartialEq for Rounding {
+    fn eq(&self, other: &Self) -> bool {
+        self.bits == other.bits
+    }
 }
 
 impl Ciphertext {
@@ -99,7 +125,7 @@ impl Ciphertext {
     }
     /// The bits of `c_0` and `c_1` if the ciphertext was rounded for transfer.
     pub fn transfer_bits(&self) -> Option<[u32; 2]> {
-        self.rounded
+        self.rounded.as_ref().map(|r| r.bits)
     }
     /// Forgets every compact serialized form (seed, rounding): after an operation changed
     /// the polynomials, they serialize in full.

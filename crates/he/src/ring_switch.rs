@@ -32,7 +32,7 @@ use crate::keys::{SecretKey, SeededPair, rlwe_zero_under};
 use crate::math::poly::RnsPoly;
 use crate::math::sample::{Csprng, os_rng, ternary};
 use crate::params::max_secure_log_q;
-use crate::plaintext::{Ciphertext, Plaintext};
+use crate::plaintext::{Ciphertext, Plaintext, Rounding};
 use crate::transfer::{BigModulus, check_bits, lifted_poly, rounded_coefficients};
 use rand_core::RngCore;
 use zeroize::Zeroizing;
@@ -356,7 +356,7 @@ impl Evaluator {
             polys,
             meta: ct.meta,
             seed: None,
-            rounded: Some(bits),
+            rounded: Some(Rounding::bits(bits)),
             subring: Some(log_d),
         })
     }

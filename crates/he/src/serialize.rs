@@ -24,7 +24,7 @@ use crate::math::poly::RnsPoly;
 use crate::math::sample::uniform_from_seed;
 use crate::meta::Meta;
 use crate::params::{Parameters, Scheme};
-use crate::plaintext::{Ciphertext, PlainData, Plaintext};
+use crate::plaintext::{Ciphertext, PlainData, Plaintext, Rounding};
 use crate::ring_switch::{MIN_SUBRING_DEGREE, RingSwitchKey, digit_count, level_bits};
 use crate::transfer::{BigModulus, check_bits, lifted_poly, rounded_coefficients, rounded_values};
 use std::collections::BTreeMap;
@@ -406,7 +406,7 @@ fn rounded_ciphertext(
         polys,
         meta: Meta::new(ctx, level, scale)?,
         seed,
-        rounded: Some(bits),
+        rounded: Some(Rounding::bits(bits)),
         subring,
     })
 }
@@ -430,7 +430,7 @@ impl Serializable for Ciphertext {
         w.u8(self.polys.len() as u8);
         if let Some(log_d) = self.subring {
             // made only by `ring_switch`, always rounded with both widths and two polynomials
-            let bits = self.rounded.unwrap_or([0, 0]);
+            let bits = self.rounded.as_ref().map_or([0, 0], |r| r.bits);
             let big = BigModulus::new(&primes)?;
             check_bits(bits, &big)?;
             w.u8(CT_SUBRING);
@@ -446,7 +446,8 @@ impl Serializable for Ciphertext {
             }
             return Ok(seal(Self::KIND, &ctx.params().fingerprint(), &w.out));
         }
-        if let (Some(bits), 2) = (self.rounded, self.polys.len()) {
+        if let (Some(rounding), 2) = (&self.rounded, self.polys.len()) {
+            let bits = rounding.bits;
             w.u8(CT_ROUNDED);
             w.f64(self.meta.scale);
             let big = BigModulus::new(&primes)?;
@@ -464,7 +465,11 @@ impl Serializable for Ciphertext {
                         w.u8(CT_FULL);
                         w.poly(poly, &primes);
                     }
-                    _ => pack(&mut w.out, &rounded_values(&big, poly, &primes, k), k),
+                    // the values the rounding kept, or computed again
+                    _ => match &rounding.values {
+                        Some(values) => pack(&mut w.out, &values[i], k),
+                        None => pack(&mut w.out, &rounded_values(&big, poly, &primes, k), k),
+                    },
                 }
             }
             return Ok(seal(Self::KIND, &ctx.params().fingerprint(), &w.out));

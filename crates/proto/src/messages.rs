@@ -82,7 +82,12 @@ pub struct FrameWriter {
 impl FrameWriter {
     /// Starts a frame of `kind`.
     pub fn new(kind: MessageKind) -> Self {
-        let mut buf = Vec::new();
+        Self::with_capacity(kind, 0)
+    }
+    /// Starts a frame of `kind` with room for `bytes` of fields (a large message is then
+    /// written without growing its buffer: no copies, no pages touched twice).
+    pub fn with_capacity(kind: MessageKind, bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(bytes.saturating_add(FRAME_OVERHEAD));
         buf.extend_from_slice(&MAGIC);
         buf.extend_from_slice(&VERSION.to_le_bytes());
         buf.push(kind as u8);
@@ -293,10 +298,47 @@ pub struct AppendSegment {
     pub galois_keys: Vec<u8>,
 }
 
+/// Bytes of a frame beside its fields: magic, version, kind and checksum.
+const FRAME_OVERHEAD: usize = MAGIC.len() + size_of::<u16>() + 1 + size_of::<u32>();
+
+/// Bytes of a length-prefixed byte string of `len` bytes.
+fn field(len: usize) -> usize {
+    size_of::<u64>() + len
+}
+
+/// Bytes of per-channel lists of byte strings.
+fn channels_len(channels: &[Vec<Vec<u8>>]) -> usize {
+    size_of::<u64>()
+        + channels
+            .iter()
+            .map(|ch| size_of::<u64>() + ch.iter().map(|b| field(b.len())).sum::<usize>())
+            .sum::<usize>()
+}
+
 impl AppendSegment {
+    /// Bytes of the encoded message's fields (what [`AppendSegment::encode`] reserves).
+    fn fields_len(&self) -> usize {
+        let images: usize = self
+            .images
+            .iter()
+            .map(|i| {
+                2 * size_of::<u64>()
+                    + [&i.tag, &i.meta, &i.payload, &i.source, &i.thumbnail]
+                        .iter()
+                        .map(|b| field(b.len()))
+                        .sum::<usize>()
+            })
+            .sum();
+        field(self.layout.len())
+            + channels_len(&self.ciphertexts)
+            + size_of::<u64>()
+            + images
+            + field(self.galois_keys.len())
+    }
+
     /// Encodes the message.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = FrameWriter::new(MessageKind::AppendSegment);
+        let mut w = FrameWriter::with_capacity(MessageKind::AppendSegment, self.fields_len());
         self.write(&mut w);
         w.finish()
     }
@@ -708,6 +750,18 @@ mod tests {
                 thumbnail: vec![5; 2],
             }],
             galois_keys: vec![4, 4],
+        }
+    }
+
+    #[test]
+    fn an_ingest_batch_is_encoded_in_the_buffer_it_reserves() {
+        let mut a = sample();
+        for extra in 0..3 {
+            a.ciphertexts[0].push(vec![extra; 1000 * usize::from(extra)]);
+            a.images[0].source.extend([1; 100]);
+            let bytes = a.encode();
+            assert_eq!(bytes.len(), a.fields_len() + FRAME_OVERHEAD);
+            assert_eq!(bytes.capacity(), bytes.len(), "never grown");
         }
     }
 

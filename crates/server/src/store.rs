@@ -196,6 +196,9 @@ pub(super) fn conflict(reason: impl Into<String>) -> ServerError {
     ServerError::Conflict(reason.into())
 }
 
+/// Page size of a new database (bytes).
+const PAGE_SIZE: i64 = 16 << 10;
+
 pub(super) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -245,6 +248,11 @@ impl Store {
     }
 
     fn init(conn: Connection, files: SegmentFiles) -> Result<Self> {
+        // a new database only (SQLite ignores it once a table exists, and in WAL mode):
+        // an image row carries a sealed source of up to a few KiB (2 KiB for 512 features),
+        // so that 4 KiB pages would hold one row each, half empty, and every ingest would
+        // write (twice, WAL then checkpoint) about twice its bytes
+        conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;

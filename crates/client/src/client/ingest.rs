@@ -2,22 +2,27 @@
 //! encoded and sealed a window at a time, and uploaded a batch at a time as batches fill.
 //!
 //! ```text
-//! window of files ─► read ∥ keyed tag ∥ ─► skip known tags ─► decode ∥ encode ∥ thumbnail ∥ seal ∥ ─► batch ─► upload
+//! window of files ─► read ∥ keyed tag ∥ ─► skip known tags ─► decode ∥ encode ∥ thumbnail ∥ seal ∥ ─► batch ─► encrypt ∥ ─► upload (its own thread)
 //! ```
 //!
-//! Memory does not grow with the library: at most one window of file bytes
-//! ([`WINDOW_BYTES`], or one larger file) is held while it is decoded, and at most one batch
-//! of sealed images ([`BATCH`] images, [`BATCH_FILE_BYTES`] of files) waits for its upload,
-//! with one decoded image per core: under 1 GiB for photographs up to 12 MP on 2 cores,
-//! whatever the number of files (BENCHMARKS.md: 584 MB at 1 000 files, 734 MB at 10 000).
+//! A full batch is encrypted, then uploaded on a thread of its own. For user vectors (in
+//! memory already, in batches of a whole merged segment) the next batch is encrypted
+//! meanwhile, and the upload before it must have landed before it is sent (batches land in
+//! order, at most one in flight); an image batch lands before the next one fills. Memory
+//! does not grow with the library: at most one window of file bytes ([`WINDOW_BYTES`], or
+//! one larger file) is held while it is decoded, and at most one batch of sealed images
+//! ([`BATCH`] images, [`BATCH_FILE_BYTES`] of files) waits for its upload (of vectors: one
+//! more, encrypted, while it lands), with one decoded image per core: under 1 GiB for
+//! photographs up to 12 MP on 2 cores, whatever the number of files (BENCHMARKS.md: 584 MB
+//! at 1 000 files, 734 MB at 10 000).
 //! A file the collection already holds is recognized from its bytes (a keyed tag) before
 //! anything decodes it, so an unchanged re-ingest costs reading and hashing. A batch is one
 //! transaction on the server: an ingest killed midway keeps every batch uploaded before,
 //! and the next run skips those files by their tags.
 
-use super::{Client, IngestReport, meta_bytes, meta_context, source_context};
+use super::{Client, CompactReport, IngestReport, meta_bytes, meta_context, source_context};
 use crate::errors::{ClientError, Result};
-use crate::wire::ImageRecord;
+use crate::wire::{AppendSegment, ImageRecord};
 use crate::{seal, thumbnail};
 use blindsight_search::rank::EncodedImage;
 use rayon::prelude::*;
@@ -244,70 +249,90 @@ impl Client {
         // user vectors are small and come from memory: a batch is a whole merged segment
         // (nothing for the merge that follows to re-encrypt), not the 1 024 files of an
         // image ingest
-        let batch_images = if items.first().is_some_and(|i| i.vector().is_some()) {
+        let vectors = items.first().is_some_and(|i| i.vector().is_some());
+        let batch_images = if vectors {
             self.merge_policy()?.max_images.max(self.batch_images)
         } else {
             self.batch_images
         };
-        for window in windows(items) {
-            // read and tag in parallel: nothing is decoded yet
-            let read: Vec<std::result::Result<Tagged<'_>, String>> = window
-                .par_iter()
-                .map(|item| {
-                    let bytes = item.read().map_err(|e| e.to_string())?;
-                    let tag = match item.vector() {
-                        // a vector and its payload: the same pair twice is a duplicate
-                        Some(v) => {
-                            let mut tagged = b"vector\0".to_vec();
-                            tagged.extend(v.iter().flat_map(|x| x.to_le_bytes()));
-                            tagged.extend_from_slice(&bytes);
-                            super::hmac_sha256(&self.keystore.payload_key, &tagged)
-                        }
-                        None => super::hmac_sha256(&self.keystore.payload_key, &bytes),
-                    };
-                    Ok((bytes, tag))
-                })
-                .collect();
-            let mut fresh = Vec::new();
-            for (item, r) in window.iter().zip(read) {
-                state.files_done += 1;
-                state.bytes_done += item.size_hint();
-                match r {
-                    Err(reason) => report.failed.push((item.name().to_string(), reason)),
-                    // known to the collection, or an earlier file of this ingest
-                    Ok((_, tag)) if !known.insert(tag.clone()) => report.duplicates += 1,
-                    Ok((bytes, tag)) => fresh.push((item, bytes, tag)),
-                }
-            }
-            // decode, encode and seal in parallel
-            let ready: Vec<std::result::Result<Ready, (String, String)>> = fresh
-                .into_par_iter()
-                .map(|(item, bytes, tag)| self.prepare(item.name(), item.vector(), &bytes, tag))
-                .collect();
-            for r in ready {
-                match r {
-                    Err(failed) => report.failed.push(failed),
-                    Ok(image) => {
-                        if pending.full_for(image.file_bytes, batch_images) {
-                            self.upload(&mut pending, &mut elements, &mut report)?;
-                        }
-                        pending.file_bytes += image.file_bytes;
-                        pending.images.push(image);
+        // user vectors: one batch uploads (and the server checks and writes it) while the
+        // next is encrypted, `in_flight` holding it until then; image files: each batch
+        // lands before the next fills (a killed ingest redoes at most one batch, and holds
+        // one batch of files)
+        let overlap = vectors;
+        std::thread::scope(|scope| -> Result<()> {
+            let mut in_flight: Option<InFlight<'_, '_>> = None;
+            for window in windows(items) {
+                // read and tag in parallel: nothing is decoded yet
+                let read: Vec<std::result::Result<Tagged<'_>, String>> = window
+                    .par_iter()
+                    .map(|item| {
+                        let bytes = item.read().map_err(|e| e.to_string())?;
+                        let tag = match item.vector() {
+                            // a vector and its payload: the same pair twice is a duplicate
+                            Some(v) => {
+                                let mut tagged = b"vector\0".to_vec();
+                                tagged.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+                                tagged.extend_from_slice(&bytes);
+                                super::hmac_sha256(&self.keystore.payload_key, &tagged)
+                            }
+                            None => super::hmac_sha256(&self.keystore.payload_key, &bytes),
+                        };
+                        Ok((bytes, tag))
+                    })
+                    .collect();
+                let mut fresh = Vec::new();
+                for (item, r) in window.iter().zip(read) {
+                    state.files_done += 1;
+                    state.bytes_done += item.size_hint();
+                    match r {
+                        Err(reason) => report.failed.push((item.name().to_string(), reason)),
+                        // known to the collection, or an earlier file of this ingest
+                        Ok((_, tag)) if !known.insert(tag.clone()) => report.duplicates += 1,
+                        Ok((bytes, tag)) => fresh.push((item, bytes, tag)),
                     }
                 }
+                // decode, encode and seal in parallel
+                let ready: Vec<std::result::Result<Ready, (String, String)>> = fresh
+                    .into_par_iter()
+                    .map(|(item, bytes, tag)| self.prepare(item.name(), item.vector(), &bytes, tag))
+                    .collect();
+                for r in ready {
+                    match r {
+                        Err(failed) => report.failed.push(failed),
+                        Ok(image) => {
+                            if pending.full_for(image.file_bytes, batch_images) {
+                                let batch = self.encrypt_batch(&mut pending, &mut elements)?;
+                                self.landed(in_flight.take(), &mut report)?;
+                                in_flight = Some(self.send(scope, batch));
+                                if !overlap {
+                                    self.landed(in_flight.take(), &mut report)?;
+                                }
+                            }
+                            pending.file_bytes += image.file_bytes;
+                            pending.images.push(image);
+                        }
+                    }
+                }
+                state.added = report.added;
+                state.duplicates = report.duplicates;
+                state.failed = report.failed.len();
+                state.elapsed_s = started.elapsed().as_secs_f64();
+                progress(&state);
             }
-            state.added = report.added;
-            state.duplicates = report.duplicates;
-            state.failed = report.failed.len();
-            state.elapsed_s = started.elapsed().as_secs_f64();
-            progress(&state);
-        }
-        if !pending.images.is_empty() {
-            self.upload(&mut pending, &mut elements, &mut report)?;
-            state.added = report.added;
-            state.elapsed_s = started.elapsed().as_secs_f64();
-            progress(&state);
-        }
+            if !pending.images.is_empty() {
+                let batch = self.encrypt_batch(&mut pending, &mut elements)?;
+                self.landed(in_flight.take(), &mut report)?;
+                in_flight = Some(self.send(scope, batch));
+            }
+            if in_flight.is_some() {
+                self.landed(in_flight.take(), &mut report)?;
+                state.added = report.added;
+                state.elapsed_s = started.elapsed().as_secs_f64();
+                progress(&state);
+            }
+            Ok(())
+        })?;
         if report.added > 0 && self.merge_after_ingest {
             match self.merge() {
                 Ok(merged) => report.merged.add(merged),
@@ -369,14 +394,12 @@ impl Client {
         })
     }
 
-    /// Encrypts and uploads the pending batch (compacting first if the server holds the
-    /// most segments it keeps), then empties it.
-    fn upload(
+    /// Encrypts the pending batch into its segment message (then empties it).
+    fn encrypt_batch(
         &self,
         pending: &mut Pending,
         elements: &mut HashSet<u64>,
-        report: &mut IngestReport,
-    ) -> Result<()> {
+    ) -> Result<EncryptedBatch> {
         let batch = std::mem::take(pending);
         let mut names = Vec::with_capacity(batch.images.len());
         let mut encoded = Vec::with_capacity(batch.images.len());
@@ -391,21 +414,67 @@ impl Client {
         }
         let refs: Vec<&EncodedImage> = encoded.iter().collect();
         let msg = self.segment_message(&refs, records, elements)?;
-        match self.remote.append(&self.collection, &msg) {
-            // the server keeps a bounded number of segments: merge them, send again
-            Err(ClientError::TooManySegments { .. }) if self.merge_after_ingest => {
-                report.merged.add(self.compact()?);
-                self.remote.append(&self.collection, &msg)?
-            }
-            other => other?,
+        Ok(EncryptedBatch { names, msg })
+    }
+
+    /// Uploads `batch` on a thread of `scope` (compacting first if the server holds the
+    /// most segments it keeps), while the caller prepares the next one.
+    fn send<'scope, 'env>(
+        &'env self,
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        batch: EncryptedBatch,
+    ) -> InFlight<'scope, 'env> {
+        scope.spawn(move || {
+            let merged = match self.remote.append(&self.collection, &batch.msg) {
+                // the server keeps a bounded number of segments: merge them, send again
+                Err(ClientError::TooManySegments { .. }) if self.merge_after_ingest => {
+                    let merged = self.compact()?;
+                    self.remote.append(&self.collection, &batch.msg)?;
+                    merged
+                }
+                other => {
+                    other?;
+                    CompactReport::default()
+                }
+            };
+            let ids = batch
+                .names
+                .into_iter()
+                .zip(batch.msg.images.iter().map(|img| img.id))
+                .collect();
+            Ok(Landed { ids, merged })
+        })
+    }
+
+    /// Waits for the batch in flight, if any, and records it in `report`.
+    fn landed(&self, in_flight: Option<InFlight<'_, '_>>, report: &mut IngestReport) -> Result<()> {
+        let Some(handle) = in_flight else {
+            return Ok(());
         };
-        report.added += msg.images.len();
-        report
-            .ids
-            .extend(names.into_iter().zip(msg.images.iter().map(|img| img.id)));
+        let landed = handle.join().map_err(|_| {
+            ClientError::Internal("the upload of an ingest batch panicked".into())
+        })??;
+        report.added += landed.ids.len();
+        report.ids.extend(landed.ids);
+        report.merged.add(landed.merged);
         Ok(())
     }
 }
+
+/// A batch encrypted for its upload: its names (in position order) and its message.
+struct EncryptedBatch {
+    names: Vec<String>,
+    msg: AppendSegment,
+}
+
+/// What an uploaded batch brought: (name, id) of its images and any compaction it needed.
+struct Landed {
+    ids: Vec<(String, i64)>,
+    merged: CompactReport,
+}
+
+/// The upload of a batch, on its own thread.
+type InFlight<'scope, 'env> = std::thread::ScopedJoinHandle<'scope, Result<Landed>>;
 
 #[cfg(test)]
 mod tests {

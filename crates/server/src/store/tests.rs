@@ -118,6 +118,30 @@ fn append(s: &mut Store, c: i64, first_id: i64, n: usize) -> Result<i64> {
 }
 
 #[test]
+fn a_new_store_has_large_pages_and_an_existing_one_keeps_its_own() {
+    let page_size = |path: &Path| -> i64 {
+        let s = Store::open(path).unwrap();
+        s.conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let new = dir.path().join("new.db");
+    assert_eq!(page_size(&new), PAGE_SIZE);
+    assert_eq!(page_size(&new), PAGE_SIZE, "reopened");
+    // a store made before (4 KiB pages, in WAL mode) opens, migrates and keeps them
+    let old = dir.path().join("old.db");
+    {
+        let conn = Connection::open(&old).unwrap();
+        conn.pragma_update(None, "page_size", 4096).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.execute_batch("CREATE TABLE before (x INTEGER)")
+            .unwrap();
+    }
+    assert_eq!(page_size(&old), 4096);
+}
+
+#[test]
 fn batches_round_trip_and_persist_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
