@@ -299,33 +299,39 @@ impl NarrowOperands {
             });
         }
         let t = ctx.params().plain_modulus();
-        let half = t / 2;
         let n = ctx.degree();
         let tiles = self.tiles;
         NTT_SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
             scratch.resize(n, 0);
             for (j, prime) in ctx.q_primes(self.level).iter().enumerate() {
-                // centered: v > t/2 stands for v − t, i.e. p − (t − v); below p < 2^32
-                let shift = prime.value().wrapping_sub(t);
+                // centered: v > t/2 stands for v − t, i.e. p − (t − v). Every value is below
+                // t < p < 2^32 (narrow primes), so the lift runs on 32-bit lanes
+                let half = (t / 2) as u32;
+                let shift = prime.value().wrapping_sub(t) as u32;
                 vectorized(
                     #[inline(always)]
                     || {
                         for (o, &v) in scratch.iter_mut().zip(values) {
-                            let v: u64 = v.into();
-                            let lift = if v > half { shift } else { 0 };
-                            *o = v.wrapping_add(lift) as u32;
+                            let v = Into::<u64>::into(v) as u32;
+                            *o = v.wrapping_add(if v > half { shift } else { 0 });
                         }
                     },
                 );
                 scratch[values.len().min(n)..].fill(0);
                 prime.forward_narrow(&mut scratch);
-                for (tile, pairs) in scratch.chunks_exact(2 * TILE_WORDS).enumerate() {
-                    let out = &mut self.data[tiles.at(j, tile, i)..][..TILE_WORDS];
-                    for (o, pair) in out.iter_mut().zip(pairs.chunks_exact(2)) {
-                        *o = u64::from(pair[0]) | (u64::from(pair[1]) << 32);
-                    }
-                }
+                let data = &mut self.data;
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for (tile, pairs) in scratch.chunks_exact(2 * TILE_WORDS).enumerate() {
+                            let out = &mut data[tiles.at(j, tile, i)..][..TILE_WORDS];
+                            for (o, pair) in out.iter_mut().zip(pairs.chunks_exact(2)) {
+                                *o = u64::from(pair[0]) | (u64::from(pair[1]) << 32);
+                            }
+                        }
+                    },
+                );
             }
         });
         Ok(())
