@@ -259,7 +259,6 @@ impl Client {
         // next is encrypted, `in_flight` holding it until then; image files: each batch
         // lands before the next fills (a killed ingest redoes at most one batch, and holds
         // one batch of files)
-        let overlap = vectors;
         std::thread::scope(|scope| -> Result<()> {
             let mut in_flight: Option<InFlight<'_, '_>> = None;
             for window in windows(items) {
@@ -305,7 +304,7 @@ impl Client {
                                 let batch = self.encrypt_batch(&mut pending, &mut elements)?;
                                 self.landed(in_flight.take(), &mut report)?;
                                 in_flight = Some(self.send(scope, batch));
-                                if !overlap {
+                                if !vectors {
                                     self.landed(in_flight.take(), &mut report)?;
                                 }
                             }
