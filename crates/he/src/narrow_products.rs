@@ -412,11 +412,25 @@ impl NarrowSums {
 
     /// The sums as ciphertexts, in order (zeros where nothing was added).
     pub fn finish(mut self, ctx: &Context) -> Result<Vec<Ciphertext>> {
+        self.take(ctx, self.tiles.count)
+    }
+
+    /// The first `count` sums as ciphertexts, in order (zeros where nothing was added), and
+    /// every sum emptied: the arena is ready for another list of products without a fresh
+    /// allocation (whose pages the system would have to zero again).
+    pub fn take(&mut self, ctx: &Context, count: usize) -> Result<Vec<Ciphertext>> {
         ctx.check_fingerprint(&self.fingerprint)?;
+        if count > self.tiles.count {
+            return Err(HeError::LengthMismatch {
+                what: "narrow sums taken",
+                expected: self.tiles.count,
+                actual: count,
+            });
+        }
         let n = ctx.degree();
         let primes = self.level + 1;
         let tiles = self.tiles;
-        (0..tiles.count)
+        let out = (0..count)
             .map(|i| {
                 self.reduce(ctx, i);
                 let mut polys = [RnsPoly::zero(n, primes), RnsPoly::zero(n, primes)];
@@ -443,7 +457,12 @@ impl NarrowSums {
                     subring: None,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        self.data.fill(0);
+        self.pending.fill(0);
+        self.products.fill(0);
+        self.scale = None;
+        Ok(out)
     }
 }
 
@@ -680,6 +699,45 @@ mod tests {
         for (a, (_, b)) in narrow.iter().zip(&wide) {
             assert_eq!(a.polys, b.polys);
         }
+    }
+
+    /// Sums taken from an arena leave it empty: the same products added again give the
+    /// same ciphertexts, and a count beyond the arena is an error.
+    #[test]
+    fn taken_sums_leave_an_empty_arena() {
+        let ctx = Context::preset("pir-4096").unwrap();
+        let sk = SecretKey::generate(&ctx).unwrap();
+        let enc = BfvEncoder::new(&ctx).unwrap();
+        let ev = Evaluator::new(&ctx);
+        let pt = enc.encode_coefficients(&[3, 1, 4]).unwrap();
+        let ct = ev
+            .mod_switch_to(&sk.encrypt(&ctx, &pt).unwrap(), 1)
+            .unwrap();
+        let selectors = NarrowSelectors::new(
+            &ctx,
+            1,
+            std::iter::once(NarrowCiphertext::new(&ctx, &ct).unwrap()),
+        )
+        .unwrap();
+        let mut operands = NarrowOperands::new(&ctx, 1, 1).unwrap();
+        operands.load(&ctx, 0, &[1, 5, 9, 2, 6]).unwrap();
+        let mut sums = NarrowSums::new(&ctx, 1, 3).unwrap();
+        let products = [0, 2, 2].map(|acc| NarrowProduct {
+            acc,
+            selector: 0,
+            operand: 0,
+        });
+        accumulate_narrow(&ctx, &mut sums, &selectors, &operands, &products).unwrap();
+        let first = sums.take(&ctx, 3).unwrap();
+        assert_eq!(sums.products(2), 0);
+        accumulate_narrow(&ctx, &mut sums, &selectors, &operands, &products).unwrap();
+        let second = sums.take(&ctx, 2).unwrap();
+        assert_eq!(second.len(), 2);
+        for (a, b) in first.iter().zip(&second) {
+            assert_eq!(a.polys, b.polys);
+        }
+        assert_ne!(first[0].polys, first[1].polys);
+        assert!(sums.take(&ctx, 4).is_err());
     }
 
     #[test]

@@ -164,14 +164,36 @@ pub fn answer_timed(
     }
     let selectors = expand_query(ev, keys, &shape, &plan, query)?;
     times.expand_s = clock.elapsed().as_secs_f64();
-    // columns[c][b][part], COLUMN_BLOCK columns per task
+    // columns[c][b][part], COLUMN_BLOCK columns per task, each task on arenas of the pool
+    let pool = std::sync::Mutex::new(Vec::new());
     let columns = (0..shape.cols)
         .step_by(COLUMN_BLOCK)
         .collect::<Vec<_>>()
         .into_par_iter()
         .map(|c| {
             let block = c..(c + COLUMN_BLOCK).min(shape.cols);
-            first_dimension(ctx, params, layout, &shape, records, &selectors.rows, block)
+            let taken = pool.lock().ok().and_then(|mut p| p.pop());
+            let mut arenas = match taken {
+                Some(arenas) => arenas,
+                None => Arenas::new(ctx, params, layout)?,
+            };
+            let out = first_dimension(
+                ctx,
+                params,
+                layout,
+                &shape,
+                records,
+                &selectors.rows,
+                block,
+                &mut arenas,
+            );
+            // a failed task's sums may be partial: its arenas are dropped
+            if out.is_ok()
+                && let Ok(mut p) = pool.lock()
+            {
+                p.push(arenas);
+            }
+            out
         })
         .collect::<Result<Vec<_>>>()?
         .into_iter()
@@ -247,7 +269,33 @@ fn fold(ev: &Evaluator, cols: Vec<Vec<Ciphertext>>, bit: &Rgsw) -> Result<Vec<Ve
 const COLUMN_BLOCK: usize = 2;
 const ROW_BATCH: usize = 16;
 
-/// Columns `cols` of every bucket: `out[c][b][part] = Σ_row row_selector[b][row] · record`.
+/// A first-dimension task's buffers, sized for `COLUMN_BLOCK` columns and reused from task
+/// to task (fresh ones would cost the system a zeroed page per 4 KiB, twice per task).
+struct Arenas {
+    acc: NarrowSums,
+    operands: NarrowOperands,
+    products: Vec<NarrowProduct>,
+    coefficients: Vec<u16>,
+}
+
+impl Arenas {
+    fn new(ctx: &Context, params: &PirParams, layout: &BatchLayout) -> Result<Self> {
+        let n = ctx.degree();
+        let parts = params.parts(n);
+        let cell = layout.cell_slots() as usize;
+        let operands = ROW_BATCH * COLUMN_BLOCK * cell * parts;
+        Ok(Self {
+            acc: NarrowSums::new(ctx, WORK_LEVEL, COLUMN_BLOCK * layout.buckets() * parts)?,
+            operands: NarrowOperands::new(ctx, WORK_LEVEL, operands)?,
+            products: Vec::with_capacity(operands * layout.hashes()),
+            coefficients: vec![0u16; n],
+        })
+    }
+}
+
+/// Columns `cols` (at most `COLUMN_BLOCK`) of every bucket:
+/// `out[c][b][part] = Σ_row row_selector[b][row] · record`.
+#[allow(clippy::too_many_arguments)]
 fn first_dimension(
     ctx: &Context,
     params: &PirParams,
@@ -256,15 +304,17 @@ fn first_dimension(
     records: &dyn Records,
     row_selectors: &NarrowSelectors,
     cols: std::ops::Range<usize>,
+    arenas: &mut Arenas,
 ) -> Result<Vec<Vec<Vec<Ciphertext>>>> {
     let n = ctx.degree();
     let parts = params.parts(n);
     let buckets = layout.buckets();
-    let cell = layout.cell_slots() as usize;
-    let mut acc = NarrowSums::new(ctx, WORK_LEVEL, cols.len() * buckets * parts)?;
-    let mut operands = NarrowOperands::new(ctx, WORK_LEVEL, ROW_BATCH * cols.len() * cell * parts)?;
-    let mut coefficients = vec![0u16; n];
-    let mut products = Vec::with_capacity(operands.len() * layout.hashes());
+    let Arenas {
+        acc,
+        operands,
+        products,
+        coefficients,
+    } = arenas;
     for batch in (0..shape.rows).step_by(ROW_BATCH) {
         products.clear();
         let mut loaded = 0;
@@ -288,8 +338,8 @@ fn first_dimension(
                         });
                     }
                     for part in 0..parts {
-                        part_coefficients(record, part, &mut coefficients);
-                        operands.load_u16(ctx, loaded * parts + part, &coefficients)?;
+                        part_coefficients(record, part, coefficients);
+                        operands.load_u16(ctx, loaded * parts + part, coefficients)?;
                     }
                     for b in layout.candidates(slot) {
                         for part in 0..parts {
@@ -304,9 +354,9 @@ fn first_dimension(
                 }
             }
         }
-        accumulate_narrow(ctx, &mut acc, row_selectors, &operands, &products)?;
+        accumulate_narrow(ctx, acc, row_selectors, operands, products)?;
     }
-    let mut sums = acc.finish(ctx)?.into_iter();
+    let mut sums = acc.take(ctx, cols.len() * buckets * parts)?.into_iter();
     cols.map(|_| {
         (0..buckets)
             .map(|_| {

@@ -2,6 +2,7 @@
 //! points, from which automorphisms in the NTT domain are derived as permutations.
 
 use super::modulus::Modulus;
+use super::simd::vectorized;
 use std::collections::HashMap;
 use zeroize::Zeroizing;
 
@@ -27,9 +28,9 @@ impl Prime {
         })
     }
 
-    /// The 32-bit plan of the prime, planned on first use (only private retrieval's
-    /// operands use it): `None` if the prime is not below `2^31` or tfhe-ntt's 32-bit
-    /// outputs differ from the 64-bit plan's, in value or order.
+    /// The 32-bit plan of the prime, planned on first use: `None` if the prime is not below
+    /// `2^31` or tfhe-ntt's 32-bit outputs differ from the 64-bit plan's, in value or order,
+    /// forward or (normalized) inverse.
     fn plan32(&self) -> Option<&tfhe_ntt::prime32::Plan> {
         self.plan32
             .get_or_init(|| {
@@ -41,8 +42,14 @@ impl Prime {
                 let mut narrow: Vec<u32> = wide.iter().map(|&x| x as u32).collect();
                 self.plan.fwd(&mut wide);
                 plan32.fwd(&mut narrow);
-                let same = wide.iter().zip(&narrow).all(|(&w, &v)| w == u64::from(v));
-                same.then_some(plan32)
+                let same = |w: &[u64], v: &[u32]| w.iter().zip(v).all(|(&w, &v)| w == u64::from(v));
+                let forward = same(&wide, &narrow);
+                // and the normalized inverse of the transformed vector
+                self.plan.inv(&mut wide);
+                self.plan.normalize(&mut wide);
+                plan32.inv(&mut narrow);
+                plan32.normalize(&mut narrow);
+                (forward && same(&wide, &narrow)).then_some(plan32)
             })
             .as_ref()
     }
@@ -71,17 +78,31 @@ impl Prime {
         self.m.value()
     }
 
-    /// Forward negacyclic NTT in place (coefficients → evaluations).
+    /// Forward negacyclic NTT in place (coefficients → evaluations). On a prime below
+    /// `2^31` (`pir-4096`) it runs on tfhe-ntt's 32-bit plan, whose outputs are the same
+    /// ([`Self::plan32`] checks it): 32-bit lanes hold twice the residues of 64-bit ones.
     #[inline]
     pub fn forward(&self, a: &mut [u64]) {
-        self.plan.fwd(a);
+        match self.plan32() {
+            Some(plan) => with_narrow_words(a, |w| plan.fwd(w)),
+            None => self.plan.fwd(a),
+        }
     }
 
-    /// Inverse negacyclic NTT in place (evaluations → coefficients), normalized.
+    /// Inverse negacyclic NTT in place (evaluations → coefficients), normalized; on the
+    /// 32-bit plan where [`Self::forward`] is.
     #[inline]
     pub fn backward(&self, a: &mut [u64]) {
-        self.plan.inv(a);
-        self.plan.normalize(a);
+        match self.plan32() {
+            Some(plan) => with_narrow_words(a, |w| {
+                plan.inv(w);
+                plan.normalize(w);
+            }),
+            None => {
+                self.plan.inv(a);
+                self.plan.normalize(a);
+            }
+        }
     }
 
     /// `acc[i] += a[i] * b[i] mod p` (SIMD).
@@ -114,6 +135,44 @@ impl Prime {
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+    static NARROW: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on `a`'s words narrowed to 32 bits (each below a prime below `2^31`) and writes
+/// the results back, through a thread-local buffer zeroed afterwards (the words may be a
+/// secret's transform, as in [`with_scratch`]).
+fn with_narrow_words(a: &mut [u64], f: impl FnOnce(&mut [u32])) {
+    let n = a.len();
+    let run = |w: &mut [u32]| {
+        vectorized(
+            #[inline(always)]
+            || {
+                for (w, &x) in w.iter_mut().zip(a.iter()) {
+                    *w = x as u32;
+                }
+            },
+        );
+        f(w);
+        vectorized(
+            #[inline(always)]
+            || {
+                for (x, w) in a.iter_mut().zip(w.iter_mut()) {
+                    *x = u64::from(*w);
+                    *w = 0;
+                }
+            },
+        );
+    };
+    NARROW.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < n {
+                // all zeros: every use clears what it used
+                buf.resize(n, 0);
+            }
+            run(&mut buf[..n]);
+        }
+        Err(_) => run(&mut Zeroizing::new(vec![0u32; n])),
+    });
 }
 
 /// Runs `f` with a thread-local scratch buffer of `n` words (contents unspecified on entry),
@@ -219,7 +278,7 @@ impl NttOrder {
 /// `a.len()`, any other reads as zero).
 #[inline]
 pub fn permute(out: &mut Vec<u64>, a: &[u64], perm: &[u32]) {
-    super::simd::vectorized(
+    vectorized(
         #[inline(always)]
         || {
             out.extend(
