@@ -166,6 +166,14 @@ pub fn answer_timed(
     times.expand_s = clock.elapsed().as_secs_f64();
     // columns[c][b][part], COLUMN_BLOCK columns per task, each task on arenas of the pool
     let pool = std::sync::Mutex::new(Vec::new());
+    let task = FirstDimension {
+        ctx,
+        params,
+        layout,
+        shape: &shape,
+        records,
+        row_selectors: &selectors.rows,
+    };
     let columns = (0..shape.cols)
         .step_by(COLUMN_BLOCK)
         .collect::<Vec<_>>()
@@ -177,16 +185,7 @@ pub fn answer_timed(
                 Some(arenas) => arenas,
                 None => Arenas::new(ctx, params, layout)?,
             };
-            let out = first_dimension(
-                ctx,
-                params,
-                layout,
-                &shape,
-                records,
-                &selectors.rows,
-                block,
-                &mut arenas,
-            );
+            let out = task.columns(block, &mut arenas);
             // a failed task's sums may be partial: its arenas are dropped
             if out.is_ok()
                 && let Ok(mut p) = pool.lock()
@@ -293,83 +292,97 @@ impl Arenas {
     }
 }
 
-/// Columns `cols` (at most `COLUMN_BLOCK`) of every bucket:
-/// `out[c][b][part] = Σ_row row_selector[b][row] · record`.
-#[allow(clippy::too_many_arguments)]
-fn first_dimension(
-    ctx: &Context,
-    params: &PirParams,
-    layout: &BatchLayout,
-    shape: &Shape,
-    records: &dyn Records,
-    row_selectors: &NarrowSelectors,
-    cols: std::ops::Range<usize>,
-    arenas: &mut Arenas,
-) -> Result<Vec<Vec<Vec<Ciphertext>>>> {
-    let n = ctx.degree();
-    let parts = params.parts(n);
-    let buckets = layout.buckets();
-    let Arenas {
-        acc,
-        operands,
-        products,
-        coefficients,
-    } = arenas;
-    for batch in (0..shape.rows).step_by(ROW_BATCH) {
-        products.clear();
-        let mut loaded = 0;
-        for row in batch..(batch + ROW_BATCH).min(shape.rows) {
-            for (ci, col) in cols.clone().enumerate() {
-                let position = shape.position(row, col);
-                if position >= shape.bucket_len {
-                    continue;
-                }
-                let first = position * layout.cell_slots();
-                let end = (first + layout.cell_slots()).min(shape.capacity);
-                for slot in first..end {
-                    let Some(record) = records.record(slot) else {
+/// What every first-dimension task reads.
+struct FirstDimension<'a> {
+    ctx: &'a Context,
+    params: &'a PirParams,
+    layout: &'a BatchLayout,
+    shape: &'a Shape,
+    records: &'a dyn Records,
+    row_selectors: &'a NarrowSelectors,
+}
+
+impl FirstDimension<'_> {
+    /// Columns `cols` (at most `COLUMN_BLOCK`) of every bucket:
+    /// `out[c][b][part] = Σ_row row_selector[b][row] · record`.
+    fn columns(
+        &self,
+        cols: std::ops::Range<usize>,
+        arenas: &mut Arenas,
+    ) -> Result<Vec<Vec<Vec<Ciphertext>>>> {
+        let Self {
+            ctx,
+            params,
+            layout,
+            shape,
+            records,
+            row_selectors,
+        } = *self;
+        let n = ctx.degree();
+        let parts = params.parts(n);
+        let buckets = layout.buckets();
+        let Arenas {
+            acc,
+            operands,
+            products,
+            coefficients,
+        } = arenas;
+        for batch in (0..shape.rows).step_by(ROW_BATCH) {
+            products.clear();
+            let mut loaded = 0;
+            for row in batch..(batch + ROW_BATCH).min(shape.rows) {
+                for (ci, col) in cols.clone().enumerate() {
+                    let position = shape.position(row, col);
+                    if position >= shape.bucket_len {
                         continue;
-                    };
-                    if record.len() != params.record_bytes {
-                        return Err(PirError::Parameters {
-                            what: "a stored record's length",
-                            expected: params.record_bytes.to_string(),
-                            actual: record.len().to_string(),
-                        });
                     }
-                    for part in 0..parts {
-                        part_coefficients(record, part, coefficients);
-                        operands.load_u16(ctx, loaded * parts + part, coefficients)?;
-                    }
-                    for b in layout.candidates(slot) {
-                        for part in 0..parts {
-                            products.push(NarrowProduct {
-                                acc: (ci * buckets + b) * parts + part,
-                                selector: row * buckets + b,
-                                operand: loaded * parts + part,
+                    let first = position * layout.cell_slots();
+                    let end = (first + layout.cell_slots()).min(shape.capacity);
+                    for slot in first..end {
+                        let Some(record) = records.record(slot) else {
+                            continue;
+                        };
+                        if record.len() != params.record_bytes {
+                            return Err(PirError::Parameters {
+                                what: "a stored record's length",
+                                expected: params.record_bytes.to_string(),
+                                actual: record.len().to_string(),
                             });
                         }
+                        for part in 0..parts {
+                            part_coefficients(record, part, coefficients);
+                            operands.load_u16(ctx, loaded * parts + part, coefficients)?;
+                        }
+                        for b in layout.candidates(slot) {
+                            for part in 0..parts {
+                                products.push(NarrowProduct {
+                                    acc: (ci * buckets + b) * parts + part,
+                                    selector: row * buckets + b,
+                                    operand: loaded * parts + part,
+                                });
+                            }
+                        }
+                        loaded += 1;
                     }
-                    loaded += 1;
                 }
             }
+            accumulate_narrow(ctx, acc, row_selectors, operands, products)?;
         }
-        accumulate_narrow(ctx, acc, row_selectors, operands, products)?;
+        let mut sums = acc.take(ctx, cols.len() * buckets * parts)?.into_iter();
+        cols.map(|_| {
+            (0..buckets)
+                .map(|_| {
+                    let got: Vec<Ciphertext> = sums.by_ref().take(parts).collect();
+                    if got.len() != parts {
+                        return Err(PirError::Answer {
+                            expected: "a sum per column, bucket and plaintext".to_string(),
+                            actual: "fewer".to_string(),
+                        });
+                    }
+                    Ok(got)
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect()
     }
-    let mut sums = acc.take(ctx, cols.len() * buckets * parts)?.into_iter();
-    cols.map(|_| {
-        (0..buckets)
-            .map(|_| {
-                let got: Vec<Ciphertext> = sums.by_ref().take(parts).collect();
-                if got.len() != parts {
-                    return Err(PirError::Answer {
-                        expected: "a sum per column, bucket and plaintext".to_string(),
-                        actual: "fewer".to_string(),
-                    });
-                }
-                Ok(got)
-            })
-            .collect::<Result<Vec<_>>>()
-    })
-    .collect()
 }
