@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, reason = "example")]
 use blindsight_pir::batch::BatchLayout;
 fn main() {
-    for (b, w) in [(16usize, 4usize), (20, 4), (24, 4), (32, 4)] {
+    for (b, w) in [(15usize, 3usize), (18, 3), (21, 3), (16, 4), (20, 4)] {
         let layout = BatchLayout::new(11, b, w).unwrap();
         let mut x = 0x1234_5678_u64;
         let (mut failed_sets, mut unplaced, trials) = (0u32, 0u32, 200_000u32);

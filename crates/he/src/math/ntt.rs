@@ -362,3 +362,43 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod narrow_plan_tests {
+    use super::*;
+    use crate::math::primes::ntt_primes;
+
+    /// Primes below 2^31 transform on the 32-bit plan, both ways, with the 64-bit plan's
+    /// results; wider primes keep the 64-bit plan.
+    #[test]
+    fn narrow_primes_transform_on_the_32_bit_plan() {
+        let n = 4096;
+        for bits in [27u32, 28, 30] {
+            let p = ntt_primes(&[bits], n, &mut Vec::new()).unwrap()[0];
+            let prime = Prime::new(p, n).unwrap();
+            assert!(prime.plan32().is_some(), "{bits}-bit prime {p}");
+            let a: Vec<u64> = (0..n as u64).map(|i| (i * i * 31 + 7) % p).collect();
+            let mut narrow = a.clone();
+            prime.forward(&mut narrow);
+            let mut wide = a.clone();
+            prime.plan.fwd(&mut wide);
+            assert_eq!(narrow, wide);
+            prime.backward(&mut narrow);
+            assert_eq!(narrow, a);
+        }
+        let p = ntt_primes(&[40], n, &mut Vec::new()).unwrap()[0];
+        assert!(Prime::new(p, n).unwrap().plan32().is_none());
+    }
+}
+
+#[cfg(test)]
+mod preset_plan_tests {
+    /// Every prime of `pir-4096` (ciphertext and special) has its 32-bit plan.
+    #[test]
+    fn every_pir_prime_has_a_32_bit_plan() {
+        let ctx = crate::Context::preset("pir-4096").unwrap();
+        for prime in ctx.qp_primes().iter() {
+            assert!(prime.plan32().is_some(), "prime {}", prime.value());
+        }
+    }
+}

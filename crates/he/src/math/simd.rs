@@ -16,3 +16,20 @@ static ARCH: LazyLock<pulp::Arch> = LazyLock::new(pulp::Arch::new);
 pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
     ARCH.dispatch(f)
 }
+
+#[cfg(test)]
+mod tests {
+    /// A CPU with AVX2 runs the loops on it, not on the scalar fallback (pulp needs its
+    /// `x86-v3` feature for that besides `x86-v4`: without it, an AVX2-only CPU got scalar
+    /// code).
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn an_avx2_cpu_is_not_run_as_scalar() {
+        let arch = *super::ARCH;
+        if pulp::x86::V4::try_new().is_some() {
+            assert!(matches!(arch, pulp::Arch::V4(_)), "{arch:?}");
+        } else if pulp::x86::V3::try_new().is_some() {
+            assert!(matches!(arch, pulp::Arch::V3(_)), "{arch:?}");
+        }
+    }
+}
