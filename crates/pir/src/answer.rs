@@ -3,11 +3,14 @@
 //! 1. **Expand** the query ([`crate::expand`]): the row selectors are switched down to the
 //!    work level (BFV encryptions of 0 or 1), the column bits become RGSW ciphertexts
 //!    ([`blindsight_he::gsw`]).
-//! 2. **First dimension**, column by column: every record of the column's slots is
+//! 2. **First dimension**, by pairs of columns: every record of the columns' slots is
 //!    transformed once per plaintext and multiplied into each of its buckets' accumulators
-//!    by that bucket's row selector (plaintext products, summed lazily).
-//! 3. **Second dimension**: each bucket's column results are folded pairwise by its column
-//!    bits, least significant first (`a + bit ⊡ (b − a)`): the selected column remains.
+//!    by that bucket's row selector (plaintext products, summed lazily); the pair is then
+//!    folded by the bucket's first column bit, so that only half the column results are
+//!    ever held.
+//! 3. **Second dimension**: each bucket's remaining columns are folded pairwise by its other
+//!    column bits, least significant first (`a + bit ⊡ (b − a)`): the selected column
+//!    remains.
 //! 4. The result is switched to level 0 and rounded for transfer.
 //!
 //! The server sees only ciphertexts and does the same work whatever the query selects.
@@ -108,9 +111,9 @@ fn expand_query(
 pub struct AnswerTimes {
     /// Query expansion, row switches and RGSW rows.
     pub expand_s: f64,
-    /// The first dimension (records transformed and multiplied).
+    /// The first dimension (records transformed and multiplied) and the first fold.
     pub first_s: f64,
-    /// The folds, switches and rounding.
+    /// The other folds, switches and rounding.
     pub fold_s: f64,
 }
 
@@ -164,7 +167,8 @@ pub fn answer_timed(
     }
     let selectors = expand_query(ev, keys, &shape, &plan, query)?;
     times.expand_s = clock.elapsed().as_secs_f64();
-    // columns[c][b][part], COLUMN_BLOCK columns per task, each task on arenas of the pool
+    // columns[c][b][part] after the first fold, COLUMN_BLOCK = 2 columns per task, each
+    // task on arenas of the pool
     let pool = std::sync::Mutex::new(Vec::new());
     let task = FirstDimension {
         ctx,
@@ -192,7 +196,28 @@ pub fn answer_timed(
             {
                 p.push(arenas);
             }
-            out
+            // a block is a pair of columns (2c, 2c + 1): folded here by each bucket's
+            // first bit, so that half the column results are ever held
+            match <[_; COLUMN_BLOCK]>::try_from(out?) {
+                Ok([a, b]) => {
+                    let folded = a
+                        .iter()
+                        .zip(&b)
+                        .enumerate()
+                        .map(|(bucket, (a, b))| {
+                            let bit = selectors.bits.get(bucket * shape.bits).ok_or_else(|| {
+                                PirError::Answer {
+                                    expected: "a column bit per bucket".to_string(),
+                                    actual: format!("{} bits", selectors.bits.len()),
+                                }
+                            })?;
+                            fold_pair(ev, a, b, bit)
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok(vec![folded])
+                }
+                Err(lone) => Ok(lone),
+            }
         })
         .collect::<Result<Vec<_>>>()?
         .into_iter()
@@ -212,8 +237,9 @@ pub fn answer_timed(
         .into_par_iter()
         .enumerate()
         .map(|(b, mut level)| {
+            // the first bit was folded with the first dimension (pairs of columns)
             let bits = &selectors.bits[b * shape.bits..(b + 1) * shape.bits];
-            for bit in bits {
+            for bit in bits.iter().skip(1) {
                 level = fold(ev, level, bit)?;
             }
             let Some(parts) = level.pop() else {
@@ -247,22 +273,30 @@ fn fold(ev: &Evaluator, cols: Vec<Vec<Ciphertext>>, bit: &Rgsw) -> Result<Vec<Ve
     while let Some(a) = it.next() {
         match it.next() {
             None => out.push(a),
-            Some(b) => out.push(
-                a.iter()
-                    .zip(&b)
-                    .map(|(a, b)| {
-                        let step = ev.external_product(&ev.sub(b, a)?, bit)?;
-                        Ok(ev.add(a, &step)?)
-                    })
-                    .collect::<Result<Vec<_>>>()?,
-            ),
+            Some(b) => out.push(fold_pair(ev, &a, &b, bit)?),
         }
     }
     Ok(out)
 }
 
-/// Columns one first-dimension task computes, and rows whose records are transformed
-/// before their products are summed, tile by tile ([`accumulate_narrow`]): a batch's sums
+/// `a + bit ⊡ (b − a)` for each plaintext's ciphertexts of two columns.
+fn fold_pair(
+    ev: &Evaluator,
+    a: &[Ciphertext],
+    b: &[Ciphertext],
+    bit: &Rgsw,
+) -> Result<Vec<Ciphertext>> {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| {
+            let step = ev.external_product(&ev.sub(b, a)?, bit)?;
+            Ok(ev.add(a, &step)?)
+        })
+        .collect()
+}
+
+/// Columns one first-dimension task computes (a pair, which the task folds: it must be 2),
+/// and rows whose records are transformed before their products are summed, tile by tile ([`accumulate_narrow`]): a batch's sums
 /// are read and written once per `ROW_BATCH` rows, a row's selectors once per
 /// `COLUMN_BLOCK` columns (2 × 16 rows × 4 slots × 2 plaintexts: 256 operands, 8 MiB).
 const COLUMN_BLOCK: usize = 2;

@@ -114,6 +114,39 @@ fn every_record_of_a_small_database_comes_back() {
     }
 }
 
+/// Grids of one, two, three and seven columns per bucket: the first fold (a pair of columns,
+/// inside the first dimension) and a lone last column fold alike; the last slot of each
+/// database (in its last column) and the first come back.
+#[test]
+fn odd_and_even_column_counts_come_back() {
+    let f = fixture_shared();
+    let params = PirParams {
+        record_bytes: 3000,
+        ..PirParams::new(3000)
+    };
+    let layout = BatchLayout::new(9, params.buckets, params.hashes).unwrap();
+    let mut columns = Vec::new();
+    for size in [1u64, 5, 33, 160] {
+        let shape = blindsight_pir::params::Shape::new(&layout, size).unwrap();
+        columns.push(shape.cols);
+        let table = Table {
+            records: (0..size)
+                .map(|s| Some(record(s, params.record_bytes)))
+                .collect(),
+        };
+        let slots = [size - 1, 0, size / 2];
+        assert!(
+            check(f, &params, &layout, &table, &slots) >= 1,
+            "{size} records, {} columns",
+            shape.cols
+        );
+    }
+    // the sizes give one column, an even number and an odd number above one
+    assert!(columns.contains(&1), "{columns:?}");
+    assert!(columns.iter().any(|&c| c >= 2 && c % 2 == 0), "{columns:?}");
+    assert!(columns.iter().any(|&c| c >= 3 && c % 2 == 1), "{columns:?}");
+}
+
 #[test]
 fn expansion_puts_each_value_in_its_own_ciphertext() {
     use blindsight_he::BfvEncoder;
