@@ -196,28 +196,8 @@ pub fn answer_timed(
             {
                 p.push(arenas);
             }
-            // a block is a pair of columns (2c, 2c + 1): folded here by each bucket's
-            // first bit, so that half the column results are ever held
-            match <[_; COLUMN_BLOCK]>::try_from(out?) {
-                Ok([a, b]) => {
-                    let folded = a
-                        .iter()
-                        .zip(&b)
-                        .enumerate()
-                        .map(|(bucket, (a, b))| {
-                            let bit = selectors.bits.get(bucket * shape.bits).ok_or_else(|| {
-                                PirError::Answer {
-                                    expected: "a column bit per bucket".to_string(),
-                                    actual: format!("{} bits", selectors.bits.len()),
-                                }
-                            })?;
-                            fold_pair(ev, a, b, bit)
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    Ok(vec![folded])
-                }
-                Err(lone) => Ok(lone),
-            }
+            // folded here by each bucket's first bit: half the column results are ever held
+            fold_first(ev, out?, &selectors.bits, shape.bits)
         })
         .collect::<Result<Vec<_>>>()?
         .into_iter()
@@ -279,6 +259,35 @@ fn fold(ev: &Evaluator, cols: Vec<Vec<Ciphertext>>, bit: &Rgsw) -> Result<Vec<Ve
     Ok(out)
 }
 
+/// A task's columns `[c][b][part]`: a pair (columns `c`, `c + 1`, `c` even) folded by each
+/// bucket's first bit (`bits[b · per_bucket]`) into one column; a lone last column as it is.
+fn fold_first(
+    ev: &Evaluator,
+    cols: Vec<Vec<Vec<Ciphertext>>>,
+    bits: &[Rgsw],
+    per_bucket: usize,
+) -> Result<Vec<Vec<Vec<Ciphertext>>>> {
+    let [a, b] = match <[_; COLUMN_BLOCK]>::try_from(cols) {
+        Ok(pair) => pair,
+        Err(lone) => return Ok(lone),
+    };
+    let folded = a
+        .iter()
+        .zip(&b)
+        .enumerate()
+        .map(|(bucket, (a, b))| {
+            let bit = bits
+                .get(bucket * per_bucket)
+                .ok_or_else(|| PirError::Answer {
+                    expected: "a column bit per bucket".to_string(),
+                    actual: format!("{} bits", bits.len()),
+                })?;
+            fold_pair(ev, a, b, bit)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(vec![folded])
+}
+
 /// `a + bit ⊡ (b − a)` for each plaintext's ciphertexts of two columns.
 fn fold_pair(
     ev: &Evaluator,
@@ -296,9 +305,10 @@ fn fold_pair(
 }
 
 /// Columns one first-dimension task computes (a pair, which the task folds: it must be 2),
-/// and rows whose records are transformed before their products are summed, tile by tile ([`accumulate_narrow`]): a batch's sums
-/// are read and written once per `ROW_BATCH` rows, a row's selectors once per
-/// `COLUMN_BLOCK` columns (2 × 16 rows × 4 slots × 2 plaintexts: 256 operands, 8 MiB).
+/// and rows whose records are transformed before their products are summed, tile by tile
+/// ([`accumulate_narrow`]): a batch's sums are read and written once per `ROW_BATCH` rows,
+/// a row's selectors once per `COLUMN_BLOCK` columns (2 × 16 rows × 4 slots × 2
+/// plaintexts: 256 operands, 8 MiB).
 const COLUMN_BLOCK: usize = 2;
 const ROW_BATCH: usize = 16;
 

@@ -139,11 +139,10 @@ thread_local! {
 }
 
 /// Runs `f` on `a`'s words narrowed to 32 bits (each below a prime below `2^31`) and writes
-/// the results back, through a thread-local buffer zeroed afterwards (the words may be a
-/// secret's transform, as in [`with_scratch`]).
+/// the results back, through this thread's 32-bit buffer (cleared afterwards, as in
+/// [`with_scratch`]: the words may be a secret's transform).
 fn with_narrow_words(a: &mut [u64], f: impl FnOnce(&mut [u32])) {
-    let n = a.len();
-    let run = |w: &mut [u32]| {
+    with_cleared(&NARROW, a.len(), |w| {
         vectorized(
             #[inline(always)]
             || {
@@ -156,22 +155,11 @@ fn with_narrow_words(a: &mut [u64], f: impl FnOnce(&mut [u32])) {
         vectorized(
             #[inline(always)]
             || {
-                for (x, w) in a.iter_mut().zip(w.iter_mut()) {
-                    *x = u64::from(*w);
-                    *w = 0;
+                for (x, &w) in a.iter_mut().zip(w.iter()) {
+                    *x = u64::from(w);
                 }
             },
         );
-    };
-    NARROW.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            if buf.len() < n {
-                // all zeros: every use clears what it used
-                buf.resize(n, 0);
-            }
-            run(&mut buf[..n]);
-        }
-        Err(_) => run(&mut Zeroizing::new(vec![0u32; n])),
     });
 }
 
@@ -182,20 +170,32 @@ fn with_narrow_words(a: &mut [u64], f: impl FnOnce(&mut [u32])) {
 /// A plain `fill(0)` is enough (no volatile writes): the buffer lives on in thread-local
 /// storage and is read by the next call, so the stores cannot be optimized away.
 fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [u64]) -> R) -> R {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+    with_cleared(&SCRATCH, n, f)
+}
+
+/// Runs `f` on the first `n` words of the thread-local buffer `key` (grown as needed) and
+/// zeroes them afterwards; a re-entrant use gets a fresh buffer, cleared on drop.
+fn with_cleared<T, R>(
+    key: &'static std::thread::LocalKey<std::cell::RefCell<Vec<T>>>,
+    n: usize,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> R
+where
+    T: Copy + Default + zeroize::DefaultIsZeroes,
+{
+    key.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
             if buf.len() < n {
                 // The old buffer is all zeros (every use clears it), so a reallocation
                 // leaves no secret behind.
-                buf.resize(n, 0);
+                buf.resize(n, T::default());
             }
             let used = &mut buf[..n];
             let out = f(used);
-            used.fill(0);
+            used.fill(T::default());
             out
         }
-        // re-entrant use: fall back to a fresh buffer, cleared on drop
-        Err(_) => f(&mut Zeroizing::new(vec![0u64; n])),
+        Err(_) => f(&mut Zeroizing::new(vec![T::default(); n])),
     })
 }
 
