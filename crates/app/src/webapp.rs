@@ -173,8 +173,9 @@ pub fn start(env: Env, listen: &str) -> Result<RunningApp> {
 }
 
 /// Opens `url` in the user's browser without putting the token on a command line (where
-/// other users could read it): a private file beside the keystore redirects to it.
-fn open_browser(env: &Env, url: &str) -> Result<()> {
+/// other users could read it): a private file beside the keystore redirects to it. Returns
+/// that file, for the caller to remove once the browser has read it.
+fn open_browser(env: &Env, url: &str) -> Result<std::path::PathBuf> {
     let dir = env
         .keystore
         .parent()
@@ -198,8 +199,11 @@ fn open_browser(env: &Env, url: &str) -> Result<()> {
         .stderr(std::process::Stdio::null())
         .spawn()
         .map_err(|e| AppError::Usage(format!("cannot run {opener} to open the browser: {e}")))?;
-    Ok(())
+    Ok(file)
 }
+
+/// How long the redirect file of `--open` stays for the browser to read it.
+const REDIRECT_KEPT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// `blindsight app`: serves the app until interrupted; prints the URL to open (with its
 /// one-time token) and, with `open`, opens it in the browser.
@@ -213,9 +217,25 @@ pub fn run(env: Env, listen: &str, open: bool) -> Result<()> {
     println!("press Ctrl-C to stop");
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    if open && let Err(e) = open_browser(&env, &url) {
-        eprintln!("{e}");
+    let mut redirect = None;
+    if open {
+        match open_browser(&env, &url) {
+            Ok(file) => redirect = Some(file),
+            Err(e) => eprintln!("{e}"),
+        }
+    }
+    // the redirect file holds the token: gone once the browser has had time to read it
+    if let Some(file) = redirect.clone() {
+        let _ = std::thread::Builder::new()
+            .name("app-open-cleanup".into())
+            .spawn(move || {
+                std::thread::sleep(REDIRECT_KEPT);
+                let _ = std::fs::remove_file(file);
+            });
     }
     app.wait_for_signal();
+    if let Some(file) = redirect {
+        let _ = std::fs::remove_file(file);
+    }
     Ok(())
 }

@@ -134,6 +134,11 @@ fn the_token_is_good_once_and_only_its_cookie_signs_in() {
     for path in ["/", "/api/overview", "/assets/app.js"] {
         let r = http.get(format!("{base}{path}")).send().unwrap();
         assert_eq!(r.status(), 401, "{path}");
+        assert_eq!(
+            r.headers()["content-security-policy"],
+            CONTENT_SECURITY_POLICY,
+            "a refusal carries the CSP too"
+        );
     }
     // a wrong token, and a token of the right length but wrong
     for wrong in ["nope", &"0".repeat(64)] {
@@ -168,6 +173,29 @@ fn the_token_is_good_once_and_only_its_cookie_signs_in() {
         .unwrap();
     assert_eq!(r.status(), 401);
     app.stop();
+}
+
+/// The app listens on loopback only: any other address is refused before anything is
+/// opened, with a message that says why.
+#[test]
+fn a_listen_address_off_loopback_is_refused() {
+    for listen in ["0.0.0.0:0", "[::]:0", "192.0.2.1:8080", "10.1.2.3:0"] {
+        let err = webapp::loopback_address(listen).unwrap_err().to_string();
+        assert!(err.contains("loopback"), "{listen}: {err}");
+    }
+    for listen in ["127.0.0.1:0", "[::1]:0", "localhost:0"] {
+        let addr = webapp::loopback_address(listen).unwrap();
+        assert!(addr.ip().is_loopback(), "{listen}");
+    }
+    // through the command: refused, and no keystore or store made
+    let home = tempdir();
+    let out = common::blindsight(home.path(), &["app", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("loopback"), "{stderr}");
+    assert!(!home.path().join("keystore").exists());
 }
 
 #[test]
@@ -322,11 +350,41 @@ fn write_gallery(dir: &Path, count: usize) -> Vec<(String, Vec<u8>)> {
 }
 
 /// Whether `haystack` holds any `window`-byte piece of `needle` (at every offset).
-fn holds_piece(haystack: &[u8], needle: &[u8], window: usize) -> bool {
-    needle.len() >= window
-        && needle
-            .windows(window)
-            .any(|w| haystack.windows(window).any(|h| h == w))
+/// Every window of `width` bytes of the forms key material could leave in (raw, hex, and
+/// base64 from each of the three byte alignments), except windows too uniform to identify
+/// anything (a run of zero coefficients): an index to look answers up in.
+struct KeyWindows {
+    width: usize,
+    windows: std::collections::HashSet<Vec<u8>>,
+}
+
+impl KeyWindows {
+    fn new(width: usize, secrets: &[&[u8]]) -> Self {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut windows = std::collections::HashSet::new();
+        for secret in secrets {
+            let mut forms = vec![secret.to_vec(), hex(secret)];
+            for shift in 0..3.min(secret.len()) {
+                forms.push(b64.encode(&secret[shift..]).into_bytes());
+            }
+            for form in &forms {
+                for w in form.windows(width) {
+                    let mut distinct = [false; 256];
+                    w.iter().for_each(|&b| distinct[usize::from(b)] = true);
+                    if distinct.iter().filter(|&&d| d).count() >= width / 3 {
+                        windows.insert(w.to_vec());
+                    }
+                }
+            }
+        }
+        Self { width, windows }
+    }
+
+    /// Whether `body` holds any window of the key material.
+    fn found_in(&self, body: &[u8]) -> bool {
+        body.windows(self.width).any(|w| self.windows.contains(w))
+    }
 }
 
 fn hex(bytes: &[u8]) -> Vec<u8> {
@@ -477,36 +535,33 @@ fn the_api_end_to_end_never_sends_key_material() {
     let info = s.get_json("/api/collections/holiday");
     assert_eq!(info["images"], files.len() - 1);
     s.get_json("/api/overview");
-    // no answer holds key material
+    // no answer holds key material: any 24 bytes of the secret key's serialization or of
+    // the payload key, raw, in hex or in base64
     let ks = Keystore::load(&s.home.join("keystore"), None).unwrap();
     let secret = ks.secret_key.to_bytes(&ks.context).unwrap();
     let payload_key: &[u8] = &ks.payload_key[..];
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD;
+    let index = KeyWindows::new(24, &[&secret, payload_key]);
+    assert!(
+        index.windows.len() > secret.len(),
+        "the index covers the secret"
+    );
     assert!(s.seen.len() > 10);
     for body in &s.seen {
-        assert!(
-            !holds_piece(body, payload_key, 12),
-            "payload key bytes in an answer"
-        );
-        assert!(
-            !holds_piece(body, &hex(payload_key), 24),
-            "payload key in hex"
-        );
-        let encoded = b64.encode(payload_key);
-        assert!(
-            !holds_piece(body, &encoded.as_bytes()[..20], 20),
-            "payload key in base64"
-        );
-        // the secret's coefficients (past its header), raw and in hex
-        let coefficients = &secret[64.min(secret.len())..];
-        for chunk in coefficients.chunks(64).take(64) {
-            assert!(
-                !holds_piece(body, chunk, 24),
-                "secret key bytes in an answer"
-            );
-            assert!(!holds_piece(body, &hex(chunk), 48), "secret key in hex");
-        }
+        assert!(!index.found_in(body), "key material in an answer");
+    }
+    // the check itself finds a key sent in any of those forms
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let middle = &secret[secret.len() / 2..][..300];
+    for leak in [
+        middle.to_vec(),
+        hex(middle),
+        b64.encode(middle).into_bytes(),
+        b64.encode(payload_key).into_bytes(),
+    ] {
+        let mut body = b"{\"thumbnail\":\"".to_vec();
+        body.extend_from_slice(&leak);
+        assert!(index.found_in(&body), "a leak would be seen");
     }
     s.app.stop();
 }
@@ -547,7 +602,11 @@ fn the_page_in_headless_chromium() {
         }
     };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/app.e2e.mjs");
-    let status = Command::new("node")
+    let mut node = Command::new("node");
+    if let Some(dir) = std::env::var_os("BLINDSIGHT_SCREENSHOTS") {
+        node.env("SHOTS", dir);
+    }
+    let status = node
         .arg(&script)
         .env("APP_URL", &url)
         .env("GALLERY", &gallery)

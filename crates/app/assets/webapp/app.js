@@ -353,7 +353,7 @@ function resetLibrary() {
   updateSelection();
   $("grid").replaceChildren();
   $("grid-end").textContent = "";
-  loadPage(true);
+  return loadPage(true);
 }
 
 async function loadPage(first = false) {
@@ -549,13 +549,17 @@ async function compact() {
 
 // ---- ingest -------------------------------------------------------------------------------
 
+// The bar's data-done reaches data-total only once the ingest has wholly landed (merged,
+// thumbnails made, the grid reloaded): tests outside the project wait on that.
 function showProgress(job) {
   const p = $("progress");
-  p.dataset.done = String(job.done);
+  const finished = job.state === "done" || job.state === "failed";
+  const done = finished ? job.done : Math.min(job.done, Math.max(0, job.total - 1));
+  p.dataset.done = String(done);
   p.dataset.total = String(job.total);
   p.dataset.state = job.state;
   p.max = Math.max(1, job.total);
-  p.value = job.done;
+  p.value = done;
   const failed = job.failed_count ?? job.failed?.length ?? 0;
   let status = `${job.done} / ${job.total} files · ${job.added} added · ${job.duplicates} already there`;
   if (failed) status += ` · ${failed} could not be read`;
@@ -620,19 +624,22 @@ async function runIngest(request) {
   const button = $("ingest-start");
   button.disabled = true;
   const collection = state.collection;
+  showProgress({ state: "listing", done: 0, total: 0, added: 0, duplicates: 0 });
   try {
     const { job } = await postJson(collectionPath("/ingest"), request);
     let last = null;
     for (;;) {
       last = await api(`/api/jobs/${job}`);
+      const finished = last.state === "done" || last.state === "failed";
+      if (finished) break;
       showProgress(last);
-      if (last.state === "done" || last.state === "failed") break;
       await new Promise((r) => setTimeout(r, 250));
     }
     if (collection === state.collection) {
       await loadOverview();
-      resetLibrary();
+      await resetLibrary();
     }
+    showProgress(last);
   } catch (e) {
     fail(e);
   } finally {

@@ -69,17 +69,27 @@ try {
   await page.getByTestId("ingest-path").fill(gallery);
   await page.getByTestId("ingest-start").click();
   const progress = page.getByTestId("progress");
+  check(await progress.isVisible(), "the progress bar shows");
+  // the wait a test outside the project would write: data-done reaching data-total, which
+  // the page publishes only once the ingest has wholly landed (merged, thumbnails made,
+  // the grid reloaded)
+  let partial = null;
   await page.waitForFunction(() => {
     const p = document.querySelector('[data-testid="progress"]');
-    return p.dataset.state === "done" || p.dataset.state === "failed";
-  }, null, { timeout: 900_000 });
+    if (p.dataset.state === "running" && Number(p.dataset.done) > 0) window.__partial = p.dataset.done;
+    return Number(p.dataset.total) > 0 && p.dataset.done === p.dataset.total;
+  }, null, { timeout: 900_000, polling: 50 });
+  partial = await page.evaluate(() => window.__partial ?? null);
+  console.log(`progress seen running at ${partial} of ${images + 1}`);
   const done = Number(await progress.getAttribute("data-done"));
   const total = Number(await progress.getAttribute("data-total"));
   check(total === images + 1 && done === total, `progress ${done}/${total} (${images} images and one file that is not)`);
+  check(await progress.getAttribute("data-state") === "done", "and its state is done");
   check((await page.locator("#ingest-problems-list li").count()) === 1, "the unreadable file is listed");
 
-  // browse: a thumbnail per image, decoded, named
-  await page.waitForFunction((n) => document.querySelectorAll('[data-testid="thumbnail"]').length >= n, Math.min(images, 60));
+  // browse: a thumbnail per image, decoded, named, there as soon as the progress is done
+  const shown = await page.$$eval('[data-testid="thumbnail"] img', (imgs) => imgs.length);
+  check(shown >= Math.min(images, 60), `${shown} thumbnails there when the progress says done`);
   const thumbs = page.getByTestId("thumbnail");
   check(await thumbs.first().getAttribute("data-name") !== null, "thumbnails carry their names");
   const decoded = await page.$$eval('[data-testid="thumbnail"] img', (imgs) => imgs.every((i) => i.complete && i.naturalWidth > 0 && i.alt));
@@ -118,12 +128,34 @@ try {
   await page.waitForFunction(() => document.getElementById("search-title").textContent.includes("results for edited-copy"));
   check(await page.locator(`[data-testid="result"][data-name="${expected}"]`).count() === 1, "a chosen file searches the same");
 
+  // paste an image: the same search
+  await page.evaluate((b64) => {
+    const data = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const t = new DataTransfer();
+    t.items.add(new File([data], "pasted.png", { type: "image/png" }));
+    document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: t, bubbles: true }));
+  }, bytes);
+  await page.waitForFunction(() => document.getElementById("search-title").textContent.includes("results for pasted"));
+  check(await page.locator(`[data-testid="result"][data-name="${expected}"]`).count() === 1, "a pasted image searches the same");
+
   // "similar" on a result: a new search with its thumbnail
   const first = page.getByTestId("result").first();
   const firstName = await first.getAttribute("data-name");
   await first.getByTestId("similar").click();
   await page.waitForFunction((n) => document.getElementById("search-title").textContent.includes(`results for like ${n}`), firstName);
   check(await page.locator(`[data-testid="result"][data-name="${firstName}"]`).count() === 1, `"similar" finds ${firstName} itself`);
+
+  // "similar" on a browsed thumbnail, and the grid by keyboard
+  const browsed = thumbs.nth(5);
+  const browsedName = await browsed.getAttribute("data-name");
+  await browsed.hover();
+  await browsed.getByTestId("similar").click();
+  await page.waitForFunction((n) => document.getElementById("search-title").textContent.includes(`results for like ${n}`), browsedName);
+  check(await page.locator(`[data-testid="result"][data-name="${browsedName}"]`).count() === 1, `"similar" on a browsed thumbnail finds ${browsedName}`);
+  await thumbs.nth(0).focus();
+  await page.keyboard.press("ArrowRight");
+  const focused = await page.evaluate(() => document.activeElement?.dataset?.imageId ?? null);
+  check(focused === await thumbs.nth(1).getAttribute("data-image-id"), "the arrow keys move through the grid");
 
   // delete an image (select, confirm) and see it gone, also after a reload
   const victim = thumbs.nth(2);
