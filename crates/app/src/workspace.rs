@@ -118,6 +118,27 @@ impl Workspace {
         Ok(self.remote.with_token(&token).info(collection)?)
     }
 
+    /// [`Workspace::info`] with the keystore's parameters spelled out (scheme, ring degree,
+    /// modulus bits against the 128-bit table, `t` or the scale): the page's info panel.
+    pub fn info_with_parameters(&self, collection: &str) -> Result<Value> {
+        let mut info = self.info(collection)?;
+        if let Some(ks) = lock(&self.keystore)?.as_ref() {
+            let p = ks.context.params();
+            let n = p.degree();
+            info["parameters"] = json!({
+                "preset": p.name(),
+                "scheme": p.scheme().name(),
+                "degree": n,
+                "moduli": p.moduli().len(),
+                "modulus_bits": p.total_modulus_bits(),
+                "max_secure_modulus_bits": blindsight_he::params::max_secure_log_q(n),
+                "plain_modulus": p.plain_modulus(),
+                "scale_bits": p.scale_bits(),
+            });
+        }
+        Ok(info)
+    }
+
     /// Creates `collection` of `vectors`: makes the keystore first (for `preset`) when
     /// there is none, and refuses a preset of another scheme than the keystore's.
     pub fn create(

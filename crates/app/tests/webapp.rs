@@ -534,6 +534,11 @@ fn the_api_end_to_end_never_sends_key_material() {
     assert_eq!(c["purged"], 1, "{c}");
     let info = s.get_json("/api/collections/holiday");
     assert_eq!(info["images"], files.len() - 1);
+    let p = &info["parameters"];
+    assert_eq!(p["preset"], "bfv-8192", "{info}");
+    assert_eq!(p["degree"], 8192);
+    assert!(p["modulus_bits"].as_u64().unwrap() <= p["max_secure_modulus_bits"].as_u64().unwrap());
+    assert!(p["plain_modulus"].as_u64().unwrap() > 0);
     s.get_json("/api/overview");
     // no answer holds key material: any 24 bytes of the secret key's serialization or of
     // the payload key, raw, in hex or in base64

@@ -192,6 +192,16 @@ async function createCollection(event) {
   }
 }
 
+// The keystore's parameters as a person reads them: preset, ring, modulus against the
+// 128-bit table, t or the scale.
+function parameters(i) {
+  const p = i.parameters;
+  if (!p) return i.preset;
+  const exact = p.plain_modulus ? `t = ${p.plain_modulus}` : `scale 2^${p.scale_bits}`;
+  return `${p.preset}: ${p.scheme}, N = ${p.degree}, ${p.moduli} primes, log₂ QP = ${p.modulus_bits} ` +
+    `(at most ${p.max_secure_modulus_bits} for 128-bit security), ${exact}`;
+}
+
 async function showInfo() {
   if (!state.collection) return;
   try {
@@ -199,7 +209,7 @@ async function showInfo() {
     const rows = [
       ["Collection", i.collection],
       ["Kind", i.vectors],
-      ["Parameters", i.preset],
+      ["Parameters", parameters(i)],
       ["Images", `${i.images ?? 0}${i.deleted ? ` (${i.deleted} deleted, purged by Compact)` : ""}`],
       ["Segments", i.segments],
       ["Stored", `${bytes(i.stored_bytes)} (ciphertexts, sealed files, thumbnails, names)`],

@@ -176,7 +176,9 @@ async fn switch_server(State(s): State<Arc<AppState>>, body: Bytes) -> ApiResult
 
 async fn info(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let ws = s.servers.active()?;
-    Ok(Json(blocking(move || ws.info(&name)).await?))
+    Ok(Json(
+        blocking(move || ws.info_with_parameters(&name)).await?,
+    ))
 }
 
 fn parse_json(body: &Bytes) -> ApiResult<Value> {
