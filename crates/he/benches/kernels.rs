@@ -7,7 +7,8 @@
 //! against `add_batch_narrow` (gallery residues as `u32`).
 //! Private retrieval's first dimension (`narrow_products`, `pir-4096`): one batch of 1 024
 //! products as `answer` issues them (128 records × 4 buckets × 2 plaintexts, 256 selectors,
-//! 64 sums), and one record plaintext loaded (lift, two 32-bit NTTs, packing).
+//! 64 sums), one record plaintext loaded (lift, two 32-bit NTTs, packing; random words, as
+//! sealed records are), and a whole batch (its 256 plaintexts loaded, then its products).
 //! Run: `cargo bench -p blindsight-he --bench kernels`.
 #![allow(clippy::unwrap_used, missing_docs, reason = "benchmark harness")]
 
@@ -177,7 +178,16 @@ fn bench_first_dimension(c: &mut Criterion) {
     };
     let ctx = Context::preset("pir-4096").unwrap();
     let n = ctx.degree();
-    let words: Vec<u16> = (0..n).map(|i| (i * 7919) as u16).collect();
+    // random-looking words, as sealed records are (a regular pattern would let a branch
+    // predictor learn the data)
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next_word = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x >> 48) as u16
+    };
+    let words: Vec<u16> = (0..n).map(|_| next_word()).collect();
     let mut operands = NarrowOperands::new(&ctx, 1, 256).unwrap();
     for i in 0..256 {
         operands.load_u16(&ctx, i, &words).unwrap();
@@ -220,6 +230,20 @@ fn bench_first_dimension(c: &mut Criterion) {
     });
     group.bench_function("load_record_plaintext", |b| {
         b.iter(|| operands.load_u16(&ctx, 0, black_box(&words)).unwrap())
+    });
+    // a batch as the first dimension runs it: 256 plaintexts of records not in cache
+    // loaded (lift, NTTs, packing), then their 1 024 products
+    let db: Vec<u16> = (0..16 * 1024 * 1024).map(|_| next_word()).collect();
+    let mut at = 0usize;
+    group.bench_function("batch_256_loads_1024_products", |b| {
+        b.iter(|| {
+            for i in 0..256 {
+                at = (at + 1) % (db.len() / n);
+                let src = &db[at * n..][..n];
+                operands.load_u16(&ctx, i, black_box(src)).unwrap();
+            }
+            accumulate_narrow(&ctx, &mut sums, &selectors, &operands, &products).unwrap()
+        })
     });
     group.finish();
 }
