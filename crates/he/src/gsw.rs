@@ -102,6 +102,12 @@ impl Evaluator {
         let up = ctx.q_primes(level + 1);
         let mut acc = [RnsPoly::zero(n, level + 2), RnsPoly::zero(n, level + 2)];
         let mut digit = RnsPoly::zero(n, level + 2);
+        // primes below 2^31 whose sums hold every product: summed on 32-bit halves, each
+        // coefficient reduced once at the end
+        let terms: usize = rgsw.rows.iter().map(Vec::len).sum();
+        let lazy = up
+            .iter()
+            .all(|p| p.narrow().is_some_and(|w| terms <= w.lazy_terms()));
         for (poly, rows) in ct.polys.iter().zip(&rgsw.rows) {
             let coeff = poly.clone().backward(&q);
             for (i, row) in rows.iter().enumerate() {
@@ -115,8 +121,18 @@ impl Evaluator {
                     lift_centered(out, coeff.comp(i), qi, &prime.m);
                     prime.forward(out);
                 }
-                acc[0].mul_acc(&digit, &row[0], &up);
-                acc[1].mul_acc(&digit, &row[1], &up);
+                if lazy {
+                    acc[0].mul_add_lazy(&digit, &row[0], &up);
+                    acc[1].mul_add_lazy(&digit, &row[1], &up);
+                } else {
+                    acc[0].mul_acc(&digit, &row[0], &up);
+                    acc[1].mul_acc(&digit, &row[1], &up);
+                }
+            }
+        }
+        if lazy {
+            for a in &mut acc {
+                a.reduce_lazy(&up);
             }
         }
         let polys = acc

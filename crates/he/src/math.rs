@@ -6,6 +6,7 @@ pub mod basis;
 pub mod convert;
 pub mod kernels;
 pub mod modulus;
+pub mod montgomery;
 pub mod ntt;
 pub mod poly;
 pub mod primes;

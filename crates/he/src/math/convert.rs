@@ -3,7 +3,7 @@
 //! All routines work on coefficient-form residues and keep the centered meaning of values:
 //! an input `x` modulo `F` stands for its representative in `(-F/2, F/2]`.
 
-use super::modulus::Modulus;
+use super::modulus::{Modulus, csub};
 use super::simd::vectorized;
 
 /// Floor of `a * 2^128 / q` for `a < q` (a 128-bit binary fraction of `a/q`).
@@ -207,6 +207,15 @@ pub(crate) fn lift_centered(out: &mut [u64], src: &[u64], from: u64, to: &Modulu
                     let neg = ((x > from / 2) as u64).wrapping_neg();
                     *o = x.wrapping_add((t.wrapping_sub(from)) & neg);
                 }
+            } else if from / 2 < 2 * t {
+                // |centered x| < 2t (a special prime a bit above the ciphertext primes): one
+                // masked subtraction, no quotient to estimate
+                for (o, &x) in out.iter_mut().zip(src) {
+                    let neg = ((x > from / 2) as u64).wrapping_neg();
+                    let magnitude = x ^ ((x ^ from.wrapping_sub(x)) & neg);
+                    let r = csub(magnitude, t);
+                    *o = r ^ ((r ^ to.neg(r)) & neg);
+                }
             } else if from < F64_EXACT && t < F64_EXACT {
                 let inv = to.reciprocal();
                 for (o, &x) in out.iter_mut().zip(src) {
@@ -254,6 +263,26 @@ mod tests {
             conv.convert(&input, &mut out_refs);
             for (m, o) in to.iter().zip(&out) {
                 prop_assert_eq!(o[0] as i128, x.rem_euclid(m.value() as i128));
+            }
+        }
+
+        /// Each of the lift's three paths (`from/2` below `t`, below `2t`, beyond) keeps a
+        /// residue's centered meaning, at the edges of the centered range too.
+        #[test]
+        fn centered_lift_matches_the_signed_value(x in any::<u64>(), case in 0usize..4) {
+            let (from, to) = [
+                (134_250_497u64, 268_369_921u64), // from/2 < t
+                (268_369_921, 134_250_497),       // t <= from/2 < 2t
+                (1_125_899_906_826_241, 65_537),  // the quotient in f64
+                ((1 << 61) - 1, 1_099_511_480_321),
+            ][case];
+            let m = Modulus::new(to);
+            let xs = [x % from, 0, 1, from / 2, from / 2 + 1, from - 1];
+            let mut out = vec![0u64; xs.len()];
+            lift_centered(&mut out, &xs, from, &m);
+            for (&x, &o) in xs.iter().zip(&out) {
+                let signed = if x > from / 2 { x as i128 - from as i128 } else { x as i128 };
+                prop_assert_eq!(o as i128, signed.rem_euclid(to as i128), "{} from {}", x, from);
             }
         }
 

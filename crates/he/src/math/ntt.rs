@@ -2,6 +2,7 @@
 //! points, from which automorphisms in the NTT domain are derived as permutations.
 
 use super::modulus::Modulus;
+use super::montgomery::Narrow;
 use super::simd::vectorized;
 use std::collections::HashMap;
 use zeroize::Zeroizing;
@@ -15,6 +16,8 @@ pub struct Prime {
     /// The same transform on 32-bit words (primes below `2^31`), when tfhe-ntt has one whose
     /// outputs are the 64-bit plan's, in the same order (planned and checked on first use).
     plan32: std::sync::OnceLock<Option<tfhe_ntt::prime32::Plan>>,
+    /// Products on 32-bit halves (primes below `2^31`): pointwise products and lazy sums.
+    narrow: Option<Narrow>,
 }
 
 impl Prime {
@@ -25,7 +28,14 @@ impl Prime {
             m: Modulus::new(p),
             plan,
             plan32: std::sync::OnceLock::new(),
+            narrow: Narrow::new(p),
         })
+    }
+
+    /// The prime's products on 32-bit halves, if it is below `2^31` (lazy sums of products
+    /// for key switching and external products).
+    pub fn narrow(&self) -> Option<&Narrow> {
+        self.narrow.as_ref()
     }
 
     /// The 32-bit plan of the prime, planned on first use: `None` if the prime is not below
@@ -108,12 +118,18 @@ impl Prime {
     /// `acc[i] += a[i] * b[i] mod p` (SIMD).
     #[inline]
     pub fn mul_acc(&self, acc: &mut [u64], a: &[u64], b: &[u64]) {
-        self.plan.mul_accumulate(acc, a, b);
+        match &self.narrow {
+            Some(narrow) => narrow.mul_acc(acc, a, b),
+            None => self.plan.mul_accumulate(acc, a, b),
+        }
     }
 
     /// `a[i] = a[i] * b[i] mod p` (SIMD).
     #[inline]
     pub fn mul_assign(&self, a: &mut [u64], b: &[u64]) {
+        if let Some(narrow) = &self.narrow {
+            return narrow.mul_assign(a, b);
+        }
         with_scratch(a.len(), |s| {
             s.fill(0);
             self.plan.mul_accumulate(s, a, b);
@@ -125,6 +141,9 @@ impl Prime {
     /// by `n` so that the plan's normalizing product yields exactly `a·c`).
     #[inline]
     pub fn mul_const_assign(&self, a: &mut [u64], c: u64) {
+        if let Some(narrow) = &self.narrow {
+            return narrow.mul_const_assign(a, c);
+        }
         let cn = self.m.mul(c, self.m.reduce(a.len() as u64));
         with_scratch(a.len(), |s| {
             s.fill(cn);
