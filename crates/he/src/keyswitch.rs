@@ -7,6 +7,7 @@ use crate::errors::Result;
 use crate::keys::KeySwitchingKey;
 use crate::math::convert::lift_centered;
 use crate::math::poly::{Coeff, RnsPoly};
+use crate::math::simd::vectorized;
 
 /// The RNS digits of a polynomial at level `ℓ`: digit `i` is `[d]_{q_i}` (centered), lifted to
 /// `Q_ℓ ∪ P`, in NTT form.
@@ -122,14 +123,19 @@ pub(crate) fn drop_last_rounded(ctx: &Context, level: usize, x: &RnsPoly) -> Res
     let mut out = x.slice(0, level);
     let mut scratch = vec![0u64; n];
     for (j, prime) in q.prefix(level).iter().enumerate() {
-        for (s, &v) in scratch.iter_mut().zip(tail.comp(0)) {
-            *s = prime.m.reduce_centered(v, ql);
-        }
+        // the centered residue mod q_l in prime j (vectorized: the same as reduce_centered)
+        lift_centered(&mut scratch, tail.comp(0), ql, &prime.m);
         prime.forward(&mut scratch);
         let o = out.comp_mut(j);
-        for (o, &s) in o.iter_mut().zip(&scratch) {
-            *o = prime.m.sub(*o, s);
-        }
+        let m = &prime.m;
+        vectorized(
+            #[inline(always)]
+            || {
+                for (o, &s) in o.iter_mut().zip(&scratch) {
+                    *o = m.sub(*o, s);
+                }
+            },
+        );
         prime.mul_const_assign(o, lv.q_last_inv[j]);
     }
     Ok(out)
