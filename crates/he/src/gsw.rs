@@ -17,7 +17,7 @@ use crate::evaluator::Evaluator;
 use crate::keys::RelinKey;
 use crate::keyswitch::{drop_last_rounded, key_switch};
 use crate::math::convert::lift_centered;
-use crate::math::poly::RnsPoly;
+use crate::math::poly::{Ntt, RnsPoly};
 use crate::meta::Meta;
 use crate::plaintext::Ciphertext;
 
@@ -100,18 +100,14 @@ impl Evaluator {
         let n = ctx.degree();
         let q = ctx.q_primes(level);
         let up = ctx.q_primes(level + 1);
-        let mut acc = [RnsPoly::zero(n, level + 2), RnsPoly::zero(n, level + 2)];
-        let mut digit = RnsPoly::zero(n, level + 2);
-        // primes below 2^31 whose sums hold every product: summed on 32-bit halves, each
-        // coefficient reduced once at the end
-        let terms: usize = rgsw.rows.iter().map(Vec::len).sum();
-        let lazy = up
-            .iter()
-            .all(|p| p.narrow().is_some_and(|w| terms <= w.lazy_terms()));
+        // every digit of both polynomials first, then each prime's two sums over them (summed
+        // lazily where the prime allows: Prime::mul_acc_sum)
+        let mut digits = Vec::new();
         for (poly, rows) in ct.polys.iter().zip(&rgsw.rows) {
             let coeff = poly.clone().backward(&q);
             for (i, row) in rows.iter().enumerate() {
                 let qi = q[i].value();
+                let mut digit = RnsPoly::<Ntt>::zero(n, level + 2);
                 for (j, prime) in up.iter().enumerate() {
                     let out = digit.comp_mut(j);
                     if j == i {
@@ -121,18 +117,16 @@ impl Evaluator {
                     lift_centered(out, coeff.comp(i), qi, &prime.m);
                     prime.forward(out);
                 }
-                if lazy {
-                    acc[0].mul_add_lazy(&digit, &row[0], &up);
-                    acc[1].mul_add_lazy(&digit, &row[1], &up);
-                } else {
-                    acc[0].mul_acc(&digit, &row[0], &up);
-                    acc[1].mul_acc(&digit, &row[1], &up);
-                }
+                digits.push((digit, row));
             }
         }
-        if lazy {
-            for a in &mut acc {
-                a.reduce_lazy(&up);
+        let mut acc = [RnsPoly::zero(n, level + 2), RnsPoly::zero(n, level + 2)];
+        for (c, sum) in acc.iter_mut().enumerate() {
+            for (j, prime) in up.iter().enumerate() {
+                prime.mul_acc_sum(
+                    sum.comp_mut(j),
+                    digits.iter().map(|(d, row)| (d.comp(j), row[c].comp(j))),
+                );
             }
         }
         let polys = acc

@@ -49,25 +49,16 @@ pub(crate) fn inner_product(
     let mut acc0 = RnsPoly::zero(n, qp.len());
     let mut acc1 = RnsPoly::zero(n, qp.len());
     for (j, (&kj, prime)) in lv.qp.iter().zip(&qp).enumerate() {
-        let pairs = digits.iter().zip(&key.digits);
         // the accumulators start at zero
-        match prime.narrow().filter(|w| digits.len() <= w.lazy_terms()) {
-            // primes below 2^31: the digits' products summed on 32-bit halves, reduced once
-            Some(w) => {
-                for (digit, pair) in pairs {
-                    w.mul_add_lazy(acc0.comp_mut(j), digit.comp(j), pair.b.comp(kj));
-                    w.mul_add_lazy(acc1.comp_mut(j), digit.comp(j), pair.a.comp(kj));
-                }
-                w.reduce_lazy(acc0.comp_mut(j));
-                w.reduce_lazy(acc1.comp_mut(j));
-            }
-            None => {
-                for (digit, pair) in pairs {
-                    prime.mul_acc(acc0.comp_mut(j), digit.comp(j), pair.b.comp(kj));
-                    prime.mul_acc(acc1.comp_mut(j), digit.comp(j), pair.a.comp(kj));
-                }
-            }
-        }
+        let pairs = || digits.iter().zip(&key.digits);
+        prime.mul_acc_sum(
+            acc0.comp_mut(j),
+            pairs().map(|(d, pair)| (d.comp(j), pair.b.comp(kj))),
+        );
+        prime.mul_acc_sum(
+            acc1.comp_mut(j),
+            pairs().map(|(d, pair)| (d.comp(j), pair.a.comp(kj))),
+        );
     }
     Ok((acc0, acc1))
 }

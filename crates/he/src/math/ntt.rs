@@ -32,12 +32,6 @@ impl Prime {
         })
     }
 
-    /// The prime's products on 32-bit halves, if it is below `2^31` (lazy sums of products
-    /// for key switching and external products).
-    pub fn narrow(&self) -> Option<&Narrow> {
-        self.narrow.as_ref()
-    }
-
     /// The 32-bit plan of the prime, planned on first use: `None` if the prime is not below
     /// `2^31` or tfhe-ntt's 32-bit outputs differ from the 64-bit plan's, in value or order,
     /// forward or (normalized) inverse.
@@ -121,6 +115,35 @@ impl Prime {
         match &self.narrow {
             Some(narrow) => narrow.mul_acc(acc, a, b),
             None => self.plan.mul_accumulate(acc, a, b),
+        }
+    }
+
+    /// `acc[i] = (acc[i] + Σ_k a_k[i] · b_k[i]) mod p` over `pairs` (SIMD). On a prime below
+    /// `2^31` the products are added unreduced on 32-bit halves and each word is reduced once
+    /// per [`Narrow::lazy_terms`] of them (a key switch's or an external product's digits:
+    /// once); otherwise each product is reduced as in [`Self::mul_acc`].
+    pub fn mul_acc_sum<'a>(
+        &self,
+        acc: &mut [u64],
+        pairs: impl IntoIterator<Item = (&'a [u64], &'a [u64])>,
+    ) {
+        let Some(narrow) = &self.narrow else {
+            for (a, b) in pairs {
+                self.plan.mul_accumulate(acc, a, b);
+            }
+            return;
+        };
+        let mut pending = 0;
+        for (a, b) in pairs {
+            if pending == narrow.lazy_terms() {
+                narrow.reduce_lazy(acc);
+                pending = 0;
+            }
+            narrow.mul_add_lazy(acc, a, b);
+            pending += 1;
+        }
+        if pending > 0 {
+            narrow.reduce_lazy(acc);
         }
     }
 
@@ -407,6 +430,39 @@ mod narrow_plan_tests {
         }
         let p = ntt_primes(&[40], n, &mut Vec::new()).unwrap()[0];
         assert!(Prime::new(p, n).unwrap().plan32().is_none());
+    }
+
+    /// A sum of products equals the products reduced one by one, on a narrow prime past
+    /// its lazy bound (the sum is reduced on the way) and on a wide prime.
+    #[test]
+    fn sums_of_products_match_one_by_one() {
+        let n = 64;
+        for bits in [28u32, 30, 50] {
+            let p = ntt_primes(&[bits], 4096, &mut Vec::new()).unwrap()[0];
+            let prime = Prime::new(p, n).unwrap();
+            let terms = prime.narrow.map_or(5, |w| 2 * w.lazy_terms() + 3);
+            let vecs: Vec<Vec<u64>> = (0..2 * terms as u64)
+                .map(|k| {
+                    (0..n as u64)
+                        .map(|i| p - 1 - (i * 7 + k * 13) % 5)
+                        .collect()
+                })
+                .collect();
+            let pairs: Vec<(&[u64], &[u64])> = vecs
+                .chunks_exact(2)
+                .map(|c| (c[0].as_slice(), c[1].as_slice()))
+                .collect();
+            let start: Vec<u64> = (0..n as u64).map(|i| p - 1 - i).collect();
+            let mut want = start.clone();
+            for (a, b) in &pairs {
+                for ((w, &x), &y) in want.iter_mut().zip(*a).zip(*b) {
+                    *w = prime.m.add(*w, prime.m.mul(x, y));
+                }
+            }
+            let mut got = start;
+            prime.mul_acc_sum(&mut got, pairs.iter().copied());
+            assert_eq!(got, want, "{bits}-bit prime, {terms} products");
+        }
     }
 }
 

@@ -280,30 +280,6 @@ impl RnsPoly<Ntt> {
         }
     }
 
-    /// `self += a * b` pointwise without reduction, on primes below `2^31` (their
-    /// [`super::montgomery::Narrow`]): the caller adds at most `lazy_terms` products before
-    /// [`Self::reduce_lazy`]. A prime without narrow arithmetic is reduced as in
-    /// [`Self::mul_acc`].
-    pub fn mul_add_lazy(&mut self, a: &Self, b: &Self, primes: &Basis<'_>) {
-        self.check_basis(primes);
-        for (((acc, x), y), p) in self.comps_mut().zip(a.comps()).zip(b.comps()).zip(primes) {
-            match p.narrow() {
-                Some(w) => w.mul_add_lazy(acc, x, y),
-                None => p.mul_acc(acc, x, y),
-            }
-        }
-    }
-
-    /// Reduces the lazy sums of [`Self::mul_add_lazy`].
-    pub fn reduce_lazy(&mut self, primes: &Basis<'_>) {
-        self.check_basis(primes);
-        for (acc, p) in self.comps_mut().zip(primes) {
-            if let Some(w) = p.narrow() {
-                w.reduce_lazy(acc);
-            }
-        }
-    }
-
     /// The automorphism with NTT-domain permutation `perm` (NTT form in, NTT form out).
     pub fn permuted(&self, perm: &[u32]) -> Self {
         // every word is written: no zero fill first
