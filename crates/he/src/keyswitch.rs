@@ -7,7 +7,6 @@ use crate::errors::Result;
 use crate::keys::KeySwitchingKey;
 use crate::math::convert::lift_centered;
 use crate::math::poly::{Coeff, RnsPoly};
-use crate::math::simd::vectorized;
 
 /// The RNS digits of a polynomial at level `ℓ`: digit `i` is `[d]_{q_i}` (centered), lifted to
 /// `Q_ℓ ∪ P`, in NTT form.
@@ -111,23 +110,14 @@ pub(crate) fn drop_last_rounded(ctx: &Context, level: usize, x: &RnsPoly) -> Res
         .slice(level, level + 1)
         .backward(&q.range(level, level + 1));
     let n = ctx.degree();
-    let mut out = x.slice(0, level);
-    let mut scratch = vec![0u64; n];
-    for (j, prime) in q.prefix(level).iter().enumerate() {
-        // the centered residue mod q_l in prime j (vectorized: the same as reduce_centered)
-        lift_centered(&mut scratch, tail.comp(0), ql, &prime.m);
-        prime.forward(&mut scratch);
-        let o = out.comp_mut(j);
-        let m = &prime.m;
-        vectorized(
-            #[inline(always)]
-            || {
-                for (o, &s) in o.iter_mut().zip(&scratch) {
-                    *o = m.sub(*o, s);
-                }
-            },
-        );
-        prime.mul_const_assign(o, lv.q_last_inv[j]);
+    let lower = q.prefix(level);
+    // the centered residue mod q_l in each lower prime, then (x − it) / q_l as in mod_down
+    let mut conv = RnsPoly::<Coeff>::zero(n, level);
+    for (c, prime) in conv.comps_mut().zip(&lower) {
+        lift_centered(c, tail.comp(0), ql, &prime.m);
     }
+    let conv = conv.forward(&lower);
+    let mut out = x.slice(0, level);
+    out.sub_mul_scalar_assign(&conv, &lv.q_last_inv, &lower);
     Ok(out)
 }

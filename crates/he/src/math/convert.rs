@@ -3,7 +3,7 @@
 //! All routines work on coefficient-form residues and keep the centered meaning of values:
 //! an input `x` modulo `F` stands for its representative in `(-F/2, F/2]`.
 
-use super::modulus::{Modulus, csub};
+use super::modulus::Modulus;
 use super::simd::vectorized;
 
 /// Floor of `a * 2^128 / q` for `a < q` (a 128-bit binary fraction of `a/q`).
@@ -208,13 +208,10 @@ pub(crate) fn lift_centered(out: &mut [u64], src: &[u64], from: u64, to: &Modulu
                     *o = x.wrapping_add((t.wrapping_sub(from)) & neg);
                 }
             } else if from / 2 < 2 * t {
-                // |centered x| < 2t (a special prime a bit above the ciphertext primes): one
-                // masked subtraction, no quotient to estimate
+                // |centered x| < 2t (a special prime a bit above the ciphertext primes): no
+                // quotient to estimate
                 for (o, &x) in out.iter_mut().zip(src) {
-                    let neg = ((x > from / 2) as u64).wrapping_neg();
-                    let magnitude = x ^ ((x ^ from.wrapping_sub(x)) & neg);
-                    let r = csub(magnitude, t);
-                    *o = r ^ ((r ^ to.neg(r)) & neg);
+                    *o = to.reduce_centered_below_twice(x, from);
                 }
             } else if from < F64_EXACT && t < F64_EXACT {
                 let inv = to.reciprocal();

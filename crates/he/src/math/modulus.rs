@@ -161,14 +161,13 @@ impl Modulus {
     #[inline(always)]
     pub fn reduce_centered_f64(&self, x: u64, other: u64, inv: f64) -> u64 {
         let p = self.value;
-        let neg = ((x > other / 2) as u64).wrapping_neg();
-        let magnitude = x ^ ((x ^ (other - x)) & neg);
-        // q within one of floor(magnitude / p): r in [-p, 2p)
-        let q = (magnitude as f64 * inv) as u64;
-        let r = magnitude.wrapping_sub(q.wrapping_mul(p));
-        let r = r.wrapping_add(p & sign_mask(r));
-        let r = csub(r, p);
-        r ^ ((r ^ self.neg(r)) & neg)
+        self.centered_with(x, other, |magnitude| {
+            // q within one of floor(magnitude / p): r in [-p, 2p)
+            let q = (magnitude as f64 * inv) as u64;
+            let r = magnitude.wrapping_sub(q.wrapping_mul(p));
+            let r = r.wrapping_add(p & sign_mask(r));
+            csub(r, p)
+        })
     }
 
     /// Reduces a value `x` known to lie in `[0, other)` (a residue of another prime,
@@ -176,9 +175,24 @@ impl Modulus {
     /// values above `other/2` stand for `x - other`.
     #[inline(always)]
     pub fn reduce_centered(&self, x: u64, other: u64) -> u64 {
+        self.centered_with(x, other, |magnitude| self.reduce(magnitude))
+    }
+
+    /// [`Self::reduce_centered`] for `other / 2 < 2p` (a special prime a bit wider than this
+    /// one): the magnitude is below `2p`, one masked subtraction reduces it.
+    #[inline(always)]
+    pub fn reduce_centered_below_twice(&self, x: u64, other: u64) -> u64 {
+        self.centered_with(x, other, |magnitude| csub(magnitude, self.value))
+    }
+
+    /// The centered meaning of `x` modulo `other` carried into this modulus, branch-free:
+    /// `reduce` takes the magnitude `|x|` (below `other / 2 + 1`) to its residue, which is
+    /// negated back for values above `other / 2`.
+    #[inline(always)]
+    fn centered_with(&self, x: u64, other: u64, reduce: impl FnOnce(u64) -> u64) -> u64 {
         let neg = ((x > other / 2) as u64).wrapping_neg();
-        let magnitude = x ^ ((x ^ (other - x)) & neg);
-        let r = self.reduce(magnitude);
+        let magnitude = x ^ ((x ^ other.wrapping_sub(x)) & neg);
+        let r = reduce(magnitude);
         r ^ ((r ^ self.neg(r)) & neg)
     }
 }
