@@ -174,7 +174,7 @@ fn bench_ntt(c: &mut Criterion) {
 fn bench_first_dimension(c: &mut Criterion) {
     use blindsight_he::{
         BfvEncoder, Context, Evaluator, NarrowCiphertext, NarrowOperands, NarrowProduct,
-        NarrowSelectors, NarrowSums, SecretKey, accumulate_narrow,
+        NarrowSelectors, NarrowSums, SecretKey, accumulate_narrow, accumulate_narrow_by_prime,
     };
     let ctx = Context::preset("pir-4096").unwrap();
     let n = ctx.degree();
@@ -228,6 +228,18 @@ fn bench_first_dimension(c: &mut Criterion) {
     group.bench_function("batch_1024_products", |b| {
         b.iter(|| accumulate_narrow(&ctx, &mut sums, &selectors, &operands, &products).unwrap())
     });
+    // the same products on a few objects that stay in the cache: the arithmetic alone
+    let cached: Vec<NarrowProduct> = products
+        .iter()
+        .map(|p| NarrowProduct {
+            acc: p.acc % 8,
+            selector: p.selector % 16,
+            operand: p.operand % 32,
+        })
+        .collect();
+    group.bench_function("cached_1024_products", |b| {
+        b.iter(|| accumulate_narrow(&ctx, &mut sums, &selectors, &operands, &cached).unwrap())
+    });
     group.bench_function("load_record_plaintext", |b| {
         b.iter(|| operands.load_u16(&ctx, 0, black_box(&words)).unwrap())
     });
@@ -243,6 +255,27 @@ fn bench_first_dimension(c: &mut Criterion) {
                 operands.load_u16(&ctx, i, black_box(src)).unwrap();
             }
             accumulate_narrow(&ctx, &mut sums, &selectors, &operands, &products).unwrap()
+        })
+    });
+    // as the first dimension runs it now: one prime at a time
+    let mut one_prime = NarrowOperands::one_prime(&ctx, 1, 256).unwrap();
+    group.bench_function("batch_256_loads_1024_products_by_prime", |b| {
+        b.iter(|| {
+            accumulate_narrow_by_prime(
+                &ctx,
+                &mut sums,
+                &selectors,
+                &mut one_prime,
+                &products,
+                |ops| {
+                    for i in 0..256 {
+                        at = (at + 1) % (db.len() / n);
+                        ops.load_u16(&ctx, i, black_box(&db[at * n..][..n]))?;
+                    }
+                    Ok(())
+                },
+            )
+            .unwrap()
         })
     });
     group.finish();

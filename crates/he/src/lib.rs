@@ -37,7 +37,8 @@ pub use gsw::Rgsw;
 pub use keys::{GaloisKeys, PublicKey, RelinKey, SecretKey};
 pub use meta::Meta;
 pub use narrow_products::{
-    NarrowCiphertext, NarrowOperands, NarrowProduct, NarrowSelectors, NarrowSums, accumulate_narrow,
+    NarrowCiphertext, NarrowOperands, NarrowProduct, NarrowSelectors, NarrowSums,
+    accumulate_narrow, accumulate_narrow_by_prime,
 };
 pub use operand_layout::ProductForm;
 pub use params::{Parameters, Scheme};

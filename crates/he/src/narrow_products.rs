@@ -11,28 +11,39 @@
 //!   without reducing them until one more could overflow (after a reduction a word is
 //!   below `p`, so `⌊(2^64 − p) / (p − 1)^2⌋` products fit: 1 024 on 27-bit primes).
 //! - **Tile-major arenas**: selectors, operands and sums are each one buffer laid out
-//!   `[prime][tile][object][words]`, so that one tile (128 coefficients) of every object of
-//!   a batch is one contiguous run of memory; [`accumulate_narrow`] runs a whole list of
-//!   products one tile at a time, each sum's words kept in registers over all its products
-//!   (a sum is read and written once per list and tile, not once per product).
+//!   `[prime][tile][object][words]`, so that one tile (32 coefficients) of every object of
+//!   a batch is one contiguous run of memory, small enough for a core's L2 cache;
+//!   [`accumulate_narrow`] runs a whole list of products one tile at a time, each sum's
+//!   words kept in registers over all its products (a sum is read and written once per
+//!   list and tile, not once per product), in blocks sized by the vector registers.
+//! - **One prime at a time** ([`accumulate_narrow_by_prime`]): operands that hold one
+//!   prime are transformed and used prime by prime, so that a batch's transformed records
+//!   (four times their bytes for two primes) are still in the cache when their products
+//!   read them.
 
 use crate::context::Context;
 use crate::errors::{HeError, Result};
 use crate::math::poly::RnsPoly;
-use crate::math::simd::vectorized;
+use crate::math::simd::{vectorized, wide_vectors};
 use crate::meta::Meta;
 use crate::params::Scheme;
 use crate::plaintext::Ciphertext;
 
-/// Packed words per tile (128 coefficients).
-const TILE_WORDS: usize = 64;
+/// Packed words per tile (32 coefficients): one tile of every object a batch touches (a
+/// few hundred selectors, operands and sums) stays within a core's L2 cache while the
+/// tile's products run, so that each byte comes from memory once per batch.
+const TILE_WORDS: usize = 16;
 
-/// Packed words a sum keeps in registers while its products are added: two components ×
-/// even and odd halves × 16 words, eight 512-bit registers.
-const WORDS: usize = 16;
+/// Packed words a sum keeps in registers while its products are added, on AVX-512: two
+/// components × even and odd halves × 16 words, eight 512-bit registers.
+const WIDE_WORDS: usize = 16;
+
+/// The same on AVX2 (or narrower): 8 words, eight of its sixteen 256-bit registers (16
+/// words spilled the sums to the stack: the products ran at half speed).
+const WORDS: usize = 8;
 
 // the kernel reads whole blocks of words: tiles are made of them
-const _: () = assert!(TILE_WORDS.is_multiple_of(WORDS));
+const _: () = assert!(TILE_WORDS.is_multiple_of(WIDE_WORDS) && TILE_WORDS.is_multiple_of(WORDS));
 
 thread_local! {
     /// The 32-bit words an operand is transformed in before it is packed.
@@ -226,24 +237,49 @@ impl NarrowSelectors {
 }
 
 /// A batch of BFV plaintexts in NTT form at one level, in one tile-major arena, each
-/// reloadable in place ([`Self::load_u16`]).
+/// reloadable in place ([`Self::load_u16`]): either every prime of the level
+/// ([`Self::new`]), or one prime at a time ([`Self::one_prime`], for
+/// [`accumulate_narrow_by_prime`]: half the bytes, so that a batch's operands stay in the
+/// cache between their transforms and their products).
 #[derive(Clone, Debug)]
 pub struct NarrowOperands {
     data: Vec<u64>,
     tiles: Tiles,
     level: usize,
+    /// The primes held: `first..first + held` of the level's.
+    first: usize,
+    held: usize,
+    /// The pass of [`accumulate_narrow_by_prime`] each operand was last loaded in: an
+    /// operand of an earlier pass holds another prime's residues.
+    loaded_in: Vec<u64>,
+    pass: u64,
     fingerprint: [u8; 32],
 }
 
 impl NarrowOperands {
-    /// `count` zero operands at `level` (whose primes must be below `2^32`).
+    /// `count` zero operands at `level` (whose primes must be below `2^32`), every prime.
     pub fn new(ctx: &Context, level: usize, count: usize) -> Result<Self> {
         let primes = narrow_primes(ctx, level)?;
+        Self::holding(ctx, level, count, primes)
+    }
+
+    /// `count` operands at `level` holding one prime at a time: loaded by the loader of
+    /// [`accumulate_narrow_by_prime`], once per prime.
+    pub fn one_prime(ctx: &Context, level: usize, count: usize) -> Result<Self> {
+        narrow_primes(ctx, level)?;
+        Self::holding(ctx, level, count, 1)
+    }
+
+    fn holding(ctx: &Context, level: usize, count: usize, held: usize) -> Result<Self> {
         let tiles = Tiles::new(ctx, count, 1);
         Ok(Self {
-            data: vec![0; tiles.len(primes)],
+            data: vec![0; tiles.len(held)],
             tiles,
             level,
+            first: 0,
+            held,
+            loaded_in: vec![0; count],
+            pass: 0,
             fingerprint: ctx.params().fingerprint(),
         })
     }
@@ -301,10 +337,14 @@ impl NarrowOperands {
         let t = ctx.params().plain_modulus();
         let n = ctx.degree();
         let tiles = self.tiles;
+        let held = ctx
+            .q_primes(self.level)
+            .range(self.first, self.first + self.held);
+        self.loaded_in[i] = self.pass;
         NTT_SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
             scratch.resize(n, 0);
-            for (j, prime) in ctx.q_primes(self.level).iter().enumerate() {
+            for (j, prime) in held.iter().enumerate() {
                 // centered: v > t/2 stands for v − t, i.e. p − (t − v). Every value is below
                 // t < p < 2^32 (narrow primes), so the lift runs on 32-bit lanes
                 let half = (t / 2) as u32;
@@ -349,8 +389,9 @@ pub struct NarrowSums {
     data: Vec<u64>,
     tiles: Tiles,
     level: usize,
-    /// Products per sum since its last reduction.
+    /// Products per sum and prime since their last reduction (`i · primes + j`).
     pending: Vec<usize>,
+    primes: usize,
     /// Products per sum in all.
     products: Vec<usize>,
     /// Most products between two reductions.
@@ -378,7 +419,8 @@ impl NarrowSums {
             data: vec![0; tiles.len(primes)],
             tiles,
             level,
-            pending: vec![0; count],
+            pending: vec![0; count * primes],
+            primes,
             products: vec![0; count],
             limit,
             scale: None,
@@ -401,16 +443,25 @@ impl NarrowSums {
         self.products.get(i).copied().unwrap_or(0)
     }
 
-    fn reduce(&mut self, ctx: &Context, i: usize) {
+    /// Reduces sum `i`'s words of prime `j`.
+    fn reduce(&mut self, ctx: &Context, i: usize, j: usize) {
         let tiles = self.tiles;
-        for (j, prime) in ctx.q_primes(self.level).iter().enumerate() {
+        if let Some(prime) = ctx.q_primes(self.level).iter().nth(j) {
             for t in 0..tiles.tiles {
                 for v in &mut self.data[tiles.at(j, t, i)..][..tiles.width] {
                     *v = prime.m.reduce(*v);
                 }
             }
         }
-        self.pending[i] = 0;
+        self.pending[i * self.primes + j] = 0;
+    }
+
+    /// Makes room for `count` more products in sum `i`'s words of prime `j`.
+    fn make_room(&mut self, ctx: &Context, i: usize, j: usize, count: usize) {
+        if self.pending[i * self.primes + j] + count > self.limit {
+            self.reduce(ctx, i, j);
+        }
+        self.pending[i * self.primes + j] += count;
     }
 
     /// The sums as ciphertexts, in order (zeros where nothing was added).
@@ -435,7 +486,9 @@ impl NarrowSums {
         let tiles = self.tiles;
         let out = (0..count)
             .map(|i| {
-                self.reduce(ctx, i);
+                for j in 0..primes {
+                    self.reduce(ctx, i, j);
+                }
                 let mut polys = [RnsPoly::zero(n, primes), RnsPoly::zero(n, primes)];
                 for j in 0..primes {
                     for t in 0..tiles.tiles {
@@ -481,11 +534,80 @@ pub struct NarrowProduct {
 }
 
 /// Adds every product of `products`, tile by tile (see the module's documentation). The
-/// three arenas must be at one level of `ctx`; an index out of range is an error (nothing
-/// is added then).
+/// three arenas must be at one level of `ctx`, the operands holding every prime
+/// ([`NarrowOperands::new`]); an index out of range is an error (nothing is added then).
 pub fn accumulate_narrow(
     ctx: &Context,
     sums: &mut NarrowSums,
+    selectors: &NarrowSelectors,
+    operands: &NarrowOperands,
+    products: &[NarrowProduct],
+) -> Result<()> {
+    check_arenas(ctx, sums, selectors, operands, products)?;
+    if operands.first != 0 || operands.held != sums.primes {
+        return Err(HeError::InvalidParameters {
+            reason: "operands holding one prime at a time are summed by \
+                     accumulate_narrow_by_prime"
+                .to_string(),
+        });
+    }
+    count_products(sums, products);
+    for chunk in products.chunks(sums.limit) {
+        run_chunk(ctx, sums, selectors, operands, chunk, 0..sums.primes);
+    }
+    sums.scale = Some(selectors.scale);
+    Ok(())
+}
+
+/// [`accumulate_narrow`] one prime at a time, on operands holding one prime
+/// ([`NarrowOperands::one_prime`]): for each prime of the level, `load` fills the operands
+/// (by [`NarrowOperands::load_u16`] or [`NarrowOperands::load`], which transform them
+/// modulo that prime), then every product is added modulo that prime. An operand a product
+/// names but `load` left out in a pass is an error: it would hold another prime's residues.
+pub fn accumulate_narrow_by_prime(
+    ctx: &Context,
+    sums: &mut NarrowSums,
+    selectors: &NarrowSelectors,
+    operands: &mut NarrowOperands,
+    products: &[NarrowProduct],
+    mut load: impl FnMut(&mut NarrowOperands) -> Result<()>,
+) -> Result<()> {
+    check_arenas(ctx, sums, selectors, operands, products)?;
+    if operands.held != 1 {
+        return Err(HeError::InvalidParameters {
+            reason: "accumulate_narrow_by_prime needs operands holding one prime \
+                     (NarrowOperands::one_prime)"
+                .to_string(),
+        });
+    }
+    for j in 0..sums.primes {
+        operands.first = j;
+        operands.pass += 1;
+        load(operands)?;
+        if let Some(p) = products
+            .iter()
+            .find(|p| operands.loaded_in[p.operand] != operands.pass)
+        {
+            return Err(HeError::LengthMismatch {
+                what: "narrow operands loaded for the prime being summed",
+                expected: p.operand + 1,
+                actual: p.operand,
+            });
+        }
+        for chunk in products.chunks(sums.limit) {
+            run_chunk(ctx, sums, selectors, operands, chunk, j..j + 1);
+        }
+    }
+    count_products(sums, products);
+    sums.scale = Some(selectors.scale);
+    Ok(())
+}
+
+/// The checks both accumulations make before adding anything: one context, one level,
+/// every index in range.
+fn check_arenas(
+    ctx: &Context,
+    sums: &NarrowSums,
     selectors: &NarrowSelectors,
     operands: &NarrowOperands,
     products: &[NarrowProduct],
@@ -518,33 +640,45 @@ pub fn accumulate_narrow(
             }
         }
     }
-    if products.is_empty() {
-        return Ok(());
-    }
-    // each chunk adds at most `limit` products to any one sum
-    for chunk in products.chunks(sums.limit) {
-        let mut sorted = chunk.to_vec();
-        sorted.sort_by_key(|p| p.acc);
-        let groups: Vec<&[NarrowProduct]> = sorted.chunk_by(|a, b| a.acc == b.acc).collect();
-        for group in &groups {
-            let (i, c) = (group[0].acc, group.len());
-            if sums.pending[i] + c > sums.limit {
-                sums.reduce(ctx, i);
-            }
-            sums.pending[i] += c;
-            sums.products[i] += c;
-        }
-        run_tiles(sums.level + 1, sums, selectors, operands, &groups);
-    }
-    sums.scale = Some(selectors.scale);
     Ok(())
+}
+
+fn count_products(sums: &mut NarrowSums, products: &[NarrowProduct]) {
+    for p in products {
+        sums.products[p.acc] += 1;
+    }
+}
+
+/// At most `limit` products, grouped by sum, added modulo `primes` (each sum's words of
+/// those primes reduced first where they could overflow).
+fn run_chunk(
+    ctx: &Context,
+    sums: &mut NarrowSums,
+    selectors: &NarrowSelectors,
+    operands: &NarrowOperands,
+    chunk: &[NarrowProduct],
+    primes: std::ops::Range<usize>,
+) {
+    let mut sorted = chunk.to_vec();
+    sorted.sort_by_key(|p| p.acc);
+    let groups: Vec<&[NarrowProduct]> = sorted.chunk_by(|a, b| a.acc == b.acc).collect();
+    for group in &groups {
+        for j in primes.clone() {
+            sums.make_room(ctx, group[0].acc, j, group.len());
+        }
+    }
+    if wide_vectors() {
+        run_tiles::<WIDE_WORDS>(primes, sums, selectors, operands, &groups);
+    } else {
+        run_tiles::<WORDS>(primes, sums, selectors, operands, &groups);
+    }
 }
 
 /// The products of `groups` (each one sum's), tile by tile, without reduction (the caller
 /// keeps the sums within their lazy bound): a group's words are loaded once, summed in
 /// registers over all its products, and stored once.
-fn run_tiles(
-    primes: usize,
+fn run_tiles<const W: usize>(
+    primes: std::ops::Range<usize>,
     sums: &mut NarrowSums,
     selectors: &NarrowSelectors,
     operands: &NarrowOperands,
@@ -561,21 +695,24 @@ fn run_tiles(
     let sel_span = span(|p| p.selector);
     let op_span = span(|p| p.operand);
     let acc_span = span(|p| p.acc);
+    // the operands hold primes `first..`: prime j is their tile row j − first
+    let op_first = operands.first;
     vectorized(
         #[inline(always)]
         || {
-            for j in 0..primes {
+            for j in primes.clone() {
+                let op_j = j - op_first;
                 for t in 0..st.tiles {
                     // the tile's runs read in order first: the lines come at streaming speed
                     // instead of one miss at a time in the products' order
                     let mut touched = 0u64;
-                    for (words, tiles, (lo, hi)) in [
-                        (&sel[..], sel_t, sel_span),
-                        (&op[..], op_t, op_span),
-                        (&acc[..], st, acc_span),
+                    for (words, tiles, row, (lo, hi)) in [
+                        (&sel[..], sel_t, j, sel_span),
+                        (&op[..], op_t, op_j, op_span),
+                        (&acc[..], st, j, acc_span),
                     ] {
                         if lo < hi {
-                            let run = &words[tiles.at(j, t, lo)..tiles.at(j, t, hi)];
+                            let run = &words[tiles.at(row, t, lo)..tiles.at(row, t, hi)];
                             for line in run.chunks(8) {
                                 touched = touched.wrapping_add(line[0]);
                             }
@@ -585,8 +722,8 @@ fn run_tiles(
                     for group in groups {
                         let Some(first) = group.first() else { continue };
                         let base = st.at(j, t, first.acc);
-                        for word in (0..TILE_WORDS).step_by(WORDS) {
-                            let mut block = [[0u64; WORDS]; 4];
+                        for word in (0..TILE_WORDS).step_by(W) {
+                            let mut block = [[0u64; W]; 4];
                             for (h, b) in block.iter_mut().enumerate() {
                                 *b = read_block(acc, base + h * TILE_WORDS + word);
                             }
@@ -596,12 +733,12 @@ fn run_tiles(
                                     &mut block,
                                     &read_block(sel, s),
                                     &read_block(sel, s + TILE_WORDS),
-                                    &read_block(op, op_t.at(j, t, p.operand) + word),
+                                    &read_block(op, op_t.at(op_j, t, p.operand) + word),
                                 );
                             }
                             for (h, b) in block.iter().enumerate() {
                                 let at = base + h * TILE_WORDS + word;
-                                if let Some(out) = acc.get_mut(at..at + WORDS) {
+                                if let Some(out) = acc.get_mut(at..at + W) {
                                     out.copy_from_slice(b);
                                 }
                             }
@@ -613,14 +750,14 @@ fn run_tiles(
     );
 }
 
-/// `WORDS` words of `words` from `at` (zeros past its end: never the case in an arena, whose
+/// `W` words of `words` from `at` (zeros past its end: never the case in an arena, whose
 /// tiles are made of whole blocks).
 #[inline(always)]
-fn read_block(words: &[u64], at: usize) -> [u64; WORDS] {
+fn read_block<const W: usize>(words: &[u64], at: usize) -> [u64; W] {
     words
-        .get(at..at + WORDS)
-        .and_then(|b| <[u64; WORDS]>::try_from(b).ok())
-        .unwrap_or([0; WORDS])
+        .get(at..at + W)
+        .and_then(|b| <[u64; W]>::try_from(b).ok())
+        .unwrap_or([0; W])
 }
 
 /// The low and high 32-bit halves of `x` and `y` multiplied (full 64-bit products).
@@ -632,14 +769,14 @@ fn halves(x: u64, y: u64) -> (u64, u64) {
 /// Adds `x0 · y` into `sums[0]` (even) and `sums[1]` (odd), `x1 · y` into `sums[2]`,
 /// `sums[3]`, for packed words (wrapping).
 #[inline(always)]
-fn mul_add_packed(
-    sums: &mut [[u64; WORDS]; 4],
-    x0: &[u64; WORDS],
-    x1: &[u64; WORDS],
-    y: &[u64; WORDS],
+fn mul_add_packed<const W: usize>(
+    sums: &mut [[u64; W]; 4],
+    x0: &[u64; W],
+    x1: &[u64; W],
+    y: &[u64; W],
 ) {
     let [e0, o0, e1, o1] = sums;
-    for i in 0..WORDS {
+    for i in 0..W {
         let (e, o) = halves(x0[i], y[i]);
         e0[i] = e0[i].wrapping_add(e);
         o0[i] = o0[i].wrapping_add(o);
@@ -766,6 +903,131 @@ mod tests {
         }
         assert_ne!(first[0].polys, first[1].polys);
         assert!(sums.take(&ctx, 4).is_err());
+    }
+
+    /// One prime at a time, the operands reloaded for each, sums exactly what every prime
+    /// at once sums; an operand the loader leaves out, or an arena of the other kind, is an
+    /// error.
+    #[test]
+    fn sums_by_prime_match_sums_of_every_prime() {
+        let ctx = Context::preset("pir-4096").unwrap();
+        let sk = SecretKey::generate(&ctx).unwrap();
+        let enc = BfvEncoder::new(&ctx).unwrap();
+        let ev = Evaluator::new(&ctx);
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let t = ctx.params().plain_modulus();
+        let level = 1;
+        let selectors = NarrowSelectors::new(
+            &ctx,
+            level,
+            (0..3usize).map(|i| {
+                let pt = enc.encode_coefficients(&[i as u64 + 2, 7]).unwrap();
+                let ct = ev.mod_switch_to(&sk.encrypt(&ctx, &pt).unwrap(), level);
+                NarrowCiphertext::new(&ctx, &ct.unwrap()).unwrap()
+            }),
+        )
+        .unwrap();
+        let values: Vec<Vec<u16>> = (0..5)
+            .map(|_| {
+                (0..ctx.degree())
+                    .map(|_| below(&mut rng, t.min(1 << 16)) as u16)
+                    .collect()
+            })
+            .collect();
+        let products: Vec<NarrowProduct> = (0..1500)
+            .map(|_| NarrowProduct {
+                acc: below(&mut rng, 3) as usize,
+                selector: below(&mut rng, 3) as usize,
+                operand: below(&mut rng, 5) as usize,
+            })
+            .collect();
+        let mut all = NarrowOperands::new(&ctx, level, values.len()).unwrap();
+        for (i, v) in values.iter().enumerate() {
+            all.load_u16(&ctx, i, v).unwrap();
+        }
+        let mut expected = NarrowSums::new(&ctx, level, 3).unwrap();
+        let mut got = NarrowSums::new(&ctx, level, 3).unwrap();
+        let mut one = NarrowOperands::one_prime(&ctx, level, values.len()).unwrap();
+        for list in products.chunks(600) {
+            accumulate_narrow(&ctx, &mut expected, &selectors, &all, list).unwrap();
+            accumulate_narrow_by_prime(&ctx, &mut got, &selectors, &mut one, list, |ops| {
+                for (i, v) in values.iter().enumerate() {
+                    ops.load_u16(&ctx, i, v)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        }
+        for i in 0..3 {
+            assert_eq!(got.products(i), expected.products(i));
+        }
+        let (got, expected) = (got.finish(&ctx).unwrap(), expected.finish(&ctx).unwrap());
+        for (a, b) in got.iter().zip(&expected) {
+            assert_eq!(a.polys, b.polys);
+        }
+        // operand 4 is not loaded for the second prime: it would hold the first's residues
+        let mut sums = NarrowSums::new(&ctx, level, 3).unwrap();
+        let mut pass = 0;
+        let partial =
+            accumulate_narrow_by_prime(&ctx, &mut sums, &selectors, &mut one, &products, |ops| {
+                pass += 1;
+                for (i, v) in values
+                    .iter()
+                    .enumerate()
+                    .take(if pass == 1 { 5 } else { 4 })
+                {
+                    ops.load_u16(&ctx, i, v)?;
+                }
+                Ok(())
+            });
+        assert!(partial.is_err());
+        // each accumulation wants its own kind of operands
+        assert!(accumulate_narrow(&ctx, &mut sums, &selectors, &one, &products).is_err());
+        let refused = accumulate_narrow_by_prime(
+            &ctx,
+            &mut sums,
+            &selectors,
+            &mut all,
+            &products,
+            |_| Ok(()),
+        );
+        assert!(refused.is_err());
+    }
+
+    /// Both register blocks (AVX-512's and AVX2's) add the same products, whichever the
+    /// CPU running the test dispatches to.
+    #[test]
+    fn both_block_widths_sum_the_same() {
+        let ctx = Context::preset("pir-4096").unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let level = 1;
+        let mut fill = |words: &mut Vec<u64>| {
+            for w in words.iter_mut() {
+                *w = (below(&mut rng, 1 << 27)) | (below(&mut rng, 1 << 27) << 32);
+            }
+        };
+        let mut selectors = NarrowSelectors::new(&ctx, level, std::iter::empty()).unwrap();
+        selectors.tiles = Tiles::new(&ctx, 4, 2);
+        selectors.data = vec![0; selectors.tiles.len(2)];
+        fill(&mut selectors.data);
+        let mut operands = NarrowOperands::new(&ctx, level, 3).unwrap();
+        fill(&mut operands.data);
+        let sums = NarrowSums::new(&ctx, level, 2).unwrap();
+        let products: Vec<NarrowProduct> = (0..40)
+            .map(|i| NarrowProduct {
+                acc: i % 2,
+                selector: i % 4,
+                operand: i % 3,
+            })
+            .collect();
+        let mut sorted = products.clone();
+        sorted.sort_by_key(|p| p.acc);
+        let groups: Vec<&[NarrowProduct]> = sorted.chunk_by(|a, b| a.acc == b.acc).collect();
+        let (mut wide, mut narrow) = (sums.clone(), sums);
+        run_tiles::<WIDE_WORDS>(0..2, &mut wide, &selectors, &operands, &groups);
+        run_tiles::<WORDS>(0..2, &mut narrow, &selectors, &operands, &groups);
+        assert_eq!(wide.data, narrow.data);
+        assert!(wide.data.iter().any(|&w| w != 0));
     }
 
     #[test]

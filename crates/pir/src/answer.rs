@@ -3,11 +3,11 @@
 //! 1. **Expand** the query ([`crate::expand`]): the row selectors are switched down to the
 //!    work level (BFV encryptions of 0 or 1), the column bits become RGSW ciphertexts
 //!    ([`blindsight_he::gsw`]).
-//! 2. **First dimension**, by pairs of columns: every record of the columns' slots is
-//!    transformed once per plaintext and multiplied into each of its buckets' accumulators
-//!    by that bucket's row selector (plaintext products, summed lazily); the pair is then
-//!    folded by the bucket's first column bit, so that only half the column results are
-//!    ever held.
+//! 2. **First dimension**, by blocks of columns: every record of the columns' slots is
+//!    transformed once per plaintext and prime and multiplied into each of its buckets'
+//!    accumulators by that bucket's row selector (plaintext products, summed lazily); the
+//!    block is then folded by the bucket's first column bits, so that only a fraction of
+//!    the column results are ever held.
 //! 3. **Second dimension**: each bucket's remaining columns are folded pairwise by its other
 //!    column bits, least significant first (`a + bit ⊡ (b − a)`): the selected column
 //!    remains.
@@ -25,7 +25,7 @@ use crate::record::part_coefficients;
 use crate::wire::{Query, Response};
 use blindsight_he::{
     Ciphertext, Context, Evaluator, NarrowCiphertext, NarrowOperands, NarrowProduct,
-    NarrowSelectors, NarrowSums, Rgsw, accumulate_narrow,
+    NarrowSelectors, NarrowSums, Rgsw, accumulate_narrow_by_prime,
 };
 use rayon::prelude::*;
 
@@ -167,9 +167,11 @@ pub fn answer_timed(
     }
     let selectors = expand_query(ev, keys, &shape, &plan, query)?;
     times.expand_s = clock.elapsed().as_secs_f64();
-    // columns[c][b][part] after the first fold, COLUMN_BLOCK = 2 columns per task, each
-    // task on arenas of the pool
+    // columns[c][b][part] after the first folds, COLUMN_BLOCK columns per task, each task
+    // on arenas of the pool
     let pool = std::sync::Mutex::new(Vec::new());
+    // the bits each task folds its columns by (the block's, fewer if the grid is narrower)
+    let first_levels = (COLUMN_BLOCK.trailing_zeros() as usize).min(shape.bits);
     let task = FirstDimension {
         ctx,
         params,
@@ -196,8 +198,9 @@ pub fn answer_timed(
             {
                 p.push(arenas);
             }
-            // folded here by each bucket's first bit: half the column results are ever held
-            fold_first(ev, out?, &selectors.bits, shape.bits)
+            // folded here by each bucket's first bits: 1 / COLUMN_BLOCK of the column results
+            // are ever held
+            fold_first(ev, out?, &selectors.bits, shape.bits, first_levels)
         })
         .collect::<Result<Vec<_>>>()?
         .into_iter()
@@ -217,9 +220,9 @@ pub fn answer_timed(
         .into_par_iter()
         .enumerate()
         .map(|(b, mut level)| {
-            // the first bit was folded with the first dimension (pairs of columns)
+            // the first bits were folded with the first dimension (blocks of columns)
             let bits = &selectors.bits[b * shape.bits..(b + 1) * shape.bits];
-            for bit in bits.iter().skip(1) {
+            for bit in bits.iter().skip(first_levels) {
                 level = fold(ev, level, bit)?;
             }
             let Some(parts) = level.pop() else {
@@ -259,33 +262,43 @@ fn fold(ev: &Evaluator, cols: Vec<Vec<Ciphertext>>, bit: &Rgsw) -> Result<Vec<Ve
     Ok(out)
 }
 
-/// A task's columns `[c][b][part]`: a pair (columns `c`, `c + 1`, `c` even) folded by each
-/// bucket's first bit (`bits[b · per_bucket]`) into one column; a lone last column as it is.
+/// A task's columns `[c][b][part]` (starting at a multiple of `COLUMN_BLOCK`) folded by
+/// each bucket's first `levels` bits (`bits[b · per_bucket + level]`), as the later folds
+/// would have: pairs at each level, a lone last column as it is.
 fn fold_first(
     ev: &Evaluator,
-    cols: Vec<Vec<Vec<Ciphertext>>>,
+    mut cols: Vec<Vec<Vec<Ciphertext>>>,
     bits: &[Rgsw],
     per_bucket: usize,
+    levels: usize,
 ) -> Result<Vec<Vec<Vec<Ciphertext>>>> {
-    let [a, b] = match <[_; COLUMN_BLOCK]>::try_from(cols) {
-        Ok(pair) => pair,
-        Err(lone) => return Ok(lone),
-    };
-    let folded = a
-        .iter()
-        .zip(&b)
-        .enumerate()
-        .map(|(bucket, (a, b))| {
-            let bit = bits
-                .get(bucket * per_bucket)
-                .ok_or_else(|| PirError::Answer {
-                    expected: "a column bit per bucket".to_string(),
-                    actual: format!("{} bits", bits.len()),
-                })?;
-            fold_pair(ev, a, b, bit)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(vec![folded])
+    for level in 0..levels {
+        let mut out = Vec::with_capacity(cols.len().div_ceil(2));
+        let mut it = cols.into_iter();
+        while let Some(a) = it.next() {
+            let Some(b) = it.next() else {
+                out.push(a);
+                break;
+            };
+            let folded = a
+                .iter()
+                .zip(&b)
+                .enumerate()
+                .map(|(bucket, (a, b))| {
+                    let bit =
+                        bits.get(bucket * per_bucket + level)
+                            .ok_or_else(|| PirError::Answer {
+                                expected: "a column bit per bucket and level".to_string(),
+                                actual: format!("{} bits", bits.len()),
+                            })?;
+                    fold_pair(ev, a, b, bit)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            out.push(folded);
+        }
+        cols = out;
+    }
+    Ok(cols)
 }
 
 /// `a + bit ⊡ (b − a)` for each plaintext's ciphertexts of two columns.
@@ -304,11 +317,12 @@ fn fold_pair(
         .collect()
 }
 
-/// Columns one first-dimension task computes (a pair, which the task folds: it must be 2),
-/// and rows whose records are transformed before their products are summed, tile by tile
-/// ([`accumulate_narrow`]): a batch's sums are read and written once per `ROW_BATCH` rows,
-/// a row's selectors once per `COLUMN_BLOCK` columns (2 × 16 rows × 4 slots × 2
-/// plaintexts: 256 operands, 8 MiB).
+/// Columns one first-dimension task computes (a power of two: the task folds them by the
+/// first bits), and rows whose records are transformed before their products are summed,
+/// one prime at a time and tile by tile ([`accumulate_narrow_by_prime`]): a batch's sums
+/// are read and written once per `ROW_BATCH` rows, a row's selectors once per
+/// `COLUMN_BLOCK` columns (2 × 16 rows × 4 slots × 2 plaintexts: 256 operands, 4 MiB per
+/// prime). Larger batches measured no faster: their operands leave the cache.
 const COLUMN_BLOCK: usize = 2;
 const ROW_BATCH: usize = 16;
 
@@ -329,7 +343,7 @@ impl Arenas {
         let operands = ROW_BATCH * COLUMN_BLOCK * cell * parts;
         Ok(Self {
             acc: NarrowSums::new(ctx, WORK_LEVEL, COLUMN_BLOCK * layout.buckets() * parts)?,
-            operands: NarrowOperands::new(ctx, WORK_LEVEL, operands)?,
+            operands: NarrowOperands::one_prime(ctx, WORK_LEVEL, operands)?,
             products: Vec::with_capacity(operands * layout.hashes()),
             coefficients: vec![0u16; n],
         })
@@ -371,8 +385,10 @@ impl FirstDimension<'_> {
             products,
             coefficients,
         } = arenas;
+        let mut batch_records: Vec<&[u8]> = Vec::new();
         for batch in (0..shape.rows).step_by(ROW_BATCH) {
             products.clear();
+            batch_records.clear();
             let mut loaded = 0;
             for row in batch..(batch + ROW_BATCH).min(shape.rows) {
                 for (ci, col) in cols.clone().enumerate() {
@@ -393,10 +409,7 @@ impl FirstDimension<'_> {
                                 actual: record.len().to_string(),
                             });
                         }
-                        for part in 0..parts {
-                            part_coefficients(record, part, coefficients);
-                            operands.load_u16(ctx, loaded * parts + part, coefficients)?;
-                        }
+                        batch_records.push(record);
                         for b in layout.candidates(slot) {
                             for part in 0..parts {
                                 products.push(NarrowProduct {
@@ -410,7 +423,17 @@ impl FirstDimension<'_> {
                     }
                 }
             }
-            accumulate_narrow(ctx, acc, row_selectors, operands, products)?;
+            // one prime at a time: a batch's transformed records (4 MiB per prime) stay
+            // in the cache from their transforms to their products
+            accumulate_narrow_by_prime(ctx, acc, row_selectors, operands, products, |ops| {
+                for (k, record) in batch_records.iter().enumerate() {
+                    for part in 0..parts {
+                        part_coefficients(record, part, coefficients);
+                        ops.load_u16(ctx, k * parts + part, coefficients)?;
+                    }
+                }
+                Ok(())
+            })?;
         }
         let mut sums = acc.take(ctx, cols.len() * buckets * parts)?.into_iter();
         cols.map(|_| {

@@ -6,7 +6,10 @@
 //! modulo `2^j`, at the multiples of `2^j`) by the substitution `X -> X^(N/2^j + 1)`, which
 //! negates exactly the odd multiples of `2^j`: `c + σ(c)` keeps the indices `≡ k` and
 //! `(c − σ(c))·X^-2^j` those `≡ k + 2^j (mod 2^(j+1))`, shifted down. Branches that hold no
-//! index below `m` are never computed: `m − 1` substitutions in all.
+//! index below `m` are never computed, and a node whose odd half holds none (zeros, as the
+//! client encodes the values past `m`) is doubled instead of substituted: `m − 1`
+//! substitutions in all, not one per node of the `2^L`-leaf tree (4 095 instead of 2 527
+//! for the 2 528 row selectors of a 10⁵-record database).
 
 use crate::errors::{PirError, Result};
 use blindsight_he::{Ciphertext, Context, Evaluator, GaloisKeys, PlainOperand};
@@ -101,13 +104,17 @@ impl<F> Walk<'_, F> {
             return Ok(vec![(k, (self.leaf)(c)?)]);
         }
         let half = 1usize << j;
+        if k + half >= self.m {
+            // no index of the odd half is below m: those coefficients hold zeros (the
+            // client's encoding), so σ(c) = c there and on the even ones: c + σ(c) = 2c,
+            // without a substitution
+            let even = self.ev.add(&c, &c)?;
+            drop(c);
+            return self.node(even, k, j + 1);
+        }
         let n = self.ev.context().degree() as u64;
         let s = self.ev.substitute(&c, (n >> j) + 1, self.keys)?;
         let even = self.ev.add(&c, &s)?;
-        if k + half >= self.m {
-            drop((c, s));
-            return self.node(even, k, j + 1);
-        }
         let odd = self
             .ev
             .mul_plain_operand(&self.ev.sub(&c, &s)?, &self.shifts[j as usize])?;

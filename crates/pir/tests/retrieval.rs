@@ -152,7 +152,7 @@ fn expansion_puts_each_value_in_its_own_ciphertext() {
     use blindsight_he::BfvEncoder;
     let f = fixture();
     let encoder = BfvEncoder::new(&f.ctx).unwrap();
-    for m in [1usize, 2, 3, 7, 64, 100] {
+    for m in [1usize, 2, 3, 7, 64, 100, 300] {
         let values: Vec<u64> = (0..m as u64).map(|i| (i * 977 + 5) % 65537).collect();
         let ct =
             f.sk.encrypt(&f.ctx, &encoder.encode_coefficients(&values).unwrap())

@@ -17,6 +17,20 @@ pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
     ARCH.dispatch(f)
 }
 
+/// Whether the detected instruction set has 512-bit vectors (AVX-512): kernels that keep
+/// sums in registers size their blocks by it (sixteen registers of 256 bits hold half of
+/// what thirty-two of 512 bits hold).
+pub fn wide_vectors() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        matches!(*ARCH, pulp::Arch::V4(_))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// A CPU with AVX2 runs the loops on it, not on the scalar fallback (pulp needs its
