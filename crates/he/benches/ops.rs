@@ -163,6 +163,20 @@ fn bench_scheme(c: &mut Criterion, s: &Setup) {
     g.bench_function("rotate", |b| {
         b.iter(|| s.ev.rotate(&s.ct, 1, &s.gk).unwrap())
     });
+    // private retrieval's fold: an RGSW ciphertext (of zero; the cost is the same) for
+    // ciphertexts one level below the top, its row 1 derived with the relinearization key
+    if ctx.scheme() == Scheme::Bfv && ctx.max_level() >= 1 {
+        let top = ctx.max_level();
+        let zeros: Vec<Vec<u64>> = (0..=top).map(|_| vec![0; ctx.degree()]).collect();
+        let row0: Vec<_> = (0..top)
+            .map(|_| s.sk.encrypt_raw(ctx, top, &zeros).unwrap())
+            .collect();
+        let rgsw = s.ev.rgsw_from_rows(&row0, &s.rk).unwrap();
+        let low = s.ev.mod_switch_to(&s.ct, top - 1).unwrap();
+        g.bench_function("external_product", |b| {
+            b.iter(|| s.ev.external_product(&low, &rgsw).unwrap())
+        });
+    }
     g.bench_function("hoist_decompose", |b| b.iter(|| s.ev.hoist(&s.ct).unwrap()));
     let h = s.ev.hoist(&s.ct).unwrap();
     g.bench_function("rotate_from_hoisted", |b| {
