@@ -797,6 +797,21 @@ mod tests {
         rng.next_u64() % n
     }
 
+    /// `count` products with random indices below `sums`, `selectors` and `operands`.
+    fn random_products(
+        rng: &mut ChaCha8Rng,
+        count: usize,
+        [sums, selectors, operands]: [u64; 3],
+    ) -> Vec<NarrowProduct> {
+        (0..count)
+            .map(|_| NarrowProduct {
+                acc: below(rng, sums) as usize,
+                selector: below(rng, selectors) as usize,
+                operand: below(rng, operands) as usize,
+            })
+            .collect()
+    }
+
     /// The narrow path sums exactly what the 64-bit path sums, over more products than
     /// one lazy run holds, with repeated and interleaved indices.
     #[test]
@@ -829,13 +844,7 @@ mod tests {
             operands.load(&ctx, i, v).unwrap();
         }
         let mut narrow = NarrowSums::new(&ctx, level, 2).unwrap();
-        let products: Vec<NarrowProduct> = (0..2500)
-            .map(|_| NarrowProduct {
-                acc: below(&mut rng, 2) as usize,
-                selector: below(&mut rng, 3) as usize,
-                operand: below(&mut rng, 4) as usize,
-            })
-            .collect();
+        let products = random_products(&mut rng, 2500, [2, 3, 4]);
         for list in products.chunks(700) {
             accumulate_narrow(&ctx, &mut narrow, &selectors, &operands, list).unwrap();
         }
@@ -934,13 +943,7 @@ mod tests {
                     .collect()
             })
             .collect();
-        let products: Vec<NarrowProduct> = (0..1500)
-            .map(|_| NarrowProduct {
-                acc: below(&mut rng, 3) as usize,
-                selector: below(&mut rng, 3) as usize,
-                operand: below(&mut rng, 5) as usize,
-            })
-            .collect();
+        let products = random_products(&mut rng, 1500, [3, 3, 5]);
         let mut all = NarrowOperands::new(&ctx, level, values.len()).unwrap();
         for (i, v) in values.iter().enumerate() {
             all.load_u16(&ctx, i, v).unwrap();
