@@ -249,17 +249,23 @@ pub fn answer_timed(
     ))
 }
 
-/// One fold: `out[i] = col[2i] + bit ⊡ (col[2i+1] − col[2i])` (a lone last column stays).
-fn fold(ev: &Evaluator, cols: Vec<Vec<Ciphertext>>, bit: &Rgsw) -> Result<Vec<Vec<Ciphertext>>> {
+/// One level of the folding tree: `out[i] = merge(cols[2i], cols[2i + 1])`, a lone last
+/// column as it is.
+fn pairwise<T>(cols: Vec<T>, mut merge: impl FnMut(T, T) -> Result<T>) -> Result<Vec<T>> {
     let mut out = Vec::with_capacity(cols.len().div_ceil(2));
     let mut it = cols.into_iter();
     while let Some(a) = it.next() {
         match it.next() {
             None => out.push(a),
-            Some(b) => out.push(fold_pair(ev, &a, &b, bit)?),
+            Some(b) => out.push(merge(a, b)?),
         }
     }
     Ok(out)
+}
+
+/// One fold: `out[i] = col[2i] + bit ⊡ (col[2i+1] − col[2i])` (a lone last column stays).
+fn fold(ev: &Evaluator, cols: Vec<Vec<Ciphertext>>, bit: &Rgsw) -> Result<Vec<Vec<Ciphertext>>> {
+    pairwise(cols, |a, b| fold_pair(ev, &a, &b, bit))
 }
 
 /// A task's columns `[c][b][part]` (starting at a multiple of `COLUMN_BLOCK`) folded by
@@ -273,15 +279,8 @@ fn fold_first(
     levels: usize,
 ) -> Result<Vec<Vec<Vec<Ciphertext>>>> {
     for level in 0..levels {
-        let mut out = Vec::with_capacity(cols.len().div_ceil(2));
-        let mut it = cols.into_iter();
-        while let Some(a) = it.next() {
-            let Some(b) = it.next() else {
-                out.push(a);
-                break;
-            };
-            let folded = a
-                .iter()
+        cols = pairwise(cols, |a, b| {
+            a.iter()
                 .zip(&b)
                 .enumerate()
                 .map(|(bucket, (a, b))| {
@@ -293,10 +292,8 @@ fn fold_first(
                             })?;
                     fold_pair(ev, a, b, bit)
                 })
-                .collect::<Result<Vec<_>>>()?;
-            out.push(folded);
-        }
-        cols = out;
+                .collect()
+        })?;
     }
     Ok(cols)
 }

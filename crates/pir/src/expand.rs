@@ -8,7 +8,7 @@
 //! `(c − σ(c))·X^-2^j` those `≡ k + 2^j (mod 2^(j+1))`, shifted down. Branches that hold no
 //! index below `m` are never computed, and a node whose odd half holds none (zeros, as the
 //! client encodes the values past `m`) is doubled instead of substituted: `m − 1`
-//! substitutions in all, not one per node of the `2^L`-leaf tree (4 095 instead of 2 527
+//! substitutions in all, not one per node of the `2^L`-leaf tree (2 527 instead of 4 095
 //! for the 2 528 row selectors of a 10⁵-record database).
 
 use crate::errors::{PirError, Result};
