@@ -552,7 +552,7 @@ pub fn accumulate_narrow(
         });
     }
     count_products(sums, products);
-    for chunk in products.chunks(sums.limit) {
+    for chunk in by_sum(products).chunks(sums.limit) {
         run_chunk(ctx, sums, selectors, operands, chunk, 0..sums.primes);
     }
     sums.scale = Some(selectors.scale);
@@ -564,6 +564,8 @@ pub fn accumulate_narrow(
 /// (by [`NarrowOperands::load_u16`] or [`NarrowOperands::load`], which transform them
 /// modulo that prime), then every product is added modulo that prime. An operand a product
 /// names but `load` left out in a pass is an error: it would hold another prime's residues.
+/// Such an error, or one from `load`, after the first prime leaves the sums partial: drop
+/// them.
 pub fn accumulate_narrow_by_prime(
     ctx: &Context,
     sums: &mut NarrowSums,
@@ -580,6 +582,7 @@ pub fn accumulate_narrow_by_prime(
                 .to_string(),
         });
     }
+    let sorted = by_sum(products);
     for j in 0..sums.primes {
         operands.first = j;
         operands.pass += 1;
@@ -588,13 +591,15 @@ pub fn accumulate_narrow_by_prime(
             .iter()
             .find(|p| operands.loaded_in[p.operand] != operands.pass)
         {
-            return Err(HeError::LengthMismatch {
-                what: "narrow operands loaded for the prime being summed",
-                expected: p.operand + 1,
-                actual: p.operand,
+            return Err(HeError::InvalidParameters {
+                reason: format!(
+                    "narrow operand {} was not loaded for prime {j}: the loader must load \
+                     every operand a product names, in each pass",
+                    p.operand
+                ),
             });
         }
-        for chunk in products.chunks(sums.limit) {
+        for chunk in sorted.chunks(sums.limit) {
             run_chunk(ctx, sums, selectors, operands, chunk, j..j + 1);
         }
     }
@@ -649,18 +654,24 @@ fn count_products(sums: &mut NarrowSums, products: &[NarrowProduct]) {
     }
 }
 
-/// At most `limit` products, grouped by sum, added modulo `primes` (each sum's words of
-/// those primes reduced first where they could overflow).
+/// The products in order of their sums (stable), so that any run of them groups each sum's
+/// products together.
+fn by_sum(products: &[NarrowProduct]) -> Vec<NarrowProduct> {
+    let mut sorted = products.to_vec();
+    sorted.sort_by_key(|p| p.acc);
+    sorted
+}
+
+/// At most `limit` products sorted by sum ([`by_sum`]), added modulo `primes` (each sum's
+/// words of those primes reduced first where they could overflow).
 fn run_chunk(
     ctx: &Context,
     sums: &mut NarrowSums,
     selectors: &NarrowSelectors,
     operands: &NarrowOperands,
-    chunk: &[NarrowProduct],
+    sorted: &[NarrowProduct],
     primes: std::ops::Range<usize>,
 ) {
-    let mut sorted = chunk.to_vec();
-    sorted.sort_by_key(|p| p.acc);
     let groups: Vec<&[NarrowProduct]> = sorted.chunk_by(|a, b| a.acc == b.acc).collect();
     for group in &groups {
         for j in primes.clone() {
@@ -1023,8 +1034,7 @@ mod tests {
                 operand: i % 3,
             })
             .collect();
-        let mut sorted = products.clone();
-        sorted.sort_by_key(|p| p.acc);
+        let sorted = by_sum(&products);
         let groups: Vec<&[NarrowProduct]> = sorted.chunk_by(|a, b| a.acc == b.acc).collect();
         let (mut wide, mut narrow) = (sums.clone(), sums);
         run_tiles::<WIDE_WORDS>(0..2, &mut wide, &selectors, &operands, &groups);
