@@ -29,6 +29,7 @@ mod keystore;
 /// The native module, re-exported by the `blindsight` package.
 #[pymodule]
 fn _blindsight(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    blindsight::allocator::tune();
     errors::register(m)?;
     m.add_class::<keystore::Keystore>()?;
     m.add_class::<collection::Collection>()?;

@@ -20,8 +20,10 @@
 //! (`blindsight bench-server`, a loopback load test of a server process: concurrent clients
 //! mixing search, ingest, fetch and hostile requests), [`webapp`] (`blindsight app`, the local
 //! web app: client side, served on loopback to the user's browser only), [`workspace`] (a
-//! keystore and a server together, for the web app and the Python package).
+//! keystore and a server together, for the web app and the Python package), [`allocator`]
+//! (the allocator's purge delay, set at start by the binary and the Python module).
 
+pub mod allocator;
 pub mod bench;
 pub mod bench_pir;
 pub mod bench_server;

@@ -890,6 +890,7 @@ fn run(command: Command) -> blindsight::Result<()> {
 }
 
 fn main() -> ExitCode {
+    blindsight::allocator::tune();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

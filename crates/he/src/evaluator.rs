@@ -91,6 +91,11 @@ impl Evaluator {
         Ok(out)
     }
 
+    /// `a -= b`.
+    pub fn sub_assign(&self, a: &mut Ciphertext, b: &Ciphertext) -> Result<()> {
+        self.combine(a, b, true)
+    }
+
     fn combine(&self, a: &mut Ciphertext, b: &Ciphertext, subtract: bool) -> Result<()> {
         self.check_pair(a, b)?;
         self.check_add_scale(a.meta.scale, b.meta.scale)?;

@@ -265,7 +265,7 @@ fn pairwise<T>(cols: Vec<T>, mut merge: impl FnMut(T, T) -> Result<T>) -> Result
 
 /// One fold: `out[i] = col[2i] + bit ⊡ (col[2i+1] − col[2i])` (a lone last column stays).
 fn fold(ev: &Evaluator, cols: Vec<Vec<Ciphertext>>, bit: &Rgsw) -> Result<Vec<Vec<Ciphertext>>> {
-    pairwise(cols, |a, b| fold_pair(ev, &a, &b, bit))
+    pairwise(cols, |a, b| fold_pair(ev, a, b, bit))
 }
 
 /// A task's columns `[c][b][part]` (starting at a multiple of `COLUMN_BLOCK`) folded by
@@ -280,8 +280,8 @@ fn fold_first(
 ) -> Result<Vec<Vec<Vec<Ciphertext>>>> {
     for level in 0..levels {
         cols = pairwise(cols, |a, b| {
-            a.iter()
-                .zip(&b)
+            a.into_iter()
+                .zip(b)
                 .enumerate()
                 .map(|(bucket, (a, b))| {
                     let bit =
@@ -298,20 +298,20 @@ fn fold_first(
     Ok(cols)
 }
 
-/// `a + bit ⊡ (b − a)` for each plaintext's ciphertexts of two columns.
+/// `a + bit ⊡ (b − a)` for each plaintext's ciphertexts of two columns, in place (`b − a`
+/// in `b`'s polynomials, the sum in `a`'s).
 fn fold_pair(
     ev: &Evaluator,
-    a: &[Ciphertext],
-    b: &[Ciphertext],
+    mut a: Vec<Ciphertext>,
+    b: Vec<Ciphertext>,
     bit: &Rgsw,
 ) -> Result<Vec<Ciphertext>> {
-    a.iter()
-        .zip(b)
-        .map(|(a, b)| {
-            let step = ev.external_product(&ev.sub(b, a)?, bit)?;
-            Ok(ev.add(a, &step)?)
-        })
-        .collect()
+    for (a, mut b) in a.iter_mut().zip(b) {
+        ev.sub_assign(&mut b, a)?;
+        let step = ev.external_product(&b, bit)?;
+        ev.add_assign(a, &step)?;
+    }
+    Ok(a)
 }
 
 /// Columns one first-dimension task computes (a power of two: the task folds them by the
