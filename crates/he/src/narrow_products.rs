@@ -10,9 +10,11 @@
 //! - **Lazy sums**: a sum adds products to `u64` words (even and odd coefficients apart)
 //!   without reducing them until one more could overflow (after a reduction a word is
 //!   below `p`, so `⌊(2^64 − p) / (p − 1)^2⌋` products fit: 1 024 on 27-bit primes).
-//! - **Tile-major arenas**: selectors, operands and sums are each one buffer laid out
+//! - **Tile-major arenas**: selectors and sums are each one buffer laid out
 //!   `[prime][tile][object][words]`, so that one tile (32 coefficients) of every object of
-//!   a batch is one contiguous run of memory, small enough for a core's L2 cache;
+//!   a batch is one contiguous run of memory, small enough for a core's L2 cache (operands
+//!   are laid out `[object][prime][words]` instead: a record is lifted and transformed in
+//!   place, its 32-bit NTT's output read as packed words, with no copy into tiles);
 //!   [`accumulate_narrow`] runs a whole list of products one tile at a time, each sum's
 //!   words kept in registers over all its products (a sum is read and written once per
 //!   list and tile, not once per product), in blocks sized by the vector registers.
@@ -44,11 +46,6 @@ const WORDS: usize = 8;
 
 // the kernel reads whole blocks of words: tiles are made of them
 const _: () = assert!(TILE_WORDS.is_multiple_of(WIDE_WORDS) && TILE_WORDS.is_multiple_of(WORDS));
-
-thread_local! {
-    /// The 32-bit words an operand is transformed in before it is packed.
-    static NTT_SCRATCH: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
 
 /// The primes of `level` if all are below `2^32` (the narrow products' condition).
 fn narrow_primes(ctx: &Context, level: usize) -> Result<usize> {
@@ -107,6 +104,57 @@ impl Tiles {
     #[inline(always)]
     fn at(&self, j: usize, t: usize, i: usize) -> usize {
         ((j * self.tiles + t) * self.count + i) * self.width
+    }
+}
+
+/// Where an operand's words of one tile begin in an object-major arena: each operand's
+/// residues of each prime it holds are one run of `n / 2` packed words in coefficient
+/// order, so that a load lifts and transforms them in place (the 32-bit words of the NTT
+/// are the packed words: coefficients `2i` and `2i + 1` in word `i`). Runs are
+/// [`RUN_PAD`] words apart: at a power-of-two stride the tiles the products read of a
+/// batch's operands would all fall in the same few cache sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Runs {
+    /// Tiles per prime.
+    tiles: usize,
+    /// Operands in the arena.
+    count: usize,
+    /// Primes held per operand.
+    held: usize,
+}
+
+/// Words between two operand runs (one cache line).
+const RUN_PAD: usize = 8;
+
+impl Runs {
+    fn new(ctx: &Context, count: usize, held: usize) -> Self {
+        Self {
+            tiles: ctx.degree() / (2 * TILE_WORDS),
+            count,
+            held,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.count * self.held * self.stride()
+    }
+
+    /// Words from one run to the next.
+    #[inline(always)]
+    fn stride(&self) -> usize {
+        self.tiles * TILE_WORDS + RUN_PAD
+    }
+
+    /// The first word of operand `i`'s tile `t` of held prime `j`.
+    #[inline(always)]
+    fn at(&self, j: usize, t: usize, i: usize) -> usize {
+        (i * self.held + j) * self.stride() + t * TILE_WORDS
+    }
+
+    /// Operand `i`'s words of held prime `j`.
+    fn run(&self, j: usize, i: usize) -> std::ops::Range<usize> {
+        let first = self.at(j, 0, i);
+        first..first + self.tiles * TILE_WORDS
     }
 }
 
@@ -236,7 +284,7 @@ impl NarrowSelectors {
     }
 }
 
-/// A batch of BFV plaintexts in NTT form at one level, in one tile-major arena, each
+/// A batch of BFV plaintexts in NTT form at one level, in one object-major arena, each
 /// reloadable in place ([`Self::load_u16`]): either every prime of the level
 /// ([`Self::new`]), or one prime at a time ([`Self::one_prime`], for
 /// [`accumulate_narrow_by_prime`]: half the bytes, so that a batch's operands stay in the
@@ -244,7 +292,7 @@ impl NarrowSelectors {
 #[derive(Clone, Debug)]
 pub struct NarrowOperands {
     data: Vec<u64>,
-    tiles: Tiles,
+    runs: Runs,
     level: usize,
     /// The primes held: `first..first + held` of the level's.
     first: usize,
@@ -271,10 +319,10 @@ impl NarrowOperands {
     }
 
     fn holding(ctx: &Context, level: usize, count: usize, held: usize) -> Result<Self> {
-        let tiles = Tiles::new(ctx, count, 1);
+        let runs = Runs::new(ctx, count, held);
         Ok(Self {
-            data: vec![0; tiles.len(held)],
-            tiles,
+            data: vec![0; runs.len()],
+            runs,
             level,
             first: 0,
             held,
@@ -286,12 +334,12 @@ impl NarrowOperands {
 
     /// Operands in the batch.
     pub fn len(&self) -> usize {
-        self.tiles.count
+        self.runs.count
     }
 
     /// Whether the batch is empty.
     pub fn is_empty(&self) -> bool {
-        self.tiles.count == 0
+        self.runs.count == 0
     }
 
     /// Replaces operand `i` by the plaintext of coefficients `values` (each below `t`,
@@ -319,64 +367,53 @@ impl NarrowOperands {
         self.load_with(ctx, i, values)
     }
 
-    /// Lifts `values` (checked below `t`) centered into each prime, transforms them and
-    /// packs them two per word into operand `i`'s tiles.
+    /// Lifts `values` (checked below `t`) centered into each prime and transforms them, in
+    /// place in operand `i`'s runs.
     fn load_with<T: Copy + Into<u64>>(
         &mut self,
         ctx: &Context,
         i: usize,
         values: &[T],
     ) -> Result<()> {
-        if i >= self.tiles.count {
+        if i >= self.runs.count {
             return Err(HeError::LengthMismatch {
                 what: "narrow operand index",
-                expected: self.tiles.count,
+                expected: self.runs.count,
                 actual: i,
             });
         }
         let t = ctx.params().plain_modulus();
-        let n = ctx.degree();
-        let tiles = self.tiles;
         let held = ctx
             .q_primes(self.level)
             .range(self.first, self.first + self.held);
         self.loaded_in[i] = self.pass;
-        NTT_SCRATCH.with(|cell| {
-            let mut scratch = cell.borrow_mut();
-            scratch.resize(n, 0);
-            for (j, prime) in held.iter().enumerate() {
-                // centered: v > t/2 stands for v − t, i.e. p − (t − v). Every value is below
-                // t < p < 2^32 (narrow primes), so the lift runs on 32-bit lanes
-                let half = (t / 2) as u32;
-                let shift = prime.value().wrapping_sub(t) as u32;
-                vectorized(
-                    #[inline(always)]
-                    || {
-                        // branch-free (a mask from the sign of half − v): a branch on the
-                        // records' bits mispredicted half the time and kept the loop scalar
-                        for (o, &v) in scratch.iter_mut().zip(values) {
-                            let v = Into::<u64>::into(v) as u32;
-                            let above = (half.wrapping_sub(v) as i32 >> 31) as u32;
-                            *o = v.wrapping_add(shift & above);
-                        }
-                    },
-                );
-                scratch[values.len().min(n)..].fill(0);
-                prime.forward_narrow(&mut scratch);
-                let data = &mut self.data;
-                vectorized(
-                    #[inline(always)]
-                    || {
-                        for (tile, pairs) in scratch.chunks_exact(2 * TILE_WORDS).enumerate() {
-                            let out = &mut data[tiles.at(j, tile, i)..][..TILE_WORDS];
-                            for (o, pair) in out.iter_mut().zip(pairs.chunks_exact(2)) {
-                                *o = u64::from(pair[0]) | (u64::from(pair[1]) << 32);
-                            }
-                        }
-                    },
-                );
+        for (j, prime) in held.iter().enumerate() {
+            let words: &mut [u32] = bytemuck::cast_slice_mut(&mut self.data[self.runs.run(j, i)]);
+            // centered: v > t/2 stands for v − t, i.e. p − (t − v). Every value is below
+            // t < p < 2^32 (narrow primes), so the lift runs on 32-bit lanes
+            let half = (t / 2) as u32;
+            let shift = prime.value().wrapping_sub(t) as u32;
+            vectorized(
+                #[inline(always)]
+                || {
+                    // branch-free (a mask from the sign of half − v): a branch on the
+                    // records' bits mispredicted half the time and kept the loop scalar
+                    for (o, &v) in words.iter_mut().zip(values) {
+                        let v = Into::<u64>::into(v) as u32;
+                        let above = (half.wrapping_sub(v) as i32 >> 31) as u32;
+                        *o = v.wrapping_add(shift & above);
+                    }
+                },
+            );
+            let filled = values.len().min(words.len());
+            words[filled..].fill(0);
+            prime.forward_narrow(words);
+            // word i is coefficient 2i in its low half: the memory order on little-endian
+            #[cfg(target_endian = "big")]
+            for pair in words.chunks_exact_mut(2) {
+                pair.swap(0, 1);
             }
-        });
+        }
         Ok(())
     }
 }
@@ -695,7 +732,7 @@ fn run_tiles<const W: usize>(
     operands: &NarrowOperands,
     groups: &[&[NarrowProduct]],
 ) {
-    let (st, sel_t, op_t) = (sums.tiles, selectors.tiles, operands.tiles);
+    let (st, sel_t, op_t) = (sums.tiles, selectors.tiles, operands.runs);
     let (acc, sel, op) = (&mut sums.data, &selectors.data, &operands.data);
     let span = |index: fn(&NarrowProduct) -> usize| {
         let all = groups.iter().flat_map(|g| g.iter().map(index));
@@ -717,16 +754,21 @@ fn run_tiles<const W: usize>(
                     // the tile's runs read in order first: the lines come at streaming speed
                     // instead of one miss at a time in the products' order
                     let mut touched = 0u64;
-                    for (words, tiles, row, (lo, hi)) in [
-                        (&sel[..], sel_t, j, sel_span),
-                        (&op[..], op_t, op_j, op_span),
-                        (&acc[..], st, j, acc_span),
-                    ] {
+                    for (words, tiles, (lo, hi)) in
+                        [(&sel[..], sel_t, sel_span), (&acc[..], st, acc_span)]
+                    {
                         if lo < hi {
-                            let run = &words[tiles.at(row, t, lo)..tiles.at(row, t, hi)];
+                            let run = &words[tiles.at(j, t, lo)..tiles.at(j, t, hi)];
                             for line in run.chunks(8) {
                                 touched = touched.wrapping_add(line[0]);
                             }
+                        }
+                    }
+                    // an operand's tile is two lines of its own run
+                    for i in op_span.0..op_span.1 {
+                        let at = op_t.at(op_j, t, i);
+                        for line in [at, at + 8] {
+                            touched = touched.wrapping_add(op.get(line).copied().unwrap_or(0));
                         }
                     }
                     std::hint::black_box(touched);
@@ -1043,6 +1085,28 @@ mod tests {
         assert!(wide.data.iter().any(|&w| w != 0));
     }
 
+    /// Operand runs are disjoint, within the arena, one tile row each, and not a power of
+    /// two apart.
+    #[test]
+    fn operand_runs_are_disjoint_and_padded() {
+        let ctx = Context::preset("pir-4096").unwrap();
+        let ops = NarrowOperands::new(&ctx, 1, 5).unwrap();
+        let r = ops.runs;
+        let mut seen = vec![false; ops.data.len()];
+        for i in 0..5 {
+            for j in 0..2 {
+                let run = r.run(j, i);
+                assert_eq!(run.len(), ctx.degree() / 2);
+                assert_eq!(r.at(j, 1, i), run.start + TILE_WORDS);
+                for w in run {
+                    assert!(!seen[w], "word {w} in two runs");
+                    seen[w] = true;
+                }
+            }
+        }
+        assert!(!r.stride().is_power_of_two());
+    }
+
     #[test]
     fn sixteen_bit_loads_match_wide_loads() {
         let ctx = Context::preset("pir-4096").unwrap();
@@ -1051,14 +1115,9 @@ mod tests {
         let mut ops = NarrowOperands::new(&ctx, 1, 2).unwrap();
         ops.load_u16(&ctx, 0, &words).unwrap();
         ops.load(&ctx, 1, &wide).unwrap();
-        let t = ops.tiles;
+        let r = ops.runs;
         for j in 0..2 {
-            for tile in 0..t.tiles {
-                assert_eq!(
-                    ops.data[t.at(j, tile, 0)..][..t.width],
-                    ops.data[t.at(j, tile, 1)..][..t.width]
-                );
-            }
+            assert_eq!(ops.data[r.run(j, 0)], ops.data[r.run(j, 1)]);
         }
         assert!(ops.load_u16(&ctx, 0, &vec![0; ctx.degree() + 1]).is_err());
         assert!(ops.load_u16(&ctx, 2, &words).is_err());
