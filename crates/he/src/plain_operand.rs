@@ -75,6 +75,13 @@ impl crate::Evaluator {
     /// `ct · op` for a plaintext prepared once ([`PlainOperand`]): no NTT per product (query
     /// expansion multiplies thousands of ciphertexts by the same monomial).
     pub fn mul_plain_operand(&self, ct: &Ciphertext, op: &PlainOperand) -> Result<Ciphertext> {
+        let mut out = ct.clone();
+        self.mul_plain_operand_assign(&mut out, op)?;
+        Ok(out)
+    }
+
+    /// [`Self::mul_plain_operand`] in place: `ct ← ct · op`.
+    pub fn mul_plain_operand_assign(&self, ct: &mut Ciphertext, op: &PlainOperand) -> Result<()> {
         let ctx = self.context();
         ctx.check_ciphertext(ct)?;
         ctx.check_fingerprint(&op.fingerprint)?;
@@ -85,11 +92,10 @@ impl crate::Evaluator {
             });
         }
         let q = ctx.q_primes(op.level);
-        let mut out = ct.clone();
-        for p in &mut out.polys {
+        for p in &mut ct.polys {
             p.mul_assign(&op.poly, &q);
         }
-        out.clear_forms();
-        Ok(out)
+        ct.clear_forms();
+        Ok(())
     }
 }

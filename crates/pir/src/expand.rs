@@ -19,14 +19,20 @@ pub fn levels(m: usize) -> u32 {
     m.max(1).next_power_of_two().trailing_zeros()
 }
 
-/// `X^-2^j` (`-X^(N - 2^j)`; `1` for a shift of 0), transformed once at `level`.
-fn inverse_monomial(ctx: &Context, level: usize, t: u64, shift: usize) -> Result<PlainOperand> {
+/// `−X^-2^j = X^(N − 2^j)` (`−1` for a shift of 0), transformed once at `level`: the odd
+/// half `(c − σ(c))·X^-2^j` is computed as `(σ(c) − c)·X^(N − 2^j)`, in `σ(c)`'s place.
+fn negated_inverse_monomial(
+    ctx: &Context,
+    level: usize,
+    t: u64,
+    shift: usize,
+) -> Result<PlainOperand> {
     let n = ctx.degree();
     let mut coeffs = vec![0u64; n];
     if shift == 0 {
-        coeffs[0] = 1;
+        coeffs[0] = t - 1;
     } else {
-        coeffs[n - shift] = t - 1;
+        coeffs[n - shift] = 1;
     }
     let mut op = PlainOperand::zero(ctx, level)?;
     op.load(ctx, &coeffs)?;
@@ -66,7 +72,7 @@ pub fn expand_map<T: Send>(
     let t = ctx.params().plain_modulus();
     let depth = levels(m);
     let shifts = (0..depth)
-        .map(|j| inverse_monomial(ctx, query.level(), t, 1 << j))
+        .map(|j| negated_inverse_monomial(ctx, query.level(), t, 1 << j))
         .collect::<Result<Vec<_>>>()?;
     let walk = Walk {
         ev,
@@ -113,12 +119,14 @@ impl<F> Walk<'_, F> {
             return self.node(even, k, j + 1);
         }
         let n = self.ev.context().degree() as u64;
-        let s = self.ev.substitute(&c, (n >> j) + 1, self.keys)?;
-        let even = self.ev.add(&c, &s)?;
-        let odd = self
-            .ev
-            .mul_plain_operand(&self.ev.sub(&c, &s)?, &self.shifts[j as usize])?;
-        drop((c, s));
+        // σ(c)'s polynomials become the odd half, c's the even one: one copy, not three
+        let mut odd = self.ev.substitute(&c, (n >> j) + 1, self.keys)?;
+        let mut even = c.clone();
+        self.ev.add_assign(&mut even, &odd)?;
+        self.ev.sub_assign(&mut odd, &c)?;
+        drop(c);
+        self.ev
+            .mul_plain_operand_assign(&mut odd, &self.shifts[j as usize])?;
         let (a, b) = rayon::join(
             || self.node(even, k, j + 1),
             || self.node(odd, k + half, j + 1),
