@@ -15,11 +15,18 @@
 use crate::errors::{HeError, Result};
 use crate::evaluator::Evaluator;
 use crate::keys::RelinKey;
-use crate::keyswitch::{drop_last_rounded, key_switch};
+use crate::keyswitch::{drop_last_rounded_owned, key_switch};
 use crate::math::convert::lift_centered;
-use crate::math::poly::{Ntt, RnsPoly};
+use crate::math::poly::RnsPoly;
 use crate::meta::Meta;
 use crate::plaintext::Ciphertext;
+use std::cell::RefCell;
+
+thread_local! {
+    /// One prime's residues of an external product's lifted digits, reused from call to
+    /// call (a ciphertext's digits: nothing secret).
+    static DIGITS: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
 
 /// An RGSW ciphertext of a bit, for ciphertexts at one level (see the module's
 /// documentation).
@@ -100,38 +107,52 @@ impl Evaluator {
         let n = ctx.degree();
         let q = ctx.q_primes(level);
         let up = ctx.q_primes(level + 1);
-        // every digit of both polynomials first, then each prime's two sums over them (summed
-        // lazily where the prime allows: Prime::mul_acc_sum)
-        let mut digits = Vec::new();
-        for (poly, rows) in ct.polys.iter().zip(&rgsw.rows) {
-            let coeff = poly.clone().backward(&q);
-            for (i, row) in rows.iter().enumerate() {
-                let qi = q[i].value();
-                let mut digit = RnsPoly::<Ntt>::zero(n, level + 2);
-                for (j, prime) in up.iter().enumerate() {
-                    let out = digit.comp_mut(j);
-                    if j == i {
-                        out.copy_from_slice(poly.comp(i));
-                        continue;
-                    }
-                    lift_centered(out, coeff.comp(i), qi, &prime.m);
-                    prime.forward(out);
-                }
-                digits.push((digit, row));
-            }
-        }
-        let mut acc = [RnsPoly::zero(n, level + 2), RnsPoly::zero(n, level + 2)];
-        for (c, sum) in acc.iter_mut().enumerate() {
-            for (j, prime) in up.iter().enumerate() {
-                prime.mul_acc_sum(
-                    sum.comp_mut(j),
-                    digits.iter().map(|(d, row)| (d.comp(j), row[c].comp(j))),
-                );
-            }
-        }
-        let polys = acc
+        // digit i of c_k is [c_k]_{q_i}, centered: its residue mod q_i is c_k's own, the
+        // others are lifted from the coefficients and transformed, one prime at a time into
+        // a reused buffer; each prime's two sums add every digit's products lazily
+        // (Prime::mul_acc_sum)
+        let coeffs = ct
+            .polys
             .iter()
-            .map(|a| drop_last_rounded(ctx, level + 1, a))
+            .map(|p| p.clone().backward(&q))
+            .collect::<Vec<_>>();
+        let digits = ct.polys.len() * q.len();
+        let mut acc = [RnsPoly::zero(n, level + 2), RnsPoly::zero(n, level + 2)];
+        let mut sum_prime = |lifted: &mut Vec<u64>| {
+            lifted.resize(digits * n, 0);
+            for (j, prime) in up.iter().enumerate() {
+                let mut slots = lifted.chunks_exact_mut(n);
+                let mut sources: Vec<&[u64]> = Vec::with_capacity(digits);
+                for (poly, coeff) in ct.polys.iter().zip(&coeffs) {
+                    for (i, qi) in q.iter().enumerate() {
+                        if i == j {
+                            sources.push(poly.comp(i));
+                        } else if let Some(slot) = slots.next() {
+                            lift_centered(slot, coeff.comp(i), qi.value(), &prime.m);
+                            prime.forward(slot);
+                            sources.push(slot);
+                        }
+                    }
+                }
+                for (c, sum) in acc.iter_mut().enumerate() {
+                    let rows = rgsw.rows.iter().flat_map(|digit_rows| digit_rows.iter());
+                    prime.mul_acc_sum(
+                        sum.comp_mut(j),
+                        sources
+                            .iter()
+                            .zip(rows)
+                            .map(|(d, row)| (*d, row[c].comp(j))),
+                    );
+                }
+            }
+        };
+        DIGITS.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut lifted) => sum_prime(&mut lifted),
+            Err(_) => sum_prime(&mut Vec::new()),
+        });
+        let polys = acc
+            .into_iter()
+            .map(|a| drop_last_rounded_owned(ctx, level + 1, a))
             .collect::<Result<Vec<_>>>()?;
         Ok(Ciphertext {
             meta: Meta::new(ctx, level, ct.meta.scale)?,

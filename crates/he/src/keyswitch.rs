@@ -102,22 +102,48 @@ pub(crate) fn key_switch(
 /// Divides a polynomial over `Q_ℓ` (NTT form) by `q_ℓ` with rounding, leaving it over
 /// `Q_{ℓ-1}` (CKKS rescale, BFV modulus switch).
 pub(crate) fn drop_last_rounded(ctx: &Context, level: usize, x: &RnsPoly) -> Result<RnsPoly> {
-    let lv = ctx.level(level)?;
+    let conv = last_residue_centered(ctx, level, x)?;
+    let mut out = x.slice(0, level);
+    subtract_and_divide(ctx, level, &mut out, &conv)?;
+    Ok(out)
+}
+
+/// [`drop_last_rounded`] in `x`'s own words (no copy of the lower residues).
+pub(crate) fn drop_last_rounded_owned(
+    ctx: &Context,
+    level: usize,
+    mut x: RnsPoly,
+) -> Result<RnsPoly> {
+    let conv = last_residue_centered(ctx, level, &x)?;
+    x.truncate(level);
+    subtract_and_divide(ctx, level, &mut x, &conv)?;
+    Ok(x)
+}
+
+/// The centered residue of `x` mod `q_ℓ` in each lower prime (NTT form).
+fn last_residue_centered(ctx: &Context, level: usize, x: &RnsPoly) -> Result<RnsPoly> {
     let q = ctx.q_primes(level);
-    let last = &q[level];
-    let ql = last.value();
+    let ql = q[level].value();
     let tail = x
         .slice(level, level + 1)
         .backward(&q.range(level, level + 1));
-    let n = ctx.degree();
     let lower = q.prefix(level);
-    // the centered residue mod q_l in each lower prime, then (x − it) / q_l as in mod_down
-    let mut conv = RnsPoly::<Coeff>::zero(n, level);
+    let mut conv = RnsPoly::<Coeff>::zero(ctx.degree(), level);
     for (c, prime) in conv.comps_mut().zip(&lower) {
         lift_centered(c, tail.comp(0), ql, &prime.m);
     }
-    let conv = conv.forward(&lower);
-    let mut out = x.slice(0, level);
-    out.sub_mul_scalar_assign(&conv, &lv.q_last_inv, &lower);
-    Ok(out)
+    Ok(conv.forward(&lower))
+}
+
+/// `out ← (out − conv) / q_ℓ` over the primes below `q_ℓ`, as in `mod_down`.
+fn subtract_and_divide(
+    ctx: &Context,
+    level: usize,
+    out: &mut RnsPoly,
+    conv: &RnsPoly,
+) -> Result<()> {
+    let lv = ctx.level(level)?;
+    let lower = ctx.q_primes(level).prefix(level);
+    out.sub_mul_scalar_assign(conv, &lv.q_last_inv, &lower);
+    Ok(())
 }
