@@ -36,6 +36,11 @@ pub struct BenchPirOptions {
     pub k: usize,
     /// Searches measured.
     pub queries: usize,
+    /// Buckets of the layout (`None`: the default, [`blindsight_pir::params::DEFAULT_BUCKETS`]).
+    pub buckets: Option<usize>,
+    /// Buckets each record is in (`None`: the default,
+    /// [`blindsight_pir::params::DEFAULT_HASHES`]).
+    pub hashes: Option<usize>,
 }
 
 /// `n` records in one buffer.
@@ -67,7 +72,13 @@ pub fn run(opts: &BenchPirOptions) -> Result<serde_json::Value> {
             "bench-pir needs --records, --record-bytes, --k and --queries of at least 1".into(),
         ));
     }
-    let params = PirParams::new(opts.record_bytes);
+    let mut params = PirParams::new(opts.record_bytes);
+    params.buckets = opts.buckets.unwrap_or(params.buckets);
+    params.hashes = opts.hashes.unwrap_or(params.hashes);
+    // the layout's own checks (buckets a multiple of the hashes, both at least 1)
+    params
+        .layout(0)
+        .map_err(|e| crate::AppError::Usage(format!("--buckets and --hashes: {e}")))?;
     if opts.k as u64 > opts.records || opts.k > params.buckets {
         return Err(crate::AppError::Usage(format!(
             "--k must be at most the records and at most the {} buckets of a query",

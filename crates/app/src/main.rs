@@ -491,6 +491,15 @@ enum Command {
         /// Searches measured (timings are medians).
         #[arg(long, default_value_t = 3)]
         queries: usize,
+        /// Buckets of the batch layout (default 16; a multiple of --hashes): each search
+        /// answers one record per bucket. For comparing layouts; the product uses the
+        /// default.
+        #[arg(long)]
+        buckets: Option<usize>,
+        /// Buckets each record is in (default 4): fewer means less work per record and
+        /// more searches that cannot place all k results (reported as `unplaced`).
+        #[arg(long)]
+        hashes: Option<usize>,
         /// Print one JSON object (otherwise, one field per line).
         #[arg(long)]
         json: bool,
@@ -836,6 +845,8 @@ fn run(command: Command) -> blindsight::Result<()> {
             record_bytes,
             k,
             queries,
+            buckets,
+            hashes,
             json,
         } => {
             let report = blindsight::bench_pir::run(&blindsight::bench_pir::BenchPirOptions {
@@ -843,6 +854,8 @@ fn run(command: Command) -> blindsight::Result<()> {
                 record_bytes,
                 k,
                 queries,
+                buckets,
+                hashes,
             })?;
             if json {
                 println!("{report}");

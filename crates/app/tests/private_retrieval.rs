@@ -332,3 +332,35 @@ fn retrieval_follows_ingests_deletions_and_compactions() {
     assert_eq!(common::report_images(&html), 2, "{html}");
     assert!(html.contains(gallery[15].name));
 }
+
+/// `bench-pir` measures any valid layout (its JSON says which, and that every record came
+/// back) and refuses one the batch layout cannot build, saying why.
+#[test]
+fn bench_pir_compares_layouts_and_refuses_bad_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let args = |b: &'static str, w: &'static str| {
+        [
+            "bench-pir",
+            "--records",
+            "300",
+            "--record-bytes",
+            "512",
+            "--k",
+            "5",
+            "--queries",
+            "1",
+            "--buckets",
+            b,
+            "--hashes",
+            w,
+            "--json",
+        ]
+    };
+    let out: serde_json::Value = serde_json::from_str(&ok(home, &args("18", "3"))).unwrap();
+    assert_eq!(out["buckets"], 18);
+    assert_eq!(out["hashes"], 3);
+    assert_eq!(out["correct"], true);
+    common::fails_with(home, &args("16", "3"), "a multiple of them as buckets");
+    common::fails_with(home, &args("4", "1"), "at least 2 hashes");
+}
