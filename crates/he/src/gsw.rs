@@ -163,3 +163,69 @@ impl Evaluator {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{BfvEncoder, Context, Evaluator, RelinKey, SecretKey};
+
+    /// `ct ⊡ RGSW(b)` decrypts to `b · m`, exactly, for both bits and ciphertexts whose
+    /// digits differ from call to call (the reused digit buffer holds nothing over).
+    #[test]
+    fn external_products_select_the_message_or_zero() {
+        let ctx = Context::preset("pir-4096").unwrap();
+        let sk = SecretKey::generate(&ctx).unwrap();
+        let rk = RelinKey::generate(&ctx, &sk).unwrap();
+        let ev = Evaluator::new(&ctx);
+        let enc = BfvEncoder::new(&ctx).unwrap();
+        let n = ctx.degree();
+        let t = ctx.params().plain_modulus();
+        let primes: Vec<u64> = ctx.params().moduli()[..3].to_vec();
+        let rgsw = |bit: u64| {
+            // row 0, digit i: bit · q_2 · ĝ_i, a constant (ĝ_i ≡ δ_ij mod q_j, 0 mod q_2)
+            let row0: Vec<_> = (0..2)
+                .map(|i| {
+                    let residues: Vec<Vec<u64>> = primes
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &p)| {
+                            let mut poly = vec![0u64; n];
+                            if j == i {
+                                poly[0] = bit * (primes[2] % p);
+                            }
+                            poly
+                        })
+                        .collect();
+                    sk.encrypt_raw(&ctx, 2, &residues).unwrap()
+                })
+                .collect();
+            ev.rgsw_from_rows(&row0, &rk).unwrap()
+        };
+        let (zero, one) = (rgsw(0), rgsw(1));
+        for seed in 1..4u64 {
+            let m: Vec<u64> = (0..n as u64)
+                .map(|i| (i * 7919 + seed * 104_729) % t)
+                .collect();
+            let ct = ev
+                .mod_switch_to(
+                    &sk.encrypt(&ctx, &enc.encode_coefficients(&m).unwrap())
+                        .unwrap(),
+                    1,
+                )
+                .unwrap();
+            for (bit, rgsw) in [(0u64, &zero), (1, &one)] {
+                let out = ev.external_product(&ct, rgsw).unwrap();
+                assert_eq!(out.level(), 1);
+                let got = enc
+                    .decode_coefficients(&sk.decrypt(&ctx, &out).unwrap())
+                    .unwrap();
+                let want: Vec<u64> = m.iter().map(|&v| v * bit).collect();
+                assert_eq!(got, want, "bit {bit}, seed {seed}");
+            }
+        }
+        // a ciphertext at another level than the RGSW's is an error
+        let top = sk
+            .encrypt(&ctx, &enc.encode_coefficients(&[1]).unwrap())
+            .unwrap();
+        assert!(ev.external_product(&top, &one).is_err());
+    }
+}
