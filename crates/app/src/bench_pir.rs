@@ -75,7 +75,7 @@ pub fn run(opts: &BenchPirOptions) -> Result<serde_json::Value> {
     let mut params = PirParams::new(opts.record_bytes);
     params.buckets = opts.buckets.unwrap_or(params.buckets);
     params.hashes = opts.hashes.unwrap_or(params.hashes);
-    // the layout's own checks (buckets a multiple of the hashes, both at least 1)
+    // the layout's own checks (at least 2 hashes, buckets a multiple of them)
     params
         .layout(0)
         .map_err(|e| crate::AppError::Usage(format!("--buckets and --hashes: {e}")))?;

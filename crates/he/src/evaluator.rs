@@ -87,7 +87,7 @@ impl Evaluator {
     /// `a - b`.
     pub fn sub(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
         let mut out = a.clone();
-        self.combine(&mut out, b, true)?;
+        self.sub_assign(&mut out, b)?;
         Ok(out)
     }
 

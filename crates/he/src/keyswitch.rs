@@ -102,9 +102,11 @@ pub(crate) fn key_switch(
 /// Divides a polynomial over `Q_ℓ` (NTT form) by `q_ℓ` with rounding, leaving it over
 /// `Q_{ℓ-1}` (CKKS rescale, BFV modulus switch).
 pub(crate) fn drop_last_rounded(ctx: &Context, level: usize, x: &RnsPoly) -> Result<RnsPoly> {
-    let conv = last_residue_centered(ctx, level, x)?;
+    let lv = ctx.level(level)?;
+    let conv = last_residue_centered(ctx, level, x);
+    // (x − it) / q_ℓ, as in mod_down
     let mut out = x.slice(0, level);
-    subtract_and_divide(ctx, level, &mut out, &conv)?;
+    out.sub_mul_scalar_assign(&conv, &lv.q_last_inv, &ctx.q_primes(level).prefix(level));
     Ok(out)
 }
 
@@ -114,14 +116,16 @@ pub(crate) fn drop_last_rounded_owned(
     level: usize,
     mut x: RnsPoly,
 ) -> Result<RnsPoly> {
-    let conv = last_residue_centered(ctx, level, &x)?;
+    let lv = ctx.level(level)?;
+    let conv = last_residue_centered(ctx, level, &x);
     x.truncate(level);
-    subtract_and_divide(ctx, level, &mut x, &conv)?;
+    x.sub_mul_scalar_assign(&conv, &lv.q_last_inv, &ctx.q_primes(level).prefix(level));
     Ok(x)
 }
 
-/// The centered residue of `x` mod `q_ℓ` in each lower prime (NTT form).
-fn last_residue_centered(ctx: &Context, level: usize, x: &RnsPoly) -> Result<RnsPoly> {
+/// The centered residue of `x` mod `q_ℓ` in each lower prime (NTT form), for a level the
+/// caller has checked.
+fn last_residue_centered(ctx: &Context, level: usize, x: &RnsPoly) -> RnsPoly {
     let q = ctx.q_primes(level);
     let ql = q[level].value();
     let tail = x
@@ -132,18 +136,5 @@ fn last_residue_centered(ctx: &Context, level: usize, x: &RnsPoly) -> Result<Rns
     for (c, prime) in conv.comps_mut().zip(&lower) {
         lift_centered(c, tail.comp(0), ql, &prime.m);
     }
-    Ok(conv.forward(&lower))
-}
-
-/// `out ← (out − conv) / q_ℓ` over the primes below `q_ℓ`, as in `mod_down`.
-fn subtract_and_divide(
-    ctx: &Context,
-    level: usize,
-    out: &mut RnsPoly,
-    conv: &RnsPoly,
-) -> Result<()> {
-    let lv = ctx.level(level)?;
-    let lower = ctx.q_primes(level).prefix(level);
-    out.sub_mul_scalar_assign(conv, &lv.q_last_inv, &lower);
-    Ok(())
+    conv.forward(&lower)
 }
